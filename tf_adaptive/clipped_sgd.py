@@ -1,0 +1,153 @@
+"""Clipped SGD with momentum: global (GClip) and coordinate-wise (CClip) clipping."""
+
+from keras import ops
+
+from tf_adaptive import thresholds
+from tf_adaptive._base import (
+    PreconditionedOptimizer,
+    check_beta,
+    check_positive_or_schedule,
+    compute_dtype,
+    dense_gradient,
+    evaluate_schedule,
+    register_optimizer,
+)
+
+_ARGS_DOC = """learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
+            or a callable. The step size η_t.
+        beta_1: Decay rate of the momentum m_t, in [0, 1). Defaults to `0.9`.
+        threshold: The clipping threshold τ_t > 0: a float, or a schedule
+            (any callable of the update count, e.g. a
+            `keras.optimizers.schedules.LearningRateSchedule`; the theory's
+            growing τ_k = G k^(1/(α-1)) is one). Defaults to `1.0`."""
+
+
+class _ClippedMomentum(PreconditionedOptimizer):
+    """Shared state of GClip and CClip: an EMA momentum and a threshold τ_t."""
+
+    momentum_type = thresholds.EMA_HEAVY_BALL
+    momentum_coefficient_name = "beta_1"
+    hyperparameter_names = ("beta_1", "threshold")
+
+    def __init__(self, learning_rate, beta_1, threshold, name, **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.beta_1 = check_beta("beta_1", beta_1)
+        self.threshold = check_positive_or_schedule("threshold", threshold)
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._momentums = self.add_optimizer_variables(var_list, "momentum")
+
+    def _threshold_at(self, step, dtype):
+        return ops.cast(evaluate_schedule(self.threshold, step), dtype)
+
+    def _updated_momentum(self, gradient, variable, dtype):
+        momentum = self._momentums[self._get_variable_index(variable)]
+        m = ops.cast(momentum, dtype)
+        m = m + (dense_gradient(gradient, variable, dtype) - m) * (1.0 - self.beta_1)
+        self.assign(momentum, m)
+        return m
+
+
+@register_optimizer(clipping_args=_ARGS_DOC)
+class CClip(_ClippedMomentum):
+    """SGD with momentum, clipped coordinate-wise (CClip).
+
+    Zhang et al., "Why are Adaptive Methods Good for Attention Models?",
+    NeurIPS 2020, Algorithm 1 with the (CClip) rule:
+
+        m_t = β1 m_{t-1} + (1 - β1) g_t
+        x_t = x_{t-1} - η_t min(τ_t / |m_t|, 1) m_t        (element-wise)
+
+    This clips the *momentum*; Keras's `clipvalue` clips the raw gradient
+    before the update, which is a different method.
+
+    Preconditioner: P_t = max(|m_t| / τ_t, 1) with τ_t the threshold of the
+    most recent update. Momentum type: EMA heavy ball with β1.
+
+    Args:
+        {{clipping_args}}
+        {{base_optimizer_keyword_args}}
+    """
+
+    def __init__(self, learning_rate=0.01, beta_1=0.9, threshold=1.0, name="cclip", **kwargs):
+        super().__init__(learning_rate, beta_1, threshold, name, **kwargs)
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = compute_dtype(variable)
+        m = self._updated_momentum(gradient, variable, dtype)
+        tau = self._threshold_at(self.iterations, dtype)
+        magnitude = ops.abs(m)
+        clip = ops.where(magnitude > tau, tau / magnitude, 1.0)
+        self.assign_sub(variable, ops.cast(learning_rate, dtype) * clip * m)
+
+    def _preconditioner(self, index, dtype):
+        magnitude = ops.abs(ops.cast(self._momentums[index], dtype))
+        tau = self._threshold_at(self.iterations - 1, dtype)
+        return ops.where(magnitude > tau, magnitude / tau, 1.0)
+
+
+@register_optimizer(clipping_args=_ARGS_DOC)
+class GClip(_ClippedMomentum):
+    """SGD with momentum, clipped by the global norm of the momentum (GClip).
+
+    Zhang et al., "Why are Adaptive Methods Good for Attention Models?",
+    NeurIPS 2020, Algorithm 1 with the (GClip) rule:
+
+        m_t = β1 m_{t-1} + (1 - β1) g_t                       (every variable)
+        x_t = x_{t-1} - η_t min(τ_t / ‖m_t‖, 1) m_t
+
+    where ‖m_t‖ is the L2 norm of the momentum over *all* the variables the
+    optimizer was built with. Keras's `global_clipnorm` clips the raw gradient
+    before the update instead, which is a different method.
+
+    The update runs in two passes over the variables: the first updates every
+    momentum, the second applies the step with the clipping factor computed
+    from all of them. Both go through Keras's distributed update path, so the
+    norm is the same on every replica.
+
+    Preconditioner: P_t = max(‖m_t‖ / τ_t, 1) in every coordinate. Momentum
+    type: EMA heavy ball with β1.
+
+    Args:
+        {{clipping_args}}
+        {{base_optimizer_keyword_args}}
+    """
+
+    def __init__(self, learning_rate=0.01, beta_1=0.9, threshold=1.0, name="gclip", **kwargs):
+        super().__init__(learning_rate, beta_1, threshold, name, **kwargs)
+        self._applying_step = False
+
+    def _global_momentum_norm(self):
+        return ops.sqrt(
+            sum(ops.sum(ops.square(ops.cast(m, "float32"))) for m in self._momentums)
+        )
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        self._applying_step = False
+        super()._backend_update_step(grads, trainable_variables, learning_rate)
+        norm = self._global_momentum_norm()
+        tau = self._threshold_at(self.iterations, "float32")
+        clip = ops.where(norm > tau, tau / norm, 1.0)
+        self._applying_step = True
+        placeholders = [ops.zeros((), "float32") for _ in trainable_variables]
+        super()._backend_update_step(
+            placeholders, trainable_variables, ops.cast(learning_rate, "float32") * clip
+        )
+        self._applying_step = False
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = compute_dtype(variable)
+        if not self._applying_step:
+            self._updated_momentum(gradient, variable, dtype)
+            return
+        m = ops.cast(self._momentums[self._get_variable_index(variable)], dtype)
+        self.assign_sub(variable, ops.cast(learning_rate, dtype) * m)
+
+    def _preconditioner(self, index, dtype):
+        norm = self._global_momentum_norm()
+        tau = self._threshold_at(self.iterations - 1, "float32")
+        return ops.cast(ops.where(norm > tau, norm / tau, 1.0), dtype)
+

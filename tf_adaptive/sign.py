@@ -1,0 +1,92 @@
+"""Sign descent: stochastic sign descent (SSD) and its momentum form (M-SSD)."""
+
+from keras import ops
+
+from tf_adaptive import thresholds
+from tf_adaptive._base import (
+    PreconditionedOptimizer,
+    check_beta,
+    compute_dtype,
+    dense_gradient,
+    register_optimizer,
+)
+
+
+class _SignDescent(PreconditionedOptimizer):
+    """x_t = x_{t-1} - η sign(m_t), m_t an EMA of the gradient with decay β (β = 0: m_t = g_t)."""
+
+    def __init__(self, learning_rate, beta, name, **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.beta = check_beta("beta", beta)
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._momentums = self.add_optimizer_variables(var_list, "momentum")
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = compute_dtype(variable)
+        momentum = self._momentums[self._get_variable_index(variable)]
+        m = dense_gradient(gradient, variable, dtype)
+        if self.beta > 0.0:
+            previous = ops.cast(momentum, dtype)
+            m = previous + (m - previous) * (1.0 - self.beta)
+        self.assign(momentum, m)
+        self.assign_sub(variable, ops.cast(learning_rate, dtype) * ops.sign(m))
+
+    def _preconditioner(self, index, dtype):
+        return ops.abs(ops.cast(self._momentums[index], dtype))
+
+
+@register_optimizer
+class SSD(_SignDescent):
+    """Stochastic sign descent (SSD).
+
+    Balles and Hennig, "Dissecting Adam: The Sign, Magnitude and Variance of
+    Stochastic Gradients", ICML 2018, Fig. 1:
+
+        x_t = x_{t-1} - η sign(g_t)
+
+    The latest gradient is kept as state so that `preconditioner()` can report
+    P_t = |g_t| (sign(g) = g / |g|; a coordinate with g = 0 does not move and has
+    P = 0 there, with P⁻¹ g read as sign(0) = 0). Momentum type: none.
+
+    Args:
+        learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
+            or a callable. Defaults to `1e-3`.
+        {{base_optimizer_keyword_args}}
+    """
+
+    momentum_type = thresholds.NONE
+
+    def __init__(self, learning_rate=1e-3, name="ssd", **kwargs):
+        super().__init__(learning_rate, 0.0, name, **kwargs)
+
+
+@register_optimizer
+class MSSD(_SignDescent):
+    """Stochastic sign descent with momentum (M-SSD).
+
+    Balles and Hennig, "Dissecting Adam", ICML 2018, Fig. 1 ("m-ssd"), with the
+    momentum written as an exponential moving average:
+
+        m_t = β m_{t-1} + (1 - β) g_t
+        x_t = x_{t-1} - η sign(m_t)
+
+    Preconditioner: P_t = |m_t| (P⁻¹ m read as sign(0) = 0 where m_t = 0).
+    Momentum type: EMA heavy ball with β.
+
+    Args:
+        learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
+            or a callable. Defaults to `1e-3`.
+        beta: Decay rate of the momentum, in [0, 1). Defaults to `0.9`.
+        {{base_optimizer_keyword_args}}
+    """
+
+    momentum_type = thresholds.EMA_HEAVY_BALL
+    momentum_coefficient_name = "beta"
+    hyperparameter_names = ("beta",)
+
+    def __init__(self, learning_rate=1e-3, beta=0.9, name="mssd", **kwargs):
+        super().__init__(learning_rate, beta, name, **kwargs)

@@ -1,0 +1,169 @@
+"""Stochastic variance-adapted gradient: SVAG and its momentum form M-SVAG."""
+
+from keras import ops
+
+from tf_adaptive import thresholds
+from tf_adaptive._base import (
+    PreconditionedOptimizer,
+    check_beta,
+    compute_dtype,
+    dense_gradient,
+    register_optimizer,
+)
+
+_MAX_RELATIVE_VARIANCE = 0.9999
+
+_ESTIMATES_DOC = """m̃_t = β m̃_{t-1} + (1 - β) g_t ;   ṽ_t = β ṽ_{t-1} + (1 - β) g_t²
+        m_t = m̃_t / (1 - β^t) ;             v_t = ṽ_t / (1 - β^t)
+        ρ_t = min((1 - β)(1 + β^t) / ((1 + β)(1 - β^t)), 0.9999)
+        s_t = (v_t - m_t²) / (1 - ρ_t)
+
+    ρ_t is the relative variance of the bias-corrected EMA m_t, with t = 1 for
+    the first step (so ρ_1 = 1, hence the cap). This is the index convention of
+    the authors' published TensorFlow implementation (lballes/msvag), which
+    writes it as (1-β)²(1-β^{2t}) / ((1-β^t)²(1-β²)); the paper's
+    (1-β)(1+β^{t+1}) / ((1+β)(1-β^{t+1})) counts steps from 0. Following the
+    same implementation, γ_t is clipped to [0, 1] and a NaN γ_t (m_t = v_t = 0)
+    becomes 0."""
+
+
+class _VarianceAdaptation(PreconditionedOptimizer):
+    """Shared moment estimates of SVAG and M-SVAG (Balles and Hennig 2018, §4)."""
+
+    hyperparameter_names = ("beta",)
+    momentum_coefficient_name = "beta"
+
+    def __init__(self, learning_rate, beta, name, **kwargs):
+        super().__init__(learning_rate, name, **kwargs)
+        self.beta = check_beta("beta", beta)
+
+    def build(self, var_list):
+        if self.built:
+            return
+        super().build(var_list)
+        self._momentums, self._second_moments = self.add_optimizer_variables(
+            var_list, ["momentum", "second_moment"]
+        )
+
+    def _scalars(self, t, dtype):
+        """(1 - β^t, ρ_t) of step t, computed in float32."""
+        beta_power = ops.power(ops.cast(self.beta, "float32"), t)
+        correction = 1.0 - beta_power
+        rho = (1.0 - self.beta) * (1.0 + beta_power) / ((1.0 + self.beta) * correction)
+        rho = ops.minimum(rho, _MAX_RELATIVE_VARIANCE)
+        return ops.cast(correction, dtype), ops.cast(rho, dtype)
+
+    def _adaptation_factor(self, m_tilde, v_tilde, t, dtype):
+        correction, rho = self._scalars(t, dtype)
+        m = m_tilde / correction
+        m_squared = ops.square(m)
+        variance = (v_tilde / correction - m_squared) / (1.0 - rho)
+        factor = m_squared / (m_squared + self._variance_weight(rho) * variance)
+        factor = ops.clip(factor, 0.0, 1.0)
+        return ops.where(ops.isnan(factor), 0.0, factor), correction, m
+
+    def update_step(self, gradient, variable, learning_rate):
+        dtype = compute_dtype(variable)
+        index = self._get_variable_index(variable)
+        momentum, second_moment = self._momentums[index], self._second_moments[index]
+        g = dense_gradient(gradient, variable, dtype)
+
+        m_tilde = ops.cast(momentum, dtype)
+        m_tilde = m_tilde + (g - m_tilde) * (1.0 - self.beta)
+        v_tilde = ops.cast(second_moment, dtype)
+        v_tilde = v_tilde + (ops.square(g) - v_tilde) * (1.0 - self.beta)
+        factor, _, m = self._adaptation_factor(
+            m_tilde, v_tilde, self._update_step_count(), dtype
+        )
+
+        self.assign(momentum, m_tilde)
+        self.assign(second_moment, v_tilde)
+        self.assign_sub(
+            variable, ops.cast(learning_rate, dtype) * factor * self._direction(g, m)
+        )
+
+    def _preconditioner(self, index, dtype):
+        factor, correction, _ = self._adaptation_factor(
+            ops.cast(self._momentums[index], dtype),
+            ops.cast(self._second_moments[index], dtype),
+            self._completed_step_count(),
+            dtype,
+        )
+        return self._momentum_scale(correction) / factor
+
+
+@register_optimizer(estimates=_ESTIMATES_DOC)
+class MSVAG(_VarianceAdaptation):
+    """Stochastic variance-adapted gradient with momentum (M-SVAG).
+
+    Balles and Hennig, "Dissecting Adam: The Sign, Magnitude and Variance of
+    Stochastic Gradients", ICML 2018, §4.3 (Algorithm "m-svag"):
+
+        {{estimates}}
+
+        γ_t = m_t² / (m_t² + ρ_t s_t)
+        x_t = x_{t-1} - η γ_t m_t
+
+    Preconditioner: P_t = (1 - β^t) / γ_t, so that the step is η P_t⁻¹ m̃_t for
+    the stored (un-corrected) momentum m̃_t, the same convention as Adam's
+    bias correction; +inf where γ_t = 0. Momentum type: EMA heavy ball with β.
+
+    Args:
+        learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
+            or a callable. The paper has no default; `1e-2` here.
+        beta: Decay rate of both moving averages, in [0, 1). Defaults to `0.9`.
+        {{base_optimizer_keyword_args}}
+    """
+
+    momentum_type = thresholds.EMA_HEAVY_BALL
+
+    def __init__(self, learning_rate=1e-2, beta=0.9, name="msvag", **kwargs):
+        super().__init__(learning_rate, beta, name, **kwargs)
+
+    def _variance_weight(self, rho):
+        return rho
+
+    def _direction(self, gradient, momentum):
+        return momentum
+
+    def _momentum_scale(self, correction):
+        return correction
+
+
+@register_optimizer(estimates=_ESTIMATES_DOC)
+class SVAG(_VarianceAdaptation):
+    """Stochastic variance-adapted gradient (SVAG).
+
+    Balles and Hennig, "Dissecting Adam", ICML 2018, §4 (Algorithm "svag"): the
+    same estimates as M-SVAG,
+
+        {{estimates}}
+
+        γ_t = m_t² / (m_t² + s_t)          (the factor for a single gradient)
+        x_t = x_{t-1} - η γ_t g_t
+
+    Preconditioner: P_t = 1 / γ_t (the method steps along the gradient);
+    +inf where γ_t = 0. Momentum type: none (the step uses g_t itself), so
+    `stability_threshold()` is 2 / η.
+
+    Args:
+        learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
+            or a callable. The paper has no default; `1e-2` here.
+        beta: Decay rate of both moving averages, in [0, 1). Defaults to `0.9`.
+        {{base_optimizer_keyword_args}}
+    """
+
+    momentum_type = thresholds.NONE
+    momentum_coefficient_name = None
+
+    def __init__(self, learning_rate=1e-2, beta=0.9, name="svag", **kwargs):
+        super().__init__(learning_rate, beta, name, **kwargs)
+
+    def _variance_weight(self, rho):
+        return 1.0
+
+    def _direction(self, gradient, momentum):
+        return gradient
+
+    def _momentum_scale(self, correction):
+        return 1.0
