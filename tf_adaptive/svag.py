@@ -16,7 +16,7 @@ _MAX_RELATIVE_VARIANCE = 0.9999
 _ESTIMATES_DOC = """m̃_t = β m̃_{t-1} + (1 - β) g_t ;   ṽ_t = β ṽ_{t-1} + (1 - β) g_t²
         m_t = m̃_t / (1 - β^t) ;             v_t = ṽ_t / (1 - β^t)
         ρ_t = min((1 - β)(1 + β^t) / ((1 + β)(1 - β^t)), 0.9999)
-        s_t = (v_t - m_t²) / (1 - ρ_t)
+        s_t = (v_t - m_t²) / (1 - ρ_t)   for t > 1 ;   s_1 = 0
 
     ρ_t is the relative variance of the bias-corrected EMA m_t, with t = 1 for
     the first step (so ρ_1 = 1, hence the cap). This is the index convention of
@@ -24,7 +24,8 @@ _ESTIMATES_DOC = """m̃_t = β m̃_{t-1} + (1 - β) g_t ;   ṽ_t = β ṽ_{t-1}
     writes it as (1-β)²(1-β^{2t}) / ((1-β^t)²(1-β²)); the paper's
     (1-β)(1+β^{t+1}) / ((1+β)(1-β^{t+1})) counts steps from 0. Following the
     same implementation, γ_t is clipped to [0, 1] and a NaN γ_t (m_t = v_t = 0)
-    becomes 0."""
+    becomes 0. s_1 = 0 is the exact value of the capped formula at t = 1 (one
+    sample), which float32 would otherwise return as rounding noise × 10⁴."""
 
 
 class _VarianceAdaptation(PreconditionedOptimizer):
@@ -46,18 +47,25 @@ class _VarianceAdaptation(PreconditionedOptimizer):
         )
 
     def _scalars(self, t, dtype):
-        """(1 - β^t, ρ_t) of step t, computed in float32."""
+        """(1 - β^t, ρ_t, 1 / (1 - ρ_t)) of step t, computed in float32.
+
+        At t = 1 the variance estimate is 0/0 in exact arithmetic (one sample):
+        the capped ρ_1 = 0.9999 makes it (v_1 - m_1²) · 10⁴, i.e. float32 rounding
+        noise amplified 10⁴ times. We set 1 / (1 - ρ_1) to 0, so s_1 = 0 and
+        γ_1 = 1 exactly, the exact-arithmetic value of the published formula.
+        """
         beta_power = ops.power(ops.cast(self.beta, "float32"), t)
         correction = 1.0 - beta_power
         rho = (1.0 - self.beta) * (1.0 + beta_power) / ((1.0 + self.beta) * correction)
         rho = ops.minimum(rho, _MAX_RELATIVE_VARIANCE)
-        return ops.cast(correction, dtype), ops.cast(rho, dtype)
+        variance_scale = ops.where(t > 1.0, 1.0 / (1.0 - rho), 0.0)
+        return ops.cast(correction, dtype), ops.cast(rho, dtype), ops.cast(variance_scale, dtype)
 
     def _adaptation_factor(self, m_tilde, v_tilde, t, dtype):
-        correction, rho = self._scalars(t, dtype)
+        correction, rho, variance_scale = self._scalars(t, dtype)
         m = m_tilde / correction
         m_squared = ops.square(m)
-        variance = (v_tilde / correction - m_squared) / (1.0 - rho)
+        variance = (v_tilde / correction - m_squared) * variance_scale
         factor = m_squared / (m_squared + self._variance_weight(rho) * variance)
         factor = ops.clip(factor, 0.0, 1.0)
         return ops.where(ops.isnan(factor), 0.0, factor), correction, m
