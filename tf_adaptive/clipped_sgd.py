@@ -1,5 +1,6 @@
 """Clipped SGD with momentum: global (GClip) and coordinate-wise (CClip) clipping."""
 
+import keras
 from keras import ops
 
 from tf_adaptive import thresholds
@@ -103,10 +104,10 @@ class GClip(_ClippedMomentum):
     optimizer was built with. Keras's `global_clipnorm` clips the raw gradient
     before the update instead, which is a different method.
 
-    The update runs in two passes over the variables: the first updates every
-    momentum, the second applies the step with the clipping factor computed
-    from all of them. Both go through Keras's distributed update path, so the
-    norm is the same on every replica.
+    The update runs in two passes over the variables, both inside Keras's
+    (distributed) update path after the gradients are all-reduced: the first
+    updates every momentum, the second applies the step with the clipping
+    factor, computed once per replica from all the momenta.
 
     Preconditioner: P_t = max(‖m_t‖ / τ_t, 1) in every coordinate. Momentum
     type: EMA heavy ball with β1.
@@ -119,24 +120,43 @@ class GClip(_ClippedMomentum):
     def __init__(self, learning_rate=0.01, beta_1=0.9, threshold=1.0, name="gclip", **kwargs):
         super().__init__(learning_rate, beta_1, threshold, name, **kwargs)
         self._applying_step = False
+        self._clip_factors = {}
 
     def _global_momentum_norm(self):
         return ops.sqrt(
             sum(ops.sum(ops.square(ops.cast(m, "float32"))) for m in self._momentums)
         )
 
-    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+    def _in_two_passes(self, run_pass):
+        """Run `update_step` over every variable twice: momentum first, then the step."""
+        self._clip_factors = {}
         self._applying_step = False
-        super()._backend_update_step(grads, trainable_variables, learning_rate)
-        norm = self._global_momentum_norm()
-        tau = self._threshold_at(self.iterations, "float32")
-        clip = ops.where(norm > tau, tau / norm, 1.0)
+        run_pass()
         self._applying_step = True
-        placeholders = [ops.zeros((), "float32") for _ in trainable_variables]
-        super()._backend_update_step(
-            placeholders, trainable_variables, ops.cast(learning_rate, "float32") * clip
-        )
+        run_pass()
         self._applying_step = False
+        self._clip_factors = {}
+
+    def _backend_update_step(self, grads, trainable_variables, learning_rate):
+        if keras.backend.backend() == "tensorflow":
+            # The TF backend all-reduces the gradients here, once, then calls
+            # _distributed_tf_update_step, where the two passes happen.
+            return super()._backend_update_step(grads, trainable_variables, learning_rate)
+        parent = super()._backend_update_step
+        self._in_two_passes(lambda: parent(grads, trainable_variables, learning_rate))
+
+    def _distributed_tf_update_step(self, distribution, grads_and_vars, learning_rate):
+        parent = super()._distributed_tf_update_step
+        self._in_two_passes(lambda: parent(distribution, grads_and_vars, learning_rate))
+
+    def _clip_factor(self, variable):
+        """min(τ_t / ‖m_t‖, 1), computed once per device (replica) and step."""
+        device = getattr(variable, "device", None)
+        if device not in self._clip_factors:
+            norm = self._global_momentum_norm()
+            tau = self._threshold_at(self.iterations, "float32")
+            self._clip_factors[device] = ops.where(norm > tau, tau / norm, 1.0)
+        return self._clip_factors[device]
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = compute_dtype(variable)
@@ -144,7 +164,8 @@ class GClip(_ClippedMomentum):
             self._updated_momentum(gradient, variable, dtype)
             return
         m = ops.cast(self._momentums[self._get_variable_index(variable)], dtype)
-        self.assign_sub(variable, ops.cast(learning_rate, dtype) * m)
+        clip = ops.cast(self._clip_factor(variable), dtype)
+        self.assign_sub(variable, ops.cast(learning_rate, dtype) * clip * m)
 
     def _preconditioner(self, index, dtype):
         norm = self._global_momentum_norm()
