@@ -1,0 +1,33 @@
+"""The optimizer tests again, in a fresh interpreter on Keras's JAX backend.
+
+The update math is written in `keras.ops` only, so the same classes must give
+the same results there. The TensorFlow-only execution tests skip themselves.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.slow
+def test_optimizer_tests_pass_on_the_jax_backend():
+    env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+         os.path.join("tests", "tf_adaptive")],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
+    )
+    summary = result.stdout[-3000:] + result.stderr[-2000:]
+    assert result.returncode == 0, summary
+    assert " passed" in result.stdout and "jax" in _backend_line(env), summary
+
+
+def _backend_line(env):
+    return subprocess.run(
+        [sys.executable, "-c", "import keras; print(keras.backend.backend())"],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+    ).stdout
