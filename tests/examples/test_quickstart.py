@@ -1,0 +1,33 @@
+"""The README's main example runs on the embedded data and every optimizer learns."""
+
+import math
+import os
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.mark.slow
+def test_quickstart_trains_every_optimizer_and_prints_the_table():
+    result = subprocess.run(
+        [sys.executable, os.path.join("examples", "quickstart.py"), "--epochs=3"],
+        cwd=ROOT, capture_output=True, text=True, timeout=900,
+        env=dict(os.environ, PYTHONPATH=ROOT),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = {}
+    for line in result.stdout.splitlines():
+        fields = line.rsplit(maxsplit=6)
+        if len(fields) == 7 and fields[0] in ("keras Adam", "ACClip", "GClip", "CClip", "RAdam",
+                                              "SSD", "MSSD", "SVAG", "MSVAG"):
+            rows[fields[0]] = [float(f) if f != "-" else None for f in fields[1:]]
+    assert len(rows) == 9, result.stdout
+    for name, (learning_rate, train_loss, test_loss, accuracy, threshold, seconds) in rows.items():
+        # Cross-entropy at chance is ln 10 ≈ 2.30; every method must be well below it.
+        assert train_loss < 0.5 * math.log(10.0), (name, train_loss)
+        assert accuracy > 0.5, (name, accuracy)
+        if name != "keras Adam":
+            assert threshold > 0, name
