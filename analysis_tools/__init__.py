@@ -1,9 +1,9 @@
 """Measurement tools for adaptive optimizers: sharpness, update laws, gradient noise.
 
-The stability thresholds live in `tf_adaptive.thresholds` (one source of
-truth, shared with the optimizers) and are re-exported here.
+`analysis_tools.thresholds` holds the stability thresholds (shared with the
+optimizers in `tf_adaptive`).
 """
 
-from tf_adaptive import thresholds
+from analysis_tools import thresholds
 
 __all__ = ["thresholds"]

@@ -164,7 +164,7 @@ class PreconditionedOptimizer(keras.optimizers.Optimizer):
         """The threshold on λ1(P⁻¹H) at the current learning rate (a Python float).
 
         From `tf_adaptive.thresholds.stability_threshold` with this method's
-        momentum type (SPEC §1.5); evaluate it eagerly.
+        momentum type (Cohen et al. 2022, §2 and Appendix A); evaluate it eagerly.
         """
         beta = 0.0
         if self.momentum_coefficient_name is not None:

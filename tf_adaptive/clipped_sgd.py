@@ -44,12 +44,11 @@ class _ClippedMomentum(PreconditionedOptimizer):
     def _threshold_at(self, step, dtype):
         return ops.cast(evaluate_schedule(self.threshold, step), dtype)
 
-    def _updated_momentum(self, gradient, variable, dtype):
+    def _new_momentum(self, gradient, variable, dtype):
+        """(the momentum slot, m_t = β1 m_{t-1} + (1 - β1) g_t); the slot is not written."""
         momentum = self._momentums[self._get_variable_index(variable)]
         m = ops.cast(momentum, dtype)
-        m = m + (dense_gradient(gradient, variable, dtype) - m) * (1.0 - self.beta_1)
-        self.assign(momentum, m)
-        return m
+        return momentum, m + (dense_gradient(gradient, variable, dtype) - m) * (1.0 - self.beta_1)
 
 
 @register_optimizer(clipping_args=_ARGS_DOC)
@@ -78,7 +77,8 @@ class CClip(_ClippedMomentum):
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = compute_dtype(variable)
-        m = self._updated_momentum(gradient, variable, dtype)
+        momentum, m = self._new_momentum(gradient, variable, dtype)
+        self.assign(momentum, m)
         tau = self._threshold_at(self.iterations, dtype)
         magnitude = ops.abs(m)
         clip = ops.where(magnitude > tau, tau / magnitude, 1.0)
@@ -106,8 +106,9 @@ class GClip(_ClippedMomentum):
 
     The update runs in two passes over the variables, both inside Keras's
     (distributed) update path after the gradients are all-reduced: the first
-    updates every momentum, the second applies the step with the clipping
-    factor, computed once per replica from all the momenta.
+    computes every new momentum and its squared norm, the second sums those
+    into ‖m_t‖ (once per replica), then stores the momenta and applies the
+    step. Each momentum is read once and written once per step.
 
     Preconditioner: P_t = max(‖m_t‖ / τ_t, 1) in every coordinate. Momentum
     type: EMA heavy ball with β1.
@@ -120,6 +121,8 @@ class GClip(_ClippedMomentum):
     def __init__(self, learning_rate=0.01, beta_1=0.9, threshold=1.0, name="gclip", **kwargs):
         super().__init__(learning_rate, beta_1, threshold, name, **kwargs)
         self._applying_step = False
+        self._new_momentums = {}
+        self._squared_norms = {}
         self._clip_factors = {}
 
     def _global_momentum_norm(self):
@@ -129,13 +132,12 @@ class GClip(_ClippedMomentum):
 
     def _in_two_passes(self, run_pass):
         """Run `update_step` over every variable twice: momentum first, then the step."""
-        self._clip_factors = {}
         self._applying_step = False
         run_pass()
         self._applying_step = True
         run_pass()
         self._applying_step = False
-        self._clip_factors = {}
+        self._new_momentums, self._squared_norms, self._clip_factors = {}, {}, {}
 
     def _backend_update_step(self, grads, trainable_variables, learning_rate):
         if keras.backend.backend() == "tensorflow":
@@ -149,23 +151,27 @@ class GClip(_ClippedMomentum):
         parent = super()._distributed_tf_update_step
         self._in_two_passes(lambda: parent(distribution, grads_and_vars, learning_rate))
 
-    def _clip_factor(self, variable):
-        """min(τ_t / ‖m_t‖, 1), computed once per device (replica) and step."""
-        device = getattr(variable, "device", None)
-        if device not in self._clip_factors:
-            norm = self._global_momentum_norm()
-            tau = self._threshold_at(self.iterations, "float32")
-            self._clip_factors[device] = ops.where(norm > tau, tau / norm, 1.0)
-        return self._clip_factors[device]
-
     def update_step(self, gradient, variable, learning_rate):
         dtype = compute_dtype(variable)
+        index = self._get_variable_index(variable)
+        # Under tf.distribute each replica updates its own copies: key by device.
+        device = getattr(variable, "device", None)
         if not self._applying_step:
-            self._updated_momentum(gradient, variable, dtype)
+            momentum, m = self._new_momentum(gradient, variable, dtype)
+            m = ops.cast(m, momentum.dtype)  # the value the slot will hold
+            self._new_momentums[(device, index)] = m
+            self._squared_norms.setdefault(device, []).append(
+                ops.sum(ops.square(ops.cast(m, "float32")))
+            )
             return
-        m = ops.cast(self._momentums[self._get_variable_index(variable)], dtype)
-        clip = ops.cast(self._clip_factor(variable), dtype)
-        self.assign_sub(variable, ops.cast(learning_rate, dtype) * clip * m)
+        if device not in self._clip_factors:
+            norm = ops.sqrt(sum(self._squared_norms[device]))
+            tau = self._threshold_at(self.iterations, "float32")
+            self._clip_factors[device] = ops.where(norm > tau, tau / norm, 1.0)
+        m = self._new_momentums[(device, index)]
+        self.assign(self._momentums[index], m)
+        clip = ops.cast(self._clip_factors[device], dtype)
+        self.assign_sub(variable, ops.cast(learning_rate, dtype) * clip * ops.cast(m, dtype))
 
     def _preconditioner(self, index, dtype):
         norm = self._global_momentum_norm()

@@ -1,8 +1,8 @@
 """Stability thresholds of first-order methods on a quadratic.
 
-This module is the single source of truth for the thresholds of
-`../papers/adaptive_edge_of_stability` (Cohen et al., "Adaptive Gradient
-Methods at the Edge of Stability"), §2 and Appendix A, and for the
+This module is the single source of truth for the thresholds of Cohen et al.,
+"Adaptive Gradient Methods at the Edge of Stability" (2022), §2 and
+Appendix A, and for the
 "asymptotic growth factor" of their Appendix C (Fig. 14). It is pure Python and
 NumPy, so both the optimizers and `analysis_tools` can use it.
 

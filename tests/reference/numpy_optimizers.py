@@ -1,6 +1,6 @@
-"""Independent NumPy implementations of SPEC.md §1.1–1.4, in float64.
+"""Independent NumPy implementations of the published update rules, in float64.
 
-Written from the specification, not from the package: each class keeps its own
+Written from the papers' update rules, not from the package: each class keeps its own
 state in NumPy arrays and exposes `step(params, grads, learning_rate)` (which
 returns the new parameters) and `preconditioner(i)`, the P_t the most recent
 step divided the momentum `momentum(i)` by.

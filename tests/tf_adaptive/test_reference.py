@@ -1,4 +1,4 @@
-"""Every optimizer against its independent NumPy reference (SPEC §1.1–1.4).
+"""Every optimizer against its independent NumPy reference (the papers' update rules).
 
 Backend-agnostic: this module uses `keras` and `numpy` only, and also runs
 under KERAS_BACKEND=jax (see test_jax_backend.py).
