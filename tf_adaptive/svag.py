@@ -63,9 +63,10 @@ class _VarianceAdaptation(PreconditionedOptimizer):
 
     def _adaptation_factor(self, m_tilde, v_tilde, t, dtype):
         correction, rho, variance_scale = self._scalars(t, dtype)
-        m = m_tilde / correction
+        inverse_correction = 1.0 / correction  # one scalar division, not one per coordinate
+        m = m_tilde * inverse_correction
         m_squared = ops.square(m)
-        variance = (v_tilde / correction - m_squared) * variance_scale
+        variance = (v_tilde * inverse_correction - m_squared) * variance_scale
         factor = m_squared / (m_squared + self._variance_weight(rho) * variance)
         factor = ops.clip(factor, 0.0, 1.0)
         return ops.where(ops.isnan(factor), 0.0, factor), correction, m
