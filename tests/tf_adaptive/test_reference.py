@@ -50,7 +50,8 @@ def test_preconditioner_is_the_one_the_last_step_divided_by(case):
         np.testing.assert_allclose(step, expected, rtol=2e-3, atol=1e-6)
 
 
-@pytest.mark.parametrize("case", ONE_PER_CLASS, ids=lambda c: c.id)
+@pytest.mark.parametrize("case", [c for c in ONE_PER_CLASS if c.cls is not tf_adaptive.FrozenAdam],
+                         ids=lambda c: c.id)
 def test_preconditioner_is_identity_before_the_first_step(case):
     optimizer = case.make()
     variable = keras.Variable(np.ones((2, 3), "float32"))
@@ -149,11 +150,8 @@ def test_bfloat16_rectified_adam_steps_where_beta_2_rounds_to_one():
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 def test_stability_threshold_follows_the_momentum_type(case):
     optimizer = case.make(learning_rate=0.02)
-    beta = case.hyperparameters.get("beta_1", case.hyperparameters.get("beta", 0.0))
-    if case.cls in (tf_adaptive.SSD, tf_adaptive.SVAG):
-        expected = 2.0 / 0.02
-    else:
-        expected = (2.0 + 2.0 * beta) / ((1.0 - beta) * 0.02)
+    assert optimizer.momentum_type == case.momentum_type
+    expected = thresholds.stability_threshold(0.02, case.momentum_type, case.beta)
     assert optimizer.stability_threshold() == pytest.approx(expected, rel=1e-6)
 
 
@@ -177,7 +175,10 @@ def test_get_config_round_trips_every_argument():
         optimizer = case.make(weight_decay=1e-4, clipnorm=2.0, use_ema=True, ema_momentum=0.9)
         config = optimizer.get_config()
         for name, value in case.hyperparameters.items():
-            assert config[name] == value
+            if name in case.cls.hyperparameter_names:
+                assert config[name] == value
+            else:  # state, not configuration (FrozenAdam's preconditioner)
+                assert name not in config
         clone = case.cls.from_config(config)
         assert clone.get_config() == config
         restored = keras.optimizers.deserialize(keras.optimizers.serialize(optimizer))
