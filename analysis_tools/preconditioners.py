@@ -1,0 +1,642 @@
+"""The diagonal preconditioner, momentum and stability threshold of an optimizer.
+
+Cohen et al., "Adaptive Gradient Methods at the Edge of Stability" (2022),
+§2 and Appendix A, write every adaptive method as a preconditioned momentum
+method,
+
+    x_t = x_{t-1} - η_t · P_t⁻¹ · u_t,
+
+with a diagonal preconditioner P_t and a momentum u_t, and show that the
+method is unstable on a quadratic with Hessian H (P held fixed) once
+λ1(P⁻¹H) exceeds a threshold set by η and the momentum type alone
+(`tf_adaptive.thresholds`). This module reads P_t, u_t and the threshold off a
+live optimizer:
+
+* `preconditioner_of(optimizer, variables)`: P_t of the most recent update,
+  one tensor per variable, of the variable's shape.
+* `momentum_of(optimizer, variables)`: u_t of the most recent update.
+* `last_learning_rate_of(optimizer)`: η_t of the most recent update (the
+  learning-rate schedule evaluated at the step that update used).
+* `stability_threshold_of(optimizer)`: the threshold on λ1(P⁻¹H) at the
+  learning rate the next update will use.
+
+so that the most recent update of every variable is, exactly up to floating
+point rounding, ``x_t - x_{t-1} = -η_t · u_t / P_t`` (plus decoupled weight
+decay, see below).
+
+Supported optimizers
+--------------------
+* Any object with the tf_adaptive preconditioner protocol: callable
+  ``preconditioner(variable)`` and ``stability_threshold()`` (and, for
+  `momentum_of`, ``momentum(variable)``). The functions delegate to it.
+* `keras.optimizers.LossScaleOptimizer`: unwrapped (``inner_optimizer``).
+* Exactly these Keras classes (not subclasses, whose update rule may differ):
+
+Notation: t = ``optimizer.iterations``, the number of updates applied so far
+(so t = 1 after the first); g = g_t, the gradient the update rule received;
+η = η_t; m, v, ... the optimizer's slots after the update; RMS(z) =
+sqrt(mean(z²)) over one variable.
+
+| optimizer                 | u_t (momentum)                       | P_t (diagonal preconditioner)                                   | momentum type, β   |
+|---------------------------|--------------------------------------|-----------------------------------------------------------------|--------------------|
+| SGD, momentum μ = 0       | g                                    | 1                                                               | none               |
+| SGD, μ > 0                | -m / η  (Keras m = μ m - η g)         | 1                                                               | heavy ball, μ      |
+| SGD, μ > 0, nesterov      | g - μ m / η                          | 1                                                               | Nesterov, μ        |
+| Adam, AdamW               | m  (m = β1 m + (1-β1) g)              | (1-β1^t) / sqrt(1-β2^t) · (sqrt(v) + ε)                          | EMA heavy ball, β1 |
+| Adam / AdamW, amsgrad     | m                                    | as Adam, with v → v̂ = max_{s≤t} v_s                             | EMA heavy ball, β1 |
+| Nadam                     | (a m + b g) / (a + b)                 | (sqrt(v / (1-β2^t)) + ε) / (a + b)                               | EMA Nesterov, β1   |
+| RMSprop, momentum μ = 0   | g                                    | sqrt(v + ε)  (centered: sqrt(v - ḡ² + ε))                        | none               |
+| RMSprop, μ > 0            | P · mom / η                           | as above                                                        | heavy ball, μ      |
+| Adagrad                   | g                                    | sqrt(A + ε),  A = A_0 + Σ_s g_s²,  A_0 = initial_accumulator_value | none             |
+| Adafactor                 | g                                    | η · sqrt(v) · c / (ρ · max(ε2, RMS(x_{t-1})))                    | none               |
+
+Details, each read off the Keras update rule:
+
+* **Adam / AdamW.** Keras's ε is Kingma and Ba's "epsilon hat": it is added to
+  sqrt(v) of the *un-corrected* v, and the bias corrections multiply the step
+  size, η sqrt(1-β2^t)/(1-β1^t) · m / (sqrt(v) + ε). With u = m (the stored
+  EMA, not bias-corrected) the bias correction lands in P: it makes P small
+  early on, the paper's "bias correction decreases the preconditioner".
+* **Nadam.** Keras uses Dozat's momentum schedule μ_s = β1 (1 - ½ · 0.96^s)
+  and its running product Π_s = μ_1 ⋯ μ_s (the ``u_product`` slot), with the
+  plain EMA m = β1 m + (1-β1) g, v = β2 v + (1-β2) g², and the update
+  η (a m + b g) / (sqrt(v / (1-β2^t)) + ε), a = μ_{t+1} / (1 - Π_{t+1}),
+  b = (1 - μ_t) / (1 - Π_t). We normalize the momentum to a convex
+  combination, u = β̃ m + (1-β̃) g with β̃ = a / (a+b): the EMA-Nesterov form
+  of `tf_adaptive.thresholds` with a β̃ that tends to β1 (and a + b to 1) as
+  t grows, and put 1 / (a+b) (large early on, like Adam's bias correction)
+  into P.
+* **RMSprop.** ε sits *inside* the square root: η g / sqrt(v + ε) (centered:
+  sqrt(v - ḡ² + ε), ḡ the EMA of g; still diagonal). With ``momentum`` μ > 0
+  Keras keeps a momentum of *preconditioned steps*, mom = μ mom + η g / P,
+  and moves by -mom. We report u = P · mom / η, which satisfies
+  u_t = g_t + μ (η_{t-1} P_t) / (η_t P_{t-1}) · u_{t-1}: the standard heavy
+  ball m ← μ m + g whenever η and P are frozen, hence its threshold.
+* **Adagrad.** ε sits inside the square root, and the accumulator starts at
+  ``initial_accumulator_value`` (0.1 by default), not 0.
+* **SGD.** Keras stores the velocity m = μ m - η g and moves by m (heavy ball)
+  or by μ m - η g (Nesterov). u = -m / η is the standard heavy-ball momentum
+  u ← μ u + g when η is constant (with a schedule, the step-size ratio
+  η_{t-1}/η_t multiplies μ, exactly as Keras does).
+* **Adafactor** (Keras has no first moment, so u = g and the threshold is 2/η).
+  Keras moves by ρ · max(ε2, RMS(x_{t-1})) · û with the relative step size
+  ρ = min(η, 1/sqrt(t)), the normalized gradient g / sqrt(v) (v the factored
+  second moment, with ε1 added to g²) and the update clipping
+  û = (g / sqrt(v)) / c, c = max(1, RMS(g / sqrt(v)) / clip_threshold).
+  P folds the relative step size, the parameter scale and the clipping in,
+  so P depends on the gradient and on the variable value x_{t-1} the update
+  read. That value is recovered from x_t (x_{t-1} = x_t + ρ s û with
+  s = max(ε2, RMS(x_{t-1})), a quadratic in s with exactly one positive root
+  while ρ · RMS(û) < 1, e.g. whenever η · clip_threshold < 1).
+
+Conventions shared by all:
+
+* **Before the first update** (t = 0) P = 1 and u = 0, as in the tf_adaptive
+  protocol (no update has divided by anything yet).
+* **Gradients.** Where u (or, for Adafactor, P) involves g itself, which the
+  optimizer does not store, pass ``gradients``: the gradients of the most
+  recent update as the update rule received them, that is after Keras's
+  ``loss_scale_factor`` division (and a LossScaleOptimizer's unscaling), its
+  ``clipnorm`` / ``clipvalue`` / ``global_clipnorm`` clipping and its
+  gradient-accumulation averaging (the gradients passed to ``apply`` when none
+  of these is configured). Without them these functions raise `ValueError`
+  (except at t = 0).
+* **Learning rate.** η_t is the optimizer's schedule evaluated at the step
+  Keras used for the most recent update: the schedule reads ``iterations``
+  *before* it is incremented, so after t updates (with
+  ``gradient_accumulation_steps`` = k, after t·k ``apply`` calls) that is
+  step t·k - 1. A plain float learning rate is its current value; a callable
+  without arguments is called now. (The momenta -m/η of SGD and P·mom/η of
+  RMSprop need η_t > 0.)
+* **Weight decay** (the ``weight_decay`` argument, AdamW's by default) is
+  decoupled in Keras: before the update, x ← x - η_t λ x. It is left out of P
+  and u, which describe the gradient part only:
+  x_t = (1 - η_t λ) x_{t-1} - η_t P_t⁻¹ u_t for every variable that is not
+  excluded from weight decay. Variable constraints (applied after the update)
+  and model-weight EMA overwrites are not part of the identity either.
+* **Precision.** Everything is computed with `keras.ops` (any backend), in
+  float32 for float16 / bfloat16 variables and in the variable's dtype
+  otherwise.
+* **Threshold.** `stability_threshold_of` uses the learning rate the next
+  update will use (``optimizer.learning_rate``), as the tf_adaptive protocol
+  does, and `tf_adaptive.thresholds.stability_threshold` with the momentum type
+  of the table (thresholds: none 2/η, heavy ball (2+2β)/η, Nesterov
+  (2+2β)/((1+2β)η), EMA heavy ball (2+2β)/((1-β)η), EMA Nesterov
+  (2+2β)/((1-β)(1+2β)η)).
+
+References: J. M. Cohen, B. Ghorbani, S. Krishnan, N. Agarwal, S. Medapati,
+M. Badura, D. Suo, D. Cardoze, Z. Nado, G. E. Dahl, J. Gilmer, "Adaptive
+Gradient Methods at the Edge of Stability", 2022, §2 and Appendix A;
+T. Dozat, "Incorporating Nesterov Momentum into Adam", 2016 (Nadam);
+N. Shazeer and M. Stern, "Adafactor: Adaptive Learning Rates with Sublinear
+Memory Cost", ICML 2018.
+"""
+
+import keras
+from keras import ops
+
+from tf_adaptive import thresholds
+
+__all__ = [
+    "last_learning_rate_of",
+    "momentum_of",
+    "preconditioner_of",
+    "stability_threshold_of",
+]
+
+_LOW_PRECISION_DTYPES = ("float16", "bfloat16")
+
+_SUPPORTED_MESSAGE = (
+    "Supported: any optimizer with the tf_adaptive preconditioner protocol "
+    "(callable `preconditioner(variable)` and `stability_threshold()`; "
+    "`momentum(variable)` too for `momentum_of`), "
+    "keras.optimizers.LossScaleOptimizer wrapping a supported optimizer, and "
+    "exactly these Keras optimizers (not subclasses): keras.optimizers.Adam "
+    "(incl. amsgrad), AdamW, Nadam, RMSprop (incl. momentum and centered), "
+    "Adagrad, Adafactor, SGD (incl. momentum and nesterov)."
+)
+
+
+# ----------------------------------------------------------------- helpers
+def _compute_dtype(variable):
+    dtype = keras.backend.standardize_dtype(variable.dtype)
+    return "float32" if dtype in _LOW_PRECISION_DTYPES else dtype
+
+
+def _scalar(value):
+    """A hyperparameter (float, tensor or variable) as a Python float."""
+    return float(ops.convert_to_numpy(value))
+
+
+def _unwrap(optimizer):
+    while isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
+        optimizer = optimizer.inner_optimizer
+    return optimizer
+
+
+def _has_protocol(optimizer):
+    return callable(getattr(optimizer, "preconditioner", None)) and callable(
+        getattr(optimizer, "stability_threshold", None)
+    )
+
+
+def _unsupported(optimizer, function):
+    return TypeError(
+        f"`{function}` does not support {type(optimizer).__module__}."
+        f"{type(optimizer).__name__}. {_SUPPORTED_MESSAGE}"
+    )
+
+
+def _completed_updates(optimizer):
+    """t, the number of updates applied so far (an integer tensor)."""
+    return optimizer.iterations
+
+
+def _known_to_be_first_step(optimizer):
+    """True if eagerly readable and no update has been applied yet."""
+    try:
+        return int(ops.convert_to_numpy(_completed_updates(optimizer))) == 0
+    except Exception:  # symbolic (traced) step count: unknown
+        return False
+
+
+def _dense(gradient, variable, dtype):
+    gradient = ops.cast(gradient, dtype)
+    if hasattr(gradient, "indices"):  # IndexedSlices: densify
+        gradient = ops.add(ops.zeros(variable.shape, dtype), gradient)
+    return gradient
+
+
+def _rms(x):
+    return ops.sqrt(ops.mean(ops.square(x)))
+
+
+def last_learning_rate_of(optimizer):
+    """η_t, the learning rate of the most recent update (a scalar tensor or float).
+
+    Keras evaluates a `keras.optimizers.schedules.LearningRateSchedule` at
+    ``iterations`` before incrementing it, so the update that made
+    ``iterations`` equal to t used the schedule at step t - 1 (at step
+    t·k - 1 with ``gradient_accumulation_steps`` = k, since the schedule reads
+    the raw count of ``apply`` calls). Before the first update this is the
+    schedule at step 0. A float learning rate (a variable) is its current
+    value and a callable without arguments is called now: neither keeps a
+    history. A LossScaleOptimizer is unwrapped.
+
+    This is the η of the identity x_t - x_{t-1} = -η_t P_t⁻¹ u_t of
+    `preconditioner_of` and `momentum_of` (Cohen et al. 2022, §2).
+    """
+    optimizer = _unwrap(optimizer)
+    learning_rate = getattr(optimizer, "_learning_rate", None)
+    if learning_rate is None:
+        return optimizer.learning_rate
+    if isinstance(learning_rate, keras.optimizers.schedules.LearningRateSchedule):
+        steps = getattr(optimizer, "gradient_accumulation_steps", None) or 1
+        step = ops.maximum(_completed_updates(optimizer) * steps - 1, 0)
+        return learning_rate(step)
+    if isinstance(learning_rate, keras.Variable):
+        return learning_rate.value
+    if callable(learning_rate):
+        return learning_rate()
+    return learning_rate
+
+
+# ------------------------------------------------------- per-optimizer rules
+class _Context:
+    """What every rule needs for one variable: its slots' index, dtype, t and η."""
+
+    def __init__(self, optimizer, variable, gradient):
+        self.optimizer = optimizer
+        self.variable = variable
+        self.dtype = _compute_dtype(variable)
+        if getattr(variable, "overwrite_with_gradient", False):
+            raise ValueError(
+                f"Variable {variable.name!r} is overwritten with its gradient by "
+                "the optimizer: it has no preconditioned update."
+            )
+        try:
+            self.index = optimizer._get_variable_index(variable)
+        except KeyError:
+            raise ValueError(
+                f"Variable {getattr(variable, 'name', variable)!r} is not one the "
+                f"optimizer {optimizer.name!r} was built with."
+            ) from None
+        self.t = ops.cast(_completed_updates(optimizer), self.dtype)
+        self.eta = ops.cast(last_learning_rate_of(optimizer), self.dtype)
+        self._gradient = gradient
+
+    def slot(self, slots):
+        return ops.cast(slots[self.index], self.dtype)
+
+    def constant(self, value):
+        return ops.cast(value, self.dtype)
+
+    @property
+    def gradient(self):
+        return _dense(self._gradient, self.variable, self.dtype)
+
+    def value(self):
+        return ops.cast(self.variable, self.dtype)
+
+
+class _Rule:
+    """One Keras optimizer class: its threshold type and its (P, u)."""
+
+    name = ""
+
+    def momentum_type(self, opt):
+        """(momentum type, β) for `tf_adaptive.thresholds.stability_threshold`."""
+        return thresholds.NONE, 0.0
+
+    def p_needs_gradient(self, opt):
+        return False
+
+    def u_needs_gradient(self, opt):
+        return True
+
+    def preconditioner(self, ctx):
+        raise NotImplementedError
+
+    def momentum(self, ctx):
+        return ctx.gradient
+
+
+class _Adam(_Rule):
+    name = "Adam"
+
+    def momentum_type(self, opt):
+        return thresholds.EMA_HEAVY_BALL, _scalar(opt.beta_1)
+
+    def u_needs_gradient(self, opt):
+        return False
+
+    def preconditioner(self, ctx):
+        opt = ctx.optimizer
+        beta_1_power = ops.power(ctx.constant(opt.beta_1), ctx.t)
+        beta_2_power = ops.power(ctx.constant(opt.beta_2), ctx.t)
+        v = ctx.slot(opt._velocity_hats if opt.amsgrad else opt._velocities)
+        scale = (1.0 - beta_1_power) / ops.sqrt(1.0 - beta_2_power)
+        return scale * (ops.sqrt(v) + ctx.constant(opt.epsilon))
+
+    def momentum(self, ctx):
+        return ctx.slot(ctx.optimizer._momentums)
+
+
+class _Nadam(_Rule):
+    name = "Nadam"
+
+    def momentum_type(self, opt):
+        return thresholds.EMA_NESTEROV, _scalar(opt.beta_1)
+
+    @staticmethod
+    def _coefficients(ctx):
+        """a = μ_{t+1} / (1 - Π_{t+1}) and b = (1 - μ_t) / (1 - Π_t), Keras's Nadam."""
+        opt = ctx.optimizer
+        beta_1 = ctx.constant(opt.beta_1)
+        decay = ctx.constant(0.96)
+        mu_t = beta_1 * (1.0 - 0.5 * ops.power(decay, ctx.t))
+        mu_next = beta_1 * (1.0 - 0.5 * ops.power(decay, ctx.t + 1.0))
+        product_t = ops.cast(opt._u_product, ctx.dtype)
+        product_next = product_t * mu_next
+        return mu_next / (1.0 - product_next), (1.0 - mu_t) / (1.0 - product_t)
+
+    def preconditioner(self, ctx):
+        opt = ctx.optimizer
+        a, b = self._coefficients(ctx)
+        beta_2_power = ops.power(ctx.constant(opt.beta_2), ctx.t)
+        v_hat = ctx.slot(opt._velocities) / (1.0 - beta_2_power)
+        return (ops.sqrt(v_hat) + ctx.constant(opt.epsilon)) / (a + b)
+
+    def momentum(self, ctx):
+        a, b = self._coefficients(ctx)
+        return (a * ctx.slot(ctx.optimizer._momentums) + b * ctx.gradient) / (a + b)
+
+
+class _RMSprop(_Rule):
+    name = "RMSprop"
+
+    def momentum_type(self, opt):
+        if opt.momentum > 0:
+            return thresholds.HEAVY_BALL, _scalar(opt.momentum)
+        return thresholds.NONE, 0.0
+
+    def u_needs_gradient(self, opt):
+        return not opt.momentum > 0
+
+    def preconditioner(self, ctx):
+        opt = ctx.optimizer
+        denominator = ctx.slot(opt._velocities)
+        if opt.centered:
+            denominator = denominator - ops.square(ctx.slot(opt._average_gradients))
+        return ops.sqrt(denominator + ctx.constant(opt.epsilon))
+
+    def momentum(self, ctx):
+        opt = ctx.optimizer
+        if opt.momentum > 0:
+            return self.preconditioner(ctx) * ctx.slot(opt._momentums) / ctx.eta
+        return ctx.gradient
+
+
+class _Adagrad(_Rule):
+    name = "Adagrad"
+
+    def preconditioner(self, ctx):
+        opt = ctx.optimizer
+        return ops.sqrt(ctx.slot(opt._accumulators) + ctx.constant(opt.epsilon))
+
+
+class _SGD(_Rule):
+    name = "SGD"
+
+    def momentum_type(self, opt):
+        if opt.momentum == 0:
+            return thresholds.NONE, 0.0
+        kind = thresholds.NESTEROV if opt.nesterov else thresholds.HEAVY_BALL
+        return kind, _scalar(opt.momentum)
+
+    def u_needs_gradient(self, opt):
+        return opt.momentum == 0 or bool(opt.nesterov)
+
+    def preconditioner(self, ctx):
+        return ops.ones(ctx.variable.shape, ctx.dtype)
+
+    def momentum(self, ctx):
+        opt = ctx.optimizer
+        if opt.momentum == 0:
+            return ctx.gradient
+        heavy_ball = -ctx.slot(opt.momentums) / ctx.eta
+        if opt.nesterov:
+            return ctx.gradient + ctx.constant(opt.momentum) * heavy_ball
+        return heavy_ball
+
+
+class _Adafactor(_Rule):
+    name = "Adafactor"
+
+    def p_needs_gradient(self, opt):
+        return True
+
+    def preconditioner(self, ctx):
+        opt = ctx.optimizer
+        v = ctx.slot(opt._v)
+        normalized = ctx.gradient / ops.sqrt(v)
+        clip = ops.maximum(
+            ctx.constant(1.0), _rms(normalized) / ctx.constant(opt.clip_threshold)
+        )
+        clipped = normalized / clip
+        rho = ops.minimum(ctx.eta, 1.0 / ops.sqrt(ctx.t))
+        # Recover s = max(ε2, RMS(x_{t-1})) from x_t = x_{t-1} - ρ s û:
+        # RMS(x_t + ρ s û)² = s² is (1 - ρ²C) s² - 2ρB s - A = 0 with
+        # A = mean(x_t²), B = mean(x_t û), C = mean(û²); its positive root,
+        # written in the form without cancellation.
+        x = ctx.value()
+        a = ops.mean(ops.square(x))
+        rb = rho * ops.mean(x * clipped)
+        q = 1.0 - ops.square(rho) * ops.mean(ops.square(clipped))
+        d = ops.sqrt(ops.square(rb) + q * a)
+        root = ops.where(rb >= 0, (rb + d) / q, a / (d - rb))
+        scale = ops.maximum(ctx.constant(opt.epsilon_2), root)
+        return ctx.eta * ops.sqrt(v) * clip / (rho * scale)
+
+
+_RULES = {
+    keras.optimizers.Adam: _Adam(),
+    keras.optimizers.AdamW: _Adam(),
+    keras.optimizers.Nadam: _Nadam(),
+    keras.optimizers.RMSprop: _RMSprop(),
+    keras.optimizers.Adagrad: _Adagrad(),
+    keras.optimizers.Adafactor: _Adafactor(),
+    keras.optimizers.SGD: _SGD(),
+}
+
+
+def _rule(optimizer, function):
+    rule = _RULES.get(type(optimizer))
+    if rule is None:
+        raise _unsupported(optimizer, function)
+    return rule
+
+
+def _per_variable(optimizer, variables, gradients, function, needs_gradient, compute, at_start):
+    """Shared driver of `preconditioner_of` and `momentum_of` for Keras optimizers."""
+    variables = list(variables)
+    if not optimizer.built:
+        raise ValueError(
+            f"{type(optimizer).__name__} is not built yet: call "
+            "`optimizer.build(variables)` or take a step first."
+        )
+    if gradients is not None:
+        gradients = list(gradients)
+        if len(gradients) != len(variables):
+            raise ValueError(
+                f"`gradients` must match `variables` one to one: got "
+                f"{len(gradients)} gradients for {len(variables)} variables."
+            )
+    elif needs_gradient:
+        if _known_to_be_first_step(optimizer):
+            gradients = [None] * len(variables)
+        else:
+            raise ValueError(
+                f"`{function}` needs `gradients` for {type(optimizer).__name__} "
+                "with this configuration: its update uses the gradient g_t "
+                "itself, which the optimizer does not store. Pass the gradients "
+                "of the most recent update, as the update rule received them "
+                "(after loss-scale division, clipping and gradient-accumulation "
+                "averaging, if any)."
+            )
+    else:
+        gradients = [None] * len(variables)
+
+    started = ops.greater(_completed_updates(optimizer), 0)
+    results = []
+    for variable, gradient in zip(variables, gradients):
+        ctx = _Context(optimizer, variable, gradient)
+        if needs_gradient and gradient is None:  # t = 0, known eagerly
+            results.append(at_start(variable.shape, ctx.dtype))
+            continue
+        value = ops.broadcast_to(ops.cast(compute(ctx), ctx.dtype), variable.shape)
+        results.append(ops.where(started, value, at_start(variable.shape, ctx.dtype)))
+    return results
+
+
+# ------------------------------------------------------------------ public
+def preconditioner_of(optimizer, variables, gradients=None):
+    """The diagonal preconditioner P_t of the most recent update, per variable.
+
+    P_t is what the update divided by: the most recent update of each variable
+    is x_t - x_{t-1} = -η_t · P_t⁻¹ · u_t (plus Keras's decoupled weight decay
+    -η_t λ x_{t-1}, which P leaves out), with u_t = `momentum_of` and
+    η_t = `last_learning_rate_of` (Cohen et al. 2022, §2 and Appendix A).
+    Per optimizer (t = updates so far, slots after the update):
+
+    | optimizer           | P_t                                                  |
+    |---------------------|------------------------------------------------------|
+    | SGD (any momentum)  | 1                                                    |
+    | Adam, AdamW         | (1-β1^t) / sqrt(1-β2^t) · (sqrt(v) + ε)  (amsgrad: v̂)  |
+    | Nadam               | (sqrt(v / (1-β2^t)) + ε) / (a + b)                    |
+    | RMSprop             | sqrt(v + ε)  (centered: sqrt(v - ḡ² + ε))             |
+    | Adagrad             | sqrt(A_0 + Σ g² + ε),  A_0 = initial_accumulator_value |
+    | Adafactor           | η · sqrt(v) · c / (ρ · max(ε2, RMS(x_{t-1})))         |
+
+    with Nadam's a = μ_{t+1}/(1-Π_{t+1}), b = (1-μ_t)/(1-Π_t) and Adafactor's
+    ρ = min(η, 1/sqrt(t)) and clipping factor
+    c = max(1, RMS(g/sqrt(v)) / clip_threshold) (see the module docstring).
+    Before the first update P = 1.
+
+    Args:
+        optimizer: a tf_adaptive optimizer or any object with the
+            preconditioner protocol (delegated to), a supported Keras
+            optimizer, or a `keras.optimizers.LossScaleOptimizer` of one.
+        variables: the model variables (those the optimizer was built with).
+        gradients: the gradients of the most recent update, as the update rule
+            received them; needed for Adafactor only (ignored otherwise).
+
+    Returns:
+        A list with one tensor per variable, of its shape, in float32 for
+        float16/bfloat16 variables and in the variable's dtype otherwise.
+
+    Raises:
+        TypeError: for an unsupported optimizer (the message lists the
+            supported ones).
+        ValueError: if the optimizer is not built, a variable is unknown to
+            it, or Adafactor's `gradients` are missing after the first update.
+    """
+    optimizer = _unwrap(optimizer)
+    if _has_protocol(optimizer):
+        return [optimizer.preconditioner(variable) for variable in variables]
+    rule = _rule(optimizer, "preconditioner_of")
+    return _per_variable(
+        optimizer, variables, gradients, "preconditioner_of",
+        rule.p_needs_gradient(optimizer), rule.preconditioner, ops.ones,
+    )
+
+
+def momentum_of(optimizer, variables, gradients=None):
+    """The momentum u_t of the most recent update, per variable.
+
+    u_t is what the update applied P_t⁻¹ to:
+    x_t - x_{t-1} = -η_t · P_t⁻¹ · u_t (Cohen et al. 2022, §2), with P_t =
+    `preconditioner_of` and η_t = `last_learning_rate_of`. Per optimizer
+    (slots after the update, g the gradient of the update):
+
+    | optimizer                 | u_t                                     | recurrence (η, P frozen)       |
+    |---------------------------|-----------------------------------------|--------------------------------|
+    | SGD μ = 0, RMSprop μ = 0, Adagrad, Adafactor | g                    | none                           |
+    | SGD μ > 0                 | -m / η  (Keras velocity m = μ m - η g)   | u ← μ u + g                    |
+    | SGD μ > 0, nesterov       | g - μ m / η                              | Nesterov on u ← μ u + g        |
+    | Adam, AdamW               | m                                       | m ← β1 m + (1-β1) g            |
+    | Nadam                     | (a m + b g) / (a + b)                    | EMA Nesterov, β̃ = a/(a+b) → β1 |
+    | RMSprop μ > 0             | P · mom / η  (Keras mom = μ mom + η g/P) | u ← μ u + g                    |
+
+    Before the first update u = 0. For a tf_adaptive optimizer this delegates
+    to its ``momentum(variable)`` method.
+
+    Args:
+        optimizer: as for `preconditioner_of`.
+        variables: the model variables.
+        gradients: the gradients of the most recent update, as the update rule
+            received them (after loss-scale division, clipping and
+            gradient-accumulation averaging). Needed wherever u contains g:
+            SGD without momentum or with nesterov, RMSprop without momentum,
+            Adagrad, Adafactor and Nadam; ignored otherwise.
+
+    Returns:
+        A list with one tensor per variable, of its shape, in float32 for
+        float16/bfloat16 variables and in the variable's dtype otherwise.
+
+    Raises:
+        TypeError: for an unsupported optimizer, or a protocol optimizer
+            without a ``momentum(variable)`` method.
+        ValueError: if the optimizer is not built, a variable is unknown to
+            it, or needed `gradients` are missing after the first update.
+    """
+    optimizer = _unwrap(optimizer)
+    if _has_protocol(optimizer):
+        if not callable(getattr(optimizer, "momentum", None)):
+            raise TypeError(
+                f"`momentum_of` needs a `momentum(variable)` method on "
+                f"{type(optimizer).__name__}, which has the preconditioner "
+                f"protocol but no such method. {_SUPPORTED_MESSAGE}"
+            )
+        return [optimizer.momentum(variable) for variable in variables]
+    rule = _rule(optimizer, "momentum_of")
+    return _per_variable(
+        optimizer, variables, gradients, "momentum_of",
+        rule.u_needs_gradient(optimizer), rule.momentum, ops.zeros,
+    )
+
+
+def stability_threshold_of(optimizer):
+    """The stability threshold on λ1(P⁻¹H) at the optimizer's current learning rate.
+
+    Cohen et al. 2022, §2 and Appendix A: on a quadratic with Hessian H and P
+    held fixed, the method diverges once λ1(P⁻¹H) exceeds this value. It is
+    `tf_adaptive.thresholds.stability_threshold(η, type, β)` with η =
+    ``optimizer.learning_rate`` (the learning rate of the *next* update, as in
+    the tf_adaptive protocol) and:
+
+    | optimizer                        | momentum type     | β   | threshold                |
+    |----------------------------------|-------------------|-----|--------------------------|
+    | SGD μ = 0, RMSprop μ = 0, Adagrad, Adafactor | none  | -   | 2/η                      |
+    | SGD μ > 0, RMSprop μ > 0         | heavy ball        | μ   | (2+2μ)/η                 |
+    | SGD μ > 0, nesterov              | Nesterov          | μ   | (2+2μ)/((1+2μ)η)         |
+    | Adam, AdamW (incl. amsgrad)      | EMA heavy ball    | β1  | (2+2β1)/((1-β1)η) = 38/η at β1 = 0.9 |
+    | Nadam                            | EMA Nesterov      | β1  | (2+2β1)/((1-β1)(1+2β1)η) |
+
+    Objects with the tf_adaptive protocol are delegated to; a
+    LossScaleOptimizer is unwrapped. Evaluate it eagerly.
+
+    Returns:
+        A Python float.
+
+    Raises:
+        TypeError: for an unsupported optimizer (the message lists the
+            supported ones).
+    """
+    optimizer = _unwrap(optimizer)
+    if _has_protocol(optimizer):
+        return float(optimizer.stability_threshold())
+    rule = _rule(optimizer, "stability_threshold_of")
+    momentum_type, beta = rule.momentum_type(optimizer)
+    learning_rate = _scalar(optimizer.learning_rate)
+    return thresholds.stability_threshold(learning_rate, momentum_type, beta)
