@@ -21,11 +21,14 @@ from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 import tf_adaptive  # noqa: E402
+from analysis_tools.preconditioners import stability_threshold_of  # noqa: E402
 
 # Learning rates that train this model well in a few epochs. The optimizers'
 # own defaults follow their papers, which trained much larger models. ACClip,
 # GClip, CClip and (M-)SVAG take SGD-sized steps (at most η τ per coordinate
 # for ACClip), hence their much larger rates than the Adam-like methods.
+# FrozenAdam here has P = 1 (EMA heavy ball); freeze a trained Adam's P with
+# `tf_adaptive.FrozenAdam.from_optimizer` to study the frozen dynamics.
 SUGGESTED_LEARNING_RATES = {
     "ACClip": 0.3,
     "GClip": 0.1,
@@ -35,6 +38,16 @@ SUGGESTED_LEARNING_RATES = {
     "MSSD": 1e-3,
     "SVAG": 0.3,
     "MSVAG": 0.3,
+    "Adam": 3e-3,
+    "Padam": 0.1,
+    "Nadam": 3e-3,
+    "RMSProp": 1e-3,
+    "Adagrad": 0.05,
+    "Adafactor": 1e-2,
+    "LaProp": 3e-3,
+    "HeavyBall": 0.1,
+    "Nesterov": 0.1,
+    "FrozenAdam": 0.1,
 }
 
 FLAGS = flags.FLAGS
@@ -106,13 +119,12 @@ def main(argv):
     print("-" * len(header))
     for name, learning_rate, optimizer in runs:
         result = train(optimizer, data, initial_weights)
-        threshold = optimizer.stability_threshold() if hasattr(optimizer, "stability_threshold") else None
-        threshold_text = f"{threshold:.4g}" if threshold is not None else "-"
+        threshold_text = f"{stability_threshold_of(optimizer):.4g}"
         print(f"{name:<12} {learning_rate:>8.3g} {result['train_loss']:>11.4f} "
               f"{result['test_loss']:>10.4f} {result['test_accuracy']:>9.3f} "
               f"{threshold_text:>20} {result['seconds']:>7.2f}", flush=True)
     print("\nstability threshold: the largest stable λ1(P⁻¹H) at the final learning rate "
-          "(AEoS paper, §2); Keras's Adam does not expose one.")
+          "(Cohen et al. 2022, §2), read by analysis_tools.preconditioners.stability_threshold_of.")
 
 
 if __name__ == "__main__":

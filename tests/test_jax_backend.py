@@ -1,4 +1,4 @@
-"""The optimizer tests again, in a fresh interpreter on Keras's JAX backend.
+"""The optimizer and preconditioner tests again, in a fresh interpreter on Keras's JAX backend.
 
 The update math is written in `keras.ops` only, so the same classes must give
 the same results there. The TensorFlow-only execution tests skip themselves.
@@ -18,7 +18,7 @@ def test_optimizer_tests_pass_on_the_jax_backend():
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-         os.path.join("tests", "tf_adaptive")],
+         os.path.join("tests", "tf_adaptive"), os.path.join("tests", "analysis_tools")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
     )
     summary = result.stdout[-3000:] + result.stderr[-2000:]

@@ -57,6 +57,13 @@ def evaluate_schedule(value, step):
     return value(step) if callable(value) else value
 
 
+def bias_corrections(t, beta_1, beta_2):
+    """(1 - β1^t, 1 - β2^t) for step t, in float32 (never in a 16-bit dtype)."""
+    first = 1.0 - ops.power(ops.cast(beta_1, "float32"), t)
+    second = 1.0 - ops.power(ops.cast(beta_2, "float32"), t)
+    return first, second
+
+
 def _is_real(value):
     return isinstance(value, numbers.Real) and not isinstance(value, bool)
 

@@ -20,6 +20,7 @@ from keras import ops
 from tf_adaptive import thresholds
 from tf_adaptive._base import (
     PreconditionedOptimizer,
+    bias_corrections,
     check_beta,
     check_nonnegative,
     check_positive,
@@ -37,6 +38,14 @@ _COMMON_ARGS_DOC = """beta_1: Decay rate of the momentum m_t, in [0, 1). Default
 def root(value, power):
     """value^power, with the square root's faster kernel for power 1/2."""
     return ops.sqrt(value) if power == 0.5 else ops.power(value, power)
+
+
+def moment_corrections(t, beta_1, beta_2, power=0.5, bias_correction=True):
+    """(1 - β1^t, (1 - β2^t)^(-p)) in float32, or (1, 1) without bias correction."""
+    if not bias_correction:
+        return ops.ones((), "float32"), ops.ones((), "float32")
+    first, second = bias_corrections(t, beta_1, beta_2)
+    return first, root(1.0 / second, power)
 
 
 def safe_divide(epsilon):
@@ -77,12 +86,7 @@ class _AdaptiveMomentum(PreconditionedOptimizer):
             self._velocity_maxima = self.add_optimizer_variables(var_list, "velocity_max")
 
     def _corrections(self, t):
-        """(1 - β1^t, (1 - β2^t)^(-p)) in float32, or (1, 1) without bias correction."""
-        if not self.bias_correction:
-            return ops.ones((), "float32"), ops.ones((), "float32")
-        first = 1.0 - ops.power(ops.cast(self.beta_1, "float32"), t)
-        second = 1.0 - ops.power(ops.cast(self.beta_2, "float32"), t)
-        return first, root(1.0 / second, self.power)
+        return moment_corrections(t, self.beta_1, self.beta_2, self.power, self.bias_correction)
 
     def _scaled_root(self, nu, second_scale):
         """(ν / (1 - β2^t))^p + ε, the preconditioner before the (1 - β1^t) factor."""

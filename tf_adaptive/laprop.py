@@ -11,7 +11,7 @@ from tf_adaptive._base import (
     dense_gradient,
     register_optimizer,
 )
-from tf_adaptive.adam import safe_divide
+from tf_adaptive.adam import moment_corrections, safe_divide
 
 
 @register_optimizer
@@ -77,12 +77,7 @@ class LaProp(PreconditionedOptimizer):
         )
 
     def _corrections(self, t):
-        """(1 - β1^t, 1 / sqrt(1 - β2^t)) in float32, or (1, 1) without bias correction."""
-        if not self.bias_correction:
-            return ops.ones((), "float32"), ops.ones((), "float32")
-        first = 1.0 - ops.power(ops.cast(self.beta_1, "float32"), t)
-        second = 1.0 - ops.power(ops.cast(self.beta_2, "float32"), t)
-        return first, 1.0 / ops.sqrt(second)
+        return moment_corrections(t, self.beta_1, self.beta_2, bias_correction=self.bias_correction)
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = compute_dtype(variable)

@@ -7,6 +7,7 @@ from keras import ops
 from tf_adaptive import thresholds
 from tf_adaptive._base import (
     PreconditionedOptimizer,
+    bias_corrections,
     check_beta,
     check_nonnegative,
     compute_dtype,
@@ -132,8 +133,7 @@ class RAdam(PreconditionedOptimizer):
     def _coefficients(self, t):
         """Scalars of step t (float32): (1 - β1^t, 1 - β2^t, rectified?, r_t)."""
         rho_inf = 2.0 / (1.0 - self.beta_2) - 1.0
-        first_correction = 1.0 - ops.power(ops.cast(self.beta_1, "float32"), t)
-        second_correction = 1.0 - ops.power(ops.cast(self.beta_2, "float32"), t)
+        first_correction, second_correction = bias_corrections(t, self.beta_1, self.beta_2)
         rho = sma_length(t, self.beta_2)
         rectified = rho > self.rectification_threshold
         rectifier = ops.sqrt(

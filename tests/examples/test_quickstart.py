@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+import tf_adaptive
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -21,13 +23,12 @@ def test_quickstart_trains_every_optimizer_and_prints_the_table():
     rows = {}
     for line in result.stdout.splitlines():
         fields = line.rsplit(maxsplit=6)
-        if len(fields) == 7 and fields[0] in ("keras Adam", "ACClip", "GClip", "CClip", "RAdam",
-                                              "SSD", "MSSD", "SVAG", "MSVAG"):
-            rows[fields[0]] = [float(f) if f != "-" else None for f in fields[1:]]
-    assert len(rows) == 9, result.stdout
+        if len(fields) == 7 and fields[0] in ("keras Adam", *tf_adaptive.__all__):
+            rows[fields[0]] = [float(f) for f in fields[1:]]
+    assert len(rows) == 1 + len(tf_adaptive.__all__), result.stdout
     for name, (learning_rate, train_loss, test_loss, accuracy, threshold, seconds) in rows.items():
         # Cross-entropy at chance is ln 10 ≈ 2.30; every method must be well below it.
         assert train_loss < 0.5 * math.log(10.0), (name, train_loss)
         assert accuracy > 0.5, (name, accuracy)
-        if name != "keras Adam":
-            assert threshold > 0, name
+        assert threshold > 0, name
+    assert rows["keras Adam"][4] == pytest.approx(38.0 / 1e-3, rel=1e-4)  # (2 + 2β1)/((1 - β1)η)
