@@ -51,6 +51,8 @@ def optimizers():
         "keras Lion": lambda: keras.optimizers.Lion(1e-4),
         # Keras's nearest relative of GClip: it clips the raw gradient's global norm.
         "keras SGD(global_clip)": lambda: keras.optimizers.SGD(1e-2, momentum=0.9, global_clipnorm=1.0),
+        # The factored second moment is not element-wise: compare Adafactor with Keras's own.
+        "keras Adafactor": lambda: keras.optimizers.Adafactor(1e-3),
     }
     for name in tf_adaptive.__all__:
         factories[name] = getattr(tf_adaptive, name)

@@ -36,8 +36,12 @@ _COMMON_ARGS_DOC = """beta_1: Decay rate of the momentum m_t, in [0, 1). Default
 
 
 def root(value, power):
-    """value^power, with the square root's faster kernel for power 1/2."""
-    return ops.sqrt(value) if power == 0.5 else ops.power(value, power)
+    """value^power; 1/2, 1/4 and 1/8 as repeated square roots (pow is exp∘log, several times slower)."""
+    if power in (0.5, 0.25, 0.125):
+        for _ in range({0.5: 1, 0.25: 2, 0.125: 3}[power]):
+            value = ops.sqrt(value)
+        return value
+    return ops.power(value, power)
 
 
 def moment_corrections(t, beta_1, beta_2, power=0.5, bias_correction=True):
