@@ -1,0 +1,218 @@
+"""Hessian-vector products and (preconditioned) sharpness against exact eigendecompositions."""
+
+import keras
+import numpy as np
+import pytest
+
+if keras.backend.backend() != "tensorflow":
+    pytest.skip("The Hessian tools run on the TensorFlow backend", allow_module_level=True)
+
+import tensorflow as tf  # noqa: E402
+
+import analysis_tools  # noqa: E402
+import tf_adaptive  # noqa: E402
+from analysis_tools.hessian import HessianOperator  # noqa: E402
+
+
+def _data(n=32, features=6, outputs=3, seed=0, dtype="float64"):
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, features)).astype(dtype)
+    y = rng.normal(size=(n, outputs)).astype(dtype)
+    return x, y
+
+
+def _mlp(dtype="float64", seed=0, features=6, hidden=10, outputs=3):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((features,), dtype=dtype),
+        keras.layers.Dense(hidden, activation="tanh", dtype=dtype),
+        keras.layers.Dense(outputs, dtype=dtype),
+    ])
+    return model
+
+
+def _explicit_hessian(operator):
+    n = operator.dimension
+    columns = [operator.matvec(tf.one_hot(i, n, dtype=tf.float64)).numpy() for i in range(n)]
+    return np.stack(columns, axis=1)
+
+
+class Quadratic(keras.layers.Layer):
+    """Outputs ½ wᵀ A w for every example, so that with loss = mean(output) the Hessian is A."""
+
+    def __init__(self, matrix, **kwargs):
+        super().__init__(dtype="float64", **kwargs)
+        self.matrix = np.asarray(matrix, "float64")
+
+    def build(self, input_shape):
+        rng = np.random.default_rng(0)
+        self.w = self.add_weight(
+            shape=(len(self.matrix),), dtype="float64",
+            initializer=keras.initializers.Constant(rng.normal(size=len(self.matrix))),
+        )
+
+    def call(self, x):
+        a = keras.ops.convert_to_tensor(self.matrix)
+        q = 0.5 * keras.ops.sum(self.w * keras.ops.matmul(a, self.w))
+        return keras.ops.zeros_like(x[:, :1]) + q
+
+
+def _quadratic_model(matrix):
+    model = keras.Sequential([keras.Input((1,), dtype="float64"), Quadratic(matrix)])
+    return model, (np.zeros((4, 1)), np.zeros((4, 1)))
+
+
+def _mean_output(y_true, y_pred):
+    return keras.ops.mean(y_pred)
+
+
+def test_top_three_eigenvalues_match_the_explicit_hessian_of_a_tiny_network():
+    model, data = _mlp(), _data()
+    operator = HessianOperator(model, data, loss="mse")
+    hessian = _explicit_hessian(operator)
+    assert np.max(np.abs(hessian - hessian.T)) <= 1e-12 * np.max(np.abs(hessian))
+    exact = np.sort(np.linalg.eigvalsh(hessian))[::-1]
+    result = analysis_tools.hessian_eigenvalues(
+        model, data, loss="mse", k=3, max_iterations=operator.dimension, tol=1e-10
+    )
+    np.testing.assert_allclose(result.eigenvalues.numpy(), exact[:3], rtol=1e-6)
+    assert analysis_tools.sharpness(model, data, loss="mse", tol=1e-10, max_iterations=80) == (
+        pytest.approx(exact[0], rel=1e-6)
+    )
+
+
+@pytest.mark.parametrize("loss", ["mse", keras.losses.MeanSquaredError(dtype="float64")], ids=["string", "object"])
+def test_linear_regression_hessian_is_the_analytic_one(loss):
+    # Keras's MSE averages over N examples and d outputs: for a Dense layer with
+    # kernel W (f × d) and bias b, H = 2 / (N d) · X̃ᵀX̃ per output, X̃ = [X, 1].
+    x, y = _data(n=20, features=4, outputs=2)
+    model = keras.Sequential([keras.Input((4,), dtype="float64"), keras.layers.Dense(2, dtype="float64")])
+    operator = HessianOperator(model, (x, y), loss=loss, batch_size=8)
+    hessian = _explicit_hessian(operator)
+    xt = np.hstack([x, np.ones((20, 1))])
+    per_output = 2.0 / (20 * 2) * xt.T @ xt
+    # Flat order: kernel (4 × 2, row-major: feature-major), then bias (2).
+    kernel_index = lambda feature, output: feature * 2 + output
+    bias_index = lambda output: 8 + output
+    for output in range(2):
+        index = [kernel_index(f, output) for f in range(4)] + [bias_index(output)]
+        np.testing.assert_allclose(hessian[np.ix_(index, index)], per_output, rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(
+        hessian[np.ix_([kernel_index(f, 0) for f in range(4)], [kernel_index(f, 1) for f in range(4)])],
+        0.0, atol=1e-14,
+    )
+
+
+def test_preconditioned_sharpness_is_the_top_eigenvalue_of_p_inverse_h():
+    model, data = _mlp(), _data()
+    optimizer = tf_adaptive.Adam(learning_rate=0.01)
+    model.compile(optimizer=optimizer, loss="mse")
+    model.fit(*data, batch_size=32, epochs=5, verbose=0)
+    operator = HessianOperator(model, data)
+    hessian = _explicit_hessian(operator)
+    p = np.concatenate([
+        keras.ops.convert_to_numpy(optimizer.preconditioner(v)).ravel() for v in model.trainable_variables
+    ])
+    exact = np.max(np.linalg.eigvals(hessian / p[:, None]).real)
+    scaled = hessian / np.sqrt(p)[:, None] / np.sqrt(p)[None, :]
+    assert np.max(np.linalg.eigvalsh(scaled)) == pytest.approx(exact, rel=1e-9)
+    measured = analysis_tools.preconditioned_sharpness(model, optimizer, data, tol=1e-10, max_iterations=80)
+    assert measured == pytest.approx(exact, rel=1e-6)
+
+
+def test_quadratic_with_known_hessian_and_preconditioner():
+    rng = np.random.default_rng(3)
+    q, _ = np.linalg.qr(rng.normal(size=(20, 20)))
+    spectrum = np.concatenate([[-50.0, 7.0, 6.5], rng.uniform(-3, 3, size=17)])
+    a = q @ np.diag(spectrum) @ q.T
+    model, data = _quadratic_model(a)
+    # Indefinite, with the largest-magnitude eigenvalue negative: λ1 is the largest algebraic one.
+    result = analysis_tools.hessian_eigenvalues(model, data, loss=_mean_output, tol=1e-12, max_iterations=20)
+    assert float(result.eigenvalues[0]) == pytest.approx(7.0, rel=1e-9)
+    p = rng.uniform(0.1, 2.0, size=20)
+    expected = np.max(np.linalg.eigvalsh(a / np.sqrt(np.outer(p, p))))
+    result = analysis_tools.hessian_eigenvalues(
+        model, data, loss=_mean_output, preconditioner=[p], tol=1e-12, max_iterations=20
+    )
+    assert float(result.eigenvalues[0]) == pytest.approx(expected, rel=1e-9)
+
+
+def _float32_mlp_and_operator(method="reverse_over_reverse"):
+    model = _mlp(dtype="float32")
+    data = _data(n=64, dtype="float32")
+    return model, HessianOperator(model, data, loss="mse", batch_size=16, method=method)
+
+
+def test_hvp_is_symmetric_and_forward_and_reverse_agree_in_float32():
+    model, reverse = _float32_mlp_and_operator()
+    forward = HessianOperator(model, _data(n=64, dtype="float32"), loss="mse", batch_size=16,
+                              method="forward_over_reverse")
+    rng = np.random.default_rng(1)
+    u = tf.constant(rng.normal(size=reverse.dimension))
+    v = tf.constant(rng.normal(size=reverse.dimension))
+    hu, hv = reverse.matvec(u), reverse.matvec(v)
+    assert float(tf.tensordot(u, hv, 1)) == pytest.approx(float(tf.tensordot(v, hu, 1)), rel=1e-5)
+    np.testing.assert_allclose(forward.matvec(v).numpy(), hv.numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_hvp_matches_central_finite_differences_of_the_gradient():
+    model, data = _mlp(), _data()
+    operator = HessianOperator(model, data, loss="mse")
+    rng = np.random.default_rng(2)
+    v = rng.normal(size=operator.dimension)
+    v /= np.linalg.norm(v)
+    weights = model.get_weights()
+    step = 1e-5
+
+    def gradient_at(offset):
+        parts = operator.unflatten(tf.constant(offset))
+        model.set_weights([w + p.numpy() for w, p in zip(weights, parts)])
+        return operator.gradient()[0].numpy()
+
+    difference = (gradient_at(step * v) - gradient_at(-step * v)) / (2 * step)
+    model.set_weights(weights)
+    np.testing.assert_allclose(operator.matvec(tf.constant(v)).numpy(), difference, rtol=1e-6, atol=1e-9)
+
+
+def _batchnorm_dropout_model():
+    keras.utils.set_random_seed(4)
+    model = keras.Sequential([
+        keras.Input((6,)),
+        keras.layers.Dense(16),
+        keras.layers.BatchNormalization(),
+        keras.layers.Activation("tanh"),
+        keras.layers.Dropout(0.3),
+        keras.layers.Dense(3),
+    ])
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    x, y = _data(n=64, dtype="float32")
+    model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+    return model, (x, y)
+
+
+def test_products_are_deterministic_and_leave_batchnorm_and_dropout_state_alone():
+    model, data = _batchnorm_dropout_model()
+    before = [keras.ops.convert_to_numpy(v).copy() for v in model.variables]
+    operator = HessianOperator(model, data, batch_size=16)
+    v = tf.constant(np.random.default_rng(0).normal(size=operator.dimension))
+    first, second = operator.matvec(v).numpy(), operator.matvec(v).numpy()
+    np.testing.assert_array_equal(first, second)
+    analysis_tools.sharpness(model, data, batch_size=16, max_iterations=10)
+    for old, variable in zip(before, model.variables):
+        np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), old, err_msg=variable.path)
+    no_dropout = HessianOperator(model, data, batch_size=16, dropout=False).matvec(v).numpy()
+    inference = HessianOperator(model, data, batch_size=16, mode="inference").matvec(v).numpy()
+    assert not np.allclose(no_dropout, first) and not np.allclose(inference, no_dropout)
+
+
+def test_operator_arguments_are_validated():
+    model, data = _mlp(), _data()
+    with pytest.raises(ValueError, match="`method`"):
+        HessianOperator(model, data, loss="mse", method="finite_differences")
+    with pytest.raises(ValueError, match="`mode`"):
+        HessianOperator(model, data, loss="mse", mode="eval")
+    with pytest.raises(ValueError, match="loss"):
+        HessianOperator(model, data)
+    operator = HessianOperator(model, data, loss="mse")
+    with pytest.raises(ValueError, match="positive"):
+        operator.set_preconditioner([np.zeros(w.shape) for w in model.trainable_variables])

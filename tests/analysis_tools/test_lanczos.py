@@ -1,0 +1,239 @@
+"""`analysis_tools.lanczos`: top algebraic eigenpairs of explicit symmetric matrices.
+
+Every matrix is built from a known spectrum, A = Q diag(λ) Qᵀ with a random
+orthogonal Q, and ``numpy.linalg.eigvalsh(A)`` is the oracle. The matvec is
+a plain Python function of TF ops (or a ``tf.function``) that casts its
+argument to float64, so the same matvec serves the float32-basis path.
+"""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from analysis_tools.lanczos import Lanczos, LanczosResult, lanczos
+
+
+def symmetric(spectrum, seed=0):
+    spectrum = np.asarray(spectrum, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    q, _ = np.linalg.qr(rng.normal(size=(spectrum.size, spectrum.size)))
+    a = (q * spectrum) @ q.T
+    return (a + a.T) / 2
+
+
+def matvec_of(a):
+    a = tf.constant(a)
+
+    def matvec(v):
+        return tf.linalg.matvec(a, tf.cast(v, tf.float64))
+
+    return matvec
+
+
+def top(a, k=1):
+    return np.linalg.eigvalsh(a)[::-1][:k]
+
+
+@pytest.fixture(scope="module")
+def gapped():
+    """300×300 PSD, λ = 10, 9, 8 above a bulk in [0, 6]."""
+    rng = np.random.default_rng(1)
+    return symmetric(np.concatenate([[10.0, 9.0, 8.0], rng.uniform(0.0, 6.0, 297)]), seed=2)
+
+
+def test_psd_top1_and_top3_to_1e_10(gapped):
+    exact = top(gapped, 3)
+    one = lanczos(matvec_of(gapped), 300, max_iterations=100, tolerance=1e-12)
+    assert isinstance(one, LanczosResult)
+    assert one.eigenvalues.dtype == tf.float64 and one.eigenvalues.shape == (1,)
+    assert one.eigenvectors is None
+    assert abs(one.eigenvalues.numpy()[0] - exact[0]) <= 1e-10 * exact[0]
+    three = lanczos(matvec_of(gapped), 300, max_iterations=100, k=3, tolerance=1e-12)
+    assert three.eigenvalues.shape == (3,) and three.residuals.shape == (3,)
+    np.testing.assert_allclose(three.eigenvalues.numpy(), exact, rtol=1e-10)
+    assert three.iterations.dtype == tf.int32 and int(three.iterations) < 100
+
+
+def test_indefinite_returns_largest_algebraic_not_largest_magnitude():
+    rng = np.random.default_rng(3)
+    spectrum = np.concatenate([[-50.0, -20.0, 3.0, 2.0], rng.uniform(-1.0, 1.0, 196)])
+    a = symmetric(spectrum, seed=4)
+    result = lanczos(matvec_of(a), 200, max_iterations=100, k=2, tolerance=1e-12)
+    np.testing.assert_allclose(result.eigenvalues.numpy(), [3.0, 2.0], rtol=1e-10)
+
+
+def test_residual_stop_accuracy_and_error_bound(gapped):
+    exact = top(gapped)[0]
+    solver = Lanczos(300, max_iterations=40, tolerance=1e-3, return_vectors=True)
+    result = solver(matvec_of(gapped))
+    theta = result.eigenvalues.numpy()[0]
+    residual = result.residuals.numpy()[0]
+    assert 10 <= int(result.iterations) < 40  # min_iterations defaults to 10
+    assert residual <= 1e-3 * abs(theta)
+    # Some eigenvalue lies within the residual of θ; with a gap it is λ1, and the
+    # error is in fact ~residual²/gap, far below the tolerance.
+    assert abs(theta - exact) <= residual
+    assert abs(theta - exact) <= 1e-3 * exact
+    assert abs(theta - exact) <= 1e-5 * exact
+    # The reported residual is the true one, ‖A y - θ y‖.
+    y = result.eigenvectors.numpy()[0]
+    np.testing.assert_allclose(np.linalg.norm(gapped @ y - theta * y), residual, rtol=1e-6)
+
+
+def test_warm_start_from_top_eigenvector_converges_at_once(gapped):
+    w, q = np.linalg.eigh(gapped)
+    solver = Lanczos(300, max_iterations=40, tolerance=1e-6)
+    cold = solver(matvec_of(gapped))
+    warm = solver(matvec_of(gapped), initial_vector=3.0 * q[:, -1])  # normalized inside
+    assert int(warm.iterations) <= 3 < int(cold.iterations)
+    assert abs(warm.eigenvalues.numpy()[0] - w[-1]) <= 1e-12 * w[-1]
+    # A noisy warm start (the realistic case) still beats a random one once the
+    # minimum number of steps does not hide it.
+    rng = np.random.default_rng(5)
+    noisy = q[:, -1] + 1e-3 * rng.normal(size=300) / np.sqrt(300)
+    quick = Lanczos(300, max_iterations=40, tolerance=1e-6, min_iterations=1)
+    assert int(quick(matvec_of(gapped), initial_vector=noisy).iterations) < int(
+        quick(matvec_of(gapped)).iterations)
+
+
+def test_warm_start_eigenvector_with_k_above_one_restarts(gapped):
+    """A breakdown before k Ritz values exist continues from a fresh direction."""
+    _, q = np.linalg.eigh(gapped)
+    result = lanczos(matvec_of(gapped), 300, max_iterations=100, k=3, tolerance=1e-12,
+                     initial_vector=q[:, -1])
+    np.testing.assert_allclose(result.eigenvalues.numpy(), top(gapped, 3), rtol=1e-10)
+
+
+def test_dimension_below_max_iterations_gives_exact_spectrum():
+    a = symmetric(np.random.default_rng(6).normal(size=12), seed=7)
+    exact = top(a, 12)
+    full = lanczos(matvec_of(a), 12, max_iterations=40, k=12, tolerance=1e-14)
+    assert int(full.iterations) <= 12
+    np.testing.assert_allclose(full.eigenvalues.numpy(), exact, rtol=0, atol=1e-10)
+    # An operator with an invariant Krylov space of dimension 3 stops there (lucky breakdown).
+    d = symmetric([5.0, 5.0, 5.0, 5.0, 2.0, 2.0, 2.0, -1.0, -1.0, -1.0, -1.0, -1.0], seed=8)
+    low = lanczos(matvec_of(d), 12, max_iterations=40, k=2)
+    assert int(low.iterations) == 3
+    np.testing.assert_allclose(low.eigenvalues.numpy(), [5.0, 2.0], rtol=0, atol=1e-10)
+    assert np.all(low.residuals.numpy() <= 1e-10)
+
+
+def test_ritz_vectors_are_unit_and_match_residuals(gapped):
+    result = lanczos(matvec_of(gapped), 300, max_iterations=25, k=3, tolerance=1e-8,
+                     return_vectors=True)
+    y = result.eigenvectors.numpy()
+    theta = result.eigenvalues.numpy()
+    assert y.shape == (3, 300) and result.eigenvectors.dtype == tf.float64
+    np.testing.assert_allclose(np.linalg.norm(y, axis=1), 1.0, rtol=1e-12)
+    np.testing.assert_allclose(y @ y.T, np.eye(3), atol=1e-10)
+    true_residuals = np.linalg.norm(gapped @ y.T - y.T * theta, axis=0)
+    np.testing.assert_allclose(true_residuals, result.residuals.numpy(), rtol=1e-6, atol=1e-12)
+
+
+def test_no_retrace_across_calls_and_start_vectors(gapped):
+    traces = []
+    a = tf.constant(gapped)
+
+    def matvec(v):
+        traces.append(1)  # runs at trace time only
+        return tf.linalg.matvec(a, v)
+
+    solver = Lanczos(300, max_iterations=20)
+    rng = np.random.default_rng(9)
+    solver(matvec)
+    solver(matvec, initial_vector=rng.normal(size=300))
+    solver(matvec, initial_vector=tf.constant(rng.normal(size=300), tf.float32))
+    solver(matvec)
+    assert len(traces) == 1
+    assert solver._function.experimental_get_tracing_count() == 1
+
+    compiled = tf.function(matvec)
+    solver(compiled)
+    solver(compiled, initial_vector=rng.normal(size=300))
+    assert solver._function.experimental_get_tracing_count() == 1
+    assert compiled.experimental_get_tracing_count() == 1
+
+    class Operator:
+        def matvec(self, v):
+            traces.append(1)
+            return tf.linalg.matvec(a, v)
+
+    operator = Operator()
+    del traces[:]
+    solver(operator.matvec)  # a fresh bound-method object on every access
+    solver(operator.matvec, initial_vector=rng.normal(size=300))
+    assert len(traces) == 1
+
+
+def test_float32_basis(gapped):
+    exact = top(gapped)[0]
+    forced = Lanczos(300, max_iterations=60, tolerance=1e-7, basis_dtype=tf.float32)
+    by_size = Lanczos(300, max_iterations=60, tolerance=1e-7, float64_dimension_limit=100)
+    assert forced.basis_dtype == tf.float32 and by_size.basis_dtype == tf.float32
+    assert Lanczos(300).basis_dtype == tf.float64
+    result = by_size(matvec_of(gapped))
+    assert result.eigenvalues.dtype == tf.float64
+    assert abs(result.eigenvalues.numpy()[0] - exact) <= 1e-5 * exact
+
+
+def test_seeded_starts_and_zero_start():
+    a = symmetric(np.linspace(0.0, 1.0, 100) ** 3, seed=10)
+    first = Lanczos(100, max_iterations=15, seed=3)
+    r1 = first(matvec_of(a))
+    r2 = first(matvec_of(a))  # next call, next start vector
+    again = Lanczos(100, max_iterations=15, seed=3)
+    r3 = again(matvec_of(a), initial_vector=np.zeros(100))  # zero start: random fallback
+    assert r1.eigenvalues.numpy()[0] == r3.eigenvalues.numpy()[0]
+    assert r1.eigenvalues.numpy()[0] != r2.eigenvalues.numpy()[0]
+
+
+def test_global_random_state_untouched():
+    a = symmetric(np.linspace(0.0, 1.0, 50), seed=11)
+    solver = Lanczos(50, max_iterations=10)
+    solver(matvec_of(a))  # trace outside the comparison too
+    generator_state = tf.random.get_global_generator().state.numpy().copy()
+    tf.random.set_seed(123)
+    expected = [tf.random.uniform([4]).numpy() for _ in range(2)]
+    tf.random.set_seed(123)
+    got = [tf.random.uniform([4]).numpy()]
+    solver(matvec_of(a))
+    got.append(tf.random.uniform([4]).numpy())
+    np.testing.assert_array_equal(np.stack(got), np.stack(expected))
+    np.testing.assert_array_equal(tf.random.get_global_generator().state.numpy(), generator_state)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    (dict(dimension=0), "dimension"),
+    (dict(dimension=2.5), "dimension"),
+    (dict(max_iterations=0), "max_iterations"),
+    (dict(k=0), "k"),
+    (dict(k=11, max_iterations=10), "k"),
+    (dict(dimension=5, k=6), "k"),
+    (dict(tolerance=0.0), "tolerance"),
+    (dict(tolerance=-1e-3), "tolerance"),
+    (dict(tolerance=float("nan")), "tolerance"),
+    (dict(min_iterations=0), "min_iterations"),
+    (dict(basis_dtype=tf.int32), "basis_dtype"),
+    (dict(float64_dimension_limit=0), "float64_dimension_limit"),
+    (dict(seed=1.5), "seed"),
+    (dict(return_vectors="yes"), "return_vectors"),
+])
+def test_bad_arguments(kwargs, name):
+    kwargs = {"dimension": 20, **kwargs}
+    with pytest.raises(ValueError, match=f"`{name}`"):
+        Lanczos(**kwargs)
+
+
+def test_bad_initial_vector():
+    solver = Lanczos(20, max_iterations=5)
+    with pytest.raises(ValueError, match="`initial_vector`"):
+        solver(matvec_of(np.eye(20)), initial_vector=np.ones(21))
+
+
+def test_tiny_and_zero_operators():
+    one = lanczos(lambda v: 3.0 * v, 1)
+    assert int(one.iterations) == 1 and one.eigenvalues.numpy()[0] == pytest.approx(3.0)
+    zero = lanczos(lambda v: 0.0 * v, 30, k=2, return_vectors=True)
+    np.testing.assert_array_equal(zero.eigenvalues.numpy(), [0.0, 0.0])
+    assert int(zero.iterations) == 2  # breakdown at once, one restart for the second value
+    np.testing.assert_allclose(np.linalg.norm(zero.eigenvectors.numpy(), axis=1), 1.0)
