@@ -1,9 +1,9 @@
 """Independent float64 NumPy references for the Adam family and its relatives.
 
-Written from the published update rules (SPEC §1.5; Kingma & Ba 2014; Reddi et al.
-2018; Chen & Gu 2018 (Padam); Dozat 2016 (Nadam); Duchi et al. 2011 (Adagrad);
-Shazeer & Stern 2018 (Adafactor); Ziyin et al. (LaProp, Eq. 1-4 of
-papers/update_distribution_zhang_ziyin.txt)), not from the package. Same interface as
+Written from the published update rules (Cohen et al. 2022, §2 and App. A; Kingma &
+Ba 2014; Reddi et al. 2018; Chen & Gu 2018 (Padam); Dozat 2016 (Nadam); Duchi et al.
+2011 (Adagrad); Shazeer & Stern 2018 (Adafactor); Ziyin et al. (LaProp, as in Eq. 1-4
+of Zhang & Ziyin 2021)), not from the package. Same interface as
 `numpy_optimizers`: `step(params, grads, learning_rate)` returns the new parameters
 p - lr·u, and for every variable i the most recent step equals
 -lr · momentum(i) / preconditioner(i).
