@@ -129,8 +129,10 @@ class SharpnessRecord:
 class SharpnessCallback(keras.callbacks.Callback):
     """Track λ1(H) and λ1(P⁻¹H) during `model.fit`, every `every_n_steps` optimizer steps.
 
-    At each measurement it adds to the batch `logs`, and to the logs of the
-    epoch it falls in (so `History`, `CSVLogger` and `TensorBoard` record them):
+    It measures at the start of the first step after every `every_n_steps`-th
+    optimizer step (and at the end of an epoch, if one is due), on the weights
+    the finished steps left, and adds the latest values to the epoch's logs (so
+    `History`, `CSVLogger` and `TensorBoard` record them):
 
     * ``sharpness``: λ1(H) (when `raw`);
     * ``preconditioned_sharpness``: λ1(P⁻¹H) (when `preconditioned`);
@@ -202,6 +204,8 @@ class SharpnessCallback(keras.callbacks.Callback):
         self.records = []
         self._operator = None
         self._latest = {}
+        self._steps_before_epoch = 0
+        self._batches_begun = 0
         self._writer = None
 
     # ------------------------------------------------------------- set-up
@@ -223,6 +227,8 @@ class SharpnessCallback(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         if self._operator is None or self._operator.model is not self.model:
             self._build()
+        self._steps_before_epoch = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._batches_begun = 0
 
     # ---------------------------------------------------------- measuring
     def _solve(self, name, matvec):
@@ -272,20 +278,45 @@ class SharpnessCallback(keras.callbacks.Callback):
             self._writer.flush()
         return record
 
-    def on_train_batch_end(self, batch, logs=None):
-        # With steps_per_execution > 1 Keras reports every few steps: measure
-        # whenever a multiple of every_n_steps has been passed since the last one.
-        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
-        last = self.records[-1].step if self.records else 0
-        if step // self.every_n_steps <= last // self.every_n_steps:
-            return
-        self._latest = dict(self.measure().values)
-        if logs is not None:
-            logs.update(self._latest)
+    def _due(self):
+        """Whether a multiple of `every_n_steps` optimizer steps has passed since the last measurement.
 
-    def on_epoch_end(self, epoch, logs=None):
+        Reads `optimizer.iterations` (a device sync) only once the batch count
+        says a measurement may be due, so most steps cost a Python comparison.
+        """
+        last = self.records[-1].step if self.records else 0
+        if self._steps_before_epoch + self._batches_begun <= last:
+            return False
+        step = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        return step // self.every_n_steps > last // self.every_n_steps
+
+    def _measure_if_due(self, logs):
+        if self._due():
+            self._latest = dict(self.measure().values)
         if logs is not None and self._latest:
             logs.update(self._latest)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._steps_before_epoch = int(keras.ops.convert_to_numpy(self.model.optimizer.iterations))
+        self._batches_begun = 0
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Measured at the start of the next step, on the weights the previous
+        # steps left. Keras runs `*_batch_begin` hooks in line and keeps
+        # dispatching steps asynchronously, which a `*_batch_end` hook stops.
+        # `batch` is the index of the first step of this execution, so with
+        # steps_per_execution > 1 the count stays right.
+        self._batches_begun = batch
+        if self._steps_before_epoch + batch >= self._next_candidate():
+            self._measure_if_due(None)
+
+    def _next_candidate(self):
+        last = self.records[-1].step if self.records else 0
+        return (last // self.every_n_steps + 1) * self.every_n_steps
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._batches_begun = float("inf")  # the epoch's steps are all done: read the counter
+        self._measure_if_due(logs)
 
     def on_train_end(self, logs=None):
         if self._writer is not None:
