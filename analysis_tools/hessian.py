@@ -86,6 +86,29 @@ def resolve_loss(model, loss):
     return keras.losses.get(loss) if isinstance(loss, str) else loss
 
 
+def stateless_loss(model, loss, variables, trainable, non_trainable, x, y, training, dropout_off, dtype):
+    """(mean loss on the batch (x, y), sum of `model.losses`) at the given values, in `dtype`.
+
+    Evaluates `model.stateless_call`, so nothing in the model is written.
+    `trainable` are the values of `variables` (the model's trainable
+    variables, cast back to each variable's dtype); with `dropout_off`, Dropout
+    layers pass their inputs through. Loss functions (as `keras.losses.get("mse")`
+    returns) give one value per example; like Keras's compiled loss
+    ("sum_over_batch_size") they are averaged.
+    """
+    values = [tf.cast(t, v.dtype) for t, v in zip(trainable, variables)]
+    if dropout_off:
+        with _DropoutOff(model):
+            y_pred, _, losses = model.stateless_call(values, non_trainable, x, return_losses=True,
+                                                     training=training)
+    else:
+        y_pred, _, losses = model.stateless_call(values, non_trainable, x, return_losses=True,
+                                                 training=training)
+    data_loss = tf.reduce_mean(tf.cast(loss(y, y_pred), dtype))
+    regularization = tf.add_n([tf.cast(l, dtype) for l in losses]) if losses else tf.zeros([], dtype)
+    return data_loss, regularization
+
+
 class HessianOperator:
     """v ↦ H v for the training loss over a fixed probe set (see the module docstring).
 
@@ -162,22 +185,13 @@ class HessianOperator:
     def _batch_loss(self, trainable, non_trainable, batch_index):
         """(n_b / N) loss on probe batch b, plus the regularization losses on batch 0."""
         x, y = self.batches[batch_index]
-        values = [tf.cast(t, v.dtype) for t, v in zip(trainable, self._variables)]
-        kwargs = {"training": self._training}
-        if self._dropout_off:
-            with _DropoutOff(self.model):
-                y_pred, _, losses = self.model.stateless_call(
-                    values, non_trainable, x, return_losses=True, **kwargs
-                )
-        else:
-            y_pred, _, losses = self.model.stateless_call(
-                values, non_trainable, x, return_losses=True, **kwargs
-            )
-        # Loss functions (as `keras.losses.get("mse")` returns) give one value per
-        # example; Keras's compiled loss averages them ("sum_over_batch_size").
-        value = tf.reduce_mean(tf.cast(self.loss(y, y_pred), self.dtype)) * self._weights[batch_index]
-        if self.include_regularization and batch_index == 0 and losses:
-            value += tf.add_n([tf.cast(l, self.dtype) for l in losses])
+        data_loss, regularization = stateless_loss(
+            self.model, self.loss, self._variables, trainable, non_trainable, x, y,
+            training=self._training, dropout_off=self._dropout_off, dtype=self.dtype,
+        )
+        value = data_loss * self._weights[batch_index]
+        if self.include_regularization and batch_index == 0:
+            value += regularization
         return value
 
     def _total_loss(self, trainable, non_trainable):
