@@ -184,12 +184,25 @@ def _log_t_norm(r, k, s, nu):
             - tfp.math.lbeta(k / 2.0, nu / 2.0))
 
 
+# Degrees of freedom beyond 1e8 are numerically meaningless here: the terms of
+# log f grow like k log k and cancel to O(log k), so float64 loses them. A χ
+# norm with k > 1e8 is indistinguishable from a point mass at our sample sizes.
+_LOG_MAX_DEGREES = math.log(1e8)
+
+
+def _degrees(z):
+    """exp(z) capped at 1e8 (the cap reads the same in TF and NumPy)."""
+    if isinstance(z, tf.Tensor):
+        return tf.exp(tf.minimum(z, _LOG_MAX_DEGREES))
+    return math.exp(min(float(z), _LOG_MAX_DEGREES))
+
+
 def _chi(p, r):
-    return tf.reduce_mean(_log_chi_norm(r, tf.exp(p[0]), tf.exp(p[1])))
+    return tf.reduce_mean(_log_chi_norm(r, _degrees(p[0]), tf.exp(p[1])))
 
 
 def _t_norm(p, r):
-    return tf.reduce_mean(_log_t_norm(r, tf.exp(p[0]), tf.exp(p[1]), tf.exp(p[2])))
+    return tf.reduce_mean(_log_t_norm(r, _degrees(p[0]), tf.exp(p[1]), _degrees(p[2])))
 
 
 def _fit_norms(r):
@@ -198,7 +211,7 @@ def _fit_norms(r):
     k0 = max(mean * mean / (2.0 * variance), 0.5)  # r/s ~ χ_k: mean ≈ s√k, variance ≈ s²/2
     s0 = mean / math.sqrt(k0)
     value, p = _maximize(_chi, r, [[math.log(k0), math.log(s0)], [math.log(max(k0 / 4, 0.1)), math.log(s0)]])
-    light = _aic("scaled_chi", {"k": math.exp(p[0]), "scale": math.exp(p[1])}, value, n)
+    light = _aic("scaled_chi", {"k": _degrees(p[0]), "scale": math.exp(p[1])}, value, n)
     k_light, s_light = light.parameters["k"], light.parameters["scale"]
     # Heavy data make the χ fit's k useless as a start for the heavy law: also
     # start from a few dimensions, with s matching the median (r/s ≈ √k in the bulk).
@@ -207,8 +220,8 @@ def _fit_norms(r):
               for k, s in [(k_light, s_light)] + [(k, median / math.sqrt(k)) for k in (4.0, 32.0, 256.0)]
               for nu in (2.0, 100.0)]
     value, p = _maximize(_t_norm, r, starts)
-    heavy = _nested("multivariate_t_norm", value, {"k": math.exp(p[0]), "scale": math.exp(p[1]),
-                                                   "df": math.exp(p[2])}, light, {"df": math.inf}, n)
+    heavy = _nested("multivariate_t_norm", value, {"k": _degrees(p[0]), "scale": math.exp(p[1]),
+                                                   "df": _degrees(p[2])}, light, {"df": math.inf}, n)
     return light, heavy
 
 
@@ -245,26 +258,29 @@ def _strength(delta):
     return "indistinguishable from" if delta <= 2 else ("better than" if delta <= 10 else "decisively better than")
 
 
-def fit_noise_distribution(samples, kind="auto", tail_fraction=0.05):
+def fit_noise_distribution(samples, kind="auto", tail_fraction=None):
     """Fits light- and heavy-tailed laws to noise samples and says which fits better.
 
     Args:
         samples: 1-D noise norms (positive) or noise coordinates (real).
             Non-finite values are dropped.
         kind: ``"norms"``, ``"coordinates"``, or ``"auto"`` (norms when every sample is ≥ 0).
-        tail_fraction: Fraction of the largest |x − median| used by the tail fit.
+        tail_fraction: Fraction of the largest |x − median| used by the tail
+            fit. Default: 5 %, or enough for 25 exceedances on small samples.
 
     Returns:
         A `NoiseFit` (see the module docstring for the laws and the verdict rule).
     """
     if kind not in KINDS:
         raise ValueError(f"`kind` must be one of {KINDS}, got {kind!r}.")
-    if not 0.0 < tail_fraction < 1.0:
+    if tail_fraction is not None and not 0.0 < tail_fraction < 1.0:
         raise ValueError(f"`tail_fraction` must be in (0, 1), got {tail_fraction}.")
     x = np.asarray(samples, dtype=np.float64).reshape(-1)
     x = x[np.isfinite(x)]
     if len(x) < 100:
         raise ValueError(f"Need at least 100 finite samples, got {len(x)}.")
+    if tail_fraction is None:
+        tail_fraction = max(0.05, 25.5 / len(x))
     if kind == "auto":
         kind = "norms" if np.all(x >= 0) else "coordinates"
     if kind == "norms":

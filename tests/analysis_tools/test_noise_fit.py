@@ -49,6 +49,15 @@ def test_norms_of_gaussian_vectors_pick_the_chi_law_with_the_dimension():
     assert fit.heavy.log_likelihood >= fit.light.log_likelihood
 
 
+@pytest.mark.parametrize("k", [1e4, 1e5, 1e6])
+def test_very_concentrated_norms_of_high_dimensional_noise_stay_finite_and_pick_the_chi_law(k):
+    # Noise of a model with many parameters: 200 norms of a k-dimensional Gaussian vector.
+    r = 0.01 * np.sqrt(np.random.default_rng(6).chisquare(k, 200))
+    fit = fit_noise_distribution(r, kind="norms")
+    assert fit.best == "scaled_chi" and -2.0 - 1e-9 <= fit.delta_aic <= 2.0
+    assert fit.light.parameters["k"] == pytest.approx(k, rel=0.3)
+
+
 def test_norms_of_multivariate_t_vectors_pick_the_heavy_law():
     fit = fit_noise_distribution(_t_norms(5000, 40, 1.5, np.random.default_rng(4)))
     assert fit.best == "multivariate_t_norm" and fit.delta_aic > 10
