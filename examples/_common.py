@@ -1,0 +1,172 @@
+"""What the example scripts share: embedded data, output files, the verdict table.
+
+Default data is embedded and real, so nothing is downloaded:
+
+* images: scikit-learn's bundled `load_digits` (1,797 8×8 handwritten digits);
+* text: the English documentation that every Python ships in
+  `pydoc_data.topics`, read as UTF-8 bytes for byte-level language modelling
+  (about 466 kB; the exact text depends on the Python version).
+
+`--dataset=mnist|cifar10` loads through `keras.datasets` (needs a network the
+first time), and `--data_dir` points at a local `<name>.npz` with arrays
+`x_train, y_train, x_test, y_test` instead.
+"""
+
+import json
+import math
+import os
+
+import numpy as np
+
+IMAGE_DATASETS = ("digits", "mnist", "cifar10")
+
+
+def digits(num_examples=None, seed=0):
+    """Standardized digits features (float32, 64 columns) and labels (int32).
+
+    `num_examples` takes a class-stratified subset of that size, shuffled with `seed`.
+    """
+    from sklearn.datasets import load_digits
+
+    data = load_digits()
+    x = data.data.astype("float64") / 16.0
+    x = ((x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)).astype("float32")
+    y = data.target.astype("int32")
+    order = np.random.default_rng(seed).permutation(len(x))
+    if num_examples is not None and num_examples < len(x):
+        # Round-robin over the classes keeps every class in the subset.
+        by_class = [order[y[order] == c] for c in range(10)]
+        interleaved = [index for group in zip(*by_class) for index in group]
+        order = np.array(interleaved[:num_examples])
+    return x[order], y[order]
+
+
+def image_data(dataset="digits", data_dir=None, num_examples=None, seed=0):
+    """Flattened, standardized images and labels: `(x, y)` for training.
+
+    `dataset` is one of `IMAGE_DATASETS`; with `data_dir`, `<data_dir>/<dataset>.npz`
+    (arrays `x_train`, `y_train`) is read instead of `keras.datasets`.
+    """
+    if dataset == "digits" and data_dir is None:
+        return digits(num_examples, seed)
+    if data_dir is not None:
+        with np.load(os.path.join(data_dir, f"{dataset}.npz")) as arrays:
+            x, y = arrays["x_train"], arrays["y_train"]
+    else:
+        import keras
+
+        (x, y), _ = getattr(keras.datasets, dataset).load_data()
+    x = x.reshape(len(x), -1).astype("float32")
+    x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
+    y = np.asarray(y).reshape(-1).astype("int32")
+    order = np.random.default_rng(seed).permutation(len(x))[:num_examples]
+    return x[order], y[order]
+
+
+def text_corpus(data_dir=None):
+    """The corpus as a uint8 array of UTF-8 bytes (vocabulary 256).
+
+    By default the pydoc topics, sorted by name and joined by blank lines;
+    with `data_dir`, the bytes of `<data_dir>/corpus.txt`.
+    """
+    if data_dir is not None:
+        with open(os.path.join(data_dir, "corpus.txt"), "rb") as handle:
+            return np.frombuffer(handle.read(), dtype=np.uint8)
+    from pydoc_data.topics import topics
+
+    text = "\n\n".join(topics[name] for name in sorted(topics))
+    return np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+
+
+def text_windows(tokens, sequence_length, num_windows=None, seed=0, validation_fraction=0.1):
+    """Next-byte prediction windows: `((x_train, y_train), (x_val, y_val))`.
+
+    The corpus is split contiguously (the last `validation_fraction` is held
+    out), then cut into non-overlapping windows of `sequence_length + 1`
+    bytes; inputs are a window's first `sequence_length` bytes and targets
+    the same shifted by one. `num_windows` caps the training windows (a random
+    subset drawn with `seed`); the validation windows are capped at a quarter
+    of that.
+    """
+    tokens = np.asarray(tokens, dtype=np.int32)
+    split = int(len(tokens) * (1.0 - validation_fraction))
+
+    def windows(part, cap):
+        count = (len(part) - 1) // sequence_length
+        starts = np.arange(count) * sequence_length
+        if cap is not None and cap < count:
+            starts = np.sort(np.random.default_rng(seed).choice(starts, cap, replace=False))
+        index = starts[:, None] + np.arange(sequence_length + 1)[None, :]
+        chunk = part[index]
+        return chunk[:, :-1], chunk[:, 1:]
+
+    validation_cap = None if num_windows is None else max(1, num_windows // 4)
+    return windows(tokens[:split], num_windows), windows(tokens[split:], validation_cap)
+
+
+def output_path(output_dir, name):
+    """`output_dir/name`, creating the folder."""
+    os.makedirs(output_dir, exist_ok=True)
+    return os.path.join(output_dir, name)
+
+
+def _plain(value):
+    """JSON-ready copy: NumPy scalars and arrays to Python, non-finite floats to None."""
+    if isinstance(value, dict):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _plain(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def write_json(output_dir, name, results):
+    """Writes `results` (nested dicts/lists of numbers and strings) as JSON; returns the path."""
+    path = output_path(output_dir, name)
+    with open(path, "w") as handle:
+        json.dump(_plain(results), handle, indent=2, sort_keys=True)
+    print(f"wrote {path}")
+    return path
+
+
+def save_figure(figure, output_dir, name):
+    """Saves a matplotlib figure as PNG (100 dpi) and closes it; returns the path."""
+    import matplotlib.pyplot as plt
+
+    path = output_path(output_dir, name)
+    figure.savefig(path, dpi=100, bbox_inches="tight")
+    plt.close(figure)
+    print(f"wrote {path}")
+    return path
+
+
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def verdict(claim, measured, agrees):
+    """One row of the closing table: the paper's claim, our number, and whether they agree."""
+    return {"claim": claim, "measured": measured, "verdict": "agree" if agrees else "disagree"}
+
+
+def print_verdicts(rows, title="Paper claim vs this run"):
+    """Prints the verdict rows as an aligned table."""
+    headers = ("paper claim", "measured", "verdict")
+    cells = [(row["claim"], row["measured"], row["verdict"]) for row in rows]
+    widths = [max(len(headers[i]), *(len(c[i]) for c in cells)) for i in range(3)]
+    print(f"\n{title}")
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
+    print("  ".join("-" * w for w in widths))
+    for cell in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(cell, widths)))
