@@ -1,0 +1,32 @@
+"""examples/edge_of_stability.py runs on tiny flags and finds full-batch Adam at 38/η (Cohen et al. 2022, Fig. 1)."""
+
+import pytest
+
+from tests.examples.runner import run_example
+
+
+@pytest.mark.slow
+def test_edge_of_stability_writes_figures_and_adam_equilibrates_at_38_over_eta(tmp_path):
+    _, results = run_example(
+        "edge_of_stability", tmp_path,
+        ["--optimizer=adam_no_bias_correction", "--optimizer=frozen_adam", "--learning_rates=0.002",
+         "--frozen_initial_ratios=1.0", "--num_examples=128", "--steps=100", "--measure_every=10",
+         "--freeze_step=20"],
+        figures=("trajectories.png", "ratios.png"),
+    )
+
+    (adam,) = results["runs"]["adam_no_bias_correction"]
+    assert adam["threshold_constant"] == pytest.approx(38.0, rel=1e-5)  # (2 + 2β1)/(1 - β1) at β1 = 0.9
+    assert [record["step"] for record in adam["records"]] == list(range(10, 101, 10))
+    # Fig. 1: λ1(P⁻¹H) starts below 38/η, reaches it, and its late-training median sits at it.
+    assert adam["initial_ratio"] < 0.9
+    assert adam["arrival_step"] is not None
+    assert 0.7 <= adam["late_median_ratio"] <= 1.3
+
+    (frozen,) = results["runs"]["frozen_adam"]
+    assert frozen["threshold_constant"] == pytest.approx(38.0, rel=1e-5)
+    initial = results["frozen_adam"]["initial_preconditioned_sharpness"]
+    assert frozen["learning_rate"] == pytest.approx(38.0 / initial, rel=1e-5)  # ratio 1.0 at the start
+    assert not frozen["diverged"]
+
+    assert all(row["verdict"] in ("agree", "disagree") for row in results["verdicts"])
