@@ -63,6 +63,24 @@ def image_data(dataset="digits", data_dir=None, num_examples=None, seed=0):
     return x[order], y[order]
 
 
+def define_image_flags(num_examples=None, flag_values=None):
+    """Defines `--dataset`, `--data_dir` and `--num_examples` for `image_data`.
+
+    `num_examples` is the default subset size (None: every example);
+    `flag_values` defaults to absl's global `FLAGS`.
+    """
+    from absl import flags
+
+    values = flags.FLAGS if flag_values is None else flag_values
+    flags.DEFINE_enum("dataset", "digits", list(IMAGE_DATASETS),
+                      "Image data set: the bundled digits, or mnist/cifar10 through keras.datasets.",
+                      flag_values=values)
+    flags.DEFINE_string("data_dir", None, "Folder with <dataset>.npz (x_train, y_train) to read instead.",
+                        flag_values=values)
+    flags.DEFINE_integer("num_examples", num_examples, "Training examples (default: all of them).",
+                         lower_bound=10, flag_values=values)
+
+
 def text_corpus(data_dir=None):
     """The corpus as a uint8 array of UTF-8 bytes (vocabulary 256).
 

@@ -141,9 +141,7 @@ flags.DEFINE_integer("measure_every", 15, "Steps between sharpness measurements.
 flags.DEFINE_float("beta_2", 0.99, "β2 of the second-moment EMA (Adam family, RMSProp, LaProp, RAdam).")
 flags.DEFINE_float("freeze_learning_rate", 1e-3, "η of the Adam run that frozen Adam takes P from.")
 flags.DEFINE_integer("freeze_step", 100, "Step of that run at which P is frozen.", lower_bound=1)
-flags.DEFINE_integer("num_examples", 512, "Training examples (the full batch).", lower_bound=10)
-flags.DEFINE_enum("dataset", "digits", list(_common.IMAGE_DATASETS), "Image data set.")
-flags.DEFINE_string("data_dir", None, "Folder with <dataset>.npz (x_train, y_train) to read instead.")
+_common.define_image_flags(num_examples=512)  # the full batch
 flags.DEFINE_integer("hidden_layers", 5, "Hidden tanh layers.", lower_bound=1)
 flags.DEFINE_integer("hidden_units", 200, "Units per hidden layer.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of the subset and the initial weights.")

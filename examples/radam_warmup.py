@@ -33,6 +33,7 @@ well within a few hundred steps. One seed per run: differences below about
 
     python examples/radam_warmup.py                      # 87 s wall on 2 idle CPU cores (3 min 12 s on busy, shared ones)
     python examples/radam_warmup.py --steps=1000 --learning_rates=3e-4,1e-3,3e-3,1e-2,3e-2,1e-1
+    python examples/radam_warmup.py --data_dir=DIR  # DIR/corpus.txt instead of the embedded text
 """
 
 import math
@@ -75,6 +76,7 @@ flags.DEFINE_integer("simulation_coordinates", 100_000,
                      lower_bound=1000)
 flags.DEFINE_integer("simulation_steps", 1000, "Steps of the Fig. 9 simulation.", lower_bound=10)
 flags.DEFINE_integer("seed", 0, "Seed of the simulations, the initial weights and the batch order.")
+flags.DEFINE_string("data_dir", None, "Optional folder with corpus.txt to use instead of the embedded text.")
 
 PAPER_BETA_2 = 0.999  # the β2 of Liu et al.'s Fig. 9 and of Adam's default
 MONTE_CARLO_RHO = (6.0, 10.0, 20.0, 50.0, 200.0, 1000.0)
@@ -166,7 +168,7 @@ def bits(nats):
 
 def sweep(warmup_steps):
     """Trains the language model with every optimizer and η; returns the learning curves."""
-    corpus = _common.text_corpus()
+    corpus = _common.text_corpus(FLAGS.data_dir)
     (x_train, y_train), (x_val, y_val) = _common.text_windows(
         corpus, FLAGS.sequence_length, seed=FLAGS.seed,
         num_windows=max(FLAGS.steps * FLAGS.batch_size, 4 * FLAGS.validation_windows))

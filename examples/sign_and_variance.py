@@ -51,6 +51,7 @@ Figures written to `--output_dir`:
 
     python examples/sign_and_variance.py          # ≈ 20 s on 2 idle CPU cores (measured 18 s; 34–95 s on busy, shared ones)
     python examples/sign_and_variance.py --quadratic_steps=3000 --epochs=40 --seeds=5
+    python examples/sign_and_variance.py --dataset=mnist --num_examples=10000 --epochs=5  # downloads MNIST once
 
 Needs the TensorFlow backend (the training loops are `tf.function`s).
 """
@@ -91,6 +92,7 @@ flags.DEFINE_integer("seeds", 3, "Digits runs per (optimizer, learning rate): in
                      lower_bound=1)
 flags.DEFINE_integer("batch_size", 64, "Digits mini-batch size.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of the quadratics, the digits split and the first digits run.")
+_common.define_image_flags()
 
 WELL, ILL = "well-conditioned", "ill-conditioned"
 ALIGNED, ROTATED = "axis-aligned", "rotated"
@@ -205,10 +207,10 @@ def run_quadratics(noise_levels):
 
 
 # ---------------------------------------------------------------------- digits
-def build_mlp(seed):
+def build_mlp(seed, num_features):
     keras.utils.set_random_seed(seed)
     return keras.Sequential([
-        keras.Input((64,)),
+        keras.Input((num_features,)),
         keras.layers.Dense(100, activation="relu"),
         keras.layers.Dense(100, activation="relu"),
         keras.layers.Dense(10),
@@ -216,12 +218,12 @@ def build_mlp(seed):
 
 
 def run_digits():
-    x, y = _common.digits(seed=FLAGS.seed)
+    x, y = _common.image_data(FLAGS.dataset, FLAGS.data_dir, FLAGS.num_examples, FLAGS.seed)
     split = int(0.75 * len(x))
     x_train, y_train, x_test, y_test = x[:split], y[:split], x[split:], y[split:]
     batches = len(x_train) // FLAGS.batch_size
-    model = build_mlp(FLAGS.seed)
-    initial_weights = [build_mlp(FLAGS.seed + s).get_weights() for s in range(FLAGS.seeds)]
+    model = build_mlp(FLAGS.seed, x.shape[1])
+    initial_weights = [build_mlp(FLAGS.seed + s, x.shape[1]).get_weights() for s in range(FLAGS.seeds)]
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     @tf.function(jit_compile=True)
@@ -230,7 +232,7 @@ def run_digits():
         accuracy = tf.reduce_mean(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == y_test, tf.float32))
         return loss_fn(y_train, model(x_train)), accuracy
 
-    print(f"\n(b) digits: {len(x_train)} train / {len(x_test)} test, MLP 64-100-100-10, "
+    print(f"\n(b) {FLAGS.dataset}: {len(x_train)} train / {len(x_test)} test, MLP {x.shape[1]}-100-100-10, "
           f"{FLAGS.epochs} epochs × {batches} steps, {FLAGS.seeds} seeds")
     runs = {}
     for method, (make, rates) in DIGITS_METHODS.items():

@@ -40,6 +40,7 @@ kurtosis, variances per step) and the verdict rows.
 
     python examples/update_distribution.py                 # 17 s wall on 2 idle CPU cores (36 s on busy, shared ones)
     python examples/update_distribution.py --steps=300 --num_parameters=300000
+    python examples/update_distribution.py --dataset=mnist --num_examples=10000  # downloads MNIST once
 """
 
 import os
@@ -80,6 +81,7 @@ flags.DEFINE_list("learning_rates", ["0.001", "0.01"],
 flags.DEFINE_integer("batch_size", 32, "Mini-batch size of the network.", lower_bound=1)
 flags.DEFINE_integer("hidden_units", 64, "Width of the network's two hidden tanh layers.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of the gradient draws, the initial weights and the batch order.")
+_common.define_image_flags()
 
 MAX_HISTOGRAM_M = 10
 # §6's gradient laws (names of `update_simulation.GRADIENT_LAWS`), with the paper's figure.
@@ -155,7 +157,7 @@ def moment_curves(x):
 # -------------------------------------------------------------------- network
 def train_network(learning_rate, num_histograms):
     """Trains the digits MLP for `steps` Adagrad steps; returns the callback and the final loss."""
-    x, y = _common.digits(seed=FLAGS.seed)
+    x, y = _common.image_data(FLAGS.dataset, FLAGS.data_dir, FLAGS.num_examples, FLAGS.seed)
     x = x[:, x.std(axis=0) > 0]  # constant pixels have zero gradients: Δθ = 0/0, not a sample
     keras.utils.set_random_seed(FLAGS.seed)
     model = keras.Sequential([
@@ -170,7 +172,7 @@ def train_network(learning_rate, num_histograms):
     data = (tf.data.Dataset.from_tensor_slices((x, y))
             .shuffle(len(x), seed=FLAGS.seed).repeat().batch(FLAGS.batch_size))
     callback = UpdateDistributionCallback(steps=num_histograms, seed=FLAGS.seed)
-    print(f"\ndigits MLP {x.shape[1]}-{FLAGS.hidden_units}-{FLAGS.hidden_units}-10 (tanh), "
+    print(f"\n{FLAGS.dataset} MLP {x.shape[1]}-{FLAGS.hidden_units}-{FLAGS.hidden_units}-10 (tanh), "
           f"Adagrad η = {learning_rate:g} (ε = 0), batch {FLAGS.batch_size}, {FLAGS.steps} steps",
           flush=True)
     history = model.fit(data, epochs=1, steps_per_epoch=FLAGS.steps, shuffle=False, verbose=2,
