@@ -60,7 +60,9 @@ first. It also stops on a lucky breakdown, β_m below ~1e-12 (float64 basis;
 100 ε for float32) times the largest |α|, β seen: the Krylov space is then
 invariant and the Ritz values are eigenvalues of A to rounding. A breakdown
 before k Ritz values exist (say a start vector that is itself an eigenvector,
-with k > 1) continues from a fresh random vector orthogonal to the basis.
+with k > 1) continues from a fresh random vector orthogonal to the basis. A
+NaN or infinite product (the Hessian of a diverged network) ends the run at
+once, and every returned value, residual and vector is NaN.
 
 Cost
 ----
@@ -274,15 +276,27 @@ class Lanczos:
             t = tf.linalg.diag(a) + tf.linalg.diag(b, k=1) + tf.linalg.diag(b, k=-1)
             return tf.linalg.eigh(t)
 
+        def finite(alpha, beta, m):
+            return tf.logical_and(tf.reduce_all(tf.math.is_finite(alpha[:m])),
+                                  tf.reduce_all(tf.math.is_finite(beta[:m])))
+
         def top(alpha, beta, m):
-            """Top-k Ritz values (descending), their residuals and T_m eigenvectors [m, k]."""
+            """Top-k Ritz values (descending), their residuals and T_m eigenvectors [m, k].
+
+            All NaN when T_m is not finite (a NaN or inf product, e.g. from a
+            diverged network), where eigh would fail.
+            """
             # A ≤ m_max × m_max eigenproblem: on the CPU, whatever device runs the matvec.
             with tf.device("/device:CPU:0"):
-                theta, s = ritz(alpha, beta, m)
-                index = m - 1 - tf.range(k)
+                ok = finite(alpha, beta, m)
+                theta, s = ritz(tf.where(ok, alpha, 0.0), tf.where(ok, beta, 0.0), m)
+                # m < k only when a non-finite product stopped the run early.
+                index = tf.maximum(m - 1 - tf.range(k), 0)
                 values = tf.gather(theta, index)
                 last = tf.gather(s[m - 1], index)
-                return values, tf.abs(beta[m - 1] * last), tf.gather(s, index, axis=1)
+                nan = tf.constant(np.nan, f64)
+                return (tf.where(ok, values, nan), tf.where(ok, tf.abs(beta[m - 1] * last), nan),
+                        tf.where(ok, tf.gather(s, index, axis=1), nan))
 
         def cond(i, v, alpha, beta, scale, done):
             return tf.logical_and(i < m_max, tf.logical_not(done))
@@ -307,6 +321,8 @@ class Lanczos:
                 tf.logical_and(m >= self.min_iterations,
                                tf.cond(m >= self.min_iterations, converged,
                                        lambda: tf.constant(False))))
+            # A non-finite product ends the run: the result is NaN (see `top`).
+            done = tf.logical_or(done, tf.logical_not(finite(alpha, beta, m)))
 
             more = tf.logical_and(tf.logical_not(done), m < m_max)
 

@@ -237,3 +237,26 @@ def test_tiny_and_zero_operators():
     np.testing.assert_array_equal(zero.eigenvalues.numpy(), [0.0, 0.0])
     assert int(zero.iterations) == 2  # breakdown at once, one restart for the second value
     np.testing.assert_allclose(np.linalg.norm(zero.eigenvectors.numpy(), axis=1), 1.0)
+
+
+@pytest.mark.parametrize("bad_from", [0, 3])
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf])
+def test_a_non_finite_operator_gives_nan_instead_of_failing(gapped, bad_from, bad_value):
+    # A diverged network's Hessian products are NaN or inf, from the first product or later.
+    a = tf.constant(gapped)
+    calls = tf.Variable(0)
+
+    def matvec(v):
+        product = tf.linalg.matvec(a, tf.cast(v, tf.float64))
+        broken = calls.assign_add(1) > bad_from
+        return tf.where(broken, tf.fill(tf.shape(product), tf.constant(bad_value, tf.float64)), product)
+
+    solver = Lanczos(gapped.shape[0], max_iterations=20, k=2, return_vectors=True)
+    result = solver(matvec)
+    assert np.all(np.isnan(result.eigenvalues.numpy())) and np.all(np.isnan(result.residuals.numpy()))
+    assert np.all(np.isnan(result.eigenvectors.numpy()))
+    assert int(result.iterations) == bad_from + 1  # it stops at the first non-finite product
+    # The same solver still works once the operator is finite again, from a NaN start vector too.
+    calls.assign(-1000)
+    again = solver(matvec, initial_vector=result.eigenvectors[0])
+    np.testing.assert_allclose(again.eigenvalues.numpy(), top(gapped, 2), rtol=1e-6)

@@ -89,6 +89,21 @@ def test_top_subspace_fraction_is_a_fraction():
     assert fractions and all(0.0 <= f <= 1.0 + 1e-12 for f in fractions)
 
 
+def test_a_diverged_network_logs_nan_and_training_goes_on():
+    # SGD at η = 100 on this MLP overflows within a few steps; the callback must report NaN
+    # (as the loss does) rather than fail inside the eigensolver.
+    x, y = _problem()
+    callback = SharpnessCallback((x, y), every_n_steps=4, max_iterations=15)
+    model = _model()
+    model.compile(optimizer=tf_adaptive.HeavyBall(learning_rate=100.0, momentum=0.0), loss="mse")
+    history = model.fit(x, y, batch_size=16, epochs=6, shuffle=False, verbose=0, callbacks=[callback])
+    assert not np.isfinite(history.history["loss"][-1])
+    assert [r.step for r in callback.records] == [4, 8, 12, 16, 20, 24]
+    last = callback.records[-1].values
+    assert np.isnan(last["sharpness"]) and np.isnan(last["preconditioned_sharpness"])
+    assert np.isnan(history.history["sharpness_ratio"][-1])
+
+
 def test_callback_arguments_are_validated():
     with pytest.raises(ValueError, match="`every_n_steps`"):
         SharpnessCallback(_problem(), every_n_steps=0)
