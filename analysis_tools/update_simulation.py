@@ -195,7 +195,9 @@ def simulate_updates(optimizer, gradient_law, steps, num_parameters, seed=0, sca
             updates = updates.write(i, (after - before) / learning_rate)
         return updates.stack()
 
-    return run().numpy()
+    # One trace per call is inherent (a new optimizer and variable each time);
+    # calling the concrete function keeps TF's frequent-retracing warning quiet.
+    return run.get_concrete_function()().numpy()
 
 
 def adagrad_normalization(steps):
