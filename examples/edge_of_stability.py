@@ -48,7 +48,7 @@ What the defaults find (55 s wall time on 2 idle CPU cores, 2¾ to 3½ min on bu
 of 300 steps, λ1(H) and λ1(P⁻¹H) measured 20 times in each; the closing table
 prints it): Adam rises from 0.2-0.45 of 38/η to it and sits there, a
 late-training median of λ1(P⁻¹H)/(38/η) of 1.00, 1.00 and 0.99 at η = 1e-3,
-2e-3, 4e-3 (Fig. 5a agrees). Frozen Adam stays at most 2 % above 38/η, and it
+2e-3, 4e-3 (Fig. 5a agrees). Frozen Adam rises at most 3 % above 38/η, and it
 converges at 0.82-0.86 of it rather than at it (Fig. 3b only partly): on this
 small, easy problem the raw sharpness grows by some 30 % before the loss
 vanishes (Fig. 3c's axis spans 10² to 10³ on CIFAR-10), too little to carry a
