@@ -21,6 +21,14 @@ import numpy as np
 IMAGE_DATASETS = ("digits", "mnist", "cifar10")
 
 
+def _standardized(x):
+    """Each column shifted to mean 0 and scaled to standard deviation 1 (constant columns become 0).
+
+    Computed in `x`'s own dtype.
+    """
+    return (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
+
+
 def digits(num_examples=None, seed=0):
     """Standardized digits features (float32, 64 columns) and labels (int32).
 
@@ -30,7 +38,7 @@ def digits(num_examples=None, seed=0):
 
     data = load_digits()
     x = data.data.astype("float64") / 16.0
-    x = ((x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)).astype("float32")
+    x = _standardized(x).astype("float32")
     y = data.target.astype("int32")
     order = np.random.default_rng(seed).permutation(len(x))
     if num_examples is not None and num_examples < len(x):
@@ -56,8 +64,7 @@ def image_data(dataset="digits", data_dir=None, num_examples=None, seed=0):
         import keras
 
         (x, y), _ = getattr(keras.datasets, dataset).load_data()
-    x = x.reshape(len(x), -1).astype("float32")
-    x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
+    x = _standardized(x.reshape(len(x), -1).astype("float32"))
     y = np.asarray(y).reshape(-1).astype("int32")
     order = np.random.default_rng(seed).permutation(len(x))[:num_examples]
     return x[order], y[order]
@@ -120,6 +127,36 @@ def text_windows(tokens, sequence_length, num_windows=None, seed=0, validation_f
 
     validation_cap = None if num_windows is None else max(1, num_windows // 4)
     return windows(tokens[:split], num_windows), windows(tokens[split:], validation_cap)
+
+
+def byte_transformer(sequence_length, width, num_blocks, num_heads, activation, attention=True,
+                     vector_inputs=False):
+    """A causal post-LayerNorm transformer over bytes (Vaswani et al. 2017, decoder only).
+
+    Byte embedding (256) plus a learned position embedding, then `num_blocks`
+    blocks of LN(h + causal self-attention) and LN(h + Dense(width) ∘
+    Dense(4·width, `activation`)), then logits over the 256 bytes.
+    `attention=False` drops the self-attention (a per-position MLP: Zhang et
+    al.'s attention-free control); `vector_inputs=True` takes float inputs of
+    shape [sequence_length, width] in place of the byte embedding. Seed Keras
+    first for reproducible weights.
+    """
+    import keras
+
+    if vector_inputs:
+        inputs = keras.Input((sequence_length, width))
+        h = inputs
+    else:
+        inputs = keras.Input((sequence_length,), dtype="int32")
+        h = keras.layers.Embedding(256, width)(inputs)
+    h = h + keras.layers.Embedding(sequence_length, width)(keras.ops.arange(sequence_length))
+    for _ in range(num_blocks):
+        if attention:
+            attended = keras.layers.MultiHeadAttention(num_heads, width // num_heads)(h, h, use_causal_mask=True)
+            h = keras.layers.LayerNormalization()(h + attended)
+        hidden = keras.layers.Dense(4 * width, activation=activation)(h)
+        h = keras.layers.LayerNormalization()(h + keras.layers.Dense(width)(hidden))
+    return keras.Model(inputs, keras.layers.Dense(256)(h))
 
 
 def output_path(output_dir, name):

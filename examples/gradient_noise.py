@@ -73,22 +73,8 @@ def build_model(attention, gaussian_inputs, seed):
     themselves: normalized Gaussian vectors of width `model_dim`.
     """
     keras.utils.set_random_seed(seed)
-    width = FLAGS.model_dim
-    if gaussian_inputs:
-        inputs = keras.Input((FLAGS.sequence_length, width))
-        h = inputs
-    else:
-        inputs = keras.Input((FLAGS.sequence_length,), dtype="int32")
-        h = keras.layers.Embedding(256, width)(inputs)
-    h = h + keras.layers.Embedding(FLAGS.sequence_length, width)(keras.ops.arange(FLAGS.sequence_length))
-    for _ in range(FLAGS.num_blocks):
-        if attention:
-            attended = keras.layers.MultiHeadAttention(FLAGS.num_heads, width // FLAGS.num_heads)(
-                h, h, use_causal_mask=True)
-            h = keras.layers.LayerNormalization()(h + attended)
-        hidden = keras.layers.Dense(4 * width, activation="gelu")(h)
-        h = keras.layers.LayerNormalization()(h + keras.layers.Dense(width)(hidden))
-    model = keras.Model(inputs, keras.layers.Dense(256)(h))
+    model = _common.byte_transformer(FLAGS.sequence_length, FLAGS.model_dim, FLAGS.num_blocks, FLAGS.num_heads,
+                                     "gelu", attention=attention, vector_inputs=gaussian_inputs)
     model.compile(optimizer=keras.optimizers.Adam(FLAGS.learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=True)
     return model

@@ -141,16 +141,7 @@ def simulate_adaptive_learning_rate(beta_2, rng):
 def language_model(seed):
     """A post-LayerNorm causal transformer over bytes (Vaswani et al. 2017, Fig. 1, decoder only)."""
     keras.utils.set_random_seed(seed)
-    length, width = FLAGS.sequence_length, FLAGS.model_dim
-    tokens = keras.Input((length,), dtype="int32")
-    hidden = keras.layers.Embedding(256, width)(tokens)
-    hidden = hidden + keras.layers.Embedding(length, width)(keras.ops.arange(length))
-    for _ in range(FLAGS.num_layers):
-        attention = keras.layers.MultiHeadAttention(4, width // 4)(hidden, hidden, use_causal_mask=True)
-        hidden = keras.layers.LayerNormalization()(hidden + attention)
-        feed_forward = keras.layers.Dense(4 * width, activation="relu")(hidden)
-        hidden = keras.layers.LayerNormalization()(hidden + keras.layers.Dense(width)(feed_forward))
-    return keras.Model(tokens, keras.layers.Dense(256)(hidden))
+    return _common.byte_transformer(FLAGS.sequence_length, FLAGS.model_dim, FLAGS.num_layers, 4, "relu")
 
 
 def make_optimizer(name, learning_rate, warmup_steps):
