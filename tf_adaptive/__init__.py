@@ -1,5 +1,6 @@
-"""Keras optimizers with an exposed preconditioner and stability threshold."""
+"""Keras optimizers with an exposed preconditioner, momentum, second moment and stability threshold."""
 
+from tf_adaptive._base import SecondMoment
 from tf_adaptive.acclip import ACClip
 from tf_adaptive.adafactor import Adafactor
 from tf_adaptive.adagrad import Adagrad
@@ -34,4 +35,5 @@ __all__ = [
     "RMSProp",
     "SSD",
     "SVAG",
+    "SecondMoment",
 ]

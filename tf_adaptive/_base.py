@@ -4,11 +4,17 @@
   **preconditioner protocol** that `analysis_tools` reads:
 
   - ``preconditioner(variable)``: the diagonal P_t of the most recent update,
-    written so that the update reads x_t = x_{t-1} - η P_t⁻¹ m_t for the
-    method's own momentum m_t (its gradient, for methods without momentum).
+    written so that the update reads x_t = x_{t-1} - η P_t⁻¹ u_t for the
+    method's own momentum u_t (its gradient, for methods without momentum).
     For non-linear methods (clipping, sign, variance adaptation) P_t is the
-    *effective* preconditioner: the element-wise ratio m_t / (applied step / η).
+    *effective* preconditioner: the element-wise ratio u_t / (applied step / η).
     Before the first update, P_0 = 1 (no update has divided by anything yet).
+  - ``momentum(variable)``: that u_t, so that the most recent update is
+    exactly x_t - x_{t-1} = -η_t P_t⁻¹ u_t (decoupled weight decay aside).
+    Before the first update, u_0 = 0.
+  - ``second_moment``: a `SecondMoment`, how P_t depends on a second moment
+    of the gradient (P_t ∝ ν_t^p), so that analysis code reads it off the
+    optimizer instead of keeping a table of classes.
   - ``stability_threshold()``: the largest stable λ1(P⁻¹H) at the current
     learning rate, from `tf_adaptive.thresholds` and the method's momentum type.
 
@@ -18,9 +24,13 @@
   in float32 for float16/bfloat16 variables (`compute_dtype`), and only the
   results are cast back when they are stored.
 
+* The shared pieces of the Adam-like updates: `root`, `moment_corrections`
+  and `safe_divide`.
+
 * Hyperparameter validation that raises `ValueError` naming the argument.
 """
 
+import dataclasses
 import functools
 import math
 import numbers
@@ -62,6 +72,36 @@ def bias_corrections(t, beta_1, beta_2):
     first = 1.0 - ops.power(ops.cast(beta_1, "float32"), t)
     second = 1.0 - ops.power(ops.cast(beta_2, "float32"), t)
     return first, second
+
+
+def root(value, power):
+    """value^power; 1/2, 1/4 and 1/8 as repeated square roots (pow is exp∘log, several times slower)."""
+    if power in (0.5, 0.25, 0.125):
+        for _ in range({0.5: 1, 0.25: 2, 0.125: 3}[power]):
+            value = ops.sqrt(value)
+        return value
+    return ops.power(value, power)
+
+
+def moment_corrections(t, beta_1, beta_2, power=0.5, bias_correction=True):
+    """(1 - β1^t, (1 - β2^t)^(-p)) in float32, or (1, 1) without bias correction."""
+    if not bias_correction:
+        return ops.ones((), "float32"), ops.ones((), "float32")
+    first, second = bias_corrections(t, beta_1, beta_2)
+    return first, root(1.0 / second, power)
+
+
+def safe_divide(epsilon):
+    """Division for m / (root(ν) + ε): with ε = 0, a coordinate with ν = 0 has m = 0 and does not move."""
+    return ops.divide_no_nan if epsilon == 0.0 else ops.divide
+
+
+def _known_to_be_zero(count):
+    """True if `count` is eagerly readable and 0 (False for a symbolic, traced value)."""
+    try:
+        return int(ops.convert_to_numpy(count)) == 0
+    except Exception:  # a symbolic tensor inside a traced function
+        return False
 
 
 def _is_real(value):
@@ -111,6 +151,51 @@ def check_learning_rate(value):
     return value
 
 
+SUM = "sum"
+EMA = "ema"
+FACTORED = "factored"
+NONE = "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class SecondMoment:
+    """How an optimizer's preconditioner depends on a second moment ν_t of the gradient.
+
+    P_t ∝ ν_t^p (up to ε and the bias corrections), with `form` one of:
+
+    * ``SUM``: the sum ν_t = Σ_{s≤t} g_s² (Adagrad).
+    * ``EMA``: ν_t = β ν_{t-1} + (1 - β) g_t² with a constant β (Adam, RMSProp,
+      ...), or AMSGrad's running maximum of it.
+    * ``FACTORED``: Adafactor's row/column estimate of the EMA of g², with the
+      decay 1 - t^(-c) (no constant β).
+    * ``NONE``: no second moment that P_t is a power of (momentum methods,
+      clipping, sign and variance adaptation, a frozen P).
+
+    Attributes:
+        form: `SUM`, `EMA`, `FACTORED` or `NONE` (also available as
+            ``SecondMoment.SUM`` etc.).
+        beta: β for the ``EMA`` form, a float; ``None`` otherwise.
+        power: p, a float; ``None`` for the ``NONE`` form.
+    """
+
+    SUM = SUM
+    EMA = EMA
+    FACTORED = FACTORED
+    NONE = NONE
+
+    form: str
+    beta: float | None = None
+    power: float | None = None
+
+    def __post_init__(self):
+        if self.form not in (SUM, EMA, FACTORED, NONE):
+            raise ValueError(f"`form` must be one of {(SUM, EMA, FACTORED, NONE)}, got {self.form!r}.")
+        if (self.beta is None) != (self.form != EMA):
+            raise ValueError(f"`beta` is a float for the {EMA!r} form and None otherwise, got {self.beta!r}.")
+        if (self.power is None) != (self.form == NONE):
+            raise ValueError(f"`power` is None for the {NONE!r} form only, got {self.power!r}.")
+
+
 class PreconditionedOptimizer(keras.optimizers.Optimizer):
     """Base class of every tf_adaptive optimizer (see the module docstring).
 
@@ -120,14 +205,19 @@ class PreconditionedOptimizer(keras.optimizers.Optimizer):
     * ``momentum_coefficient_name``: the attribute holding β (``None`` if
       the method has no momentum).
     * ``hyperparameter_names``: the per-optimizer `__init__` arguments, which
-      `get_config` and `from_config` round-trip (schedules included).
+      `get_config` and `from_config` round-trip (schedules included), and
+      ``hyperparameter_attributes``, the attribute of each whose name differs.
 
-    and implement ``build``, ``update_step`` and ``_preconditioner(index, dtype)``.
+    implement ``build``, ``update_step``, ``_preconditioner(index, dtype)`` and
+    ``_momentum(index, dtype, gradient)``, override ``second_moment`` unless
+    its form is ``NONE``, and ``momentum_needs_gradient`` where u_t contains
+    the gradient itself.
     """
 
     momentum_type = thresholds.NONE
     momentum_coefficient_name = None
     hyperparameter_names = ()
+    hyperparameter_attributes = {}
 
     def __init__(self, learning_rate, name, **kwargs):
         super().__init__(
@@ -144,6 +234,18 @@ class PreconditionedOptimizer(keras.optimizers.Optimizer):
         return ops.cast(self.iterations, "float32")
 
     # --------------------------------------------------------------- protocol
+    def _state_of(self, variable, hook):
+        """`hook(index, dtype)` for `variable`, broadcast to its shape, in its compute dtype."""
+        if not self.built:
+            raise ValueError(
+                f"{type(self).__name__} is not built yet: call "
+                "`optimizer.build(variables)` or take a step first."
+            )
+        dtype = compute_dtype(variable)
+        return ops.broadcast_to(
+            ops.cast(hook(self._get_variable_index(variable), dtype), dtype), variable.shape
+        )
+
     def preconditioner(self, variable):
         """The diagonal preconditioner P_t of the most recent update of `variable`.
 
@@ -152,20 +254,69 @@ class PreconditionedOptimizer(keras.optimizers.Optimizer):
         coordinate for a reason other than a zero momentum (e.g. a clipping
         threshold of zero). Before the first update it is all ones.
         """
-        if not self.built:
-            raise ValueError(
-                f"{type(self).__name__} is not built yet: call "
-                "`optimizer.build(variables)` or take a step first."
-            )
-        dtype = compute_dtype(variable)
-        value = ops.broadcast_to(
-            ops.cast(self._preconditioner(self._get_variable_index(variable), dtype), dtype),
-            variable.shape,
-        )
+        value = self._state_of(variable, self._preconditioner)
         return ops.where(self.iterations > 0, value, ops.ones_like(value))
 
     def _preconditioner(self, index, dtype):
         raise NotImplementedError
+
+    @property
+    def momentum_needs_gradient(self):
+        """Whether u_t contains the gradient g_t itself, which no slot keeps.
+
+        Then `momentum` needs the gradient of the most recent update. Keeping
+        g_t in a slot would cost every user of the optimizer one more array per
+        variable and one more write per step, for the sake of a measurement.
+        """
+        return False
+
+    def momentum(self, variable, gradient=None):
+        """The momentum u_t of the most recent update of `variable`.
+
+        u_t is what P_t = `preconditioner(variable)` divides: the most recent
+        update is x_t - x_{t-1} = -η_t P_t⁻¹ u_t, decoupled weight decay
+        aside (the gradient itself for methods without momentum). Same shape as
+        `variable`, in its compute dtype (float32 for 16-bit variables). Before
+        the first update it is all zeros.
+
+        Args:
+            variable: A variable the optimizer was built with.
+            gradient: The gradient g_t of the most recent update of `variable`,
+                as the update rule received it (after loss-scale division,
+                clipping and gradient-accumulation averaging, if any). Needed
+                where ``momentum_needs_gradient`` (u_t contains g_t and no slot
+                keeps it); ignored otherwise.
+
+        Raises:
+            ValueError: if the optimizer is not built, or the gradient is
+                needed and missing after the first update.
+        """
+        dtype = compute_dtype(variable)
+        if not self.momentum_needs_gradient:
+            gradient = None
+        elif gradient is not None:
+            gradient = dense_gradient(gradient, variable, dtype)
+        elif self.built and _known_to_be_zero(self.iterations):
+            return ops.zeros(variable.shape, dtype)
+        elif self.built:
+            raise ValueError(
+                f"{type(self).__name__}.momentum needs the gradient of the most recent "
+                f"update: its u_t contains g_t, which the optimizer does not store. Pass "
+                f"`momentum(variable, gradient)`, with the gradient as the update rule "
+                f"received it (after loss-scale division, clipping and "
+                f"gradient-accumulation averaging, if any)."
+            )
+        value = self._state_of(variable, lambda index, dtype: self._momentum(index, dtype, gradient))
+        return ops.where(self.iterations > 0, value, ops.zeros_like(value))
+
+    def _momentum(self, index, dtype, gradient):
+        """u_t of variable `index`; `gradient` is g_t (dense, `dtype`) where needed, else None."""
+        raise NotImplementedError
+
+    @property
+    def second_moment(self):
+        """The `SecondMoment` that P_t is a power of; ``SecondMoment(NONE)`` here."""
+        return SecondMoment(NONE)
 
     def stability_threshold(self):
         """The threshold on λ1(P⁻¹H) at the current learning rate (a Python float).
@@ -183,7 +334,7 @@ class PreconditionedOptimizer(keras.optimizers.Optimizer):
     def get_config(self):
         config = super().get_config()
         for name in self.hyperparameter_names:
-            value = getattr(self, name)
+            value = getattr(self, self.hyperparameter_attributes.get(name, name))
             if callable(value):
                 value = keras.saving.serialize_keras_object(value)
             config[name] = value

@@ -35,8 +35,10 @@ class ACClip(PreconditionedOptimizer):
 
     Preconditioner: P_t = max((|m_t| + ε) / τ_t, 1), so that the step is
     η P_t⁻¹ m_t exactly; it is +inf where τ_t = 0 (the coordinate has seen only
-    zero gradients and does not move). Momentum type: EMA heavy ball with β1,
-    so `stability_threshold()` is (2 + 2β1) / ((1 - β1) η).
+    zero gradients and does not move). Momentum: u_t = m_t, the momentum
+    before clipping. Second moment: none (a_t sets a clipping threshold, not a
+    power of P_t). Momentum type: EMA heavy ball with β1, so
+    `stability_threshold()` is (2 + 2β1) / ((1 - β1) η).
 
     ACClip is covered by US patent 12,001,509 B2 (Google LLC), for your
     information.
@@ -110,3 +112,6 @@ class ACClip(PreconditionedOptimizer):
         denominator = ops.abs(ops.cast(self._momentums[index], dtype)) + self.epsilon
         tau = self._threshold(ops.cast(self._alpha_moments[index], dtype))
         return ops.where(denominator > tau, denominator / tau, 1.0)
+
+    def _momentum(self, index, dtype, gradient):
+        return ops.cast(self._momentums[index], dtype)

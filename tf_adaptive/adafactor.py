@@ -4,7 +4,9 @@ from keras import ops
 
 from tf_adaptive import thresholds
 from tf_adaptive._base import (
+    FACTORED,
     PreconditionedOptimizer,
+    SecondMoment,
     check_beta,
     check_nonnegative,
     check_positive,
@@ -38,8 +40,11 @@ class Adafactor(PreconditionedOptimizer):
     parameter-scale factor: η is the step size, as for every optimizer here.
     `keras.optimizers.Adafactor` has both (see `analysis_tools.preconditioners`).
 
-    Preconditioner: P_t = c_t S_t. Momentum type: EMA heavy ball with β1
-    (none when β1 = 0), so the threshold is 38/η at β1 = 0.9.
+    Preconditioner: P_t = c_t S_t. Momentum: u_t = m_t, or u_t = g_t when
+    β1 = 0 (no slot keeps g_t, so `momentum(variable, gradient)` needs it
+    then: storing it would spend again the memory that factoring V̂ saves). Second moment: factored (V̂_t, decay 1 - t^(-c), no constant
+    β), power 1/2. Momentum type: EMA heavy ball with β1 (none when β1 = 0), so
+    the threshold is 38/η at β1 = 0.9.
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
@@ -153,3 +158,14 @@ class Adafactor(PreconditionedOptimizer):
 
     def _preconditioner(self, index, dtype):
         return ops.cast(self._clip_scales[index], dtype) * self._root_second_moment(index, dtype)
+
+    @property
+    def momentum_needs_gradient(self):
+        return self.beta_1 == 0.0
+
+    def _momentum(self, index, dtype, gradient):
+        return ops.cast(self._momentums[index], dtype) if self.beta_1 > 0.0 else gradient
+
+    @property
+    def second_moment(self):
+        return SecondMoment(FACTORED, power=0.5)

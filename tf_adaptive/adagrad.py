@@ -3,13 +3,15 @@
 from keras import initializers, ops
 
 from tf_adaptive._base import (
+    SUM,
     PreconditionedOptimizer,
+    SecondMoment,
     check_nonnegative,
     compute_dtype,
     dense_gradient,
     register_optimizer,
+    safe_divide,
 )
-from tf_adaptive.adam import safe_divide
 
 
 @register_optimizer
@@ -27,7 +29,8 @@ class Adagrad(PreconditionedOptimizer):
     inside and starts A at 0.1 (`analysis_tools.preconditioners` reads that
     convention off Keras's optimizer). Here A_0 defaults to 0, the paper's.
 
-    Preconditioner: P_t = sqrt(A_t) + ε. Momentum type: none, so
+    Preconditioner: P_t = sqrt(A_t) + ε. Momentum: u_t = g_t, which A_t does
+    not determine and no slot keeps: pass it, ``momentum(variable, gradient)``. Second moment: sum of g² (A_t), power 1/2. Momentum type: none, so
     `stability_threshold()` is 2/η.
 
     Args:
@@ -75,3 +78,12 @@ class Adagrad(PreconditionedOptimizer):
 
     def _preconditioner(self, index, dtype):
         return ops.sqrt(ops.cast(self._accumulators[index], dtype)) + self.epsilon
+
+    momentum_needs_gradient = True
+
+    def _momentum(self, index, dtype, gradient):
+        return gradient
+
+    @property
+    def second_moment(self):
+        return SecondMoment(SUM, power=0.5)

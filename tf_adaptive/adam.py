@@ -19,42 +19,24 @@ from keras import ops
 
 from tf_adaptive import thresholds
 from tf_adaptive._base import (
+    EMA,
     PreconditionedOptimizer,
-    bias_corrections,
+    SecondMoment,
     check_beta,
     check_nonnegative,
     check_positive,
     compute_dtype,
     dense_gradient,
+    moment_corrections,
     register_optimizer,
+    root,
+    safe_divide,
 )
 
 _COMMON_ARGS_DOC = """beta_1: Decay rate of the momentum m_t, in [0, 1). Defaults to `0.9`.
         beta_2: Decay rate of the second moment v_t, in [0, 1). Defaults to `0.999`.
         epsilon: ε ≥ 0, added to the (bias-corrected) root of the second moment.
             Defaults to `1e-8`."""
-
-
-def root(value, power):
-    """value^power; 1/2, 1/4 and 1/8 as repeated square roots (pow is exp∘log, several times slower)."""
-    if power in (0.5, 0.25, 0.125):
-        for _ in range({0.5: 1, 0.25: 2, 0.125: 3}[power]):
-            value = ops.sqrt(value)
-        return value
-    return ops.power(value, power)
-
-
-def moment_corrections(t, beta_1, beta_2, power=0.5, bias_correction=True):
-    """(1 - β1^t, (1 - β2^t)^(-p)) in float32, or (1, 1) without bias correction."""
-    if not bias_correction:
-        return ops.ones((), "float32"), ops.ones((), "float32")
-    first, second = bias_corrections(t, beta_1, beta_2)
-    return first, root(1.0 / second, power)
-
-
-def safe_divide(epsilon):
-    """Division for m / (root(ν) + ε): with ε = 0, a coordinate with ν = 0 has m = 0 and does not move."""
-    return ops.divide_no_nan if epsilon == 0.0 else ops.divide
 
 
 class _AdaptiveMomentum(PreconditionedOptimizer):
@@ -114,18 +96,34 @@ class _AdaptiveMomentum(PreconditionedOptimizer):
             velocity_max = self._velocity_maxima[index]
             nu = ops.maximum(ops.cast(velocity_max, dtype), v)
             self.assign(velocity_max, nu)
-        direction = m + (g - m) * (1.0 - self.beta_1) if self.nesterov else m
-        step = step_size * safe_divide(self.epsilon)(direction, self._scaled_root(nu, second_scale))
+        step = step_size * safe_divide(self.epsilon)(
+            self._direction(m, g), self._scaled_root(nu, second_scale)
+        )
 
         self.assign(momentum, m)
         self.assign(velocity, v)
         self.assign_sub(variable, step)
+
+    def _direction(self, m, g):
+        """u_t: m_t (heavy ball) or β1 m_t + (1 - β1) g_t (Nesterov)."""
+        return m + (g - m) * (1.0 - self.beta_1) if self.nesterov else m
 
     def _preconditioner(self, index, dtype):
         first, second_scale = self._corrections(self._completed_step_count())
         states = self._velocity_maxima if self.amsgrad else self._velocities
         nu = ops.cast(states[index], "float32")
         return first * self._scaled_root(nu, second_scale)
+
+    @property
+    def momentum_needs_gradient(self):
+        return self.nesterov
+
+    def _momentum(self, index, dtype, gradient):
+        return self._direction(ops.cast(self._momentums[index], dtype), gradient)
+
+    @property
+    def second_moment(self):
+        return SecondMoment(EMA, beta=self.beta_2, power=self.power)
 
 
 @register_optimizer(common_args=_COMMON_ARGS_DOC)
@@ -151,7 +149,9 @@ class Adam(_AdaptiveMomentum):
     1/sqrt(1 - β2) times larger (32× at β2 = 0.999) and decays to ε̂. With
     ε = ε̂ = 0 the two coincide.
 
-    Preconditioner: P_t as above (ones before the first step). Momentum type:
+    Preconditioner: P_t as above (ones before the first step). Momentum:
+    u_t = m_t (Algorithm 1's first moment, un-corrected). Second moment: EMA
+    of g² with β2 (its running maximum with AMSGrad), power 1/2. Momentum type:
     EMA heavy ball with β1, so `stability_threshold()` is (2 + 2β1)/((1 - β1)η),
     38/η at β1 = 0.9.
 
@@ -196,7 +196,9 @@ class Padam(_AdaptiveMomentum):
     `bias_correction=True`, P_t = (1 - β1^t)((ν_t / (1 - β2^t))^p + ε).
 
     Preconditioner: P_t = ν_t^p + ε (the Padam row of Cohen et al. 2022,
-    Fig. 5). Momentum type: EMA heavy ball with β1.
+    Fig. 5). Momentum: u_t = m_t. Second moment: EMA of g² with β2 (its running
+    maximum with AMSGrad), power p = `partial`. Momentum type: EMA heavy ball
+    with β1.
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
@@ -251,8 +253,11 @@ class Nadam(_AdaptiveMomentum):
     and corrects m_t and g_t by different products, so its steps differ from
     these; `analysis_tools.preconditioners` reads Keras's own convention.
 
-    Preconditioner: P_t as above. Momentum type: EMA Nesterov with β1, so
-    `stability_threshold()` is (2 + 2β1)/((1 - β1)(1 + 2β1)η), 13.57/η at β1 = 0.9.
+    Preconditioner: P_t as above. Momentum: u_t = β1 m_t + (1 - β1) g_t, which
+    needs g_t (no slot keeps it: pass it, ``momentum(variable, gradient)``).
+    Second moment: EMA of g² with β2, power 1/2. Momentum type: EMA Nesterov
+    with β1, so `stability_threshold()` is (2 + 2β1)/((1 - β1)(1 + 2β1)η),
+    13.57/η at β1 = 0.9.
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,

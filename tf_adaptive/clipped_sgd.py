@@ -50,6 +50,9 @@ class _ClippedMomentum(PreconditionedOptimizer):
         m = ops.cast(momentum, dtype)
         return momentum, m + (dense_gradient(gradient, variable, dtype) - m) * (1.0 - self.beta_1)
 
+    def _momentum(self, index, dtype, gradient):
+        return ops.cast(self._momentums[index], dtype)
+
 
 @register_optimizer(clipping_args=_ARGS_DOC)
 class CClip(_ClippedMomentum):
@@ -65,7 +68,8 @@ class CClip(_ClippedMomentum):
     before the update, which is a different method.
 
     Preconditioner: P_t = max(|m_t| / τ_t, 1) with τ_t the threshold of the
-    most recent update. Momentum type: EMA heavy ball with β1.
+    most recent update. Momentum: u_t = m_t, the momentum before clipping.
+    Second moment: none. Momentum type: EMA heavy ball with β1.
 
     Args:
         {{clipping_args}}
@@ -110,7 +114,8 @@ class GClip(_ClippedMomentum):
     into ‖m_t‖ (once per replica), then stores the momenta and applies the
     step. Each momentum is read once and written once per step.
 
-    Preconditioner: P_t = max(‖m_t‖ / τ_t, 1) in every coordinate. Momentum
+    Preconditioner: P_t = max(‖m_t‖ / τ_t, 1) in every coordinate. Momentum:
+    u_t = m_t, the momentum before clipping. Second moment: none. Momentum
     type: EMA heavy ball with β1.
 
     Args:

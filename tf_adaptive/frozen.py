@@ -36,7 +36,8 @@ class FrozenAdam(PreconditionedOptimizer):
     replace it later with `freeze`. Without one it is all ones (plain EMA heavy
     ball). The momentum starts at zero.
 
-    Preconditioner: P + ε. Momentum type: EMA heavy ball with β1.
+    Preconditioner: P + ε. Momentum: u_t = m_t. Second moment: none (P is
+    frozen). Momentum type: EMA heavy ball with β1.
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
@@ -143,8 +144,9 @@ class FrozenAdam(PreconditionedOptimizer):
     def _preconditioner(self, index, dtype):
         return ops.cast(self._preconditioners[index], dtype) + self.epsilon
 
+    def _momentum(self, index, dtype, gradient):
+        return ops.cast(self._momentums[index], dtype)
+
     def preconditioner(self, variable):
         """The frozen P + ε of `variable`; unlike the adaptive methods' P, defined before any step."""
-        if not self.built:
-            raise ValueError("FrozenAdam is not built yet: call `optimizer.build(variables)` first.")
-        return self._preconditioner(self._get_variable_index(variable), compute_dtype(variable))
+        return self._state_of(variable, self._preconditioner)

@@ -4,14 +4,17 @@ from keras import ops
 
 from tf_adaptive import thresholds
 from tf_adaptive._base import (
+    EMA,
     PreconditionedOptimizer,
+    SecondMoment,
     check_beta,
     check_nonnegative,
     compute_dtype,
     dense_gradient,
+    moment_corrections,
     register_optimizer,
+    safe_divide,
 )
-from tf_adaptive.adam import moment_corrections, safe_divide
 
 
 @register_optimizer
@@ -36,7 +39,9 @@ class LaProp(PreconditionedOptimizer):
     P held fixed, LaProp is exactly EMA heavy ball preconditioned by P (the
     frozen form the stability analysis uses); while P changes, the step is
     η m_t / (1 - β1^t) with m_t an average of gradients each divided by its own
-    S_s. Momentum type: EMA heavy ball with β1.
+    S_s. Momentum: u_t = S_t m_t, so that the step η m_t / (1 - β1^t) is
+    η P_t⁻¹ u_t (with S held fixed, u_t is the EMA of g_t). Second moment: EMA
+    of g² with β2, power 1/2. Momentum type: EMA heavy ball with β1.
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
@@ -97,7 +102,20 @@ class LaProp(PreconditionedOptimizer):
         self.assign(momentum, m)
         self.assign_sub(variable, step_size * m)
 
-    def _preconditioner(self, index, dtype):
+    def _divisor(self, index):
+        """S_t of the most recent update and 1 - β1^t (1 without bias correction), in float32."""
         first, second_scale = self._corrections(self._completed_step_count())
         v = ops.cast(self._velocities[index], "float32")
-        return first * (ops.sqrt(v) * second_scale + self.epsilon)
+        return ops.sqrt(v) * second_scale + self.epsilon, first
+
+    def _preconditioner(self, index, dtype):
+        s, first = self._divisor(index)
+        return first * s
+
+    def _momentum(self, index, dtype, gradient):
+        s, _ = self._divisor(index)
+        return s * ops.cast(self._momentums[index], "float32")
+
+    @property
+    def second_moment(self):
+        return SecondMoment(EMA, beta=self.beta_2, power=0.5)

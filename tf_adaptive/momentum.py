@@ -19,18 +19,25 @@ _ARGS_DOC = """learning_rate: A float, a `keras.optimizers.schedules.LearningRat
 
 
 class _Momentum(PreconditionedOptimizer):
-    """m_t = β m_{t-1} + c g_t, c = 1 - β (EMA) or 1; the step direction is set by the subclass."""
+    """m_t = β m_{t-1} + c g_t, c = 1 - β (EMA) or 1; the step direction is set by the subclass.
 
-    momentum_coefficient_name = "momentum"
+    β is the attribute ``beta`` (the argument and config key ``momentum``), as
+    ``momentum(variable)`` is the protocol's u_t. With β = 0 there is no slot
+    (gradient descent), and u_t = g_t is passed to ``momentum(variable, gradient)``.
+    """
+
+    momentum_coefficient_name = "beta"
     hyperparameter_names = ("momentum", "ema")
+    hyperparameter_attributes = {"momentum": "beta"}
     standard_type = thresholds.HEAVY_BALL
     ema_type = thresholds.EMA_HEAVY_BALL
+    direction_uses_gradient = False
 
     def __init__(self, learning_rate, momentum, ema, name, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
-        self.momentum = check_beta("momentum", momentum)
+        self.beta = check_beta("momentum", momentum)
         self.ema = bool(ema)
-        if self.momentum == 0.0:
+        if self.beta == 0.0:
             self.momentum_type = thresholds.NONE  # plain gradient descent
         else:
             self.momentum_type = self.ema_type if self.ema else self.standard_type
@@ -39,8 +46,12 @@ class _Momentum(PreconditionedOptimizer):
         if self.built:
             return
         super().build(var_list)
-        if self.momentum > 0.0:
+        if self.beta > 0.0:
             self._momentums = self.add_optimizer_variables(var_list, "momentum")
+
+    def _scaled(self, g):
+        """c g_t."""
+        return g * (1.0 - self.beta) if self.ema else g
 
     def _direction(self, m, scaled_gradient):
         raise NotImplementedError
@@ -49,17 +60,27 @@ class _Momentum(PreconditionedOptimizer):
         dtype = compute_dtype(variable)
         g = dense_gradient(gradient, variable, dtype)
         lr = ops.cast(learning_rate, dtype)
-        if self.momentum == 0.0:
+        if self.beta == 0.0:
             self.assign_sub(variable, lr * g)
             return
         momentum = self._momentums[self._get_variable_index(variable)]
-        scaled_gradient = g * (1.0 - self.momentum) if self.ema else g
-        m = ops.cast(momentum, dtype) * self.momentum + scaled_gradient
+        scaled_gradient = self._scaled(g)
+        m = ops.cast(momentum, dtype) * self.beta + scaled_gradient
         self.assign(momentum, m)
         self.assign_sub(variable, lr * self._direction(m, scaled_gradient))
 
     def _preconditioner(self, index, dtype):
         return ops.ones((), dtype)
+
+    @property
+    def momentum_needs_gradient(self):
+        return self.beta == 0.0 or self.direction_uses_gradient
+
+    def _momentum(self, index, dtype, gradient):
+        if self.beta == 0.0:
+            return gradient
+        m = ops.cast(self._momentums[index], dtype)
+        return self._direction(m, self._scaled(gradient)) if self.direction_uses_gradient else m
 
 
 @register_optimizer(momentum_args=_ARGS_DOC)
@@ -76,9 +97,11 @@ class HeavyBall(_Momentum):
     `HeavyBall(momentum=0)` is plain gradient descent. The standard form is
     `keras.optimizers.SGD(momentum=β)` up to Keras's velocity bookkeeping.
 
-    Preconditioner: P = 1 (the identity). Momentum type: heavy ball or EMA
-    heavy ball, so `stability_threshold()` is (2 + 2β)/η or (2 + 2β)/((1 - β)η)
-    (2/η at β = 0).
+    Preconditioner: P = 1 (the identity). Momentum: u_t = m_t (u_t = g_t at
+    β = 0, where no slot keeps it: pass it, ``momentum(variable, gradient)``).
+    Second moment: none. Momentum type:
+    heavy ball or EMA heavy ball, so `stability_threshold()` is (2 + 2β)/η or
+    (2 + 2β)/((1 - β)η) (2/η at β = 0).
 
     Args:
         {{momentum_args}}
@@ -105,9 +128,11 @@ class Nesterov(_Momentum):
 
     The standard form is `keras.optimizers.SGD(momentum=β, nesterov=True)`.
 
-    Preconditioner: P = 1. Momentum type: Nesterov or EMA Nesterov, so
-    `stability_threshold()` is (2 + 2β)/((1 + 2β)η) or
-    (2 + 2β)/((1 - β)(1 + 2β)η).
+    Preconditioner: P = 1. Momentum: u_t = β m_t + g_t (standard) or
+    β m_t + (1 - β) g_t (EMA), which needs g_t (no slot keeps it: pass it,
+    ``momentum(variable, gradient)``). Second moment: none.
+    Momentum type: Nesterov or EMA Nesterov, so `stability_threshold()` is
+    (2 + 2β)/((1 + 2β)η) or (2 + 2β)/((1 - β)(1 + 2β)η).
 
     Args:
         {{momentum_args}}
@@ -116,9 +141,10 @@ class Nesterov(_Momentum):
 
     standard_type = thresholds.NESTEROV
     ema_type = thresholds.EMA_NESTEROV
+    direction_uses_gradient = True
 
     def __init__(self, learning_rate=0.01, momentum=0.9, ema=True, name="nesterov", **kwargs):
         super().__init__(learning_rate, momentum, ema, name, **kwargs)
 
     def _direction(self, m, scaled_gradient):
-        return m * self.momentum + scaled_gradient
+        return m * self.beta + scaled_gradient

@@ -6,13 +6,16 @@ from keras import ops
 
 from tf_adaptive import thresholds
 from tf_adaptive._base import (
+    EMA,
     PreconditionedOptimizer,
+    SecondMoment,
     bias_corrections,
     check_beta,
     check_nonnegative,
     compute_dtype,
     dense_gradient,
     register_optimizer,
+    safe_divide,
 )
 
 
@@ -69,8 +72,9 @@ class RAdam(PreconditionedOptimizer):
 
     Preconditioner: P_t = (1 - β1^t)(sqrt(v_t / (1 - β2^t)) + ε) / r_t when
     rectified, (1 - β1^t) in the momentum phase, and +inf when the step is
-    skipped, so that the step is η P_t⁻¹ m_t. Momentum type: EMA heavy ball
-    with β1.
+    skipped, so that the step is η P_t⁻¹ m_t. Momentum: u_t = m_t (the
+    un-corrected first moment, in both phases). Second moment: EMA of g² with
+    β2, power 1/2 (once rectified). Momentum type: EMA heavy ball with β1.
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
@@ -163,8 +167,7 @@ class RAdam(PreconditionedOptimizer):
         m = m + (g - m) * (1.0 - self.beta_1)
         v = ops.cast(velocity, dtype)
         v = v + (ops.square(g) - v) * (1.0 - self.beta_2)
-        divide = ops.divide_no_nan if self.epsilon == 0.0 else ops.divide
-        step = adaptive_scale * divide(m, ops.sqrt(v) * velocity_scale + self.epsilon)
+        step = adaptive_scale * safe_divide(self.epsilon)(m, ops.sqrt(v) * velocity_scale + self.epsilon)
 
         self.assign(momentum, m)
         self.assign(velocity, v)
@@ -178,3 +181,10 @@ class RAdam(PreconditionedOptimizer):
         adaptive = first_correction * (ops.sqrt(v / second_correction) + self.epsilon) / rectifier
         unadapted = first_correction if self.degenerated_to_sgd else float("inf")
         return ops.where(rectified, adaptive, unadapted)
+
+    def _momentum(self, index, dtype, gradient):
+        return ops.cast(self._momentums[index], dtype)
+
+    @property
+    def second_moment(self):
+        return SecondMoment(EMA, beta=self.beta_2, power=0.5)

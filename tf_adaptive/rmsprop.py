@@ -3,14 +3,16 @@
 from keras import ops
 
 from tf_adaptive._base import (
+    EMA,
     PreconditionedOptimizer,
+    SecondMoment,
     check_beta,
     check_nonnegative,
     compute_dtype,
     dense_gradient,
     register_optimizer,
+    safe_divide,
 )
-from tf_adaptive.adam import safe_divide
 
 
 @register_optimizer
@@ -28,8 +30,9 @@ class RMSProp(PreconditionedOptimizer):
     accounts for. There is no momentum (Keras's `momentum` argument is a
     different method).
 
-    Preconditioner: P_t = sqrt(ν_t) + ε. Momentum type: none, so
-    `stability_threshold()` is 2/η.
+    Preconditioner: P_t = sqrt(ν_t) + ε. Momentum: u_t = g_t, which ν_t does
+    not determine and no slot keeps: pass it, ``momentum(variable, gradient)``. Second moment: EMA of g² with β2, power 1/2. Momentum type: none,
+    so `stability_threshold()` is 2/η.
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
@@ -64,3 +67,12 @@ class RMSProp(PreconditionedOptimizer):
 
     def _preconditioner(self, index, dtype):
         return ops.sqrt(ops.cast(self._velocities[index], dtype)) + self.epsilon
+
+    momentum_needs_gradient = True
+
+    def _momentum(self, index, dtype, gradient):
+        return gradient
+
+    @property
+    def second_moment(self):
+        return SecondMoment(EMA, beta=self.beta_2, power=0.5)

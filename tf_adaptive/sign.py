@@ -38,6 +38,9 @@ class _SignDescent(PreconditionedOptimizer):
     def _preconditioner(self, index, dtype):
         return ops.abs(ops.cast(self._momentums[index], dtype))
 
+    def _momentum(self, index, dtype, gradient):
+        return ops.cast(self._momentums[index], dtype)
+
 
 @register_optimizer
 class SSD(_SignDescent):
@@ -50,7 +53,8 @@ class SSD(_SignDescent):
 
     The latest gradient is kept as state so that `preconditioner()` can report
     P_t = |g_t| (sign(g) = g / |g|; a coordinate with g = 0 does not move and has
-    P = 0 there, with P⁻¹ g read as sign(0) = 0). Momentum type: none.
+    P = 0 there, with P⁻¹ g read as sign(0) = 0). Momentum: u_t = g_t, the same
+    slot. Second moment: none. Momentum type: none.
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
@@ -75,7 +79,8 @@ class MSSD(_SignDescent):
         x_t = x_{t-1} - η sign(m_t)
 
     Preconditioner: P_t = |m_t| (P⁻¹ m read as sign(0) = 0 where m_t = 0).
-    Momentum type: EMA heavy ball with β.
+    Momentum: u_t = m_t. Second moment: none. Momentum type: EMA heavy ball
+    with β.
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,

@@ -33,6 +33,7 @@ class _VarianceAdaptation(PreconditionedOptimizer):
 
     hyperparameter_names = ("beta",)
     momentum_coefficient_name = "beta"
+    steps_along_gradient = False
 
     def __init__(self, learning_rate, beta, name, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
@@ -100,6 +101,13 @@ class _VarianceAdaptation(PreconditionedOptimizer):
         )
         return self._momentum_scale(correction) / factor
 
+    @property
+    def momentum_needs_gradient(self):
+        return self.steps_along_gradient
+
+    def _momentum(self, index, dtype, gradient):
+        return gradient if self.steps_along_gradient else ops.cast(self._momentums[index], dtype)
+
 
 @register_optimizer(estimates=_ESTIMATES_DOC)
 class MSVAG(_VarianceAdaptation):
@@ -115,7 +123,9 @@ class MSVAG(_VarianceAdaptation):
 
     Preconditioner: P_t = (1 - β^t) / γ_t, so that the step is η P_t⁻¹ m̃_t for
     the stored (un-corrected) momentum m̃_t, the same convention as Adam's
-    bias correction; +inf where γ_t = 0. Momentum type: EMA heavy ball with β.
+    bias correction; +inf where γ_t = 0. Momentum: u_t = m̃_t. Second moment:
+    none (ṽ_t enters through γ_t, not as a power). Momentum type: EMA heavy
+    ball with β.
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
@@ -152,8 +162,10 @@ class SVAG(_VarianceAdaptation):
         x_t = x_{t-1} - η γ_t g_t
 
     Preconditioner: P_t = 1 / γ_t (the method steps along the gradient);
-    +inf where γ_t = 0. Momentum type: none (the step uses g_t itself), so
-    `stability_threshold()` is 2 / η.
+    +inf where γ_t = 0. Momentum: u_t = g_t, which m̃_t and ṽ_t do not
+    determine and no slot keeps: pass it, ``momentum(variable, gradient)``.
+    Second moment: none (ṽ_t enters through γ_t, not as a power). Momentum
+    type: none (the step uses g_t itself), so `stability_threshold()` is 2 / η.
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
@@ -164,6 +176,7 @@ class SVAG(_VarianceAdaptation):
 
     momentum_type = thresholds.NONE
     momentum_coefficient_name = None
+    steps_along_gradient = True
 
     def __init__(self, learning_rate=1e-2, beta=0.9, name="svag", **kwargs):
         super().__init__(learning_rate, beta, name, **kwargs)
