@@ -1,97 +1,153 @@
-"""Measurement tools for adaptive optimizers: sharpness, update laws, gradient noise.
+"""Measurement tools for adaptive optimizers: curvature, the law of the update, gradient noise.
 
-* `hessian_eigenvalues`, `sharpness`, `preconditioned_sharpness` and
-  `SharpnessCallback` (`analysis_tools.sharpness`): λ1(H) and λ1(P⁻¹H) of the
-  training loss, by Lanczos on Hessian-vector products, as functions and
-  inside `model.fit`.
-* `analysis_tools.hessian`: the loss over a probe set as a linear operator.
-* `analysis_tools.lanczos`: the `tf.function` Lanczos solver.
+Three subpackages, one per study, and two shared modules:
+
+* `analysis_tools.curvature`: the Hessian of the loss over a probe set as an
+  operator, Lanczos, the sharpness λ1(H) and preconditioned sharpness
+  λ1(P⁻¹H), and `SharpnessCallback` (Cohen et al. 2021, 2022).
+* `analysis_tools.updates`: the law of the normalized update Δθ/η
+  (`AdaptiveUpdate`, Zhang and Ziyin 2021, Theorem 1), its moments and fits,
+  simulation, RAdam's variance analysis (Liu et al. 2020), Balles and
+  Hennig's variance adaptation factors, and `UpdateDistributionCallback`.
+* `analysis_tools.noise`: the mini-batch gradient noise, tail indices, the
+  α-stable law, noise fits, and `GradientNoiseCallback` (Zhang et al. 2020;
+  Simsekli et al. 2019).
 * `analysis_tools.preconditioners`: the diagonal preconditioner P_t, the
-  momentum and the stability threshold of tf_adaptive's optimizers and of
-  Keras's built-ins.
+  momentum u_t, the second moment and the stability threshold of
+  tf_adaptive's optimizers and of Keras's built-ins.
 * `analysis_tools.thresholds`: the stability thresholds and growth factors
   (shared with the optimizers in `tf_adaptive`).
-* `AdaptiveUpdate`, `fit_update_distribution` (`analysis_tools.update_distribution`):
-  the law of the normalized update Δθ/η (Zhang and Ziyin 2021, Theorem 1) as
-  a TFP distribution, its moments and its maximum-likelihood fit;
-  `simulate_updates` (`analysis_tools.update_simulation`) and
-  `UpdateDistributionCallback` (`analysis_tools.update_callback`) measure it.
-* `analysis_tools.radam_variance`: the variance of Adam's adaptive learning
-  rate and RAdam's rectification (Liu et al. 2020, Eq. 4);
-  `analysis_tools.variance_adaptation`: Balles and Hennig's variance
-  adaptation factors.
-* `gradient_noise` (`analysis_tools.gradient_noise`): the mini-batch gradient
-  noise g_B − ∇f at fixed parameters, and `empirical_variance_vs_sample_size`
-  (Zhang et al. 2020, §2); `tail_index` (`analysis_tools.tail_index`): three
-  tail-index estimators; `SymmetricAlphaStable` (`analysis_tools.alpha_stable`):
-  an α-stable sampler, which TFP lacks; `fit_noise_distribution`
-  (`analysis_tools.noise_fit`): Gaussian against heavy-tailed laws by
-  likelihood; `GradientNoiseCallback` (`analysis_tools.noise_callback`): the
-  noise over training inside `model.fit`.
+
+Every public function and class is importable from here.
 """
 
-from analysis_tools import (
-    alpha_stable,
-    hessian,
-    lanczos,
-    noise_callback,
-    noise_fit,
-    preconditioners,
-    radam_variance,
-    thresholds,
-    update_distribution,
-    update_simulation,
-    variance_adaptation,
-)
-from analysis_tools.alpha_stable import SymmetricAlphaStable
-from analysis_tools.gradient_noise import empirical_variance_vs_sample_size, gradient_noise
-from analysis_tools.hessian import HessianOperator
-from analysis_tools.lanczos import Lanczos, LanczosResult
-from analysis_tools.noise_callback import GradientNoiseCallback
-from analysis_tools.noise_fit import fit_noise_distribution
-from analysis_tools.preconditioners import preconditioner_of, stability_threshold_of
-from analysis_tools.sharpness import (
+from analysis_tools.curvature import (
+    HessianOperator,
+    Lanczos,
+    LanczosResult,
     SharpnessCallback,
+    SharpnessRecord,
     hessian_eigenvalues,
     preconditioned_sharpness,
     sharpness,
     top_subspace_fraction,
 )
-from analysis_tools.tail_index import tail_index
-from analysis_tools.update_callback import UpdateDistributionCallback
-from analysis_tools.update_distribution import AdaptiveUpdate, fit_update_distribution
-from analysis_tools.update_simulation import simulate_updates
+from analysis_tools.noise import (
+    EmpiricalVariance,
+    FittedLaw,
+    GradientNoise,
+    GradientNoiseCallback,
+    NoiseFit,
+    NoiseRecord,
+    SymmetricAlphaStable,
+    TailFit,
+    TailIndex,
+    empirical_variance_vs_sample_size,
+    fit_noise_distribution,
+    gradient_noise,
+    standardized_coordinates,
+    tail_index,
+)
+from analysis_tools.preconditioners import (
+    last_learning_rate_of,
+    momentum_of,
+    preconditioner_of,
+    second_moment_of,
+    stability_threshold_of,
+)
+from analysis_tools.thresholds import asymptotic_growth_factor, stability_threshold
+from analysis_tools.updates import (
+    AdaptiveUpdate,
+    KSTest,
+    MixtureFit,
+    UpdateDistributionCallback,
+    UpdateDistributionFit,
+    UpdateHistogram,
+    UpdateRecord,
+    abs_update_mean,
+    abs_update_variance,
+    adagrad_normalization,
+    adaptive_lr_mean,
+    adaptive_lr_variance,
+    adaptive_lr_variance_first_order,
+    count_modes,
+    effective_sample_size,
+    find_modes,
+    fit_update_distribution,
+    gaussian_limit,
+    kolmogorov_survival_function,
+    ks_statistic,
+    rectification,
+    reference_law_of,
+    simulate_updates,
+    sma_length,
+    sma_length_limit,
+    update_variance,
+    variance_adaptation_adam,
+    variance_adaptation_sgd,
+    variance_adaptation_sign,
+    wasserstein_1,
+)
 
 __all__ = [
     "AdaptiveUpdate",
+    "EmpiricalVariance",
+    "FittedLaw",
+    "GradientNoise",
     "GradientNoiseCallback",
     "HessianOperator",
+    "KSTest",
     "Lanczos",
     "LanczosResult",
+    "MixtureFit",
+    "NoiseFit",
+    "NoiseRecord",
     "SharpnessCallback",
+    "SharpnessRecord",
     "SymmetricAlphaStable",
+    "TailFit",
+    "TailIndex",
     "UpdateDistributionCallback",
-    "alpha_stable",
+    "UpdateDistributionFit",
+    "UpdateHistogram",
+    "UpdateRecord",
+    "abs_update_mean",
+    "abs_update_variance",
+    "adagrad_normalization",
+    "adaptive_lr_mean",
+    "adaptive_lr_variance",
+    "adaptive_lr_variance_first_order",
+    "asymptotic_growth_factor",
+    "count_modes",
+    "effective_sample_size",
     "empirical_variance_vs_sample_size",
+    "find_modes",
     "fit_noise_distribution",
     "fit_update_distribution",
+    "gaussian_limit",
     "gradient_noise",
-    "hessian",
     "hessian_eigenvalues",
-    "lanczos",
-    "noise_callback",
-    "noise_fit",
+    "kolmogorov_survival_function",
+    "ks_statistic",
+    "last_learning_rate_of",
+    "momentum_of",
     "preconditioned_sharpness",
     "preconditioner_of",
-    "preconditioners",
-    "radam_variance",
+    "rectification",
+    "reference_law_of",
+    "second_moment_of",
     "sharpness",
     "simulate_updates",
+    "sma_length",
+    "sma_length_limit",
+    "stability_threshold",
     "stability_threshold_of",
+    "standardized_coordinates",
     "tail_index",
-    "thresholds",
     "top_subspace_fraction",
-    "update_distribution",
-    "update_simulation",
-    "variance_adaptation",
+    "update_variance",
+    "variance_adaptation_adam",
+    "variance_adaptation_sgd",
+    "variance_adaptation_sign",
+    "wasserstein_1",
 ]

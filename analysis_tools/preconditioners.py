@@ -19,6 +19,10 @@ live optimizer:
   learning-rate schedule evaluated at the step that update used).
 * `stability_threshold_of(optimizer)`: the threshold on λ1(P⁻¹H) at the
   learning rate the next update will use.
+* `second_moment_of(optimizer)`: the optimizer's description of the second
+  moment that P is a power of (a `tf_adaptive.SecondMoment`: a sum or an
+  exponential average of g², its β2 and the power p), which
+  `analysis_tools.reference_law_of` reads.
 
 so that the most recent update of every variable is, exactly up to floating
 point rounding, ``x_t - x_{t-1} = -η_t · u_t / P_t`` (plus decoupled weight
@@ -28,7 +32,9 @@ Supported optimizers
 --------------------
 * Any object with the tf_adaptive preconditioner protocol: callable
   ``preconditioner(variable)`` and ``stability_threshold()`` (and, for
-  `momentum_of`, ``momentum(variable)``). The functions delegate to it.
+  `momentum_of`, ``momentum(variable)``; for `second_moment_of`, a
+  ``second_moment`` attribute). The functions delegate to it, so a new
+  tf_adaptive optimizer needs no change here.
 * `keras.optimizers.LossScaleOptimizer`: unwrapped (``inner_optimizer``).
 * Exactly these Keras classes (not subclasses, whose update rule may differ):
 
@@ -135,12 +141,13 @@ Memory Cost", ICML 2018.
 import keras
 from keras import ops
 
-from tf_adaptive import thresholds
+from tf_adaptive import SecondMoment, thresholds
 
 __all__ = [
     "last_learning_rate_of",
     "momentum_of",
     "preconditioner_of",
+    "second_moment_of",
     "stability_threshold_of",
 ]
 
@@ -164,7 +171,9 @@ def _compute_dtype(variable):
 
 
 def _scalar(value):
-    """A hyperparameter (float, tensor or variable) as a Python float."""
+    """A hyperparameter (float, tensor, variable, or a callable returning one) as a Python float."""
+    if callable(value):
+        value = value()
     return float(ops.convert_to_numpy(value))
 
 
@@ -280,13 +289,15 @@ class _Context:
 
 
 class _Rule:
-    """One Keras optimizer class: its threshold type and its (P, u)."""
-
-    name = ""
+    """One Keras optimizer class: its threshold type, its second moment and its (P, u)."""
 
     def momentum_type(self, opt):
         """(momentum type, β) for `tf_adaptive.thresholds.stability_threshold`."""
         return thresholds.NONE, 0.0
+
+    def second_moment(self, opt):
+        """The `SecondMoment` that P is a power of."""
+        return SecondMoment(SecondMoment.NONE)
 
     def p_needs_gradient(self, opt):
         return False
@@ -302,10 +313,11 @@ class _Rule:
 
 
 class _Adam(_Rule):
-    name = "Adam"
-
     def momentum_type(self, opt):
         return thresholds.EMA_HEAVY_BALL, _scalar(opt.beta_1)
+
+    def second_moment(self, opt):
+        return SecondMoment(SecondMoment.EMA, _scalar(opt.beta_2), 0.5)
 
     def u_needs_gradient(self, opt):
         return False
@@ -323,10 +335,11 @@ class _Adam(_Rule):
 
 
 class _Nadam(_Rule):
-    name = "Nadam"
-
     def momentum_type(self, opt):
         return thresholds.EMA_NESTEROV, _scalar(opt.beta_1)
+
+    def second_moment(self, opt):
+        return SecondMoment(SecondMoment.EMA, _scalar(opt.beta_2), 0.5)
 
     @staticmethod
     def _coefficients(ctx):
@@ -353,12 +366,15 @@ class _Nadam(_Rule):
 
 
 class _RMSprop(_Rule):
-    name = "RMSprop"
-
     def momentum_type(self, opt):
         if opt.momentum > 0:
             return thresholds.HEAVY_BALL, _scalar(opt.momentum)
         return thresholds.NONE, 0.0
+
+    def second_moment(self, opt):
+        if opt.centered:  # divides by sqrt(v − ḡ²), a variance estimate, not a power of v
+            return SecondMoment(SecondMoment.NONE)
+        return SecondMoment(SecondMoment.EMA, _scalar(opt.rho), 0.5)
 
     def u_needs_gradient(self, opt):
         return not opt.momentum > 0
@@ -378,7 +394,8 @@ class _RMSprop(_Rule):
 
 
 class _Adagrad(_Rule):
-    name = "Adagrad"
+    def second_moment(self, opt):
+        return SecondMoment(SecondMoment.SUM, None, 0.5)
 
     def preconditioner(self, ctx):
         opt = ctx.optimizer
@@ -386,8 +403,6 @@ class _Adagrad(_Rule):
 
 
 class _SGD(_Rule):
-    name = "SGD"
-
     def momentum_type(self, opt):
         if opt.momentum == 0:
             return thresholds.NONE, 0.0
@@ -411,8 +426,6 @@ class _SGD(_Rule):
 
 
 class _Adafactor(_Rule):
-    name = "Adafactor"
-
     def p_needs_gradient(self, opt):
         return True
 
@@ -569,7 +582,8 @@ def momentum_of(optimizer, variables, gradients=None):
     | RMSprop μ > 0             | P · mom / η  (Keras mom = μ mom + η g/P) | u ← μ u + g                    |
 
     Before the first update u = 0. For a tf_adaptive optimizer this delegates
-    to its ``momentum(variable)`` method.
+    to its ``momentum(variable, gradient)`` method (see each class docstring
+    for its u_t).
 
     Args:
         optimizer: as for `preconditioner_of`.
@@ -577,8 +591,11 @@ def momentum_of(optimizer, variables, gradients=None):
         gradients: the gradients of the most recent update, as the update rule
             received them (after loss-scale division, clipping and
             gradient-accumulation averaging). Needed wherever u contains g:
-            SGD without momentum or with nesterov, RMSprop without momentum,
-            Adagrad, Adafactor and Nadam; ignored otherwise.
+            Keras's SGD without momentum or with nesterov, RMSprop without
+            momentum, Adagrad, Adafactor and Nadam, and the tf_adaptive
+            optimizers whose ``momentum_needs_gradient`` is true (RMSProp,
+            Adagrad, SVAG, Nadam, Nesterov, HeavyBall at β = 0, Adafactor at
+            β1 = 0); ignored otherwise.
 
     Returns:
         A list with one tensor per variable, of its shape, in float32 for
@@ -598,7 +615,16 @@ def momentum_of(optimizer, variables, gradients=None):
                 f"{type(optimizer).__name__}, which has the preconditioner "
                 f"protocol but no such method. {_SUPPORTED_MESSAGE}"
             )
-        return [optimizer.momentum(variable) for variable in variables]
+        variables = list(variables)
+        if gradients is None:
+            return [optimizer.momentum(variable) for variable in variables]
+        gradients = list(gradients)
+        if len(gradients) != len(variables):
+            raise ValueError(
+                f"`gradients` must match `variables` one to one: got "
+                f"{len(gradients)} gradients for {len(variables)} variables."
+            )
+        return [optimizer.momentum(v, g) for v, g in zip(variables, gradients)]
     rule = _rule(optimizer, "momentum_of")
     return _per_variable(
         optimizer, variables, gradients, "momentum_of",
@@ -640,3 +666,41 @@ def stability_threshold_of(optimizer):
     momentum_type, beta = rule.momentum_type(optimizer)
     learning_rate = _scalar(optimizer.learning_rate)
     return thresholds.stability_threshold(learning_rate, momentum_type, beta)
+
+
+def second_moment_of(optimizer):
+    """The second moment that the optimizer's preconditioner is a power of.
+
+    A `tf_adaptive.SecondMoment(form, beta, power)`: P_t ∝ ν_t^p (up to ε and
+    bias corrections) with ν_t a sum Σ g² (``form="sum"``) or an exponential
+    average v ← β v + (1-β) g² (``form="ema"``, its running maximum for
+    AMSGrad), or ``form="none"`` where P is not a power of such a moment
+    (momentum, clipping, sign and variance-adapted methods, Adafactor's
+    factored estimate). Per optimizer:
+
+    | optimizer                                  | form  | β       | p   |
+    |--------------------------------------------|-------|---------|-----|
+    | Adam, AdamW (incl. amsgrad), Nadam         | ema   | beta_2  | 1/2 |
+    | RMSprop (not centered)                     | ema   | rho     | 1/2 |
+    | Adagrad                                    | sum   | -       | 1/2 |
+    | RMSprop centered, SGD, Adafactor           | none  | -       | -   |
+
+    A tf_adaptive optimizer describes itself (its ``second_moment``); a
+    LossScaleOptimizer is unwrapped. `analysis_tools.reference_law_of` reads
+    this to choose Zhang and Ziyin's reference law.
+
+    Raises:
+        TypeError: for an unsupported optimizer (the message lists the
+            supported ones).
+    """
+    optimizer = _unwrap(optimizer)
+    if _has_protocol(optimizer):
+        moment = getattr(optimizer, "second_moment", None)
+        if moment is None:
+            raise TypeError(
+                f"`second_moment_of` needs a `second_moment` attribute on "
+                f"{type(optimizer).__name__}, which has the preconditioner "
+                f"protocol but no such attribute. {_SUPPORTED_MESSAGE}"
+            )
+        return moment
+    return _rule(optimizer, "second_moment_of").second_moment(optimizer)

@@ -26,7 +26,7 @@ from absl import app, flags  # noqa: E402
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from analysis_tools.gradient_noise import gradient_noise  # noqa: E402
+from analysis_tools import gradient_noise  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("width", 3000, "Width of the two hidden layers.", lower_bound=1)

@@ -88,8 +88,13 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_adaptive  # noqa: E402
-from analysis_tools import HessianOperator, Lanczos, SharpnessCallback, preconditioner_of  # noqa: E402
-from analysis_tools.preconditioners import stability_threshold_of  # noqa: E402
+from analysis_tools import (  # noqa: E402
+    HessianOperator,
+    Lanczos,
+    SharpnessCallback,
+    preconditioner_of,
+    stability_threshold_of,
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("data", "digits", ["digits", "synthetic"],

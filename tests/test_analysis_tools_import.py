@@ -1,4 +1,10 @@
-"""`analysis_tools` imports, and its thresholds are the optimizers' (one source of truth)."""
+"""`analysis_tools` imports: its layout, its public names, and thresholds that are the optimizers' (one source of truth)."""
+
+import functools
+import importlib
+import inspect
+import pkgutil
+import types
 
 import pytest
 
@@ -6,6 +12,67 @@ import analysis_tools
 import analysis_tools.thresholds
 import tf_adaptive
 from tf_adaptive import thresholds
+
+
+def _all_module_names(package):
+    return [info.name for info in pkgutil.walk_packages(package.__path__, package.__name__ + ".")]
+
+
+def test_the_layout_is_three_subpackages_and_the_shared_modules():
+    names = set(_all_module_names(analysis_tools))
+    for subpackage in ("curvature", "updates", "noise"):
+        assert f"analysis_tools.{subpackage}" in names
+    assert {"analysis_tools.preconditioners", "analysis_tools.thresholds"} <= names
+
+
+def test_every_submodule_is_a_module_at_its_dotted_path():
+    """`import analysis_tools.<sub>.<module> as m` gives the module: no function or class shadows it."""
+    names = _all_module_names(analysis_tools)
+    assert len(names) >= 20
+    for name in names:
+        module = importlib.import_module(name)
+        # What `import a.b.c as m` binds: the attribute chain from the top package.
+        reached = functools.reduce(getattr, name.split(".")[1:], analysis_tools)
+        assert isinstance(reached, types.ModuleType), f"{name} is shadowed by {reached!r}"
+        assert reached is module, name
+
+
+def test_no_package_exports_a_name_that_is_also_one_of_its_modules():
+    for name in ["analysis_tools"] + _all_module_names(analysis_tools):
+        package = importlib.import_module(name)
+        if not hasattr(package, "__path__"):
+            continue
+        children = {info.name for info in pkgutil.iter_modules(package.__path__)}
+        assert not children & set(package.__all__), name
+
+
+def test_all_lists_functions_and_classes_not_modules():
+    for name in analysis_tools.__all__:
+        value = getattr(analysis_tools, name)
+        assert not isinstance(value, types.ModuleType), name
+        assert inspect.isclass(value) or callable(value), name
+
+
+@pytest.mark.parametrize("subpackage", ["curvature", "updates", "noise"])
+def test_every_public_name_of_a_subpackage_is_importable_from_the_top(subpackage):
+    package = importlib.import_module(f"analysis_tools.{subpackage}")
+    for name in package.__all__:
+        if inspect.isclass(getattr(package, name)) or callable(getattr(package, name)):
+            assert getattr(analysis_tools, name) is getattr(package, name), name
+
+
+def test_the_names_users_reach_for_are_at_the_top():
+    expected = {
+        "SharpnessCallback", "hessian_eigenvalues", "sharpness", "preconditioned_sharpness",
+        "top_subspace_fraction", "AdaptiveUpdate", "fit_update_distribution", "simulate_updates",
+        "UpdateDistributionCallback", "gradient_noise", "tail_index", "SymmetricAlphaStable",
+        "fit_noise_distribution", "empirical_variance_vs_sample_size", "GradientNoiseCallback",
+        "preconditioner_of", "stability_threshold_of", "momentum_of", "HessianOperator", "Lanczos",
+        "adaptive_lr_variance", "rectification", "variance_adaptation_sign",
+    }
+    assert expected <= set(analysis_tools.__all__)
+    for name in expected:
+        assert hasattr(analysis_tools, name)
 
 
 def test_analysis_tools_thresholds_are_the_optimizers_formulas():

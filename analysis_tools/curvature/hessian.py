@@ -36,12 +36,12 @@ nested `GradientTape`s, about 2× the cost of a gradient) or, with
 returned in the dtype of the input vector (the Lanczos basis is float64).
 """
 
-import keras
-import numpy as np
 import tensorflow as tf
 
+from analysis_tools._model_loss import MODES, ModelLoss
+
 METHODS = ("reverse_over_reverse", "forward_over_reverse")
-MODES = ("train", "inference")
+__all__ = ["HessianOperator", "METHODS", "MODES", "probe_batches"]
 
 
 def probe_batches(data, batch_size=None):
@@ -73,40 +73,6 @@ def probe_batches(data, batch_size=None):
         (tf.convert_to_tensor(x[i:i + size]), tf.convert_to_tensor(y[i:i + size]))
         for i in range(0, n, size)
     ]
-
-
-def resolve_loss(model, loss):
-    """A callable loss(y_true, y_pred) -> scalar mean: `loss`, or the model's compiled loss."""
-    if loss is None:
-        loss = getattr(model, "loss", None)
-        if loss is None:
-            raise ValueError("Pass `loss=`, or compile the model with a loss first.")
-    if isinstance(loss, (dict, list, tuple)):
-        raise ValueError("Only single-output models with one loss are supported; pass `loss=`.")
-    return keras.losses.get(loss) if isinstance(loss, str) else loss
-
-
-def stateless_loss(model, loss, variables, trainable, non_trainable, x, y, training, dropout_off, dtype):
-    """(mean loss on the batch (x, y), sum of `model.losses`) at the given values, in `dtype`.
-
-    Evaluates `model.stateless_call`, so nothing in the model is written.
-    `trainable` are the values of `variables` (the model's trainable
-    variables, cast back to each variable's dtype); with `dropout_off`, Dropout
-    layers pass their inputs through. Loss functions (as `keras.losses.get("mse")`
-    returns) give one value per example; like Keras's compiled loss
-    ("sum_over_batch_size") they are averaged.
-    """
-    values = [tf.cast(t, v.dtype) for t, v in zip(trainable, variables)]
-    if dropout_off:
-        with _DropoutOff(model):
-            y_pred, _, losses = model.stateless_call(values, non_trainable, x, return_losses=True,
-                                                     training=training)
-    else:
-        y_pred, _, losses = model.stateless_call(values, non_trainable, x, return_losses=True,
-                                                 training=training)
-    data_loss = tf.reduce_mean(tf.cast(loss(y, y_pred), dtype))
-    regularization = tf.add_n([tf.cast(l, dtype) for l in losses]) if losses else tf.zeros([], dtype)
-    return data_loss, regularization
 
 
 class HessianOperator:
@@ -141,39 +107,29 @@ class HessianOperator:
     ):
         if method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
-        if mode not in MODES:
-            raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
-        if not model.built:
-            raise ValueError("Build the model (call it once, or fit it) before measuring its Hessian.")
+        self._loss = ModelLoss(model, loss, mode, dropout, include_regularization, "its Hessian")
         self.model = model
         self.method = method
         self.mode = mode
-        self.include_regularization = bool(include_regularization)
-        self.loss = resolve_loss(model, loss)
+        self.include_regularization = self._loss.include_regularization
+        self.loss = self._loss.loss
         self.batches = probe_batches(data, batch_size)
         sizes = [int(tf.shape(x)[0]) for x, _ in self.batches]
         self.num_examples = sum(sizes)
         self._weights = [size / self.num_examples for size in sizes]
-        self._training = mode == "train"
-        self._dropout_off = self._training and not dropout
-        self._variables = list(model.trainable_variables)
-        self.shapes = [tuple(v.shape) for v in self._variables]
-        self.sizes = [int(np.prod(s)) for s in self.shapes]
-        self.dimension = sum(self.sizes)
-        self.dtype = tf.as_dtype(keras.backend.standardize_dtype(self._variables[0].dtype))
-        if self.dtype in (tf.float16, tf.bfloat16):
-            self.dtype = tf.float32  # curvature in 16 bits is noise: compute in float32
+        self._variables = self._loss.variables
+        self.shapes = self._loss.shapes
+        self.sizes = self._loss.sizes
+        self.dimension = self._loss.dimension
+        self.dtype = self._loss.dtype
         self._scale = None
         self._hvp = tf.function(self._hessian_vector_product, reduce_retracing=True)
         self._gradient = tf.function(self._flat_gradient, reduce_retracing=True)
-        self._loss_value = tf.function(self._total_loss, reduce_retracing=True)
 
     # ------------------------------------------------------------------ values
     def _current_values(self):
         """The trainable values now (float, `self.dtype`) and the frozen non-trainable ones."""
-        trainable = [tf.cast(tf.convert_to_tensor(v.value), self.dtype) for v in self._variables]
-        non_trainable = [tf.convert_to_tensor(v.value) for v in self.model.non_trainable_variables]
-        return trainable, non_trainable
+        return self._loss.values()
 
     def _flatten(self, tensors, dtype):
         return tf.concat([tf.reshape(tf.cast(t, dtype), [-1]) for t in tensors], axis=0)
@@ -185,10 +141,7 @@ class HessianOperator:
     def _batch_loss(self, trainable, non_trainable, batch_index):
         """(n_b / N) loss on probe batch b, plus the regularization losses on batch 0."""
         x, y = self.batches[batch_index]
-        data_loss, regularization = stateless_loss(
-            self.model, self.loss, self._variables, trainable, non_trainable, x, y,
-            training=self._training, dropout_off=self._dropout_off, dtype=self.dtype,
-        )
+        data_loss, regularization = self._loss(trainable, non_trainable, x, y)
         value = data_loss * self._weights[batch_index]
         if self.include_regularization and batch_index == 0:
             value += regularization
@@ -274,11 +227,6 @@ class HessianOperator:
         trainable, non_trainable = self._current_values()
         return self._gradient(trainable, non_trainable)
 
-    def loss_value(self):
-        """L at the current weights."""
-        trainable, non_trainable = self._current_values()
-        return self._loss_value(trainable, non_trainable)
-
     def flatten(self, tensors):
         """Per-variable tensors → one flat float64 vector, in the operator's order."""
         return self._flatten(tensors, tf.float64)
@@ -286,24 +234,3 @@ class HessianOperator:
     def unflatten(self, flat):
         """One flat vector → per-variable tensors (in the operator's dtype)."""
         return self._unflatten(flat)
-
-
-class _DropoutOff:
-    """Within the block, Dropout layers of `model` pass their inputs through."""
-
-    def __init__(self, model):
-        kinds = (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout)
-        self.layers = [
-            layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, kinds)
-        ]
-
-    def __enter__(self):
-        self.rates = [layer.rate for layer in self.layers]
-        for layer in self.layers:
-            layer.rate = 0.0
-        return self
-
-    def __exit__(self, *exc):
-        for layer, rate in zip(self.layers, self.rates):
-            layer.rate = rate
-        return False

@@ -37,11 +37,10 @@ The basis is a pre-allocated ``tf.Variable`` of shape [m_max, n] (float64 up
 to ``float64_dimension_limit`` entries per vector, float32 beyond, to bound
 memory at m_max·n·4 bytes); α and β are always float64. Reorthogonalization
 reads only the rows filled so far. The Ritz pairs of the small T_m come from a
-dense symmetric eigensolver on the m×m tridiagonal matrix (m ≤ m_max, so this
-is negligible: ~0.4 ms at m = 40 on a CPU, whereas
+dense symmetric eigensolver on the m×m tridiagonal matrix, on the CPU (m ≤
+m_max, so this is negligible next to a Hessian-vector product;
 ``tf.linalg.eigh_tridiagonal`` needs a static size and runs its bisection as
-a graph loop of small ops, ~15 ms per call on the same CPU, as much as a
-typical Hessian-vector product).
+a graph loop of small ops, 13–60× slower: `benchmarks/tridiagonal_eigensolver.py`).
 
 Stopping rule
 -------------

@@ -3,7 +3,7 @@
 TensorFlow Probability 0.25 has no α-stable distribution. Zhang et al. ("Why
 are adaptive methods good for attention models?", 2020, §2 and Fig. 2e)
 compare gradient noise with Lévy α-stable draws, and the tail-index estimators
-of `analysis_tools.tail_index` are checked against them, so we provide one.
+of `analysis_tools.noise.tail_estimators` are checked against them, so we provide one.
 
 X ~ SαS(α, σ, μ) has the characteristic function
 
@@ -17,7 +17,7 @@ No density. SαS densities have no closed form except at α ∈ {1/2, 1, 2};
 an accurate one needs a numerical integral (Nolan's, or Fourier inversion)
 whose error control near α = 1 and in the far tails is a project of its own.
 `log_prob` therefore raises `NotImplementedError`, and tail indices are
-estimated with the density-free estimators of `analysis_tools.tail_index`,
+estimated with the density-free estimators of `analysis_tools.noise.tail_estimators`,
 not by maximum likelihood.
 """
 

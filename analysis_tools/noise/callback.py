@@ -1,13 +1,17 @@
-"""GradientNoiseCallback: the shape of the gradient noise over training, inside `model.fit`."""
+"""`GradientNoiseCallback`: the gradient noise over training, inside `model.fit`.
+
+Zhang et al., "Why are adaptive methods good for attention models?" (NeurIPS
+2020), Figs. 2 and 5: the histogram of the mini-batch noise norms ‖g_B − ∇f‖
+and how it changes over training, with the tail index of the noise.
+"""
 
 from typing import NamedTuple, Optional
 
-import keras
 import numpy as np
-import tensorflow as tf
 
-from analysis_tools.gradient_noise import gradient_noise
-from analysis_tools.tail_index import METHODS, TailIndex, tail_index
+from analysis_tools._callback import MeasurementCallback
+from analysis_tools.noise.sampling import gradient_noise
+from analysis_tools.noise.tail_estimators import METHODS, TailIndex, tail_index
 
 __all__ = ["GradientNoiseCallback", "NoiseRecord", "standardized_coordinates"]
 
@@ -40,7 +44,7 @@ def standardized_coordinates(coordinates):
     The scale of a column is its median absolute value (robust, and finite for
     α-stable noise); columns whose scale is 0 are dropped. Pooling raw
     coordinates of different scales makes light-tailed noise look heavy-tailed
-    (see `analysis_tools.tail_index`).
+    (see `analysis_tools.noise.tail_estimators`).
     """
     coordinates = np.asarray(coordinates, dtype=np.float64)
     scale = np.median(np.abs(coordinates), axis=0)
@@ -48,12 +52,12 @@ def standardized_coordinates(coordinates):
     return (coordinates[:, keep] / scale[keep]).reshape(-1)
 
 
-class GradientNoiseCallback(keras.callbacks.Callback):
+class GradientNoiseCallback(MeasurementCallback):
     """Measure the mini-batch gradient noise during `model.fit` (Zhang et al. 2020, Figs. 2 and 5).
 
     Every `every_n_epochs` epochs (and, with `at_start`, once before the first
     step) the callback freezes the weights it sees and calls
-    `analysis_tools.gradient_noise.gradient_noise` on `data`: the gradient over
+    `analysis_tools.gradient_noise` on `data`: the gradient over
     all of `data`, then `num_batches` random mini-batches of `batch_size` and
     their noise g_B − ∇f. It keeps the noise norms with their histogram (the
     paper's Fig. 5 shows how this histogram changes over training: towards
@@ -80,7 +84,7 @@ class GradientNoiseCallback(keras.callbacks.Callback):
         num_batches: Mini-batches per measurement.
         loss: Loss; default the model's compiled loss.
         num_coordinates: Noise coordinates kept for the tail index (0: none).
-        tail_index_method: One of `analysis_tools.tail_index.METHODS`.
+        tail_index_method: One of `analysis_tools.noise.tail_estimators.METHODS`.
         bins: Number of histogram bins.
         at_start: Also measure at the initial weights (epoch 0).
         log_dir: Optional TensorBoard directory for the callback's own summaries.
@@ -92,9 +96,7 @@ class GradientNoiseCallback(keras.callbacks.Callback):
     def __init__(self, data, every_n_epochs=1, batch_size=32, num_batches=100, loss=None,
                  num_coordinates=1000, tail_index_method="simsekli", bins=30, at_start=True,
                  log_dir=None, prefix="noise_", mode="train", seed=0):
-        super().__init__()
-        if int(every_n_epochs) < 1:
-            raise ValueError(f"`every_n_epochs` must be >= 1, got {every_n_epochs}.")
+        super().__init__(every_n_epochs=every_n_epochs, log_dir=log_dir)
         if int(num_batches) < 2:
             raise ValueError(f"`num_batches` must be >= 2, got {num_batches}.")
         if int(bins) < 1:
@@ -102,7 +104,6 @@ class GradientNoiseCallback(keras.callbacks.Callback):
         if tail_index_method not in METHODS:
             raise ValueError(f"`tail_index_method` must be one of {METHODS}, got {tail_index_method!r}.")
         self.data = data
-        self.every_n_epochs = int(every_n_epochs)
         self.batch_size = int(batch_size)
         self.num_batches = int(num_batches)
         self.loss = loss
@@ -110,13 +111,9 @@ class GradientNoiseCallback(keras.callbacks.Callback):
         self.tail_index_method = tail_index_method
         self.bins = int(bins)
         self.at_start = bool(at_start)
-        self.log_dir = log_dir
         self.prefix = prefix
         self.mode = mode
         self.seed = int(seed)
-        self.records = []
-        self._latest = {}
-        self._writer = None
 
     def measure(self, epoch):
         """Measures the noise at the current weights, stores a `NoiseRecord` and returns it."""
@@ -140,29 +137,17 @@ class GradientNoiseCallback(keras.callbacks.Callback):
             if len(pooled) >= 16:
                 estimate = tail_index(pooled, method=self.tail_index_method)
                 values[f"{p}tail_index"] = estimate.alpha
-        step = int(self.model.optimizer.iterations) if getattr(self.model, "optimizer", None) else 0
-        record = NoiseRecord(epoch, step, norms, counts, edges, estimate, values)
+        record = NoiseRecord(epoch, self.optimizer_steps(), norms, counts, edges, estimate, values)
         self.records.append(record)
-        self._latest = values
-        if self._writer is not None:
-            with self._writer.as_default(step=epoch):
-                for key, value in values.items():
-                    tf.summary.scalar(key, value)
-                tf.summary.histogram(f"{p}norm", norms, buckets=self.bins)
+        self.publish(epoch, values, histograms={f"{p}norm": (norms, self.bins)})
         return record
 
     def on_train_begin(self, logs=None):
-        if self.log_dir is not None and self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
+        super().on_train_begin(logs)
         if self.at_start and not self.records:
             self.measure(0)
 
     def on_epoch_end(self, epoch, logs=None):
-        if (epoch + 1) % self.every_n_epochs == 0:
+        if self.epoch_due(epoch):
             self.measure(epoch + 1)
-        if logs is not None:
-            logs.update(self._latest)
-
-    def on_train_end(self, logs=None):
-        if self._writer is not None:
-            self._writer.flush()
+        super().on_epoch_end(epoch, logs)

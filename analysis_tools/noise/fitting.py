@@ -36,7 +36,7 @@ Caveats: the samples are taken as i.i.d., which the norms of independent
 mini-batches are; noise coordinates pooled across layers mix scales, which
 looks heavy-tailed by itself (standardize per layer first). A heavy law can
 win on a large sample merely for a few outliers: read the tail fit and
-`analysis_tools.tail_index` alongside.
+`analysis_tools.noise.tail_estimators` alongside.
 """
 
 import math

@@ -19,7 +19,7 @@ fixed. It streams: one gradient and ∇f are held at a time, and only the norms,
 per-layer norms and an optional fixed random subset of coordinates are kept,
 so a model with ~10 M parameters needs a few copies of its weights, not one
 per batch. The loss is evaluated with `model.stateless_call` (as for the
-Hessian in `analysis_tools.hessian`): variables, BatchNorm statistics, seed
+Hessian in `analysis_tools.curvature.hessian`): variables, BatchNorm statistics, seed
 generators and the optimizer are never written. By default layers run in
 training mode with Dropout off, so the noise is that of the data sampling
 alone.
@@ -37,7 +37,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from analysis_tools.hessian import MODES, resolve_loss, stateless_loss
+from analysis_tools._model_loss import ModelLoss
 
 __all__ = ["EmpiricalVariance", "GradientNoise", "empirical_variance_vs_sample_size", "gradient_noise"]
 
@@ -79,34 +79,19 @@ class _NoiseSampler:
     """Gradients and noise statistics of one model and loss, in `tf.function`s."""
 
     def __init__(self, model, loss, mode, dropout, include_regularization):
-        if mode not in MODES:
-            raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
-        if not model.built:
-            raise ValueError("Build the model (call it once, or fit it) before measuring its gradient noise.")
+        self.loss = ModelLoss(model, loss, mode, dropout, include_regularization, "its gradient noise")
         self.model = model
-        self.loss = resolve_loss(model, loss)
-        self.training = mode == "train"
-        self.dropout_off = self.training and not dropout
-        self.include_regularization = bool(include_regularization)
-        self.variables = list(model.trainable_variables)
-        dtype = tf.as_dtype(keras.backend.standardize_dtype(self.variables[0].dtype))
-        self.dtype = tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
-        self.sizes = [int(np.prod(v.shape)) for v in self.variables]
+        self.variables = self.loss.variables
+        self.dtype = self.loss.dtype
+        self.sizes = self.loss.sizes
+        self.values = self.loss.values
         self.gradient = tf.function(self._gradient, reduce_retracing=True)
         self.noise = tf.function(self._noise, reduce_retracing=True)
-
-    def values(self):
-        trainable = [tf.cast(tf.convert_to_tensor(v.value), self.dtype) for v in self.variables]
-        non_trainable = [tf.convert_to_tensor(v.value) for v in self.model.non_trainable_variables]
-        return trainable, non_trainable
 
     def _gradient(self, trainable, non_trainable, x, y):
         with tf.GradientTape() as tape:
             tape.watch(trainable)
-            data_loss, regularization = stateless_loss(
-                self.model, self.loss, self.variables, trainable, non_trainable, x, y,
-                training=self.training, dropout_off=self.dropout_off, dtype=self.dtype)
-            total = data_loss + regularization if self.include_regularization else data_loss
+            total = self.loss.total(trainable, non_trainable, x, y)
         gradients = tape.gradient(total, trainable)
         # Embeddings give IndexedSlices: the noise is dense anyway.
         return [tf.zeros_like(t) if g is None else tf.convert_to_tensor(g) for g, t in zip(gradients, trainable)]

@@ -38,7 +38,7 @@ an [N, d] array of N i.i.d. vectors (noise vectors, Zhang et al.'s view):
   tail, so it also reads tails above 2 (Student-t(ν) gives ≈ ν).
 
 Ranges and known biases (measured on 100k SαS draws from
-`analysis_tools.alpha_stable.SymmetricAlphaStable`, see the tests):
+`analysis_tools.SymmetricAlphaStable`, see the tests):
 
 * ``"simsekli"`` and ``"characteristic_function"`` are within ±0.03 of α for
   α ∈ {1.1, 1.5, 1.8, 2.0}. Both estimate a *stable* index, so the estimate is
@@ -54,7 +54,7 @@ stable-law estimator tests whether the data are stable. A Student-t(3)
 (finite variance) reads α̂ ≈ 1.8 with ``"simsekli"`` and ≈ 1.7 with
 ``"characteristic_function"``; pooling coordinates with different scales also
 pulls α̂ below the truth. Compare with ``"hill"`` and with
-`analysis_tools.noise_fit.fit_noise_distribution`, and standardise per layer
+`analysis_tools.fit_noise_distribution`, and standardise per layer
 (`gradient_noise(..., per_layer=True)`) before pooling.
 """
 

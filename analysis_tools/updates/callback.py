@@ -17,24 +17,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import tf_adaptive
-from analysis_tools.preconditioners import last_learning_rate_of
-from analysis_tools.update_distribution import AdaptiveUpdate, effective_sample_size, ks_statistic
+from analysis_tools._callback import MeasurementCallback
+from analysis_tools.preconditioners import last_learning_rate_of, second_moment_of
+from analysis_tools.updates.goodness_of_fit import ks_statistic
+from analysis_tools.updates.law import AdaptiveUpdate
+from analysis_tools.updates.moments import effective_sample_size
+from tf_adaptive import SecondMoment
 
-_SUM_FORM_ADAGRADS = (tf_adaptive.Adagrad, keras.optimizers.Adagrad)
-# Root-mean-square preconditioners over an EMA of g² (attribute `beta_2`, or Keras's `rho`).
-_EMA_FORMS = (
-    tf_adaptive.Adam,
-    tf_adaptive.Nadam,
-    tf_adaptive.Padam,  # only with partial = 1/2, checked below
-    tf_adaptive.RMSProp,
-    tf_adaptive.LaProp,
-    tf_adaptive.RAdam,
-    keras.optimizers.Adam,
-    keras.optimizers.AdamW,
-    keras.optimizers.Nadam,
-    keras.optimizers.RMSprop,
-)
+__all__ = ["UpdateDistributionCallback", "UpdateHistogram", "UpdateRecord", "reference_law_of"]
 
 
 @dataclasses.dataclass
@@ -79,56 +69,54 @@ class UpdateRecord:
     ks_pvalue: dict
 
 
-def _unwrap(optimizer):
-    while isinstance(optimizer, keras.optimizers.LossScaleOptimizer):
-        optimizer = optimizer.inner_optimizer
-    return optimizer
-
-
 def reference_law_of(optimizer, step):
     """(m, s): the reference `AdaptiveUpdate(m)` and the scale s of x = s · Δθ/η at optimizer step `step`.
 
-    The rule used by `UpdateDistributionCallback` when no `reference_m` is given:
+    The rule used by `UpdateDistributionCallback` when no `reference_m` is
+    given. It reads the optimizer's description of its second moment
+    (`analysis_tools.preconditioners.second_moment_of`: the optimizer's own
+    ``second_moment`` for tf_adaptive, the table there for Keras's
+    built-ins), not its class:
 
-    * A sum-form Adagrad (`tf_adaptive.Adagrad`, `keras.optimizers.Adagrad`):
-      m = t and s = √t, since it divides by sqrt(Σ_{i≤t} g_i²), which is √t
-      times the simple-average preconditioner of Zhang and Ziyin's Theorem 1
-      (exact for ``epsilon=0, initial_accumulator_value=0``; approximate for
-      Keras's defaults, which start the sum at 0.1).
-    * A root-mean-square preconditioner over an exponential average of
-      squared gradients with coefficient β2 (tf_adaptive's Adam, Nadam, Padam
-      at partial = 1/2, RMSProp, LaProp and RAdam; Keras's Adam, AdamW, Nadam
-      and RMSprop, whose β2 is ``rho``):
-      m = `effective_sample_size(β2, step=t)`, the Kish count of the
-      bias-corrected EMA weights, which tends to (1 + β2)/(1 − β2), close to
-      the paper's 2/(1 − β2) (Eq. 12), and s = 1. This is approximate: the
+    * A sum of squared gradients under a square root (Adagrad's form,
+      ``SecondMoment("sum", power=0.5)``): m = t and s = √t, since it divides
+      by sqrt(Σ_{i≤t} g_i²), which is √t times the simple-average
+      preconditioner of Zhang and Ziyin's Theorem 1 (exact for
+      ``epsilon=0`` and an accumulator that starts at 0; approximate for
+      Keras's Adagrad, whose sum starts at 0.1).
+    * The root of an exponential average of squared gradients with
+      coefficient β2 (``SecondMoment("ema", β2, 0.5)``: Adam, Nadam, Padam at
+      partial = 1/2, RMSProp, LaProp, RAdam; Keras's Adam, AdamW, Nadam and
+      RMSprop): m = `effective_sample_size(β2, step=t)`, the Kish count of
+      the bias-corrected EMA weights, which tends to (1 + β2)/(1 − β2), close
+      to the paper's 2/(1 − β2) (Eq. 12), and s = 1. This is approximate: the
       unequal weights put Var(x) below 1 (≈ 0.92 for β2 = 0.9), without bias
       correction (RMSProp) the first steps are inflated by 1/sqrt(1 − β2^t),
-      momentum (β1 > 0) narrows the law further (the paper's theory is
-      for β1 = 0), and RAdam's rectification rescales its early steps.
-    * Anything else (SGD, sign methods, clipping, Adafactor, Adamax, ...): no
-      reference (m is None); pass `reference_m` to the callback to set one.
+      momentum (β1 > 0) narrows the law further (the paper's theory is for
+      β1 = 0), and RAdam's rectification rescales its early steps.
+    * Anything else (other powers, SGD, sign methods, clipping, Adafactor,
+      optimizers `second_moment_of` does not know, ...): no reference (m is None); pass `reference_m` to the callback to
+      set one.
 
     m is returned as None as well where it is ≤ 1 (the first step, where the
     update is ±1), since `AdaptiveUpdate` needs m > 1.
     """
-    optimizer = _unwrap(optimizer)
     t = int(step)
-    if isinstance(optimizer, _SUM_FORM_ADAGRADS):
+    try:
+        moment = second_moment_of(optimizer)
+    except TypeError:  # an optimizer that describes no second moment (e.g. keras.optimizers.Lion)
+        return None, 1.0
+    if moment.power != 0.5:
+        return None, 1.0
+    if moment.form == SecondMoment.SUM:
         return (float(t) if t > 1 else None), float(np.sqrt(max(t, 1)))
-    if not isinstance(optimizer, _EMA_FORMS) or getattr(optimizer, "power", 0.5) != 0.5:
+    if moment.form != SecondMoment.EMA or moment.beta is None:
         return None, 1.0
-    beta = getattr(optimizer, "beta_2", getattr(optimizer, "rho", None))
-    if beta is None or callable(beta):
-        return None, 1.0
-    beta = float(keras.ops.convert_to_numpy(beta))
-    if not 0.0 <= beta < 1.0:
-        return None, 1.0
-    m = float(effective_sample_size(np.float64(beta), step=np.float64(t)).numpy())
+    m = float(effective_sample_size(np.float64(moment.beta), step=np.float64(t)).numpy())
     return (m if m > 1.0 + 1e-9 else None), 1.0
 
 
-class UpdateDistributionCallback(keras.callbacks.Callback):
+class UpdateDistributionCallback(MeasurementCallback):
     """Record each layer's normalized update Δθ/η during `model.fit` and compare it with theory.
 
     Zhang and Ziyin (UAI 2021) predict the law of the update Δθ := (θ_t − θ_{t−1}) / η
@@ -145,7 +133,7 @@ class UpdateDistributionCallback(keras.callbacks.Callback):
     * ``update_variance/<layer>``: Var(Δθ/η) (the paper's Corollary 1 predicts 1
       for x = s·Δθ/η);
     * ``abs_update_variance/<layer>``: Var|Δθ/η| (Corollary 2: see
-      `analysis_tools.update_distribution.abs_update_variance`);
+      `analysis_tools.abs_update_variance`);
     * ``update_ks/<layer>``: the Kolmogorov–Smirnov distance of x = s·Δθ/η to
       `AdaptiveUpdate(m)`.
 
@@ -219,11 +207,9 @@ class UpdateDistributionCallback(keras.callbacks.Callback):
         reference_m=None,
         seed=0,
     ):
-        super().__init__()
+        super().__init__(every_n_steps=every_n_steps, log_dir=log_dir)
         if int(steps) < 0:
             raise ValueError(f"`steps` must be >= 0, got {steps}.")
-        if int(every_n_steps) < 1:
-            raise ValueError(f"`every_n_steps` must be >= 1, got {every_n_steps}.")
         if int(histogram_bins) < 1:
             raise ValueError(f"`histogram_bins` must be >= 1, got {histogram_bins}.")
         if int(max_coordinates) < 1:
@@ -232,29 +218,24 @@ class UpdateDistributionCallback(keras.callbacks.Callback):
             raise ValueError(f"`reference_m` must be > 1 (or a callable of the step), got {reference_m}.")
         self.layers = None if layers is None else list(layers)
         self.num_steps = int(steps)
-        self.every_n_steps = int(every_n_steps)
         self.histogram_bins = int(histogram_bins)
         self.max_coordinates = int(max_coordinates)
-        self.log_dir = log_dir
         self.reference_m = reference_m
         self.seed = int(seed)
         self.steps = []
         self.values = {}
         self.histograms = {}
         self.histogram_edges = {}
-        self.records = []
         self._watched = None
         self._indices = {}
         self._snapshot = None
-        self._latest = {}
-        self._writer = None
 
     # ------------------------------------------------------------- set-up
     def _optimizer(self):
         optimizer = getattr(self.model, "optimizer", None)
         if optimizer is None:
             raise ValueError("UpdateDistributionCallback needs a compiled model with an optimizer.")
-        return _unwrap(optimizer)
+        return optimizer
 
     def _resolve_layers(self):
         if self.layers is None:
@@ -274,6 +255,7 @@ class UpdateDistributionCallback(keras.callbacks.Callback):
         return watched
 
     def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
         steps_per_execution = int(getattr(self.model, "steps_per_execution", 1) or 1)
         if steps_per_execution > 1:
             raise ValueError(
@@ -295,8 +277,6 @@ class UpdateDistributionCallback(keras.callbacks.Callback):
                 self._indices[name] = None
             self.values.setdefault(name, [])
             self.histograms.setdefault(name, [])
-        if self.log_dir is not None and self._writer is None:
-            self._writer = tf.summary.create_file_writer(self.log_dir)
 
     # ---------------------------------------------------------- measuring
     def _read(self, name):
@@ -309,13 +289,11 @@ class UpdateDistributionCallback(keras.callbacks.Callback):
         indices = self._indices[name]
         return flat if indices is None else tf.gather(flat, indices)
 
-    def _iterations(self):
-        return int(keras.ops.convert_to_numpy(self._optimizer().iterations))
-
     def on_train_batch_begin(self, batch, logs=None):
+        super().on_train_batch_begin(batch, logs)
         if self._watched is None:
             return
-        completed = self._iterations()
+        completed = self.optimizer_steps()
         if (completed + 1) % self.every_n_steps != 0:
             self._snapshot = None
             return
@@ -349,7 +327,7 @@ class UpdateDistributionCallback(keras.callbacks.Callback):
         if self._snapshot is None:
             return
         before_step, before = self._snapshot
-        step = self._iterations()
+        step = self.optimizer_steps()
         if step != before_step + 1:  # no update applied (accumulating, or a skipped step)
             return
         self._snapshot = None
@@ -358,7 +336,7 @@ class UpdateDistributionCallback(keras.callbacks.Callback):
         reference = None if m is None else AdaptiveUpdate(np.float64(m))
         keep_values = len(self.steps) < self.num_steps
         record = UpdateRecord(step, learning_rate, scale, m, {}, {}, {}, {})
-        latest = {}
+        latest, histograms = {}, {}
         for name in self._watched:
             delta = (self._read(name) - before[name]).numpy().astype("float64") / learning_rate
             values = delta.astype("float32")
@@ -374,24 +352,11 @@ class UpdateDistributionCallback(keras.callbacks.Callback):
                 self.values[name].append(values)
             else:
                 self.histograms[name].append(self._histogram(name, step, values))
-            if self._writer is not None:
-                with self._writer.as_default(step=step):
-                    tf.summary.histogram(f"update/{name}", values)
+            histograms[f"update/{name}"] = values
         self.steps.append(step)
         self.records.append(record)
-        if self._writer is not None:
-            with self._writer.as_default(step=step):
-                for key, value in latest.items():
-                    tf.summary.scalar(key, value)
-        self._latest.update(latest)
-        if logs is not None:
-            logs.update(latest)
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None and self._latest:
-            logs.update(self._latest)
+        self.publish(step, latest, logs, histograms)
 
     def on_train_end(self, logs=None):
         self._snapshot = None
-        if self._writer is not None:
-            self._writer.flush()
+        super().on_train_end(logs)

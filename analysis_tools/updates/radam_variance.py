@@ -29,7 +29,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from analysis_tools.update_distribution import _as_float_tensor
+from analysis_tools._tensors import as_float_tensor
 from tf_adaptive.radam import sma_length
 
 __all__ = [
@@ -47,7 +47,7 @@ _SERIES_FROM = 500.0
 
 def _inputs(*values):
     """float64 tensors of the values, and the dtype to return."""
-    tensors = _as_float_tensor(*values)
+    tensors = as_float_tensor(*values)
     tensors = tensors if isinstance(tensors, list) else [tensors]
     out_dtype = tensors[0].dtype
     return [tf.cast(t, tf.float64) for t in tensors], out_dtype

@@ -4,7 +4,7 @@ Zhang and Ziyin, "On the Distributional Properties of Adaptive Gradients"
 (UAI 2021), define the update as Δθ := (θ_t − θ_{t−1}) / η and derive its law
 for i.i.d. N(0, σ²) gradients, no momentum and a simple-average
 preconditioner over m = t samples (Theorem 1: x²/m ~ Beta(1/2, (m−1)/2) with a
-random sign, on [−√m, √m]; see `analysis_tools.update_distribution`). Their §6
+random sign, on [−√m, √m]; see `analysis_tools.AdaptiveUpdate`). Their §6
 studies laws the theorem does not cover by simulation: a growing or shrinking
 gradient scale (Fig. 5), a non-zero mean (Fig. 6) and a heavy-tailed (Cauchy)
 gradient (Fig. 7). `simulate_updates` runs those simulations through a real
@@ -47,6 +47,8 @@ import math
 import keras
 import numpy as np
 import tensorflow as tf
+
+__all__ = ["GRADIENT_LAWS", "adagrad_normalization", "count_modes", "find_modes", "simulate_updates"]
 
 GRADIENT_LAWS = ("normal", "normal_growing", "normal_shrinking", "shifted", "drifting", "cauchy")
 

@@ -24,7 +24,7 @@ import math
 
 import tensorflow as tf
 
-from analysis_tools.update_distribution import _as_float_tensor
+from analysis_tools._tensors import as_float_tensor
 
 __all__ = [
     "variance_adaptation_adam",
@@ -35,7 +35,7 @@ __all__ = [
 
 def variance_adaptation_sgd(eta):
     """γ = (1 + η²)⁻¹, the optimal damping of a stochastic gradient (Balles & Hennig, §4)."""
-    eta = _as_float_tensor(eta)
+    eta = as_float_tensor(eta)
     return tf.math.reciprocal(1.0 + tf.square(eta))
 
 
@@ -44,7 +44,7 @@ def variance_adaptation_sign(eta):
 
     1 at η = 0, erf(1/√2) ≈ 0.6827 at η = 1.
     """
-    eta = _as_float_tensor(eta)
+    eta = as_float_tensor(eta)
     safe = tf.where(eta > 0.0, eta, tf.ones_like(eta))
     factor = tf.math.erf(tf.math.reciprocal(math.sqrt(2.0) * safe))
     return tf.where(eta > 0.0, factor, tf.ones_like(eta))
@@ -52,5 +52,5 @@ def variance_adaptation_sign(eta):
 
 def variance_adaptation_adam(eta):
     """γ = (1 + η²)^{-1/2}, the factor Adam implicitly applies to the gradient's sign (§4)."""
-    eta = _as_float_tensor(eta)
+    eta = as_float_tensor(eta)
     return tf.math.reciprocal(tf.sqrt(1.0 + tf.square(eta)))

@@ -284,3 +284,29 @@ def test_any_object_with_the_protocol_is_delegated_to():
 
     assert pc.preconditioner_of(Protocol(), ["x"]) == [("P", "x")]
     assert pc.stability_threshold_of(Protocol()) == 7.0
+
+
+@pytest.mark.parametrize("optimizer, expected", [
+    (keras.optimizers.Adam(beta_2=0.99), tf_adaptive.SecondMoment("ema", 0.99, 0.5)),
+    (keras.optimizers.Adam(beta_2=0.9, amsgrad=True), tf_adaptive.SecondMoment("ema", 0.9, 0.5)),
+    (keras.optimizers.AdamW(beta_2=0.95), tf_adaptive.SecondMoment("ema", 0.95, 0.5)),
+    (keras.optimizers.Nadam(beta_2=0.98), tf_adaptive.SecondMoment("ema", 0.98, 0.5)),
+    (keras.optimizers.RMSprop(rho=0.8), tf_adaptive.SecondMoment("ema", 0.8, 0.5)),
+    (keras.optimizers.RMSprop(centered=True), tf_adaptive.SecondMoment("none")),
+    (keras.optimizers.Adagrad(), tf_adaptive.SecondMoment("sum", None, 0.5)),
+    (keras.optimizers.SGD(momentum=0.9), tf_adaptive.SecondMoment("none")),
+    (keras.optimizers.Adafactor(), tf_adaptive.SecondMoment("none")),
+    (keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(beta_2=0.9)),
+     tf_adaptive.SecondMoment("ema", 0.9, 0.5)),
+], ids=lambda value: type(value).__name__)
+def test_second_moment_of_keras_builtins(optimizer, expected):
+    moment = pc.second_moment_of(optimizer)
+    assert moment.form == expected.form and moment.power == expected.power
+    assert moment.beta == pytest.approx(expected.beta, rel=1e-6) if expected.beta else moment.beta is None
+
+
+def test_second_moment_of_a_tf_adaptive_optimizer_is_its_own_description():
+    optimizer = tf_adaptive.Padam(beta_2=0.95, partial=0.125)
+    assert pc.second_moment_of(optimizer) == tf_adaptive.SecondMoment("ema", 0.95, 0.125)
+    with pytest.raises(TypeError, match="Supported"):
+        pc.second_moment_of(keras.optimizers.Lion())

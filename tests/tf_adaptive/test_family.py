@@ -10,7 +10,13 @@ import numpy as np
 import pytest
 
 import tf_adaptive
-from analysis_tools.preconditioners import preconditioner_of, stability_threshold_of
+from analysis_tools.preconditioners import (
+    last_learning_rate_of,
+    momentum_of,
+    preconditioner_of,
+    second_moment_of,
+    stability_threshold_of,
+)
 from tests.tf_adaptive.cases import ONE_PER_CLASS, gradient_stream, initial_values
 from tf_adaptive import thresholds
 
@@ -28,13 +34,20 @@ def test_analysis_tools_read_the_step_the_optimizer_took(case):
         previous = [_numpy(v).astype(np.float64) for v in variables]
         optimizer.apply(grads, variables)
         reference.step([np.zeros(s) for s in reference.shapes], grads, case.learning_rate)
-    for i, (variable, p) in enumerate(zip(variables, preconditioner_of(optimizer, variables))):
+    preconditioners = preconditioner_of(optimizer, variables)
+    momenta = momentum_of(optimizer, variables, gradients=grads)
+    learning_rate = float(_numpy(last_learning_rate_of(optimizer)))
+    for i, (variable, p, u) in enumerate(zip(variables, preconditioners, momenta)):
         np.testing.assert_array_equal(_numpy(p), _numpy(optimizer.preconditioner(variable)))
+        np.testing.assert_array_equal(_numpy(u), _numpy(optimizer.momentum(variable, grads[i])))
+        np.testing.assert_allclose(_numpy(u), reference.momentum(i), rtol=1e-4, atol=1e-6)
+        # The step actually applied is -η P⁻¹ u, read entirely through analysis_tools.
         with np.errstate(divide="ignore", invalid="ignore"):
-            expected = -case.learning_rate * reference.momentum(i) / _numpy(p)
+            expected = -learning_rate * _numpy(u).astype(np.float64) / _numpy(p)
         expected = np.where(np.isnan(expected), 0.0, expected)
         np.testing.assert_allclose(_numpy(variable) - previous[i], expected, rtol=1e-5, atol=1e-7)
     assert stability_threshold_of(optimizer) == optimizer.stability_threshold()
+    assert second_moment_of(optimizer) == optimizer.second_moment
 
 
 def test_adam_matches_keras_adam_when_epsilon_is_zero():

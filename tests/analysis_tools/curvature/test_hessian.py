@@ -3,15 +3,11 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-if keras.backend.backend() != "tensorflow":
-    pytest.skip("The Hessian tools run on the TensorFlow backend", allow_module_level=True)
-
-import tensorflow as tf  # noqa: E402
-
-import analysis_tools  # noqa: E402
-import tf_adaptive  # noqa: E402
-from analysis_tools.hessian import HessianOperator  # noqa: E402
+import analysis_tools
+import tf_adaptive
+from analysis_tools.curvature.hessian import HessianOperator
 
 
 def _data(n=32, features=6, outputs=3, seed=0, dtype="float64"):

@@ -1,4 +1,4 @@
-"""`analysis_tools.lanczos`: top algebraic eigenpairs of explicit symmetric matrices.
+"""`analysis_tools.curvature.lanczos`: top algebraic eigenpairs of explicit symmetric matrices.
 
 Every matrix is built from a known spectrum, A = Q diag(λ) Qᵀ with a random
 orthogonal Q, and ``numpy.linalg.eigvalsh(A)`` is the oracle. The matvec is
@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from analysis_tools.lanczos import Lanczos, LanczosResult, lanczos
+from analysis_tools.curvature.lanczos import Lanczos, LanczosResult, lanczos
 
 
 def symmetric(spectrum, seed=0):

@@ -4,11 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-if keras.backend.backend() != "tensorflow":
-    pytest.skip("The Hessian tools run on the TensorFlow backend", allow_module_level=True)
-
-import tf_adaptive  # noqa: E402
-from analysis_tools import SharpnessCallback  # noqa: E402
+import tf_adaptive
+from analysis_tools import SharpnessCallback
 
 KEYS = ("sharpness", "preconditioned_sharpness", "stability_threshold", "sharpness_ratio")
 

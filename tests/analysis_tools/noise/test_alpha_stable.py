@@ -2,18 +2,13 @@
 
 import math
 
-import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
 
-if keras.backend.backend() != "tensorflow":
-    pytest.skip("The noise tools run on the TensorFlow backend", allow_module_level=True)
-
-import tensorflow as tf  # noqa: E402
-import tensorflow_probability as tfp  # noqa: E402
-
-from analysis_tools.alpha_stable import SymmetricAlphaStable  # noqa: E402
-from analysis_tools.update_distribution import ks_statistic  # noqa: E402
+from analysis_tools.noise.alpha_stable import SymmetricAlphaStable
+from analysis_tools.updates.goodness_of_fit import ks_statistic
 
 tfd = tfp.distributions
 

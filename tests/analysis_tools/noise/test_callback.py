@@ -6,12 +6,9 @@ import keras
 import numpy as np
 import pytest
 
-if keras.backend.backend() != "tensorflow":
-    pytest.skip("The noise tools run on the TensorFlow backend", allow_module_level=True)
-
-import tf_adaptive  # noqa: E402
-from analysis_tools.gradient_noise import gradient_noise  # noqa: E402
-from analysis_tools.noise_callback import GradientNoiseCallback, standardized_coordinates  # noqa: E402
+import tf_adaptive
+from analysis_tools.noise.callback import GradientNoiseCallback, standardized_coordinates
+from analysis_tools.noise.sampling import gradient_noise
 
 
 def _setup():

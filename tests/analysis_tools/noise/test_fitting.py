@@ -2,17 +2,12 @@
 
 import math
 
-import keras
 import numpy as np
 import pytest
+import tensorflow as tf
+import tensorflow_probability as tfp
 
-if keras.backend.backend() != "tensorflow":
-    pytest.skip("The noise tools run on the TensorFlow backend", allow_module_level=True)
-
-import tensorflow as tf  # noqa: E402
-import tensorflow_probability as tfp  # noqa: E402
-
-from analysis_tools.noise_fit import _log_chi_norm, _log_t_norm, fit_noise_distribution  # noqa: E402
+from analysis_tools.noise.fitting import _log_chi_norm, _log_t_norm, fit_noise_distribution
 
 RNG = np.random.default_rng(0)
 
@@ -80,7 +75,7 @@ def test_multivariate_t_norm_density_integrates_to_one_and_tends_to_chi(k, scale
 
 
 def test_chi_norm_matches_the_norm_of_gaussian_vectors():
-    from analysis_tools.update_distribution import ks_statistic
+    from analysis_tools.updates.goodness_of_fit import ks_statistic
 
     tfd = tfp.distributions
     r = 2.0 * _gaussian_norms(20_000, 5, np.random.default_rng(5))

@@ -3,16 +3,12 @@
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
-if keras.backend.backend() != "tensorflow":
-    pytest.skip("The noise tools run on the TensorFlow backend", allow_module_level=True)
-
-import tensorflow as tf  # noqa: E402
-
-from analysis_tools.alpha_stable import SymmetricAlphaStable  # noqa: E402
-from analysis_tools.gradient_noise import empirical_variance_vs_sample_size, gradient_noise  # noqa: E402
-from analysis_tools.noise_callback import standardized_coordinates  # noqa: E402
-from analysis_tools.tail_index import tail_index  # noqa: E402
+from analysis_tools.noise.alpha_stable import SymmetricAlphaStable
+from analysis_tools.noise.callback import standardized_coordinates
+from analysis_tools.noise.sampling import empirical_variance_vs_sample_size, gradient_noise
+from analysis_tools.noise.tail_estimators import tail_index
 
 N, D, SIGMA = 2000, 5, 0.5
 

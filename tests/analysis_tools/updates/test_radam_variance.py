@@ -1,36 +1,24 @@
-"""`analysis_tools.radam_variance` and `analysis_tools.variance_adaptation`.
+"""`analysis_tools.updates.radam_variance`: the variance of the adaptive learning rate (Liu et al., Eq. 4).
 
 Oracles: a Monte-Carlo of ψ = sqrt(ρ/χ²_ρ) (the scaled inverse chi-square
 model with σ = 1), the Beta-function form of Liu et al.'s Eq. 4 with lgamma,
-the formula of r_t in `tf_adaptive.RAdam`'s docstring and RAdam's own steps,
-and closed-form values of the variance adaptation factors.
+the formula of r_t in `tf_adaptive.RAdam`'s docstring and RAdam's own steps.
 """
-
-import keras
-import pytest
-
-if keras.backend.backend() != "tensorflow":
-    pytest.skip(
-        "analysis_tools.radam_variance needs the TensorFlow backend", allow_module_level=True
-    )
 
 import math
 
+import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
-from analysis_tools.radam_variance import (
+from analysis_tools.updates.radam_variance import (
     adaptive_lr_mean,
     adaptive_lr_variance,
     adaptive_lr_variance_first_order,
     rectification,
     sma_length,
     sma_length_limit,
-)
-from analysis_tools.variance_adaptation import (
-    variance_adaptation_adam,
-    variance_adaptation_sgd,
-    variance_adaptation_sign,
 )
 from tf_adaptive import RAdam
 from tf_adaptive import radam as radam_module
@@ -161,50 +149,3 @@ def test_array_and_tensor_inputs():
     np.testing.assert_allclose(
         adaptive_lr_variance(tf.constant([5.0, 50.0])), adaptive_lr_variance([5.0, 50.0]), rtol=1e-6
     )
-
-
-# ---------------------------------------------------------------------------
-# Variance adaptation factors (Balles & Hennig 2018).
-
-
-def test_variance_adaptation_values():
-    for factor in (variance_adaptation_sgd, variance_adaptation_sign, variance_adaptation_adam):
-        assert float(factor(0.0)) == 1.0
-        assert float(factor(np.inf)) == 0.0
-    assert float(variance_adaptation_sgd(1.0)) == pytest.approx(0.5, rel=1e-15)
-    erf_value = math.erf(1.0 / math.sqrt(2.0))
-    assert float(variance_adaptation_sign(1.0)) == pytest.approx(erf_value, rel=1e-15)
-    assert float(variance_adaptation_sign(1.0)) == pytest.approx(0.682689492, rel=1e-9)
-    assert float(variance_adaptation_adam(1.0)) == pytest.approx(1.0 / math.sqrt(2.0), rel=1e-15)
-    # Large-η tails: 1/η², sqrt(2/π)/η, 1/η.
-    eta = 1e4
-    assert float(variance_adaptation_sgd(eta)) * eta**2 == pytest.approx(1.0, rel=1e-7)
-    sign_tail = float(variance_adaptation_sign(eta)) * eta
-    assert sign_tail == pytest.approx(math.sqrt(2.0 / math.pi), rel=1e-7)
-    assert float(variance_adaptation_adam(eta)) * eta == pytest.approx(1.0, rel=1e-7)
-    assert variance_adaptation_adam(np.float32(2.0)).dtype == tf.float32
-    assert variance_adaptation_sign(np.zeros([2, 3])).shape == (2, 3)
-
-
-def test_variance_adaptation_monotone():
-    eta = np.concatenate([[0.0], np.geomspace(1e-3, 1e3, 500)])
-    for factor in (variance_adaptation_sgd, variance_adaptation_sign, variance_adaptation_adam):
-        values = factor(eta).numpy()
-        assert np.all(np.diff(values) <= 0.0)
-        assert np.all(np.diff(values[eta >= 0.2]) < 0.0)  # below, the sign factor is 1 in float64
-        assert np.all((values > 0.0) & (values <= 1.0))
-    # The sign factor sits close to Adam's (their Fig. 3); the SGD factor is the smallest.
-    sign = variance_adaptation_sign(eta).numpy()
-    adam = variance_adaptation_adam(eta).numpy()
-    sgd = variance_adaptation_sgd(eta).numpy()
-    assert np.max(np.abs(sign - adam)) < 0.1
-    assert np.all(sgd <= adam)
-
-
-def test_sign_factor_is_the_optimal_sign_damping():
-    """erf(1/(√2 η)) = 2 P(sign g = sign ∇L) − 1 for g ~ N(∇L, σ²) (Monte-Carlo)."""
-    rng = np.random.default_rng(3)
-    for eta in (0.3, 1.0, 3.0):
-        g = 1.0 + eta * rng.standard_normal(400_000)
-        agree = np.mean(np.sign(g) == 1.0)
-        assert 2.0 * agree - 1.0 == pytest.approx(float(variance_adaptation_sign(eta)), abs=0.005)

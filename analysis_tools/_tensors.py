@@ -1,0 +1,27 @@
+"""Small tensor helpers shared by the measurement modules."""
+
+import tensorflow as tf
+
+
+def as_float_tensor(*values, dtype=None):
+    """Converts values to tensors of one floating dtype.
+
+    The dtype is that of the floating inputs that carry one (tensors, NumPy
+    arrays and scalars) when they agree, float64 otherwise (Python numbers,
+    integers, mixed precisions).
+    """
+    if dtype is None:
+        dtypes = set()
+        for value in values:
+            if hasattr(value, "dtype"):
+                value_dtype = tf.as_dtype(value.dtype)
+                if value_dtype.is_floating:
+                    dtypes.add(value_dtype)
+        dtype = dtypes.pop() if len(dtypes) == 1 else tf.float64
+    tensors = [
+        tf.cast(tf.convert_to_tensor(v), dtype)
+        if hasattr(v, "dtype")
+        else tf.convert_to_tensor(v, dtype)
+        for v in values
+    ]
+    return tensors[0] if len(tensors) == 1 else tensors

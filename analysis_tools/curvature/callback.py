@@ -1,0 +1,189 @@
+"""`SharpnessCallback`: λ1(H) and λ1(P⁻¹H) inside `model.fit` (Cohen et al. 2022, Figs. 1, 3, 8, 18).
+
+Cohen et al., "Adaptive Gradient Methods at the Edge of Stability", 2022,
+track the preconditioned sharpness λ1(P_t⁻¹ H_t) of full-batch training,
+which rises to the stability threshold of the optimizer's frozen form and
+hovers there (Fig. 1), and the raw sharpness λ1(H_t) (Fig. 8).
+"""
+
+import dataclasses
+
+import numpy as np
+
+from analysis_tools._callback import MeasurementCallback
+from analysis_tools.curvature.eigenvalues import top_subspace_fraction
+from analysis_tools.curvature.hessian import HessianOperator
+from analysis_tools.curvature.lanczos import Lanczos
+from analysis_tools.preconditioners import preconditioner_of, stability_threshold_of
+
+__all__ = ["SharpnessCallback", "SharpnessRecord"]
+
+
+@dataclasses.dataclass
+class SharpnessRecord:
+    """One measurement of `SharpnessCallback`."""
+
+    step: int
+    values: dict
+    eigenvalues: dict
+    iterations: dict
+
+
+class SharpnessCallback(MeasurementCallback):
+    """Track λ1(H) and λ1(P⁻¹H) during `model.fit`, every `every_n_steps` optimizer steps.
+
+    It measures at the start of the first step after every `every_n_steps`-th
+    optimizer step (and at the end of an epoch, if one is due), on the weights
+    the finished steps left, and adds the latest values to the epoch's logs (so
+    `History`, `CSVLogger` and `TensorBoard` record them):
+
+    * ``sharpness``: λ1(H) (when `raw`);
+    * ``preconditioned_sharpness``: λ1(P⁻¹H) (when `preconditioned`);
+    * ``stability_threshold``: the threshold of the optimizer's frozen form;
+    * ``sharpness_ratio``: λ1(P⁻¹H) / threshold (or λ1(H) / threshold when not
+      `preconditioned`), which the AEoS paper finds settles near 1.
+
+    Epoch logs carry the latest measurement (so epochs before the first one
+    have none of these keys).
+
+    With `fraction_in_top_subspace` it also logs ``top_subspace_fraction``, the
+    part of ‖P^{-1/2} g‖² in the top-k eigenvectors' span (Fig. 18). Every
+    measurement is kept in `self.records` (step, values, top-k eigenvalues,
+    Lanczos iterations). With `log_dir` it also writes TensorBoard scalars of
+    its own, indexed by step.
+
+    Nothing is trained or mutated: the Hessian is evaluated with
+    `model.stateless_call`, the random start comes from a stateless generator,
+    and the model's weights, BatchNorm statistics, seed generators and the
+    optimizer's state are bit-identical with and without the callback. The
+    top eigenvector of each measurement warm-starts the next (`warm_start`).
+
+    Args:
+        data: The probe set ((x, y) arrays or a `tf.data.Dataset`): the
+            training set for a full-batch reproduction, or a fixed subset.
+        every_n_steps: Measure after every N-th optimizer step (and never at step 0).
+            A measurement costs about 10–17 Hessian-vector products on the
+            probe set, each about two gradient evaluations, so the overhead is
+            roughly that ÷ N (measured in `benchmarks/RESULTS.md`).
+        k: How many top eigenvalues to compute.
+        raw: Whether to compute λ1(H).
+        preconditioned: Whether to compute λ1(P⁻¹H).
+        log_dir: Optional TensorBoard directory for the callback's own scalars.
+        max_iterations: Lanczos steps at most.
+        tol: Lanczos relative residual tolerance.
+        warm_start: Whether to start each Lanczos run from the previous top vector.
+        fraction_in_top_subspace: Whether to log ``top_subspace_fraction``.
+        **operator_kwargs: `loss`, `batch_size`, `method`, `mode`, `dropout`,
+            `include_regularization` (see `HessianOperator`).
+    """
+
+    def __init__(
+        self,
+        data,
+        every_n_steps=100,
+        k=1,
+        raw=True,
+        preconditioned=True,
+        log_dir=None,
+        max_iterations=40,
+        tol=1e-3,
+        warm_start=True,
+        fraction_in_top_subspace=False,
+        **operator_kwargs,
+    ):
+        super().__init__(every_n_steps=every_n_steps, log_dir=log_dir)
+        if not (raw or preconditioned):
+            raise ValueError("Nothing to measure: set `raw` or `preconditioned`.")
+        self.data = data
+        self.k = int(k)
+        self.raw = bool(raw)
+        self.preconditioned = bool(preconditioned)
+        self.max_iterations = int(max_iterations)
+        self.tol = float(tol)
+        self.warm_start = bool(warm_start)
+        self.fraction_in_top_subspace = bool(fraction_in_top_subspace)
+        self.operator_kwargs = operator_kwargs
+        self._operator = None
+
+    # ------------------------------------------------------------- set-up
+    def _build(self):
+        self._operator = HessianOperator(self.model, self.data, **self.operator_kwargs)
+        return_vectors = self.warm_start or self.fraction_in_top_subspace
+        self._solvers = {
+            name: Lanczos(
+                self._operator.dimension, max_iterations=self.max_iterations, k=self.k,
+                tolerance=self.tol, return_vectors=return_vectors, seed=seed,
+            )
+            for seed, name in enumerate(("raw", "preconditioned"))
+            if (self.raw if name == "raw" else self.preconditioned)
+        }
+        self._previous_vectors = {}
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._operator is None or self._operator.model is not self.model:
+            self._build()
+
+    # ---------------------------------------------------------- measuring
+    def _solve(self, name, matvec):
+        initial = self._previous_vectors.get(name) if self.warm_start else None
+        result = self._solvers[name](matvec, initial)
+        if result.eigenvectors is not None:
+            self._previous_vectors[name] = result.eigenvectors[0]
+        return result
+
+    def measure(self):
+        """Run one measurement now and return its `SharpnessRecord`."""
+        if self._operator is None:
+            self._build()
+        optimizer = self.model.optimizer
+        step = self.optimizer_steps()
+        values, eigenvalues, iterations = {}, {}, {}
+        results = {}
+        if self.raw:
+            results["raw"] = self._solve("raw", self._operator.matvec)
+            values["sharpness"] = float(results["raw"].eigenvalues[0])
+        threshold = stability_threshold_of(optimizer)
+        if self.preconditioned:
+            self._operator.set_preconditioner(
+                preconditioner_of(optimizer, self.model.trainable_variables)
+            )
+            results["preconditioned"] = self._solve("preconditioned", self._operator.preconditioned_matvec)
+            values["preconditioned_sharpness"] = float(results["preconditioned"].eigenvalues[0])
+        values["stability_threshold"] = threshold
+        top = values.get("preconditioned_sharpness", values.get("sharpness"))
+        values["sharpness_ratio"] = top / threshold
+        if self.fraction_in_top_subspace:
+            name = "preconditioned" if self.preconditioned else "raw"
+            gradient, _ = self._operator.gradient()
+            scale = self._operator.preconditioner_scale if self.preconditioned else None
+            values["top_subspace_fraction"], _ = top_subspace_fraction(
+                gradient, results[name].eigenvectors, scale
+            )
+        for name, result in results.items():
+            eigenvalues[name] = np.asarray(result.eigenvalues)
+            iterations[name] = int(result.iterations)
+        record = SharpnessRecord(step, values, eigenvalues, iterations)
+        self.records.append(record)
+        self.mark_measured(step)
+        self.publish(step, values)
+        if self._writer is not None:
+            self._writer.flush()
+        return record
+
+    def _measure_if_due(self, logs):
+        if self.steps_due():
+            self.measure()
+        if logs is not None and self._latest:
+            logs.update(self._latest)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # Measured at the start of the next step, on the weights the previous
+        # steps left. Keras runs `*_batch_begin` hooks in line and keeps
+        # dispatching steps asynchronously, which a `*_batch_end` hook stops.
+        super().on_train_batch_begin(batch, logs)
+        self._measure_if_due(None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._batches_begun = float("inf")  # the epoch's steps are all done: read the counter
+        self._measure_if_due(logs)
