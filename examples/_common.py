@@ -1,4 +1,4 @@
-"""What the example scripts share: embedded data, output files, the verdict table.
+"""What the example scripts share: embedded data, models, the XLA training loop, output files, the verdict table.
 
 Default data is embedded and real, so nothing is downloaded:
 
@@ -88,6 +88,17 @@ def define_image_flags(num_examples=None, flag_values=None):
                          lower_bound=10, flag_values=values)
 
 
+def define_text_flags(flag_values=None):
+    """Defines `--data_dir` for `text_corpus` (default: the embedded text).
+
+    `flag_values` defaults to absl's global `FLAGS`.
+    """
+    from absl import flags
+
+    flags.DEFINE_string("data_dir", None, "Optional folder with corpus.txt to use instead of the embedded text.",
+                        flag_values=flags.FLAGS if flag_values is None else flag_values)
+
+
 def text_corpus(data_dir=None):
     """The corpus as a uint8 array of UTF-8 bytes (vocabulary 256).
 
@@ -129,6 +140,24 @@ def text_windows(tokens, sequence_length, num_windows=None, seed=0, validation_f
     return windows(tokens[:split], num_windows), windows(tokens[split:], validation_cap)
 
 
+def mlp(num_features, hidden_units, seed, activation="relu", num_classes=10):
+    """A classifier MLP: two hidden `activation` layers of `hidden_units`, then `num_classes` logits.
+
+    Keras's default initializers (Glorot uniform kernels, zero biases), drawn
+    after seeding Keras with `seed`: the same arguments give the same initial
+    weights. The layers are named `hidden_1`, `hidden_2` and `output`.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential([
+        keras.Input((num_features,)),
+        keras.layers.Dense(hidden_units, activation=activation, name="hidden_1"),
+        keras.layers.Dense(hidden_units, activation=activation, name="hidden_2"),
+        keras.layers.Dense(num_classes, name="output"),
+    ])
+
+
 def byte_transformer(sequence_length, width, num_blocks, num_heads, activation, attention=True,
                      vector_inputs=False):
     """A causal post-LayerNorm transformer over bytes (Vaswani et al. 2017, decoder only).
@@ -157,6 +186,54 @@ def byte_transformer(sequence_length, width, num_blocks, num_heads, activation, 
         hidden = keras.layers.Dense(4 * width, activation=activation)(h)
         h = keras.layers.LayerNormalization()(h + keras.layers.Dense(width)(hidden))
     return keras.Model(inputs, keras.layers.Dense(256)(h))
+
+
+def reset_optimizer(optimizer, learning_rate):
+    """Zeroes a built optimizer's state (step count included) and sets its learning rate.
+
+    A reset optimizer is a fresh one, so one optimizer object, and so one traced
+    `xla_training_loop`, serves every learning rate of a grid.
+    """
+    import tensorflow as tf
+
+    for variable in optimizer.variables:
+        variable.assign(tf.zeros_like(variable))
+    optimizer.learning_rate = float(learning_rate)
+
+
+def xla_training_loop(model, optimizer, loss):
+    """One XLA-compiled function that takes many optimizer steps: `train(x_batches, y_batches)`.
+
+    Step k computes ℓ_k = `loss`(y_batches[k], model(x_batches[k], training=True)),
+    its gradient by `tf.GradientTape`, and applies it with `optimizer`, for every k
+    of the leading axis, inside one `tf.function(jit_compile=True)`; `train`
+    returns the float32 losses ℓ_k, each taken before its own step. Builds
+    `optimizer` on the model's trainable variables; reuse `train` across a
+    learning-rate grid with `reset_optimizer`. Needs the TensorFlow backend.
+    """
+    import tensorflow as tf
+
+    optimizer.build(model.trainable_variables)
+
+    @tf.function(jit_compile=True)
+    def train(x_batches, y_batches):
+        losses = tf.TensorArray(tf.float32, tf.shape(x_batches)[0])
+        for step in tf.range(tf.shape(x_batches)[0]):
+            with tf.GradientTape() as tape:
+                value = loss(y_batches[step], model(x_batches[step], training=True))
+            gradients = tape.gradient(value, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            losses = losses.write(step, value)
+        return losses.stack()
+
+    return train
+
+
+def accuracy(labels, logits):
+    """Fraction of predictions whose largest logit is at the integer label (TensorFlow ops, compiles with XLA)."""
+    import tensorflow as tf
+
+    return tf.reduce_mean(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == labels, tf.float32))
 
 
 def output_path(output_dir, name):

@@ -69,7 +69,7 @@ import _common  # noqa: E402  (examples/_common.py, next to this script)
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", os.path.join("examples_output", "acclip_vs_adam"),
                     "Where the figures and results.json go.")
-flags.DEFINE_string("data_dir", None, "Optional folder with corpus.txt to use instead of the embedded text.")
+_common.define_text_flags()
 flags.DEFINE_integer("steps", 300, "Training steps per run (a multiple of --eval_every).", lower_bound=1)
 flags.DEFINE_integer("eval_every", 50, "Steps between validation evaluations.", lower_bound=1)
 flags.DEFINE_integer("batch_size", 32, "Windows per training batch.", lower_bound=1)
@@ -138,13 +138,6 @@ def build_model():
     return keras.Model(inputs, logits)
 
 
-def reset(optimizer, learning_rate):
-    """Zeroes the optimizer's state (step count included) and sets its rate: a fresh optimizer."""
-    for variable in optimizer.variables:
-        variable.assign(tf.zeros_like(variable))
-    optimizer.learning_rate = float(learning_rate)
-
-
 def train_all(model, x_train, y_train, x_val, y_val):
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     initial_weights = model.get_weights()
@@ -155,28 +148,15 @@ def train_all(model, x_train, y_train, x_val, y_val):
     @tf.function(jit_compile=True)
     def evaluate():
         logits = model(x_val)
-        accuracy = tf.reduce_mean(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == y_val, tf.float32))
-        return loss_fn(y_val, logits), accuracy
+        return loss_fn(y_val, logits), _common.accuracy(y_val, logits)
 
     runs = {}
     for name in FLAGS.optimizers:
         optimizer, rates = make_optimizer(name)
-        optimizer.build(model.trainable_variables)
-
-        @tf.function(jit_compile=True)
-        def train_chunk(x_batches, y_batches):
-            losses = tf.TensorArray(tf.float32, tf.shape(x_batches)[0])
-            for step in tf.range(tf.shape(x_batches)[0]):
-                with tf.GradientTape() as tape:
-                    loss = loss_fn(y_batches[step], model(x_batches[step], training=True))
-                gradients = tape.gradient(loss, model.trainable_variables)
-                optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-                losses = losses.write(step, loss)
-            return losses.stack()
-
+        train_chunk = _common.xla_training_loop(model, optimizer, loss_fn)
         for rate in (float(r) for r in rates):
             model.set_weights(initial_weights)
-            reset(optimizer, rate)
+            _common.reset_optimizer(optimizer, rate)
             start = time.perf_counter()
             train_loss = []
             loss, accuracy = (float(v) for v in evaluate())

@@ -24,7 +24,7 @@ outputs), on a class-balanced 512-image subset of scikit-learn's bundled
 digits (nothing is downloaded) instead of CIFAR-10. Every `--measure_every`
 steps `analysis_tools.SharpnessCallback` computes λ1(P_t⁻¹H_t) and λ1(H_t) of
 the whole training loss by Lanczos inside `model.fit`; P_t comes from
-`analysis_tools.preconditioners.preconditioner_of` and each optimizer's own
+`analysis_tools.preconditioner_of` and each optimizer's own
 threshold from `stability_threshold_of`. ε = 1e-7 as in App. G.2. β2 defaults
 to 0.99, Fig. 8's value (Fig. 1c finds 0.9, 0.99 and 0.999 alike on CIFAR-10;
 here, with 0.999, P lags the shrinking gradients for longer than a short run).
@@ -81,8 +81,12 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_adaptive  # noqa: E402
-from analysis_tools import SharpnessCallback, hessian_eigenvalues  # noqa: E402
-from analysis_tools.preconditioners import preconditioner_of, stability_threshold_of  # noqa: E402
+from analysis_tools import (  # noqa: E402
+    SharpnessCallback,
+    hessian_eigenvalues,
+    preconditioner_of,
+    stability_threshold_of,
+)
 import _common  # noqa: E402  (examples/_common.py, next to this script)
 
 EPSILON = 1e-7  # the paper's ε for every method (App. G.2)

@@ -42,15 +42,19 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import _common  # noqa: E402
-from analysis_tools.alpha_stable import SymmetricAlphaStable  # noqa: E402
-from analysis_tools.gradient_noise import empirical_variance_vs_sample_size, gradient_noise  # noqa: E402
-from analysis_tools.noise_callback import GradientNoiseCallback, standardized_coordinates  # noqa: E402
-from analysis_tools.noise_fit import fit_noise_distribution  # noqa: E402
-from analysis_tools.tail_index import tail_index  # noqa: E402
+from analysis_tools import (  # noqa: E402
+    GradientNoiseCallback,
+    SymmetricAlphaStable,
+    empirical_variance_vs_sample_size,
+    fit_noise_distribution,
+    gradient_noise,
+    standardized_coordinates,
+    tail_index,
+)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", os.path.join("examples_output", "gradient_noise"), "Where figures and JSON go.")
-flags.DEFINE_string("data_dir", None, "Optional folder with corpus.txt to use instead of the embedded text.")
+_common.define_text_flags()
 flags.DEFINE_integer("sequence_length", 64, "Bytes per training window.", lower_bound=2)
 flags.DEFINE_integer("num_windows", 4000, "Training windows drawn from the corpus.", lower_bound=64)
 flags.DEFINE_integer("model_dim", 64, "Width of the transformer blocks.", lower_bound=8)

@@ -16,11 +16,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
 import keras  # noqa: E402
-from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 import tf_adaptive  # noqa: E402
-from analysis_tools.preconditioners import stability_threshold_of  # noqa: E402
+from analysis_tools import stability_threshold_of  # noqa: E402
+import _common  # noqa: E402  (examples/_common.py, next to this script)
 
 # Learning rates that train this model well in a few epochs. The optimizers'
 # own defaults follow their papers, which trained much larger models. ACClip,
@@ -49,8 +49,12 @@ SUGGESTED_LEARNING_RATES = {
     "FrozenAdam": 0.1,
 }
 
+# The optimizers among tf_adaptive's public names (it also exports their protocol's description classes).
+OPTIMIZERS = [name for name in tf_adaptive.__all__
+              if issubclass(getattr(tf_adaptive, name), keras.optimizers.Optimizer)]
+
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("optimizer", "all", ["all", *tf_adaptive.__all__],
+flags.DEFINE_enum("optimizer", "all", ["all", *OPTIMIZERS],
                   "The tf_adaptive optimizer to run, or `all` of them.")
 flags.DEFINE_integer("epochs", 15, "Passes over the training set.", lower_bound=1)
 flags.DEFINE_float("learning_rate", None,
@@ -63,27 +67,14 @@ flags.DEFINE_boolean("jit_compile", True, "Compile the train step with XLA.")
 
 
 def load_data(seed):
-    """Standardized digits features, split 75/25 with every class in both halves."""
-    digits = load_digits()
-    x = (digits.data / 16.0).astype("float32")
-    x = (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
-    return train_test_split(x, digits.target.astype("int32"), test_size=0.25,
-                            random_state=seed, stratify=digits.target)
-
-
-def build_model(num_features, hidden_units, seed):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input((num_features,)),
-        keras.layers.Dense(hidden_units, activation="relu"),
-        keras.layers.Dense(hidden_units, activation="relu"),
-        keras.layers.Dense(10),
-    ])
+    """Standardized digits features (`_common.digits`), split 75/25 with every class in both halves."""
+    x, y = _common.digits(seed=seed)
+    return train_test_split(x, y, test_size=0.25, random_state=seed, stratify=y)
 
 
 def train(optimizer, data, initial_weights):
     x_train, x_test, y_train, y_test = data
-    model = build_model(x_train.shape[1], FLAGS.hidden_units, FLAGS.seed)
+    model = _common.mlp(x_train.shape[1], FLAGS.hidden_units, FLAGS.seed)
     model.set_weights(initial_weights)
     model.compile(optimizer=optimizer,
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
@@ -100,8 +91,8 @@ def train(optimizer, data, initial_weights):
 def main(argv):
     del argv
     data = load_data(FLAGS.seed)
-    initial_weights = build_model(data[0].shape[1], FLAGS.hidden_units, FLAGS.seed).get_weights()
-    names = tf_adaptive.__all__ if FLAGS.optimizer == "all" else [FLAGS.optimizer]
+    initial_weights = _common.mlp(data[0].shape[1], FLAGS.hidden_units, FLAGS.seed).get_weights()
+    names = OPTIMIZERS if FLAGS.optimizer == "all" else [FLAGS.optimizer]
 
     runs = [("keras Adam", FLAGS.adam_learning_rate,
              keras.optimizers.Adam(learning_rate=FLAGS.adam_learning_rate))]
@@ -123,7 +114,7 @@ def main(argv):
               f"{result['test_loss']:>10.4f} {result['test_accuracy']:>9.3f} "
               f"{threshold_text:>20} {result['seconds']:>7.2f}", flush=True)
     print("\nstability threshold: the largest stable λ1(P⁻¹H) at the final learning rate "
-          "(Cohen et al. 2022, §2), read by analysis_tools.preconditioners.stability_threshold_of.")
+          "(Cohen et al. 2022, §2), read by analysis_tools.stability_threshold_of.")
 
 
 if __name__ == "__main__":

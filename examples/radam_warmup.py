@@ -48,7 +48,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_adaptive  # noqa: E402
-from analysis_tools.radam_variance import (  # noqa: E402
+from analysis_tools import (  # noqa: E402
     adaptive_lr_variance,
     adaptive_lr_variance_first_order,
     rectification,
@@ -76,7 +76,7 @@ flags.DEFINE_integer("simulation_coordinates", 100_000,
                      lower_bound=1000)
 flags.DEFINE_integer("simulation_steps", 1000, "Steps of the Fig. 9 simulation.", lower_bound=10)
 flags.DEFINE_integer("seed", 0, "Seed of the simulations, the initial weights and the batch order.")
-flags.DEFINE_string("data_dir", None, "Optional folder with corpus.txt to use instead of the embedded text.")
+_common.define_text_flags()
 
 PAPER_BETA_2 = 0.999  # the β2 of Liu et al.'s Fig. 9 and of Adam's default
 MONTE_CARLO_RHO = (6.0, 10.0, 20.0, 50.0, 200.0, 1000.0)

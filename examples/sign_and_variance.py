@@ -45,7 +45,7 @@ Figures written to `--output_dir`:
 * `digits.png` (Fig. 5): training loss and test accuracy per epoch (best rate
   each), the final training loss against the learning rate, and M-SVAG's
   variance adaptation factor γ at the end of training against the
-  closed-form factors of Fig. 3 (`analysis_tools.variance_adaptation`).
+  closed-form factors of Fig. 3 (`analysis_tools.updates.variance_adaptation`).
 
 `results.json` holds the numbers and the verdict rows.
 
@@ -67,7 +67,7 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_adaptive  # noqa: E402
-from analysis_tools.variance_adaptation import (  # noqa: E402
+from analysis_tools import (  # noqa: E402
     variance_adaptation_adam,
     variance_adaptation_sgd,
     variance_adaptation_sign,
@@ -109,17 +109,6 @@ DIGITS_METHODS = {
 }
 COLORS = {"SGD": "tab:blue", "SSD": "tab:red", "M-SGD": "tab:blue", "M-SSD": "tab:red",
           "M-SVAG": "tab:green", "Adam": "tab:orange"}
-
-
-def reset(optimizer, learning_rate):
-    """Zeroes the optimizer's state (step count included) and sets its learning rate.
-
-    One optimizer object, and so one traced training function, serves every
-    learning rate of a grid; a reset optimizer is a fresh one.
-    """
-    for variable in optimizer.variables:
-        variable.assign(tf.zeros_like(variable))
-    optimizer.learning_rate = float(learning_rate)
 
 
 # ------------------------------------------------------------------ quadratics
@@ -177,7 +166,7 @@ def run_quadratics(noise_levels):
         start = time.perf_counter()
         for rate in QUADRATIC_RATES:
             x.assign(x0)
-            reset(optimizer, rate)
+            _common.reset_optimizer(optimizer, rate)
             losses = run(tf.constant(FLAGS.seed, tf.int32)).numpy().astype("float64")
             losses = np.where(np.isfinite(losses), losses, np.inf)
             curves[(method, rate)] = losses.reshape(len(losses), len(keys), FLAGS.replicates).mean(axis=2)
@@ -207,46 +196,26 @@ def run_quadratics(noise_levels):
 
 
 # ---------------------------------------------------------------------- digits
-def build_mlp(seed, num_features):
-    keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input((num_features,)),
-        keras.layers.Dense(100, activation="relu"),
-        keras.layers.Dense(100, activation="relu"),
-        keras.layers.Dense(10),
-    ])
-
-
 def run_digits():
     x, y = _common.image_data(FLAGS.dataset, FLAGS.data_dir, FLAGS.num_examples, FLAGS.seed)
     split = int(0.75 * len(x))
     x_train, y_train, x_test, y_test = x[:split], y[:split], x[split:], y[split:]
     batches = len(x_train) // FLAGS.batch_size
-    model = build_mlp(FLAGS.seed, x.shape[1])
-    initial_weights = [build_mlp(FLAGS.seed + s, x.shape[1]).get_weights() for s in range(FLAGS.seeds)]
+    model = _common.mlp(x.shape[1], 100, FLAGS.seed)
+    initial_weights = [_common.mlp(x.shape[1], 100, FLAGS.seed + s).get_weights() for s in range(FLAGS.seeds)]
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     @tf.function(jit_compile=True)
     def evaluate():
         logits = model(x_test)
-        accuracy = tf.reduce_mean(tf.cast(tf.argmax(logits, -1, output_type=tf.int32) == y_test, tf.float32))
-        return loss_fn(y_train, model(x_train)), accuracy
+        return loss_fn(y_train, model(x_train)), _common.accuracy(y_test, logits)
 
     print(f"\n(b) {FLAGS.dataset}: {len(x_train)} train / {len(x_test)} test, MLP {x.shape[1]}-100-100-10, "
           f"{FLAGS.epochs} epochs × {batches} steps, {FLAGS.seeds} seeds")
     runs = {}
     for method, (make, rates) in DIGITS_METHODS.items():
         optimizer = make(rates[0])
-        optimizer.build(model.trainable_variables)
-
-        @tf.function(jit_compile=True)
-        def train_epoch(x_batches, y_batches):
-            for step in tf.range(tf.shape(x_batches)[0]):
-                with tf.GradientTape() as tape:
-                    loss = loss_fn(y_batches[step], model(x_batches[step], training=True))
-                gradients = tape.gradient(loss, model.trainable_variables)
-                optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-
+        train_epoch = _common.xla_training_loop(model, optimizer, loss_fn)
         start = time.perf_counter()
         for rate in rates:
             losses = np.zeros((FLAGS.seeds, FLAGS.epochs + 1))
@@ -254,7 +223,7 @@ def run_digits():
             factors = []
             for seed in range(FLAGS.seeds):
                 model.set_weights(initial_weights[seed])
-                reset(optimizer, rate)
+                _common.reset_optimizer(optimizer, rate)
                 order_rng = np.random.default_rng(FLAGS.seed + seed)
                 losses[seed, 0], accuracies[seed, 0] = (float(v) for v in evaluate())
                 for epoch in range(1, FLAGS.epochs + 1):

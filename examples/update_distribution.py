@@ -54,16 +54,14 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_adaptive  # noqa: E402
-from analysis_tools.update_callback import UpdateDistributionCallback  # noqa: E402
-from analysis_tools.update_distribution import (  # noqa: E402
+from analysis_tools import (  # noqa: E402
     AdaptiveUpdate,
+    UpdateDistributionCallback,
     abs_update_variance,
-    gaussian_limit,
-    ks_statistic,
-)
-from analysis_tools.update_simulation import (  # noqa: E402
     adagrad_normalization,
     find_modes,
+    gaussian_limit,
+    ks_statistic,
     simulate_updates,
 )
 import _common  # noqa: E402  (examples/_common.py, next to this script)
@@ -159,13 +157,7 @@ def train_network(learning_rate, num_histograms):
     """Trains the digits MLP for `steps` Adagrad steps; returns the callback and the final loss."""
     x, y = _common.image_data(FLAGS.dataset, FLAGS.data_dir, FLAGS.num_examples, FLAGS.seed)
     x = x[:, x.std(axis=0) > 0]  # constant pixels have zero gradients: Δθ = 0/0, not a sample
-    keras.utils.set_random_seed(FLAGS.seed)
-    model = keras.Sequential([
-        keras.Input((x.shape[1],)),
-        keras.layers.Dense(FLAGS.hidden_units, activation="tanh", name="hidden_1"),
-        keras.layers.Dense(FLAGS.hidden_units, activation="tanh", name="hidden_2"),
-        keras.layers.Dense(10, name="output"),
-    ])
+    model = _common.mlp(x.shape[1], FLAGS.hidden_units, FLAGS.seed, activation="tanh")
     model.compile(optimizer=adagrad(learning_rate),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     # The dataset shuffles itself (fit's `shuffle` is for arrays).

@@ -1,4 +1,4 @@
-"""The examples' shared data loaders and output helpers (examples/_common.py)."""
+"""The examples' shared data loaders, models, training loop and output helpers (examples/_common.py)."""
 
 import json
 import math
@@ -87,3 +87,90 @@ def test_image_flags_take_their_default_subset_size(dataset):
     assert values.dataset == dataset and values.num_examples == 512 and values.data_dir is None
     with pytest.raises(flags.IllegalFlagValueError):
         values(["prog", "--dataset=imagenet"])
+
+
+def test_text_flags_default_to_the_embedded_corpus():
+    from absl import flags
+
+    values = flags.FlagValues()
+    _common.define_text_flags(flag_values=values)
+    values(["prog"])
+    assert values.data_dir is None
+    values(["prog", "--data_dir=/data"])
+    assert values.data_dir == "/data"
+
+
+def test_mlp_is_seeded_two_hidden_layers_and_logits():
+    import keras
+
+    model = _common.mlp(8, 5, seed=3, activation="tanh", num_classes=4)
+    assert [layer.name for layer in model.layers] == ["hidden_1", "hidden_2", "output"]
+    assert [tuple(w.shape) for w in model.get_weights()] == [(8, 5), (5,), (5, 5), (5,), (5, 4), (4,)]
+    assert [layer.activation for layer in model.layers] == [keras.activations.tanh, keras.activations.tanh,
+                                                            keras.activations.linear]
+    same = _common.mlp(8, 5, seed=3, activation="tanh", num_classes=4)
+    for a, b in zip(model.get_weights(), same.get_weights()):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(model.get_weights()[0], _common.mlp(8, 5, seed=4).get_weights()[0])
+    # The same draws as a plain Sequential of Keras's default layers built right after seeding.
+    keras.utils.set_random_seed(3)
+    plain = keras.Sequential([keras.Input((8,)), keras.layers.Dense(5), keras.layers.Dense(5), keras.layers.Dense(4)])
+    for a, b in zip(model.get_weights(), plain.get_weights()):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_reset_optimizer_makes_a_used_optimizer_step_like_a_fresh_one():
+    import keras
+
+    variable = keras.Variable(np.array([1.0, -2.0], "float32"))
+    gradient = np.array([0.5, 0.25], "float32")
+    used = keras.optimizers.Adam(0.1)
+    for _ in range(3):
+        used.apply_gradients([(gradient, variable)])
+    assert int(used.iterations) == 3
+    _common.reset_optimizer(used, 0.01)
+    assert int(used.iterations) == 0 and float(used.learning_rate) == pytest.approx(0.01)
+    slots = [v for v in used.variables if v.path != used.learning_rate.path]
+    assert all(not np.any(keras.ops.convert_to_numpy(v)) for v in slots)
+
+    variable.assign([1.0, -2.0])
+    used.apply_gradients([(gradient, variable)])
+    fresh_variable = keras.Variable(np.array([1.0, -2.0], "float32"))
+    keras.optimizers.Adam(0.01).apply_gradients([(gradient, fresh_variable)])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), keras.ops.convert_to_numpy(fresh_variable))
+
+
+def test_xla_training_loop_takes_one_step_per_batch_and_returns_each_loss_before_its_step():
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((3, 4, 2)).astype("float32")  # 3 batches of 4 examples
+    y = rng.standard_normal((3, 4, 1)).astype("float32")
+    loss = keras.losses.MeanSquaredError()
+
+    def linear_model():
+        keras.utils.set_random_seed(0)
+        return keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+
+    model, optimizer = linear_model(), keras.optimizers.SGD(0.1)
+    train = _common.xla_training_loop(model, optimizer, loss)
+    losses = train(x, y).numpy()
+
+    # Reference: gradient descent by hand on the same linear model, w ← w − η ∇ℓ.
+    kernel, bias = (w.astype("float64") for w in linear_model().get_weights())
+    expected = []
+    for xb, yb in zip(x.astype("float64"), y.astype("float64")):
+        residual = xb @ kernel + bias - yb
+        expected.append(np.mean(residual**2))
+        kernel = kernel - 0.1 * 2.0 * xb.T @ residual / len(xb)
+        bias = bias - 0.1 * 2.0 * residual.mean(axis=0)
+    assert losses.shape == (3,) and int(optimizer.iterations) == 3
+    np.testing.assert_allclose(losses, expected, rtol=1e-5)
+    np.testing.assert_allclose(model.get_weights()[0], kernel, rtol=1e-5)
+    np.testing.assert_allclose(model.get_weights()[1], bias, rtol=1e-5)
+
+
+def test_accuracy_counts_rows_whose_largest_logit_is_the_label():
+    logits = np.array([[2.0, 1.0, 0.0], [0.0, 1.0, 3.0], [0.0, 5.0, 1.0], [1.0, 0.0, 0.0]], "float32")
+    labels = np.array([0, 2, 1, 1], "int32")
+    assert float(_common.accuracy(labels, logits)) == pytest.approx(0.75)
