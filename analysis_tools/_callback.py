@@ -23,6 +23,8 @@ have in common, and each of them implements only its measurement:
 import keras
 import tensorflow as tf
 
+from analysis_tools._backend import require_tensorflow_backend
+
 
 def optimizer_steps(model):
     """The optimizer updates applied so far (``optimizer.iterations``) as a Python int; 0 without one.
@@ -50,6 +52,7 @@ class MeasurementCallback(keras.callbacks.Callback):
     """
 
     def __init__(self, every_n_steps=None, every_n_epochs=None, log_dir=None):
+        require_tensorflow_backend(type(self).__name__)
         super().__init__()
         for name, value in (("every_n_steps", every_n_steps), ("every_n_epochs", every_n_epochs)):
             if value is not None and int(value) < 1:

@@ -22,6 +22,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from analysis_tools._backend import require_tensorflow_backend
+
 MODES = ("train", "inference")
 
 
@@ -50,6 +52,7 @@ class ModelLoss:
     """
 
     def __init__(self, model, loss, mode, dropout, include_regularization, purpose):
+        require_tensorflow_backend(f"Measuring {purpose}")
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
         if not model.built:
@@ -89,12 +92,24 @@ class ModelLoss:
             y_pred, _, losses = self.model.stateless_call(
                 values, non_trainable, x, return_losses=True, training=self.training
             )
-        data_loss = tf.reduce_mean(tf.cast(self.loss(y, y_pred), self.dtype))
+        data_loss = tf.reduce_mean(tf.cast(self.loss(y, y_pred), self.dtype)) * self._replica_scale()
         if losses:
             regularization = tf.add_n([tf.cast(l, self.dtype) for l in losses])
         else:
             regularization = tf.zeros([], self.dtype)
         return data_loss, regularization
+
+    def _replica_scale(self):
+        """Undoes Keras's scaling of a mean-reduced `keras.losses.Loss` by 1/replicas under a strategy.
+
+        Keras divides such a loss by the number of replicas in sync (so that
+        summing the replicas' gradients gives the mean); callers here weight
+        each replica's share by its examples themselves.
+        """
+        mean_reductions = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
+        if not isinstance(self.loss, keras.losses.Loss) or self.loss.reduction not in mean_reductions:
+            return 1.0
+        return float(tf.distribute.get_strategy().num_replicas_in_sync)
 
     def total(self, trainable, non_trainable, x, y):
         """The loss on (x, y) plus, with `include_regularization`, the regularization losses."""

@@ -88,10 +88,10 @@ import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 import tf_adaptive  # noqa: E402
+from _timing import TimedSharpnessCallback  # noqa: E402  (benchmarks/_timing.py, next to this script)
 from analysis_tools import (  # noqa: E402
     HessianOperator,
     Lanczos,
-    SharpnessCallback,
     preconditioner_of,
     stability_threshold_of,
 )
@@ -225,7 +225,7 @@ def time_products(model, x, y, rng):
     samples = {name: np.array(s) for name, s in samples.items()}
     gradient = samples["gradient"]
     print(f"1. HVP ÷ gradient: `HessianOperator.matvec` ÷ `HessianOperator.gradient()`, probe set "
-          f"{len(x)} examples in {len(operators['reverse_over_reverse'].batches)} batch(es); "
+          f"{len(x)} examples in {operators['reverse_over_reverse'].num_batches} batch(es); "
           f"{FLAGS.repeats} round-robin timings of {FLAGS.calls} calls. Target: median ≤ {HVP_TARGET}.\n")
     rows = [["gradient()", f"{1e3 * np.median(gradient):.2f}", f"{1e3 * gradient.min():.2f}", "1.00", "1.00", ""]]
     for method in operators:
@@ -404,6 +404,7 @@ class FitTimer:
             variable.assign(value)
         if self.callback is not None:
             self.callback.records.clear()
+            self.callback.mark_measured(0)
             # A fresh fit starts Lanczos cold; only the traced functions are kept.
             getattr(self.callback, "_previous_vectors", {}).clear()
 
@@ -430,20 +431,6 @@ def hvp_milliseconds(model, data):
         operator.matvec(vector).numpy()
         times.append(time.perf_counter() - start)
     return 1e3 * float(np.median(times))
-
-
-class TimedSharpnessCallback(SharpnessCallback):
-    """`SharpnessCallback` that also records how long each `measure()` takes."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.seconds = []
-
-    def measure(self):
-        start = time.perf_counter()
-        record = super().measure()
-        self.seconds.append(time.perf_counter() - start)
-        return record
 
 
 def time_callback(x, y, rng):

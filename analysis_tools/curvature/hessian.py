@@ -14,8 +14,8 @@ order of `model.trainable_variables`), and its preconditioned form
 v ↦ P^{-1/2} H P^{-1/2} v, whose eigenvalues are those of P⁻¹H (the two
 matrices are similar).
 
-Side-effect free. The loss is evaluated with `model.stateless_call` and the
-model's non-trainable values captured once, when the operator is built:
+Side-effect free. The loss is evaluated with `model.stateless_call` at the
+weights read when a product runs (`analysis_tools._model_loss`):
 
 * ``mode="train"`` (the default): layers run in training mode. BatchNorm
   normalizes with each probe batch's own statistics and its moving averages are
@@ -28,51 +28,39 @@ model's non-trainable values captured once, when the operator is built:
 The model's variables, BatchNorm statistics, seed generators and the optimizer
 are never written.
 
-Hessian-vector products run inside `tf.function`, one probe batch at a time
-(memory stays that of one batch), by reverse-over-reverse differentiation (two
-nested `GradientTape`s, about 2× the cost of a gradient) or, with
-``method="forward_over_reverse"``, a `tf.autodiff.ForwardAccumulator` over a
-`GradientTape`. In float32 models the product is computed in float32 and
-returned in the dtype of the input vector (the Lanczos basis is float64).
+The probe set is streamed. It is a `tf.data.Dataset` of (x, y) batches (arrays
+are batched in their order, without shuffling) that every product iterates
+inside one `tf.function`: the model is traced once whatever the number of
+batches, no probe data is embedded in the traced function, and memory stays
+that of one batch, so a probe set that does not fit in memory (a generator or
+TFRecord files) works too. It must yield the same examples in the same order
+on every pass (no reshuffling), or the operator changes between products.
+
+Each batch's product is one XLA-compiled function (``jit_compile=True``, the
+default): reverse-over-reverse differentiation (two nested `GradientTape`s,
+about 2× the cost of a gradient) or, with ``method="forward_over_reverse"``, a
+`tf.autodiff.ForwardAccumulator` over a `GradientTape`.
+
+Under a `tf.distribute` strategy (the model's, or the one in scope) the probe
+batches are split across the replicas (`experimental_distribute_dataset`:
+each global batch of n_b examples gives every replica its share). Every
+replica computes its share of the product (and of the gradient and the
+loss) inside `strategy.run`, weighted by its number of examples over N, and
+the shares are summed with an all-reduce. This is the `TPUStrategy` pattern:
+what runs on the replicas is one XLA-compiled function. The regularization
+losses are added once, on the first batch, split evenly over the replicas.
+
+In float32 models the product is computed in float32 and returned in the dtype
+of the input vector (the Lanczos basis is float64).
 """
 
 import tensorflow as tf
 
 from analysis_tools._model_loss import MODES, ModelLoss
+from analysis_tools._probe import FullGradient, ProbeSet, probe_dataset, probe_share
 
 METHODS = ("reverse_over_reverse", "forward_over_reverse")
-__all__ = ["HessianOperator", "METHODS", "MODES", "probe_batches"]
-
-
-def probe_batches(data, batch_size=None):
-    """A fixed list of (x, y) tensor pairs from arrays, a tuple of arrays, or a `tf.data.Dataset`.
-
-    Arrays are split into batches of `batch_size` (one batch if None) in their
-    order; a dataset is iterated once and cached. Either way the same batches
-    serve every product, so the operator is fixed.
-    """
-    if isinstance(data, tf.data.Dataset):
-        batches = []
-        for element in data:
-            if not isinstance(element, (tuple, list)) or len(element) < 2:
-                raise ValueError("A probe dataset must yield (x, y) pairs.")
-            batches.append((element[0], element[1]))
-        if not batches:
-            raise ValueError("The probe dataset is empty.")
-        return batches
-    if not isinstance(data, (tuple, list)) or len(data) != 2:
-        raise ValueError("`data` must be an (x, y) pair of arrays or a tf.data.Dataset of (x, y).")
-    x, y = data
-    n = len(x)
-    if n == 0 or len(y) != n:
-        raise ValueError(f"`data` needs as many targets as inputs, got {len(x)} and {len(y)}.")
-    size = n if batch_size is None else int(batch_size)
-    if size < 1:
-        raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
-    return [
-        (tf.convert_to_tensor(x[i:i + size]), tf.convert_to_tensor(y[i:i + size]))
-        for i in range(0, n, size)
-    ]
+__all__ = ["HessianOperator", "METHODS", "MODES", "probe_dataset"]
 
 
 class HessianOperator:
@@ -80,18 +68,31 @@ class HessianOperator:
 
     Args:
         model: A built Keras model.
-        data: The probe set: an (x, y) pair of arrays, or a `tf.data.Dataset`
-            of (x, y) batches (iterated once and cached).
+        data: The probe set: an (x, y) pair of arrays, or a finite
+            `tf.data.Dataset` of (x, y) batches that yields the same batches on
+            every pass. Streamed on every product, never cached.
         loss: A loss (string, `keras.losses.Loss` or callable y_true, y_pred →
             mean). Defaults to the model's compiled loss.
         batch_size: Batch size for array data; default one batch. With
             BatchNorm in training mode the Hessian depends on it: use the
-            training batch size.
+            training batch size. Under a strategy it is the global batch size.
         method: ``"reverse_over_reverse"`` (default) or ``"forward_over_reverse"``.
         mode: ``"train"`` (default) or ``"inference"``.
         dropout: With ``mode="train"``, whether Dropout layers stay active
             (fixed masks). Defaults to `True`.
         include_regularization: Whether `model.losses` are part of L. Defaults to `True`.
+        jit_compile: Whether each batch's product (and gradient) is compiled by
+            XLA. Defaults to `True`; results equal the uncompiled ones to
+            rounding.
+        strategy: The `tf.distribute.Strategy` to split the probe set over;
+            default the model's (``model.distribute_strategy``), which is the
+            default single-device strategy outside a strategy scope.
+
+    Attributes:
+        num_examples: N, the probe examples.
+        num_batches: The probe batches.
+        examples_per_replica: After a product, the examples each replica
+            processed in it (a list, one int per replica).
     """
 
     def __init__(
@@ -104,6 +105,8 @@ class HessianOperator:
         mode="train",
         dropout=True,
         include_regularization=True,
+        jit_compile=True,
+        strategy=None,
     ):
         if method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
@@ -111,20 +114,22 @@ class HessianOperator:
         self.model = model
         self.method = method
         self.mode = mode
+        self.jit_compile = bool(jit_compile)
         self.include_regularization = self._loss.include_regularization
         self.loss = self._loss.loss
-        self.batches = probe_batches(data, batch_size)
-        sizes = [int(tf.shape(x)[0]) for x, _ in self.batches]
-        self.num_examples = sum(sizes)
-        self._weights = [size / self.num_examples for size in sizes]
+        self.strategy = strategy or getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
+        self.probe = ProbeSet(data, batch_size, self.strategy)
+        self.num_examples, self.num_batches = self.probe.num_examples, self.probe.num_batches
         self._variables = self._loss.variables
         self.shapes = self._loss.shapes
         self.sizes = self._loss.sizes
         self.dimension = self._loss.dimension
         self.dtype = self._loss.dtype
+        self.num_replicas = self.probe.num_replicas
         self._scale = None
+        self._replica_product = tf.function(self._replica_hvp, jit_compile=self.jit_compile)
         self._hvp = tf.function(self._hessian_vector_product, reduce_retracing=True)
-        self._gradient = tf.function(self._flat_gradient, reduce_retracing=True)
+        self._gradient = FullGradient(self._loss, self.probe, self.jit_compile)
 
     # ------------------------------------------------------------------ values
     def _current_values(self):
@@ -138,54 +143,46 @@ class HessianOperator:
         parts = tf.split(tf.cast(flat, self.dtype), self.sizes)
         return [tf.reshape(p, s) for p, s in zip(parts, self.shapes)]
 
-    def _batch_loss(self, trainable, non_trainable, batch_index):
-        """(n_b / N) loss on probe batch b, plus the regularization losses on batch 0."""
-        x, y = self.batches[batch_index]
-        data_loss, regularization = self._loss(trainable, non_trainable, x, y)
-        value = data_loss * self._weights[batch_index]
-        if self.include_regularization and batch_index == 0:
-            value += regularization
-        return value
+    # ---------------------------------------------------- one replica, one batch
+    def _replica_hvp(self, trainable, non_trainable, vector, x, y, first):
+        """(this replica's share of H v on its part of a batch, flat in `vector`'s dtype; its examples)."""
+        count = self.probe.local_count(y)
 
-    def _total_loss(self, trainable, non_trainable):
-        return tf.add_n([
-            self._batch_loss(trainable, non_trainable, b) for b in range(len(self.batches))
-        ])
+        def share():
+            return probe_share(self._loss, self.probe, trainable, non_trainable, x, y, count, first)
 
-    def _flat_gradient(self, trainable, non_trainable):
-        with tf.GradientTape() as tape:
-            tape.watch(trainable)
-            loss = self._total_loss(trainable, non_trainable)
-        return self._flatten(tape.gradient(loss, trainable), tf.float64), loss
+        def product():
+            tangents = self._unflatten(vector)
+            if self.method == "forward_over_reverse":
+                with tf.autodiff.ForwardAccumulator(trainable, tangents) as accumulator:
+                    with tf.GradientTape() as tape:
+                        tape.watch(trainable)
+                        loss = share()
+                    # Embeddings give IndexedSlices, which the accumulator cannot track.
+                    grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, trainable)]
+                parts = accumulator.jvp(grads)
+            else:
+                with tf.GradientTape() as outer:
+                    outer.watch(trainable)
+                    with tf.GradientTape() as inner:
+                        inner.watch(trainable)
+                        loss = share()
+                    grads = inner.gradient(loss, trainable)
+                    inner_product = tf.add_n([tf.reduce_sum(g * t) for g, t in zip(grads, tangents)])
+                parts = outer.gradient(inner_product, trainable)
+            return self._flatten(parts, vector.dtype)
 
-    def _batch_hvp(self, trainable, non_trainable, tangents, batch_index):
-        if self.method == "forward_over_reverse":
-            with tf.autodiff.ForwardAccumulator(trainable, tangents) as accumulator:
-                with tf.GradientTape() as tape:
-                    tape.watch(trainable)
-                    loss = self._batch_loss(trainable, non_trainable, batch_index)
-                grads = tape.gradient(loss, trainable)
-            return accumulator.jvp(grads)
-        with tf.GradientTape() as outer:
-            outer.watch(trainable)
-            with tf.GradientTape() as inner:
-                inner.watch(trainable)
-                loss = self._batch_loss(trainable, non_trainable, batch_index)
-            grads = inner.gradient(loss, trainable)
-            inner_product = tf.add_n([tf.reduce_sum(g * t) for g, t in zip(grads, tangents)])
-        return outer.gradient(inner_product, trainable)
+        # A replica's share of the last batch may be empty: it adds nothing.
+        return tf.cond(count > 0, product, lambda: tf.zeros_like(vector)), count
 
     def _hessian_vector_product(self, trainable, non_trainable, vector):
-        tangents = self._unflatten(vector)
-        total = None
-        for b in range(len(self.batches)):
-            product = self._flatten(
-                self._batch_hvp(trainable, non_trainable, tangents, b), vector.dtype
-            )
-            total = product if total is None else total + product
-        return total
+        (product,) = self.probe.sum(
+            self._replica_product, (tf.zeros_like(vector),), trainable, non_trainable, vector
+        )
+        return product
 
     # ------------------------------------------------------------------ public
+    @tf.autograph.experimental.do_not_convert
     def matvec(self, vector):
         """H v at the model's current weights, for a flat `vector` of length `dimension`.
 
@@ -194,6 +191,11 @@ class HessianOperator:
         """
         trainable, non_trainable = self._current_values()
         return self._hvp(trainable, non_trainable, vector)
+
+    @property
+    def examples_per_replica(self):
+        """The examples each replica processed in the last product (or gradient), one int per replica."""
+        return self.probe.examples_per_replica
 
     def set_preconditioner(self, preconditioner):
         """Store P (one tensor per trainable variable) for `preconditioned_matvec`."""
@@ -210,6 +212,7 @@ class HessianOperator:
         else:
             self._scale.assign(tf.math.rsqrt(flat))
 
+    @tf.autograph.experimental.do_not_convert
     def preconditioned_matvec(self, vector):
         """P^{-1/2} H P^{-1/2} v, with the P of the last `set_preconditioner`; same eigenvalues as P⁻¹H."""
         if self._scale is None:

@@ -36,11 +36,18 @@ the three-term update is subsumed by the projection against the whole basis;
 The basis is a pre-allocated ``tf.Variable`` of shape [m_max, n] (float64 up
 to ``float64_dimension_limit`` entries per vector, float32 beyond, to bound
 memory at m_max·n·4 bytes); α and β are always float64. Reorthogonalization
-reads only the rows filled so far. The Ritz pairs of the small T_m come from a
-dense symmetric eigensolver on the m×m tridiagonal matrix, on the CPU (m ≤
-m_max, so this is negligible next to a Hessian-vector product;
-``tf.linalg.eigh_tridiagonal`` needs a static size and runs its bisection as
-a graph loop of small ops, 13–60× slower: `benchmarks/tridiagonal_eigensolver.py`).
+reads only the rows filled so far, one block of rows at a time (block
+Gram–Schmidt: classical within a block, modified across blocks), so that it
+never copies more than one block, 4 rows or 64 MiB, out of the variable. Rows
+are stored with a scatter update: a strided-slice assignment switches the
+variable to copy-on-read and copied the whole basis at every step (the peak
+resident memory grew by 2.7× the float64 basis at n = 5·10⁶, m_max = 10,
+against 1.5× now). The Ritz
+pairs of the small T_m come from a dense symmetric eigensolver on the m×m
+tridiagonal matrix, on the CPU (m ≤ m_max, so this is negligible next to a
+Hessian-vector product; ``tf.linalg.eigh_tridiagonal`` needs a static size
+and runs its bisection as a graph loop of small ops, 13–60× slower:
+`benchmarks/tridiagonal_eigensolver.py`).
 
 Stopping rule
 -------------
@@ -66,10 +73,10 @@ once, and every returned value, residual and vector is NaN.
 Cost
 ----
 One matvec per step, plus O(i·n) for the two reorthogonalization passes at
-step i, plus an O(i³) eigensolve of T_i with i ≤ m_max (tiny). Memory:
-m_max·n basis entries. On Hessians and preconditioned Hessians of small
-neural networks (λ2/λ1 ≈ 0.95–0.98) a relative error of 1e-3 on λ1 took
-8–23 matvecs and 1e-6 took 13–32.
+step i, plus an O(i³) eigensolve of T_i with i ≤ m_max (tiny). Memory: about
+(m_max + c)·n entries, c = 8 to 14 (see `Lanczos`). On Hessians and
+preconditioned Hessians of small neural networks (λ2/λ1 ≈ 0.95–0.98) a
+relative error of 1e-3 on λ1 took 8–23 matvecs and 1e-6 took 13–32.
 
 Why not power iteration
 -----------------------
@@ -95,6 +102,7 @@ new instance on every call.
 
 from __future__ import annotations
 
+import contextlib
 import numbers
 from typing import Callable, NamedTuple
 
@@ -125,6 +133,15 @@ class LanczosResult(NamedTuple):
     iterations: tf.Tensor
 
 
+# Reorthogonalization reads the basis in blocks of max(_BLOCK_ROWS rows, _BLOCK_BYTES) (at most
+# m_max rows): few blocks for small n, where each block costs a loop iteration, and a transient
+# copy of 4 rows for large n, where it costs memory.
+_BLOCK_ROWS = 4
+_BLOCK_BYTES = 64 * 2**20
+
+BASIS_DEVICES = (None, "host")
+
+
 def _check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
@@ -151,6 +168,35 @@ class Lanczos:
         float64_dimension_limit: see ``basis_dtype``.
         return_vectors: also return the Ritz vectors.
         seed: integer seed of the random start vectors.
+        basis_device: where the basis lives. None (the default) places it
+            like any other variable (on the accelerator when there is one);
+            ``"host"`` keeps it, and the reorthogonalization, α, β and the Ritz
+            vectors computed from it, in host memory (``/device:CPU:0``),
+            while ``matvec`` runs wherever it runs. Each step then copies two
+            vectors between the devices (v to the matvec, A v back).
+
+    Memory. With b = 8 bytes (float64 basis) or 4 (float32), the solver adds
+
+        m_max·n·b                  the basis (allocated by the constructor)
+      + B·n·b                      during a step: one block of B basis rows read
+                                   for reorthogonalization, B = 4 or as many
+                                   rows as fit in 64 MiB, whichever is more
+                                   (at most m_max)
+      + 4·n·b                      the start vector, v, w and one temporary of
+                                   a block update
+      + 3·n·8 (float32 basis)      float64 copies of v and w for α and of w for
+                                   β (free casts with a float64 basis)
+
+    that is, with B = 4 (n·b ≥ 16 MiB: n ≥ 2.1 M in float64, 4.2 M in
+    float32), (m_max + 8)·n·8 bytes for a float64 basis and (m_max + 14)·n·4
+    for a float32 one. The terms after the basis are transient and do not add
+    up across steps (TensorFlow's CPU allocator statistics at n = 5·10⁶,
+    m_max = 10, B = 4: a peak of 8.1 float64 and 14.4 float32 vectors beyond
+    the basis). ``return_vectors`` adds k·n·(b + 16) at the end (the Ritz
+    vectors in the basis dtype, then in float64, then normalized). What
+    ``matvec`` allocates itself (a Hessian-vector product holds the model's
+    activations and gradients) comes on top, on its own device. With
+    ``basis_device="host"`` everything above is host memory.
 
     Call with ``matvec`` (a callable mapping an [n] tensor of the basis dtype
     to A v, shape [n], any float dtype) and optionally ``initial_vector`` (an
@@ -161,7 +207,7 @@ class Lanczos:
     def __init__(self, dimension: int, max_iterations: int = 40, k: int = 1,
                  tolerance: float = 1e-3, min_iterations: int | None = None,
                  basis_dtype=None, float64_dimension_limit: int = 5_000_000,
-                 return_vectors: bool = False, seed: int = 0):
+                 return_vectors: bool = False, seed: int = 0, basis_device=None):
         n = _check_positive_int("dimension", dimension)
         max_iterations = _check_positive_int("max_iterations", max_iterations)
         k = _check_positive_int("k", k)
@@ -182,6 +228,8 @@ class Lanczos:
             raise ValueError(f"`seed` must be an integer, got {seed!r}.")
         if not isinstance(return_vectors, (bool, np.bool_)):
             raise ValueError(f"`return_vectors` must be a bool, got {return_vectors!r}.")
+        if not any(basis_device is device or basis_device == device for device in BASIS_DEVICES):
+            raise ValueError(f"`basis_device` must be one of {BASIS_DEVICES}, got {basis_device!r}.")
         if basis_dtype is None:
             basis_dtype = tf.float64 if n <= float64_dimension_limit else tf.float32
         else:
@@ -202,25 +250,42 @@ class Lanczos:
         self.basis_dtype = basis_dtype
         self.return_vectors = bool(return_vectors)
         self.seed = int(seed)
+        self.basis_device = basis_device
         # Lucky-breakdown threshold on β relative to the largest |α|, β seen.
         self._breakdown = max(1e-12, 100.0 * float(np.finfo(basis_dtype.as_numpy_dtype).eps))
-        self._basis = tf.Variable(tf.zeros([m_max, n], basis_dtype), trainable=False,
-                                  name="lanczos_basis")
+        self._block_rows = min(m_max, max(_BLOCK_ROWS, _BLOCK_BYTES // (n * basis_dtype.size)))
+        with self._on_basis_device():
+            self._basis = tf.Variable(tf.zeros([m_max, n], basis_dtype), trainable=False,
+                                      name="lanczos_basis")
         self._calls = tf.Variable(tf.constant(0, tf.int64), trainable=False,
                                   name="lanczos_calls")
         self._matvec = None
         self._function = None
 
     def __call__(self, matvec: Callable[[tf.Tensor], tf.Tensor],
-                 initial_vector=None) -> LanczosResult:
-        """Runs Lanczos on ``matvec`` from ``initial_vector`` (random if None or zero)."""
+                 initial_vector=None, min_iterations: int | None = None,
+                 certify_gap: bool = False) -> LanczosResult:
+        """Runs Lanczos on ``matvec`` from ``initial_vector`` (random if None or zero).
+
+        ``min_iterations`` overrides the instance's for this call (a warm start
+        may stop earlier). With ``certify_gap`` the residual test must also
+        pass the gap test: every top-k residual below half the distance from
+        its Ritz value to the next one, so that the eigenvalue it brackets is
+        separated from the rest of the Krylov spectrum.
+        """
         if not callable(matvec):
             raise ValueError(f"`matvec` must be callable, got {matvec!r}.")
+        if min_iterations is None:
+            min_iterations = self.min_iterations
+        else:
+            min_iterations = min(max(_check_positive_int("min_iterations", min_iterations), self.k),
+                                 self.max_iterations)
         if self._function is None or not _same_callable(matvec, self._matvec):
             self._matvec = matvec
             self._function = tf.function(
-                lambda v0: self._run(matvec, v0),
-                input_signature=[tf.TensorSpec([self.dimension], self.basis_dtype)])
+                lambda v0, fewest, gap: self._run(matvec, v0, fewest, gap),
+                input_signature=[tf.TensorSpec([self.dimension], self.basis_dtype),
+                                 tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.bool)])
         if initial_vector is None:
             v0 = tf.zeros([self.dimension], self.basis_dtype)
         else:
@@ -231,13 +296,24 @@ class Lanczos:
                 raise ValueError(
                     f"`initial_vector` must have {self.dimension} elements, got shape {v0.shape}.")
             v0 = tf.reshape(tf.cast(v0, self.basis_dtype), [self.dimension])
-        eigenvalues, eigenvectors, residuals, iterations = self._function(v0)
+        eigenvalues, eigenvectors, residuals, iterations = self._function(
+            v0, tf.constant(min_iterations, tf.int32), tf.constant(bool(certify_gap)))
         return LanczosResult(eigenvalues, eigenvectors if self.return_vectors else None,
                              residuals, iterations)
 
+    def _on_basis_device(self):
+        """A device scope for the basis and the work on it: the host CPU, or no scope at all."""
+        if self.basis_device == "host":
+            return tf.device("/device:CPU:0")
+        return contextlib.nullcontext()
+
     # The traced body -----------------------------------------------------------------------
 
-    def _run(self, matvec, v0):
+    def _run(self, matvec, v0, min_iterations, certify_gap):
+        with self._on_basis_device():
+            return self._iterate(matvec, v0, min_iterations, certify_gap)
+
+    def _iterate(self, matvec, v0, min_iterations, certify_gap):
         n, m_max, k = self.dimension, self.max_iterations, self.k
         dtype = self.basis_dtype
         basis = self._basis
@@ -250,23 +326,49 @@ class Lanczos:
             return tf.random.stateless_normal(
                 [n], seed=tf.random.experimental.stateless_fold_in(seed, index), dtype=dtype)
 
+        def blocks(m, step):
+            """Runs ``x = step(rows, first, x)`` over the first m basis rows, a block at a time.
+
+            ``rows`` is a gather of at most ``self._block_rows`` rows starting at row ``first``.
+            """
+            size = self._block_rows
+
+            def run(x):
+                def block(start, x):
+                    # After the previous block's update, so that its rows are freed first.
+                    with tf.control_dependencies([x]):
+                        rows = basis.sparse_read(tf.range(start, tf.minimum(start + size, m)))
+                    return start + size, step(rows, start, x)
+
+                # One block at a time: parallel iterations would gather every block at once.
+                return tf.while_loop(lambda start, x: start < m, block, [tf.constant(0), x],
+                                     parallel_iterations=1)[1]
+            return run
+
         def orthogonalize(w, m):
-            """Two classical Gram–Schmidt passes against the first m basis rows."""
-            # A gather of the rows in use (measured on CPU at n ≈ 94k, m_max = 40: about
-            # half the per-step time of slicing a full read of the variable).
-            rows = basis.sparse_read(tf.range(m))
+            """Two block Gram–Schmidt passes against the first m basis rows."""
+            def project_out(rows, first, w):
+                return w - tf.linalg.matvec(rows, tf.linalg.matvec(rows, w), transpose_a=True)
+
             for _ in range(2):
-                w = w - tf.linalg.matvec(rows, tf.linalg.matvec(rows, w), transpose_a=True)
+                w = blocks(m, project_out)(w)
             return w
 
+        def store(row, vector):
+            # A scatter writes the row in place; a strided-slice assignment would copy the basis.
+            return basis.scatter_update(tf.IndexedSlices(vector[None], row[None]))
+
+        def dot64(x, y):
+            return tf.tensordot(tf.cast(x, f64), tf.cast(y, f64), 1)
+
         def norm64(x):
-            return tf.norm(tf.cast(x, f64))
+            return tf.sqrt(dot64(x, x))
 
         v0_norm = norm64(v0)
         start_ok = tf.logical_and(v0_norm > 0, tf.math.is_finite(v0_norm))
         v = tf.cond(start_ok, lambda: v0, lambda: random_vector(0))
         v = tf.cast(tf.cast(v, f64) / norm64(v), dtype)
-        basis[0].assign(v)
+        store(tf.constant(0), v)
 
         def ritz(alpha, beta, m):
             """θ (ascending) and eigenvectors (columns) of T_m."""
@@ -301,9 +403,11 @@ class Lanczos:
             return tf.logical_and(i < m_max, tf.logical_not(done))
 
         def body(i, v, alpha, beta, scale, done):
-            w = tf.reshape(tf.cast(matvec(v), dtype), [n])
+            with tf.device(None) if self.basis_device == "host" else contextlib.nullcontext():
+                product = matvec(v)
+            w = tf.reshape(tf.cast(product, dtype), [n])
             m = i + 1
-            a = tf.reduce_sum(tf.cast(v, f64) * tf.cast(w, f64))
+            a = dot64(v, w)
             w = orthogonalize(w, m)
             b = norm64(w)
             alpha = tf.tensor_scatter_nd_update(alpha, [[i]], [a])
@@ -313,12 +417,25 @@ class Lanczos:
 
             def converged():
                 values, residuals, _ = top(alpha, beta, m)
-                return tf.reduce_all(residuals <= self.tolerance * tf.abs(values))
+                small = tf.reduce_all(residuals <= self.tolerance * tf.abs(values))
+
+                def separated():
+                    # The gap test: each top-k residual below half the gap to the next Ritz value.
+                    with tf.device("/device:CPU:0"):
+                        theta, _ = ritz(alpha, beta, m)
+                        index = m - 1 - tf.range(k)
+                        gaps = tf.gather(theta, index) - tf.gather(theta, tf.maximum(index - 1, 0))
+                        # No Ritz value below (m = 1): nothing is certified yet.
+                        gaps = tf.where(index > 0, gaps, tf.zeros_like(gaps))
+                        return tf.reduce_all(residuals <= 0.5 * gaps)
+
+                return tf.logical_and(
+                    small, tf.cond(tf.logical_and(certify_gap, small), separated, lambda: tf.constant(True)))
 
             done = tf.logical_or(
                 tf.logical_and(breakdown, m >= k),
-                tf.logical_and(m >= self.min_iterations,
-                               tf.cond(m >= self.min_iterations, converged,
+                tf.logical_and(m >= min_iterations,
+                               tf.cond(m >= min_iterations, converged,
                                        lambda: tf.constant(False))))
             # A non-finite product ends the run: the result is NaN (see `top`).
             done = tf.logical_or(done, tf.logical_not(finite(alpha, beta, m)))
@@ -332,17 +449,17 @@ class Lanczos:
                 return tf.cast(tf.cast(r, f64) / norm64(r), dtype), tf.constant(0.0, f64)
 
             def proceed():
-                return tf.cast(tf.math.divide_no_nan(tf.cast(w, f64), b), dtype), b
+                return tf.math.divide_no_nan(w, tf.cast(b, dtype)), b
 
             v_next, b_next = tf.cond(tf.logical_and(breakdown, more), restart, proceed)
             beta = tf.tensor_scatter_nd_update(beta, [[i]], [b_next])
 
-            def store():
-                basis[m].assign(v_next)
+            def store_next():
+                store(m, v_next)
                 return tf.constant(True)
 
             # Every loop output waits for the store, so the next step reads the new row.
-            with tf.control_dependencies([tf.cond(more, store, lambda: tf.constant(False))]):
+            with tf.control_dependencies([tf.cond(more, store_next, lambda: tf.constant(False))]):
                 return tuple(tf.identity(x) for x in (m, v_next, alpha, beta, scale, done))
 
         zeros = tf.zeros([m_max], f64)
@@ -352,8 +469,13 @@ class Lanczos:
             maximum_iterations=m_max)
         values, residuals, s = top(alpha, beta, m)
         if self.return_vectors:
-            y = tf.matmul(tf.cast(tf.transpose(s), dtype), basis.sparse_read(tf.range(m)))
-            y = tf.cast(y, f64)
+            coefficients = tf.cast(tf.transpose(s), dtype)  # [k, m]
+
+            def add_block(rows, first, y):
+                block = coefficients[:, first:first + tf.shape(rows)[0]]
+                return y + tf.matmul(block, rows)
+
+            y = tf.cast(blocks(m, add_block)(tf.zeros([k, n], dtype)), f64)
             vectors = y / tf.norm(y, axis=1, keepdims=True)
         else:
             vectors = tf.zeros([0, n], f64)

@@ -24,6 +24,11 @@ generators and the optimizer are never written. By default layers run in
 training mode with Dropout off, so the noise is that of the data sampling
 alone.
 
+Under the model's `tf.distribute` strategy every gradient (the mini-batches'
+and the full one) is split across the replicas: each computes its share of
+the batch inside `strategy.run`, XLA-compiled with ``jit_compile=True``, and
+the shares are all-reduced, weighted by examples.
+
 For sampling without replacement from N examples, E‖ξ_B‖² = tr Cov(g_B) =
 (N − |B|) / (|B| (N − 1)) · tr Σ, with Σ the covariance of the per-example
 gradients; `GradientNoise.trace_estimate` is the sample mean of ‖ξ_B‖².
@@ -38,6 +43,7 @@ import numpy as np
 import tensorflow as tf
 
 from analysis_tools._model_loss import ModelLoss
+from analysis_tools._probe import FullGradient, ProbeSet, replica_part
 
 __all__ = ["EmpiricalVariance", "GradientNoise", "empirical_variance_vs_sample_size", "gradient_noise"]
 
@@ -78,23 +84,42 @@ class GradientNoise:
 class _NoiseSampler:
     """Gradients and noise statistics of one model and loss, in `tf.function`s."""
 
-    def __init__(self, model, loss, mode, dropout, include_regularization):
+    def __init__(self, model, loss, mode, dropout, include_regularization, jit_compile):
         self.loss = ModelLoss(model, loss, mode, dropout, include_regularization, "its gradient noise")
         self.model = model
+        self.strategy = getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
         self.variables = self.loss.variables
         self.dtype = self.loss.dtype
         self.sizes = self.loss.sizes
         self.values = self.loss.values
-        self.gradient = tf.function(self._gradient, reduce_retracing=True)
+        self._replica = tf.function(self._replica_gradient, jit_compile=bool(jit_compile))
         self.noise = tf.function(self._noise, reduce_retracing=True)
 
+    def _replica_gradient(self, trainable, non_trainable, x, y):
+        """This replica's share of the mini-batch gradient: its part's mean loss × its examples / |B|."""
+        replicas = self.strategy.num_replicas_in_sync
+        size = ProbeSet.local_count(y)
+        x, y = replica_part(x, y, replicas)
+        count = ProbeSet.local_count(y)
+
+        def gradient():
+            with tf.GradientTape() as tape:
+                tape.watch(trainable)
+                data_loss, regularization = self.loss(trainable, non_trainable, x, y)
+                total = data_loss * tf.cast(count, self.dtype) / tf.cast(size, self.dtype)
+                if self.loss.include_regularization:
+                    total += regularization / float(replicas)
+            gradients = tape.gradient(total, trainable)
+            # Embeddings give IndexedSlices: the noise is dense anyway.
+            return [tf.zeros_like(t) if g is None else tf.convert_to_tensor(g)
+                    for g, t in zip(gradients, trainable)]
+
+        return tf.cond(count > 0, gradient, lambda: [tf.zeros_like(t) for t in trainable])
+
     def _gradient(self, trainable, non_trainable, x, y):
-        with tf.GradientTape() as tape:
-            tape.watch(trainable)
-            total = self.loss.total(trainable, non_trainable, x, y)
-        gradients = tape.gradient(total, trainable)
-        # Embeddings give IndexedSlices: the noise is dense anyway.
-        return [tf.zeros_like(t) if g is None else tf.convert_to_tensor(g) for g, t in zip(gradients, trainable)]
+        """The mini-batch gradient, each replica computing its share inside `strategy.run`."""
+        shares = self.strategy.run(self._replica, args=(trainable, non_trainable, x, y))
+        return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, share, axis=None) for share in shares]
 
     def _noise(self, trainable, non_trainable, x, y, reference, coordinate_indices, keep_all):
         noise = [g - r for g, r in zip(self._gradient(trainable, non_trainable, x, y), reference)]
@@ -122,20 +147,6 @@ def _batches_of(data, batch_size, num_batches, rng):
         yield keras.tree.map_structure(lambda a: tf.convert_to_tensor(np.asarray(a)[index]), (x, y))
 
 
-def _consecutive_batches(data, batch_size):
-    """Yields (x, y, size) over the whole data set in consecutive batches."""
-    if isinstance(data, tf.data.Dataset):
-        for element in data:
-            yield element[0], element[1], int(tf.shape(keras.tree.flatten(element[1])[0])[0])
-        return
-    x, y = data
-    n = _num_examples(data)
-    for start in range(0, n, batch_size):
-        batch = keras.tree.map_structure(lambda a: tf.convert_to_tensor(np.asarray(a)[start:start + batch_size]),
-                                         (x, y))
-        yield batch[0], batch[1], min(batch_size, n - start)
-
-
 def _num_examples(data):
     if isinstance(data, tf.data.Dataset):
         return None
@@ -149,7 +160,7 @@ def _num_examples(data):
 
 def gradient_noise(model, data, loss=None, batch_size=32, num_batches=100, reference="full",
                    reference_batch_size=None, num_coordinates=0, per_layer=False, keep_batch_noise=False,
-                   mode="train", dropout=False, include_regularization=True, seed=0):
+                   mode="train", dropout=False, include_regularization=True, seed=0, jit_compile=True):
     """Samples the mini-batch gradient noise ξ_B = g_B − ∇f at the model's current weights.
 
     Args:
@@ -173,20 +184,21 @@ def gradient_noise(model, data, loss=None, batch_size=32, num_batches=100, refer
         dropout: In training mode, whether Dropout stays active. Default False.
         include_regularization: Whether `model.losses` are part of the loss (they cancel in ξ_B).
         seed: Seed of the mini-batch draws and of the coordinate subset.
+        jit_compile: Whether each replica's gradient work is compiled by XLA.
 
     Returns:
         A `GradientNoise`.
     """
     if int(batch_size) < 1 or int(num_batches) < 1:
         raise ValueError(f"`batch_size` and `num_batches` must be >= 1, got {batch_size} and {num_batches}.")
-    sampler = _NoiseSampler(model, loss, mode, dropout, include_regularization)
+    sampler = _NoiseSampler(model, loss, mode, dropout, include_regularization, jit_compile)
     trainable, non_trainable = sampler.values()
     num_examples = _num_examples(data)
     if isinstance(reference, str):
         if reference != "full":
             raise ValueError(f'`reference` must be "full" or a list of tensors, got {reference!r}.')
         reference = _full_gradient(sampler, trainable, non_trainable, data,
-                                   int(reference_batch_size or batch_size))
+                                   int(reference_batch_size or batch_size), jit_compile)
     else:
         reference = [tf.cast(tf.convert_to_tensor(r), sampler.dtype) for r in reference]
         if [tuple(r.shape) for r in reference] != [tuple(v.shape) for v in sampler.variables]:
@@ -223,17 +235,18 @@ def gradient_noise(model, data, loss=None, batch_size=32, num_batches=100, refer
     )
 
 
-def _full_gradient(sampler, trainable, non_trainable, data, batch_size):
-    """∇f = Σ_b (n_b / N) ∇ loss_b over consecutive batches (float64 accumulation)."""
-    total, count = None, 0
-    for x, y, size in _consecutive_batches(data, batch_size):
-        gradients = sampler.gradient(trainable, non_trainable, x, y)
-        weighted = [tf.cast(g, tf.float64) * size for g in gradients]
-        total = weighted if total is None else [t + w for t, w in zip(total, weighted)]
-        count += size
-    if total is None:
-        raise ValueError("`data` is empty.")
-    return [tf.cast(t / count, sampler.dtype) for t in total]
+def _full_gradient(sampler, trainable, non_trainable, data, batch_size, jit_compile):
+    """∇f = Σ_b (n_b / N) ∇ loss_b over consecutive batches, streamed and split across replicas.
+
+    The probe-set machinery of the Hessian (`analysis_tools._probe`): one
+    traced pass over `data` in its order, each replica's share XLA-compiled,
+    float64 accumulation, under the model's `tf.distribute` strategy.
+    """
+    strategy = getattr(sampler.model, "distribute_strategy", None) or tf.distribute.get_strategy()
+    probe = ProbeSet(data, batch_size, strategy)
+    flat, _ = FullGradient(sampler.loss, probe, jit_compile)(trainable, non_trainable)
+    parts = tf.split(flat, sampler.sizes)
+    return [tf.cast(tf.reshape(p, v.shape), sampler.dtype) for p, v in zip(parts, sampler.variables)]
 
 
 class EmpiricalVariance(NamedTuple):

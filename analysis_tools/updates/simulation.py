@@ -48,6 +48,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from analysis_tools._backend import require_tensorflow_backend
+
 __all__ = ["GRADIENT_LAWS", "adagrad_normalization", "count_modes", "find_modes", "simulate_updates"]
 
 GRADIENT_LAWS = ("normal", "normal_growing", "normal_shrinking", "shifted", "drifting", "cauchy")
@@ -171,6 +173,7 @@ def simulate_updates(optimizer, gradient_law, steps, num_parameters, seed=0, sca
         2⁻²⁴ |θ_t| / |θ_t − θ_{t−1}|, small while θ_t is within a few thousand
         steps of 0.
     """
+    require_tensorflow_backend("simulate_updates")
     steps = int(steps)
     num_parameters = int(num_parameters)
     if steps < 1 or num_parameters < 1:

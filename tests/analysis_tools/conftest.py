@@ -1,13 +1,15 @@
 """The measurement subpackages run on TensorFlow; elsewhere only the backend-agnostic tests run.
 
 `analysis_tools.curvature`, `.updates` and `.noise` differentiate and sample
-with TensorFlow and TFP, so their tests are collected on the TensorFlow
-backend only. `test_preconditioners.py` (written in `keras.ops`) runs on
-every backend.
+with TensorFlow and TFP, and the callback base refuses other backends in its
+constructor, so their tests are collected on the TensorFlow backend only
+(`tests/test_analysis_tools_backend.py` checks the refusal on JAX).
+`test_preconditioners.py` (written in `keras.ops`) runs on every backend.
 """
 
 import keras
 
 collect_ignore_glob = (
-    [] if keras.backend.backend() == "tensorflow" else ["curvature/*", "updates/*", "noise/*"]
+    [] if keras.backend.backend() == "tensorflow"
+    else ["curvature/*", "updates/*", "noise/*", "test_callback_base.py"]
 )

@@ -176,6 +176,45 @@ def test_float32_basis(gapped):
     assert abs(result.eigenvalues.numpy()[0] - exact) <= 1e-5 * exact
 
 
+def test_a_basis_in_host_memory_gives_the_same_results(gapped):
+    # On a CPU-only machine both placements run the same kernels on the same device.
+    results = [
+        Lanczos(300, max_iterations=30, k=2, tolerance=1e-8, return_vectors=True,
+                basis_device=device)(matvec_of(gapped))
+        for device in (None, "host")
+    ]
+    for default, host in zip(*results):
+        np.testing.assert_array_equal(default.numpy(), host.numpy())
+    np.testing.assert_allclose(results[1].eigenvalues.numpy(), top(gapped, 2), rtol=1e-8)
+
+
+def _devices_of(solver, matvec, op_types):
+    """The device requested for every op of the given types in the traced solver, loops included."""
+    solver(matvec)
+    graph_def = solver._function.get_concrete_function().graph.as_graph_def()
+    nodes = list(graph_def.node)
+    for function in graph_def.library.function:
+        nodes.extend(function.node_def)
+    return {node.op: node.device for node in nodes if node.op in op_types}
+
+
+def test_host_basis_pins_the_basis_work_to_the_cpu_and_leaves_the_matvec_unplaced(gapped):
+    a = tf.constant(gapped)
+
+    def matvec(v):
+        return tf.linalg.matvec(a, tf.raw_ops.Sinh(x=tf.cast(v, tf.float64)))  # Sinh: a marker op
+
+    host = Lanczos(300, max_iterations=5, basis_device="host")
+    assert "CPU:0" in host._basis.device
+    devices = _devices_of(host, matvec, {"ResourceGather", "ResourceScatterUpdate", "Sinh"})
+    assert set(devices) == {"ResourceGather", "ResourceScatterUpdate", "Sinh"}
+    assert devices["ResourceGather"].endswith("CPU:0")
+    assert devices["ResourceScatterUpdate"].endswith("CPU:0")
+    assert devices["Sinh"] == ""
+    default = _devices_of(Lanczos(300, max_iterations=5), matvec, {"ResourceGather", "Sinh"})
+    assert default == {"ResourceGather": "", "Sinh": ""}
+
+
 def test_seeded_starts_and_zero_start():
     a = symmetric(np.linspace(0.0, 1.0, 100) ** 3, seed=10)
     first = Lanczos(100, max_iterations=15, seed=3)
@@ -217,6 +256,8 @@ def test_global_random_state_untouched():
     (dict(float64_dimension_limit=0), "float64_dimension_limit"),
     (dict(seed=1.5), "seed"),
     (dict(return_vectors="yes"), "return_vectors"),
+    (dict(basis_device="cpu"), "basis_device"),
+    (dict(basis_device="/device:GPU:0"), "basis_device"),
 ])
 def test_bad_arguments(kwargs, name):
     kwargs = {"dimension": 20, **kwargs}
@@ -260,3 +301,38 @@ def test_a_non_finite_operator_gives_nan_instead_of_failing(gapped, bad_from, ba
     calls.assign(-1000)
     again = solver(matvec, initial_vector=result.eigenvectors[0])
     np.testing.assert_allclose(again.eigenvalues.numpy(), top(gapped, 2), rtol=1e-6)
+
+
+def _near_eigenvector_problem(n=50):
+    diagonal = np.concatenate([[10.0, 9.0], np.linspace(0.0, 5.0, n - 2)])
+    start = np.full(n, 1e-5)  # every direction present, so no invariant subspace ends the run early
+    start[0], start[1] = 1.0, 1e-3
+    return tf.constant(np.diag(diagonal)), tf.constant(start)
+
+
+def test_a_call_may_lower_min_iterations_for_a_warm_start():
+    matrix, start = _near_eigenvector_problem()
+    solver = Lanczos(50, max_iterations=30, tolerance=1e-3)
+    matvec = lambda v: tf.linalg.matvec(matrix, v)  # noqa: E731
+    assert int(solver(matvec, start).iterations) >= 10  # the instance's default
+    warm = solver(matvec, start, min_iterations=1)
+    assert int(warm.iterations) == 1
+    assert float(warm.eigenvalues[0]) == pytest.approx(10.0, rel=1e-3)
+
+
+def test_the_gap_test_needs_a_separated_ritz_value_before_it_certifies():
+    matrix, start = _near_eigenvector_problem()
+    solver = Lanczos(50, max_iterations=30, tolerance=1e-3)
+    matvec = lambda v: tf.linalg.matvec(matrix, v)  # noqa: E731
+    # One product: the residual test passes, but there is no second Ritz value to measure a gap.
+    certified = solver(matvec, start, min_iterations=1, certify_gap=True)
+    assert int(certified.iterations) >= 2
+    residual, value = float(certified.residuals[0]), float(certified.eigenvalues[0])
+    assert residual <= 1e-3 * abs(value)
+    assert value == pytest.approx(10.0, rel=1e-6)
+
+
+def test_a_call_validates_min_iterations():
+    solver = Lanczos(5, max_iterations=5)
+    with pytest.raises(ValueError, match="min_iterations"):
+        solver(lambda v: v, min_iterations=0)
