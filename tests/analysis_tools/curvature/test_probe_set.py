@@ -35,7 +35,11 @@ def _model(seed=0):
 
 
 def _strategy():
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # Reduction through one device, not CPU collectives: collective instance keys restart at every
+    # new strategy, and a key reused in the same process with another tensor shape (here the
+    # operator's vector, elsewhere in the suite a model's gradient) aborts every later collective.
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
+                                          cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
 def _vector(operator, seed=1):
