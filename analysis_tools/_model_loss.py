@@ -111,10 +111,18 @@ class ModelLoss:
             return 1.0
         return float(tf.distribute.get_strategy().num_replicas_in_sync)
 
-    def total(self, trainable, non_trainable, x, y):
-        """The loss on (x, y) plus, with `include_regularization`, the regularization losses."""
+    def share(self, trainable, non_trainable, x, y, weight, regularization_weight):
+        """weight · mean loss on (x, y), plus (with `include_regularization`) regularization_weight · R.
+
+        A replica's part of a loss that is summed over batches and replicas:
+        `weight` is its examples over the total, `regularization_weight` the
+        part of R it carries (1 / replicas, on one batch only).
+        """
         data_loss, regularization = self(trainable, non_trainable, x, y)
-        return data_loss + regularization if self.include_regularization else data_loss
+        value = data_loss * tf.cast(weight, self.dtype)
+        if self.include_regularization:
+            value += regularization * tf.cast(regularization_weight, self.dtype)
+        return value
 
 
 class _DropoutOff:

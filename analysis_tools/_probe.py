@@ -32,17 +32,22 @@ def probe_dataset(data, batch_size=None):
         if data.cardinality() == tf.data.INFINITE_CARDINALITY:
             raise ValueError("The probe dataset is infinite: take a finite part of it (`.take(n)`).")
         return data.map(lambda *element: (element[0], element[1]))
+    _, size = _array_sizes(data, batch_size)
+    return tf.data.Dataset.from_tensor_slices(tuple(data)).batch(size)
+
+
+def _array_sizes(data, batch_size):
+    """(examples, batch size) of an (x, y) pair of arrays, checked."""
     if not isinstance(data, (tuple, list)) or len(data) != 2:
         raise ValueError("`data` must be an (x, y) pair of arrays or a tf.data.Dataset of (x, y).")
-    x, y = data
-    sizes = {len(a) for a in tf.nest.flatten((x, y))}
+    sizes = {len(a) for a in tf.nest.flatten(tuple(data))}
     if len(sizes) != 1 or 0 in sizes:
         raise ValueError(f"`data` needs as many targets as inputs, and at least one; got sizes {sorted(sizes)}.")
     n = sizes.pop()
     size = n if batch_size is None else int(batch_size)
     if size < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
-    return tf.data.Dataset.from_tensor_slices((x, y)).batch(size)
+    return n, size
 
 
 def _count(dataset):
@@ -84,20 +89,19 @@ class ProbeSet:
     def __init__(self, data, batch_size, strategy):
         self.strategy = strategy
         self.num_replicas = strategy.num_replicas_in_sync
-        self.dataset = probe_dataset(data, batch_size)
         if isinstance(data, tf.data.Dataset):
             self._arrays = None
-            self._distributed = strategy.experimental_distribute_dataset(self.dataset)
-            self.num_examples, self.num_batches = _count(self.dataset)
+            dataset = probe_dataset(data)
+            self._distributed = strategy.experimental_distribute_dataset(dataset)
+            self.num_examples, self.num_batches = _count(dataset)
             self.batch_size = None
         else:
+            self.num_examples, self.batch_size = _array_sizes(data, batch_size)
+            self.num_batches = -(-self.num_examples // self.batch_size)
             with tf.init_scope():
                 self._arrays = tf.nest.map_structure(
                     lambda a: tf.Variable(a, trainable=False, name="probe_data"), tuple(data)
                 )
-            self.num_examples = len(tf.nest.flatten(data)[0])
-            self.batch_size = self.num_examples if batch_size is None else int(batch_size)
-            self.num_batches = -(-self.num_examples // self.batch_size)
         if self.num_examples == 0:
             raise ValueError("The probe set is empty.")
         self._examples_per_replica = tf.Variable(
@@ -175,11 +179,9 @@ def probe_share(model_loss, probe, trainable, non_trainable, x, y, count, first)
     over batches and replicas is the loss averaged over the N probe examples
     plus R once.
     """
-    data_loss, regularization = model_loss(trainable, non_trainable, x, y)
-    value = data_loss * probe.weight(count, model_loss.dtype)
-    if model_loss.include_regularization:
-        value += regularization * tf.cast(first, model_loss.dtype) / float(probe.num_replicas)
-    return value
+    regularization_weight = tf.cast(first, model_loss.dtype) / float(probe.num_replicas)
+    return model_loss.share(trainable, non_trainable, x, y, probe.weight(count, model_loss.dtype),
+                            regularization_weight)
 
 
 class FullGradient:

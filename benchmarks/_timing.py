@@ -1,8 +1,16 @@
-"""What several benchmark scripts share: a `SharpnessCallback` that times its measurements."""
+"""What several benchmark scripts share: the peak RSS, and a `SharpnessCallback` that times its measurements."""
 
+import resource
+import sys
 import time
 
 from analysis_tools import SharpnessCallback
+
+
+def peak_rss_mb():
+    """The process's peak resident set size so far, in MB (ru_maxrss: kB on Linux, bytes on macOS)."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
 class TimedSharpnessCallback(SharpnessCallback):

@@ -16,8 +16,6 @@ Linux or macOS only (it reads `resource.getrusage`).
 """
 
 import os
-import resource
-import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -27,6 +25,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from analysis_tools import gradient_noise  # noqa: E402
+from _timing import peak_rss_mb  # noqa: E402  (benchmarks/_timing.py, next to this script)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("width", 3000, "Width of the two hidden layers.", lower_bound=1)
@@ -36,12 +35,6 @@ flags.DEFINE_integer("batch_size", 32, "Mini-batch size.", lower_bound=1)
 flags.DEFINE_integer("num_batches", 100, "Mini-batches in the measured call.", lower_bound=1)
 flags.DEFINE_integer("num_coordinates", 1000, "Noise coordinates kept.", lower_bound=0)
 flags.DEFINE_integer("seed", 0, "Seed of the data and the weights.")
-
-
-def peak_rss_mb():
-    """The process's peak resident set size so far, in MB (ru_maxrss: kB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024.0 * 1024.0) if sys.platform == "darwin" else peak / 1024.0
 
 
 def main(argv):

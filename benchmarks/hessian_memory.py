@@ -25,7 +25,6 @@ Linux or macOS only (it reads `resource.getrusage`).
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -33,6 +32,7 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+from _timing import peak_rss_mb  # noqa: E402  (benchmarks/_timing.py, next to this script)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("width", 4800, "Width of the two hidden layers.", lower_bound=1)
@@ -47,12 +47,6 @@ flags.DEFINE_integer("seed", 0, "Seed of the data and the weights.")
 
 MB = 2.0**20
 WORKING_VECTORS = {"float64": 8, "float32": 14}  # the c of (m_max + c)·n·b, from Lanczos's docstring
-
-
-def peak_rss_mb():
-    """The process's peak resident set size so far, in MB (ru_maxrss: kB on Linux, bytes on macOS)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / MB if sys.platform == "darwin" else peak / 1024.0
 
 
 def measure(basis_dtype):

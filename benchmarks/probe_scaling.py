@@ -17,7 +17,6 @@ Linux or macOS only (it reads `resource.getrusage`).
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -33,16 +32,12 @@ flags.DEFINE_string("code", None, "A checkout whose analysis_tools to measure (d
 flags.DEFINE_string("child", None, "Internal: measure one examples:batches pair and print JSON.")
 
 
-def _peak_rss_mb():
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024
-
-
 def _measure(examples, batches):
     import keras
     import numpy as np
     import tensorflow as tf
 
+    from _timing import peak_rss_mb
     from analysis_tools import HessianOperator
 
     keras.utils.set_random_seed(0)
@@ -57,7 +52,7 @@ def _measure(examples, batches):
     x = rng.normal(size=(examples, 64)).astype("float32")
     y = rng.integers(0, 10, size=examples)
     vector = tf.constant(rng.normal(size=model.count_params()))
-    before = _peak_rss_mb()
+    before = peak_rss_mb()
     start = time.perf_counter()
     operator = HessianOperator(model, (x, y), batch_size=examples // batches)
     operator.matvec(vector).numpy()
@@ -67,7 +62,7 @@ def _measure(examples, batches):
     second = time.perf_counter() - start
     return dict(examples=examples, batches=batches, parameters=model.count_params(),
                 first_product_s=first, next_product_s=second,
-                peak_rss_mb=_peak_rss_mb(), rss_before_mb=before, data_mb=(x.nbytes + y.nbytes) / 2**20)
+                peak_rss_mb=peak_rss_mb(), rss_before_mb=before, data_mb=(x.nbytes + y.nbytes) / 2**20)
 
 
 def main(argv):

@@ -105,10 +105,9 @@ class _NoiseSampler:
         def gradient():
             with tf.GradientTape() as tape:
                 tape.watch(trainable)
-                data_loss, regularization = self.loss(trainable, non_trainable, x, y)
-                total = data_loss * tf.cast(count, self.dtype) / tf.cast(size, self.dtype)
-                if self.loss.include_regularization:
-                    total += regularization / float(replicas)
+                total = self.loss.share(trainable, non_trainable, x, y,
+                                        tf.cast(count, self.dtype) / tf.cast(size, self.dtype),
+                                        1.0 / replicas)
             gradients = tape.gradient(total, trainable)
             # Embeddings give IndexedSlices: the noise is dense anyway.
             return [tf.zeros_like(t) if g is None else tf.convert_to_tensor(g)
