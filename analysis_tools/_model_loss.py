@@ -26,6 +26,33 @@ from analysis_tools._backend import require_tensorflow_backend
 
 MODES = ("train", "inference")
 
+# Keras's losses that compare targets and outputs element by element (after aligning a trailing axis
+# of size 1), and the one that takes integer labels without the outputs' class axis.
+_SAME_SHAPE_LOSSES = frozenset({
+    "binary_crossentropy", "binary_focal_crossentropy", "categorical_crossentropy",
+    "categorical_focal_crossentropy", "categorical_hinge", "cosine_similarity", "dice", "hinge", "huber",
+    "kl_divergence", "log_cosh", "mean_absolute_error", "mean_absolute_percentage_error",
+    "mean_squared_error", "mean_squared_logarithmic_error", "poisson", "squared_hinge", "tversky",
+})
+_SPARSE_LOSSES = frozenset({"sparse_categorical_crossentropy"})
+
+
+def trainable_variables_of(model, purpose):
+    """`model.trainable_variables`, checked: the model is built and has at least one.
+
+    Raises:
+        ValueError: naming the problem and what is measured (`purpose`, e.g. "its Hessian").
+    """
+    if not model.built:
+        raise ValueError(f"Build the model (call it once, or fit it) before measuring {purpose}.")
+    variables = list(model.trainable_variables)
+    if not variables:
+        raise ValueError(
+            f"The model has no trainable variables: there is nothing to measure {purpose} over "
+            "(every layer is frozen, or has no weights)."
+        )
+    return variables
+
 
 def resolve_loss(model, loss):
     """A callable loss(y_true, y_pred) -> scalar mean: `loss`, or the model's compiled loss."""
@@ -55,14 +82,8 @@ class ModelLoss:
         require_tensorflow_backend(f"Measuring {purpose}")
         if mode not in MODES:
             raise ValueError(f"`mode` must be one of {MODES}, got {mode!r}.")
-        if not model.built:
-            raise ValueError(f"Build the model (call it once, or fit it) before measuring {purpose}.")
         self.model = model
-        self.variables = list(model.trainable_variables)
-        if not self.variables:
-            raise ValueError(
-                f"The model has no trainable variables: there is nothing to measure {purpose} over."
-            )
+        self.variables = trainable_variables_of(model, purpose)
         self.loss = resolve_loss(model, loss)
         self.mode = mode
         self.training = mode == "train"
@@ -99,6 +120,48 @@ class ModelLoss:
             regularization = tf.zeros([], self.dtype)
         return data_loss, regularization
 
+    def check_batch(self, spec, first_batch, source):
+        """Checks that one batch fits the model and the loss, before any measurement runs.
+
+        The model is run symbolically (`model.compute_output_spec`) on inputs
+        shaped like `spec`'s; only where that fails is it run on the real first
+        batch (`first_batch()`, a stateless forward pass, no gradients), so that
+        a model that cannot be traced symbolically is not refused. For Keras's
+        element-wise losses (mean squared error, cross-entropy on one-hot
+        targets, ...) the targets must have the outputs' shape, up to a
+        trailing axis of size 1, and for sparse categorical cross-entropy the
+        outputs' shape without the class axis: other shapes would be broadcast
+        against each other and give a wrong loss silently. Custom losses are
+        not checked, as their targets may have any shape.
+
+        Args:
+            spec: (x, y) of one batch as `tf.TensorSpec` structures (the batch
+                dimension may be None).
+            first_batch: A callable returning the first (x, y) batch.
+            source: What the data are, for messages ("the probe set").
+
+        Raises:
+            ValueError: If the model cannot take the inputs, or the targets'
+                shape does not match the outputs' for the loss.
+        """
+        x_spec, y_spec = spec
+        symbolic = tf.nest.map_structure(lambda s: keras.KerasTensor(s.shape, dtype=s.dtype.name), x_spec)
+        try:
+            output = self.model.compute_output_spec(symbolic)
+        except Exception:
+            x, _ = first_batch()
+            trainable, non_trainable = self.values()
+            try:
+                output = self.model.stateless_call(trainable, non_trainable, x, training=self.training)[0]
+            except Exception as error:
+                raise ValueError(
+                    f"The model cannot run on the first batch of {source} (inputs of shape "
+                    f"{_shapes(x_spec)}): {error}"
+                ) from error
+        if tf.nest.is_nested(output) or tf.nest.is_nested(y_spec):
+            return
+        _check_targets(self.loss, tuple(y_spec.shape), tuple(output.shape), source)
+
     def _replica_scale(self):
         """Undoes Keras's scaling of a mean-reduced `keras.losses.Loss` by 1/replicas under a strategy.
 
@@ -123,6 +186,54 @@ class ModelLoss:
         if self.include_regularization:
             value += regularization * tf.cast(regularization_weight, self.dtype)
         return value
+
+
+def _shapes(spec):
+    return tf.nest.map_structure(lambda s: tuple(s.shape), spec)
+
+
+def _loss_name(loss):
+    """The name of Keras's own loss function behind `loss`, or None for any other loss."""
+    function = getattr(loss, "fn", loss)
+    if not getattr(function, "__module__", "").startswith("keras."):
+        return None
+    return getattr(function, "__name__", None)
+
+
+def _check_targets(loss, target_shape, output_shape, source):
+    """Raises a ValueError where `loss` would broadcast targets against outputs (see `check_batch`)."""
+    name = _loss_name(loss)
+    if not output_shape:  # a scalar output: nothing to align
+        return
+    if name in _SPARSE_LOSSES:
+        expected = output_shape[:-1]
+        given = target_shape
+        if given and len(given) == len(output_shape) and given[-1] == 1:
+            given = given[:-1]
+        if not _compatible(given, expected):
+            raise ValueError(
+                f"The targets of {source} have shape {target_shape}, but {name} takes integer class "
+                f"labels of shape {expected}: the model's outputs {output_shape} without their class axis."
+            )
+    elif name in _SAME_SHAPE_LOSSES:
+        given, expected = target_shape, output_shape
+        # Keras aligns a trailing axis of size 1 (y of shape (n,) against outputs of shape (n, 1)).
+        if given and len(given) == len(expected) + 1 and given[-1] == 1:
+            given = given[:-1]
+        elif len(expected) == len(given) + 1 and expected[-1] == 1:
+            expected = expected[:-1]
+        if not _compatible(given, expected):
+            raise ValueError(
+                f"The targets of {source} have shape {target_shape}, but the model's outputs have shape "
+                f"{output_shape}: {name} compares them element by element, so they would be broadcast "
+                f"against each other and the loss would be wrong. Give targets of shape {output_shape} "
+                "(integer class labels go with sparse_categorical_crossentropy)."
+            )
+
+
+def _compatible(first, second):
+    """Whether two shapes are equal where both are known."""
+    return len(first) == len(second) and all(a is None or b is None or a == b for a, b in zip(first, second))
 
 
 class _DropoutOff:

@@ -12,9 +12,10 @@ examples over N, the probe set's size, so that the sum is the loss averaged
 over all N examples, whatever the batch sizes and the split.
 """
 
+import numpy as np
 import tensorflow as tf
 
-__all__ = ["FullGradient", "ProbeSet", "probe_dataset", "probe_share", "replica_part"]
+__all__ = ["FullGradient", "ProbeSet", "check_data", "probe_dataset", "probe_share", "replica_part"]
 
 
 def probe_dataset(data, batch_size=None):
@@ -48,6 +49,40 @@ def _array_sizes(data, batch_size):
     if size < 1:
         raise ValueError(f"`batch_size` must be >= 1, got {batch_size}.")
     return n, size
+
+
+def check_data(model_loss, data, batch_size, source):
+    """Checks that `data` fits the model and its loss (`ModelLoss.check_batch`), from one batch.
+
+    Args:
+        model_loss: The `ModelLoss` the data will be fed to.
+        data: (x, y) arrays or a `tf.data.Dataset` of (x, y) batches.
+        batch_size: Batch size for array data (one batch if None).
+        source: What the data are, for messages.
+
+    Raises:
+        ValueError: If `data` is not (x, y) data, or does not fit the model and the loss.
+    """
+    if isinstance(data, tf.data.Dataset):
+        dataset = probe_dataset(data)
+        spec = dataset.element_spec
+
+        def first_batch():
+            return next(iter(dataset))
+    else:
+        _, size = _array_sizes(data, batch_size)
+        spec = tf.nest.map_structure(_batch_spec, tuple(data))
+
+        def first_batch():
+            return tf.nest.map_structure(lambda a: a[:size], tuple(data))
+    model_loss.check_batch(spec, first_batch, source)
+
+
+def _batch_spec(array):
+    """The `tf.TensorSpec` of a batch of `array`'s examples (batch dimension None)."""
+    dtype = getattr(array, "dtype", None)
+    dtype = tf.as_dtype(dtype if dtype is not None else np.asarray(array).dtype)
+    return tf.TensorSpec((None,) + tuple(np.shape(array))[1:], dtype)
 
 
 def _count(dataset):

@@ -35,7 +35,8 @@ class ACClip(PreconditionedOptimizer):
 
     Preconditioner: P_t = max((|m_t| + ε) / τ_t, 1), so that the step is
     η P_t⁻¹ m_t exactly; it is +inf where τ_t = 0 (the coordinate has seen only
-    zero gradients and does not move). Momentum: u_t = m_t, the momentum
+    zero gradients and does not move), and NaN where m_t or a_t is not finite
+    (after a NaN or infinite gradient). Momentum: u_t = m_t, the momentum
     before clipping. Second moment: none (a_t sets a clipping threshold, not a
     power of P_t). Momentum type: EMA heavy ball with β1, so
     `stability_threshold()` is (2 + 2β1) / ((1 - β1) η).
@@ -109,9 +110,13 @@ class ACClip(PreconditionedOptimizer):
         self.assign_sub(variable, lr * clip * m)
 
     def _preconditioner(self, index, dtype):
-        denominator = ops.abs(ops.cast(self._momentums[index], dtype)) + self.epsilon
-        tau = self._threshold(ops.cast(self._alpha_moments[index], dtype))
-        return ops.where(denominator > tau, denominator / tau, 1.0)
+        m = ops.cast(self._momentums[index], dtype)
+        a = ops.cast(self._alpha_moments[index], dtype)
+        denominator = ops.abs(m) + self.epsilon
+        tau = self._threshold(a)
+        clipped = ops.where(denominator > tau, denominator / tau, 1.0)
+        # A NaN or infinite state fails every comparison, which would read as P = 1.
+        return ops.where(ops.logical_and(ops.isfinite(m), ops.isfinite(a)), clipped, float("nan"))
 
     def _momentum(self, index, dtype, gradient):
         return ops.cast(self._momentums[index], dtype)

@@ -68,7 +68,8 @@ class CClip(_ClippedMomentum):
     before the update, which is a different method.
 
     Preconditioner: P_t = max(|m_t| / τ_t, 1) with τ_t the threshold of the
-    most recent update. Momentum: u_t = m_t, the momentum before clipping.
+    most recent update; NaN where m_t is not finite (after a NaN or infinite
+    gradient). Momentum: u_t = m_t, the momentum before clipping.
     Second moment: none. Momentum type: EMA heavy ball with β1.
 
     Args:
@@ -91,7 +92,9 @@ class CClip(_ClippedMomentum):
     def _preconditioner(self, index, dtype):
         magnitude = ops.abs(ops.cast(self._momentums[index], dtype))
         tau = self._threshold_at(self.iterations - 1, dtype)
-        return ops.where(magnitude > tau, magnitude / tau, 1.0)
+        clipped = ops.where(magnitude > tau, magnitude / tau, 1.0)
+        # A NaN or infinite momentum fails every comparison, which would read as P = 1.
+        return ops.where(ops.isfinite(magnitude), clipped, float("nan"))
 
 
 @register_optimizer(clipping_args=_ARGS_DOC)
@@ -114,7 +117,9 @@ class GClip(_ClippedMomentum):
     into ‖m_t‖ (once per replica), then stores the momenta and applies the
     step. Each momentum is read once and written once per step.
 
-    Preconditioner: P_t = max(‖m_t‖ / τ_t, 1) in every coordinate. Momentum:
+    Preconditioner: P_t = max(‖m_t‖ / τ_t, 1) in every coordinate; NaN
+    everywhere once ‖m_t‖ is not finite (after a NaN or infinite gradient in
+    any variable). Momentum:
     u_t = m_t, the momentum before clipping. Second moment: none. Momentum
     type: EMA heavy ball with β1.
 
@@ -181,5 +186,7 @@ class GClip(_ClippedMomentum):
     def _preconditioner(self, index, dtype):
         norm = self._global_momentum_norm()
         tau = self._threshold_at(self.iterations - 1, "float32")
-        return ops.cast(ops.where(norm > tau, norm / tau, 1.0), dtype)
+        clipped = ops.where(norm > tau, norm / tau, 1.0)
+        # A NaN or infinite momentum anywhere fails every comparison, which would read as P = 1.
+        return ops.cast(ops.where(ops.isfinite(norm), clipped, float("nan")), dtype)
 

@@ -14,6 +14,7 @@ tf_adaptive's optimizers and Keras's built-ins alike.
 
 import tensorflow as tf
 
+from analysis_tools._model_loss import trainable_variables_of
 from analysis_tools.curvature.hessian import HessianOperator
 from analysis_tools.curvature.lanczos import Lanczos
 from analysis_tools.preconditioners import preconditioner_of
@@ -55,6 +56,11 @@ def hessian_eigenvalues(
     Returns:
         A `analysis_tools.LanczosResult` (eigenvalues descending,
         float64; eigenvectors or None; residuals; iterations).
+
+    Raises:
+        ValueError: As `analysis_tools.HessianOperator`: among others, a
+            model without trainable variables, or a probe set that does not
+            fit the model and its loss.
     """
     operator = HessianOperator(model, data, loss=loss, **operator_kwargs)
     matvec = operator.matvec
@@ -69,7 +75,11 @@ def hessian_eigenvalues(
 
 
 def sharpness(model, data, loss=None, **kwargs):
-    """λ1(H): the largest eigenvalue of the Hessian of the loss over `data` (a float)."""
+    """λ1(H): the largest eigenvalue of the Hessian of the loss over `data` (a float).
+
+    Raises:
+        ValueError: As `hessian_eigenvalues`.
+    """
     return float(hessian_eigenvalues(model, data, loss=loss, k=1, **kwargs).eigenvalues[0])
 
 
@@ -79,8 +89,14 @@ def preconditioned_sharpness(model, optimizer, data, loss=None, gradients=None, 
     `optimizer` is a tf_adaptive optimizer or a supported Keras built-in;
     `gradients` is needed only where P depends on the last gradient (Keras's
     Adafactor).
+
+    Raises:
+        ValueError: As `hessian_eigenvalues`; a model without trainable
+            variables is refused before the optimizer is read.
     """
-    preconditioner = preconditioner_of(optimizer, model.trainable_variables, gradients=gradients)
+    preconditioner = preconditioner_of(
+        optimizer, trainable_variables_of(model, "its preconditioned Hessian"), gradients=gradients
+    )
     result = hessian_eigenvalues(model, data, loss=loss, preconditioner=preconditioner, k=1, **kwargs)
     return float(result.eigenvalues[0])
 

@@ -57,7 +57,7 @@ of the input vector (the Lanczos basis is float64).
 import tensorflow as tf
 
 from analysis_tools._model_loss import MODES, ModelLoss
-from analysis_tools._probe import FullGradient, ProbeSet, probe_dataset, probe_share
+from analysis_tools._probe import FullGradient, ProbeSet, check_data, probe_dataset, probe_share
 
 METHODS = ("reverse_over_reverse", "forward_over_reverse")
 __all__ = ["HessianOperator", "METHODS", "MODES", "probe_dataset"]
@@ -88,6 +88,14 @@ class HessianOperator:
             default the model's (``model.distribute_strategy``), which is the
             default single-device strategy outside a strategy scope.
 
+    Raises:
+        ValueError: If `method` or `mode` is unknown; the model is not built
+            or has no trainable variables; there is no loss; or the probe set
+            does not fit the model: its inputs cannot be fed to it, or its
+            targets do not have the shape a Keras loss compares with the
+            outputs, so that they would be broadcast (checked on one batch,
+            symbolically where possible, before any product).
+
     Attributes:
         num_examples: N, the probe examples.
         num_batches: The probe batches.
@@ -111,6 +119,7 @@ class HessianOperator:
         if method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
         self._loss = ModelLoss(model, loss, mode, dropout, include_regularization, "its Hessian")
+        check_data(self._loss, data, batch_size, "the probe set")
         self.model = model
         self.method = method
         self.mode = mode

@@ -5,11 +5,14 @@ Zhang et al., "Why are adaptive methods good for attention models?" (NeurIPS
 and how it changes over training, with the tail index of the noise.
 """
 
+import warnings
 from typing import NamedTuple, Optional
 
 import numpy as np
 
 from analysis_tools._callback import MeasurementCallback
+from analysis_tools._model_loss import ModelLoss
+from analysis_tools._probe import check_data
 from analysis_tools.noise.sampling import gradient_noise
 from analysis_tools.noise.tail_estimators import METHODS, TailIndex, tail_index
 
@@ -77,6 +80,13 @@ class GradientNoiseCallback(MeasurementCallback):
     bit-identical with and without the callback. Each one costs about
     (|data| / batch_size + num_batches) gradient evaluations.
 
+    `on_train_begin` refuses, with a `ValueError` and before the first step,
+    a model without trainable variables and `data` that does not fit the
+    model: inputs it cannot take, or targets whose shape a Keras loss would
+    broadcast against the outputs (checked on one batch, without gradients).
+    Where the pooled coordinates are degenerate (see `tail_index`) a
+    measurement warns and logs no ``noise_tail_index``.
+
     Args:
         data: (x, y) arrays to sample from (the training set or a part of it).
         every_n_epochs: Measure after every n-th epoch.
@@ -135,8 +145,12 @@ class GradientNoiseCallback(MeasurementCallback):
         if noise.coordinates is not None:
             pooled = standardized_coordinates(noise.coordinates)
             if len(pooled) >= 16:
-                estimate = tail_index(pooled, method=self.tail_index_method)
-                values[f"{p}tail_index"] = estimate.alpha
+                try:
+                    estimate = tail_index(pooled, method=self.tail_index_method)
+                except ValueError as error:  # degenerate coordinates: no estimate, and training goes on
+                    warnings.warn(f"No noise tail index at epoch {epoch}: {error}", stacklevel=2)
+                else:
+                    values[f"{p}tail_index"] = estimate.alpha
         record = NoiseRecord(epoch, self.optimizer_steps(), norms, counts, edges, estimate, values)
         self.records.append(record)
         self.publish(epoch, values, histograms={f"{p}norm": (norms, self.bins)})
@@ -144,6 +158,9 @@ class GradientNoiseCallback(MeasurementCallback):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
+        # Refuse a model or data that cannot be measured before the first step, not after an epoch.
+        model_loss = ModelLoss(self.model, self.loss, self.mode, False, True, "its gradient noise")
+        check_data(model_loss, self.data, self.batch_size, "the callback's `data`")
         if self.at_start and not self.records:
             self.measure(0)
 

@@ -36,6 +36,7 @@ gradients; `GradientNoise.trace_estimate` is the sample mean of ‖ξ_B‖².
 
 import dataclasses
 import math
+import warnings
 from typing import NamedTuple, Optional
 
 import keras
@@ -43,7 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from analysis_tools._model_loss import ModelLoss
-from analysis_tools._probe import FullGradient, ProbeSet, replica_part
+from analysis_tools._probe import FullGradient, ProbeSet, check_data, replica_part
 
 __all__ = ["EmpiricalVariance", "GradientNoise", "empirical_variance_vs_sample_size", "gradient_noise"]
 
@@ -187,12 +188,25 @@ def gradient_noise(model, data, loss=None, batch_size=32, num_batches=100, refer
 
     Returns:
         A `GradientNoise`.
+
+    Raises:
+        ValueError: If an argument is out of range; the model is not built
+            or has no trainable variables; `data` is not (x, y) data, does
+            not fit the model (inputs it cannot take, or targets whose shape
+            a Keras loss would broadcast against the outputs; checked on one
+            batch before any gradient), or yields no mini-batch.
+
+    Warns:
+        UserWarning: If a dataset holds fewer than `num_batches` batches; the
+            noise is then measured on the batches it holds, and the warning
+            says how many.
     """
     if int(batch_size) < 1 or int(num_batches) < 1:
         raise ValueError(f"`batch_size` and `num_batches` must be >= 1, got {batch_size} and {num_batches}.")
     sampler = _NoiseSampler(model, loss, mode, dropout, include_regularization, jit_compile)
-    trainable, non_trainable = sampler.values()
     num_examples = _num_examples(data)
+    check_data(sampler.loss, data, int(batch_size), "`data`")
+    trainable, non_trainable = sampler.values()
     if isinstance(reference, str):
         if reference != "full":
             raise ValueError(f'`reference` must be "full" or a list of tensors, got {reference!r}.')
@@ -220,6 +234,12 @@ def gradient_noise(model, data, loss=None, batch_size=32, num_batches=100, refer
             batch_noise = flat.numpy()
     if not norms:
         raise ValueError("`data` yielded no mini-batch.")
+    if len(norms) < int(num_batches):
+        warnings.warn(
+            f"`data` holds {len(norms)} batches, fewer than the {int(num_batches)} asked for "
+            f"(`num_batches`): the noise is measured on those {len(norms)}.",
+            stacklevel=2,
+        )
     return GradientNoise(
         norms=np.array(norms),
         full_gradient_norm=float(tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(r, tf.float64)))

@@ -67,6 +67,7 @@ import tensorflow as tf
 __all__ = ["METHODS", "TailIndex", "tail_index"]
 
 METHODS = ("simsekli", "characteristic_function", "hill")
+MIN_SAMPLES = 16
 
 
 class TailIndex(NamedTuple):
@@ -94,8 +95,23 @@ def _as_samples(samples):
         raise ValueError(f"`samples` must be 1-D (scalars) or 2-D (rows are vectors), got shape {x.shape}.")
     finite = tf.reduce_all(tf.math.is_finite(x), axis=list(range(1, x.shape.rank)))
     x = tf.boolean_mask(x, finite)
-    if int(tf.shape(x)[0]) < 16:
-        raise ValueError(f"Need at least 16 finite samples, got {int(tf.shape(x)[0])}.")
+    n = int(tf.shape(x)[0])
+    if n < MIN_SAMPLES:
+        raise ValueError(f"Need at least {MIN_SAMPLES} finite samples, got {n}.")
+    values = x.numpy()
+    # Rows are told apart by a random projection: O(N d), and distinct rows project apart almost surely.
+    keys = values if values.ndim == 1 else values @ np.random.default_rng(0).standard_normal(values.shape[1])
+    distinct = len(np.unique(keys))
+    if distinct < MIN_SAMPLES:
+        kind = "samples" if x.shape.rank == 1 else "rows"
+        if distinct == 1:
+            found = f"all {n} finite {kind} are equal (to {values[0].tolist()})"
+        else:
+            found = f"only {distinct} distinct values among its {n} finite {kind}"
+        raise ValueError(
+            f"`samples` are degenerate: {found}. A tail index needs at least {MIN_SAMPLES} distinct "
+            "finite samples from a continuous law; constant or discrete data have no tail to estimate."
+        )
     return x
 
 
@@ -110,25 +126,41 @@ def simsekli(x, block_size=None, num_permutations=10, seed=0):
     if not 2 <= k <= n // 2:
         raise ValueError(f"`block_size` must be in [2, N/2] = [2, {n // 2}], got {k}.")
     blocks = n // k
-    tiny = np.finfo(np.float64).tiny
-    log_x = tf.reduce_mean(tf.math.log(_magnitudes(x) + tiny))
+    magnitudes = _magnitudes(x)
+    zeros = int(tf.math.count_nonzero(magnitudes == 0.0))
+    if zeros:
+        raise ValueError(
+            f"{zeros} of the {n} samples are exactly 0, where log|X| is -inf: the block-sum estimator "
+            "needs a law without an atom at 0. Drop them (e.g. coordinates whose noise is always 0), "
+            'or use method="hill", which reads only the largest magnitudes.'
+        )
+    log_x = tf.reduce_mean(tf.math.log(magnitudes))
     rng = np.random.default_rng(seed)
     log_y = []
     for p in range(max(1, int(num_permutations))):
         shuffled = x if p == 0 else tf.gather(x, rng.permutation(n))
-        sums = tf.reduce_sum(tf.reshape(shuffled[: blocks * k], [blocks, k, -1]), axis=1)
-        log_y.append(tf.reduce_mean(tf.math.log(_magnitudes(sums) + tiny)))
+        sums = _magnitudes(tf.reduce_sum(tf.reshape(shuffled[: blocks * k], [blocks, k, -1]), axis=1))
+        if not bool(tf.reduce_all(sums > 0.0)):
+            raise ValueError(
+                f"A sum of {k} samples is exactly 0, where log|Y| is -inf: the samples are not from a "
+                "continuous law (too few distinct values). Use more samples, or another block_size."
+            )
+        log_y.append(tf.reduce_mean(tf.math.log(sums)))
     inverse = (tf.reduce_mean(tf.stack(log_y)) - log_x) / math.log(k)
     return float(1.0 / inverse), {"block_size": k, "num_blocks": blocks,
                                   "num_permutations": max(1, int(num_permutations))}
 
 
 def _characteristic_function_1d(x, num_points):
+    """(α̂, t range), or (NaN, the reason) where the regression has nothing to fit."""
     n = int(tf.shape(x)[0])
     centred = x - _median(x)
     spread = _median(tf.abs(centred))
     if not spread > 0:
-        return float("nan"), None
+        return float("nan"), (
+            "at least half of the samples equal their median (the median absolute deviation, which "
+            "sets the scale of t, is 0)"
+        )
     t = tf.constant(np.geomspace(0.1, 1.0, num_points), tf.float64) / spread
     phase = t[:, None] * centred[None, :]
     modulus = tf.sqrt(tf.reduce_mean(tf.cos(phase), axis=1) ** 2 + tf.reduce_mean(tf.sin(phase), axis=1) ** 2)
@@ -137,7 +169,10 @@ def _characteristic_function_1d(x, num_points):
     keep = (modulus > noise) & (minus_log > noise)
     t, minus_log = tf.boolean_mask(t, keep), tf.boolean_mask(minus_log, keep)
     if int(tf.shape(t)[0]) < 3:
-        return float("nan"), None
+        return float("nan"), (
+            f"|φ̂(t)| is within sampling noise (3/√N) of 0 or 1 at {num_points - int(tf.shape(t)[0])} "
+            f"of the {num_points} points t, leaving fewer than 3 to fit a slope"
+        )
     log_t, log_y = tf.math.log(t), tf.math.log(minus_log)
     slope = tf.reduce_sum((log_t - tf.reduce_mean(log_t)) * (log_y - tf.reduce_mean(log_y))) / tf.reduce_sum(
         tf.square(log_t - tf.reduce_mean(log_t)))
@@ -155,14 +190,27 @@ def characteristic_function(x, num_points=10, num_directions=8, seed=0):
     """Slope of log(−log|φ̂(t)|) against log t (module docstring)."""
     if x.shape.rank == 1:
         alpha, t_range = _characteristic_function_1d(x, num_points)
+        if math.isnan(alpha):
+            raise ValueError(f"The characteristic-function estimator cannot read these samples: {t_range}.")
         return alpha, {"t_range": t_range, "num_points": num_points}
     rng = np.random.default_rng(seed)
     directions = rng.standard_normal((int(x.shape[1]), num_directions))
     directions /= np.linalg.norm(directions, axis=0, keepdims=True)
     projections = tf.matmul(x, tf.constant(directions))
-    estimates = [_characteristic_function_1d(projections[:, j], num_points)[0] for j in range(num_directions)]
+    results = [_characteristic_function_1d(projections[:, j], num_points) for j in range(num_directions)]
+    estimates = [alpha for alpha, _ in results]
+    if all(math.isnan(alpha) for alpha in estimates):
+        raise ValueError(
+            "The characteristic-function estimator cannot read these samples in any of the "
+            f"{num_directions} projections, e.g. {results[0][1]}."
+        )
     return float(np.nanmean(estimates)), {"num_points": num_points, "num_directions": num_directions,
                                           "per_direction": estimates}
+
+
+# Magnitudes whose mean log-excess over the threshold is below this are tied up to rounding (a few
+# float32 ulps), not a tail: their α̂ = 1 / mean log-excess would exceed 10⁶.
+_TIE_TOLERANCE = 1e-6
 
 
 def hill(x, min_tail=10, max_tail_fraction=0.1, num_candidates=60):
@@ -178,7 +226,10 @@ def hill(x, min_tail=10, max_tail_fraction=0.1, num_candidates=60):
     best = None
     for k in np.unique(np.geomspace(min_tail, largest_k, num_candidates).astype(int)):
         threshold = logs[k]
-        alpha = float(k / (cumulative[k - 1] - k * threshold))
+        excess_sum = float(cumulative[k - 1] - k * threshold)
+        if not excess_sum > k * _TIE_TOLERANCE:  # the top k + 1 magnitudes are tied: no tail above them
+            continue
+        alpha = k / excess_sum
         # KS distance between the top k (ascending) and the Pareto law above the threshold.
         excess = tf.reverse(logs[:k], [0]) - threshold
         fitted = 1.0 - tf.exp(-alpha * excess)
@@ -186,6 +237,11 @@ def hill(x, min_tail=10, max_tail_fraction=0.1, num_candidates=60):
         distance = float(tf.reduce_max(tf.maximum(tf.abs(upper - fitted), tf.abs(upper - 1.0 / k - fitted))))
         if best is None or distance < best[0]:
             best = (distance, alpha, int(k), float(tf.exp(threshold)))
+    if best is None:
+        raise ValueError(
+            f"The {largest_k + 1} largest magnitudes are all equal (to {float(magnitudes[0])}, within "
+            f"a relative {_TIE_TOLERANCE:g}): Hill's estimator finds no tail above them."
+        )
     distance, alpha, k, threshold = best
     return alpha, {"k": k, "threshold": threshold, "ks_distance": distance,
                    "standard_error": alpha / math.sqrt(k)}
@@ -206,6 +262,16 @@ def tail_index(samples, method="simsekli", **options):
     Returns:
         A `TailIndex`. See the module docstring for each estimator's
         assumptions, range and biases.
+
+    Raises:
+        ValueError: If `method` is unknown, or the data cannot carry an
+            estimate: fewer than 16 finite samples; degenerate samples (all
+            equal, all zero, or fewer than 16 distinct finite values);
+            samples that are exactly 0 (``"simsekli"``, whose log|X| is
+            −∞ there); samples whose median absolute deviation is 0, or
+            whose |φ̂(t)| is within sampling noise of 0 or 1 at nearly every t
+            (``"characteristic_function"``); largest magnitudes that are all
+            tied (``"hill"``).
     """
     estimators = {"simsekli": simsekli, "characteristic_function": characteristic_function, "hill": hill}
     if method not in estimators:

@@ -398,6 +398,12 @@ def fit_update_distribution(
 
     Returns:
         An `UpdateDistributionFit`.
+
+    Raises:
+        ValueError: If there are fewer than 2 samples, a sample is not
+            finite, the samples are constant (all zero, or all equal: there
+            is no spread to fit, and the fit used to report converged=True
+            at a meaningless m), or `mixture_components` < 1.
     """
     values = np.asarray(tf.reshape(tf.convert_to_tensor(samples), [-1]))
     dtype = tf.as_dtype(values.dtype) if np.issubdtype(values.dtype, np.floating) else tf.float32
@@ -406,6 +412,12 @@ def fit_update_distribution(
         raise ValueError(f"Need at least 2 samples, got {x.size}.")
     if not np.all(np.isfinite(x)):
         raise ValueError("`samples` must be finite.")
+    if x.min() == x.max():
+        found = "all zero (no update was applied)" if x[0] == 0.0 else f"all equal to {x[0]}"
+        raise ValueError(
+            f"The {x.size} samples are {found}: a constant has no spread to fit AdaptiveUpdate(m) to "
+            "(its variance is 1 for every m)."
+        )
     x2 = x**2
     floor = max(x2.max(), 1.0)
     m0 = _initial_m(x2) if initial_m is None else float(initial_m)

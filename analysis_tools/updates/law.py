@@ -66,6 +66,20 @@ def _betaincinv(a, b, y, newton_steps=4):
     return q
 
 
+def _check_m(m):
+    """Raises a ValueError if `m` is known now (not a variable, not symbolic) and some entry is not > 1."""
+    value = None if tensor_util.is_ref(m) else tf.get_static_value(m)
+    if value is None:
+        return
+    value = np.asarray(value)
+    bad = value[~(value > 1.0)]
+    if bad.size:
+        given = f"{bad[0]}" if value.ndim == 0 else f"{bad.size} of {value.size} entries not > 1, e.g. {bad[0]}"
+        raise ValueError(
+            f"`m` must be > 1 (the number of averaged squared gradients; m = 1 is a random sign), got {given}."
+        )
+
+
 class AdaptiveUpdate(tfd.AutoCompositeTensorDistribution):
     """The law of an adaptive update with m averaged squared gradients (Zhang & Ziyin, Theorem 1).
 
@@ -117,10 +131,18 @@ class AdaptiveUpdate(tfd.AutoCompositeTensorDistribution):
     Args:
         m: Floating tensor > 1: the number of averaged squared gradients (the
             step t for a simple average). Any batch shape.
-        validate_args: Whether to check m > 1 and the support of samples.
+        validate_args: Whether to check m > 1 where it is not known at
+            construction (a `tf.Variable`, or a tensor inside a traced
+            function), and the support of samples.
         allow_nan_stats: Whether undefined statistics (the mode for m < 3)
             are NaN (True) or raise (False).
         name: Name scope of the ops.
+
+    Raises:
+        ValueError: If m is known at construction (a Python number, a NumPy
+            array or an eager tensor) and some entry is ≤ 1 or NaN: the law
+            is defined for m > 1 only (m ≤ 1 would give NaN samples and a
+            variance of 1 that means nothing).
     """
 
     def __init__(self, m, validate_args=False, allow_nan_stats=True, name="AdaptiveUpdate"):
@@ -128,6 +150,7 @@ class AdaptiveUpdate(tfd.AutoCompositeTensorDistribution):
         with tf.name_scope(name) as name:
             dtype = dtype_util.common_dtype([m], dtype_hint=tf.float32)
             self._m = tensor_util.convert_nonref_to_tensor(m, dtype=dtype, name="m")
+            _check_m(self._m)
             super().__init__(
                 dtype=dtype,
                 validate_args=validate_args,

@@ -248,6 +248,23 @@ def test_heavy_ball_momentum_argument_is_the_beta_attribute():
     assert tf_adaptive.HeavyBall.from_config(optimizer.get_config()).beta == 0.7
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("make", [tf_adaptive.ACClip, tf_adaptive.CClip, tf_adaptive.GClip],
+                         ids=["ACClip", "CClip", "GClip"])
+def test_clipping_preconditioner_after_a_non_finite_gradient_is_nan_not_one(make, bad):
+    # A NaN state fails the clipping comparison, which used to report P = 1.
+    optimizer = make(learning_rate=0.1)
+    variables = [keras.Variable(np.ones(3, "float32")), keras.Variable(np.ones(2, "float32"))]
+    optimizer.build(variables)
+    optimizer.apply([np.array([bad, 1.0, 0.5], "float32"), np.array([0.5, -0.5], "float32")], variables)
+    first, second = (keras.ops.convert_to_numpy(optimizer.preconditioner(v)) for v in variables)
+    assert np.isnan(first[0])
+    if make is tf_adaptive.GClip:  # one global norm: every coordinate of every variable
+        assert np.all(np.isnan(first)) and np.all(np.isnan(second))
+    else:
+        assert np.all(np.isfinite(first[1:])) and np.all(np.isfinite(second))
+
+
 def test_momentum_and_preconditioner_inside_tf_function():
     if keras.backend.backend() != "tensorflow":
         pytest.skip("tf.function is TensorFlow's")

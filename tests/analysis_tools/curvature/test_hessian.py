@@ -212,3 +212,82 @@ def test_operator_arguments_are_validated():
     operator = HessianOperator(model, data, loss="mse")
     with pytest.raises(ValueError, match="positive"):
         operator.set_preconditioner([np.zeros(w.shape) for w in model.trainable_variables])
+
+
+def _frozen_mlp():
+    model = _mlp()
+    model.trainable = False
+    return model
+
+
+def _weightless_model():
+    return keras.Sequential([keras.Input((6,), dtype="float64"), keras.layers.Activation("tanh")])
+
+
+@pytest.mark.parametrize("make_model", [_frozen_mlp, _weightless_model], ids=["frozen", "weightless"])
+@pytest.mark.parametrize("measure", [
+    lambda model, data: HessianOperator(model, data, loss="mse"),
+    lambda model, data: analysis_tools.hessian_eigenvalues(model, data, loss="mse"),
+    lambda model, data: analysis_tools.sharpness(model, data, loss="mse"),
+    # Read first, an unbuilt Keras optimizer used to report "Adam is not built yet".
+    lambda model, data: analysis_tools.preconditioned_sharpness(model, keras.optimizers.Adam(), data, loss="mse"),
+    lambda model, data: analysis_tools.preconditioned_sharpness(model, tf_adaptive.Adam(), data, loss="mse"),
+], ids=["HessianOperator", "hessian_eigenvalues", "sharpness", "preconditioned_sharpness_keras",
+        "preconditioned_sharpness_ours"])
+def test_every_curvature_entry_point_refuses_a_model_without_trainable_variables(make_model, measure):
+    with pytest.raises(ValueError, match="no trainable variables"):
+        measure(make_model(), _data())
+
+
+def _classifier(loss):
+    model = _mlp()
+    model.compile(loss=loss)
+    return model
+
+
+@pytest.mark.parametrize("as_dataset", [False, True], ids=["arrays", "dataset"])
+def test_a_probe_set_that_does_not_fit_the_model_is_refused_at_construction(as_dataset):
+    x, y = _data()
+    labels = np.arange(len(x)) % 3
+
+    def probe(inputs, targets):
+        data = (inputs, targets)
+        return tf.data.Dataset.from_tensor_slices(data).batch(8) if as_dataset else data
+
+    mse = _classifier("mse")
+    HessianOperator(mse, probe(x, y))
+    with pytest.raises(ValueError, match=r"cannot run on the first batch of the probe set \(inputs of shape \(None, 4\)\)"):
+        HessianOperator(mse, probe(x[:, :4], y))
+    # Targets that mean_squared_error would broadcast against the (n, 3) outputs.
+    for targets in (y[:, :1], labels):
+        with pytest.raises(ValueError, match=r"outputs have shape \(None, 3\): mean_squared_error"):
+            HessianOperator(mse, probe(x, targets))
+    sparse = _classifier(keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    HessianOperator(sparse, probe(x, labels))
+    HessianOperator(sparse, probe(x, labels[:, None]))
+    with pytest.raises(ValueError, match=r"integer class labels of shape \(None,\)"):
+        HessianOperator(sparse, probe(x, y))
+    # A custom loss decides what its targets are: not checked.
+    HessianOperator(mse, probe(x, labels), loss=_mean_output)
+
+
+def test_a_probe_set_is_checked_on_the_model_itself_where_it_cannot_be_traced_symbolically():
+    class Subclassed(keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = keras.layers.Dense(3, dtype="float64")
+
+        def call(self, x, training=False):
+            return self.dense(x)
+
+        def compute_output_spec(self, *args, **kwargs):
+            raise NotImplementedError("no symbolic trace")
+
+    x, y = _data()
+    model = Subclassed()
+    model(x[:1])
+    HessianOperator(model, (x, y), loss="mse")
+    with pytest.raises(ValueError, match="outputs have shape"):
+        HessianOperator(model, (x, y[:, :1]), loss="mse")
+    with pytest.raises(ValueError, match="cannot run on the first batch"):
+        HessianOperator(model, (x[:, :4], y), loss="mse")

@@ -108,6 +108,32 @@ def test_callback_arguments_are_validated():
         SharpnessCallback(_problem(), raw=False, preconditioned=False)
 
 
+def _refused_before_the_first_step(model, callback, match):
+    x, y = _problem()
+    with pytest.raises(ValueError, match=match):
+        model.fit(x, y, batch_size=16, epochs=1, verbose=0, callbacks=[callback])
+    assert int(model.optimizer.iterations) == 0
+
+
+def test_a_model_without_trainable_variables_is_refused_at_train_begin():
+    model = _model()
+    model.trainable = False
+    model.compile(optimizer=tf_adaptive.Adam(learning_rate=1e-2), loss="mse")
+    _refused_before_the_first_step(model, SharpnessCallback(_problem(), every_n_steps=1), "no trainable variables")
+
+
+@pytest.mark.parametrize("probe", [
+    lambda x, y: (x[:, :4], y),
+    lambda x, y: (x, y[:, :1]),
+    lambda x, y: (x, np.zeros(len(x), "int32")),
+], ids=["inputs", "targets_to_broadcast", "labels_for_mse"])
+def test_a_probe_set_that_does_not_fit_the_model_is_refused_at_train_begin(probe):
+    model = _model()
+    model.compile(optimizer=tf_adaptive.Adam(learning_rate=1e-2), loss="mse")
+    callback = SharpnessCallback(probe(*_problem()), every_n_steps=1)
+    _refused_before_the_first_step(model, callback, "probe set")
+
+
 @pytest.mark.slow
 def test_full_batch_adam_trains_at_the_adaptive_edge_of_stability():
     # Cohen et al. 2022, Fig. 1: λ1(P⁻¹H) rises to 38/η and then hovers there.

@@ -73,3 +73,38 @@ def test_bad_arguments_are_refused():
         GradientNoiseCallback(data, num_batches=1)
     with pytest.raises(ValueError, match="tail_index_method"):
         GradientNoiseCallback(data, tail_index_method="pickands")
+
+
+def test_a_model_without_trainable_variables_is_refused_at_train_begin():
+    model, x, y = _setup()
+    model.trainable = False
+    callback = GradientNoiseCallback((x, y), batch_size=32, num_batches=4, at_start=False)
+    with pytest.raises(ValueError, match="no trainable variables"):
+        model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[callback])
+    assert int(model.optimizer.iterations) == 0
+
+
+@pytest.mark.parametrize("data", [
+    lambda x, y: (x[:, :4], y),
+    lambda x, y: (x, np.concatenate([y, y], axis=1)),
+], ids=["inputs", "targets_to_broadcast"])
+def test_data_that_does_not_fit_the_model_is_refused_at_train_begin(data):
+    # Without `at_start`, nothing else would look at the data before the first epoch ends.
+    model, x, y = _setup()
+    callback = GradientNoiseCallback(data(x, y), batch_size=32, num_batches=4, at_start=False)
+    with pytest.raises(ValueError, match="the callback's `data`"):
+        model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[callback])
+    assert int(model.optimizer.iterations) == 0
+
+
+def test_degenerate_noise_coordinates_warn_and_log_no_tail_index():
+    # At zero weights only the output bias has a gradient, 2 mean(−y) over the batch; with targets in
+    # {−1, 0, 1} and batches of all examples but one it takes 3 values: 20 pooled samples, 3 distinct.
+    model, x, y = _setup()
+    model.set_weights([np.zeros_like(w) for w in model.get_weights()])
+    discrete = np.sign(np.round(y))
+    callback = GradientNoiseCallback((x[:64], discrete[:64]), batch_size=63, num_batches=20, seed=0)
+    with pytest.warns(UserWarning, match="No noise tail index at epoch 0"):
+        callback.set_model(model)
+        callback.on_train_begin()
+    assert "noise_tail_index" not in callback.records[0].values

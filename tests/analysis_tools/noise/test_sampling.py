@@ -107,6 +107,37 @@ def test_explicit_reference_and_datasets():
         gradient_noise(model, (x[:10], y[:10]), batch_size=11)
 
 
+def test_a_model_without_trainable_variables_is_refused():
+    model, x, y, _, _ = _regression()
+    model.trainable = False
+    with pytest.raises(ValueError, match="no trainable variables"):
+        gradient_noise(model, (x, y), num_batches=2)
+
+
+@pytest.mark.parametrize("as_dataset", [False, True], ids=["arrays", "dataset"])
+def test_data_that_does_not_fit_the_model_is_refused_before_any_gradient(as_dataset):
+    model, x, y, _, _ = _regression()
+
+    def data(inputs, targets):
+        return tf.data.Dataset.from_tensor_slices((inputs, targets)).batch(20) if as_dataset else (inputs, targets)
+
+    with pytest.raises(ValueError, match="cannot run on the first batch of `data`"):
+        gradient_noise(model, data(x[:, :3], y), batch_size=20, num_batches=2)
+    # (n, 2) targets against (n, 1) outputs: mean_squared_error would broadcast them to (n, 2).
+    with pytest.raises(ValueError, match=r"targets of `data` have shape \(None, 2\)"):
+        gradient_noise(model, data(x, np.concatenate([y, y], axis=1)), batch_size=20, num_batches=2)
+    # (n,) targets are aligned with (n, 1) outputs, as Keras's losses do.
+    gradient_noise(model, data(x, y[:, 0]), batch_size=20, num_batches=2)
+
+
+def test_a_dataset_with_fewer_batches_than_asked_warns_how_many_were_used():
+    model, x, y, _, _ = _regression()
+    dataset = tf.data.Dataset.from_tensor_slices((x[:100], y[:100])).batch(20)
+    with pytest.warns(UserWarning, match="`data` holds 5 batches, fewer than the 8 asked for"):
+        noise = gradient_noise(model, dataset, num_batches=8)
+    assert noise.norms.shape == (5,)
+
+
 def test_empirical_variance_converges_for_gaussian_and_grows_for_stable_noise():
     rng = np.random.default_rng(0)
     gaussian = empirical_variance_vs_sample_size(rng.standard_normal(100_000), num_repeats=5)

@@ -154,6 +154,20 @@ def test_callback_refuses_steps_per_execution():
         _small_problem(keras.optimizers.Adam(1e-2), [callback], steps_per_execution=2)
 
 
+@pytest.mark.parametrize("layers, match", [
+    (None, "The model has no layer with trainable weights to watch"),
+    (["dense"], "Layer 'dense' has no trainable weights to watch"),
+], ids=["every_layer", "named_layer"])
+def test_callback_refuses_a_model_without_trainable_weights_at_train_begin(layers, match):
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, name="dense")])
+    model.trainable = False
+    model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
+    with pytest.raises(ValueError, match=match):
+        model.fit(np.ones((4, 4)), np.ones((4, 1)), epochs=1, verbose=0,
+                  callbacks=[UpdateDistributionCallback(layers=layers)])
+
+
 def test_reference_rule():
     assert reference_law_of(keras.optimizers.Adagrad(), 4) == (4.0, 2.0)
     assert reference_law_of(_adagrad(), 1) == (None, 1.0)

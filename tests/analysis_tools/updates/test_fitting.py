@@ -89,3 +89,21 @@ def test_mixture_fit_separates_two_shifted_modes():
     assert float(tf.reduce_sum(mixture.distribution.log_prob(x))) == pytest.approx(
         mixture.log_likelihood, rel=1e-9
     )
+
+
+@pytest.mark.parametrize(
+    "samples, message",
+    [(np.zeros(1000), "all zero"), (np.zeros((10, 10), "float32"), "all zero"),
+     (np.full(1000, 0.5), "all equal to 0.5")],
+    ids=["zeros", "zero_matrix", "constant"],
+)
+def test_constant_updates_are_refused(samples, message):
+    # Unrefused, all-zero updates reported converged=True at m = 4.7e7.
+    with pytest.raises(ValueError, match=message):
+        fit_update_distribution(samples)
+
+
+def test_a_random_sign_is_fitted_at_the_edge_m_1():
+    # ±1 updates (the first step of Adam without ε) are not constant: the fit is the support edge m ↓ 1.
+    signs = np.where(np.random.default_rng(8).random(1000) < 0.5, -1.0, 1.0)
+    assert fit_update_distribution(signs).m == pytest.approx(1.0)

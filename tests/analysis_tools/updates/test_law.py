@@ -202,11 +202,34 @@ def test_float32_accuracy():
     assert np.all(fit.distribution.log_prob(samples).numpy() > -np.inf)
 
 
+@pytest.mark.parametrize(
+    "m",
+    [0.5, -1, 1.0, float("nan"), np.float32(0.9), np.array([2.0, 0.5, 3.0]), tf.constant(0.5),
+     tf.constant([1.0, 4.0], tf.float64)],
+    ids=["half", "negative", "one", "nan", "numpy_scalar", "numpy_batch", "eager_tensor", "eager_batch"],
+)
+def test_m_at_most_one_is_refused_at_construction(m):
+    # Unchecked, m = 0.5 gave NaN samples and m = -1 a variance of 1.
+    with pytest.raises(ValueError, match="`m` must be > 1"):
+        AdaptiveUpdate(m)
+
+
+def test_m_unknown_at_construction_is_accepted():
+    # Inside a traced function m is symbolic; the law is built and used as usual.
+    @tf.function
+    def log_prob_at_zero(m):
+        return AdaptiveUpdate(m).log_prob(0.0)
+
+    assert float(log_prob_at_zero(tf.constant(3.0))) == pytest.approx(-math.log(2.0 * math.sqrt(3.0)))
+    assert float(AdaptiveUpdate(tf.Variable(0.5)).m) == 0.5
+
+
 def test_tfp_machinery():
     bijector = AdaptiveUpdate.parameter_properties()["m"].default_constraining_bijector_fn()
     assert np.all(bijector(tf.constant([-30.0, 0.0, 30.0])).numpy() > 1.0)
-    with pytest.raises(tf.errors.InvalidArgumentError):
-        AdaptiveUpdate(0.5, validate_args=True).log_prob(0.0)
+    # A variable m is read when the law is used: validate_args checks it then.
+    with pytest.raises(tf.errors.InvalidArgumentError, match="greater than 1"):
+        AdaptiveUpdate(tf.Variable(0.5), validate_args=True).log_prob(0.0)
     # A composite tensor: it crosses tf.function boundaries.
     d = AdaptiveUpdate(tf.constant([3.0, 10.0]))
 
