@@ -336,3 +336,25 @@ def test_a_call_validates_min_iterations():
     solver = Lanczos(5, max_iterations=5)
     with pytest.raises(ValueError, match="min_iterations"):
         solver(lambda v: v, min_iterations=0)
+
+
+@pytest.mark.parametrize("tolerance", [1e-3, 1e-6])
+def test_the_eigenvalue_criterion_stops_earlier_within_its_tolerance(gapped, tolerance):
+    # The Kato–Temple bound r²/δ certifies θ1 before the residual r itself is small.
+    exact = top(gapped)[0]
+    runs = {
+        criterion: Lanczos(300, max_iterations=100, tolerance=tolerance, criterion=criterion,
+                           min_iterations=1)(matvec_of(gapped))
+        for criterion in ("residual", "eigenvalue")
+    }
+    for result in runs.values():
+        assert abs(float(result.eigenvalues[0]) - exact) <= tolerance * exact
+    eigenvalue, residual = runs["eigenvalue"], runs["residual"]
+    assert int(eigenvalue.iterations) < int(residual.iterations)
+    # It stopped on the squared residual, not on the residual.
+    assert float(eigenvalue.residuals[0]) > tolerance * float(eigenvalue.eigenvalues[0])
+
+
+def test_the_criterion_is_validated():
+    with pytest.raises(ValueError, match="criterion"):
+        Lanczos(5, criterion="ritz")
