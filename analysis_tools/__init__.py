@@ -49,6 +49,7 @@ from analysis_tools.noise import (
     tail_index,
 )
 from analysis_tools.preconditioners import (
+    clipped_fraction_of,
     last_learning_rate_of,
     momentum_of,
     preconditioner_of,
@@ -118,6 +119,7 @@ __all__ = [
     "adaptive_lr_variance",
     "adaptive_lr_variance_first_order",
     "asymptotic_growth_factor",
+    "clipped_fraction_of",
     "count_modes",
     "effective_sample_size",
     "empirical_variance_vs_sample_size",

@@ -18,7 +18,11 @@ live optimizer:
 * `last_learning_rate_of(optimizer)`: η_t of the most recent update (the
   learning-rate schedule evaluated at the step that update used).
 * `stability_threshold_of(optimizer)`: the threshold on λ1(P⁻¹H) at the
-  learning rate the next update will use.
+  learning rate the next update will use, or ``None`` for a method without
+  one (sign descent).
+* `clipped_fraction_of(optimizer, variables)`: for a clipping method (ACClip,
+  CClip, GClip), the fraction of coordinates its most recent update clipped;
+  ``None`` for every other optimizer.
 * `second_moment_of(optimizer)`: the optimizer's description of the second
   moment that P is a power of (a `tf_adaptive.SecondMoment`: a sum or an
   exponential average of g², its β2 and the power p), which
@@ -128,7 +132,12 @@ Conventions shared by all:
   does, and `tf_adaptive.thresholds.stability_threshold` with the momentum type
   of the table (thresholds: none 2/η, heavy ball (2+2β)/η, Nesterov
   (2+2β)/((1+2β)η), EMA heavy ball (2+2β)/((1-β)η), EMA Nesterov
-  (2+2β)/((1-β)(1+2β)η)).
+  (2+2β)/((1-β)(1+2β)η)). It is the threshold of the frozen form (P held
+  fixed), which a tf_adaptive optimizer's class docstring relates to the
+  method itself: given (adaptive methods, which follow it while P changes
+  slowly), that of the unclipped method (ACClip, CClip, GClip: it holds
+  while `clipped_fraction_of` is 0), or none (sign descent, whose step has
+  length η at any curvature: ``None``).
 
 References: J. M. Cohen, B. Ghorbani, S. Krishnan, N. Agarwal, S. Medapati,
 M. Badura, D. Suo, D. Cardoze, Z. Nado, G. E. Dahl, J. Gilmer, "Adaptive
@@ -144,6 +153,7 @@ from keras import ops
 from tf_adaptive import SecondMoment, thresholds
 
 __all__ = [
+    "clipped_fraction_of",
     "last_learning_rate_of",
     "momentum_of",
     "preconditioner_of",
@@ -652,8 +662,18 @@ def stability_threshold_of(optimizer):
     Objects with the tf_adaptive protocol are delegated to; a
     LossScaleOptimizer is unwrapped. Evaluate it eagerly.
 
+    The threshold is that of the frozen form, P held fixed. Where no frozen
+    form describes the method the protocol returns ``None``, and so does
+    this function: sign descent (tf_adaptive's SSD and M-SSD) moves every
+    coordinate by η whatever the curvature and stays bounded on any
+    quadratic, and its λ1(P⁻¹H) with P = |m_t| tracks the distance to the
+    minimum, not a stability margin. Callers that divide by the threshold
+    must skip ``None``. For the clipping methods (ACClip, CClip, GClip) it is
+    the threshold of the unclipped method (P = 1), which describes them while
+    nothing is clipped: read it with `clipped_fraction_of`.
+
     Returns:
-        A Python float.
+        A Python float, or ``None`` for a method without a threshold.
 
     Raises:
         TypeError: for an unsupported optimizer (the message lists the
@@ -661,12 +681,31 @@ def stability_threshold_of(optimizer):
     """
     optimizer = _unwrap(optimizer)
     if _has_protocol(optimizer):
-        return float(optimizer.stability_threshold())
+        threshold = optimizer.stability_threshold()
+        return None if threshold is None else float(threshold)
     rule = _rule(optimizer, "stability_threshold_of")
     momentum_type, beta = rule.momentum_type(optimizer)
     learning_rate = _scalar(optimizer.learning_rate)
     return thresholds.stability_threshold(learning_rate, momentum_type, beta)
 
+
+
+def clipped_fraction_of(optimizer, variables):
+    """The fraction of the coordinates of `variables` that the most recent update clipped.
+
+    For an optimizer with a ``clipped_fraction(variables)`` method (the
+    tf_adaptive clipping methods ACClip, CClip and GClip), its value as a
+    Python float: 0 when nothing was clipped, so that P = 1 and their
+    `stability_threshold_of` (that of the unclipped method, Cohen et al.
+    2022, §2) applies to λ1(P⁻¹H) = λ1(H); GClip clips all coordinates or
+    none. ``None`` for every other optimizer (Keras's gradient clipping,
+    ``clipnorm`` and the like, acts before the update rule and is not
+    counted). A LossScaleOptimizer is unwrapped. Evaluate it eagerly.
+    """
+    optimizer = _unwrap(optimizer)
+    if not callable(getattr(optimizer, "clipped_fraction", None)):
+        return None
+    return float(ops.convert_to_numpy(optimizer.clipped_fraction(list(variables))))
 
 def second_moment_of(optimizer):
     """The second moment that the optimizer's preconditioner is a power of.

@@ -109,12 +109,14 @@ def main(argv):
     print("-" * len(header))
     for name, learning_rate, optimizer in runs:
         result = train(optimizer, data, initial_weights)
-        threshold_text = f"{stability_threshold_of(optimizer):.4g}"
+        threshold = stability_threshold_of(optimizer)
+        threshold_text = "none" if threshold is None else f"{threshold:.4g}"
         print(f"{name:<12} {learning_rate:>8.3g} {result['train_loss']:>11.4f} "
               f"{result['test_loss']:>10.4f} {result['test_accuracy']:>9.3f} "
               f"{threshold_text:>20} {result['seconds']:>7.2f}", flush=True)
     print("\nstability threshold: the largest stable λ1(P⁻¹H) at the final learning rate "
-          "(Cohen et al. 2022, §2), read by analysis_tools.stability_threshold_of.")
+          "(Cohen et al. 2022, §2), read by analysis_tools.stability_threshold_of; none for "
+          "sign descent, whose step has length η at any curvature.")
 
 
 if __name__ == "__main__":

@@ -82,7 +82,7 @@ def test_analysis_tools_thresholds_are_the_optimizers_formulas():
 
 
 def test_an_optimizer_threshold_agrees_with_the_analysis_formula():
-    optimizer = tf_adaptive.MSSD(learning_rate=0.02, beta=0.9)
+    optimizer = tf_adaptive.MSVAG(learning_rate=0.02, beta=0.9)
     expected = analysis_tools.thresholds.stability_threshold(0.02, analysis_tools.thresholds.EMA_HEAVY_BALL, 0.9)
     assert optimizer.stability_threshold() == pytest.approx(expected, rel=1e-6)  # η is stored in float32
     assert expected == pytest.approx((2 + 2 * 0.9) / ((1 - 0.9) * 0.02), rel=1e-12)

@@ -16,7 +16,10 @@
     of the gradient (P_t ∝ ν_t^p), so that analysis code reads it off the
     optimizer instead of keeping a table of classes.
   - ``stability_threshold()``: the largest stable λ1(P⁻¹H) at the current
-    learning rate, from `tf_adaptive.thresholds` and the method's momentum type.
+    learning rate, from `tf_adaptive.thresholds` and the method's momentum type,
+    where the frozen-P linear analysis applies; ``None`` where it does not
+    (sign descent). Clipping methods give the threshold of their unclipped
+    form and also have ``clipped_fraction(variables)``.
 
 * Float32 coefficient helpers. Keras's own optimizers cast β and the step
   count to the variable's dtype; in bfloat16 0.999 rounds to 1 and Adam's
@@ -319,10 +322,16 @@ class PreconditionedOptimizer(keras.optimizers.Optimizer):
         return SecondMoment(NONE)
 
     def stability_threshold(self):
-        """The threshold on λ1(P⁻¹H) at the current learning rate (a Python float).
+        """The threshold on λ1(P⁻¹H) at the current learning rate: a Python float, or ``None``.
 
         From `tf_adaptive.thresholds.stability_threshold` with this method's
-        momentum type (Cohen et al. 2022, §2 and Appendix A); evaluate it eagerly.
+        momentum type (Cohen et al. 2022, §2 and Appendix A); evaluate it
+        eagerly. It is the threshold of the *frozen* form: with P held fixed the
+        method is a linear recurrence on a quadratic, unstable exactly above it.
+        It describes the method itself only while P changes slowly compared
+        with the oscillation it would have to damp; each class docstring says
+        which case applies. A method whose step is not a linear function of the
+        gradient for any frozen P (sign descent) returns ``None``.
         """
         beta = 0.0
         if self.momentum_coefficient_name is not None:
@@ -349,6 +358,38 @@ class PreconditionedOptimizer(keras.optimizers.Optimizer):
                     config[name], custom_objects=custom_objects
                 )
         return super().from_config(config, custom_objects=custom_objects)
+
+
+class ClippingOptimizer(PreconditionedOptimizer):
+    """Base class of the clipping methods (ACClip, CClip, GClip): adds `clipped_fraction`.
+
+    Their `stability_threshold()` is that of the unclipped method (P = 1),
+    which describes the method only while nothing is clipped; the fraction
+    of clipped coordinates says how far that holds at a measurement.
+    Subclasses implement ``_clipped(index, dtype)``: 1 where the most recent
+    update clipped the coordinate, 0 where it did not, NaN where the state it
+    is read from is not finite.
+    """
+
+    def clipped_fraction(self, variables):
+        """The fraction of the coordinates of `variables` that the most recent update clipped.
+
+        A coordinate counts as clipped where the update multiplied its
+        momentum by a factor below 1, that is where P_t > 1 in
+        `preconditioner`: the fraction is 0 exactly when P_t = 1 everywhere.
+        The decision is read from the optimizer's state as the update made it,
+        so no gradient is needed. A float32 scalar: 0 before the first update,
+        NaN if the state of any of `variables` is not finite.
+        """
+        variables = list(variables)
+        if not variables:
+            raise ValueError("`variables` is empty: there is no coordinate to count.")
+        clipped = [ops.sum(ops.cast(self._state_of(v, self._clipped), "float32")) for v in variables]
+        fraction = sum(clipped) / float(sum(math.prod(v.shape) for v in variables))
+        return ops.where(self.iterations > 0, fraction, ops.zeros((), "float32"))
+
+    def _clipped(self, index, dtype):
+        raise NotImplementedError
 
 
 def register_optimizer(cls=None, /, **substitutions):

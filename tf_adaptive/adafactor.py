@@ -46,6 +46,12 @@ class Adafactor(PreconditionedOptimizer):
     β), power 1/2. Momentum type: EMA heavy ball with β1 (none when β1 = 0), so
     the threshold is 38/η at β1 = 0.9.
 
+    Stability threshold: given, for the frozen form (P = c_t S_t held fixed,
+    update clipping included; Cohen et al. 2022, §2 and App. A). The adaptive
+    method follows it while P_t changes slowly compared with the growth of an
+    oscillation; in full-batch training its λ1(P⁻¹H) rises to it and hovers
+    there (their Fig. 5).
+
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
             or a callable. Defaults to `1e-3`.

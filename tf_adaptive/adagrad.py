@@ -33,6 +33,11 @@ class Adagrad(PreconditionedOptimizer):
     not determine and no slot keeps: pass it, ``momentum(variable, gradient)``. Second moment: sum of g² (A_t), power 1/2. Momentum type: none, so
     `stability_threshold()` is 2/η.
 
+    Stability threshold: given, for the frozen form (P held fixed; Cohen et al.
+    2022, §2 and App. A). The adaptive method follows it while P_t changes slowly
+    compared with the growth of an oscillation; in full-batch training its
+    λ1(P⁻¹H) rises to it and hovers there (their Figs. 1 and 5).
+
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
             or a callable. Defaults to `1e-2`.

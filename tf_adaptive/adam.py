@@ -155,6 +155,11 @@ class Adam(_AdaptiveMomentum):
     EMA heavy ball with β1, so `stability_threshold()` is (2 + 2β1)/((1 - β1)η),
     38/η at β1 = 0.9.
 
+    Stability threshold: given, for the frozen form (P held fixed; Cohen et al.
+    2022, §2 and App. A). The adaptive method follows it while P_t changes slowly
+    compared with the growth of an oscillation; in full-batch training its
+    λ1(P⁻¹H) rises to it and hovers there (their Figs. 1 and 5).
+
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
             or a callable. Defaults to `1e-3`.
@@ -199,6 +204,11 @@ class Padam(_AdaptiveMomentum):
     Fig. 5). Momentum: u_t = m_t. Second moment: EMA of g² with β2 (its running
     maximum with AMSGrad), power p = `partial`. Momentum type: EMA heavy ball
     with β1.
+
+    Stability threshold: given, for the frozen form (P held fixed; Cohen et al.
+    2022, §2 and App. A). The adaptive method follows it while P_t changes slowly
+    compared with the growth of an oscillation; in full-batch training its
+    λ1(P⁻¹H) rises to it and hovers there (their Figs. 1 and 5).
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
@@ -258,6 +268,11 @@ class Nadam(_AdaptiveMomentum):
     Second moment: EMA of g² with β2, power 1/2. Momentum type: EMA Nesterov
     with β1, so `stability_threshold()` is (2 + 2β1)/((1 - β1)(1 + 2β1)η),
     13.57/η at β1 = 0.9.
+
+    Stability threshold: given, for the frozen form (P held fixed; Cohen et al.
+    2022, §2 and App. A). The adaptive method follows it while P_t changes slowly
+    compared with the growth of an oscillation; in full-batch training its
+    λ1(P⁻¹H) rises to it and hovers there (their Figs. 1 and 5).
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,

@@ -5,7 +5,7 @@ from keras import ops
 
 from tf_adaptive import thresholds
 from tf_adaptive._base import (
-    PreconditionedOptimizer,
+    ClippingOptimizer,
     check_beta,
     check_positive_or_schedule,
     compute_dtype,
@@ -17,14 +17,27 @@ from tf_adaptive._base import (
 _ARGS_DOC = """learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
             or a callable. The step size η_t.
         beta_1: Decay rate of the momentum m_t, in [0, 1). Defaults to `0.9`.
-        threshold: The clipping threshold τ_t > 0: a float, or a schedule
-            (any callable of the update count, e.g. a
+        threshold: The clipping threshold τ_k > 0: a float, or a schedule, any
+            callable of the update count k (an integer tensor, k = 1 at the
+            first update, as in the paper's Algorithm 1), e.g. a
             `keras.optimizers.schedules.LearningRateSchedule`; the theory's
-            growing τ_k = G k^(1/(α-1)) is one). Defaults to `1.0`."""
+            growing τ_k = G k^(1/(α-1)) is one. Defaults to `1.0`."""
 
 
-class _ClippedMomentum(PreconditionedOptimizer):
-    """Shared state of GClip and CClip: an EMA momentum and a threshold τ_t."""
+_THRESHOLD_DOC = """Stability threshold: that of the unclipped method. While nothing is
+    clipped, P_t = 1 and the method is EMA heavy ball, on a quadratic
+    x_{t+1} = (1 + β1) x_t - β1 x_{t-1} - η (1 - β1) H x_t (Cohen et al. 2022,
+    §2 and App. A), unstable exactly when λ1(H) exceeds
+    `stability_threshold()` = (2 + 2β1) / ((1 - β1) η). Above it the
+    oscillation grows until the momentum reaches τ_k; from then on the step is
+    capped at η τ_k, so with a constant τ the iterates stay bounded (a
+    bounded oscillation, not a divergence), and with a growing τ_k the cap
+    grows with it. Clipped steps are outside the frozen-P analysis; read
+    λ1(P⁻¹H) against the threshold together with `clipped_fraction`."""
+
+
+class _ClippedMomentum(ClippingOptimizer):
+    """Shared state of GClip and CClip: an EMA momentum and a threshold τ_k."""
 
     momentum_type = thresholds.EMA_HEAVY_BALL
     momentum_coefficient_name = "beta_1"
@@ -42,7 +55,16 @@ class _ClippedMomentum(PreconditionedOptimizer):
         self._momentums = self.add_optimizer_variables(var_list, "momentum")
 
     def _threshold_at(self, step, dtype):
+        """τ_k at update count k = `step` (1 for the first update)."""
         return ops.cast(evaluate_schedule(self.threshold, step), dtype)
+
+    def _update_threshold(self, dtype):
+        """τ_k of the update being computed: k = iterations + 1."""
+        return self._threshold_at(self.iterations + 1, dtype)
+
+    def _last_threshold(self, dtype):
+        """τ_k of the most recent update: k = iterations (τ_1 before the first, unused then)."""
+        return self._threshold_at(ops.maximum(self.iterations, 1), dtype)
 
     def _new_momentum(self, gradient, variable, dtype):
         """(the momentum slot, m_t = β1 m_{t-1} + (1 - β1) g_t); the slot is not written."""
@@ -54,7 +76,7 @@ class _ClippedMomentum(PreconditionedOptimizer):
         return ops.cast(self._momentums[index], dtype)
 
 
-@register_optimizer(clipping_args=_ARGS_DOC)
+@register_optimizer(clipping_args=_ARGS_DOC, threshold=_THRESHOLD_DOC)
 class CClip(_ClippedMomentum):
     """SGD with momentum, clipped coordinate-wise (CClip).
 
@@ -72,6 +94,8 @@ class CClip(_ClippedMomentum):
     gradient). Momentum: u_t = m_t, the momentum before clipping.
     Second moment: none. Momentum type: EMA heavy ball with β1.
 
+    {{threshold}}
+
     Args:
         {{clipping_args}}
         {{base_optimizer_keyword_args}}
@@ -84,20 +108,25 @@ class CClip(_ClippedMomentum):
         dtype = compute_dtype(variable)
         momentum, m = self._new_momentum(gradient, variable, dtype)
         self.assign(momentum, m)
-        tau = self._threshold_at(self.iterations, dtype)
+        tau = self._update_threshold(dtype)
         magnitude = ops.abs(m)
         clip = ops.where(magnitude > tau, tau / magnitude, 1.0)
         self.assign_sub(variable, ops.cast(learning_rate, dtype) * clip * m)
 
     def _preconditioner(self, index, dtype):
         magnitude = ops.abs(ops.cast(self._momentums[index], dtype))
-        tau = self._threshold_at(self.iterations - 1, dtype)
+        tau = self._last_threshold(dtype)
         clipped = ops.where(magnitude > tau, magnitude / tau, 1.0)
         # A NaN or infinite momentum fails every comparison, which would read as P = 1.
         return ops.where(ops.isfinite(magnitude), clipped, float("nan"))
 
+    def _clipped(self, index, dtype):
+        magnitude = ops.abs(ops.cast(self._momentums[index], dtype))
+        clipped = ops.cast(magnitude > self._last_threshold(dtype), dtype)
+        return ops.where(ops.isfinite(magnitude), clipped, float("nan"))
 
-@register_optimizer(clipping_args=_ARGS_DOC)
+
+@register_optimizer(clipping_args=_ARGS_DOC, threshold=_THRESHOLD_DOC)
 class GClip(_ClippedMomentum):
     """SGD with momentum, clipped by the global norm of the momentum (GClip).
 
@@ -122,6 +151,9 @@ class GClip(_ClippedMomentum):
     any variable). Momentum:
     u_t = m_t, the momentum before clipping. Second moment: none. Momentum
     type: EMA heavy ball with β1.
+
+    {{threshold}} Every coordinate is clipped or none is, so
+    `clipped_fraction` is 0 or 1.
 
     Args:
         {{clipping_args}}
@@ -176,7 +208,7 @@ class GClip(_ClippedMomentum):
             return
         if device not in self._clip_factors:
             norm = ops.sqrt(sum(self._squared_norms[device]))
-            tau = self._threshold_at(self.iterations, "float32")
+            tau = self._update_threshold("float32")
             self._clip_factors[device] = ops.where(norm > tau, tau / norm, 1.0)
         m = self._new_momentums[(device, index)]
         self.assign(self._momentums[index], m)
@@ -185,8 +217,12 @@ class GClip(_ClippedMomentum):
 
     def _preconditioner(self, index, dtype):
         norm = self._global_momentum_norm()
-        tau = self._threshold_at(self.iterations - 1, "float32")
+        tau = self._last_threshold("float32")
         clipped = ops.where(norm > tau, norm / tau, 1.0)
         # A NaN or infinite momentum anywhere fails every comparison, which would read as P = 1.
         return ops.cast(ops.where(ops.isfinite(norm), clipped, float("nan")), dtype)
 
+    def _clipped(self, index, dtype):
+        norm = self._global_momentum_norm()
+        clipped = ops.cast(norm > self._last_threshold("float32"), "float32")
+        return ops.cast(ops.where(ops.isfinite(norm), clipped, float("nan")), dtype)

@@ -39,6 +39,10 @@ class FrozenAdam(PreconditionedOptimizer):
     Preconditioner: P + ε. Momentum: u_t = m_t. Second moment: none (P is
     frozen). Momentum type: EMA heavy ball with β1.
 
+    Stability threshold: exact. P is fixed, so on a quadratic the method is a
+    linear recurrence, unstable exactly when λ1(P⁻¹H) exceeds it (Cohen et al.
+    2022, §2 and App. A).
+
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
             or a callable. Defaults to `1e-3`.

@@ -103,6 +103,10 @@ class HeavyBall(_Momentum):
     heavy ball or EMA heavy ball, so `stability_threshold()` is (2 + 2β)/η or
     (2 + 2β)/((1 - β)η) (2/η at β = 0).
 
+    Stability threshold: exact. P is fixed, so on a quadratic the method is a
+    linear recurrence, unstable exactly when λ1(P⁻¹H) exceeds it (Cohen et al.
+    2022, §2 and App. A).
+
     Args:
         {{momentum_args}}
         {{base_optimizer_keyword_args}}
@@ -133,6 +137,10 @@ class Nesterov(_Momentum):
     ``momentum(variable, gradient)``). Second moment: none.
     Momentum type: Nesterov or EMA Nesterov, so `stability_threshold()` is
     (2 + 2β)/((1 + 2β)η) or (2 + 2β)/((1 - β)(1 + 2β)η).
+
+    Stability threshold: exact. P is fixed, so on a quadratic the method is a
+    linear recurrence, unstable exactly when λ1(P⁻¹H) exceeds it (Cohen et al.
+    2022, §2 and App. A).
 
     Args:
         {{momentum_args}}

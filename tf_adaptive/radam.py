@@ -76,6 +76,11 @@ class RAdam(PreconditionedOptimizer):
     un-corrected first moment, in both phases). Second moment: EMA of g² with
     β2, power 1/2 (once rectified). Momentum type: EMA heavy ball with β1.
 
+    Stability threshold: given, for the frozen form (P held fixed; Cohen et al.
+    2022, §2 and App. A). The adaptive method follows it while P_t changes slowly
+    compared with the growth of an oscillation; in full-batch training its
+    λ1(P⁻¹H) rises to it and hovers there (their Figs. 1 and 5).
+
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
             or a callable. Defaults to `1e-3`.

@@ -41,6 +41,20 @@ class _SignDescent(PreconditionedOptimizer):
     def _momentum(self, index, dtype, gradient):
         return ops.cast(self._momentums[index], dtype)
 
+    def stability_threshold(self):
+        """``None``: sign descent has no stability threshold.
+
+        The step η sign(m_t) has length η in every coordinate whatever the
+        curvature, so on a quadratic the iterates close in on the minimum and
+        then oscillate around it within a few η: bounded at any curvature.
+        The effective P_t = |m_t| is set by that same oscillation (on
+        f(x) = a x²/2, λ1(P⁻¹H) = a / |m_t| grows without bound as x_t
+        approaches the minimum, whatever a), so no frozen P describes the
+        method and the frozen-P threshold of Cohen et al. 2022, §2, says
+        nothing about it.
+        """
+        return None
+
 
 @register_optimizer
 class SSD(_SignDescent):
@@ -55,6 +69,11 @@ class SSD(_SignDescent):
     P_t = |g_t| (sign(g) = g / |g|; a coordinate with g = 0 does not move and has
     P = 0 there, with P⁻¹ g read as sign(0) = 0). Momentum: u_t = g_t, the same
     slot. Second moment: none. Momentum type: none.
+
+    Stability threshold: none, `stability_threshold()` is ``None``. The step has
+    length η at any curvature, so SSD stays bounded on every quadratic, and
+    λ1(P⁻¹H) measures the distance to the minimum, not a stability margin: on
+    f(x) = a x²/2 it is a / |g_t| = 1 / |x_{t-1}| (see `stability_threshold`).
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,
@@ -80,7 +99,13 @@ class MSSD(_SignDescent):
 
     Preconditioner: P_t = |m_t| (P⁻¹ m read as sign(0) = 0 where m_t = 0).
     Momentum: u_t = m_t. Second moment: none. Momentum type: EMA heavy ball
-    with β.
+    with β (the form of m_t; it sets no threshold here).
+
+    Stability threshold: none, `stability_threshold()` is ``None``. The step has
+    length η at any curvature, so M-SSD stays bounded on every quadratic (it
+    oscillates around the minimum within a few η), and λ1(P⁻¹H) with
+    P = |m_t| measures the distance to the minimum, not a stability margin
+    (see `stability_threshold`).
 
     Args:
         learning_rate: A float, a `keras.optimizers.schedules.LearningRateSchedule`,

@@ -15,7 +15,11 @@ from analysis_tools._callback import MeasurementCallback
 from analysis_tools.curvature.eigenvalues import top_subspace_fraction
 from analysis_tools.curvature.hessian import HessianOperator
 from analysis_tools.curvature.lanczos import Lanczos
-from analysis_tools.preconditioners import preconditioner_of, stability_threshold_of
+from analysis_tools.preconditioners import (
+    clipped_fraction_of,
+    preconditioner_of,
+    stability_threshold_of,
+)
 
 __all__ = ["SharpnessCallback", "SharpnessRecord"]
 
@@ -42,7 +46,12 @@ class SharpnessCallback(MeasurementCallback):
     * ``preconditioned_sharpness``: λ1(P⁻¹H) (when `preconditioned`);
     * ``stability_threshold``: the threshold of the optimizer's frozen form;
     * ``sharpness_ratio``: λ1(P⁻¹H) / threshold (or λ1(H) / threshold when not
-      `preconditioned`), which the AEoS paper finds settles near 1.
+      `preconditioned`), which the AEoS paper finds settles near 1. Neither
+      key is logged for sign descent (SSD, M-SSD), which has no threshold
+      (`stability_threshold_of` is None);
+    * ``clipped_fraction``: for ACClip, CClip and GClip, the fraction of
+      coordinates their latest update clipped. Their threshold is that of the
+      unclipped method, which holds where this is 0.
 
     Epoch logs carry the latest measurement (so epochs before the first one
     have none of these keys).
@@ -175,7 +184,18 @@ class SharpnessCallback(MeasurementCallback):
         return result
 
     def measure(self):
-        """Run one measurement now and return its `SharpnessRecord`."""
+        """Run one measurement now and return its `SharpnessRecord`.
+
+        Its values: ``sharpness`` and ``preconditioned_sharpness`` (as
+        configured); ``stability_threshold`` and ``sharpness_ratio`` only for
+        an optimizer with a threshold (`stability_threshold_of` is ``None``
+        for sign descent, whose step has length η at any curvature, and then
+        neither is logged); ``clipped_fraction`` only for a clipping optimizer
+        (ACClip, CClip, GClip; `clipped_fraction_of`), the fraction of
+        coordinates its most recent update clipped. Their threshold is that
+        of the unclipped method, so the ratio reads against it as is where
+        ``clipped_fraction`` is 0 (there P = 1).
+        """
         if self._operator is None:
             self._build()
         optimizer = self.model.optimizer
@@ -186,15 +206,19 @@ class SharpnessCallback(MeasurementCallback):
             results["raw"] = self._solve("raw", self._operator.matvec)
             values["sharpness"] = float(results["raw"].eigenvalues[0])
         threshold = stability_threshold_of(optimizer)
+        clipped = clipped_fraction_of(optimizer, self.model.trainable_variables)
         if self.preconditioned:
             self._operator.set_preconditioner(
                 preconditioner_of(optimizer, self.model.trainable_variables)
             )
             results["preconditioned"] = self._solve("preconditioned", self._operator.preconditioned_matvec)
             values["preconditioned_sharpness"] = float(results["preconditioned"].eigenvalues[0])
-        values["stability_threshold"] = threshold
-        top = values.get("preconditioned_sharpness", values.get("sharpness"))
-        values["sharpness_ratio"] = top / threshold
+        if threshold is not None:
+            values["stability_threshold"] = threshold
+            top = values.get("preconditioned_sharpness", values.get("sharpness"))
+            values["sharpness_ratio"] = top / threshold
+        if clipped is not None:
+            values["clipped_fraction"] = clipped
         if self.fraction_in_top_subspace:
             name = "preconditioned" if self.preconditioned else "raw"
             gradient, _ = self._operator.gradient()

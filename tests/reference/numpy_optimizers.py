@@ -59,7 +59,8 @@ class CClip(Reference):
         self.m = _zeros(shapes)
 
     def tau(self):
-        return self.threshold(self.t - 1) if callable(self.threshold) else self.threshold
+        """τ_k of step k = t (Algorithm 1 counts k = 1, 2, ...)."""
+        return self.threshold(self.t) if callable(self.threshold) else self.threshold
 
     def updates(self, grads):
         out = []
