@@ -114,6 +114,20 @@ class MeasurementCallback(keras.callbacks.Callback):
             for key, value in values.items():
                 tf.summary.scalar(key, value)
 
+    def reset(self):
+        """Forget every measurement: `records`, the latest values and the schedule.
+
+        For a new training run of the same model (weights restored, a new
+        optimizer compiled, its step count from 0): what the callback has
+        built and traced for the model is kept, so the run does not pay for
+        it again.
+        """
+        self.records = []
+        self._latest = {}
+        self._last_step = 0
+        self._steps_before_epoch = 0
+        self._batches_begun = 0
+
     def mark_measured(self, step):
         """Record that a step-scheduled measurement happened at optimizer step `step`."""
         self._last_step = int(step)

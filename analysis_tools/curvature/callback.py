@@ -165,6 +165,18 @@ class SharpnessCallback(MeasurementCallback):
         if self._operator is None or self._operator.model is not self.model:
             self._build()
 
+    def reset(self):
+        """Forget every measurement and warm start, keeping the traced Hessian operator and solvers.
+
+        Reusing one callback for several runs of the same model (restore the
+        weights, compile a new optimizer, `fit`, `reset()`) traces and compiles
+        the products once instead of once per run.
+        """
+        super().reset()
+        self._previous_vectors = {}
+        for solver in getattr(self, "_solvers", {}).values():
+            solver.reset_seed()  # the same random starts as a new callback's
+
     # ---------------------------------------------------------- measuring
     def _solve(self, name, matvec):
         solver = self._solvers[name]

@@ -325,6 +325,10 @@ class Lanczos:
         return LanczosResult(eigenvalues, eigenvectors if self.return_vectors else None,
                              residuals, iterations)
 
+    def reset_seed(self):
+        """Restart the sequence of random start vectors, as in a new instance with the same seed."""
+        self._calls.assign(0)
+
     def _on_basis_device(self):
         """A device scope for the basis and the work on it: the host CPU, or no scope at all."""
         if self.basis_device == "host":

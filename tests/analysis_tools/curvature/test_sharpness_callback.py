@@ -163,3 +163,33 @@ def test_full_batch_adam_trains_at_the_adaptive_edge_of_stability():
     assert np.max(after) < 1.3  # ... and does not get far above it,
     assert 0.8 < np.mean(after) < 1.1  # hovering at it, while the loss keeps falling.
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][arrival * 10]
+
+
+def test_a_reset_callback_serves_a_second_run_without_retracing():
+    # One callback, one model, two runs from the same weights with a new optimizer each:
+    # the second run's records equal a new callback's, and nothing is traced again.
+    x, y = _problem()
+    model = _model()
+    initial = model.get_weights()
+
+    def run(callback):
+        model.set_weights(initial)
+        model.compile(optimizer=tf_adaptive.Adam(learning_rate=1e-2), loss="mse")
+        model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[callback])
+        return [(r.step, r.values["sharpness"], r.values["preconditioned_sharpness"]) for r in callback.records]
+
+    fresh = run(SharpnessCallback((x, y), every_n_steps=3, max_iterations=20))
+    reused = SharpnessCallback((x, y), every_n_steps=3, max_iterations=20)
+    run(reused)
+    def traces():
+        return {name: (solver._function, solver._function.experimental_get_tracing_count())
+                for name, solver in reused._solvers.items()}
+
+    operator, before = reused._operator, traces()
+    reused.reset()
+    assert reused.records == [] and reused._latest == {}
+    again = run(reused)
+    assert reused._operator is operator
+    assert traces() == before
+    assert [step for step, _, _ in again] == [3, 6]
+    np.testing.assert_allclose(np.array(again)[:, 1:], np.array(fresh)[:, 1:], rtol=1e-6)
