@@ -30,3 +30,25 @@ def test_edge_of_stability_writes_figures_and_adam_equilibrates_at_38_over_eta(t
     assert not frozen["diverged"]
 
     assert all(row["verdict"] in ("agree", "disagree") for row in results["verdicts"])
+    assert results["flags"]["labels"] == "true" and results["flags"]["label_agreement"] == 1.0
+
+
+@pytest.mark.slow
+def test_edge_of_stability_random_labels_are_not_the_true_ones_and_the_run_completes(tmp_path):
+    stdout, results = run_example(
+        "edge_of_stability", tmp_path,
+        ["--labels=random", "--optimizer=adam", "--optimizer=frozen_adam", "--learning_rates=0.0002",
+         "--frozen_initial_ratios=0.5", "--freeze_learning_rate=0.0002", "--freeze_step=10",
+         "--num_examples=128", "--steps=20", "--measure_every=10"],
+        figures=("trajectories.png", "ratios.png"),
+    )
+
+    assert "random labels" in stdout
+    assert results["flags"]["labels"] == "random"
+    # A permutation of the labels over the images: about 1 in 10 match the true label by chance.
+    assert results["flags"]["label_agreement"] < 0.3
+    assert results["frozen_adam"]["freeze_learning_rate"] == pytest.approx(2e-4)
+    for name in ("adam", "frozen_adam"):
+        (run,) = results["runs"][name]
+        assert [record["step"] for record in run["records"]] == [10, 20]
+        assert len(run["losses"]) == 20 and not run["diverged"]
