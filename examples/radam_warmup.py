@@ -19,19 +19,42 @@ first-order approximation of Var ψ.
   i.e. the SMA model.
 * `sweep.png` (Fig. 6, and Table 3's warmup comparison): a byte-level
   language model trained with Adam, Adam with linear warmup and RAdam over a
-  range of learning rates η; validation bits per byte against the step, and
-  the final value against η.
+  range of learning rates η, at every `--seeds`; validation bits per byte
+  against the step, the final value against η, and each seed's η
+  sensitivity (the range max − min of the final value over η).
+* `warmup.png`: the paper's claim that RAdam removes the need to tune the
+  warmup. Adam with linear warmup of `--warmup_multipliers` × 2/(1 − β2)
+  steps (0.25×, 1×, 4×), Adam without warmup and RAdam, at the largest η,
+  over the same seeds.
 
 The language model is a small post-LayerNorm transformer (Vaswani et al.
 2017, the architecture whose need for warmup motivated the paper) on the
 English documentation that ships with Python (`_common.text_corpus`). β2
 defaults to 0.98, Vaswani et al.'s and fairseq's transformer setting, and the
-warmup length to 2/(1 − β2) steps (the untuned rule of Ma and Yarats 2019;
-ρ_∞ = 2/(1 − β2) − 1 is also RAdam's horizon), so that both schedules finish
-well within a few hundred steps. One seed per run: differences below about
-0.05 bits per byte are within run-to-run noise.
+warmup length to 2/(1 − β2) = 100 steps (the untuned rule of Ma and Yarats
+2019; ρ_∞ = 2/(1 − β2) − 1 is also RAdam's horizon). At the default 250
+steps the 4× warmup (400 steps) never reaches its peak η; that is part of
+what tuning the warmup means within a fixed budget.
 
-    python examples/radam_warmup.py                      # 87 s wall on 2 idle CPU cores (3 min 12 s on busy, shared ones)
+A seed draws the initial weights, the training windows, the batch order and
+the validation windows. In the default run the final bits per byte of one
+(optimizer, η) moves between the 3 seeds (max − min) by a median of 0.10
+and up to 0.68 (Adam without warmup at η = 0.03; RAdam up to 0.21), not by
+the ≈0.05 an earlier one-seed version assumed. So the language-model rows of the verdict
+table compare means over seeds, and a directional claim ("RAdam is less
+sensitive to η than Adam") gets "agree" or "disagree" only when the gap
+between the means exceeds the seed-to-seed spread, the larger of the two
+quantities' ranges (max − min over seeds); otherwise it reads "no verdict:
+gap X within spread Y". A claim that two results match (Table 3) agrees when
+the gap is within the spread. The warmup claim, decided before running:
+Adam with warmup needs the warmup tuned if its mean at the worst length
+exceeds that at the best length by more than the spread; if so, RAdam removes
+the need if its mean is at most the spread above the best length's;
+otherwise there is nothing to tune and no verdict. The simulations use the
+first seed.
+
+    python examples/radam_warmup.py    # 3 seeds, 42 runs: 443 s on 2 CPU cores that ran the one-seed version in 126 s
+    python examples/radam_warmup.py --seeds=0 --warmup_multipliers=1   # one seed, the η sweep only: about a minute
     python examples/radam_warmup.py --steps=1000 --learning_rates=3e-4,1e-3,3e-3,1e-2,3e-2,1e-1
     python examples/radam_warmup.py --data_dir=DIR  # DIR/corpus.txt instead of the embedded text
 """
@@ -58,30 +81,42 @@ from analysis_tools import (  # noqa: E402
 import _common  # noqa: E402  (examples/_common.py, next to this script)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", os.path.join("examples_output", "radam_warmup"),
-                    "Where the figures and results.json go.")
-flags.DEFINE_integer("steps", 300, "Training steps of each language-model run.", lower_bound=1)
-flags.DEFINE_list("learning_rates", ["1e-3", "3e-3", "1e-2", "3e-2"], "The swept peak learning rates η.")
-flags.DEFINE_float("beta_2", 0.98, "β2 of every optimizer in the sweep (β1 = 0.9).")
-flags.DEFINE_integer("warmup_steps", None, "Linear warmup length of Adam with warmup (default 2/(1 − β2)).")
-flags.DEFINE_integer("eval_every", 25, "Steps between validation measurements (--steps is rounded "
-                     "down to a multiple of it).", lower_bound=1)
-flags.DEFINE_integer("batch_size", 32, "Sequences per batch.", lower_bound=1)
-flags.DEFINE_integer("sequence_length", 32, "Bytes per training sequence.", lower_bound=2)
-flags.DEFINE_integer("model_dim", 64, "Width of the transformer.", lower_bound=4)
-flags.DEFINE_integer("num_layers", 2, "Transformer blocks.", lower_bound=1)
-flags.DEFINE_integer("validation_windows", 256, "Held-out sequences for the validation loss.", lower_bound=1)
-flags.DEFINE_integer("simulation_coordinates", 100_000,
-                     "Independent coordinates of the Fig. 9 simulation and samples per ρ of the Monte Carlo.",
-                     lower_bound=1000)
-flags.DEFINE_integer("simulation_steps", 1000, "Steps of the Fig. 9 simulation.", lower_bound=10)
-flags.DEFINE_integer("seed", 0, "Seed of the simulations, the initial weights and the batch order.")
-_common.define_text_flags()
+
+
+def define_flags():
+    """The command-line flags; defined only when run as a script, so that tests can import the module."""
+    flags.DEFINE_string("output_dir", os.path.join("examples_output", "radam_warmup"),
+                        "Where the figures and results.json go.")
+    flags.DEFINE_integer("steps", 250, "Training steps of each language-model run.", lower_bound=1)
+    flags.DEFINE_list("learning_rates", ["1e-3", "3e-3", "1e-2", "3e-2"], "The swept peak learning rates η.")
+    flags.DEFINE_float("beta_2", 0.98, "β2 of every optimizer in the sweep (β1 = 0.9).")
+    flags.DEFINE_integer("warmup_steps", None, "Linear warmup length of Adam with warmup in the η sweep "
+                         "(default 2/(1 − β2)); --warmup_multipliers scale it.")
+    flags.DEFINE_list("warmup_multipliers", ["0.25", "1", "4"],
+                      "Warmup lengths of the warmup comparison, as multiples of --warmup_steps.")
+    flags.DEFINE_float("warmup_learning_rate", None, "Peak η of the warmup comparison "
+                       "(default: the largest of --learning_rates, where warmup matters most).")
+    flags.DEFINE_integer("eval_every", 25, "Steps between validation measurements (--steps is rounded "
+                         "down to a multiple of it).", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 32, "Sequences per batch.", lower_bound=1)
+    flags.DEFINE_integer("sequence_length", 32, "Bytes per training sequence.", lower_bound=2)
+    flags.DEFINE_integer("model_dim", 64, "Width of the transformer.", lower_bound=4)
+    flags.DEFINE_integer("num_layers", 2, "Transformer blocks.", lower_bound=1)
+    flags.DEFINE_integer("validation_windows", 256, "Held-out sequences for the validation loss.", lower_bound=1)
+    flags.DEFINE_integer("simulation_coordinates", 100_000,
+                         "Independent coordinates of the Fig. 9 simulation and samples per ρ of the Monte Carlo.",
+                         lower_bound=1000)
+    flags.DEFINE_integer("simulation_steps", 1000, "Steps of the Fig. 9 simulation.", lower_bound=10)
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the language-model runs (initial weights, training "
+                      "windows, batch order, validation windows); the simulations use the first.")
+    _common.define_text_flags()
+
 
 PAPER_BETA_2 = 0.999  # the β2 of Liu et al.'s Fig. 9 and of Adam's default
 MONTE_CARLO_RHO = (6.0, 10.0, 20.0, 50.0, 200.0, 1000.0)
 CHANCE_BITS = 8.0  # log2 256: a uniform guess over bytes; diverged runs are scored so
 OPTIMIZERS = ("Adam", "Adam + warmup", "RAdam")
+SPREAD_RULE = "spread: the larger of the two quantities' ranges over seeds (max − min)"
 
 
 class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
@@ -157,49 +192,121 @@ def bits(nats):
     return nats / math.log(2.0) if math.isfinite(nats) else CHANCE_BITS
 
 
-def sweep(warmup_steps):
-    """Trains the language model with every optimizer and η; returns the learning curves."""
-    corpus = _common.text_corpus(FLAGS.data_dir)
+def train_seed(corpus, seed, warmup_steps, warmup_lengths, warmup_rate):
+    """One seed: every optimizer at every η (warmup `warmup_steps`), then the warmup lengths at `warmup_rate`.
+
+    The seed draws the training and validation windows, the batch order and
+    the initial weights, which every run of the seed shares. A run that the
+    warmup comparison shares with the η sweep is trained once.
+    """
     (x_train, y_train), (x_val, y_val) = _common.text_windows(
-        corpus, FLAGS.sequence_length, seed=FLAGS.seed,
+        corpus, FLAGS.sequence_length, seed=seed,
         num_windows=max(FLAGS.steps * FLAGS.batch_size, 4 * FLAGS.validation_windows))
-    held_out = np.random.default_rng(FLAGS.seed).permutation(len(x_val))[:FLAGS.validation_windows]
+    held_out = np.random.default_rng(seed).permutation(len(x_val))[:FLAGS.validation_windows]
     x_val, y_val = x_val[held_out], y_val[held_out]
-    counts = np.bincount(corpus, minlength=256)
-    p = counts[counts > 0] / counts.sum()
-    unigram_bits = float(-(p * np.log2(p)).sum())
     # The dataset shuffles itself (fit's `shuffle` is for arrays).
     train = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
-             .shuffle(len(x_train), seed=FLAGS.seed).repeat().batch(FLAGS.batch_size))
-    initial_weights = language_model(FLAGS.seed).get_weights()
+             .shuffle(len(x_train), seed=seed).repeat().batch(FLAGS.batch_size))
+    initial_weights = language_model(seed).get_weights()
     periods = max(1, FLAGS.steps // FLAGS.eval_every)
     steps_per_period = FLAGS.steps // periods
-    print(f"\nbyte-level post-LN transformer: {FLAGS.num_layers} blocks, width {FLAGS.model_dim}, "
-          f"{len(initial_weights)} weight tensors; {FLAGS.steps} steps of {FLAGS.batch_size}×"
-          f"{FLAGS.sequence_length} bytes; β2 = {FLAGS.beta_2}, warmup {warmup_steps} steps; "
-          f"unigram entropy {unigram_bits:.2f} bits/byte", flush=True)
+    cache = {}
+
+    def run(name, learning_rate, warmup=None):
+        key = (name, learning_rate, warmup if name == "Adam + warmup" else None)
+        if key in cache:
+            return cache[key]
+        start = time.perf_counter()
+        model = language_model(seed)
+        model.set_weights(initial_weights)
+        model.compile(optimizer=make_optimizer(name, learning_rate, warmup),
+                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        history = model.fit(train, epochs=periods, steps_per_epoch=steps_per_period, shuffle=False,
+                            validation_data=(x_val, y_val), validation_batch_size=128, verbose=0)
+        validation = [bits(v) for v in history.history["val_loss"]]
+        cache[key] = dict(
+            learning_rate=learning_rate, warmup_steps=key[2],
+            step=[steps_per_period * (k + 1) for k in range(periods)],
+            train_bits=[bits(v) for v in history.history["loss"]],
+            validation_bits=validation,
+            final_bits=validation[-1],
+            diverged=not all(math.isfinite(v) for v in history.history["loss"]))
+        label = name if key[2] is None else f"{name} ({key[2]})"
+        print(f"  seed {seed}  {label:<20} η = {learning_rate:<7g} validation {validation[-1]:.3f} bits/byte "
+              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        return cache[key]
+
     runs = {name: [] for name in OPTIMIZERS}
     for learning_rate in (float(rate) for rate in FLAGS.learning_rates):
         for name in OPTIMIZERS:
-            start = time.perf_counter()
-            model = language_model(FLAGS.seed)
-            model.set_weights(initial_weights)
-            model.compile(optimizer=make_optimizer(name, learning_rate, warmup_steps),
-                          loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-            history = model.fit(train, epochs=periods, steps_per_epoch=steps_per_period, shuffle=False,
-                                validation_data=(x_val, y_val), validation_batch_size=128, verbose=0)
-            validation = [bits(v) for v in history.history["val_loss"]]
-            runs[name].append(dict(
-                learning_rate=learning_rate,
-                step=[steps_per_period * (k + 1) for k in range(periods)],
-                train_bits=[bits(v) for v in history.history["loss"]],
-                validation_bits=validation,
-                final_bits=validation[-1],
-                diverged=not all(math.isfinite(v) for v in history.history["loss"])))
-            print(f"  {name:<14} η = {learning_rate:<7g} validation {validation[-1]:.3f} bits/byte "
-                  f"({time.perf_counter() - start:.0f} s)", flush=True)
-    return dict(runs=runs, unigram_bits=unigram_bits, warmup_steps=warmup_steps, steps=periods * steps_per_period,
+            runs[name].append(run(name, learning_rate, warmup_steps))
+    warmup = dict(learning_rate=warmup_rate, adam=run("Adam", warmup_rate), radam=run("RAdam", warmup_rate),
+                  runs=[run("Adam + warmup", warmup_rate, length) for length in warmup_lengths])
+    return dict(seed=seed, runs=runs, warmup=warmup, steps=periods * steps_per_period,
                 num_parameters=int(sum(np.prod(w.shape) for w in initial_weights)))
+
+
+def sweep(seeds, warmup_steps, warmup_multipliers, warmup_rate):
+    """The η sweep and the warmup comparison at every seed."""
+    corpus = _common.text_corpus(FLAGS.data_dir)
+    counts = np.bincount(corpus, minlength=256)
+    p = counts[counts > 0] / counts.sum()
+    unigram_bits = float(-(p * np.log2(p)).sum())
+    warmup_lengths = [max(1, int(round(m * warmup_steps))) for m in warmup_multipliers]
+    print(f"\nbyte-level post-LN transformer: {FLAGS.num_layers} blocks, width {FLAGS.model_dim}; "
+          f"{FLAGS.steps} steps of {FLAGS.batch_size}×{FLAGS.sequence_length} bytes; β2 = {FLAGS.beta_2}, "
+          f"warmup {warmup_steps} steps in the η sweep, {warmup_lengths} steps at η = {warmup_rate:g}; "
+          f"seeds {seeds}; unigram entropy {unigram_bits:.2f} bits/byte", flush=True)
+    per_seed = [train_seed(corpus, seed, warmup_steps, warmup_lengths, warmup_rate) for seed in seeds]
+    return dict(seeds=list(seeds), per_seed=per_seed, unigram_bits=unigram_bits, warmup_steps=warmup_steps,
+                warmup_multipliers=list(warmup_multipliers), warmup_lengths=warmup_lengths,
+                warmup_learning_rate=warmup_rate, learning_rates=[float(r) for r in FLAGS.learning_rates],
+                steps=per_seed[0]["steps"], num_parameters=per_seed[0]["num_parameters"])
+
+
+def summarize(result):
+    """Per-seed arrays of the sweep: final bits/byte [seed, η], the range over η, the warmup comparison."""
+    per_seed = result["per_seed"]
+    final = {name: np.array([[run["final_bits"] for run in seed["runs"][name]] for seed in per_seed])
+             for name in OPTIMIZERS}
+    return dict(
+        final=final,
+        range_over_rates={name: np.ptp(values, axis=1) for name, values in final.items()},
+        best={name: values.min(axis=1) for name, values in final.items()},
+        # One configuration's movement between seeds: max − min over seeds, per (optimizer, η).
+        seed_noise={name: np.ptp(values, axis=0) for name, values in final.items()},
+        warmup=np.array([[run["final_bits"] for run in seed["warmup"]["runs"]] for seed in per_seed]),
+        warmup_adam=np.array([seed["warmup"]["adam"]["final_bits"] for seed in per_seed]),
+        warmup_radam=np.array([seed["warmup"]["radam"]["final_bits"] for seed in per_seed]))
+
+
+def format_row(label, values):
+    values = np.asarray(values, dtype=np.float64)
+    return (f"  {label:<30}" + "".join(f"{v:>8.3f}" for v in values)
+            + f"   mean {values.mean():.3f}  spread {np.ptp(values):.3f}")
+
+
+def print_tables(result, summary):
+    seeds = result["seeds"]
+    header = f"  {'':<30}" + "".join(f"{'seed ' + str(s):>8}" for s in seeds)
+    print(f"\nFinal validation bits/byte after {result['steps']} steps (spread: max − min over seeds)")
+    print(header)
+    for name in OPTIMIZERS:
+        for k, rate in enumerate(result["learning_rates"]):
+            print(format_row(f"{name}, η = {rate:g}", summary["final"][name][:, k]))
+    print("\nη sensitivity: range of the final bits/byte over η (max − min), per seed")
+    print(header)
+    for name in OPTIMIZERS:
+        print(format_row(name, summary["range_over_rates"][name]))
+    print(f"\nWarmup length at η = {result['warmup_learning_rate']:g}: final bits/byte")
+    print(header)
+    print(format_row("Adam, no warmup", summary["warmup_adam"]))
+    for k, (multiplier, length) in enumerate(zip(result["warmup_multipliers"], result["warmup_lengths"])):
+        print(format_row(f"Adam + warmup {multiplier:g}× ({length} steps)", summary["warmup"][:, k]))
+    print(format_row("RAdam", summary["warmup_radam"]))
+    noise = np.concatenate([summary["seed_noise"][name] for name in OPTIMIZERS])
+    print(f"\nSeed-to-seed movement of one run (max − min over seeds, per optimizer and η): median "
+          f"{np.median(noise):.2f}, largest {noise.max():.2f} bits/byte")
 
 
 # -------------------------------------------------------------------- figures
@@ -247,28 +354,83 @@ def figure_simulation(plt, simulations):
     return figure
 
 
-def figure_sweep(plt, result):
-    runs = result["runs"]
-    figure, axes = plt.subplots(1, len(OPTIMIZERS) + 1, figsize=(4.0 * (len(OPTIMIZERS) + 1), 3.6))
-    colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(FLAGS.learning_rates)))
+def figure_sweep(plt, result, summary):
+    per_seed = result["per_seed"]
+    rates = result["learning_rates"]
+    figure, axes = plt.subplots(1, len(OPTIMIZERS) + 2, figsize=(4.0 * (len(OPTIMIZERS) + 2), 3.6))
+    colors = plt.cm.viridis(np.linspace(0.0, 0.9, len(rates)))
     top = min(CHANCE_BITS, 1.3 * result["unigram_bits"])
     for axis, name in zip(axes, OPTIMIZERS):
-        for run, color in zip(runs[name], colors):
-            axis.plot(run["step"], run["validation_bits"], color=color, label=f"η = {run['learning_rate']:g}")
+        for k, (rate, color) in enumerate(zip(rates, colors)):
+            curves = np.array([seed["runs"][name][k]["validation_bits"] for seed in per_seed])
+            step = per_seed[0]["runs"][name][k]["step"]
+            for curve in curves:
+                axis.plot(step, curve, color=color, alpha=0.3, linewidth=0.8)
+            axis.plot(step, curves.mean(axis=0), color=color, label=f"η = {rate:g}")
         axis.axhline(result["unigram_bits"], color="gray", linestyle=":", linewidth=1, label="unigram entropy")
-        axis.set_title(name)
+        axis.set_title(f"{name} (mean of {len(per_seed)} seeds; thin: each)", fontsize=9)
         axis.set_xlabel("step")
         axis.set_ylim(top=top)
         axis.legend(fontsize=7)
     axes[0].set_ylabel("validation bits per byte")
-    summary = axes[-1]
-    for name, marker in zip(OPTIMIZERS, ("o", "s", "^")):
-        summary.semilogx([run["learning_rate"] for run in runs[name]], [run["final_bits"] for run in runs[name]],
-                         marker=marker, label=name)
-    summary.axhline(result["unigram_bits"], color="gray", linestyle=":", linewidth=1)
-    summary.set_xlabel("peak learning rate η")
-    summary.set_title(f"after {result['steps']} steps (Fig. 6)")
-    summary.legend(fontsize=7)
+    final_axis, range_axis = axes[-2], axes[-1]
+    for j, (name, marker) in enumerate(zip(OPTIMIZERS, ("o", "s", "^"))):
+        values = summary["final"][name]
+        mean = values.mean(axis=0)
+        shift = 1.0 + 0.04 * (j - 1)  # side by side on the log axis
+        final_axis.errorbar(np.asarray(rates) * shift, mean, yerr=[mean - values.min(axis=0), values.max(axis=0) - mean],
+                            marker=marker, capsize=3, label=name)
+        ranges = summary["range_over_rates"][name]
+        range_axis.plot(np.full(len(ranges), j), ranges, marker, color=f"C{j}", alpha=0.6)
+        range_axis.plot([j - 0.25, j + 0.25], [ranges.mean()] * 2, color=f"C{j}")
+    final_axis.axhline(result["unigram_bits"], color="gray", linestyle=":", linewidth=1)
+    final_axis.set_xscale("log")
+    final_axis.set_xticks(rates, [f"{rate:g}" for rate in rates])
+    final_axis.minorticks_off()
+    final_axis.set_xlabel("peak learning rate η")
+    final_axis.set_title(f"after {result['steps']} steps (Fig. 6); bars: min–max over seeds", fontsize=9)
+    final_axis.legend(fontsize=7)
+    range_axis.set_xticks(range(len(OPTIMIZERS)), OPTIMIZERS, fontsize=8)
+    range_axis.set_ylabel("max − min of final bits/byte over η")
+    range_axis.set_title("η sensitivity, each seed (line: mean)", fontsize=9)
+    figure.tight_layout()
+    return figure
+
+
+def figure_warmup(plt, result, summary):
+    per_seed = result["per_seed"]
+    lengths = np.asarray(result["warmup_lengths"])
+    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
+    for values, color, label in ((summary["warmup_radam"], "C2", "RAdam (no warmup)"),
+                                 (summary["warmup_adam"], "C0", "Adam, no warmup")):
+        left.axhline(values.mean(), color=color, label=f"{label}: mean, min–max")
+        left.axhspan(values.min(), values.max(), color=color, alpha=0.15)
+    for values in summary["warmup"]:
+        left.plot(lengths, values, "s", color="C1", alpha=0.5)
+    left.plot(lengths, summary["warmup"].mean(axis=0), "-s", color="C1", label="Adam + warmup: each seed, mean")
+    left.axvline(result["warmup_steps"], color="gray", linestyle=":", linewidth=1, label="2/(1 − β2)")
+    left.set_xscale("log")
+    left.set_xticks(lengths, [str(length) for length in lengths])
+    left.minorticks_off()
+    left.set_xlabel("linear warmup length (steps)")
+    left.set_ylabel(f"validation bits/byte after {result['steps']} steps")
+    left.set_title(f"Does RAdam remove the need to tune the warmup? η = {result['warmup_learning_rate']:g}",
+                   fontsize=9)
+    left.legend(fontsize=7)
+    step = per_seed[0]["warmup"]["radam"]["step"]
+    mean_curve = lambda runs: np.mean([run["validation_bits"] for run in runs], axis=0)  # noqa: E731
+    right.plot(step, mean_curve([seed["warmup"]["adam"] for seed in per_seed]), color="C0", label="Adam, no warmup")
+    shades = plt.cm.Oranges(np.linspace(0.45, 0.95, len(lengths)))
+    for k, (length, shade) in enumerate(zip(lengths, shades)):
+        right.plot(step, mean_curve([seed["warmup"]["runs"][k] for seed in per_seed]), color=shade,
+                   label=f"Adam + warmup {length} steps")
+    right.plot(step, mean_curve([seed["warmup"]["radam"] for seed in per_seed]), color="C2", label="RAdam")
+    right.axhline(result["unigram_bits"], color="gray", linestyle=":", linewidth=1)
+    right.set_ylim(top=min(CHANCE_BITS, 1.3 * result["unigram_bits"]))
+    right.set_xlabel("step")
+    right.set_ylabel("validation bits per byte")
+    right.set_title(f"mean over seeds {result['seeds']}", fontsize=9)
+    right.legend(fontsize=7)
     figure.tight_layout()
     return figure
 
@@ -279,7 +441,83 @@ def relative_gap(rho):
     return float(adaptive_lr_variance_first_order(rho)) / float(adaptive_lr_variance(rho)) - 1.0
 
 
-def verdicts(curves, simulations, result):
+def gated_verdict(claim, label_a, a, label_b, b, relation):
+    """A verdict row for a claim about the means over seeds of `a` and `b`, gated on the seed-to-seed spread.
+
+    The spread is the larger of the two ranges over seeds (max − min; a
+    single number, such as a fixed threshold, has range 0). `relation`:
+
+    * "<" (mean a < mean b) or ">" (mean a > mean b): "agree" or "disagree"
+      only when the gap between the means exceeds the spread; otherwise
+      "no verdict: gap X within spread Y".
+    * "≈" (the means match): "agree" when the gap is within the spread, the
+      two being indistinguishable at this noise; "disagree" when it exceeds it.
+    * "≲" (a is no worse, i.e. no larger, than b): "agree" unless mean a
+      exceeds mean b by more than the spread.
+
+    With one seed the spread is 0 and any gap decides. A NaN anywhere gives
+    "no verdict". The row also carries `gap` (for "<" and ">" signed, > 0 when
+    the claim holds; for "≈" the absolute difference; for "≲" mean a − mean b)
+    and `spread`.
+    """
+    a = np.atleast_1d(np.asarray(a, dtype=np.float64))
+    b = np.atleast_1d(np.asarray(b, dtype=np.float64))
+    spread = float(max(np.ptp(a), np.ptp(b)))
+    difference = float(np.mean(a) - np.mean(b))
+    gap = {"<": -difference, ">": difference, "≈": abs(difference), "≲": difference}[relation]
+
+    def values(label, x):
+        seeds = "" if len(x) == 1 else " (" + ", ".join(f"{v:.2f}" for v in x) + ")"
+        return f"{label} {np.mean(x):.2f}{seeds}"
+
+    measured = f"{values(label_a, a)} vs {values(label_b, b)}; "
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return dict(claim=claim, measured=measured + "no verdict: not measured at every seed (NaN)",
+                    verdict="no verdict", gap=gap, spread=spread)
+    if relation in ("<", ">"):
+        if abs(gap) > spread:
+            row = _common.verdict(claim, measured + f"gap {abs(gap):.2f} > spread {spread:.2f}", gap > 0)
+        else:
+            row = dict(claim=claim, measured=measured + f"no verdict: gap {abs(gap):.2f} within spread {spread:.2f}",
+                       verdict="no verdict")
+    else:
+        within = gap <= spread
+        text = f"gap {gap:.2f} within spread {spread:.2f}" if within else f"gap {gap:.2f} > spread {spread:.2f}"
+        row = _common.verdict(claim, measured + text, within)
+    return dict(row, gap=gap, spread=spread)
+
+
+def warmup_verdicts(result, summary):
+    """Liu et al.'s claim that RAdam removes the need to tune the warmup, at the warmup comparison's η.
+
+    Decided before running: (1) Adam with warmup needs the warmup tuned if its
+    mean final loss at the worst length exceeds that at the best length by
+    more than the spread; (2) then RAdam removes the need if its mean final
+    loss is no more than the spread above the best length's. Without (1)
+    there is nothing to tune here, and (2) gets no verdict.
+    """
+    lengths, multipliers = result["warmup_lengths"], result["warmup_multipliers"]
+    warmup = summary["warmup"]
+    means = warmup.mean(axis=0)
+    best, worst = int(np.argmin(means)), int(np.argmax(means))
+    rate = f"η = {result['warmup_learning_rate']:g}"
+    name = lambda k: f"{multipliers[k]:g}× ({lengths[k]} steps)"  # noqa: E731
+    needs_tuning = gated_verdict(
+        f"Warmup ({rate}): Adam + warmup's result depends on the warmup length, so it needs tuning",
+        f"worst {name(worst)}", warmup[:, worst], f"best {name(best)}", warmup[:, best], ">")
+    claim = f"Warmup ({rate}): RAdam removes the need to tune the warmup (RAdam no worse than the best length)"
+    if needs_tuning["verdict"] != "agree":
+        removes = dict(claim=claim, verdict="no verdict", gap=needs_tuning["gap"], spread=needs_tuning["spread"],
+                       measured=f"RAdam {summary['warmup_radam'].mean():.2f}, best warmup {name(best)} "
+                                f"{means[best]:.2f}; no verdict: the warmup length matters by gap "
+                                f"{abs(needs_tuning['gap']):.2f} within spread {needs_tuning['spread']:.2f}")
+    else:
+        removes = gated_verdict(claim, "RAdam", summary["warmup_radam"], f"best warmup {name(best)}",
+                                warmup[:, best], "≲")
+    return [needs_tuning, removes]
+
+
+def verdicts(curves, simulations, result, summary):
     """The closing table: the paper's claims against this run's numbers."""
     rows = []
     mc = curves["monte_carlo"]
@@ -325,35 +563,26 @@ def verdicts(curves, simulations, result):
             f"(unrectified: up to {(variance / sim['limit']).max():.0f}); agree if all within 25 %",
             settled.size == 0))
 
-    runs = result["runs"]
-    final = {name: np.asarray([run["final_bits"] for run in runs[name]]) for name in OPTIMIZERS}
-    rates = [run["learning_rate"] for run in runs["Adam"]]
+    # The language-model rows: means over seeds, each seed's value in brackets, gated on the spread.
+    final, ranges, best = summary["final"], summary["range_over_rates"], summary["best"]
+    rates = result["learning_rates"]
     largest = f"η = {rates[-1]:g}"
-    rows.append(_common.verdict(
-        f"Fig. 6: Adam without warmup degrades at large η ({largest})",
-        f"bits/byte at {largest}: Adam {final['Adam'][-1]:.2f}, RAdam {final['RAdam'][-1]:.2f}, "
-        f"Adam + warmup {final['Adam + warmup'][-1]:.2f}; agree if Adam ≥ 0.1 above RAdam",
-        final["Adam"][-1] >= final["RAdam"][-1] + 0.1))
-    spread = {name: float(values.max() - values.min()) for name, values in final.items()}
-    spread_text = ", ".join(f"{name} {value:.2f}" for name, value in spread.items())
-    rows.append(_common.verdict(
-        "Fig. 6: RAdam is less sensitive to η than Adam",
-        f"range of final bits/byte over η: {spread_text}",
-        spread["RAdam"] < spread["Adam"]))
-    rows.append(_common.verdict(
-        "Fig. 6: RAdam performs consistently across η",
-        f"RAdam range over η = {rates[0]:g}…{rates[-1]:g}: {spread['RAdam']:.2f} bits/byte (agree if ≤ 0.2)",
-        spread["RAdam"] <= 0.2))
-    best = {name: float(values.min()) for name, values in final.items()}
-    rows.append(_common.verdict(
+    rows.append(gated_verdict(
+        f"Fig. 6: Adam without warmup degrades at large η ({largest}): worse than RAdam",
+        f"bits/byte at {largest}: Adam", final["Adam"][:, -1], "RAdam", final["RAdam"][:, -1], ">"))
+    rows.append(gated_verdict(
+        "Fig. 6: RAdam is less sensitive to η than Adam (range of final bits/byte over η)",
+        "range over η: RAdam", ranges["RAdam"], "Adam", ranges["Adam"], "<"))
+    rows.append(gated_verdict(
+        f"Fig. 6: RAdam performs consistently across η = {rates[0]:g}…{rates[-1]:g} (range ≤ 0.2 bits/byte)",
+        "RAdam range over η", ranges["RAdam"], "threshold", [0.2], "<"))
+    rows.append(gated_verdict(
         "Table 3: RAdam matches Adam with warmup at their best η",
-        f"best bits/byte: RAdam {best['RAdam']:.3f}, Adam + warmup {best['Adam + warmup']:.3f}, "
-        f"Adam {best['Adam']:.3f} (agree if RAdam within 0.05 of warmup)",
-        abs(best["RAdam"] - best["Adam + warmup"]) <= 0.05))
-    rows.append(_common.verdict(
+        "best bits/byte: RAdam", best["RAdam"], "Adam + warmup", best["Adam + warmup"], "≈"))
+    rows.append(gated_verdict(
         "Slides: Adam with warmup is more sensitive to η than RAdam",
-        f"range over η: Adam + warmup {spread['Adam + warmup']:.2f} vs RAdam {spread['RAdam']:.2f}",
-        spread["Adam + warmup"] > spread["RAdam"]))
+        "range over η: Adam + warmup", ranges["Adam + warmup"], "RAdam", ranges["RAdam"], ">"))
+    rows.extend(warmup_verdicts(result, summary))
     return rows
 
 
@@ -361,8 +590,12 @@ def main(argv):
     del argv
     start = time.perf_counter()
     plt = _common.pyplot()
-    rng = np.random.default_rng(FLAGS.seed)
+    seeds = [int(seed) for seed in FLAGS.seeds]
+    rng = np.random.default_rng(seeds[0])
     warmup_steps = FLAGS.warmup_steps or int(round(2.0 / (1.0 - FLAGS.beta_2)))
+    warmup_multipliers = [float(m) for m in FLAGS.warmup_multipliers]
+    warmup_rate = (float(FLAGS.learning_rates[-1]) if FLAGS.warmup_learning_rate is None
+                   else FLAGS.warmup_learning_rate)
 
     print("Var ψ: exact (Eq. 4) vs first order, and a Monte Carlo", flush=True)
     curves = variance_curves(rng)
@@ -371,24 +604,39 @@ def main(argv):
         print(f"simulating ψ_t for β2 = {beta_2}: {FLAGS.simulation_steps} steps × "
               f"{FLAGS.simulation_coordinates} coordinates", flush=True)
         simulations.append(simulate_adaptive_learning_rate(beta_2, rng))
-    result = sweep(warmup_steps)
+    result = sweep(seeds, warmup_steps, warmup_multipliers, warmup_rate)
+    summary = summarize(result)
 
     _common.save_figure(figure_variance(plt, curves), FLAGS.output_dir, "variance.png")
     _common.save_figure(figure_simulation(plt, simulations), FLAGS.output_dir, "simulation.png")
-    _common.save_figure(figure_sweep(plt, result), FLAGS.output_dir, "sweep.png")
+    _common.save_figure(figure_sweep(plt, result, summary), FLAGS.output_dir, "sweep.png")
+    _common.save_figure(figure_warmup(plt, result, summary), FLAGS.output_dir, "warmup.png")
 
-    rows = verdicts(curves, simulations, result)
+    rows = verdicts(curves, simulations, result, summary)
     seconds = time.perf_counter() - start
+    noise = np.concatenate([summary["seed_noise"][name] for name in OPTIMIZERS])
     _common.write_json(FLAGS.output_dir, "results.json", dict(
         flags=dict(steps=FLAGS.steps, learning_rates=[float(r) for r in FLAGS.learning_rates],
-                   beta_2=FLAGS.beta_2, warmup_steps=warmup_steps, batch_size=FLAGS.batch_size,
+                   beta_2=FLAGS.beta_2, warmup_steps=warmup_steps, warmup_multipliers=warmup_multipliers,
+                   warmup_learning_rate=warmup_rate, batch_size=FLAGS.batch_size,
                    sequence_length=FLAGS.sequence_length, model_dim=FLAGS.model_dim,
                    num_layers=FLAGS.num_layers, simulation_coordinates=FLAGS.simulation_coordinates,
-                   simulation_steps=FLAGS.simulation_steps, seed=FLAGS.seed),
-        variance=curves, simulation=simulations, sweep=result, verdicts=rows, seconds=seconds))
-    _common.print_verdicts(rows)
+                   simulation_steps=FLAGS.simulation_steps, seeds=seeds),
+        variance=curves, simulation=simulations, sweep=result,
+        summary=dict(
+            final_bits={name: values for name, values in summary["final"].items()},
+            range_over_rates=summary["range_over_rates"], best_bits=summary["best"],
+            seed_noise=summary["seed_noise"],
+            seed_noise_median=float(np.median(noise)), seed_noise_max=float(noise.max()),
+            warmup_bits=summary["warmup"], warmup_adam_bits=summary["warmup_adam"],
+            warmup_radam_bits=summary["warmup_radam"], spread_rule=SPREAD_RULE),
+        verdicts=rows, seconds=seconds))
+    print_tables(result, summary)
+    _common.print_verdicts(rows, title=f"Paper claim vs this run (language-model rows: means over seeds {seeds}, "
+                                       f"a directional verdict only when the gap exceeds the {SPREAD_RULE})")
     print(f"\n{seconds:.0f} s")
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

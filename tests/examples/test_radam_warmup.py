@@ -1,20 +1,88 @@
-"""examples/radam_warmup.py runs on tiny flags and reproduces Liu et al.'s Figs. 8 and 9."""
+"""examples/radam_warmup.py: the seed-gated verdicts, and a tiny run that reproduces Liu et al.'s Figs. 8 and 9."""
 
+import os
+import sys
+
+import numpy as np
 import pytest
 
 from tests.examples.runner import run_example
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                                "examples"))
+import radam_warmup  # noqa: E402  (defines no flags on import)
+
 OPTIMIZERS = ("Adam", "Adam + warmup", "RAdam")
+CLAIM = "a is lower than b"
+
+
+def test_directional_verdict_only_when_the_gap_exceeds_the_seed_to_seed_spread():
+    # Gap 0.20 between the means, spread 0.10 (the larger range over seeds): a verdict.
+    row = radam_warmup.gated_verdict(CLAIM, "a", [1.70, 1.75, 1.80], "b", [1.95, 2.00, 1.95], "<")
+    assert row["verdict"] == "agree"
+    assert row["gap"] == pytest.approx(0.2167, abs=1e-3) and row["spread"] == pytest.approx(0.10)
+    assert "gap 0.22 > spread 0.10" in row["measured"] and "(1.70, 1.75, 1.80)" in row["measured"]
+    # The same gap the other way round contradicts the claim; ">" flips the claimed direction.
+    assert radam_warmup.gated_verdict(CLAIM, "a", [1.95, 2.00, 1.95], "b", [1.70, 1.75, 1.80], "<")["verdict"] \
+        == "disagree"
+    assert radam_warmup.gated_verdict(CLAIM, "a", [1.95, 2.00, 1.95], "b", [1.70, 1.75, 1.80], ">")["verdict"] \
+        == "agree"
+    # The issue's case: η ranges of 1.29 vs 0.74 at seed 0 but 0.67 vs 0.67 at seed 1.
+    row = radam_warmup.gated_verdict(CLAIM, "a", [0.74, 0.67], "b", [1.29, 0.67], "<")
+    assert row["verdict"] == "no verdict"
+    assert "no verdict: gap 0.27 within spread 0.62" in row["measured"]
+    # A gap equal to the spread is still no verdict; a fixed threshold has no spread of its own.
+    assert radam_warmup.gated_verdict(CLAIM, "a", [1.0, 1.5], "b", [1.75, 1.75], "<")["verdict"] == "no verdict"
+    row = radam_warmup.gated_verdict(CLAIM, "a", [0.1, 0.15], "threshold", [0.2], "<")
+    assert row["verdict"] == "agree" and row["spread"] == pytest.approx(0.05)
+    # One seed: no spread, any gap decides. A NaN anywhere: no verdict.
+    assert radam_warmup.gated_verdict(CLAIM, "a", [1.9], "b", [2.0], "<")["verdict"] == "agree"
+    row = radam_warmup.gated_verdict(CLAIM, "a", [1.0, float("nan")], "b", [2.0, 2.0], "<")
+    assert row["verdict"] == "no verdict" and "NaN" in row["measured"]
+
+
+def test_match_claims_agree_within_the_spread_and_disagree_beyond_it():
+    # "≈": the means match within the seed-to-seed noise.
+    row = radam_warmup.gated_verdict("a matches b", "a", [2.70, 2.80], "b", [2.75, 2.85], "≈")
+    assert row["verdict"] == "agree" and "gap 0.05 within spread 0.10" in row["measured"]
+    row = radam_warmup.gated_verdict("a matches b", "a", [2.70, 2.80], "b", [3.00, 3.10], "≈")
+    assert row["verdict"] == "disagree" and "gap 0.30 > spread 0.10" in row["measured"]
+    # "≲": a better than b by any margin agrees; worse by more than the spread disagrees.
+    assert radam_warmup.gated_verdict("a ≲ b", "a", [2.0, 2.1], "b", [3.0, 3.1], "≲")["verdict"] == "agree"
+    assert radam_warmup.gated_verdict("a ≲ b", "a", [3.0, 3.1], "b", [2.0, 2.1], "≲")["verdict"] == "disagree"
+
+
+def warmup_case(warmup, radam):
+    """A result/summary pair with only what `warmup_verdicts` reads: lengths 25, 100, 400 at η = 0.03."""
+    result = dict(warmup_lengths=[25, 100, 400], warmup_multipliers=[0.25, 1.0, 4.0], warmup_learning_rate=0.03)
+    return result, dict(warmup=np.asarray(warmup, dtype=np.float64), warmup_radam=np.asarray(radam))
+
+
+def test_warmup_claim_needs_a_length_dependence_beyond_the_spread():
+    # Rows are seeds, columns the warmup lengths. The length matters (gap 1.0 > spread 0.1).
+    warmup = [[3.0, 2.7, 3.7], [3.1, 2.8, 3.8]]
+    needs_tuning, removes = radam_warmup.warmup_verdicts(*warmup_case(warmup, [2.75, 2.85]))
+    assert needs_tuning["verdict"] == "agree" and "best 1× (100 steps)" in needs_tuning["measured"]
+    assert "worst 4× (400 steps)" in needs_tuning["measured"]
+    assert removes["verdict"] == "agree"  # RAdam 0.05 above the best length, within the spread 0.1
+    _, removes = radam_warmup.warmup_verdicts(*warmup_case(warmup, [3.3, 3.4]))
+    assert removes["verdict"] == "disagree" and "gap 0.60 > spread 0.10" in removes["measured"]
+    # The warmup length makes no difference beyond the noise: nothing to tune, no verdict on RAdam.
+    flat = [[3.0, 2.7, 3.1], [2.6, 3.2, 2.9]]
+    needs_tuning, removes = radam_warmup.warmup_verdicts(*warmup_case(flat, [3.3, 3.4]))
+    assert needs_tuning["verdict"] == "no verdict" and removes["verdict"] == "no verdict"
+    assert "within spread" in removes["measured"]
 
 
 @pytest.mark.slow
 def test_radam_warmup_writes_figures_and_reproduces_the_variance_of_psi(tmp_path):
     _, results = run_example(
         "radam_warmup", tmp_path,
-        ["--steps=10", "--eval_every=5", "--learning_rates=0.01", "--simulation_coordinates=20000",
+        ["--steps=10", "--eval_every=5", "--learning_rates=0.01,0.03", "--seeds=0,1",
+         "--warmup_multipliers=0.5,1", "--warmup_steps=4", "--simulation_coordinates=20000",
          "--simulation_steps=40", "--num_layers=1", "--model_dim=16", "--sequence_length=16",
          "--validation_windows=32"],
-        figures=("variance.png", "simulation.png", "sweep.png"),
+        figures=("variance.png", "simulation.png", "sweep.png", "warmup.png"),
     )
 
     # Fig. 8: the first-order approximation ρ/(2(ρ−2)(ρ−4)) meets the exact Eq. 4 for large ρ
@@ -34,10 +102,27 @@ def test_radam_warmup_writes_figures_and_reproduces_the_variance_of_psi(tmp_path
     assert paper["variance"][5] > 10 * paper["variance"][-1]
     assert paper["first_rectified_step"] == 6
 
-    runs = results["sweep"]["runs"]
-    assert set(runs) == set(OPTIMIZERS)
-    for name in OPTIMIZERS:
-        (run,) = runs[name]
-        assert run["learning_rate"] == 0.01 and run["step"] == [5, 10]
-        assert 0.0 < run["final_bits"] <= 8.0
-    assert all(row["verdict"] in ("agree", "disagree") for row in results["verdicts"])
+    # Every seed trains every optimizer at every η, and the warmup lengths at the largest η;
+    # the run shared by the sweep and the warmup comparison (1×, η = 0.03) is the same run.
+    sweep = results["sweep"]
+    assert sweep["seeds"] == [0, 1] and sweep["warmup_lengths"] == [2, 4]
+    assert sweep["warmup_learning_rate"] == 0.03
+    for seed in sweep["per_seed"]:
+        assert set(seed["runs"]) == set(OPTIMIZERS)
+        for name in OPTIMIZERS:
+            assert [run["learning_rate"] for run in seed["runs"][name]] == [0.01, 0.03]
+            for run in seed["runs"][name]:
+                # Ten steps leave the loss near its initial ≈ 8 bits (log2 256); a divergence scores 8.
+                assert run["step"] == [5, 10] and 0.0 < run["final_bits"] < 9.0
+        assert [run["warmup_steps"] for run in seed["warmup"]["runs"]] == [2, 4]
+        assert seed["warmup"]["runs"][1] == seed["runs"]["Adam + warmup"][1]
+        assert seed["warmup"]["radam"] == seed["runs"]["RAdam"][1]
+    # Different seeds draw different data and weights.
+    assert sweep["per_seed"][0]["runs"]["RAdam"][0]["final_bits"] != sweep["per_seed"][1]["runs"]["RAdam"][0][
+        "final_bits"]
+    summary = results["summary"]
+    assert len(summary["range_over_rates"]["RAdam"]) == 2 and len(summary["warmup_bits"]) == 2
+    rows = results["verdicts"]
+    assert all(row["verdict"] in ("agree", "disagree", "no verdict") for row in rows)
+    for row in rows[-7:]:  # the language-model rows carry their gap and spread
+        assert "spread" in row and "gap" in row, row
