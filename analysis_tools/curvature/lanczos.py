@@ -410,10 +410,11 @@ class Lanczos:
                                   tf.reduce_all(tf.math.is_finite(beta[:m])))
 
         def top(alpha, beta, m):
-            """Top-k Ritz values (descending), their residuals and T_m eigenvectors [m, k].
+            """Top-k Ritz values (descending), their residuals, T_m eigenvectors [m, k] and gaps.
 
-            All NaN when T_m is not finite (a NaN or inf product, e.g. from a
-            diverged network), where eigh would fail.
+            The gap of each is its distance to the next Ritz value below (0
+            where there is none yet). All NaN when T_m is not finite (a NaN or
+            inf product, e.g. from a diverged network), where eigh would fail.
             """
             # A ≤ m_max × m_max eigenproblem: on the CPU, whatever device runs the matvec.
             with tf.device("/device:CPU:0"):
@@ -423,9 +424,10 @@ class Lanczos:
                 index = tf.maximum(m - 1 - tf.range(k), 0)
                 values = tf.gather(theta, index)
                 last = tf.gather(s[m - 1], index)
+                gaps = tf.where(index > 0, values - tf.gather(theta, tf.maximum(index - 1, 0)), 0.0)
                 nan = tf.constant(np.nan, f64)
                 return (tf.where(ok, values, nan), tf.where(ok, tf.abs(beta[m - 1] * last), nan),
-                        tf.where(ok, tf.gather(s, index, axis=1), nan))
+                        tf.where(ok, tf.gather(s, index, axis=1), nan), tf.where(ok, gaps, nan))
 
         def cond(i, v, alpha, beta, scale, done):
             return tf.logical_and(i < m_max, tf.logical_not(done))
@@ -444,14 +446,8 @@ class Lanczos:
             breakdown = tf.logical_not(b > self._breakdown * scale)
 
             def converged():
-                values, residuals, _ = top(alpha, beta, m)
+                values, residuals, _, gaps = top(alpha, beta, m)
                 bound = self.tolerance * tf.abs(values)
-                with tf.device("/device:CPU:0"):
-                    theta, _ = ritz(alpha, beta, m)
-                    index = m - 1 - tf.range(k)
-                    gaps = tf.gather(theta, index) - tf.gather(theta, tf.maximum(index - 1, 0))
-                    # No Ritz value below (m = 1): no gap yet.
-                    gaps = tf.where(index > 0, gaps, tf.zeros_like(gaps))
                 # The gap test: each top-k residual below half the gap to the next Ritz value.
                 separated = residuals <= 0.5 * gaps
                 small = residuals <= bound
@@ -497,7 +493,7 @@ class Lanczos:
             cond, body,
             [tf.constant(0), v, zeros, zeros, tf.constant(0.0, f64), tf.constant(False)],
             maximum_iterations=m_max)
-        values, residuals, s = top(alpha, beta, m)
+        values, residuals, s, _ = top(alpha, beta, m)
         if self.return_vectors:
             coefficients = tf.cast(tf.transpose(s), dtype)  # [k, m]
 
