@@ -158,6 +158,28 @@ def mlp(num_features, hidden_units, seed, activation="relu", num_classes=10):
     ])
 
 
+def tanh_network(num_features, num_classes, hidden_layers, hidden_units, seed):
+    """Cohen et al.'s (2022, App. G.1) fully-connected network: tanh, weights of variance 1/fan_in, zero biases.
+
+    `hidden_layers` tanh layers of `hidden_units`, then `num_classes` linear
+    outputs; the weights are drawn after seeding Keras with `seed`.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+
+    def initializer():
+        # One instance per layer: an unseeded initializer shared by layers of one shape gives them
+        # all the same kernel.
+        return keras.initializers.VarianceScaling(1.0, "fan_in", "untruncated_normal")
+
+    layers = [keras.Input((num_features,))]
+    layers += [keras.layers.Dense(hidden_units, activation="tanh", kernel_initializer=initializer())
+               for _ in range(hidden_layers)]
+    layers.append(keras.layers.Dense(num_classes, kernel_initializer=initializer()))
+    return keras.Sequential(layers)
+
+
 def byte_transformer(sequence_length, width, num_blocks, num_heads, activation, attention=True,
                      vector_inputs=False):
     """A causal post-LayerNorm transformer over bytes (Vaswani et al. 2017, decoder only).
@@ -188,17 +210,20 @@ def byte_transformer(sequence_length, width, num_blocks, num_heads, activation, 
     return keras.Model(inputs, keras.layers.Dense(256)(h))
 
 
-def reset_optimizer(optimizer, learning_rate):
-    """Zeroes a built optimizer's state (step count included) and sets its learning rate.
+def reset_optimizer(optimizer, learning_rate=None):
+    """Zeroes a built optimizer's state (step count included) and sets its learning rate (None: leaves it).
 
     A reset optimizer is a fresh one, so one optimizer object, and so one traced
-    `xla_training_loop`, serves every learning rate of a grid.
+    `xla_training_loop`, serves every learning rate of a grid. An optimizer on a
+    schedule keeps it (pass None); a schedule whose peak is a variable is reset
+    by assigning that.
     """
     import tensorflow as tf
 
     for variable in optimizer.variables:
         variable.assign(tf.zeros_like(variable))
-    optimizer.learning_rate = float(learning_rate)
+    if learning_rate is not None:
+        optimizer.learning_rate = float(learning_rate)
 
 
 def xla_training_loop(model, optimizer, loss):
@@ -302,3 +327,49 @@ def print_verdicts(rows, title="Paper claim vs this run"):
     print("  ".join("-" * w for w in widths))
     for cell in cells:
         print("  ".join(c.ljust(w) for c, w in zip(cell, widths)))
+
+
+def gated_verdict(claim, label_a, a, label_b, b, relation, digits=2):
+    """A verdict row for a claim about the means over seeds of `a` and `b`, gated on the seed-to-seed spread.
+
+    The spread is the larger of the two ranges over seeds (max − min; a
+    single number, such as a fixed threshold, has range 0). `relation`:
+
+    * "<" (mean a < mean b) or ">" (mean a > mean b): "agree" or "disagree"
+      only when the gap between the means exceeds the spread; otherwise
+      "no verdict: gap X within spread Y".
+    * "≈" (the means match): "agree" when the gap is within the spread, the
+      two being indistinguishable at this noise; "disagree" when it exceeds it.
+    * "≲" (a is no worse, i.e. no larger, than b): "agree" unless mean a
+      exceeds mean b by more than the spread.
+
+    With one seed the spread is 0 and any gap decides. A NaN anywhere gives
+    "no verdict". The row also carries `gap` (for "<" and ">" signed, > 0 when
+    the claim holds; for "≈" the absolute difference; for "≲" mean a − mean b)
+    and `spread`. `digits`: decimals of the numbers in the row's text.
+    """
+    a = np.atleast_1d(np.asarray(a, dtype=np.float64))
+    b = np.atleast_1d(np.asarray(b, dtype=np.float64))
+    spread = float(max(np.ptp(a), np.ptp(b)))
+    difference = float(np.mean(a) - np.mean(b))
+    gap = {"<": -difference, ">": difference, "≈": abs(difference), "≲": difference}[relation]
+
+    def values(label, x):
+        seeds = "" if len(x) == 1 else " (" + ", ".join(f"{v:.{digits}f}" for v in x) + ")"
+        return f"{label} {np.mean(x):.{digits}f}{seeds}"
+
+    measured = f"{values(label_a, a)} vs {values(label_b, b)}; "
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        return dict(claim=claim, measured=measured + "no verdict: not measured at every seed (NaN)",
+                    verdict="no verdict", gap=gap, spread=spread)
+    if relation in ("<", ">"):
+        if abs(gap) > spread:
+            row = verdict(claim, measured + f"gap {abs(gap):.{digits}f} > spread {spread:.{digits}f}", gap > 0)
+        else:
+            row = dict(claim=claim, measured=measured + f"no verdict: gap {abs(gap):.{digits}f} within spread {spread:.{digits}f}",
+                       verdict="no verdict")
+    else:
+        within = gap <= spread
+        text = f"gap {gap:.{digits}f} within spread {spread:.{digits}f}" if within else f"gap {gap:.{digits}f} > spread {spread:.{digits}f}"
+        row = verdict(claim, measured + text, within)
+    return dict(row, gap=gap, spread=spread)

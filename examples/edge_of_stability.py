@@ -192,18 +192,7 @@ def training_labels(labels, kind, seed):
 
 def build_model(num_features, num_classes):
     """App. G.1's fully-connected network: tanh, weights of variance 1/fan_in, zero biases."""
-    keras.utils.set_random_seed(FLAGS.seed)
-
-    def initializer():
-        # One instance per layer: an unseeded initializer shared by layers of one shape gives them
-        # all the same kernel.
-        return keras.initializers.VarianceScaling(1.0, "fan_in", "untruncated_normal")
-
-    layers = [keras.Input((num_features,))]
-    layers += [keras.layers.Dense(FLAGS.hidden_units, activation="tanh", kernel_initializer=initializer())
-               for _ in range(FLAGS.hidden_layers)]
-    layers.append(keras.layers.Dense(num_classes, kernel_initializer=initializer()))
-    return keras.Sequential(layers)
+    return _common.tanh_network(num_features, num_classes, FLAGS.hidden_layers, FLAGS.hidden_units, FLAGS.seed)
 
 
 def threshold_constant(optimizer):

@@ -86,7 +86,7 @@ flags.DEFINE_enum("view", "vectors", ["vectors", "coordinates"],
                   "or Simsekli et al.'s standardized, pooled coordinates.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (data subset, weights, mini-batches); one run each.")
 flags.DEFINE_integer("train_steps", 200, "Adam steps on the text models before the second measurement "
-                     "(0: measure at initialization only).", lower_bound=0)
+                              "(0: measure at initialization only).", lower_bound=0)
 flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate for the training stretch.")
 
 ARCHITECTURES = ("attention", "mlp")
@@ -292,35 +292,6 @@ def main(argv):
     print(f"\ntotal {time.time() - start:.0f} s")
 
 
-def seed_verdict(claim, label_a, a, label_b, b, larger=False):
-    """A verdict row for the claim "mean over seeds of `a` < that of `b`" (`larger=True`: ">").
-
-    The claim gets "agree" or "disagree" only when the gap between the two
-    means exceeds the seed-to-seed spread, the larger of the two ranges
-    (max − min over seeds); otherwise, or where a value is NaN, "no verdict".
-    With one seed the spread is 0 and any gap decides. The row also carries
-    `gap` (signed, > 0 when the claim holds) and `spread`.
-    """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    gap = float(np.mean(a) - np.mean(b)) if larger else float(np.mean(b) - np.mean(a))
-    spread = float(max(np.ptp(a), np.ptp(b)))
-
-    def values(label, x):
-        seeds = "" if len(x) == 1 else " (" + ", ".join(f"{v:.2f}" for v in x) + ")"
-        return f"{label} {np.mean(x):.2f}{seeds}"
-
-    measured = f"{values(label_a, a)} vs {values(label_b, b)}; "
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        row = {"claim": claim, "measured": measured + "no verdict: not measured at every seed (NaN)",
-               "verdict": "no verdict"}
-    elif abs(gap) > spread:
-        row = _common.verdict(claim, measured + f"gap {abs(gap):.2f} > spread {spread:.2f}", gap > 0)
-    else:
-        row = {"claim": claim, "measured": measured + f"no verdict: gap {abs(gap):.2f} within spread {spread:.2f}",
-               "verdict": "no verdict"}
-    return dict(row, gap=gap, spread=spread)
-
-
 def verdicts(runs, view):
     """The claims of Figs. 2, 4 and 5, each over the seeds, on one view's tail index."""
     seeds = sorted(runs)
@@ -335,22 +306,21 @@ def verdicts(runs, view):
     slope = [runs[s]["at_initialization"]["attention+text"][view]["variance_growth_slope"] for s in seeds]
     slope_gauss = [runs[s]["at_initialization"]["mlp+gaussian"][view]["variance_growth_slope"] for s in seeds]
     rows = [
-        seed_verdict("Attention noise is heavier-tailed than without attention, same text (Figs. 2, 4a/c)",
-                     "tail index: attention", alpha("attention+text"), "no attention", alpha("mlp+text")),
-        seed_verdict("Attention noise stays heavy-tailed with Gaussian inputs (Fig. 4b)",
-                     "tail index: attention + Gaussian input", alpha("attention+gaussian"),
-                     "Gaussian noise vectors", reference),
-        seed_verdict("Without attention, text gives heavier-tailed noise than Gaussian inputs (Fig. 4c/d)",
-                     "tail index: text", alpha("mlp+text"), "Gaussian input", alpha("mlp+gaussian")),
-        seed_verdict("Heavy-tailed noise: the empirical variance keeps growing with n (Fig. 2c/f)",
-                     "growth slope: attention + text", slope, "no attention + Gaussian input", slope_gauss,
-                     larger=True),
+        _common.gated_verdict("Attention noise is heavier-tailed than without attention, same text (Figs. 2, 4a/c)",
+                              "tail index: attention", alpha("attention+text"), "no attention", alpha("mlp+text"), "<"),
+        _common.gated_verdict("Attention noise stays heavy-tailed with Gaussian inputs (Fig. 4b)",
+                              "tail index: attention + Gaussian input", alpha("attention+gaussian"),
+                              "Gaussian noise vectors", reference, "<"),
+        _common.gated_verdict("Without attention, text gives heavier-tailed noise than Gaussian inputs (Fig. 4c/d)",
+                              "tail index: text", alpha("mlp+text"), "Gaussian input", alpha("mlp+gaussian"), "<"),
+        _common.gated_verdict("Heavy-tailed noise: the empirical variance keeps growing with n (Fig. 2c/f)",
+                              "growth slope: attention + text", slope, "no attention + Gaussian input", slope_gauss, ">"),
     ]
     if all(runs[s]["after_training"] for s in seeds):
-        rows.append(seed_verdict(
+        rows.append(_common.gated_verdict(
             f"Attention noise concentrates during training (Fig. 5a; {FLAGS.train_steps} Adam steps)",
             "max/median norm: trained", other("norm_max_over_median", "attention+text", "after_training"),
-            "at initialization", other("norm_max_over_median", "attention+text")))
+            "at initialization", other("norm_max_over_median", "attention+text"), "<"))
     return rows
 
 

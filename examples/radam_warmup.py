@@ -441,52 +441,6 @@ def relative_gap(rho):
     return float(adaptive_lr_variance_first_order(rho)) / float(adaptive_lr_variance(rho)) - 1.0
 
 
-def gated_verdict(claim, label_a, a, label_b, b, relation):
-    """A verdict row for a claim about the means over seeds of `a` and `b`, gated on the seed-to-seed spread.
-
-    The spread is the larger of the two ranges over seeds (max − min; a
-    single number, such as a fixed threshold, has range 0). `relation`:
-
-    * "<" (mean a < mean b) or ">" (mean a > mean b): "agree" or "disagree"
-      only when the gap between the means exceeds the spread; otherwise
-      "no verdict: gap X within spread Y".
-    * "≈" (the means match): "agree" when the gap is within the spread, the
-      two being indistinguishable at this noise; "disagree" when it exceeds it.
-    * "≲" (a is no worse, i.e. no larger, than b): "agree" unless mean a
-      exceeds mean b by more than the spread.
-
-    With one seed the spread is 0 and any gap decides. A NaN anywhere gives
-    "no verdict". The row also carries `gap` (for "<" and ">" signed, > 0 when
-    the claim holds; for "≈" the absolute difference; for "≲" mean a − mean b)
-    and `spread`.
-    """
-    a = np.atleast_1d(np.asarray(a, dtype=np.float64))
-    b = np.atleast_1d(np.asarray(b, dtype=np.float64))
-    spread = float(max(np.ptp(a), np.ptp(b)))
-    difference = float(np.mean(a) - np.mean(b))
-    gap = {"<": -difference, ">": difference, "≈": abs(difference), "≲": difference}[relation]
-
-    def values(label, x):
-        seeds = "" if len(x) == 1 else " (" + ", ".join(f"{v:.2f}" for v in x) + ")"
-        return f"{label} {np.mean(x):.2f}{seeds}"
-
-    measured = f"{values(label_a, a)} vs {values(label_b, b)}; "
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        return dict(claim=claim, measured=measured + "no verdict: not measured at every seed (NaN)",
-                    verdict="no verdict", gap=gap, spread=spread)
-    if relation in ("<", ">"):
-        if abs(gap) > spread:
-            row = _common.verdict(claim, measured + f"gap {abs(gap):.2f} > spread {spread:.2f}", gap > 0)
-        else:
-            row = dict(claim=claim, measured=measured + f"no verdict: gap {abs(gap):.2f} within spread {spread:.2f}",
-                       verdict="no verdict")
-    else:
-        within = gap <= spread
-        text = f"gap {gap:.2f} within spread {spread:.2f}" if within else f"gap {gap:.2f} > spread {spread:.2f}"
-        row = _common.verdict(claim, measured + text, within)
-    return dict(row, gap=gap, spread=spread)
-
-
 def warmup_verdicts(result, summary):
     """Liu et al.'s claim that RAdam removes the need to tune the warmup, at the warmup comparison's η.
 
@@ -502,7 +456,7 @@ def warmup_verdicts(result, summary):
     best, worst = int(np.argmin(means)), int(np.argmax(means))
     rate = f"η = {result['warmup_learning_rate']:g}"
     name = lambda k: f"{multipliers[k]:g}× ({lengths[k]} steps)"  # noqa: E731
-    needs_tuning = gated_verdict(
+    needs_tuning = _common.gated_verdict(
         f"Warmup ({rate}): Adam + warmup's result depends on the warmup length, so it needs tuning",
         f"worst {name(worst)}", warmup[:, worst], f"best {name(best)}", warmup[:, best], ">")
     claim = f"Warmup ({rate}): RAdam removes the need to tune the warmup (RAdam no worse than the best length)"
@@ -512,7 +466,7 @@ def warmup_verdicts(result, summary):
                                 f"{means[best]:.2f}; no verdict: the warmup length matters by gap "
                                 f"{abs(needs_tuning['gap']):.2f} within spread {needs_tuning['spread']:.2f}")
     else:
-        removes = gated_verdict(claim, "RAdam", summary["warmup_radam"], f"best warmup {name(best)}",
+        removes = _common.gated_verdict(claim, "RAdam", summary["warmup_radam"], f"best warmup {name(best)}",
                                 warmup[:, best], "≲")
     return [needs_tuning, removes]
 
@@ -567,19 +521,19 @@ def verdicts(curves, simulations, result, summary):
     final, ranges, best = summary["final"], summary["range_over_rates"], summary["best"]
     rates = result["learning_rates"]
     largest = f"η = {rates[-1]:g}"
-    rows.append(gated_verdict(
+    rows.append(_common.gated_verdict(
         f"Fig. 6: Adam without warmup degrades at large η ({largest}): worse than RAdam",
         f"bits/byte at {largest}: Adam", final["Adam"][:, -1], "RAdam", final["RAdam"][:, -1], ">"))
-    rows.append(gated_verdict(
+    rows.append(_common.gated_verdict(
         "Fig. 6: RAdam is less sensitive to η than Adam (range of final bits/byte over η)",
         "range over η: RAdam", ranges["RAdam"], "Adam", ranges["Adam"], "<"))
-    rows.append(gated_verdict(
+    rows.append(_common.gated_verdict(
         f"Fig. 6: RAdam performs consistently across η = {rates[0]:g}…{rates[-1]:g} (range ≤ 0.2 bits/byte)",
         "RAdam range over η", ranges["RAdam"], "threshold", [0.2], "<"))
-    rows.append(gated_verdict(
+    rows.append(_common.gated_verdict(
         "Table 3: RAdam matches Adam with warmup at their best η",
         "best bits/byte: RAdam", best["RAdam"], "Adam + warmup", best["Adam + warmup"], "≈"))
-    rows.append(gated_verdict(
+    rows.append(_common.gated_verdict(
         "Slides: Adam with warmup is more sensitive to η than RAdam",
         "range over η: Adam + warmup", ranges["Adam + warmup"], "RAdam", ranges["RAdam"], ">"))
     rows.extend(warmup_verdicts(result, summary))

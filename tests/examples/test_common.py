@@ -174,3 +174,48 @@ def test_accuracy_counts_rows_whose_largest_logit_is_the_label():
     logits = np.array([[2.0, 1.0, 0.0], [0.0, 1.0, 3.0], [0.0, 5.0, 1.0], [1.0, 0.0, 0.0]], "float32")
     labels = np.array([0, 2, 1, 1], "int32")
     assert float(_common.accuracy(labels, logits)) == pytest.approx(0.75)
+
+
+CLAIM = "a is lower than b"
+
+
+def test_directional_verdict_only_when_the_gap_exceeds_the_seed_to_seed_spread():
+    # Gap 0.20 between the means, spread 0.10 (the larger range over seeds): a verdict.
+    row = _common.gated_verdict(CLAIM, "a", [1.70, 1.75, 1.80], "b", [1.95, 2.00, 1.95], "<")
+    assert row["verdict"] == "agree"
+    assert row["gap"] == pytest.approx(0.2167, abs=1e-3) and row["spread"] == pytest.approx(0.10)
+    assert "gap 0.22 > spread 0.10" in row["measured"] and "(1.70, 1.75, 1.80)" in row["measured"]
+    # The same gap the other way round contradicts the claim; ">" flips the claimed direction.
+    assert _common.gated_verdict(CLAIM, "a", [1.95, 2.00, 1.95], "b", [1.70, 1.75, 1.80], "<")["verdict"] \
+        == "disagree"
+    assert _common.gated_verdict(CLAIM, "a", [1.95, 2.00, 1.95], "b", [1.70, 1.75, 1.80], ">")["verdict"] \
+        == "agree"
+    # The case: η ranges of 1.29 vs 0.74 at seed 0 but 0.67 vs 0.67 at seed 1.
+    row = _common.gated_verdict(CLAIM, "a", [0.74, 0.67], "b", [1.29, 0.67], "<")
+    assert row["verdict"] == "no verdict"
+    assert "no verdict: gap 0.27 within spread 0.62" in row["measured"]
+    # A gap equal to the spread is still no verdict; a fixed threshold has no spread of its own.
+    assert _common.gated_verdict(CLAIM, "a", [1.0, 1.5], "b", [1.75, 1.75], "<")["verdict"] == "no verdict"
+    row = _common.gated_verdict(CLAIM, "a", [0.1, 0.15], "threshold", [0.2], "<")
+    assert row["verdict"] == "agree" and row["spread"] == pytest.approx(0.05)
+    # One seed: no spread, any gap decides. A NaN anywhere: no verdict.
+    assert _common.gated_verdict(CLAIM, "a", [1.9], "b", [2.0], "<")["verdict"] == "agree"
+    row = _common.gated_verdict(CLAIM, "a", [1.0, float("nan")], "b", [2.0, 2.0], "<")
+    assert row["verdict"] == "no verdict" and "NaN" in row["measured"]
+
+
+def test_match_claims_agree_within_the_spread_and_disagree_beyond_it():
+    # "≈": the means match within the seed-to-seed noise.
+    row = _common.gated_verdict("a matches b", "a", [2.70, 2.80], "b", [2.75, 2.85], "≈")
+    assert row["verdict"] == "agree" and "gap 0.05 within spread 0.10" in row["measured"]
+    row = _common.gated_verdict("a matches b", "a", [2.70, 2.80], "b", [3.00, 3.10], "≈")
+    assert row["verdict"] == "disagree" and "gap 0.30 > spread 0.10" in row["measured"]
+    # "≲": a better than b by any margin agrees; worse by more than the spread disagrees.
+    assert _common.gated_verdict("a ≲ b", "a", [2.0, 2.1], "b", [3.0, 3.1], "≲")["verdict"] == "agree"
+    assert _common.gated_verdict("a ≲ b", "a", [3.0, 3.1], "b", [2.0, 2.1], "≲")["verdict"] == "disagree"
+
+
+def test_gated_verdict_writes_its_numbers_to_the_requested_decimals():
+    row = _common.gated_verdict(CLAIM, "a", [1.8981, 1.9012], "b", [2.1953, 2.2007], "<", digits=3)
+    assert row["verdict"] == "agree"
+    assert "a 1.900 (1.898, 1.901) vs b 2.198 (2.195, 2.201); gap 0.298 > spread 0.005" in row["measured"]
