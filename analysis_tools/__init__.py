@@ -4,7 +4,8 @@ Three subpackages, one per study, and two shared modules:
 
 * `analysis_tools.curvature`: the Hessian of the loss over a probe set as an
   operator, Lanczos, the sharpness λ1(H) and preconditioned sharpness
-  λ1(P⁻¹H), and `SharpnessCallback` (Cohen et al. 2021, 2022).
+  λ1(P⁻¹H), per layer as well, the Hessian trace (Hutchinson, Hutch++), the
+  spectral density (SLQ), and `SharpnessCallback` (Cohen et al. 2021, 2022).
 * `analysis_tools.updates`: the law of the normalized update Δθ/η
   (`AdaptiveUpdate`, Zhang and Ziyin 2021, Theorem 1), its moments and fits,
   simulation, RAdam's variance analysis (Liu et al. 2020), Balles and
@@ -27,9 +28,17 @@ from analysis_tools.curvature import (
     LanczosResult,
     SharpnessCallback,
     SharpnessRecord,
+    SpectralDensity,
+    TraceEstimate,
     hessian_eigenvalues,
+    hessian_trace,
+    hutch_plus_plus,
+    hutchinson,
+    plot_spectral_density,
     preconditioned_sharpness,
     sharpness,
+    slq,
+    spectral_density,
     top_subspace_fraction,
 )
 from analysis_tools.noise import (
@@ -105,9 +114,11 @@ __all__ = [
     "NoiseRecord",
     "SharpnessCallback",
     "SharpnessRecord",
+    "SpectralDensity",
     "SymmetricAlphaStable",
     "TailFit",
     "TailIndex",
+    "TraceEstimate",
     "UpdateDistributionCallback",
     "UpdateDistributionFit",
     "UpdateHistogram",
@@ -129,10 +140,14 @@ __all__ = [
     "gaussian_limit",
     "gradient_noise",
     "hessian_eigenvalues",
+    "hessian_trace",
+    "hutch_plus_plus",
+    "hutchinson",
     "kolmogorov_survival_function",
     "ks_statistic",
     "last_learning_rate_of",
     "momentum_of",
+    "plot_spectral_density",
     "preconditioned_sharpness",
     "preconditioner_of",
     "rectification",
@@ -140,8 +155,10 @@ __all__ = [
     "second_moment_of",
     "sharpness",
     "simulate_updates",
+    "slq",
     "sma_length",
     "sma_length_limit",
+    "spectral_density",
     "stability_threshold",
     "stability_threshold_of",
     "standardized_coordinates",

@@ -54,6 +54,54 @@ def trainable_variables_of(model, purpose):
     return variables
 
 
+def block_indices(model, variables, selection, purpose):
+    """Positions in `variables` (the model's trainable variables) of the block `selection` names.
+
+    `selection` is None (every variable: returns None), or one or a list of:
+    a layer name (a top-level layer, `model.get_layer`), a `keras.layers.Layer`
+    (its trainable variables), or a trainable variable of the model. The
+    positions come back sorted, in the model's order, without repeats.
+
+    Raises:
+        ValueError: naming the entry that is not a layer of the model, a layer
+            without trainable variables, or a variable that is not one of the
+            model's trainable variables; or an empty selection.
+    """
+    if selection is None:
+        return None
+    if isinstance(selection, (str, keras.layers.Layer, keras.Variable)) or hasattr(selection, "assign"):
+        selection = [selection]
+    selection = list(selection)
+    if not selection:
+        raise ValueError(f"`variables` is empty: name at least one layer or variable to measure {purpose} over.")
+    position = {id(v): i for i, v in enumerate(variables)}
+    chosen = set()
+    for entry in selection:
+        if isinstance(entry, str):
+            try:
+                layer = model.get_layer(entry)
+            except ValueError:
+                names = [layer.name for layer in model.layers if layer.trainable_variables]
+                raise ValueError(f"`variables`: the model has no layer named {entry!r}; its layers with "
+                                 f"trainable variables are {names}.") from None
+            entries = list(layer.trainable_variables)
+            label = f"layer {entry!r}"
+        elif isinstance(entry, keras.layers.Layer):
+            entries = list(entry.trainable_variables)
+            label = f"layer {entry.name!r}"
+        else:
+            entries = [entry]
+            label = f"variable {getattr(entry, 'path', entry)!r}"
+        if not entries:
+            raise ValueError(f"`variables`: {label} has no trainable variables.")
+        for variable in entries:
+            if id(variable) not in position:
+                raise ValueError(f"`variables`: {label} is not among the model's trainable variables "
+                                 f"({getattr(variable, 'path', variable)!r}).")
+            chosen.add(position[id(variable)])
+    return sorted(chosen)
+
+
 def resolve_loss(model, loss):
     """A callable loss(y_true, y_pred) -> scalar mean: `loss`, or the model's compiled loss."""
     if loss is None:

@@ -6,6 +6,12 @@
 * `hessian_eigenvalues`, `sharpness`, `preconditioned_sharpness`,
   `top_subspace_fraction` (`eigenvalues`): λ1(H) and λ1(P⁻¹H), the top-k
   eigenvalues and the gradient's share of the top eigenspace.
+* `hessian_trace`, `hutchinson`, `hutch_plus_plus`, `TraceEstimate`
+  (`trace`): tr(H) and tr(P⁻¹H) by Hutchinson's estimator and Hutch++.
+* `spectral_density`, `slq`, `SpectralDensity`, `plot_spectral_density`
+  (`density`): the spectral density by stochastic Lanczos quadrature.
+* Every function above takes `variables=` (layer names, layers or
+  variables): the diagonal block of the Hessian of those weights.
 * `SharpnessCallback` (`callback`): the same inside `model.fit`.
 
 Cohen et al., "Gradient Descent on Neural Networks Typically Occurs at the
@@ -20,8 +26,10 @@ from analysis_tools.curvature.eigenvalues import (
     sharpness,
     top_subspace_fraction,
 )
+from analysis_tools.curvature.density import SpectralDensity, plot_spectral_density, slq, spectral_density
 from analysis_tools.curvature.hessian import HessianOperator
 from analysis_tools.curvature.lanczos import Lanczos, LanczosResult
+from analysis_tools.curvature.trace import TraceEstimate, hessian_trace, hutch_plus_plus, hutchinson
 
 __all__ = [
     "HessianOperator",
@@ -29,8 +37,16 @@ __all__ = [
     "LanczosResult",
     "SharpnessCallback",
     "SharpnessRecord",
+    "SpectralDensity",
+    "TraceEstimate",
     "hessian_eigenvalues",
+    "hessian_trace",
+    "hutch_plus_plus",
+    "hutchinson",
+    "plot_spectral_density",
     "preconditioned_sharpness",
     "sharpness",
+    "slq",
+    "spectral_density",
     "top_subspace_fraction",
 ]

@@ -12,9 +12,12 @@ import numpy as np
 import tensorflow as tf
 
 from analysis_tools._callback import MeasurementCallback
+from analysis_tools._model_loss import block_indices, trainable_variables_of
+from analysis_tools.curvature.density import slq_with
 from analysis_tools.curvature.eigenvalues import top_subspace_fraction
 from analysis_tools.curvature.hessian import HessianOperator
 from analysis_tools.curvature.lanczos import Lanczos
+from analysis_tools.curvature.trace import hutch_plus_plus
 from analysis_tools.preconditioners import (
     clipped_fraction_of,
     preconditioner_of,
@@ -26,12 +29,23 @@ __all__ = ["SharpnessCallback", "SharpnessRecord"]
 
 @dataclasses.dataclass
 class SharpnessRecord:
-    """One measurement of `SharpnessCallback`."""
+    """One measurement of `SharpnessCallback`.
+
+    Attributes:
+        step: The optimizer steps taken.
+        values: What was logged (see `SharpnessCallback`).
+        eigenvalues: {"raw" | "preconditioned" | "raw/<layer>" | "preconditioned/<layer>": top-k eigenvalues}.
+        iterations: The Lanczos products of each of those.
+        densities: With `density`, {"raw" | "preconditioned": `SpectralDensity`}.
+        traces: With `trace`, {"raw" | "preconditioned": `TraceEstimate`}.
+    """
 
     step: int
     values: dict
     eigenvalues: dict
     iterations: dict
+    densities: dict = dataclasses.field(default_factory=dict)
+    traces: dict = dataclasses.field(default_factory=dict)
 
 
 class SharpnessCallback(MeasurementCallback):
@@ -61,6 +75,25 @@ class SharpnessCallback(MeasurementCallback):
     measurement is kept in `self.records` (step, values, top-k eigenvalues,
     Lanczos iterations). With `log_dir` it also writes TensorBoard scalars of
     its own, indexed by step.
+
+    On request, on the same schedule (cost in Hessian-vector products, each
+    about two gradient evaluations over the probe set):
+
+    * `per_layer`: ``sharpness/<layer>`` (and, when `preconditioned`,
+      ``preconditioned_sharpness/<layer>``), λ1 of the layer's diagonal block
+      H_BB (P_B⁻¹ H_BB), the other weights fixed (`HessianOperator`'s
+      `variables`). A layer's product costs at most a full one; each layer
+      and quantity takes a Lanczos run like the full one (10 or more products
+      cold, from `warm_min_iterations` warm).
+    * `trace`: ``hessian_trace`` (when `raw`) and ``preconditioned_hessian_trace``
+      (when `preconditioned`), tr(H) and tr(P⁻¹H) by Hutch++ with
+      `trace_samples` products each (`analysis_tools.hessian_trace`), and
+      their standard errors ``..._standard_error``.
+    * `density`: the SLQ spectral density (`analysis_tools.spectral_density`)
+      of P⁻¹H (of H when not `preconditioned`), `density_vectors` ×
+      `density_iterations` products, kept in the record and, with `log_dir`,
+      written as a TensorBoard histogram ``spectral_density``: 10,000 values
+      spread over the Ritz nodes in proportion to their quadrature weights.
 
     `on_train_begin` builds the Hessian operator, and so refuses, with a
     `ValueError` and before the first step, a model without trainable
@@ -110,6 +143,13 @@ class SharpnessCallback(MeasurementCallback):
         warm_min_iterations: The fewest products of a warm-started run (it
             then stops only when certified, the gap test included).
         fraction_in_top_subspace: Whether to log ``top_subspace_fraction``.
+        per_layer: False (default); True for every top-level layer with
+            trainable weights; or a list of layer names.
+        trace: Whether to log the Hessian trace(s).
+        trace_samples: Products per trace (Hutch++, ≥ 3).
+        density: Whether to compute the spectral density.
+        density_vectors: SLQ start vectors per density.
+        density_iterations: Lanczos steps per SLQ vector.
         **operator_kwargs: `loss`, `batch_size`, `method`, `mode`, `dropout`,
             `include_regularization` (see `HessianOperator`).
     """
@@ -127,6 +167,12 @@ class SharpnessCallback(MeasurementCallback):
         warm_start=True,
         warm_min_iterations=3,
         fraction_in_top_subspace=False,
+        per_layer=False,
+        trace=False,
+        trace_samples=30,
+        density=False,
+        density_vectors=1,
+        density_iterations=30,
         **operator_kwargs,
     ):
         super().__init__(every_n_steps=every_n_steps, log_dir=log_dir)
@@ -143,7 +189,22 @@ class SharpnessCallback(MeasurementCallback):
             raise ValueError(f"`warm_min_iterations` must be >= 1, got {warm_min_iterations}.")
         self.warm_min_iterations = int(warm_min_iterations)
         self.fraction_in_top_subspace = bool(fraction_in_top_subspace)
+        if not (per_layer is True or per_layer is False or isinstance(per_layer, (list, tuple))):
+            raise ValueError(f"`per_layer` must be True, False or a list of layer names, got {per_layer!r}.")
+        self.per_layer = per_layer if isinstance(per_layer, bool) else list(per_layer)
+        self.trace = bool(trace)
+        self.trace_samples = int(trace_samples)
+        if self.trace and self.trace_samples < 3:
+            raise ValueError(f"`trace_samples` must be >= 3 (Hutch++), got {trace_samples}.")
+        self.density = bool(density)
+        self.density_vectors = int(density_vectors)
+        self.density_iterations = int(density_iterations)
+        if self.density and (self.density_vectors < 1 or self.density_iterations < 1):
+            raise ValueError("`density_vectors` and `density_iterations` must be >= 1, got "
+                             f"{density_vectors} and {density_iterations}.")
         self.operator_kwargs = operator_kwargs
+        if "variables" in operator_kwargs:
+            raise ValueError("`variables` is not an option of SharpnessCallback: use `per_layer`.")
         self._operator = None
 
     # ------------------------------------------------------------- set-up
@@ -158,6 +219,27 @@ class SharpnessCallback(MeasurementCallback):
             for seed, name in enumerate(("raw", "preconditioned"))
             if (self.raw if name == "raw" else self.preconditioned)
         }
+        self._layer_operators = {}
+        if self.per_layer:
+            variables = trainable_variables_of(self.model, "its Hessian")
+            if self.per_layer is True:
+                names = [layer.name for layer in self.model.layers if layer.trainable_variables]
+            else:
+                names = list(self.per_layer)
+                block_indices(self.model, variables, names, "its Hessian")  # refuses unknown names first
+            for name in names:
+                operator = HessianOperator(self.model, self.data, variables=name, **self.operator_kwargs)
+                self._layer_operators[name] = operator
+                for seed, kind in enumerate(("raw", "preconditioned")):
+                    if self.raw if kind == "raw" else self.preconditioned:
+                        self._solvers[f"{kind}/{name}"] = Lanczos(
+                            operator.dimension, max_iterations=self.max_iterations, k=self.k,
+                            tolerance=self.tol, criterion="eigenvalue", return_vectors=self.warm_start,
+                            seed=seed)
+        if self.density:
+            steps = min(self.density_iterations, self._operator.dimension)
+            self._density_solver = Lanczos(self._operator.dimension, max_iterations=steps, k=1,
+                                           min_iterations=steps, seed=11)
         self._previous_vectors = {}
 
     def on_train_begin(self, logs=None):
@@ -231,6 +313,34 @@ class SharpnessCallback(MeasurementCallback):
             values["sharpness_ratio"] = top / threshold
         if clipped is not None:
             values["clipped_fraction"] = clipped
+        preconditioner = None
+        if self.per_layer and self.preconditioned:
+            preconditioner = preconditioner_of(optimizer, self.model.trainable_variables)
+        for layer, operator in self._layer_operators.items():
+            if self.raw:
+                result = self._solve(f"raw/{layer}", operator.matvec)
+                results[f"raw/{layer}"] = result
+                values[f"sharpness/{layer}"] = float(result.eigenvalues[0])
+            if self.preconditioned:
+                operator.set_preconditioner(preconditioner)
+                result = self._solve(f"preconditioned/{layer}", operator.preconditioned_matvec)
+                results[f"preconditioned/{layer}"] = result
+                values[f"preconditioned_sharpness/{layer}"] = float(result.eigenvalues[0])
+        traces, densities, histograms = {}, {}, {}
+        if self.trace:
+            seed = len(self.records)
+            for name, key in (("raw", "hessian_trace"), ("preconditioned", "preconditioned_hessian_trace")):
+                if name in self._solvers:
+                    matvec = self._operator.matvec if name == "raw" else self._operator.preconditioned_matvec
+                    traces[name] = hutch_plus_plus(matvec, self._operator.dimension, self.trace_samples, seed)
+                    values[key] = traces[name].estimate
+                    values[f"{key}_standard_error"] = traces[name].standard_error
+        if self.density:
+            name = "preconditioned" if self.preconditioned else "raw"
+            matvec = self._operator.preconditioned_matvec if self.preconditioned else self._operator.matvec
+            densities[name] = slq_with(self._density_solver, matvec, self.density_vectors,
+                                       np.random.default_rng([11, len(self.records)]))
+            histograms["spectral_density"] = density_sample(densities[name])
         if self.fraction_in_top_subspace:
             name = "preconditioned" if self.preconditioned else "raw"
             gradient, _ = self._operator.gradient()
@@ -241,10 +351,10 @@ class SharpnessCallback(MeasurementCallback):
         for name, result in results.items():
             eigenvalues[name] = np.asarray(result.eigenvalues)
             iterations[name] = int(result.iterations)
-        record = SharpnessRecord(step, values, eigenvalues, iterations)
+        record = SharpnessRecord(step, values, eigenvalues, iterations, densities, traces)
         self.records.append(record)
         self.mark_measured(step)
-        self.publish(step, values)
+        self.publish(step, values, histograms=histograms)
         if self._writer is not None:
             self._writer.flush()
         return record
@@ -265,3 +375,15 @@ class SharpnessCallback(MeasurementCallback):
     def on_epoch_end(self, epoch, logs=None):
         self._batches_begun = float("inf")  # the epoch's steps are all done: read the counter
         self._measure_if_due(logs)
+
+
+def density_sample(density, size=10_000):
+    """`size` values spread over a `SpectralDensity`'s nodes in proportion to their weights (for a histogram).
+
+    Each node gets round(size · weight / vectors) copies; non-finite nodes
+    (a diverged network) are left out, and an all-NaN density gives no values.
+    """
+    nodes = np.concatenate(density.nodes)
+    counts = np.rint(size * np.concatenate(density.weights) / density.num_vectors).astype(np.int64)
+    keep = np.isfinite(nodes)
+    return np.repeat(nodes[keep], counts[keep])

@@ -15,7 +15,7 @@ tf_adaptive's optimizers and Keras's built-ins alike.
 import tensorflow as tf
 
 from analysis_tools._model_loss import trainable_variables_of
-from analysis_tools.curvature.hessian import HessianOperator
+from analysis_tools.curvature.hessian import operator_and_matvec
 from analysis_tools.curvature.lanczos import Lanczos
 from analysis_tools.preconditioners import preconditioner_of
 
@@ -51,7 +51,9 @@ def hessian_eigenvalues(
         initial_vector: Optional warm start (a flat vector of the parameter count).
         seed: Seed of the random start vector.
         **operator_kwargs: `batch_size`, `method`, `mode`, `dropout`,
-            `include_regularization`: see `analysis_tools.HessianOperator`.
+            `include_regularization`, `jit_compile`, `strategy`, `variables`
+            (a layer or block: the eigenvalues of its diagonal block): see
+            `analysis_tools.HessianOperator`.
 
     Returns:
         A `analysis_tools.LanczosResult` (eigenvalues descending,
@@ -62,11 +64,7 @@ def hessian_eigenvalues(
             model without trainable variables, or a probe set that does not
             fit the model and its loss.
     """
-    operator = HessianOperator(model, data, loss=loss, **operator_kwargs)
-    matvec = operator.matvec
-    if preconditioner is not None:
-        operator.set_preconditioner(preconditioner)
-        matvec = operator.preconditioned_matvec
+    operator, matvec = operator_and_matvec(model, data, loss, preconditioner, **operator_kwargs)
     solver = Lanczos(
         operator.dimension, max_iterations=max_iterations, k=k, tolerance=tol,
         return_vectors=return_vectors, seed=seed,

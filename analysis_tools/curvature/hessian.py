@@ -50,17 +50,25 @@ the shares are summed with an all-reduce. This is the `TPUStrategy` pattern:
 what runs on the replicas is one XLA-compiled function. The regularization
 losses are added once, on the first batch, split evenly over the replicas.
 
+Per layer or block (``variables=``): H is then the diagonal block
+H_BB = ∂²L/∂θ_B² of the chosen variables θ_B, the other weights held fixed,
+and vectors have the block's length. Only θ_B is differentiated (both tapes
+watch it alone), so a block's product costs at most a full one: the
+backward passes stop at the block's lowest layer. For P⁻¹H, P is restricted
+to the block (P_B⁻¹ H_BB: the preconditioned dynamics of the block alone).
+
 In float32 models the product is computed in float32 and returned in the dtype
 of the input vector (the Lanczos basis is float64).
 """
 
+import numpy as np
 import tensorflow as tf
 
-from analysis_tools._model_loss import MODES, ModelLoss
+from analysis_tools._model_loss import MODES, ModelLoss, block_indices
 from analysis_tools._probe import FullGradient, ProbeSet, check_data, probe_dataset, probe_share
 
 METHODS = ("reverse_over_reverse", "forward_over_reverse")
-__all__ = ["HessianOperator", "METHODS", "MODES", "probe_dataset"]
+__all__ = ["HessianOperator", "METHODS", "MODES", "operator_and_matvec", "probe_dataset"]
 
 
 class HessianOperator:
@@ -87,6 +95,10 @@ class HessianOperator:
         strategy: The `tf.distribute.Strategy` to split the probe set over;
             default the model's (``model.distribute_strategy``), which is the
             default single-device strategy outside a strategy scope.
+        variables: The block to differentiate: None (default, every trainable
+            variable), or one or a list of layer names, layers or trainable
+            variables of the model. H is then the block's diagonal block of
+            the Hessian, the other weights fixed (see the module docstring).
 
     Raises:
         ValueError: If `method` or `mode` is unknown; the model is not built
@@ -94,9 +106,13 @@ class HessianOperator:
             does not fit the model: its inputs cannot be fed to it, or its
             targets do not have the shape a Keras loss compares with the
             outputs, so that they would be broadcast (checked on one batch,
-            symbolically where possible, before any product).
+            symbolically where possible, before any product); or `variables`
+            names no layer or variable of the model, or nothing trainable.
 
     Attributes:
+        variables: The trainable variables of the block (all of them without
+            `variables=`), in the model's order: the order of the flat vectors.
+        dimension: The length of the flat vectors (the block's parameters).
         num_examples: N, the probe examples.
         num_batches: The probe batches.
         examples_per_replica: After a product, the examples each replica
@@ -115,6 +131,7 @@ class HessianOperator:
         include_regularization=True,
         jit_compile=True,
         strategy=None,
+        variables=None,
     ):
         if method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
@@ -129,10 +146,17 @@ class HessianOperator:
         self.strategy = strategy or getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
         self.probe = ProbeSet(data, batch_size, self.strategy)
         self.num_examples, self.num_batches = self.probe.num_examples, self.probe.num_batches
-        self._variables = self._loss.variables
-        self.shapes = self._loss.shapes
-        self.sizes = self._loss.sizes
-        self.dimension = self._loss.dimension
+        block = block_indices(model, self._loss.variables, variables, "its Hessian")
+        self._block = list(range(len(self._loss.variables))) if block is None else block
+        self._all_variables = self._loss.variables
+        self._variables = [self._loss.variables[i] for i in self._block]
+        self.variables = list(self._variables)
+        self.shapes = [self._loss.shapes[i] for i in self._block]
+        self.sizes = [self._loss.sizes[i] for i in self._block]
+        self.dimension = sum(self.sizes)
+        offsets = np.cumsum([0] + self._loss.sizes)
+        self._gather = None if block is None else np.concatenate(
+            [np.arange(offsets[i], offsets[i + 1]) for i in self._block])
         self.dtype = self._loss.dtype
         self.num_replicas = self.probe.num_replicas
         self._scale = None
@@ -162,23 +186,25 @@ class HessianOperator:
 
         def product():
             tangents = self._unflatten(vector)
+            # The block's values (every value without `variables=`): the only ones differentiated.
+            block = [trainable[i] for i in self._block]
             if self.method == "forward_over_reverse":
-                with tf.autodiff.ForwardAccumulator(trainable, tangents) as accumulator:
+                with tf.autodiff.ForwardAccumulator(block, tangents) as accumulator:
                     with tf.GradientTape() as tape:
-                        tape.watch(trainable)
+                        tape.watch(block)
                         loss = share()
                     # Embeddings give IndexedSlices, which the accumulator cannot track.
-                    grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, trainable)]
+                    grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, block)]
                 parts = accumulator.jvp(grads)
             else:
                 with tf.GradientTape() as outer:
-                    outer.watch(trainable)
+                    outer.watch(block)
                     with tf.GradientTape() as inner:
-                        inner.watch(trainable)
+                        inner.watch(block)
                         loss = share()
-                    grads = inner.gradient(loss, trainable)
+                    grads = inner.gradient(loss, block)
                     inner_product = tf.add_n([tf.reduce_sum(g * t) for g, t in zip(grads, tangents)])
-                parts = outer.gradient(inner_product, trainable)
+                parts = outer.gradient(inner_product, block)
             return self._flatten(parts, vector.dtype)
 
         # A replica's share of the last batch may be empty: it adds nothing.
@@ -207,7 +233,15 @@ class HessianOperator:
         return self.probe.examples_per_replica
 
     def set_preconditioner(self, preconditioner):
-        """Store P (one tensor per trainable variable) for `preconditioned_matvec`."""
+        """Store P (one tensor per trainable variable) for `preconditioned_matvec`.
+
+        With a block (`variables=`), P may be given for every trainable
+        variable of the model (it is restricted to the block) or for the
+        block's alone.
+        """
+        preconditioner = list(preconditioner)
+        if len(self._block) != len(self._all_variables) and len(preconditioner) == len(self._all_variables):
+            preconditioner = [preconditioner[i] for i in self._block]
         if len(preconditioner) != len(self._variables):
             raise ValueError(
                 f"`preconditioner` has {len(preconditioner)} tensors for "
@@ -235,9 +269,12 @@ class HessianOperator:
         return self._scale
 
     def gradient(self):
-        """(flat float64 gradient of L at the current weights, L)."""
+        """(flat float64 gradient of L at the current weights, L); with a block, the block's part."""
         trainable, non_trainable = self._current_values()
-        return self._gradient(trainable, non_trainable)
+        flat, loss = self._gradient(trainable, non_trainable)
+        if self._gather is not None:
+            flat = tf.gather(flat, self._gather)
+        return flat, loss
 
     def flatten(self, tensors):
         """Per-variable tensors → one flat float64 vector, in the operator's order."""
@@ -246,3 +283,19 @@ class HessianOperator:
     def unflatten(self, flat):
         """One flat vector → per-variable tensors (in the operator's dtype)."""
         return self._unflatten(flat)
+
+
+def operator_and_matvec(model, data, loss=None, preconditioner=None, **operator_kwargs):
+    """(`HessianOperator`, v ↦ H v or, with `preconditioner`, v ↦ P^{-1/2} H P^{-1/2} v).
+
+    What every curvature function builds: `operator_kwargs` go to the
+    operator, and ``product_method`` is accepted for its `method` (where the
+    caller's own `method` means something else, as in `hessian_trace`).
+    """
+    if "product_method" in operator_kwargs:
+        operator_kwargs["method"] = operator_kwargs.pop("product_method")
+    operator = HessianOperator(model, data, loss=loss, **operator_kwargs)
+    if preconditioner is None:
+        return operator, operator.matvec
+    operator.set_preconditioner(preconditioner)
+    return operator, operator.preconditioned_matvec

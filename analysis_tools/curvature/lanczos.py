@@ -285,6 +285,7 @@ class Lanczos:
                                   name="lanczos_calls")
         self._matvec = None
         self._function = None
+        self.tridiagonal = None
 
     def __call__(self, matvec: Callable[[tf.Tensor], tf.Tensor],
                  initial_vector=None, min_iterations: int | None = None,
@@ -296,6 +297,13 @@ class Lanczos:
         pass the gap test: every top-k residual below half the distance from
         its Ritz value to the next one, so that the eigenvalue it brackets is
         separated from the rest of the Krylov spectrum.
+
+        After an eager call, ``self.tridiagonal`` holds the run's T_m as NumPy
+        float64 arrays (α_1 … α_m, β_1 … β_(m-1)): its eigenvalues are the
+        Ritz values, and the squared first components of its eigenvectors are
+        the Gauss quadrature weights of the start vector (stochastic Lanczos
+        quadrature, `analysis_tools.spectral_density`). A zero β_i marks a
+        restart after an early breakdown.
         """
         if not callable(matvec):
             raise ValueError(f"`matvec` must be callable, got {matvec!r}.")
@@ -320,8 +328,11 @@ class Lanczos:
                 raise ValueError(
                     f"`initial_vector` must have {self.dimension} elements, got shape {v0.shape}.")
             v0 = tf.reshape(tf.cast(v0, self.basis_dtype), [self.dimension])
-        eigenvalues, eigenvectors, residuals, iterations = self._function(
+        eigenvalues, eigenvectors, residuals, iterations, alpha, beta = self._function(
             v0, tf.constant(min_iterations, tf.int32), tf.constant(bool(certify_gap)))
+        if tf.executing_eagerly():
+            m = int(iterations)
+            self.tridiagonal = (alpha.numpy()[:m], beta.numpy()[:max(m - 1, 0)])
         return LanczosResult(eigenvalues, eigenvectors if self.return_vectors else None,
                              residuals, iterations)
 
@@ -505,7 +516,7 @@ class Lanczos:
             vectors = y / tf.norm(y, axis=1, keepdims=True)
         else:
             vectors = tf.zeros([0, n], f64)
-        return values, vectors, residuals, m
+        return values, vectors, residuals, m, alpha, beta
 
 
 def _same_callable(a, b):
