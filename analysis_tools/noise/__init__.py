@@ -2,10 +2,12 @@
 
 Zhang et al., "Why are adaptive methods good for attention models?" (NeurIPS
 2020), §2 and App. H; Simsekli et al., "A Tail-Index Analysis of Stochastic
-Gradient Noise in Deep Neural Networks" (ICML 2019).
+Gradient Noise in Deep Neural Networks" (ICML 2019); McCandlish et al., "An
+Empirical Model of Large-Batch Training" (2018).
 
 * `gradient_noise`, `empirical_variance_vs_sample_size` (`sampling`): the
-  mini-batch noise g_B − ∇f at fixed weights, and Fig. 2c/f.
+  mini-batch noise g_B − ∇f at fixed weights, with its simple noise scale
+  B_simple = tr Σ / |G|² (McCandlish et al., eq. 2.8), and Fig. 2c/f.
 * `tail_index` (`tail_estimators`): three tail-index estimators.
 * `SymmetricAlphaStable` (`alpha_stable`): an α-stable sampler, which TFP lacks.
 * `fit_noise_distribution` (`fitting`): Gaussian against heavy-tailed laws by likelihood.

@@ -2,7 +2,9 @@
 
 Zhang et al., "Why are adaptive methods good for attention models?" (NeurIPS
 2020), Figs. 2 and 5: the histogram of the mini-batch noise norms ‖g_B − ∇f‖
-and how it changes over training, with the tail index of the noise.
+and how it changes over training, with the tail index of the noise; and the
+simple noise scale B_simple = tr Σ / |G|² of McCandlish et al., "An Empirical
+Model of Large-Batch Training" (2018, eq. 2.8).
 """
 
 import warnings
@@ -71,10 +73,15 @@ class GradientNoiseCallback(MeasurementCallback):
     It adds to the epoch's `logs` (so `History`, `CSVLogger` and `TensorBoard`
     record them; keys start with `prefix`): ``noise_norm_mean``,
     ``noise_norm_median``, ``noise_norm_max_over_median`` (≈ 1 for a
-    concentrated law, large for a heavy tail), ``noise_full_gradient_norm``
-    and ``noise_tail_index``. Epochs without a measurement carry the latest
-    values. With `log_dir` it also writes these scalars and a histogram
-    ``noise_norm`` per measurement, indexed by completed epochs.
+    concentrated law, large for a heavy tail), ``noise_full_gradient_norm``,
+    ``noise_tail_index``, and ``noise_scale``, the simple noise scale
+    B_simple = tr Σ / |G|² (McCandlish et al. 2018, eq. 2.8;
+    `GradientNoise.noise_scale`, NaN where it is undefined), with
+    `per_layer` also ``noise_scale/<variable path>`` for each trainable
+    variable (`GradientNoise.layer_noise_scales`). Epochs without a
+    measurement carry the latest values. With `log_dir` it also writes
+    these scalars and a histogram ``noise_norm`` per measurement, indexed by
+    completed epochs.
 
     Measurements are side-effect free (`model.stateless_call`): training is
     bit-identical with and without the callback. Each one costs about
@@ -101,11 +108,12 @@ class GradientNoiseCallback(MeasurementCallback):
         prefix: Prefix of the log keys.
         mode: ``"train"`` or ``"inference"`` (see `gradient_noise`).
         seed: Seed of the mini-batches (a new draw per measurement) and coordinates.
+        per_layer: Also log the noise scale of each trainable variable.
     """
 
     def __init__(self, data, every_n_epochs=1, batch_size=32, num_batches=100, loss=None,
                  num_coordinates=1000, tail_index_method="simsekli", bins=30, at_start=True,
-                 log_dir=None, prefix="noise_", mode="train", seed=0):
+                 log_dir=None, prefix="noise_", mode="train", seed=0, per_layer=False):
         super().__init__(every_n_epochs=every_n_epochs, log_dir=log_dir)
         if int(num_batches) < 2:
             raise ValueError(f"`num_batches` must be >= 2, got {num_batches}.")
@@ -124,13 +132,14 @@ class GradientNoiseCallback(MeasurementCallback):
         self.prefix = prefix
         self.mode = mode
         self.seed = int(seed)
+        self.per_layer = bool(per_layer)
 
     def measure(self, epoch):
         """Measures the noise at the current weights, stores a `NoiseRecord` and returns it."""
         noise = gradient_noise(
             self.model, self.data, loss=self.loss, batch_size=self.batch_size,
-            num_batches=self.num_batches, num_coordinates=self.num_coordinates, mode=self.mode,
-            seed=self.seed + len(self.records))
+            num_batches=self.num_batches, num_coordinates=self.num_coordinates, per_layer=self.per_layer,
+            mode=self.mode, seed=self.seed + len(self.records))
         norms = noise.norms
         counts, edges = np.histogram(norms, bins=self.bins)
         median = float(np.median(norms))
@@ -140,7 +149,10 @@ class GradientNoiseCallback(MeasurementCallback):
             f"{p}norm_median": median,
             f"{p}norm_max_over_median": float(np.max(norms) / median) if median > 0 else float("inf"),
             f"{p}full_gradient_norm": noise.full_gradient_norm,
+            f"{p}scale": noise.noise_scale,
         }
+        if self.per_layer:
+            values.update({f"{p}scale/{path}": scale for path, scale in noise.layer_noise_scales.items()})
         estimate = None
         if noise.coordinates is not None:
             pooled = standardized_coordinates(noise.coordinates)

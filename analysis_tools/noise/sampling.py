@@ -30,8 +30,23 @@ the batch inside `strategy.run`, XLA-compiled with ``jit_compile=True``, and
 the shares are all-reduced, weighted by examples.
 
 For sampling without replacement from N examples, E‖ξ_B‖² = tr Cov(g_B) =
-(N − |B|) / (|B| (N − 1)) · tr Σ, with Σ the covariance of the per-example
-gradients; `GradientNoise.trace_estimate` is the sample mean of ‖ξ_B‖².
+(N − |B|) / (|B| (N − 1)) · tr Σ, with Σ = (1/N) Σ_i (g_i − ∇f)(g_i − ∇f)ᵀ the
+covariance of the per-example gradients g_i over the data set (each example
+weighted 1/N, the covariance of the paper's data distribution when that is the
+data set); `GradientNoise.trace_estimate` is the sample mean of ‖ξ_B‖², and
+`GradientNoise.trace_covariance` inverts the factor to estimate tr Σ. From it
+and ‖∇f‖ follows the simple gradient noise scale of McCandlish, Kaplan, Amodei
+et al. ("An Empirical Model of Large-Batch Training", 2018, §2.2, eq. 2.8),
+
+    B_simple = tr Σ / |G|²,    G = ∇f,
+
+overall (`GradientNoise.noise_scale`) and per trainable variable
+(`GradientNoise.layer_noise_scales`, with Σ and G restricted to it). It equals
+their B_noise = tr(H Σ) / (Gᵀ H G) (eq. 2.7) when the Hessian H is a multiple
+of the identity; the paper uses it as a cheap stand-in for B_noise, which
+predicts the critical batch size beyond which a larger batch buys little. ∇f
+is computed exactly over the data, so only tr Σ is estimated, and for array
+data the estimate of B_simple is unbiased.
 """
 
 import dataclasses
@@ -56,9 +71,12 @@ class GradientNoise:
     Attributes:
         norms: ‖ξ_B‖ per mini-batch, shape [num_batches].
         full_gradient_norm: ‖∇f‖ (of the reference gradient).
-        batch_size: |B|.
+        batch_size: |B|. For a dataset, the size of its batches, and None when
+            the batches drawn differ in size.
         num_examples: N, the size of the data set (None for a dataset of unknown size).
         layer_norms: With `per_layer=True`, {variable path: ‖ξ_B‖ restricted to it, [num_batches]}.
+        layer_gradient_norms: With `per_layer=True`, {variable path: ‖∇f‖
+            restricted to it} (of the reference gradient).
         coordinates: With `num_coordinates=k`, the noise at k fixed random
             coordinates of the flat parameter vector, [num_batches, k].
         coordinate_indices: Those coordinates (indices into the concatenation
@@ -69,9 +87,10 @@ class GradientNoise:
 
     norms: np.ndarray
     full_gradient_norm: float
-    batch_size: int
+    batch_size: Optional[int]
     num_examples: Optional[int]
     layer_norms: Optional[dict] = None
+    layer_gradient_norms: Optional[dict] = None
     coordinates: Optional[np.ndarray] = None
     coordinate_indices: Optional[np.ndarray] = None
     batch_noise: Optional[np.ndarray] = None
@@ -80,6 +99,71 @@ class GradientNoise:
     def trace_estimate(self):
         """mean ‖ξ_B‖², an unbiased estimate of tr Cov(g_B)."""
         return float(np.mean(np.square(self.norms, dtype=np.float64)))
+
+    @property
+    def trace_covariance(self):
+        """An unbiased estimate of tr Σ, the trace of the per-example gradient covariance.
+
+        Mini-batches drawn uniformly without replacement from N examples have
+        E‖ξ_B‖² = (N − |B|) / (|B| (N − 1)) · tr Σ, with Σ = (1/N) Σ_i
+        (g_i − ∇f)(g_i − ∇f)ᵀ, so tr Σ = mean ‖ξ_B‖² · |B| (N − 1) / (N − |B|).
+        For a dataset (N unknown) the infinite-N limit, tr Σ ≈ |B| mean ‖ξ_B‖²,
+        which is also the value for draws with replacement; over a finite
+        data set it understates tr Σ by the factor (N − |B|) / (N − 1). Either
+        way each batch must be a uniform random draw (a shuffled dataset):
+        the fixed batches of an unshuffled one are not.
+
+        NaN when |B| = N (every mini-batch is the whole data set, ξ_B = 0, and
+        tr Σ cannot be seen) and when a dataset's batches differ in size.
+        """
+        return self.trace_estimate * _covariance_factor(self.batch_size, self.num_examples)
+
+    @property
+    def layer_trace_covariances(self):
+        """{variable path: tr Σ restricted to that variable} (as `trace_covariance`); None without `per_layer`.
+
+        They add up to `trace_covariance`.
+        """
+        if self.layer_norms is None:
+            return None
+        factor = _covariance_factor(self.batch_size, self.num_examples)
+        return {path: float(np.mean(np.square(norms, dtype=np.float64))) * factor
+                for path, norms in self.layer_norms.items()}
+
+    @property
+    def noise_scale(self):
+        """The simple noise scale B_simple = tr Σ / |G|² (McCandlish et al. 2018, eq. 2.8).
+
+        G is the reference gradient ∇f and tr Σ is `trace_covariance`. NaN
+        where that is NaN, and when |G| = 0 (undefined: zero gradient).
+        """
+        return _noise_scale(self.trace_covariance, self.full_gradient_norm)
+
+    @property
+    def layer_noise_scales(self):
+        """{variable path: tr Σ_l / |G_l|²}, B_simple of one variable's block; None without `per_layer`.
+
+        Σ_l and G_l are Σ and ∇f restricted to the variable's coordinates; NaN
+        as for `noise_scale`, and when G_l = 0.
+        """
+        traces = self.layer_trace_covariances
+        if traces is None:
+            return None
+        return {path: _noise_scale(trace, self.layer_gradient_norms[path]) for path, trace in traces.items()}
+
+
+def _covariance_factor(batch_size, num_examples):
+    """tr Σ / E‖ξ_B‖²: |B| (N − 1) / (N − |B|), or |B| when N is unknown; NaN when |B| is unknown or N."""
+    if batch_size is None or batch_size == num_examples:
+        return math.nan
+    if num_examples is None:
+        return float(batch_size)
+    return batch_size * (num_examples - 1) / (num_examples - batch_size)
+
+
+def _noise_scale(trace, gradient_norm):
+    """tr Σ / |G|², NaN when |G| = 0."""
+    return trace / gradient_norm**2 if gradient_norm > 0 else math.nan
 
 
 class _NoiseSampler:
@@ -170,7 +254,7 @@ def gradient_noise(model, data, loss=None, batch_size=32, num_batches=100, refer
             batches, whose first `num_batches` batches are the mini-batches (a
             dataset is iterated twice when `reference="full"`).
         loss: Loss (string, `keras.losses.Loss` or callable); default the compiled loss.
-        batch_size: |B| for array data.
+        batch_size: |B| for array data (a dataset's batches keep their own size).
         num_batches: Number of mini-batches.
         reference: ``"full"``: ∇f over all of `data`; or the gradient itself,
             a list of tensors shaped like `model.trainable_variables` (e.g. an
@@ -178,7 +262,7 @@ def gradient_noise(model, data, loss=None, batch_size=32, num_batches=100, refer
         reference_batch_size: Batch size of the pass that computes ∇f
             (default `batch_size`; with BatchNorm in training mode ∇f depends on it).
         num_coordinates: Keep the noise at this many fixed random coordinates.
-        per_layer: Keep ‖ξ_B‖ per trainable variable.
+        per_layer: Keep ‖ξ_B‖ and ‖∇f‖ per trainable variable (for `GradientNoise.layer_noise_scales`).
         keep_batch_noise: Keep the first mini-batch's whole flat noise vector.
         mode: ``"train"`` (default) or ``"inference"`` (BatchNorm moving statistics).
         dropout: In training mode, whether Dropout stays active. Default False.
@@ -220,9 +304,10 @@ def gradient_noise(model, data, loss=None, batch_size=32, num_batches=100, refer
     dimension = sum(sampler.sizes)
     indices = np.sort(rng.choice(dimension, size=min(int(num_coordinates), dimension), replace=False))
     indices_tensor = tf.constant(indices, tf.int64)
-    norms, layer_norms, coordinates, batch_noise = [], [], [], None
+    norms, layer_norms, coordinates, batch_noise, batch_sizes = [], [], [], None, set()
     for x, y in _batches_of(data, int(batch_size), int(num_batches), rng):
         keep = bool(keep_batch_noise and batch_noise is None)
+        batch_sizes.add(int(ProbeSet.local_count(y)))
         norm, layers, coordinate_values, flat = sampler.noise(
             trainable, non_trainable, x, y, reference, indices_tensor, keep)
         norms.append(float(norm))
@@ -240,14 +325,16 @@ def gradient_noise(model, data, loss=None, batch_size=32, num_batches=100, refer
             f"(`num_batches`): the noise is measured on those {len(norms)}.",
             stacklevel=2,
         )
+    reference_squares = [float(tf.reduce_sum(tf.square(tf.cast(r, tf.float64)))) for r in reference]
     return GradientNoise(
         norms=np.array(norms),
-        full_gradient_norm=float(tf.sqrt(tf.add_n([tf.reduce_sum(tf.square(tf.cast(r, tf.float64)))
-                                                    for r in reference]))),
-        batch_size=int(batch_size),
+        full_gradient_norm=math.sqrt(math.fsum(reference_squares)),
+        batch_size=batch_sizes.pop() if len(batch_sizes) == 1 else None,
         num_examples=num_examples,
         layer_norms=({v.path: column for v, column in zip(sampler.variables, np.array(layer_norms).T)}
                      if per_layer else None),
+        layer_gradient_norms=({v.path: math.sqrt(s) for v, s in zip(sampler.variables, reference_squares)}
+                              if per_layer else None),
         coordinates=np.array(coordinates) if len(indices) else None,
         coordinate_indices=indices if len(indices) else None,
         batch_noise=batch_noise,
