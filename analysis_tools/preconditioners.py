@@ -40,7 +40,10 @@ Supported optimizers
   ``second_moment`` attribute). The functions delegate to it, so a new
   tf_adaptive optimizer needs no change here.
 * `keras.optimizers.LossScaleOptimizer`: unwrapped (``inner_optimizer``).
-* Exactly these Keras classes (not subclasses, whose update rule may differ):
+* Exactly these Keras classes (not subclasses, whose update rule may differ),
+  and the backend-specific subclasses Keras builds for them itself (on
+  PyTorch, `keras.optimizers.Adam(...)` is a fused `torch_adam.Adam`: the same
+  rule and slots):
 
 Notation: t = ``optimizer.iterations``, the number of updates applied so far
 (so t = 1 after the first); g = g_t, the gradient the update rule received;
@@ -474,7 +477,12 @@ _RULES = {
 
 
 def _rule(optimizer, function):
-    rule = _RULES.get(type(optimizer))
+    cls = type(optimizer)
+    rule = _RULES.get(cls)
+    if rule is None and cls.__module__.startswith("keras.src.backend."):
+        # Keras's own backend-specific subclass of a supported class (on torch, `keras.optimizers.Adam`
+        # builds a fused `torch_adam.Adam`): the same update rule, the same state.
+        rule = next((_RULES[base] for base in cls.__mro__[1:] if base in _RULES), None)
     if rule is None:
         raise _unsupported(optimizer, function)
     return rule

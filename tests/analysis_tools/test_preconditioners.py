@@ -63,6 +63,11 @@ def gradients(rng):
     return [rng.normal(size=s).astype("float32") for s in SHAPES]
 
 
+def tensors(arrays):
+    """Backend tensors: Keras's fused torch optimizers take no NumPy gradients."""
+    return [ops.convert_to_tensor(a) for a in arrays]
+
+
 def numpy_values(tensors):
     return [np.asarray(ops.convert_to_numpy(t), dtype=np.float64) for t in tensors]
 
@@ -73,7 +78,7 @@ def run(optimizer, variables, steps=STEPS, seed=0):
     for _ in range(steps):
         grads = gradients(rng)
         before = numpy_values(variables)
-        optimizer.apply(grads, variables)
+        optimizer.apply(tensors(grads), variables)
     return before, grads
 
 
@@ -125,7 +130,7 @@ def test_adam_preconditioner_against_numpy():
     v = [np.zeros(s) for s in SHAPES]
     for t in range(1, STEPS + 1):
         grads = gradients(rng)
-        optimizer.apply(grads, variables)
+        optimizer.apply(tensors(grads), variables)
         m = [beta_1 * m_ + (1 - beta_1) * g for m_, g in zip(m, grads)]
         v = [beta_2 * v_ + (1 - beta_2) * g.astype(np.float64) ** 2 for v_, g in zip(v, grads)]
     t = STEPS
@@ -143,9 +148,9 @@ def test_learning_rate_of_the_last_update_and_gradient_accumulation():
     rng = np.random.default_rng(4)
     for _ in range(3):  # three updates, six apply calls
         first, second = gradients(rng), gradients(rng)
-        optimizer.apply(first, variables)
+        optimizer.apply(tensors(first), variables)
         before = numpy_values(variables)
-        optimizer.apply(second, variables)
+        optimizer.apply(tensors(second), variables)
     assert int(ops.convert_to_numpy(optimizer.iterations)) == 3
     # Keras evaluates the schedule at the raw apply count before incrementing.
     eta = float(ops.convert_to_numpy(pc.last_learning_rate_of(optimizer)))
@@ -207,7 +212,7 @@ def test_loss_scale_optimizer_is_unwrapped():
                                 list(new_values) + list(new_state)):
                 v.assign(value)
         else:
-            optimizer.apply(scaled, variables)
+            optimizer.apply(tensors(scaled), variables)
     assert int(ops.convert_to_numpy(inner.iterations)) == 3
     assert_last_update_matches(optimizer, variables, before, grads)
     for a, b in zip(pc.preconditioner_of(optimizer, variables),
@@ -249,7 +254,7 @@ def test_missing_gradients_raise_after_the_first_update():
 def test_low_precision_variables_give_float32():
     variables = [keras.Variable(np.ones(s), dtype="bfloat16") for s in SHAPES]
     optimizer = keras.optimizers.Adam(0.05)
-    optimizer.apply([np.full(s, 0.5, "float32") for s in SHAPES], variables)
+    optimizer.apply(tensors([np.full(s, 0.5, "float32") for s in SHAPES]), variables)
     for p in pc.preconditioner_of(optimizer, variables):
         assert keras.backend.standardize_dtype(p.dtype) == "float32"
         assert np.all(np.isfinite(ops.convert_to_numpy(p)))

@@ -50,6 +50,10 @@ def test_analysis_tools_read_the_step_the_optimizer_took(case):
     assert second_moment_of(optimizer) == optimizer.second_moment
 
 
+def _tensors(arrays):
+    return [keras.ops.convert_to_tensor(a) for a in arrays]
+
+
 def test_adam_matches_keras_adam_when_epsilon_is_zero():
     ours = tf_adaptive.Adam(learning_rate=0.01, beta_1=0.9, beta_2=0.99, epsilon=0.0)
     theirs = keras.optimizers.Adam(learning_rate=0.01, beta_1=0.9, beta_2=0.99, epsilon=0.0)
@@ -57,7 +61,7 @@ def test_adam_matches_keras_adam_when_epsilon_is_zero():
     their_vars = [keras.Variable(v) for v in initial_values()]
     for grads in gradient_stream(50):
         ours.apply(grads, ours_vars)
-        theirs.apply(grads, their_vars)
+        theirs.apply(_tensors(grads), their_vars)  # Keras's fused torch Adam takes tensors only
     for a, b in zip(ours_vars, their_vars):
         np.testing.assert_allclose(_numpy(a), _numpy(b), rtol=1e-5, atol=1e-6)
 
@@ -75,7 +79,7 @@ def test_keras_adam_epsilon_is_ours_scaled_by_the_second_bias_correction(steps):
     for grads in gradient_stream(steps):
         previous = [_numpy(v) for v in their_vars]
         ours.apply(grads, ours_vars)
-        theirs.apply(grads, their_vars)
+        theirs.apply(_tensors(grads), their_vars)  # Keras's fused torch Adam takes tensors only
     for mine, keras_p in zip(ours_vars, preconditioner_of(theirs, their_vars)):
         np.testing.assert_allclose(_numpy(ours.preconditioner(mine)), _numpy(keras_p), rtol=1e-5)
     if steps == 1:  # same state, same ε: the same step

@@ -1,7 +1,7 @@
 """Every optimizer against its independent NumPy reference (the papers' update rules).
 
 Backend-agnostic: this module uses `keras` and `numpy` only, and also runs
-under KERAS_BACKEND=jax (see test_jax_backend.py).
+under KERAS_BACKEND=jax and torch (see test_other_backends.py).
 """
 
 import keras
