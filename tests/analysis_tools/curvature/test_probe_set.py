@@ -145,3 +145,25 @@ def test_gradient_noise_reference_is_the_same_under_a_strategy():
                for model in (distributed, single)]
     assert results[0].full_gradient_norm == pytest.approx(results[1].full_gradient_norm, rel=1e-6)
     np.testing.assert_allclose(results[0].norms, results[1].norms, rtol=1e-5)
+
+
+def test_trace_density_and_a_layer_block_under_mirrored_strategy_match_one_device():
+    x, y = _data()
+    model = _model()
+    strategy = _strategy()
+    one, split = dict(batch_size=16), dict(batch_size=16, strategy=strategy)
+    # The same Rademacher vectors (same seed) on one device and split over two replicas.
+    for method in ("hutch++", "hutchinson"):
+        expected = analysis_tools.hessian_trace(model, (x, y), num_samples=9, method=method, seed=3, **one)
+        got = analysis_tools.hessian_trace(model, (x, y), num_samples=9, method=method, seed=3, **split)
+        assert got.estimate == pytest.approx(expected.estimate, rel=1e-5)
+    expected = analysis_tools.spectral_density(model, (x, y), num_vectors=2, num_iterations=8, seed=4, **one)
+    got = analysis_tools.spectral_density(model, (x, y), num_vectors=2, num_iterations=8, seed=4, **split)
+    for a, b in zip(got.nodes, expected.nodes):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max())
+    layer = model.layers[-1].name
+    block = HessianOperator(model, (x, y), variables=layer, **split)
+    v = _vector(block)
+    expected = HessianOperator(model, (x, y), variables=layer, **one).matvec(v).numpy()
+    np.testing.assert_allclose(block.matvec(v).numpy(), expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
+    assert block.examples_per_replica == [23, 22]
