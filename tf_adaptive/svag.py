@@ -93,13 +93,14 @@ class _VarianceAdaptation(PreconditionedOptimizer):
         )
 
     def _preconditioner(self, index, dtype):
-        factor, correction, _ = self._adaptation_factor(
-            ops.cast(self._momentums[index], dtype),
-            ops.cast(self._second_moments[index], dtype),
-            self._completed_step_count(),
-            dtype,
-        )
-        return self._momentum_scale(correction) / factor
+        m_tilde = ops.cast(self._momentums[index], dtype)
+        v_tilde = ops.cast(self._second_moments[index], dtype)
+        factor, correction, _ = self._adaptation_factor(m_tilde, v_tilde, self._completed_step_count(), dtype)
+        preconditioner = self._momentum_scale(correction) / factor
+        # A NaN or infinite state (after such a gradient) makes γ_t NaN, which the update treats as 0
+        # (no step); P is then NaN, not the +inf of a coordinate that has seen only zeros.
+        finite = ops.logical_and(ops.isfinite(m_tilde), ops.isfinite(v_tilde))
+        return ops.where(finite, preconditioner, float("nan"))
 
     @property
     def momentum_needs_gradient(self):
@@ -123,7 +124,8 @@ class MSVAG(_VarianceAdaptation):
 
     Preconditioner: P_t = (1 - β^t) / γ_t, so that the step is η P_t⁻¹ m̃_t for
     the stored (un-corrected) momentum m̃_t, the same convention as Adam's
-    bias correction; +inf where γ_t = 0. Momentum: u_t = m̃_t. Second moment:
+    bias correction; +inf where γ_t = 0, NaN where m̃_t or ṽ_t is not finite
+    (after a NaN or infinite gradient). Momentum: u_t = m̃_t. Second moment:
     none (ṽ_t enters through γ_t, not as a power). Momentum type: EMA heavy
     ball with β.
 
@@ -173,7 +175,7 @@ class SVAG(_VarianceAdaptation):
         x_t = x_{t-1} - η γ_t g_t
 
     Preconditioner: P_t = 1 / γ_t (the method steps along the gradient);
-    +inf where γ_t = 0. Momentum: u_t = g_t, which m̃_t and ṽ_t do not
+    +inf where γ_t = 0, NaN where m̃_t or ṽ_t is not finite. Momentum: u_t = g_t, which m̃_t and ṽ_t do not
     determine and no slot keeps: pass it, ``momentum(variable, gradient)``.
     Second moment: none (ṽ_t enters through γ_t, not as a power). Momentum
     type: none (the step uses g_t itself), so `stability_threshold()` is 2 / η.

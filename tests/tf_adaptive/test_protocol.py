@@ -265,6 +265,22 @@ def test_clipping_preconditioner_after_a_non_finite_gradient_is_nan_not_one(make
         assert np.all(np.isfinite(first[1:])) and np.all(np.isfinite(second))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
+@pytest.mark.parametrize("make", [tf_adaptive.SVAG, tf_adaptive.MSVAG], ids=["SVAG", "MSVAG"])
+def test_variance_adaptation_preconditioner_after_a_non_finite_gradient_is_nan_not_inf(make, bad):
+    # γ_t of a NaN state is NaN, which the update maps to 0 (no step): P = 1/γ used to read +inf,
+    # the value of a coordinate that has only seen zero gradients.
+    optimizer = make(learning_rate=0.1)
+    variables = [keras.Variable(np.ones(3, "float32"))]
+    optimizer.build(variables)
+    for gradient in ([bad, 1.0, 0.0], [0.5, 1.5, 0.0]):
+        optimizer.apply([np.array(gradient, "float32")], variables)
+    p = keras.ops.convert_to_numpy(optimizer.preconditioner(variables[0]))
+    assert np.isnan(p[0])
+    assert np.isfinite(p[1]) and p[1] > 0
+    assert p[2] == np.inf  # only zero gradients: γ = 0, documented +inf
+
+
 def test_momentum_and_preconditioner_inside_tf_function():
     if keras.backend.backend() != "tensorflow":
         pytest.skip("tf.function is TensorFlow's")
