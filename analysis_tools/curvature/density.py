@@ -94,9 +94,12 @@ class SpectralDensity:
         """The Gaussian-smoothed density on `grid`: (1/L) Σ_l Σ_j τ_lj² N(t; θ_lj, σ²).
 
         It integrates to 1 over the real line. `sigma` defaults to
-        `default_sigma()`. Returns a float64 array shaped like `grid`.
+        `default_sigma()`. Returns a float64 array shaped like `grid`, all NaN
+        when a node is NaN (a diverged network).
         """
         grid = np.asarray(grid, dtype=np.float64)
+        if not all(np.all(np.isfinite(t)) for t in self.nodes):
+            return np.full(grid.shape, np.nan)
         sigma = self.default_sigma() if sigma is None else float(sigma)
         if not sigma > 0:
             raise ValueError(f"`sigma` must be positive, got {sigma}.")
@@ -201,11 +204,16 @@ def plot_spectral_density(density, ax=None, threshold=None, sigma=None, grid_siz
 
     Returns:
         The Axes.
+
+    Raises:
+        ValueError: If the density's nodes are not finite.
     """
     import matplotlib.pyplot as plt
 
-    ax = plt.gca() if ax is None else ax
     low, high = density.support
+    if not (np.isfinite(low) and np.isfinite(high)):
+        raise ValueError("The density has non-finite nodes (the Hessian of a diverged network): nothing to plot.")
+    ax = plt.gca() if ax is None else ax
     if threshold is not None:
         low, high = min(low, threshold), max(high, threshold)
     margin = 0.05 * (high - low if high > low else max(abs(high), 1.0))

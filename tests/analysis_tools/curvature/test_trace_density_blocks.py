@@ -181,6 +181,9 @@ def test_a_diverged_network_gives_nan_traces_and_densities_not_numbers(trained):
     assert np.isnan(hessian_trace(model, trained["data"], loss=LOSS, num_samples=6).estimate)
     density = spectral_density(model, trained["data"], loss=LOSS, num_vectors=2, num_iterations=5)
     assert np.isnan(density.moment(1)[0])
+    assert np.all(np.isnan(density.density(np.linspace(-1, 1, 5))))
+    with pytest.raises(ValueError, match="non-finite nodes"):
+        plot_spectral_density(density)
 
 
 @pytest.mark.parametrize("selection", ["second", ["second"], "layer", "variables"])
