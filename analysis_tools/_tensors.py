@@ -1,5 +1,6 @@
 """Small tensor helpers shared by the measurement modules."""
 
+import numpy as np
 import tensorflow as tf
 
 
@@ -25,3 +26,19 @@ def as_float_tensor(*values, dtype=None):
         for v in values
     ]
     return tensors[0] if len(tensors) == 1 else tensors
+
+
+def rademacher(rng, shape):
+    """A float64 tensor of independent ±1 entries drawn from the NumPy generator `rng`.
+
+    The probe vectors of Hutchinson's estimator, Hutch++ and stochastic
+    Lanczos quadrature: one generator and seed give the same vectors to each.
+    """
+    return tf.constant(rng.choice(np.array([-1.0, 1.0]), size=shape))
+
+
+def check_count(name, value, smallest=1):
+    """`value` as an int, refused unless it is an integer (not a bool) ≥ `smallest`."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < smallest:
+        raise ValueError(f"`{name}` must be an integer >= {smallest}, got {value!r}.")
+    return int(value)

@@ -12,8 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from analysis_tools._callback import MeasurementCallback
-from analysis_tools._model_loss import block_indices, trainable_variables_of
-from analysis_tools.curvature.density import slq_with
+from analysis_tools.curvature.density import slq_solver, slq_with
 from analysis_tools.curvature.eigenvalues import top_subspace_fraction
 from analysis_tools.curvature.hessian import HessianOperator
 from analysis_tools.curvature.lanczos import Lanczos
@@ -25,6 +24,9 @@ from analysis_tools.preconditioners import (
 )
 
 __all__ = ["SharpnessCallback", "SharpnessRecord"]
+
+_SHARPNESS_KEYS = {"raw": "sharpness", "preconditioned": "preconditioned_sharpness"}
+_TRACE_KEYS = {"raw": "hessian_trace", "preconditioned": "preconditioned_hessian_trace"}
 
 
 @dataclasses.dataclass
@@ -208,39 +210,44 @@ class SharpnessCallback(MeasurementCallback):
         self._operator = None
 
     # ------------------------------------------------------------- set-up
+    def _kinds(self):
+        """The eigenvalue problems measured: "raw" (λ1(H)) and/or "preconditioned" (λ1(P⁻¹H))."""
+        return [kind for kind in ("raw", "preconditioned") if (self.raw if kind == "raw" else self.preconditioned)]
+
+    def _new_solver(self, dimension, seed, return_vectors):
+        return Lanczos(dimension, max_iterations=self.max_iterations, k=self.k, tolerance=self.tol,
+                       criterion="eigenvalue", return_vectors=return_vectors, seed=seed)
+
     def _build(self):
         self._operator = HessianOperator(self.model, self.data, **self.operator_kwargs)
         return_vectors = self.warm_start or self.fraction_in_top_subspace
-        self._solvers = {
-            name: Lanczos(
-                self._operator.dimension, max_iterations=self.max_iterations, k=self.k,
-                tolerance=self.tol, criterion="eigenvalue", return_vectors=return_vectors, seed=seed,
-            )
-            for seed, name in enumerate(("raw", "preconditioned"))
-            if (self.raw if name == "raw" else self.preconditioned)
-        }
+        seeds = {"raw": 0, "preconditioned": 1}
+        self._solvers = {kind: self._new_solver(self._operator.dimension, seeds[kind], return_vectors)
+                         for kind in self._kinds()}
         self._layer_operators = {}
         if self.per_layer:
-            variables = trainable_variables_of(self.model, "its Hessian")
-            if self.per_layer is True:
-                names = [layer.name for layer in self.model.layers if layer.trainable_variables]
-            else:
-                names = list(self.per_layer)
-                block_indices(self.model, variables, names, "its Hessian")  # refuses unknown names first
-            for name in names:
+            names = (self.per_layer if self.per_layer is not True
+                     else [layer.name for layer in self.model.layers if layer.trainable_variables])
+            for name in names:  # HessianOperator refuses a name that is no layer with trainable weights
                 operator = HessianOperator(self.model, self.data, variables=name, **self.operator_kwargs)
                 self._layer_operators[name] = operator
-                for seed, kind in enumerate(("raw", "preconditioned")):
-                    if self.raw if kind == "raw" else self.preconditioned:
-                        self._solvers[f"{kind}/{name}"] = Lanczos(
-                            operator.dimension, max_iterations=self.max_iterations, k=self.k,
-                            tolerance=self.tol, criterion="eigenvalue", return_vectors=self.warm_start,
-                            seed=seed)
+                for kind in self._kinds():
+                    self._solvers[f"{kind}/{name}"] = self._new_solver(
+                        operator.dimension, seeds[kind], self.warm_start)
         if self.density:
-            steps = min(self.density_iterations, self._operator.dimension)
-            self._density_solver = Lanczos(self._operator.dimension, max_iterations=steps, k=1,
-                                           min_iterations=steps, seed=11)
+            self._density_solver = slq_solver(self._operator.dimension, self.density_iterations, seed=11)
         self._previous_vectors = {}
+
+    def _matvecs(self, operator, preconditioner):
+        """{kind: v ↦ H v or P^{-1/2} H P^{-1/2} v} of `operator`, P set from `preconditioner` first."""
+        matvecs = {}
+        for kind in self._kinds():
+            if kind == "raw":
+                matvecs[kind] = operator.matvec
+            else:
+                operator.set_preconditioner(preconditioner)
+                matvecs[kind] = operator.preconditioned_matvec
+        return matvecs
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
@@ -296,57 +303,43 @@ class SharpnessCallback(MeasurementCallback):
         step = self.optimizer_steps()
         values, eigenvalues, iterations = {}, {}, {}
         results = {}
-        if self.raw:
-            results["raw"] = self._solve("raw", self._operator.matvec)
-            values["sharpness"] = float(results["raw"].eigenvalues[0])
+        variables = self.model.trainable_variables
+        preconditioner = preconditioner_of(optimizer, variables) if self.preconditioned else None
+        matvecs = self._matvecs(self._operator, preconditioner)
+        for kind, matvec in matvecs.items():
+            results[kind] = self._solve(kind, matvec)
+            values[_SHARPNESS_KEYS[kind]] = float(results[kind].eigenvalues[0])
         threshold = stability_threshold_of(optimizer)
-        clipped = clipped_fraction_of(optimizer, self.model.trainable_variables)
-        if self.preconditioned:
-            self._operator.set_preconditioner(
-                preconditioner_of(optimizer, self.model.trainable_variables)
-            )
-            results["preconditioned"] = self._solve("preconditioned", self._operator.preconditioned_matvec)
-            values["preconditioned_sharpness"] = float(results["preconditioned"].eigenvalues[0])
+        clipped = clipped_fraction_of(optimizer, variables)
         if threshold is not None:
             values["stability_threshold"] = threshold
             top = values.get("preconditioned_sharpness", values.get("sharpness"))
             values["sharpness_ratio"] = top / threshold
         if clipped is not None:
             values["clipped_fraction"] = clipped
-        preconditioner = None
-        if self.per_layer and self.preconditioned:
-            preconditioner = preconditioner_of(optimizer, self.model.trainable_variables)
         for layer, operator in self._layer_operators.items():
-            if self.raw:
-                result = self._solve(f"raw/{layer}", operator.matvec)
-                results[f"raw/{layer}"] = result
-                values[f"sharpness/{layer}"] = float(result.eigenvalues[0])
-            if self.preconditioned:
-                operator.set_preconditioner(preconditioner)
-                result = self._solve(f"preconditioned/{layer}", operator.preconditioned_matvec)
-                results[f"preconditioned/{layer}"] = result
-                values[f"preconditioned_sharpness/{layer}"] = float(result.eigenvalues[0])
+            for kind, matvec in self._matvecs(operator, preconditioner).items():
+                results[f"{kind}/{layer}"] = result = self._solve(f"{kind}/{layer}", matvec)
+                values[f"{_SHARPNESS_KEYS[kind]}/{layer}"] = float(result.eigenvalues[0])
+        # The quantity the density and the top-subspace fraction describe: P⁻¹H when measured, else H.
+        primary = "preconditioned" if self.preconditioned else "raw"
         traces, densities, histograms = {}, {}, {}
         if self.trace:
-            seed = len(self.records)
-            for name, key in (("raw", "hessian_trace"), ("preconditioned", "preconditioned_hessian_trace")):
-                if name in self._solvers:
-                    matvec = self._operator.matvec if name == "raw" else self._operator.preconditioned_matvec
-                    traces[name] = hutch_plus_plus(matvec, self._operator.dimension, self.trace_samples, seed)
-                    values[key] = traces[name].estimate
-                    values[f"{key}_standard_error"] = traces[name].standard_error
+            for kind, matvec in matvecs.items():
+                key = _TRACE_KEYS[kind]
+                traces[kind] = hutch_plus_plus(matvec, self._operator.dimension, self.trace_samples,
+                                               len(self.records))
+                values[key] = traces[kind].estimate
+                values[f"{key}_standard_error"] = traces[kind].standard_error
         if self.density:
-            name = "preconditioned" if self.preconditioned else "raw"
-            matvec = self._operator.preconditioned_matvec if self.preconditioned else self._operator.matvec
-            densities[name] = slq_with(self._density_solver, matvec, self.density_vectors,
-                                       np.random.default_rng([11, len(self.records)]))
-            histograms["spectral_density"] = density_sample(densities[name])
+            densities[primary] = slq_with(self._density_solver, matvecs[primary], self.density_vectors,
+                                          np.random.default_rng([11, len(self.records)]))
+            histograms["spectral_density"] = density_sample(densities[primary])
         if self.fraction_in_top_subspace:
-            name = "preconditioned" if self.preconditioned else "raw"
             gradient, _ = self._operator.gradient()
             scale = self._operator.preconditioner_scale if self.preconditioned else None
             values["top_subspace_fraction"], _ = top_subspace_fraction(
-                gradient, results[name].eigenvectors, scale
+                gradient, results[primary].eigenvectors, scale
             )
         for name, result in results.items():
             eigenvalues[name] = np.asarray(result.eigenvalues)

@@ -35,12 +35,12 @@ import dataclasses
 import math
 
 import numpy as np
-import tensorflow as tf
 
+from analysis_tools._tensors import check_count, rademacher
 from analysis_tools.curvature.hessian import operator_and_matvec
 from analysis_tools.curvature.lanczos import Lanczos
 
-__all__ = ["SpectralDensity", "plot_spectral_density", "slq", "slq_with", "spectral_density"]
+__all__ = ["SpectralDensity", "plot_spectral_density", "slq", "slq_solver", "slq_with", "spectral_density"]
 
 
 @dataclasses.dataclass
@@ -123,18 +123,24 @@ def slq(matvec, dimension, num_vectors=5, num_iterations=60, seed=0):
         A `SpectralDensity`. A NaN or infinite product (a diverged network)
         gives NaN nodes, and every moment and density is then NaN.
     """
-    for name, value in (("num_vectors", num_vectors), ("num_iterations", num_iterations),
-                        ("dimension", dimension)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}.")
+    num_vectors = check_count("num_vectors", num_vectors)
+    num_iterations = check_count("num_iterations", num_iterations)
+    solver = slq_solver(check_count("dimension", dimension), num_iterations, seed)
+    return slq_with(solver, matvec, num_vectors, np.random.default_rng(seed))
+
+
+def slq_solver(dimension, num_iterations, seed=0):
+    """The `Lanczos` of SLQ: min(num_iterations, dimension) steps from every start vector.
+
+    Every vector runs the full m steps: the residual test starts only at
+    min_iterations = m (a lucky breakdown may still stop it earlier).
+    """
     steps = min(int(num_iterations), int(dimension))
-    # Every vector runs the full m steps: the residual test starts only at min_iterations = m.
-    solver = Lanczos(int(dimension), max_iterations=steps, k=1, min_iterations=steps, seed=seed)
-    return slq_with(solver, matvec, int(num_vectors), np.random.default_rng(seed))
+    return Lanczos(int(dimension), max_iterations=steps, k=1, min_iterations=steps, seed=seed)
 
 
 def slq_with(solver, matvec, num_vectors, rng):
-    """SLQ with a given `Lanczos` (built with min_iterations = max_iterations) and NumPy generator.
+    """SLQ with a given `slq_solver` and NumPy generator.
 
     One solver serves every call (its traced loop is reused), as in
     `SharpnessCallback`; `slq` builds one per call.
@@ -142,7 +148,7 @@ def slq_with(solver, matvec, num_vectors, rng):
     dimension = solver.dimension
     nodes, weights, products = [], [], 0
     for _ in range(int(num_vectors)):
-        start = tf.constant(rng.choice(np.array([-1.0, 1.0]), size=dimension))
+        start = rademacher(rng, dimension)
         result = solver(matvec, start)
         alpha, beta = solver.tridiagonal
         products += int(result.iterations)

@@ -148,9 +148,7 @@ class HessianOperator:
         self.num_examples, self.num_batches = self.probe.num_examples, self.probe.num_batches
         block = block_indices(model, self._loss.variables, variables, "its Hessian")
         self._block = list(range(len(self._loss.variables))) if block is None else block
-        self._all_variables = self._loss.variables
-        self._variables = [self._loss.variables[i] for i in self._block]
-        self.variables = list(self._variables)
+        self.variables = [self._loss.variables[i] for i in self._block]
         self.shapes = [self._loss.shapes[i] for i in self._block]
         self.sizes = [self._loss.sizes[i] for i in self._block]
         self.dimension = sum(self.sizes)
@@ -240,12 +238,13 @@ class HessianOperator:
         block's alone.
         """
         preconditioner = list(preconditioner)
-        if len(self._block) != len(self._all_variables) and len(preconditioner) == len(self._all_variables):
+        every = len(self._loss.variables)
+        if len(self._block) != every and len(preconditioner) == every:
             preconditioner = [preconditioner[i] for i in self._block]
-        if len(preconditioner) != len(self._variables):
+        if len(preconditioner) != len(self.variables):
             raise ValueError(
                 f"`preconditioner` has {len(preconditioner)} tensors for "
-                f"{len(self._variables)} trainable variables."
+                f"{len(self.variables)} trainable variables."
             )
         flat = self._flatten(preconditioner, tf.float64)
         if not bool(tf.reduce_all(flat > 0.0)):

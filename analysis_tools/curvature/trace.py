@@ -36,6 +36,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from analysis_tools._tensors import check_count, rademacher
 from analysis_tools.curvature.hessian import operator_and_matvec
 
 __all__ = ["TraceEstimate", "hessian_trace", "hutch_plus_plus", "hutchinson"]
@@ -65,16 +66,6 @@ class TraceEstimate(NamedTuple):
     sketch_trace: float
 
 
-def _rademacher(rng, shape):
-    return tf.constant(rng.choice(np.array([-1.0, 1.0]), size=shape))
-
-
-def _check_count(name, value, smallest):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < smallest:
-        raise ValueError(f"`{name}` must be an integer >= {smallest}, got {value!r}.")
-    return int(value)
-
-
 def _product(matvec, vector):
     """A v in float64 (a NaN or infinite product propagates to the estimate)."""
     return tf.cast(matvec(vector), tf.float64)
@@ -99,12 +90,12 @@ def hutchinson(matvec, dimension, num_samples=100, seed=0):
     Returns:
         A `TraceEstimate`.
     """
-    dimension = _check_count("dimension", dimension, 1)
-    num_samples = _check_count("num_samples", num_samples, 1)
+    dimension = check_count("dimension", dimension, 1)
+    num_samples = check_count("num_samples", num_samples, 1)
     rng = np.random.default_rng(seed)
     samples = []
     for _ in range(num_samples):
-        z = _rademacher(rng, [dimension])
+        z = rademacher(rng, [dimension])
         samples.append(float(tf.reduce_sum(z * _product(matvec, z))))
     return _estimate(samples, 0.0, num_samples, "hutchinson")
 
@@ -126,12 +117,12 @@ def hutch_plus_plus(matvec, dimension, num_products=99, seed=0):
     Returns:
         A `TraceEstimate`.
     """
-    dimension = _check_count("dimension", dimension, 1)
-    num_products = _check_count("num_products", num_products, 3)
+    dimension = check_count("dimension", dimension, 1)
+    num_products = check_count("num_products", num_products, 3)
     rng = np.random.default_rng(seed)
     k = min(num_products // 3, dimension)
     residual_terms = num_products - 2 * k
-    sketch = tf.stack([_product(matvec, _rademacher(rng, [dimension])) for _ in range(k)], axis=1)
+    sketch = tf.stack([_product(matvec, rademacher(rng, [dimension])) for _ in range(k)], axis=1)
     q, _ = tf.linalg.qr(sketch)  # [n, k]; columns past the rank of A S are arbitrary unit vectors
     aq = tf.stack([_product(matvec, q[:, j]) for j in range(k)], axis=1)
     sketch_trace = float(tf.reduce_sum(q * aq))
@@ -141,7 +132,7 @@ def hutch_plus_plus(matvec, dimension, num_products=99, seed=0):
 
     samples = []
     for _ in range(residual_terms):
-        g = project_out(_rademacher(rng, [dimension]))
+        g = project_out(rademacher(rng, [dimension]))
         samples.append(float(tf.reduce_sum(g * project_out(_product(matvec, g)))))
     return _estimate(samples, sketch_trace, num_products, "hutch++")
 
@@ -174,7 +165,7 @@ def hessian_trace(model, data, loss=None, preconditioner=None, num_samples=100, 
     """
     if method not in TRACE_METHODS:
         raise ValueError(f"`method` must be one of {TRACE_METHODS}, got {method!r}.")
-    _check_count("num_samples", num_samples, 3 if method == "hutch++" else 1)
+    check_count("num_samples", num_samples, 3 if method == "hutch++" else 1)
     operator, matvec = operator_and_matvec(model, data, loss, preconditioner, **operator_kwargs)
     if method == "hutchinson":
         return hutchinson(matvec, operator.dimension, num_samples, seed)
