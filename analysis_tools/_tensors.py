@@ -42,3 +42,9 @@ def check_count(name, value, smallest=1):
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < smallest:
         raise ValueError(f"`{name}` must be an integer >= {smallest}, got {value!r}.")
     return int(value)
+
+
+def standard_error(values):
+    """The standard error of the mean of `values`: sample standard deviation / √n; NaN for one value."""
+    values = np.asarray(values, dtype=np.float64)
+    return float(np.std(values, ddof=1) / np.sqrt(len(values))) if len(values) > 1 else float("nan")

@@ -36,7 +36,7 @@ import math
 
 import numpy as np
 
-from analysis_tools._tensors import check_count, rademacher
+from analysis_tools._tensors import check_count, rademacher, standard_error
 from analysis_tools.curvature.hessian import operator_and_matvec
 from analysis_tools.curvature.lanczos import Lanczos
 
@@ -72,8 +72,7 @@ class SpectralDensity:
         standard deviation over √(vectors), NaN with one vector.
         """
         values = np.array([np.sum(w * t**power) for t, w in zip(self.nodes, self.weights)])
-        error = float(np.std(values, ddof=1) / math.sqrt(len(values))) if len(values) > 1 else float("nan")
-        return float(np.mean(values)), error
+        return float(np.mean(values)), standard_error(values)
 
     @property
     def mean_eigenvalue(self):

@@ -36,7 +36,7 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-from analysis_tools._tensors import check_count, rademacher
+from analysis_tools._tensors import check_count, rademacher, standard_error
 from analysis_tools.curvature.hessian import operator_and_matvec
 
 __all__ = ["TraceEstimate", "hessian_trace", "hutch_plus_plus", "hutchinson"]
@@ -73,7 +73,7 @@ def _product(matvec, vector):
 
 def _estimate(samples, sketch_trace, num_products, method):
     samples = np.asarray(samples, dtype=np.float64)
-    error = float(np.std(samples, ddof=1) / np.sqrt(len(samples))) if len(samples) > 1 else float("nan")
+    error = standard_error(samples)
     return TraceEstimate(float(sketch_trace + np.mean(samples)), error, int(num_products), method, samples,
                          float(sketch_trace))
 
