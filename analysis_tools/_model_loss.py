@@ -22,6 +22,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from analysis_tools._second_order import ExactMoments
 from analysis_tools._backend import require_tensorflow_backend
 
 MODES = ("train", "inference")
@@ -54,13 +55,80 @@ def trainable_variables_of(model, purpose):
     return variables
 
 
+def layer_blocks(model):
+    """[(name, layer)]: the blocks per-layer measurements split `model` into, in the model's order.
+
+    The model's layers with trainable variables, where a layer that is itself
+    a model (a nested `keras.Model`: a Functional or Sequential sub-model, a
+    KerasHub backbone) is opened into its own layers, recursively. So a
+    KerasHub GPT-2 gives its embeddings, each ``transformer_layer_i`` and the
+    final ``layer_norm``, not one ``gpt2_backbone`` block; a
+    keras.applications network (one flat Functional) gives each of its layers
+    with weights. A layer met twice (a tied embedding, listed by the task and
+    by its backbone) is one block, where it first appears. Names are the
+    layers' names; a name that repeats is qualified by the path of models
+    above it (``"encoder/dense"``).
+    """
+    blocks, seen, names = [], set(), set()
+
+    def visit(container, prefix):
+        for layer in container.layers:
+            if id(layer) in seen or not layer.trainable_variables:
+                continue
+            seen.add(id(layer))
+            if isinstance(layer, keras.Model):
+                visit(layer, f"{prefix}{layer.name}/")
+                continue
+            name = layer.name if layer.name not in names else f"{prefix}{layer.name}"
+            names.add(name)
+            blocks.append((name, layer))
+
+    visit(model, "")
+    return blocks
+
+
+def find_layer(model, name):
+    """The layer of `model` called `name`: a top-level layer, a nested one, or a ``"outer/inner"`` path.
+
+    Nested layers (inside sub-models such as a KerasHub backbone) are found by
+    name when the name is unique in the model, or by the path of layer names
+    from the model down (``"gpt2_backbone/transformer_layer_0"``).
+
+    Raises:
+        ValueError: If no layer, or more than one, has that name.
+    """
+    for block_name, layer in layer_blocks(model):
+        if block_name == name:
+            return layer
+    if "/" in name:
+        layer = model
+        for part in name.split("/"):
+            children = [child for child in getattr(layer, "_flatten_layers", lambda **_: [])(
+                include_self=False, recursive=False) if child.name == part]
+            if len(children) != 1:
+                break
+            layer = children[0]
+        else:
+            return layer
+    matches = {id(layer): layer for layer in model._flatten_layers(include_self=False) if layer.name == name}
+    if len(matches) == 1:
+        return next(iter(matches.values()))
+    if matches:
+        raise ValueError(f"`variables`: the model has {len(matches)} layers named {name!r}; name one by its "
+                         "path of layer names (\"outer/inner\").")
+    names = [block_name for block_name, _ in layer_blocks(model)]
+    raise ValueError(f"`variables`: the model has no layer named {name!r}; its layers with trainable "
+                     f"variables are {names}.")
+
+
 def block_indices(model, variables, selection, purpose):
     """Positions in `variables` (the model's trainable variables) of the block `selection` names.
 
     `selection` is None (every variable: returns None), or one or a list of:
-    a layer name (a top-level layer, `model.get_layer`), a `keras.layers.Layer`
-    (its trainable variables), or a trainable variable of the model. The
-    positions come back sorted, in the model's order, without repeats.
+    a layer name (a top-level or nested layer, or a path of names, as
+    `find_layer` resolves it), a `keras.layers.Layer` (its trainable
+    variables), or a trainable variable of the model. The positions come back
+    sorted, in the model's order, without repeats.
 
     Raises:
         ValueError: naming the entry that is not a layer of the model, a layer
@@ -78,13 +146,7 @@ def block_indices(model, variables, selection, purpose):
     chosen = set()
     for entry in selection:
         if isinstance(entry, str):
-            try:
-                layer = model.get_layer(entry)
-            except ValueError:
-                names = [layer.name for layer in model.layers if layer.trainable_variables]
-                raise ValueError(f"`variables`: the model has no layer named {entry!r}; its layers with "
-                                 f"trainable variables are {names}.") from None
-            entries = list(layer.trainable_variables)
+            entries = list(find_layer(model, entry).trainable_variables)
             label = f"layer {entry!r}"
         elif isinstance(entry, keras.layers.Layer):
             entries = list(entry.trainable_variables)
@@ -157,7 +219,7 @@ class ModelLoss:
         are averaged.
         """
         values = [tf.cast(t, v.dtype) for t, v in zip(trainable, self.variables)]
-        with _DropoutOff(self.model if self.dropout_off else None):
+        with _DropoutOff(self.model if self.dropout_off else None), ExactMoments():
             y_pred, _, losses = self.model.stateless_call(
                 values, non_trainable, x, return_losses=True, training=self.training
             )
