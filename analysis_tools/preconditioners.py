@@ -15,8 +15,9 @@ live optimizer:
 * `preconditioner_of(optimizer, variables)`: P_t of the most recent update,
   one tensor per variable, of the variable's shape.
 * `momentum_of(optimizer, variables)`: u_t of the most recent update.
-* `last_learning_rate_of(optimizer)`: η_t of the most recent update (the
-  learning-rate schedule evaluated at the step that update used).
+* `last_learning_rate_of(optimizer, variables=None)`: η_t of the most
+  recent update (the learning-rate schedule evaluated at the step that
+  update used); with `variables`, one per variable.
 * `stability_threshold_of(optimizer)`: the threshold on λ1(P⁻¹H) at the
   learning rate the next update will use, or ``None`` for a method without
   one (sign descent).
@@ -40,6 +41,15 @@ Supported optimizers
   ``second_moment`` attribute). The functions delegate to it, so a new
   tf_adaptive optimizer needs no change here.
 * `keras.optimizers.LossScaleOptimizer`: unwrapped (``inner_optimizer``).
+* `keras.optimizers.MultiOptimizer` of supported sub-optimizers. It splits
+  the variables into blocks B_1, ..., B_K and updates block B_k with its own
+  sub-optimizer k, so each variable x ∈ B_k moves by
+  x_t - x_{t-1} = -η_t^(k) · (P_t^(k))⁻¹ · u_t^(k), read off sub-optimizer k
+  (its slots, its step count, its schedule): every per-variable function
+  returns, for each variable, what it returns for that variable's
+  sub-optimizer, and P of the whole network is block-diagonal,
+  P = diag(P^(1), ..., P^(K)). One threshold bounds λ1(P⁻¹H) only where all
+  sub-optimizers share their frozen form (see `stability_threshold_of`).
 * Exactly these Keras classes (not subclasses, whose update rule may differ),
   and the backend-specific subclasses Keras builds for them itself (on
   PyTorch, `keras.optimizers.Adam(...)` is a fused `torch_adam.Adam`: the same
@@ -150,6 +160,8 @@ N. Shazeer and M. Stern, "Adafactor: Adaptive Learning Rates with Sublinear
 Memory Cost", ICML 2018.
 """
 
+import math
+
 import keras
 from keras import ops
 
@@ -170,7 +182,8 @@ _SUPPORTED_MESSAGE = (
     "Supported: any optimizer with the tf_adaptive preconditioner protocol "
     "(callable `preconditioner(variable)` and `stability_threshold()`; "
     "`momentum(variable)` too for `momentum_of`), "
-    "keras.optimizers.LossScaleOptimizer wrapping a supported optimizer, and "
+    "keras.optimizers.LossScaleOptimizer wrapping a supported optimizer, "
+    "keras.optimizers.MultiOptimizer of supported sub-optimizers, and "
     "exactly these Keras optimizers (not subclasses): keras.optimizers.Adam "
     "(incl. amsgrad), AdamW, Nadam, RMSprop (incl. momentum and centered), "
     "Adagrad, Adafactor, SGD (incl. momentum and nesterov)."
@@ -196,6 +209,10 @@ def _unwrap(optimizer):
     return optimizer
 
 
+def _is_multi(optimizer):
+    return isinstance(optimizer, keras.optimizers.MultiOptimizer)
+
+
 def _has_protocol(optimizer):
     return callable(getattr(optimizer, "preconditioner", None)) and callable(
         getattr(optimizer, "stability_threshold", None)
@@ -207,6 +224,71 @@ def _unsupported(optimizer, function):
         f"`{function}` does not support {type(optimizer).__module__}."
         f"{type(optimizer).__name__}. {_SUPPORTED_MESSAGE}"
     )
+
+
+def _not_built(optimizer):
+    return ValueError(
+        f"{type(optimizer).__name__} is not built yet: call "
+        "`optimizer.build(variables)` or take a step first."
+    )
+
+
+def _unknown_variable(variable, optimizer):
+    return ValueError(
+        f"Variable {getattr(variable, 'name', variable)!r} is not one the "
+        f"optimizer {optimizer.name!r} was built with."
+    )
+
+
+def _gradient_list(gradients, variables):
+    """`gradients` as a list matching `variables` one to one, or None."""
+    if gradients is None:
+        return None
+    gradients = list(gradients)
+    if len(gradients) != len(variables):
+        raise ValueError(
+            f"`gradients` must match `variables` one to one: got "
+            f"{len(gradients)} gradients for {len(variables)} variables."
+        )
+    return gradients
+
+
+def _blocks(multi, variables):
+    """[(sub-optimizer k, the positions in `variables` of block B_k)] of a MultiOptimizer."""
+    if not multi.built:
+        raise _not_built(multi)
+    blocks = {}
+    for position, variable in enumerate(variables):
+        index = multi._var_to_optimizer_idx.get(multi._var_key(variable))
+        if index is None:
+            raise _unknown_variable(variable, multi)
+        blocks.setdefault(index, []).append(position)
+    return [(multi.optimizers[index], positions) for index, positions in blocks.items()]
+
+
+def _by_sub_optimizer(multi, variables, gradients, function):
+    """`function(sub-optimizer, its variables, their gradients)` per block, in the caller's order."""
+    variables = list(variables)
+    gradients = _gradient_list(gradients, variables)
+    results = [None] * len(variables)
+    for optimizer, positions in _blocks(multi, variables):
+        block_gradients = None if gradients is None else [gradients[i] for i in positions]
+        values = function(optimizer, [variables[i] for i in positions], block_gradients)
+        for position, value in zip(positions, values):
+            results[position] = value
+    return results
+
+
+def _sub_optimizers(multi):
+    """The sub-optimizers of a MultiOptimizer that update a variable (unbuilt: all it lists)."""
+    if multi.built:
+        indices = sorted(set(multi._var_to_optimizer_idx.values()))
+        optimizers = [multi.optimizers[index] for index in indices]
+    else:
+        optimizers = list(multi.optimizers)
+    if not optimizers:  # a callable optimizer map names them at build
+        raise _not_built(multi)
+    return optimizers
 
 
 def _completed_updates(optimizer):
@@ -233,7 +315,7 @@ def _rms(x):
     return ops.sqrt(ops.mean(ops.square(x)))
 
 
-def last_learning_rate_of(optimizer):
+def last_learning_rate_of(optimizer, variables=None):
     """η_t, the learning rate of the most recent update (a scalar tensor or float).
 
     Keras evaluates a `keras.optimizers.schedules.LearningRateSchedule` at
@@ -247,8 +329,34 @@ def last_learning_rate_of(optimizer):
 
     This is the η of the identity x_t - x_{t-1} = -η_t P_t⁻¹ u_t of
     `preconditioner_of` and `momentum_of` (Cohen et al. 2022, §2).
+
+    With `variables`, a list with the η_t of each variable's update: the
+    same η_t for each, except for a `keras.optimizers.MultiOptimizer`, where
+    it is η_t^(k) of the sub-optimizer k that updates the variable. A
+    MultiOptimizer has no single η_t (like Keras, which refuses its
+    ``learning_rate``), so it needs `variables`.
+
+    Raises:
+        ValueError: for a MultiOptimizer, without `variables`, before it is
+            built, or with a variable it was not built with.
     """
     optimizer = _unwrap(optimizer)
+    if _is_multi(optimizer):
+        if variables is None:
+            raise ValueError(
+                "A MultiOptimizer has one learning rate per sub-optimizer: pass "
+                "`variables` to get the η_t of each variable's sub-optimizer."
+            )
+        return _by_sub_optimizer(
+            optimizer, variables, None,
+            lambda sub, block, _: [_last_learning_rate(sub)] * len(block),
+        )
+    if variables is not None:
+        return [_last_learning_rate(optimizer)] * len(list(variables))
+    return _last_learning_rate(optimizer)
+
+
+def _last_learning_rate(optimizer):
     learning_rate = getattr(optimizer, "_learning_rate", None)
     if learning_rate is None:
         return optimizer.learning_rate
@@ -279,12 +387,9 @@ class _Context:
         try:
             self.index = optimizer._get_variable_index(variable)
         except KeyError:
-            raise ValueError(
-                f"Variable {getattr(variable, 'name', variable)!r} is not one the "
-                f"optimizer {optimizer.name!r} was built with."
-            ) from None
+            raise _unknown_variable(variable, optimizer) from None
         self.t = ops.cast(_completed_updates(optimizer), self.dtype)
-        self.eta = ops.cast(last_learning_rate_of(optimizer), self.dtype)
+        self.eta = ops.cast(_last_learning_rate(optimizer), self.dtype)
         self._gradient = gradient
 
     def slot(self, slots):
@@ -492,30 +597,18 @@ def _per_variable(optimizer, variables, gradients, function, needs_gradient, com
     """Shared driver of `preconditioner_of` and `momentum_of` for Keras optimizers."""
     variables = list(variables)
     if not optimizer.built:
+        raise _not_built(optimizer)
+    gradients = _gradient_list(gradients, variables)
+    if gradients is None and needs_gradient and not _known_to_be_first_step(optimizer):
         raise ValueError(
-            f"{type(optimizer).__name__} is not built yet: call "
-            "`optimizer.build(variables)` or take a step first."
+            f"`{function}` needs `gradients` for {type(optimizer).__name__} "
+            "with this configuration: its update uses the gradient g_t "
+            "itself, which the optimizer does not store. Pass the gradients "
+            "of the most recent update, as the update rule received them "
+            "(after loss-scale division, clipping and gradient-accumulation "
+            "averaging, if any)."
         )
-    if gradients is not None:
-        gradients = list(gradients)
-        if len(gradients) != len(variables):
-            raise ValueError(
-                f"`gradients` must match `variables` one to one: got "
-                f"{len(gradients)} gradients for {len(variables)} variables."
-            )
-    elif needs_gradient:
-        if _known_to_be_first_step(optimizer):
-            gradients = [None] * len(variables)
-        else:
-            raise ValueError(
-                f"`{function}` needs `gradients` for {type(optimizer).__name__} "
-                "with this configuration: its update uses the gradient g_t "
-                "itself, which the optimizer does not store. Pass the gradients "
-                "of the most recent update, as the update rule received them "
-                "(after loss-scale division, clipping and gradient-accumulation "
-                "averaging, if any)."
-            )
-    else:
+    if gradients is None:
         gradients = [None] * len(variables)
 
     started = ops.greater(_completed_updates(optimizer), 0)
@@ -552,12 +645,16 @@ def preconditioner_of(optimizer, variables, gradients=None):
     with Nadam's a = μ_{t+1}/(1-Π_{t+1}), b = (1-μ_t)/(1-Π_t) and Adafactor's
     ρ = min(η, 1/sqrt(t)) and clipping factor
     c = max(1, RMS(g/sqrt(v)) / clip_threshold) (see the module docstring).
-    Before the first update P = 1.
+    Before the first update P = 1. For a `keras.optimizers.MultiOptimizer`,
+    each variable's P is that of the sub-optimizer k that updates it,
+    P_t^(k) (its slots, its t), so that P of the whole network is
+    diag(P^(1), ..., P^(K)) over the blocks B_k of the sub-optimizers.
 
     Args:
         optimizer: a tf_adaptive optimizer or any object with the
             preconditioner protocol (delegated to), a supported Keras
-            optimizer, or a `keras.optimizers.LossScaleOptimizer` of one.
+            optimizer, a `keras.optimizers.MultiOptimizer` of those, or a
+            `keras.optimizers.LossScaleOptimizer` of one.
         variables: the model variables (those the optimizer was built with).
         gradients: the gradients of the most recent update, as the update rule
             received them; needed for Adafactor only (ignored otherwise).
@@ -573,6 +670,8 @@ def preconditioner_of(optimizer, variables, gradients=None):
             it, or Adafactor's `gradients` are missing after the first update.
     """
     optimizer = _unwrap(optimizer)
+    if _is_multi(optimizer):
+        return _by_sub_optimizer(optimizer, variables, gradients, preconditioner_of)
     if _has_protocol(optimizer):
         return [optimizer.preconditioner(variable) for variable in variables]
     rule = _rule(optimizer, "preconditioner_of")
@@ -601,7 +700,8 @@ def momentum_of(optimizer, variables, gradients=None):
 
     Before the first update u = 0. For a tf_adaptive optimizer this delegates
     to its ``momentum(variable, gradient)`` method (see each class docstring
-    for its u_t).
+    for its u_t); for a `keras.optimizers.MultiOptimizer`, each variable's u
+    is u_t^(k) of the sub-optimizer k that updates it.
 
     Args:
         optimizer: as for `preconditioner_of`.
@@ -626,6 +726,8 @@ def momentum_of(optimizer, variables, gradients=None):
             it, or needed `gradients` are missing after the first update.
     """
     optimizer = _unwrap(optimizer)
+    if _is_multi(optimizer):
+        return _by_sub_optimizer(optimizer, variables, gradients, momentum_of)
     if _has_protocol(optimizer):
         if not callable(getattr(optimizer, "momentum", None)):
             raise TypeError(
@@ -634,14 +736,9 @@ def momentum_of(optimizer, variables, gradients=None):
                 f"protocol but no such method. {_SUPPORTED_MESSAGE}"
             )
         variables = list(variables)
+        gradients = _gradient_list(gradients, variables)
         if gradients is None:
             return [optimizer.momentum(variable) for variable in variables]
-        gradients = list(gradients)
-        if len(gradients) != len(variables):
-            raise ValueError(
-                f"`gradients` must match `variables` one to one: got "
-                f"{len(gradients)} gradients for {len(variables)} variables."
-            )
         return [optimizer.momentum(v, g) for v, g in zip(variables, gradients)]
     rule = _rule(optimizer, "momentum_of")
     return _per_variable(
@@ -680,14 +777,41 @@ def stability_threshold_of(optimizer):
     the threshold of the unclipped method (P = 1), which describes them while
     nothing is clipped: read it with `clipped_fraction_of`.
 
+    A `keras.optimizers.MultiOptimizer` updates block B_k of the variables
+    with sub-optimizer k, whose frozen form has its own momentum type, β_k
+    and η_k. If all of them share the momentum type, β and η (a momentum
+    with β = 0 counts as none: every form is then gradient descent), the
+    whole network follows one frozen recurrence of the table's form with
+    P = diag(P^(1), ..., P^(K)), and its threshold on λ1(P⁻¹H) is theirs,
+    which this returns (the sub-optimizers may still differ in what shapes
+    P alone: β2, ε, the power, ...). Otherwise it returns ``None``: no single
+    threshold bounds λ1(P⁻¹H), since the blocks follow different recurrences
+    coupled through the off-diagonal blocks of H (with a common type and β
+    but different η_k, the common threshold at η_1 bounds λ1(P̃⁻¹H) with
+    P̃ = diag(η_1/η_k · P^(k)), not λ1(P⁻¹H)). ``None`` also where a
+    sub-optimizer has no threshold (sign descent) or does not name its
+    ``momentum_type`` (a protocol object other than a tf_adaptive
+    optimizer). The sub-optimizers compared are those that update a
+    variable (before the MultiOptimizer is built, all that it lists).
+
     Returns:
-        A Python float, or ``None`` for a method without a threshold.
+        A Python float, or ``None`` for a method without a threshold, or a
+        MultiOptimizer whose sub-optimizers differ in momentum type, β or η.
 
     Raises:
         TypeError: for an unsupported optimizer (the message lists the
             supported ones).
+        ValueError: for a MultiOptimizer that is not built and names no
+            sub-optimizer yet (a callable optimizer map).
     """
     optimizer = _unwrap(optimizer)
+    if _is_multi(optimizer):
+        optimizers = _sub_optimizers(optimizer)
+        forms = {_frozen_form(sub) for sub in optimizers}
+        if len(forms) != 1 or None in forms:
+            return None
+        values = [stability_threshold_of(sub) for sub in optimizers]
+        return None if None in values else values[0]
     if _has_protocol(optimizer):
         threshold = optimizer.stability_threshold()
         return None if threshold is None else float(threshold)
@@ -696,6 +820,25 @@ def stability_threshold_of(optimizer):
     learning_rate = _scalar(optimizer.learning_rate)
     return thresholds.stability_threshold(learning_rate, momentum_type, beta)
 
+
+def _frozen_form(optimizer):
+    """(momentum type, β, η) of the frozen form whose threshold `stability_threshold_of` gives.
+
+    With β = 0 every momentum type is gradient descent (every threshold is
+    2/η), so it reads as type none. ``None`` for a protocol object without a
+    ``momentum_type``.
+    """
+    if _has_protocol(optimizer):
+        momentum_type = getattr(optimizer, "momentum_type", None)
+        if momentum_type is None:
+            return None
+        name = getattr(optimizer, "momentum_coefficient_name", None)
+        beta = 0.0 if name is None else _scalar(getattr(optimizer, name))
+    else:
+        momentum_type, beta = _rule(optimizer, "stability_threshold_of").momentum_type(optimizer)
+    if beta == 0.0:
+        momentum_type = thresholds.NONE
+    return momentum_type, beta, _scalar(optimizer.learning_rate)
 
 
 def clipped_fraction_of(optimizer, variables):
@@ -709,11 +852,29 @@ def clipped_fraction_of(optimizer, variables):
     none. ``None`` for every other optimizer (Keras's gradient clipping,
     ``clipnorm`` and the like, acts before the update rule and is not
     counted). A LossScaleOptimizer is unwrapped. Evaluate it eagerly.
+
+    For a `keras.optimizers.MultiOptimizer`, the fraction over all of
+    `variables`, Σ_k f_k n_k / Σ_k n_k, with n_k the coordinates of
+    `variables` in block B_k and f_k the fraction that sub-optimizer k
+    clipped (0 for a sub-optimizer that does not clip); ``None`` if no
+    sub-optimizer of `variables` clips.
     """
     optimizer = _unwrap(optimizer)
+    if _is_multi(optimizer):
+        variables = list(variables)
+        fractions, sizes = [], []
+        for sub, positions in _blocks(optimizer, variables):
+            block = [variables[i] for i in positions]
+            fractions.append(clipped_fraction_of(sub, block))
+            sizes.append(sum(math.prod(variable.shape) for variable in block))
+        if all(fraction is None for fraction in fractions):
+            return None
+        clipped = sum(0.0 if f is None else f * n for f, n in zip(fractions, sizes))
+        return clipped / sum(sizes)
     if not callable(getattr(optimizer, "clipped_fraction", None)):
         return None
     return float(ops.convert_to_numpy(optimizer.clipped_fraction(list(variables))))
+
 
 def second_moment_of(optimizer):
     """The second moment that the optimizer's preconditioner is a power of.
@@ -734,13 +895,22 @@ def second_moment_of(optimizer):
 
     A tf_adaptive optimizer describes itself (its ``second_moment``); a
     LossScaleOptimizer is unwrapped. `analysis_tools.reference_law_of` reads
-    this to choose Zhang and Ziyin's reference law.
+    this to choose Zhang and Ziyin's reference law. A
+    `keras.optimizers.MultiOptimizer` gives its sub-optimizers' description
+    where they all give the same one, and ``form="none"`` otherwise (no one
+    ν_t that P is a power of); the sub-optimizers are those of
+    `stability_threshold_of`.
 
     Raises:
         TypeError: for an unsupported optimizer (the message lists the
             supported ones).
+        ValueError: for a MultiOptimizer that is not built and names no
+            sub-optimizer yet (a callable optimizer map).
     """
     optimizer = _unwrap(optimizer)
+    if _is_multi(optimizer):
+        moments = {second_moment_of(sub) for sub in _sub_optimizers(optimizer)}
+        return moments.pop() if len(moments) == 1 else SecondMoment(SecondMoment.NONE)
     if _has_protocol(optimizer):
         moment = getattr(optimizer, "second_moment", None)
         if moment is None:

@@ -22,6 +22,13 @@ relates to each tf_adaptive optimizer (`stability_threshold()`, read by
 * None (``None``): SSD, M-SSD. The step has length η at any curvature, so
   sign descent stays bounded on every quadratic.
 
+A `keras.optimizers.MultiOptimizer`, whose sub-optimizer k updates block B_k
+of the variables, has the frozen form of its sub-optimizers, and so their
+threshold on λ1(P⁻¹H) with P = diag(P^(1), ..., P^(K)), exactly when they
+share the momentum type, β and η; otherwise the blocks follow different
+recurrences coupled through H and no single threshold applies
+(`analysis_tools.stability_threshold_of` returns ``None``).
+
 Above the unclipped threshold CClip and GClip with a constant τ oscillate
 with a bounded amplitude (the step is capped at η τ); ACClip diverges, since
 its τ_t, an average of |g|, grows with the oscillation.
