@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from analysis_tools._callback import MeasurementCallback
+from analysis_tools._model_loss import layer_blocks
 from analysis_tools.curvature.density import slq_solver, slq_with
 from analysis_tools.curvature.eigenvalues import top_subspace_fraction
 from analysis_tools.curvature.hessian import HessianOperator
@@ -145,8 +146,12 @@ class SharpnessCallback(MeasurementCallback):
         warm_min_iterations: The fewest products of a warm-started run (it
             then stops only when certified, the gap test included).
         fraction_in_top_subspace: Whether to log ``top_subspace_fraction``.
-        per_layer: False (default); True for every top-level layer with
-            trainable weights; or a list of layer names.
+        per_layer: False (default); True for every layer with trainable
+            weights, nested models (a KerasHub backbone, a Functional
+            sub-model) opened into their layers (so GPT-2's blocks are its
+            ``transformer_layer_i``; see `analysis_tools._model_loss.layer_blocks`);
+            or a list of layer names (nested names and ``"outer/inner"``
+            paths are found too).
         trace: Whether to log the Hessian trace(s).
         trace_samples: Products per trace (Hutch++, ≥ 3).
         density: Whether to compute the spectral density.
@@ -227,7 +232,7 @@ class SharpnessCallback(MeasurementCallback):
         self._layer_operators = {}
         if self.per_layer:
             names = (self.per_layer if self.per_layer is not True
-                     else [layer.name for layer in self.model.layers if layer.trainable_variables])
+                     else [name for name, _ in layer_blocks(self.model)])
             for name in names:  # HessianOperator refuses a name that is no layer with trainable weights
                 operator = HessianOperator(self.model, self.data, variables=name, **self.operator_kwargs)
                 self._layer_operators[name] = operator
@@ -248,6 +253,22 @@ class SharpnessCallback(MeasurementCallback):
                 operator.set_preconditioner(preconditioner)
                 matvecs[kind] = operator.preconditioned_matvec
         return matvecs
+
+    @property
+    def operator(self):
+        """The `HessianOperator` of the whole network it measures with (None before `on_train_begin`).
+
+        Pass it to `analysis_tools.sharpness`, `preconditioned_sharpness`,
+        `hessian_trace` or `spectral_density` in place of the model to measure
+        more at the current weights without tracing and compiling the product
+        again.
+        """
+        return self._operator
+
+    @property
+    def layer_operators(self):
+        """{block name: its `HessianOperator`} with `per_layer` (empty without; None before `on_train_begin`)."""
+        return getattr(self, "_layer_operators", None)
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)

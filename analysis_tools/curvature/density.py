@@ -161,12 +161,14 @@ def slq_with(solver, matvec, num_vectors, rng):
     return SpectralDensity(nodes, weights, dimension, products)
 
 
-def spectral_density(model, data, loss=None, preconditioner=None, num_vectors=5, num_iterations=60, seed=0,
+def spectral_density(model, data=None, loss=None, preconditioner=None, num_vectors=5, num_iterations=60, seed=0,
                      **operator_kwargs):
     """The spectral density of H, or of P⁻¹H with a preconditioner, by SLQ over the probe set `data`.
 
     Args:
-        model: A built Keras model; its weights are read, never written.
+        model: A built Keras model; its weights are read, never written. Or a
+            `HessianOperator` built before (with `data` None and no operator
+            options): its traced product is reused, not traced again.
         data: The probe set, (x, y) arrays or a `tf.data.Dataset` of (x, y).
         loss: Defaults to the model's compiled loss.
         preconditioner: Optional list of P tensors, one per trainable variable:

@@ -14,8 +14,7 @@ tf_adaptive's optimizers and Keras's built-ins alike.
 
 import tensorflow as tf
 
-from analysis_tools._model_loss import trainable_variables_of
-from analysis_tools.curvature.hessian import operator_and_matvec
+from analysis_tools.curvature.hessian import operator_and_matvec, trainable_variables_for
 from analysis_tools.curvature.lanczos import Lanczos
 from analysis_tools.preconditioners import preconditioner_of
 
@@ -24,7 +23,7 @@ __all__ = ["hessian_eigenvalues", "preconditioned_sharpness", "sharpness", "top_
 
 def hessian_eigenvalues(
     model,
-    data,
+    data=None,
     loss=None,
     preconditioner=None,
     k=1,
@@ -38,7 +37,9 @@ def hessian_eigenvalues(
     """The top-k algebraic eigenvalues of H, or of P⁻¹H when `preconditioner` is given.
 
     Args:
-        model: A built Keras model; its weights are read, never written.
+        model: A built Keras model; its weights are read, never written. Or a
+            `HessianOperator` built before (with `data` None and no operator
+            options): its traced product is reused, not traced again.
         data: The probe set, (x, y) arrays or a `tf.data.Dataset` of (x, y).
         loss: Defaults to the model's compiled loss.
         preconditioner: Optional list of P tensors, one per trainable variable
@@ -72,7 +73,7 @@ def hessian_eigenvalues(
     return solver(matvec, initial_vector)
 
 
-def sharpness(model, data, loss=None, **kwargs):
+def sharpness(model, data=None, loss=None, **kwargs):
     """λ1(H): the largest eigenvalue of the Hessian of the loss over `data` (a float).
 
     Raises:
@@ -81,7 +82,7 @@ def sharpness(model, data, loss=None, **kwargs):
     return float(hessian_eigenvalues(model, data, loss=loss, k=1, **kwargs).eigenvalues[0])
 
 
-def preconditioned_sharpness(model, optimizer, data, loss=None, gradients=None, **kwargs):
+def preconditioned_sharpness(model, optimizer, data=None, loss=None, gradients=None, **kwargs):
     """λ1(P⁻¹H) with P the preconditioner of `optimizer`'s most recent update (a float).
 
     `optimizer` is a tf_adaptive optimizer or a supported Keras built-in;
@@ -93,7 +94,7 @@ def preconditioned_sharpness(model, optimizer, data, loss=None, gradients=None, 
             variables is refused before the optimizer is read.
     """
     preconditioner = preconditioner_of(
-        optimizer, trainable_variables_of(model, "its preconditioned Hessian"), gradients=gradients
+        optimizer, trainable_variables_for(model, "its preconditioned Hessian"), gradients=gradients
     )
     result = hessian_eigenvalues(model, data, loss=loss, preconditioner=preconditioner, k=1, **kwargs)
     return float(result.eigenvalues[0])

@@ -64,7 +64,7 @@ of the input vector (the Lanczos basis is float64).
 import numpy as np
 import tensorflow as tf
 
-from analysis_tools._model_loss import MODES, ModelLoss, block_indices
+from analysis_tools._model_loss import MODES, ModelLoss, block_indices, trainable_variables_of
 from analysis_tools._probe import FullGradient, ProbeSet, check_data, probe_dataset, probe_share
 
 METHODS = ("reverse_over_reverse", "forward_over_reverse")
@@ -290,11 +290,38 @@ def operator_and_matvec(model, data, loss=None, preconditioner=None, **operator_
     What every curvature function builds: `operator_kwargs` go to the
     operator, and ``product_method`` is accepted for its `method` (where the
     caller's own `method` means something else, as in `hessian_trace`).
+
+    `model` may instead be a `HessianOperator` built earlier (then `data` is
+    None and the operator's own probe set, loss and options hold): its traced,
+    compiled product is reused, so a session that measures λ1, λ1(P⁻¹H), the
+    trace and the density of one model pays the tracing and XLA compilation
+    once, not once per quantity (tens of seconds on a large network). A given
+    `preconditioner` replaces the one stored in the operator.
+
+    Raises:
+        ValueError: If an operator comes with `data`, `loss` or operator options.
     """
-    if "product_method" in operator_kwargs:
-        operator_kwargs["method"] = operator_kwargs.pop("product_method")
-    operator = HessianOperator(model, data, loss=loss, **operator_kwargs)
+    if isinstance(model, HessianOperator):
+        given = sorted(operator_kwargs) + (["data"] if data is not None else []) + (["loss"] if loss is not None else [])
+        if given:
+            raise ValueError(
+                f"A HessianOperator fixes its probe set, loss and options; got {given} as well. Pass the "
+                "model instead, or build another operator.")
+        operator = model
+    else:
+        if data is None:
+            raise ValueError("Pass the probe set `data` ((x, y) arrays or a tf.data.Dataset of (x, y) batches).")
+        if "product_method" in operator_kwargs:
+            operator_kwargs["method"] = operator_kwargs.pop("product_method")
+        operator = HessianOperator(model, data, loss=loss, **operator_kwargs)
     if preconditioner is None:
         return operator, operator.matvec
     operator.set_preconditioner(preconditioner)
     return operator, operator.preconditioned_matvec
+
+
+def trainable_variables_for(model, purpose):
+    """The model's trainable variables, for a model or a `HessianOperator` (all of its model's)."""
+    if isinstance(model, HessianOperator):
+        return list(model._loss.variables)
+    return trainable_variables_of(model, purpose)

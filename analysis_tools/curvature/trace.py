@@ -137,12 +137,14 @@ def hutch_plus_plus(matvec, dimension, num_products=99, seed=0):
     return _estimate(samples, sketch_trace, num_products, "hutch++")
 
 
-def hessian_trace(model, data, loss=None, preconditioner=None, num_samples=100, method="hutch++", seed=0,
+def hessian_trace(model, data=None, loss=None, preconditioner=None, num_samples=100, method="hutch++", seed=0,
                   **operator_kwargs):
     """tr(H), or tr(P⁻¹H) with a preconditioner, of the loss over the probe set `data`.
 
     Args:
-        model: A built Keras model; its weights are read, never written.
+        model: A built Keras model; its weights are read, never written. Or a
+            `HessianOperator` built before (with `data` None and no operator
+            options): its traced product is reused, not traced again.
         data: The probe set, (x, y) arrays or a `tf.data.Dataset` of (x, y).
         loss: Defaults to the model's compiled loss.
         preconditioner: Optional list of P tensors, one per trainable variable

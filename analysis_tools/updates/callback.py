@@ -18,6 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from analysis_tools._callback import MeasurementCallback
+from analysis_tools._model_loss import find_layer, layer_blocks
 from analysis_tools.preconditioners import last_learning_rate_of, second_moment_of
 from analysis_tools.updates.goodness_of_fit import ks_statistic
 from analysis_tools.updates.law import AdaptiveUpdate
@@ -181,8 +182,10 @@ class UpdateDistributionCallback(MeasurementCallback):
     step skipped by a `LossScaleOptimizer` is not recorded.
 
     Args:
-        layers: Layer names or layer objects to watch; default: every
-            top-level layer of the model with trainable weights.
+        layers: Layer names (nested names and ``"outer/inner"`` paths too)
+            or layer objects to watch; default: every layer with trainable
+            weights, nested models opened into their layers
+            (`analysis_tools._model_loss.layer_blocks`).
         steps: How many recorded steps keep per-coordinate values.
         every_n_steps: Record optimizer steps t that are multiples of this.
         histogram_bins: Number of bins of the later histograms.
@@ -239,11 +242,9 @@ class UpdateDistributionCallback(MeasurementCallback):
 
     def _resolve_layers(self):
         if self.layers is None:
-            chosen = [layer for layer in self.model.layers if layer.trainable_weights]
+            chosen = [layer for _, layer in layer_blocks(self.model)]
         else:
-            chosen = [
-                self.model.get_layer(layer) if isinstance(layer, str) else layer for layer in self.layers
-            ]
+            chosen = [find_layer(self.model, layer) if isinstance(layer, str) else layer for layer in self.layers]
         watched = {}
         for layer in chosen:
             variables = list(layer.trainable_weights)

@@ -4,12 +4,13 @@
 with TensorFlow and TFP, and the callback base refuses other backends in its
 constructor, so their tests are collected on the TensorFlow backend only
 (`tests/test_analysis_tools_backend.py` checks the refusal on JAX).
-`test_preconditioners.py` (written in `keras.ops`) runs on every backend.
+`test_preconditioners.py` (written in `keras.ops`) runs on every backend; the
+model zoo (`test_zoo.py`) measures with TensorFlow too.
 """
 
 import keras
 
 collect_ignore_glob = (
     [] if keras.backend.backend() == "tensorflow"
-    else ["curvature/*", "updates/*", "noise/*", "test_callback_base.py"]
+    else ["curvature/*", "updates/*", "noise/*", "test_callback_base.py", "test_zoo.py"]
 )

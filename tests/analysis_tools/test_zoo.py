@@ -1,0 +1,120 @@
+"""Every instrument on the models users bring: KerasHub transformers and keras.applications networks.
+
+For each model of `tests/analysis_tools/zoo.py` (small configurations,
+dropout off), a few steps of `fit` with `tf_adaptive.Adam` run with the three
+callbacks, measuring λ1(H), λ1(P⁻¹H), tr(H), tr(P⁻¹H), the SLQ density, one
+nested block's λ1 (a transformer block inside the backbone, a layer of the
+last block), the gradient noise with B_simple per variable, and the law of
+the update; then the same quantities through the functions, outside `fit`, on
+the callback's own operators (so the product is traced once). Every value
+must be finite, and the measurements must agree with each other where they
+measure the same thing at the same weights: the functions' λ1 with the
+callback's, a diagonal block's λ1 at most the network's, a density whose
+largest node is at most λ1.
+
+The transformers are measured with XLA-compiled products (the default;
+GPT-2 and BERT need the second-order rule of `analysis_tools._second_order`
+for the slice in their position embedding under XLA). The keras.applications
+networks are measured with graph-mode products (the same numbers to
+rounding; `benchmarks/zoo_cost.py` runs them whole and under XLA), and, to
+keep the suite within its time, with the layers before their last block
+frozen: that block holds the kinds of layer the network is made of
+(convolutions, batch or layer normalization, activations, the residual
+addition, squeeze-and-excitation), so second order still runs through each
+of them, while a product costs a fraction of the whole network's.
+
+`test_top_eigenpair_passes_finite_differences` checks the returned top
+eigenpair itself, in float64: the central difference of first-order
+gradients along the eigenvector, (g(θ+εv) − g(θ−εv)) / 2ε, must equal λv.
+"""
+
+import numpy as np
+import pytest
+
+import analysis_tools
+from tests.analysis_tools import zoo
+
+pytest.importorskip("keras_hub")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("name", zoo.MODELS)
+def test_every_instrument_in_and_out_of_fit(name):
+    model, (x, y) = zoo.build(name, jit_compile=False, frozen_trunk=name in zoo.APPLICATIONS)
+    block = zoo.BLOCKS[name]
+    jit = name in zoo.TRANSFORMERS
+    sharpness = analysis_tools.SharpnessCallback(
+        (x, y), every_n_steps=2, per_layer=[block], trace=True, trace_samples=3, density=True,
+        density_iterations=4, tol=1e-3, jit_compile=jit)
+    noise = analysis_tools.GradientNoiseCallback(
+        (x, y), batch_size=2, num_batches=2, num_coordinates=0, per_layer=True, at_start=False)
+    updates = analysis_tools.UpdateDistributionCallback(layers=[block], steps=2)
+    history = model.fit(x, y, batch_size=2, epochs=2, verbose=0, shuffle=False,
+                        callbacks=[sharpness, noise, updates])
+
+    # In fit: every quantity logged, finite, consistent.
+    logs = {key: values[-1] for key, values in history.history.items()}
+    for key in ("sharpness", "preconditioned_sharpness", "stability_threshold", "sharpness_ratio",
+                "hessian_trace", "preconditioned_hessian_trace", f"sharpness/{block}",
+                f"preconditioned_sharpness/{block}", "noise_scale"):
+        assert np.isfinite(logs[key]), (name, key, logs[key])
+    assert logs["sharpness"] > 0.0 and logs["preconditioned_sharpness"] > 0.0
+    assert logs[f"sharpness/{block}"] <= logs["sharpness"] * (1.0 + 2e-2)  # a diagonal block's λ1 ≤ λ1
+    record = sharpness.records[-1]
+    assert record.step == 4  # measured after the last step: at the weights the functions see below
+    density = record.densities["preconditioned"]
+    assert max(np.max(nodes) for nodes in density.nodes) <= logs["preconditioned_sharpness"] * (1.0 + 2e-2)
+    per_variable = [key for key in noise.records[-1].values if key.startswith("noise_scale/")]
+    assert len(per_variable) == len(model.trainable_variables)
+    assert len(updates.records) == 4  # one per optimizer step
+    for update in updates.records:
+        assert set(update.variance) == {block}
+        assert np.isfinite(update.variance[block]) and update.variance[block] > 0.0
+
+    # Out of fit: the functions, on the callback's operators (traced once), at the same weights.
+    operator = sharpness.operator
+    raw = analysis_tools.sharpness(operator, tol=1e-4)
+    np.testing.assert_allclose(raw, logs["sharpness"], rtol=1e-2)
+    preconditioned = analysis_tools.preconditioned_sharpness(operator, model.optimizer, tol=1e-4)
+    np.testing.assert_allclose(preconditioned, logs["preconditioned_sharpness"], rtol=1e-2)
+    trace = analysis_tools.hessian_trace(operator, num_samples=6)
+    assert np.isfinite(trace.estimate) and np.isfinite(trace.standard_error)
+    density = analysis_tools.spectral_density(operator, num_vectors=1, num_iterations=6)
+    low, high = density.support
+    assert low <= high <= preconditioned * (1.0 + 1e-2)  # the preconditioner set last is the one used
+    block_sharpness = analysis_tools.sharpness(sharpness.layer_operators[block], tol=1e-4)
+    np.testing.assert_allclose(block_sharpness, logs[f"sharpness/{block}"], rtol=1e-2)
+    assert block_sharpness <= raw * (1.0 + 1e-2)
+    result = analysis_tools.gradient_noise(model, (x, y), batch_size=2, num_batches=2, per_layer=True,
+                                           seed=len(noise.records) - 1, jit_compile=False)  # the callback's draw
+    np.testing.assert_allclose(result.noise_scale, logs["noise_scale"], rtol=1e-4)
+
+
+@pytest.mark.parametrize("name", zoo.TRANSFORMERS)
+def test_top_eigenpair_passes_finite_differences(name):
+    """(g(θ+εv) − g(θ−εv)) / 2ε = λv for the top eigenpair (λ, v) of H, in float64."""
+    model, data = zoo.build(name, dtype="float64", jit_compile=False)
+    model.fit(*data, batch_size=2, epochs=1, verbose=0, shuffle=False)
+    operator = analysis_tools.HessianOperator(model, data)
+    result = analysis_tools.hessian_eigenvalues(operator, tol=1e-8, max_iterations=80, return_vectors=True)
+    eigenvalue, vector = float(result.eigenvalues[0]), result.eigenvectors[0]
+    assert result.residuals[0] <= 1e-6 * abs(eigenvalue)
+    start = [v.numpy() for v in operator.variables]
+
+    def gradient_at(step):
+        for variable, value, direction in zip(operator.variables, start, operator.unflatten(step * vector)):
+            variable.assign(value + direction.numpy())
+        return operator.gradient()[0].numpy()
+
+    expected = eigenvalue * vector.numpy()
+    errors = {}
+    for epsilon in (1e-2, 1e-3, 1e-4):
+        difference = (gradient_at(epsilon) - gradient_at(-epsilon)) / (2.0 * epsilon)
+        errors[epsilon] = np.linalg.norm(difference - expected) / np.linalg.norm(expected)
+    for variable, value in zip(operator.variables, start):
+        variable.assign(value)
+    # Llama and Gemma compute their rotary embedding in float32 inside a float64 model, so their
+    # gradients carry float32 rounding (~1e-7 of ‖g‖ / ε): the best ε is then the largest.
+    assert min(errors.values()) < 2e-4, (name, eigenvalue, errors)
+    assert eigenvalue > 0.0

@@ -1,0 +1,177 @@
+"""The model zoo the instruments are verified on: KerasHub and keras.applications models.
+
+Each entry builds one model a user would bring, at a small configuration
+(KerasHub: 2 layers, width 16, vocabulary 64, 8 tokens; keras.applications: the
+published architectures at 32 × 32 inputs and 4 classes), with dropout off,
+compiled with a tf_adaptive optimizer and its loss, and a batch of (x, y) to
+train and probe on. `tests/analysis_tools/test_zoo.py` runs every instrument
+on each, and `benchmarks/zoo_cost.py` times them.
+
+    model, data = build("gpt2")                      # float32, compiled
+    model, data = build("gpt2", dtype="float64")     # for finite-difference checks
+
+The KerasHub task models take their inputs as a dict of arrays (token ids,
+padding mask, segment ids), exactly as the model's `fit` takes them without a
+preprocessor.
+"""
+
+import keras
+import numpy as np
+
+import tf_adaptive
+
+VOCABULARY = 64
+SEQUENCE = 8
+IMAGE = 32
+CLASSES = 4
+BATCH = 4
+
+TRANSFORMERS = ("gpt2", "bert", "llama", "gemma", "vit")
+APPLICATIONS = ("resnet50", "mobilenet_v3_small", "efficientnet_v2_b0", "convnext_tiny")
+MODELS = TRANSFORMERS + APPLICATIONS
+
+# The blocks a per-block measurement names in each model (a nested layer's name).
+BLOCKS = {
+    "gpt2": "transformer_layer_0",
+    "bert": "transformer_layer_1",
+    "llama": "transformer_layer_0",
+    "gemma": "decoder_block_1",
+    "vit": "transformer_block_1",
+    "resnet50": "conv5_block3_3_conv",
+    "mobilenet_v3_small": "expanded_conv_10_project",
+    "efficientnet_v2_b0": "top_conv",
+    "convnext_tiny": "convnext_tiny_stage_3_block_2_pointwise_conv_2",
+}
+
+# The name prefix of the layers of each keras.applications network's last block.
+LAST_BLOCK = {
+    "resnet50": "conv5_block3",
+    "mobilenet_v3_small": "expanded_conv_10",
+    "efficientnet_v2_b0": "block6h",
+    "convnext_tiny": "convnext_tiny_stage_3_block_2",
+}
+
+
+def _tokens(rng):
+    return rng.integers(1, VOCABULARY, (BATCH, SEQUENCE)).astype("int32")
+
+
+def _causal_lm(kind, backbone, rng):
+    import keras_hub
+
+    task = getattr(keras_hub.models, kind)(backbone=backbone, preprocessor=None)
+    tokens = _tokens(rng)
+    x = {"token_ids": tokens, "padding_mask": np.ones_like(tokens, dtype=bool)}
+    return task, (x, np.roll(tokens, -1, axis=1))
+
+
+def _gpt2(dtype, rng):
+    import keras_hub
+
+    backbone = keras_hub.models.GPT2Backbone(
+        vocabulary_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
+        max_sequence_length=SEQUENCE, dropout=0.0, dtype=dtype)
+    return _causal_lm("GPT2CausalLM", backbone, rng)
+
+
+def _llama(dtype, rng):
+    import keras_hub
+
+    backbone = keras_hub.models.LlamaBackbone(
+        vocabulary_size=VOCABULARY, num_layers=2, num_query_heads=2, num_key_value_heads=1, hidden_dim=16,
+        intermediate_dim=32, dropout=0.0, dtype=dtype)
+    return _causal_lm("LlamaCausalLM", backbone, rng)
+
+
+def _gemma(dtype, rng):
+    import keras_hub
+
+    backbone = keras_hub.models.GemmaBackbone(
+        vocabulary_size=VOCABULARY, num_layers=2, num_query_heads=2, num_key_value_heads=1, hidden_dim=16,
+        intermediate_dim=32, head_dim=8, dropout=0.0, dtype=dtype)
+    return _causal_lm("GemmaCausalLM", backbone, rng)
+
+
+def _bert(dtype, rng):
+    import keras_hub
+
+    backbone = keras_hub.models.BertBackbone(
+        vocabulary_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
+        max_sequence_length=SEQUENCE, dropout=0.0, dtype=dtype)
+    task = keras_hub.models.BertTextClassifier(backbone, num_classes=CLASSES, preprocessor=None, dropout=0.0)
+    tokens = _tokens(rng)
+    x = {"token_ids": tokens, "segment_ids": np.zeros_like(tokens),
+         "padding_mask": np.ones_like(tokens, dtype=bool)}
+    return task, (x, rng.integers(0, CLASSES, BATCH).astype("int32"))
+
+
+def _images(rng):
+    return rng.uniform(0.0, 1.0, (BATCH, IMAGE, IMAGE, 3)).astype("float32")
+
+
+def _vit(dtype, rng):
+    import keras_hub
+
+    backbone = keras_hub.models.ViTBackbone(
+        image_shape=(IMAGE, IMAGE, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
+        dtype=dtype)
+    task = keras_hub.models.ViTImageClassifier(backbone, num_classes=CLASSES, preprocessor=None)
+    return task, (_images(rng), rng.integers(0, CLASSES, BATCH).astype("int32"))
+
+
+def _application(constructor, **kwargs):
+    def build(dtype, rng):
+        previous = keras.config.floatx()
+        keras.config.set_floatx(dtype)
+        try:
+            model = constructor(weights=None, input_shape=(IMAGE, IMAGE, 3), classes=CLASSES,
+                                classifier_activation=None, **kwargs)
+        finally:
+            keras.config.set_floatx(previous)
+        return model, (_images(rng), rng.integers(0, CLASSES, BATCH).astype("int32"))
+    return build
+
+
+_BUILDERS = {
+    "gpt2": _gpt2,
+    "bert": _bert,
+    "llama": _llama,
+    "gemma": _gemma,
+    "vit": _vit,
+    "resnet50": _application(keras.applications.ResNet50),
+    "mobilenet_v3_small": _application(keras.applications.MobileNetV3Small, dropout_rate=0.0),
+    "efficientnet_v2_b0": _application(keras.applications.EfficientNetV2B0, dropout_rate=0.0),
+    "convnext_tiny": _application(keras.applications.ConvNeXtTiny),
+}
+
+
+def build(name, dtype="float32", seed=0, optimizer=None, jit_compile=True, frozen_trunk=False):
+    """(model compiled with `optimizer` (default `tf_adaptive.Adam(1e-3)`) and logits cross-entropy, (x, y)).
+
+    The model is built (called once on x) and its weights are drawn from
+    `seed`. With `frozen_trunk` (keras.applications only), every layer before
+    the network's last block (`LAST_BLOCK`) is frozen (``trainable=False``).
+    """
+    if name not in _BUILDERS:
+        raise ValueError(f"No zoo model {name!r}; the zoo holds {MODELS}.")
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    model, data = _BUILDERS[name](dtype, rng)
+    if frozen_trunk:
+        if name not in LAST_BLOCK:
+            raise ValueError(f"`frozen_trunk` is for the keras.applications networks {APPLICATIONS}.")
+        names = [layer.name for layer in model.layers]
+        first = next(i for i, layer_name in enumerate(names) if layer_name.startswith(LAST_BLOCK[name]))
+        for layer in model.layers[:first]:
+            layer.trainable = False
+    model.compile(
+        optimizer=optimizer or tf_adaptive.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype),
+        jit_compile=jit_compile,
+    )
+    model(data[0])
+    return model, data
+
+
+def parameter_count(model):
+    return int(sum(np.prod(v.shape) for v in model.trainable_variables))
