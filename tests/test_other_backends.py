@@ -25,7 +25,7 @@ def test_optimizer_tests_pass_on_another_backend(backend):
     pytest.importorskip(backend)  # both are in the `test` extra: CI runs both
     env = dict(os.environ, **ENVIRONMENTS[backend])
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
          os.path.join("tests", "tf_adaptive"), os.path.join("tests", "analysis_tools")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
     )

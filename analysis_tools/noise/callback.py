@@ -109,11 +109,15 @@ class GradientNoiseCallback(MeasurementCallback):
         mode: ``"train"`` or ``"inference"`` (see `gradient_noise`).
         seed: Seed of the mini-batches (a new draw per measurement) and coordinates.
         per_layer: Also log the noise scale of each trainable variable.
+        jit_compile: Whether the mini-batch gradients are XLA-compiled (as in
+            `gradient_noise`; default True). On a large network the
+            compilation can cost more than the measurement: False traces the
+            gradient in graph mode only (the same values to rounding).
     """
 
     def __init__(self, data, every_n_epochs=1, batch_size=32, num_batches=100, loss=None,
                  num_coordinates=1000, tail_index_method="simsekli", bins=30, at_start=True,
-                 log_dir=None, prefix="noise_", mode="train", seed=0, per_layer=False):
+                 log_dir=None, prefix="noise_", mode="train", seed=0, per_layer=False, jit_compile=True):
         super().__init__(every_n_epochs=every_n_epochs, log_dir=log_dir)
         if int(num_batches) < 2:
             raise ValueError(f"`num_batches` must be >= 2, got {num_batches}.")
@@ -133,13 +137,14 @@ class GradientNoiseCallback(MeasurementCallback):
         self.mode = mode
         self.seed = int(seed)
         self.per_layer = bool(per_layer)
+        self.jit_compile = bool(jit_compile)
 
     def measure(self, epoch):
         """Measures the noise at the current weights, stores a `NoiseRecord` and returns it."""
         noise = gradient_noise(
             self.model, self.data, loss=self.loss, batch_size=self.batch_size,
             num_batches=self.num_batches, num_coordinates=self.num_coordinates, per_layer=self.per_layer,
-            mode=self.mode, seed=self.seed + len(self.records))
+            mode=self.mode, seed=self.seed + len(self.records), jit_compile=self.jit_compile)
         norms = noise.norms
         counts, edges = np.histogram(norms, bins=self.bins)
         median = float(np.median(norms))

@@ -170,6 +170,10 @@ class UpdateDistributionCallback(MeasurementCallback):
     * ``self.records``: one `UpdateRecord` per recorded step (learning rate,
       scale s, reference m and the statistics of every layer).
 
+    Under a `keras.optimizers.MultiOptimizer` each coordinate is divided by
+    the η_t of the sub-optimizer that updates it; the record's learning rate
+    is NaN where the watched variables' rates differ.
+
     The statistics of every step are computed on the (sub-sampled)
     coordinates. The callback only reads weights and the optimizer's step
     count: training is bit-identical with and without it.
@@ -290,6 +294,22 @@ class UpdateDistributionCallback(MeasurementCallback):
         indices = self._indices[name]
         return flat if indices is None else tf.gather(flat, indices)
 
+    def _learning_rates(self, name):
+        """η_t of layer `name`'s watched coordinates: one float, or one per coordinate where they differ.
+
+        They differ only under a `keras.optimizers.MultiOptimizer` whose
+        sub-optimizers update the layer's variables with different rates: each
+        coordinate is then divided by its own sub-optimizer's η_t.
+        """
+        variables = self._watched[name]
+        optimizer = self.model.optimizer
+        rates = [float(keras.ops.convert_to_numpy(r)) for r in last_learning_rate_of(optimizer, variables)]
+        if len(set(rates)) == 1:
+            return rates[0]
+        per_coordinate = np.concatenate([np.full(int(np.prod(v.shape)), r) for v, r in zip(variables, rates)])
+        indices = self._indices[name]
+        return per_coordinate if indices is None else per_coordinate[np.asarray(indices)]
+
     def on_train_batch_begin(self, batch, logs=None):
         super().on_train_batch_begin(batch, logs)
         if self._watched is None:
@@ -332,14 +352,16 @@ class UpdateDistributionCallback(MeasurementCallback):
         if step != before_step + 1:  # no update applied (accumulating, or a skipped step)
             return
         self._snapshot = None
-        learning_rate = float(keras.ops.convert_to_numpy(last_learning_rate_of(self.model.optimizer)))
+        rates = {name: self._learning_rates(name) for name in self._watched}
+        distinct = np.unique(np.concatenate([np.atleast_1d(r) for r in rates.values()]))
+        learning_rate = float(distinct[0]) if len(distinct) == 1 else float("nan")
         m, scale = self._reference(step)
         reference = None if m is None else AdaptiveUpdate(np.float64(m))
         keep_values = len(self.steps) < self.num_steps
         record = UpdateRecord(step, learning_rate, scale, m, {}, {}, {}, {})
         latest, histograms = {}, {}
         for name in self._watched:
-            delta = (self._read(name) - before[name]).numpy().astype("float64") / learning_rate
+            delta = (self._read(name) - before[name]).numpy().astype("float64") / rates[name]
             values = delta.astype("float32")
             record.variance[name] = float(np.var(delta))
             record.abs_variance[name] = float(np.var(np.abs(delta)))

@@ -232,3 +232,24 @@ def test_sharpness_callback_logs_lambda_1_of_the_block_diagonal_p_inverse_h(jit_
     else:
         assert history.history["stability_threshold"][-1] == pytest.approx(threshold, rel=1e-6)
         assert history.history["sharpness_ratio"][-1] == pytest.approx(expected / threshold, rel=1e-6)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="UpdateDistributionCallback runs on TensorFlow")
+def test_update_distribution_divides_each_coordinate_by_its_sub_optimizers_eta():
+    """Two plain SGDs at η = 0.1 (kernels) and 0.4 (biases): Δθ/η is −g, as with one SGD at any η."""
+    from analysis_tools import UpdateDistributionCallback
+
+    def run(optimizer):
+        keras.utils.set_random_seed(3)
+        model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense")])
+        model.compile(optimizer=optimizer, loss="mse")
+        callback = UpdateDistributionCallback(layers=["dense"], steps=1)
+        x = np.random.default_rng(0).standard_normal((8, 4)).astype("float32")
+        model.fit(x, np.ones((8, 3), "float32"), batch_size=8, epochs=1, verbose=0, callbacks=[callback])
+        return callback
+
+    multi = keras.optimizers.MultiOptimizer(keras.optimizers.OptimizerMap(
+        keras.optimizers.SGD(0.4), {".*kernel": keras.optimizers.SGD(0.1)}))
+    split, single = run(multi), run(keras.optimizers.SGD(0.25))
+    np.testing.assert_allclose(split.values["dense"][0], single.values["dense"][0], rtol=1e-4, atol=1e-6)
+    assert np.isnan(split.records[0].learning_rate) and single.records[0].learning_rate == 0.25

@@ -15,7 +15,7 @@ largest node is at most λ1.
 The transformers are measured with XLA-compiled products (the default;
 GPT-2 and BERT need the second-order rule of `analysis_tools._second_order`
 for the slice in their position embedding under XLA). The keras.applications
-networks are measured with graph-mode products (the same numbers to
+networks are measured in graph mode, products and gradients (the same numbers to
 rounding; `benchmarks/zoo_cost.py` runs them whole and under XLA), and, to
 keep the suite within its time, with the layers before their last block
 frozen: that block holds the kinds of layer the network is made of
@@ -23,7 +23,7 @@ frozen: that block holds the kinds of layer the network is made of
 addition, squeeze-and-excitation), so second order still runs through each
 of them, while a product costs a fraction of the whole network's.
 
-`test_top_eigenpair_passes_finite_differences` checks the returned top
+`test_top_eigenpair_passes_finite_differences` checks, on GPT-2, BERT and Llama, the returned top
 eigenpair itself, in float64: the central difference of first-order
 gradients along the eigenvector, (g(θ+εv) − g(θ−εv)) / 2ε, must equal λv.
 """
@@ -46,9 +46,9 @@ def test_every_instrument_in_and_out_of_fit(name):
     jit = name in zoo.TRANSFORMERS
     sharpness = analysis_tools.SharpnessCallback(
         (x, y), every_n_steps=2, per_layer=[block], trace=True, trace_samples=3, density=True,
-        density_iterations=4, tol=1e-3, jit_compile=jit)
+        density_iterations=4, tol=1e-3, warm_start=False, jit_compile=jit)
     noise = analysis_tools.GradientNoiseCallback(
-        (x, y), batch_size=2, num_batches=2, num_coordinates=0, per_layer=True, at_start=False)
+        (x, y), batch_size=2, num_batches=2, num_coordinates=0, per_layer=True, at_start=False, jit_compile=jit)
     updates = analysis_tools.UpdateDistributionCallback(layers=[block], steps=2)
     history = model.fit(x, y, batch_size=2, epochs=2, verbose=0, shuffle=False,
                         callbacks=[sharpness, noise, updates])
@@ -86,12 +86,13 @@ def test_every_instrument_in_and_out_of_fit(name):
     block_sharpness = analysis_tools.sharpness(sharpness.layer_operators[block], tol=1e-4)
     np.testing.assert_allclose(block_sharpness, logs[f"sharpness/{block}"], rtol=1e-2)
     assert block_sharpness <= raw * (1.0 + 1e-2)
-    result = analysis_tools.gradient_noise(model, (x, y), batch_size=2, num_batches=2, per_layer=True,
-                                           seed=len(noise.records) - 1, jit_compile=False)  # the callback's draw
-    np.testing.assert_allclose(result.noise_scale, logs["noise_scale"], rtol=1e-4)
+    if name in zoo.TRANSFORMERS:  # (the callback ran this function; on the large networks once is enough)
+        result = analysis_tools.gradient_noise(model, (x, y), batch_size=2, num_batches=2, per_layer=True,
+                                               seed=len(noise.records) - 1, jit_compile=jit)  # the callback's draw
+        np.testing.assert_allclose(result.noise_scale, logs["noise_scale"], rtol=1e-6)
 
 
-@pytest.mark.parametrize("name", zoo.TRANSFORMERS)
+@pytest.mark.parametrize("name", ["gpt2", "bert", "llama"])
 def test_top_eigenpair_passes_finite_differences(name):
     """(g(θ+εv) − g(θ−εv)) / 2ε = λv for the top eigenpair (λ, v) of H, in float64."""
     model, data = zoo.build(name, dtype="float64", jit_compile=False)

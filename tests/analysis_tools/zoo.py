@@ -38,7 +38,7 @@ BLOCKS = {
     "gemma": "decoder_block_1",
     "vit": "transformer_block_1",
     "resnet50": "conv5_block3_3_conv",
-    "mobilenet_v3_small": "expanded_conv_10_project",
+    "mobilenet_v3_small": "logits",
     "efficientnet_v2_b0": "top_conv",
     "convnext_tiny": "convnext_tiny_stage_3_block_2_pointwise_conv_2",
 }
@@ -139,8 +139,8 @@ _BUILDERS = {
     "gemma": _gemma,
     "vit": _vit,
     "resnet50": _application(keras.applications.ResNet50),
-    "mobilenet_v3_small": _application(keras.applications.MobileNetV3Small, dropout_rate=0.0),
-    "efficientnet_v2_b0": _application(keras.applications.EfficientNetV2B0, dropout_rate=0.0),
+    "mobilenet_v3_small": _application(keras.applications.MobileNetV3Small),
+    "efficientnet_v2_b0": _application(keras.applications.EfficientNetV2B0),
     "convnext_tiny": _application(keras.applications.ConvNeXtTiny),
 }
 
@@ -157,6 +157,9 @@ def build(name, dtype="float32", seed=0, optimizer=None, jit_compile=True, froze
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)
     model, data = _BUILDERS[name](dtype, rng)
+    for layer in model._flatten_layers(include_self=False):  # dropout off (the networks' top dropout)
+        if isinstance(layer, keras.layers.Dropout):
+            layer.rate = 0.0
     if frozen_trunk:
         if name not in LAST_BLOCK:
             raise ValueError(f"`frozen_trunk` is for the keras.applications networks {APPLICATIONS}.")
