@@ -12,5 +12,6 @@ import keras
 
 collect_ignore_glob = (
     [] if keras.backend.backend() == "tensorflow"
-    else ["curvature/*", "updates/*", "noise/*", "test_callback_base.py", "test_zoo.py"]
+    else ["curvature/*", "updates/*", "noise/*", "test_callback_base.py", "test_zoo.py",
+          "test_second_order.py"]
 )

@@ -1,6 +1,6 @@
 """Every instrument on the models users bring: KerasHub transformers and keras.applications networks.
 
-For each model of `tests/analysis_tools/zoo.py` (small configurations,
+For each model of `zoo.IN_SUITE` (`tests/analysis_tools/zoo.py`; small configurations,
 dropout off), a few steps of `fit` with `tf_adaptive.Adam` run with the three
 callbacks, measuring λ1(H), λ1(P⁻¹H), tr(H), tr(P⁻¹H), the SLQ density, one
 nested block's λ1 (a transformer block inside the backbone, a layer of the
@@ -39,7 +39,7 @@ pytest.importorskip("keras_hub")
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("name", zoo.MODELS)
+@pytest.mark.parametrize("name", zoo.IN_SUITE)
 def test_every_instrument_in_and_out_of_fit(name):
     model, (x, y) = zoo.build(name, jit_compile=False, frozen_trunk=name in zoo.APPLICATIONS)
     block = zoo.BLOCKS[name]

@@ -29,6 +29,9 @@ BATCH = 4
 TRANSFORMERS = ("gpt2", "bert", "llama", "gemma", "vit")
 APPLICATIONS = ("resnet50", "mobilenet_v3_small", "efficientnet_v2_b0", "convnext_tiny")
 MODELS = TRANSFORMERS + APPLICATIONS
+# What the suite runs every instrument on: ResNet50 and ConvNeXtTiny (23-28 M parameters) would take
+# about half of the suite's time budget; benchmarks/zoo_cost.py measures them whole.
+IN_SUITE = TRANSFORMERS + ("mobilenet_v3_small", "efficientnet_v2_b0")
 
 # The blocks a per-block measurement names in each model (a nested layer's name).
 BLOCKS = {
