@@ -37,7 +37,7 @@ along in the same `fit`:
   ``sharpness``, ``noise`` and ``updates``.
 
 An epoch is `--measure_every` steps: the curvature is measured at the end of
-each, the noise at the end of every (`--noise_every` / `--measure_every`)-th.
+each, the noise every `--noise_every` steps (a multiple of it, so that the two meet).
 The closing table gives, at the last measurement, each block's λ1(H_BB) and λ1(P_B⁻¹H_BB) (and its ratio to
 38/η), the median and largest B_simple of its variables and its update's KS
 distance; then the network's λ1(H), λ1(P⁻¹H) against 38/η and B_simple. The
@@ -288,7 +288,7 @@ def main(argv):
         trace=FLAGS.trace, trace_samples=FLAGS.trace_samples, tol=FLAGS.tol, jit_compile=FLAGS.jit_compile,
         log_dir=os.path.join(log_dir, "sharpness"))
     noise = GradientNoiseCallback(
-        (token_inputs(x), y), every_n_epochs=FLAGS.noise_every // FLAGS.measure_every, batch_size=FLAGS.batch_size,
+        (token_inputs(x), y), every_n_steps=FLAGS.noise_every, batch_size=FLAGS.batch_size,
         num_batches=FLAGS.num_batches, num_coordinates=0, per_layer=True, seed=FLAGS.seed,
         jit_compile=FLAGS.jit_compile, log_dir=os.path.join(log_dir, "noise"))
     updates = UpdateDistributionCallback(

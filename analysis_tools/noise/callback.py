@@ -15,7 +15,7 @@ import numpy as np
 from analysis_tools._callback import MeasurementCallback
 from analysis_tools._model_loss import ModelLoss
 from analysis_tools._probe import check_data
-from analysis_tools.noise.sampling import gradient_noise
+from analysis_tools.noise.sampling import _NoiseSampler, _num_examples
 from analysis_tools.noise.tail_estimators import METHODS, TailIndex, tail_index
 
 __all__ = ["GradientNoiseCallback", "NoiseRecord", "standardized_coordinates"]
@@ -60,9 +60,10 @@ def standardized_coordinates(coordinates):
 class GradientNoiseCallback(MeasurementCallback):
     """Measure the mini-batch gradient noise during `model.fit` (Zhang et al. 2020, Figs. 2 and 5).
 
-    Every `every_n_epochs` epochs (and, with `at_start`, once before the first
-    step) the callback freezes the weights it sees and calls
-    `analysis_tools.gradient_noise` on `data`: the gradient over
+    Every `every_n_epochs` epochs, or every `every_n_steps` optimizer steps
+    (and, with `at_start`, once before the first step) the callback freezes
+    the weights it sees and measures what `analysis_tools.gradient_noise`
+    returns on `data`: the gradient over
     all of `data`, then `num_batches` random mini-batches of `batch_size` and
     their noise g_B − ∇f. It keeps the noise norms with their histogram (the
     paper's Fig. 5 shows how this histogram changes over training: towards
@@ -81,7 +82,19 @@ class GradientNoiseCallback(MeasurementCallback):
     variable (`GradientNoise.layer_noise_scales`). Epochs without a
     measurement carry the latest values. With `log_dir` it also writes
     these scalars and a histogram ``noise_norm`` per measurement, indexed by
-    completed epochs.
+    the optimizer step of the measurement (``optimizer.iterations``), as
+    `SharpnessCallback` and `UpdateDistributionCallback` index theirs, so
+    the three share TensorBoard's x-axis.
+
+    With `every_n_steps` a measurement is taken at the start of the first
+    step after every `every_n_steps`-th optimizer step (on the weights the
+    previous steps left), or at the end of the epoch if that comes first,
+    and its values also go into that batch's `logs`; for a long run on a
+    large data set, where an epoch is too coarse a clock.
+
+    The gradient functions are traced (and XLA-compiled) once per `fit`, at
+    the first measurement, and reused by every later one; a later `fit` of
+    the same model with the same trainable variables reuses them too.
 
     Measurements are side-effect free (`model.stateless_call`): training is
     bit-identical with and without the callback. Each one costs about
@@ -96,7 +109,9 @@ class GradientNoiseCallback(MeasurementCallback):
 
     Args:
         data: (x, y) arrays to sample from (the training set or a part of it).
-        every_n_epochs: Measure after every n-th epoch.
+        every_n_epochs: Measure after every n-th epoch (default 1 unless
+            `every_n_steps` is given; give one of the two).
+        every_n_steps: Measure after every n-th optimizer step instead.
         batch_size: The mini-batch size of the noise (use the training one).
         num_batches: Mini-batches per measurement.
         loss: Loss; default the model's compiled loss.
@@ -115,10 +130,16 @@ class GradientNoiseCallback(MeasurementCallback):
             gradient in graph mode only (the same values to rounding).
     """
 
-    def __init__(self, data, every_n_epochs=1, batch_size=32, num_batches=100, loss=None,
+    def __init__(self, data, every_n_epochs=None, batch_size=32, num_batches=100, loss=None,
                  num_coordinates=1000, tail_index_method="simsekli", bins=30, at_start=True,
-                 log_dir=None, prefix="noise_", mode="train", seed=0, per_layer=False, jit_compile=True):
-        super().__init__(every_n_epochs=every_n_epochs, log_dir=log_dir)
+                 log_dir=None, prefix="noise_", mode="train", seed=0, per_layer=False, jit_compile=True,
+                 every_n_steps=None):
+        if every_n_epochs is not None and every_n_steps is not None:
+            raise ValueError(
+                f"Give one of `every_n_epochs` and `every_n_steps`, got {every_n_epochs} and {every_n_steps}.")
+        if every_n_steps is None and every_n_epochs is None:
+            every_n_epochs = 1
+        super().__init__(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs, log_dir=log_dir)
         if int(num_batches) < 2:
             raise ValueError(f"`num_batches` must be >= 2, got {num_batches}.")
         if int(bins) < 1:
@@ -138,13 +159,37 @@ class GradientNoiseCallback(MeasurementCallback):
         self.seed = int(seed)
         self.per_layer = bool(per_layer)
         self.jit_compile = bool(jit_compile)
+        self._sampler = None
+        self._sampler_key = ()
+        self._epochs_done = 0
 
-    def measure(self, epoch):
-        """Measures the noise at the current weights, stores a `NoiseRecord` and returns it."""
-        noise = gradient_noise(
-            self.model, self.data, loss=self.loss, batch_size=self.batch_size,
-            num_batches=self.num_batches, num_coordinates=self.num_coordinates, per_layer=self.per_layer,
-            mode=self.mode, seed=self.seed + len(self.records), jit_compile=self.jit_compile)
+    def _sampler_for(self, model_loss=None):
+        """The traced sampler, rebuilt only when the model, its trainable variables or its loss change.
+
+        `model_loss` (at `on_train_begin`) lists the trainable variables now;
+        without it the kept sampler serves if it belongs to this model.
+        """
+        key = (self.model, getattr(self.model, "loss", None))
+        kept = self._sampler is not None and all(a is b for a, b in zip(self._sampler_key, key))
+        if kept and model_loss is not None:
+            kept = [id(v) for v in self._sampler.variables] == [id(v) for v in model_loss.variables]
+        if not kept:
+            self._sampler = _NoiseSampler(self.model, self.loss, self.mode, False, True, self.jit_compile)
+            self._sampler_key = key
+        return self._sampler
+
+    def measure(self, epoch=None):
+        """Measures the noise at the current weights, stores a `NoiseRecord` and returns it.
+
+        `epoch` is the number of completed epochs recorded with it (default:
+        those completed so far in this `fit`).
+        """
+        if epoch is None:
+            epoch = self._epochs_done
+        step = self.optimizer_steps()
+        noise = self._sampler_for().sample(
+            self.data, self.batch_size, self.num_batches, "full", None, self.num_coordinates,
+            self.per_layer, False, self.seed + len(self.records))
         norms = noise.norms
         counts, edges = np.histogram(norms, bins=self.bins)
         median = float(np.median(norms))
@@ -168,20 +213,42 @@ class GradientNoiseCallback(MeasurementCallback):
                     warnings.warn(f"No noise tail index at epoch {epoch}: {error}", stacklevel=2)
                 else:
                     values[f"{p}tail_index"] = estimate.alpha
-        record = NoiseRecord(epoch, self.optimizer_steps(), norms, counts, edges, estimate, values)
+        record = NoiseRecord(epoch, step, norms, counts, edges, estimate, values)
         self.records.append(record)
-        self.publish(epoch, values, histograms={f"{p}norm": (norms, self.bins)})
+        self.mark_measured(step)
+        self.publish(step, values, histograms={f"{p}norm": (norms, self.bins)})
         return record
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
         # Refuse a model or data that cannot be measured before the first step, not after an epoch.
+        _num_examples(self.data)
         model_loss = ModelLoss(self.model, self.loss, self.mode, False, True, "its gradient noise")
         check_data(model_loss, self.data, self.batch_size, "the callback's `data`")
+        self._sampler_for(model_loss)
+        self._epochs_done = 0
+        if self.every_n_steps is not None:
+            self.mark_measured(self.optimizer_steps())  # a later `fit` continues the schedule
         if self.at_start and not self.records:
             self.measure(0)
 
+    def on_epoch_begin(self, epoch, logs=None):
+        super().on_epoch_begin(epoch, logs)
+        self._epochs_done = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        # As SharpnessCallback: measured at the start of the next step, on the
+        # weights the previous steps left, without stopping Keras's dispatch.
+        super().on_train_batch_begin(batch, logs)
+        if self.every_n_steps is not None and self.steps_due():
+            self.measure()
+
     def on_epoch_end(self, epoch, logs=None):
-        if self.epoch_due(epoch):
+        self._epochs_done = epoch + 1
+        if self.every_n_steps is not None:
+            self._batches_begun = float("inf")  # the epoch's steps are all done: read the counter
+            if self.steps_due():
+                self.measure()
+        elif self.epoch_due(epoch):
             self.measure(epoch + 1)
         super().on_epoch_end(epoch, logs)

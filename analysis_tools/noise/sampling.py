@@ -177,8 +177,27 @@ class _NoiseSampler:
         self.dtype = self.loss.dtype
         self.sizes = self.loss.sizes
         self.values = self.loss.values
-        self._replica = tf.function(self._replica_gradient, jit_compile=bool(jit_compile))
+        self.jit_compile = bool(jit_compile)
+        self._replica = tf.function(self._replica_gradient, jit_compile=self.jit_compile)
         self.noise = tf.function(self._noise, reduce_retracing=True)
+        self._full_gradients = {}  # (id(data), batch size) → (data, traced `FullGradient`)
+
+    def full_gradient(self, trainable, non_trainable, data, batch_size):
+        """∇f = Σ_b (n_b / N) ∇ loss_b over consecutive batches, streamed and split across replicas.
+
+        The probe-set machinery of the Hessian (`analysis_tools._probe`): one
+        traced pass over `data` in its order, each replica's share XLA-compiled,
+        float64 accumulation, under the model's `tf.distribute` strategy. The
+        traced pass is kept per (`data`, `batch_size`), so a sampler that
+        measures the same data again (`GradientNoiseCallback`) traces it once.
+        """
+        key = (id(data), int(batch_size))
+        if key not in self._full_gradients:
+            probe = ProbeSet(data, batch_size, self.strategy)
+            self._full_gradients[key] = (data, FullGradient(self.loss, probe, self.jit_compile))
+        flat, _ = self._full_gradients[key][1](trainable, non_trainable)
+        parts = tf.split(flat, self.sizes)
+        return [tf.cast(tf.reshape(p, v.shape), self.dtype) for p, v in zip(parts, self.variables)]
 
     def _replica_gradient(self, trainable, non_trainable, x, y):
         """This replica's share of the mini-batch gradient: its part's mean loss × its examples / |B|."""
@@ -212,6 +231,60 @@ class _NoiseSampler:
         coordinates = tf.gather(flat, coordinate_indices)
         kept = flat if keep_all else tf.zeros([0], flat.dtype)
         return tf.sqrt(tf.reduce_sum(layer_squares)), tf.sqrt(layer_squares), coordinates, kept
+
+    def sample(self, data, batch_size, num_batches, reference, reference_batch_size, num_coordinates,
+               per_layer, keep_batch_noise, seed):
+        """`gradient_noise` at the current weights, with this sampler's traced functions (`data` checked)."""
+        num_examples = _num_examples(data)
+        trainable, non_trainable = self.values()
+        if isinstance(reference, str):
+            if reference != "full":
+                raise ValueError(f'`reference` must be "full" or a list of tensors, got {reference!r}.')
+            reference = self.full_gradient(
+                    trainable, non_trainable, data, int(reference_batch_size or batch_size))
+        else:
+            reference = [tf.cast(tf.convert_to_tensor(r), self.dtype) for r in reference]
+            if [tuple(r.shape) for r in reference] != [tuple(v.shape) for v in self.variables]:
+                raise ValueError("`reference` must have the shapes of `model.trainable_variables`.")
+        rng = np.random.default_rng(seed)
+        dimension = sum(self.sizes)
+        indices = np.sort(rng.choice(dimension, size=min(int(num_coordinates), dimension), replace=False))
+        indices_tensor = tf.constant(indices, tf.int64)
+        norms, layer_norms, coordinates, batch_noise, batch_sizes = [], [], [], None, set()
+        for x, y in _batches_of(data, int(batch_size), int(num_batches), rng):
+            keep = bool(keep_batch_noise and batch_noise is None)
+            batch_sizes.add(int(ProbeSet.local_count(y)))
+            norm, layers, coordinate_values, flat = self.noise(
+                trainable, non_trainable, x, y, reference, indices_tensor, keep)
+            norms.append(float(norm))
+            if per_layer:
+                layer_norms.append(layers.numpy())
+            if len(indices):
+                coordinates.append(coordinate_values.numpy())
+            if keep:
+                batch_noise = flat.numpy()
+        if not norms:
+            raise ValueError("`data` yielded no mini-batch.")
+        if len(norms) < int(num_batches):
+            warnings.warn(
+                f"`data` holds {len(norms)} batches, fewer than the {int(num_batches)} asked for "
+                f"(`num_batches`): the noise is measured on those {len(norms)}.",
+                stacklevel=3,
+            )
+        reference_squares = [float(tf.reduce_sum(tf.square(tf.cast(r, tf.float64)))) for r in reference]
+        return GradientNoise(
+            norms=np.array(norms),
+            full_gradient_norm=math.sqrt(math.fsum(reference_squares)),
+            batch_size=batch_sizes.pop() if len(batch_sizes) == 1 else None,
+            num_examples=num_examples,
+            layer_norms=({v.path: column for v, column in zip(self.variables, np.array(layer_norms).T)}
+                         if per_layer else None),
+            layer_gradient_norms=({v.path: math.sqrt(s) for v, s in zip(self.variables, reference_squares)}
+                                  if per_layer else None),
+            coordinates=np.array(coordinates) if len(indices) else None,
+            coordinate_indices=indices if len(indices) else None,
+            batch_noise=batch_noise,
+        )
 
 
 def _batches_of(data, batch_size, num_batches, rng):
@@ -288,71 +361,10 @@ def gradient_noise(model, data, loss=None, batch_size=32, num_batches=100, refer
     if int(batch_size) < 1 or int(num_batches) < 1:
         raise ValueError(f"`batch_size` and `num_batches` must be >= 1, got {batch_size} and {num_batches}.")
     sampler = _NoiseSampler(model, loss, mode, dropout, include_regularization, jit_compile)
-    num_examples = _num_examples(data)
+    _num_examples(data)
     check_data(sampler.loss, data, int(batch_size), "`data`")
-    trainable, non_trainable = sampler.values()
-    if isinstance(reference, str):
-        if reference != "full":
-            raise ValueError(f'`reference` must be "full" or a list of tensors, got {reference!r}.')
-        reference = _full_gradient(sampler, trainable, non_trainable, data,
-                                   int(reference_batch_size or batch_size), jit_compile)
-    else:
-        reference = [tf.cast(tf.convert_to_tensor(r), sampler.dtype) for r in reference]
-        if [tuple(r.shape) for r in reference] != [tuple(v.shape) for v in sampler.variables]:
-            raise ValueError("`reference` must have the shapes of `model.trainable_variables`.")
-    rng = np.random.default_rng(seed)
-    dimension = sum(sampler.sizes)
-    indices = np.sort(rng.choice(dimension, size=min(int(num_coordinates), dimension), replace=False))
-    indices_tensor = tf.constant(indices, tf.int64)
-    norms, layer_norms, coordinates, batch_noise, batch_sizes = [], [], [], None, set()
-    for x, y in _batches_of(data, int(batch_size), int(num_batches), rng):
-        keep = bool(keep_batch_noise and batch_noise is None)
-        batch_sizes.add(int(ProbeSet.local_count(y)))
-        norm, layers, coordinate_values, flat = sampler.noise(
-            trainable, non_trainable, x, y, reference, indices_tensor, keep)
-        norms.append(float(norm))
-        if per_layer:
-            layer_norms.append(layers.numpy())
-        if len(indices):
-            coordinates.append(coordinate_values.numpy())
-        if keep:
-            batch_noise = flat.numpy()
-    if not norms:
-        raise ValueError("`data` yielded no mini-batch.")
-    if len(norms) < int(num_batches):
-        warnings.warn(
-            f"`data` holds {len(norms)} batches, fewer than the {int(num_batches)} asked for "
-            f"(`num_batches`): the noise is measured on those {len(norms)}.",
-            stacklevel=2,
-        )
-    reference_squares = [float(tf.reduce_sum(tf.square(tf.cast(r, tf.float64)))) for r in reference]
-    return GradientNoise(
-        norms=np.array(norms),
-        full_gradient_norm=math.sqrt(math.fsum(reference_squares)),
-        batch_size=batch_sizes.pop() if len(batch_sizes) == 1 else None,
-        num_examples=num_examples,
-        layer_norms=({v.path: column for v, column in zip(sampler.variables, np.array(layer_norms).T)}
-                     if per_layer else None),
-        layer_gradient_norms=({v.path: math.sqrt(s) for v, s in zip(sampler.variables, reference_squares)}
-                              if per_layer else None),
-        coordinates=np.array(coordinates) if len(indices) else None,
-        coordinate_indices=indices if len(indices) else None,
-        batch_noise=batch_noise,
-    )
-
-
-def _full_gradient(sampler, trainable, non_trainable, data, batch_size, jit_compile):
-    """∇f = Σ_b (n_b / N) ∇ loss_b over consecutive batches, streamed and split across replicas.
-
-    The probe-set machinery of the Hessian (`analysis_tools._probe`): one
-    traced pass over `data` in its order, each replica's share XLA-compiled,
-    float64 accumulation, under the model's `tf.distribute` strategy.
-    """
-    strategy = getattr(sampler.model, "distribute_strategy", None) or tf.distribute.get_strategy()
-    probe = ProbeSet(data, batch_size, strategy)
-    flat, _ = FullGradient(sampler.loss, probe, jit_compile)(trainable, non_trainable)
-    parts = tf.split(flat, sampler.sizes)
-    return [tf.cast(tf.reshape(p, v.shape), sampler.dtype) for p, v in zip(parts, sampler.variables)]
+    return sampler.sample(data, batch_size, num_batches, reference, reference_batch_size, num_coordinates,
+                          per_layer, keep_batch_noise, seed)
 
 
 class EmpiricalVariance(NamedTuple):

@@ -1,10 +1,12 @@
 """GradientNoiseCallback inside model.fit: logs, records, TensorBoard, and training left untouched."""
 
+import glob
 import os
 
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 import tf_adaptive
 from analysis_tools.noise.callback import GradientNoiseCallback, standardized_coordinates
@@ -73,6 +75,10 @@ def test_bad_arguments_are_refused():
         GradientNoiseCallback(data, num_batches=1)
     with pytest.raises(ValueError, match="tail_index_method"):
         GradientNoiseCallback(data, tail_index_method="pickands")
+    with pytest.raises(ValueError, match="one of `every_n_epochs` and `every_n_steps`"):
+        GradientNoiseCallback(data, every_n_epochs=1, every_n_steps=10)
+    with pytest.raises(ValueError, match="every_n_steps"):
+        GradientNoiseCallback(data, every_n_steps=0)
 
 
 def test_a_model_without_trainable_variables_is_refused_at_train_begin():
@@ -108,3 +114,49 @@ def test_degenerate_noise_coordinates_warn_and_log_no_tail_index():
         callback.set_model(model)
         callback.on_train_begin()
     assert "noise_tail_index" not in callback.records[0].values
+
+
+def _summary_steps(log_dir, tag):
+    steps = []
+    for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
+        steps += [event.step for event in tf.compat.v1.train.summary_iterator(path)
+                  for value in event.summary.value if value.tag == tag]
+    return sorted(steps)
+
+
+def test_every_n_steps_measures_on_the_optimizer_step_clock_and_tensorboard_uses_it(tmp_path):
+    # 512 examples in batches of 32: 16 steps an epoch. Every 10 steps: at the start of steps 11, 21 and
+    # 31 (the weights after 10, 20, 30 updates); the end of epoch 2 (32 updates) is not a multiple.
+    model, x, y = _setup()
+    callback = GradientNoiseCallback((x, y), every_n_steps=10, batch_size=32, num_batches=8,
+                                     num_coordinates=0, log_dir=str(tmp_path))
+    history = model.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0, callbacks=[callback])
+    assert [r.step for r in callback.records] == [0, 10, 20, 30]
+    assert [r.epoch for r in callback.records] == [0, 0, 1, 1]
+    assert history.history["noise_scale"] == [callback.records[1].values["noise_scale"],
+                                              callback.records[3].values["noise_scale"]]
+    assert _summary_steps(str(tmp_path), "noise_scale") == [0, 10, 20, 30]
+    # Epoch-scheduled: TensorBoard is indexed by the optimizer step too (epochs 0, 1, 2 = steps 0, 16, 32).
+    epochs = GradientNoiseCallback((x, y), every_n_epochs=1, batch_size=32, num_batches=8,
+                                   num_coordinates=0, log_dir=str(tmp_path / "epochs"))
+    _fit([epochs])
+    assert _summary_steps(str(tmp_path / "epochs"), "noise_scale") == [0, 16, 32, 48, 64]
+
+
+def test_the_gradient_functions_are_traced_once_across_measurements_and_fits():
+    model, x, y = _setup()
+    callback = GradientNoiseCallback((x, y), every_n_epochs=1, batch_size=32, num_batches=8, num_coordinates=4)
+    model.fit(x, y, epochs=3, batch_size=32, verbose=0, callbacks=[callback])
+    sampler = callback._sampler
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[callback])
+    assert callback._sampler is sampler and len(callback.records) == 5
+    assert sampler.noise.experimental_get_tracing_count() == 1
+    (_, full_gradient), = sampler._full_gradients.values()
+    assert full_gradient._function.experimental_get_tracing_count() == 1
+    # A change of trainable variables between fits builds a new sampler, over the variables now trained.
+    model.layers[0].trainable = False
+    model.compile(optimizer=tf_adaptive.Adam(1e-2), loss="mse")
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[callback])
+    assert callback._sampler is not sampler
+    assert [id(v) for v in callback._sampler.variables] == [id(v) for v in model.trainable_variables]
+    assert set(callback.records[-1].values) == set(callback.records[0].values)
