@@ -221,9 +221,17 @@ class HessianOperator:
 
         The weights are read when the product runs, so one traced function
         serves the whole of training. Returned in the dtype of `vector`.
+
+        The product always runs on a float64 copy of `vector` and adds the
+        batches' shares in float64, so callers that hold their vectors in
+        float32 (Lanczos's basis above `float64_dimension_limit` parameters)
+        and in float64 share one traced, XLA-compiled function rather than
+        compiling it once per dtype.
         """
+        vector = tf.convert_to_tensor(vector)
         trainable, non_trainable = self._current_values()
-        return self._hvp(trainable, non_trainable, vector)
+        product = self._hvp(trainable, non_trainable, tf.cast(vector, tf.float64))
+        return tf.cast(product, vector.dtype)
 
     @property
     def examples_per_replica(self):
@@ -259,8 +267,9 @@ class HessianOperator:
         """P^{-1/2} H P^{-1/2} v, with the P of the last `set_preconditioner`; same eigenvalues as P⁻¹H."""
         if self._scale is None:
             raise ValueError("Call `set_preconditioner` first.")
-        scale = tf.cast(self._scale, vector.dtype)
-        return scale * self.matvec(scale * vector)
+        vector = tf.convert_to_tensor(vector)
+        scale = tf.convert_to_tensor(self._scale)  # float64, as is the product
+        return tf.cast(scale * self.matvec(scale * tf.cast(vector, tf.float64)), vector.dtype)
 
     @property
     def preconditioner_scale(self):

@@ -151,6 +151,25 @@ def test_hvp_is_symmetric_and_forward_and_reverse_agree_in_float32():
     np.testing.assert_allclose(forward.matvec(v).numpy(), hv.numpy(), rtol=1e-5, atol=1e-6)
 
 
+def test_float32_and_float64_vectors_share_one_traced_product():
+    # Lanczos keeps a float32 basis above `float64_dimension_limit` parameters, while Hutchinson and a
+    # user's own vectors are float64: one operator must not trace (and XLA-compile) its product twice.
+    model, operator = _float32_mlp_and_operator()
+    v = np.random.default_rng(3).normal(size=operator.dimension)
+    in_float64 = operator.matvec(tf.constant(v))
+    in_float32 = operator.matvec(tf.constant(v, tf.float32))
+    assert in_float64.dtype == tf.float64 and in_float32.dtype == tf.float32
+    np.testing.assert_allclose(in_float32.numpy(), in_float64.numpy(), rtol=1e-6, atol=1e-6)
+    operator.set_preconditioner([tf.ones_like(w) * 2.0 for w in model.trainable_variables])
+    scaled = operator.preconditioned_matvec(tf.constant(v, tf.float32))
+    assert scaled.dtype == tf.float32
+    np.testing.assert_allclose(scaled.numpy(), in_float64.numpy() / 2.0, rtol=1e-6, atol=1e-6)
+    in_float32_basis = analysis_tools.Lanczos(operator.dimension, basis_dtype=tf.float32)(operator.matvec)
+    in_float64_basis = analysis_tools.hessian_eigenvalues(operator)
+    assert float(in_float32_basis.eigenvalues[0]) == pytest.approx(float(in_float64_basis.eigenvalues[0]), rel=1e-5)
+    assert operator._hvp.experimental_get_tracing_count() == 1
+
+
 def test_hvp_matches_central_finite_differences_of_the_gradient():
     model, data = _mlp(), _data()
     operator = HessianOperator(model, data, loss="mse")
