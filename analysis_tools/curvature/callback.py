@@ -13,10 +13,9 @@ import tensorflow as tf
 
 from analysis_tools._callback import MeasurementCallback
 from analysis_tools._model_loss import layer_blocks
-from analysis_tools.curvature.density import slq_solver, slq_with
+from analysis_tools.curvature.density import slq_with
 from analysis_tools.curvature.eigenvalues import top_subspace_fraction
 from analysis_tools.curvature.hessian import HessianOperator
-from analysis_tools.curvature.lanczos import Lanczos
 from analysis_tools.curvature.trace import hutch_plus_plus
 from analysis_tools.preconditioners import (
     clipped_fraction_of,
@@ -28,6 +27,7 @@ __all__ = ["SharpnessCallback", "SharpnessRecord"]
 
 _SHARPNESS_KEYS = {"raw": "sharpness", "preconditioned": "preconditioned_sharpness"}
 _TRACE_KEYS = {"raw": "hessian_trace", "preconditioned": "preconditioned_hessian_trace"}
+_SEEDS = {"raw": 0, "preconditioned": 1}  # of the random starts of each problem
 
 
 @dataclasses.dataclass
@@ -219,16 +219,17 @@ class SharpnessCallback(MeasurementCallback):
         """The eigenvalue problems measured: "raw" (λ1(H)) and/or "preconditioned" (λ1(P⁻¹H))."""
         return [kind for kind in ("raw", "preconditioned") if (self.raw if kind == "raw" else self.preconditioned)]
 
-    def _new_solver(self, dimension, seed, return_vectors):
-        return Lanczos(dimension, max_iterations=self.max_iterations, k=self.k, tolerance=self.tol,
-                       criterion="eigenvalue", return_vectors=return_vectors, seed=seed)
-
     def _build(self):
         self._operator = HessianOperator(self.model, self.data, **self.operator_kwargs)
         return_vectors = self.warm_start or self.fraction_in_top_subspace
-        seeds = {"raw": 0, "preconditioned": 1}
-        self._solvers = {kind: self._new_solver(self._operator.dimension, seeds[kind], return_vectors)
-                         for kind in self._kinds()}
+        # The operators' own solvers (`HessianOperator.solver`): the functions given
+        # `self.operator` reuse their traced loops. Each problem keeps its own seed and
+        # call count, so its random starts are those of a solver of its own.
+        self._solvers, self._seeds = {}, {}
+        for kind in self._kinds():
+            self._solvers[kind] = self._operator.solver(
+                kind == "preconditioned", self.max_iterations, self.k, return_vectors)
+            self._seeds[kind] = _SEEDS[kind]
         self._layer_operators = {}
         if self.per_layer:
             names = (self.per_layer if self.per_layer is not True
@@ -237,10 +238,13 @@ class SharpnessCallback(MeasurementCallback):
                 operator = HessianOperator(self.model, self.data, variables=name, **self.operator_kwargs)
                 self._layer_operators[name] = operator
                 for kind in self._kinds():
-                    self._solvers[f"{kind}/{name}"] = self._new_solver(
-                        operator.dimension, seeds[kind], self.warm_start)
+                    self._solvers[f"{kind}/{name}"] = operator.solver(
+                        kind == "preconditioned", self.max_iterations, self.k, self.warm_start)
+                    self._seeds[f"{kind}/{name}"] = _SEEDS[kind]
         if self.density:
-            self._density_solver = slq_solver(self._operator.dimension, self.density_iterations, seed=11)
+            primary = "preconditioned" if self.preconditioned else "raw"
+            self._density_solver = self._operator.solver(primary == "preconditioned", self.density_iterations)
+        self._calls = {name: 0 for name in self._solvers}
         self._previous_vectors = {}
 
     def _matvecs(self, operator, preconditioner):
@@ -284,15 +288,16 @@ class SharpnessCallback(MeasurementCallback):
         """
         super().reset()
         self._previous_vectors = {}
-        for solver in getattr(self, "_solvers", {}).values():
-            solver.reset_seed()  # the same random starts as a new callback's
+        self._calls = {name: 0 for name in getattr(self, "_solvers", {})}  # a new callback's random starts
 
     # ---------------------------------------------------------- measuring
     def _solve(self, name, matvec):
         solver = self._solvers[name]
+        settings = dict(tolerance=self.tol, criterion="eigenvalue", seed=self._seeds[name], call=self._calls[name])
+        self._calls[name] += 1
         previous = self._previous_vectors.get(name) if self.warm_start else None
         if previous is None:
-            result = solver(matvec)
+            result = solver(matvec, **settings)
         else:
             # The previous top-k Ritz vectors (orthonormal) plus a fresh random direction.
             start = tf.reduce_sum(tf.cast(previous, tf.float64), axis=0)
@@ -300,7 +305,7 @@ class SharpnessCallback(MeasurementCallback):
                 [solver.dimension], seed=[len(self.records), 7], dtype=tf.float64
             )
             start += 0.05 * tf.norm(start) * direction / tf.norm(direction)
-            result = solver(matvec, start, min_iterations=self.warm_min_iterations, certify_gap=True)
+            result = solver(matvec, start, min_iterations=self.warm_min_iterations, certify_gap=True, **settings)
         if result.eigenvectors is not None and np.all(np.isfinite(result.eigenvalues)):
             self._previous_vectors[name] = result.eigenvectors
         return result
@@ -354,7 +359,7 @@ class SharpnessCallback(MeasurementCallback):
                 values[f"{key}_standard_error"] = traces[kind].standard_error
         if self.density:
             densities[primary] = slq_with(self._density_solver, matvecs[primary], self.density_vectors,
-                                          np.random.default_rng([11, len(self.records)]))
+                                          np.random.default_rng([11, len(self.records)]), seed=11)
             histograms["spectral_density"] = density_sample(densities[primary])
         if self.fraction_in_top_subspace:
             gradient, _ = self._operator.gradient()

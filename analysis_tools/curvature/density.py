@@ -125,7 +125,7 @@ def slq(matvec, dimension, num_vectors=5, num_iterations=60, seed=0):
     num_vectors = check_count("num_vectors", num_vectors)
     num_iterations = check_count("num_iterations", num_iterations)
     solver = slq_solver(check_count("dimension", dimension), num_iterations, seed)
-    return slq_with(solver, matvec, num_vectors, np.random.default_rng(seed))
+    return slq_with(solver, matvec, num_vectors, np.random.default_rng(seed), seed=seed)
 
 
 def slq_solver(dimension, num_iterations, seed=0):
@@ -138,17 +138,22 @@ def slq_solver(dimension, num_iterations, seed=0):
     return Lanczos(int(dimension), max_iterations=steps, k=1, min_iterations=steps, seed=seed)
 
 
-def slq_with(solver, matvec, num_vectors, rng):
-    """SLQ with a given `slq_solver` and NumPy generator.
+def slq_with(solver, matvec, num_vectors, rng, seed=None):
+    """SLQ with a given `Lanczos` and NumPy generator: m = `solver.max_iterations` steps per vector.
 
     One solver serves every call (its traced loop is reused), as in
-    `SharpnessCallback`; `slq` builds one per call.
+    `SharpnessCallback` and `spectral_density` on a `HessianOperator`
+    (`HessianOperator.solver`); `slq` builds one per call. Every vector runs
+    the full m steps (the residual test starts only at m; a lucky breakdown
+    may still stop it earlier). `seed` (with the vector's index as the call)
+    seeds the random restart after such a breakdown; None uses the solver's.
     """
     dimension = solver.dimension
     nodes, weights, products = [], [], 0
-    for _ in range(int(num_vectors)):
+    for index in range(int(num_vectors)):
         start = rademacher(rng, dimension)
-        result = solver(matvec, start)
+        seeding = {} if seed is None else {"seed": seed, "call": index}
+        result = solver(matvec, start, min_iterations=solver.max_iterations, **seeding)
         alpha, beta = solver.tridiagonal
         products += int(result.iterations)
         if not (np.all(np.isfinite(alpha)) and np.all(np.isfinite(beta))):
@@ -168,7 +173,8 @@ def spectral_density(model, data=None, loss=None, preconditioner=None, num_vecto
     Args:
         model: A built Keras model; its weights are read, never written. Or a
             `HessianOperator` built before (with `data` None and no operator
-            options): its traced product is reused, not traced again.
+            options): its traced product, and its Lanczos loop of this
+            size (`HessianOperator.solver`), are reused, not traced again.
         data: The probe set, (x, y) arrays or a `tf.data.Dataset` of (x, y).
         loss: Defaults to the model's compiled loss.
         preconditioner: Optional list of P tensors, one per trainable variable:
@@ -190,7 +196,9 @@ def spectral_density(model, data=None, loss=None, preconditioner=None, num_vecto
         ValueError: As `slq` and `analysis_tools.HessianOperator`.
     """
     operator, matvec = operator_and_matvec(model, data, loss, preconditioner, **operator_kwargs)
-    return slq(matvec, operator.dimension, num_vectors, num_iterations, seed)
+    num_vectors = check_count("num_vectors", num_vectors)
+    solver = operator.solver(preconditioner is not None, check_count("num_iterations", num_iterations))
+    return slq_with(solver, matvec, num_vectors, np.random.default_rng(seed), seed=seed)
 
 
 def plot_spectral_density(density, ax=None, threshold=None, sigma=None, grid_size=1000, label=None, **plot_kwargs):

@@ -15,7 +15,6 @@ tf_adaptive's optimizers and Keras's built-ins alike.
 import tensorflow as tf
 
 from analysis_tools.curvature.hessian import operator_and_matvec, trainable_variables_for
-from analysis_tools.curvature.lanczos import Lanczos
 from analysis_tools.preconditioners import preconditioner_of
 
 __all__ = ["hessian_eigenvalues", "preconditioned_sharpness", "sharpness", "top_subspace_fraction"]
@@ -39,7 +38,8 @@ def hessian_eigenvalues(
     Args:
         model: A built Keras model; its weights are read, never written. Or a
             `HessianOperator` built before (with `data` None and no operator
-            options): its traced product is reused, not traced again.
+            options): its traced product, and its Lanczos loop of this
+            size (`HessianOperator.solver`), are reused, not traced again.
         data: The probe set, (x, y) arrays or a `tf.data.Dataset` of (x, y).
         loss: Defaults to the model's compiled loss.
         preconditioner: Optional list of P tensors, one per trainable variable
@@ -66,11 +66,9 @@ def hessian_eigenvalues(
             fit the model and its loss.
     """
     operator, matvec = operator_and_matvec(model, data, loss, preconditioner, **operator_kwargs)
-    solver = Lanczos(
-        operator.dimension, max_iterations=max_iterations, k=k, tolerance=tol,
-        return_vectors=return_vectors, seed=seed,
-    )
-    return solver(matvec, initial_vector)
+    solver = operator.solver(preconditioner is not None, max_iterations, k, return_vectors)
+    # call=0: the random start of a new solver with this seed, whatever ran on this one before.
+    return solver(matvec, initial_vector, tolerance=tol, criterion="residual", seed=seed, call=0)
 
 
 def sharpness(model, data=None, loss=None, **kwargs):

@@ -66,6 +66,7 @@ import tensorflow as tf
 
 from analysis_tools._model_loss import MODES, ModelLoss, block_indices, trainable_variables_of
 from analysis_tools._probe import FullGradient, ProbeSet, check_data, probe_dataset, probe_share
+from analysis_tools.curvature.lanczos import Lanczos, check_positive_int, default_basis_dtype
 
 METHODS = ("reverse_over_reverse", "forward_over_reverse")
 __all__ = ["HessianOperator", "METHODS", "MODES", "operator_and_matvec", "probe_dataset"]
@@ -161,6 +162,7 @@ class HessianOperator:
         self._replica_product = tf.function(self._replica_hvp, jit_compile=self.jit_compile)
         self._hvp = tf.function(self._hessian_vector_product, reduce_retracing=True)
         self._gradient = FullGradient(self._loss, self.probe, self.jit_compile)
+        self._solvers, self._bases = {}, {}
 
     # ------------------------------------------------------------------ values
     def _current_values(self):
@@ -270,6 +272,39 @@ class HessianOperator:
         vector = tf.convert_to_tensor(vector)
         scale = tf.convert_to_tensor(self._scale)  # float64, as is the product
         return tf.cast(scale * self.matvec(scale * tf.cast(vector, tf.float64)), vector.dtype)
+
+    def solver(self, preconditioned=False, max_iterations=40, k=1, return_vectors=False):
+        """This operator's `Lanczos` of H (or of P^{-1/2} H P^{-1/2}) of these sizes: built once, then kept.
+
+        Every curvature function given this operator in place of a model, and
+        `SharpnessCallback` on the operator it builds, takes its solvers from
+        here, so a Lanczos loop is traced once per operator and shape, not
+        once per call: λ1 measured again, with another tolerance or seed, or
+        by another function, reuses it (tracing the loop around a product
+        takes seconds on a small transformer and 15-30 s on a
+        keras.applications network). The tolerance, criterion, seed and call
+        index are arguments of each call (see `Lanczos.__call__`).
+
+        The solvers of one length m = min(max_iterations, dimension) share one
+        basis variable (m × dimension; float64 up to 5 M parameters, else
+        float32): they never run at once, and the basis is scratch.
+
+        Args:
+            preconditioned: For `preconditioned_matvec` (else `matvec`); the
+                solver's traced loop calls that product.
+            max_iterations: m_max.
+            k: How many eigenpairs.
+            return_vectors: Whether calls return the Ritz vectors.
+        """
+        m = min(check_positive_int("max_iterations", max_iterations), self.dimension)
+        key = (bool(preconditioned), m, check_positive_int("k", k), bool(return_vectors))
+        if key not in self._solvers:
+            basis = self._bases.get((m, default_basis_dtype(self.dimension)))
+            solver = Lanczos(self.dimension, max_iterations=m, k=k, return_vectors=bool(return_vectors),
+                             basis=basis)
+            self._bases[(m, solver.basis_dtype)] = solver._basis
+            self._solvers[key] = solver
+        return self._solvers[key]
 
     @property
     def preconditioner_scale(self):

@@ -154,7 +154,12 @@ BASIS_DEVICES = (None, "host")
 CRITERIA = ("residual", "eigenvalue")
 
 
-def _check_positive_int(name, value):
+def default_basis_dtype(dimension, float64_dimension_limit=5_000_000):
+    """The basis dtype `Lanczos` picks by default: float64 up to the limit, else float32."""
+    return tf.float64 if dimension <= float64_dimension_limit else tf.float32
+
+
+def check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
     return int(value)
@@ -194,6 +199,10 @@ class Lanczos:
             vectors computed from it, in host memory (``/device:CPU:0``),
             while ``matvec`` runs wherever it runs. Each step then copies two
             vectors between the devices (v to the matvec, A v back).
+        basis: a ``tf.Variable`` of shape [m_max, n] and the basis dtype to
+            hold the basis, in place of one allocated here. Solvers that never
+            run at the same time may share one (its contents are scratch, read
+            only inside a call): `HessianOperator.solver` does so.
 
     Memory. With b = 8 bytes (float64 basis) or 4 (float32), the solver adds
 
@@ -228,33 +237,29 @@ class Lanczos:
                  tolerance: float = 1e-3, criterion: str = "residual",
                  min_iterations: int | None = None,
                  basis_dtype=None, float64_dimension_limit: int = 5_000_000,
-                 return_vectors: bool = False, seed: int = 0, basis_device=None):
-        n = _check_positive_int("dimension", dimension)
-        max_iterations = _check_positive_int("max_iterations", max_iterations)
-        k = _check_positive_int("k", k)
-        float64_dimension_limit = _check_positive_int(
+                 return_vectors: bool = False, seed: int = 0, basis_device=None, basis=None):
+        n = check_positive_int("dimension", dimension)
+        max_iterations = check_positive_int("max_iterations", max_iterations)
+        k = check_positive_int("k", k)
+        float64_dimension_limit = check_positive_int(
             "float64_dimension_limit", float64_dimension_limit)
         m_max = min(max_iterations, n)
         if k > m_max:
             raise ValueError(
                 f"`k` must be at most min(max_iterations, dimension) = {m_max}, got {k}.")
-        if (isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real)
-                or not np.isfinite(tolerance) or tolerance <= 0):
-            raise ValueError(f"`tolerance` must be a positive finite number, got {tolerance!r}.")
-        if criterion not in CRITERIA:
-            raise ValueError(f"`criterion` must be one of {CRITERIA}, got {criterion!r}.")
+        tolerance = _check_tolerance(tolerance)
+        criterion = _check_criterion(criterion)
         if min_iterations is None:
             min_iterations = min(10, m_max)
         else:
-            min_iterations = _check_positive_int("min_iterations", min_iterations)
-        if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-            raise ValueError(f"`seed` must be an integer, got {seed!r}.")
+            min_iterations = check_positive_int("min_iterations", min_iterations)
+        seed = _check_seed(seed)
         if not isinstance(return_vectors, (bool, np.bool_)):
             raise ValueError(f"`return_vectors` must be a bool, got {return_vectors!r}.")
         if not any(basis_device is device or basis_device == device for device in BASIS_DEVICES):
             raise ValueError(f"`basis_device` must be one of {BASIS_DEVICES}, got {basis_device!r}.")
         if basis_dtype is None:
-            basis_dtype = tf.float64 if n <= float64_dimension_limit else tf.float32
+            basis_dtype = default_basis_dtype(n, float64_dimension_limit)
         else:
             try:
                 basis_dtype = tf.as_dtype(basis_dtype)
@@ -278,9 +283,16 @@ class Lanczos:
         # Lucky-breakdown threshold on β relative to the largest |α|, β seen.
         self._breakdown = max(1e-12, 100.0 * float(np.finfo(basis_dtype.as_numpy_dtype).eps))
         self._block_rows = min(m_max, max(_BLOCK_ROWS, _BLOCK_BYTES // (n * basis_dtype.size)))
-        with self._on_basis_device():
-            self._basis = tf.Variable(tf.zeros([m_max, n], basis_dtype), trainable=False,
-                                      name="lanczos_basis")
+        if basis is None:
+            with self._on_basis_device():
+                basis = tf.Variable(tf.zeros([m_max, n], basis_dtype), trainable=False,
+                                    name="lanczos_basis")
+        elif (not isinstance(basis, tf.Variable) or basis.dtype != basis_dtype
+              or tuple(basis.shape) != (m_max, n)):
+            raise ValueError(
+                f"`basis` must be a tf.Variable of shape {(m_max, n)} and dtype {basis_dtype.name}, "
+                f"got {basis!r}.")
+        self._basis = basis
         self._calls = tf.Variable(tf.constant(0, tf.int64), trainable=False,
                                   name="lanczos_calls")
         self._matvec = None
@@ -289,7 +301,9 @@ class Lanczos:
 
     def __call__(self, matvec: Callable[[tf.Tensor], tf.Tensor],
                  initial_vector=None, min_iterations: int | None = None,
-                 certify_gap: bool = False) -> LanczosResult:
+                 certify_gap: bool = False, *, tolerance: float | None = None,
+                 criterion: str | None = None, seed: int | None = None,
+                 call: int | None = None) -> LanczosResult:
         """Runs Lanczos on ``matvec`` from ``initial_vector`` (random if None or zero).
 
         ``min_iterations`` overrides the instance's for this call (a warm start
@@ -304,20 +318,37 @@ class Lanczos:
         the Gauss quadrature weights of the start vector (stochastic Lanczos
         quadrature, `analysis_tools.spectral_density`). A zero β_i marks a
         restart after an early breakdown.
+
+        ``tolerance``, ``criterion`` and ``seed`` override the instance's for
+        this call, and ``call`` replaces the call counter (the index folded
+        into the seed of the random start; the counter then does not move),
+        so that one instance, traced once, serves callers that want
+        different settings: ``call=0`` with ``seed=s`` starts where a new
+        instance with seed s starts. None of them retraces.
         """
         if not callable(matvec):
             raise ValueError(f"`matvec` must be callable, got {matvec!r}.")
+        tolerance = self.tolerance if tolerance is None else _check_tolerance(tolerance)
+        criterion = self.criterion if criterion is None else _check_criterion(criterion)
+        seed = self.seed if seed is None else _check_seed(seed)
+        if call is None:
+            call = self._calls.assign_add(1) - 1
+        elif isinstance(call, bool) or not isinstance(call, numbers.Integral) or call < 0:
+            raise ValueError(f"`call` must be a non-negative integer, got {call!r}.")
         if min_iterations is None:
             min_iterations = self.min_iterations
         else:
-            min_iterations = min(max(_check_positive_int("min_iterations", min_iterations), self.k),
+            min_iterations = min(max(check_positive_int("min_iterations", min_iterations), self.k),
                                  self.max_iterations)
         if self._function is None or not _same_callable(matvec, self._matvec):
             self._matvec = matvec
             self._function = tf.function(
-                lambda v0, fewest, gap: self._run(matvec, v0, fewest, gap),
+                lambda v0, fewest, gap, tolerance, eigenvalue, seed: self._run(
+                    matvec, v0, fewest, gap, tolerance, eigenvalue, seed),
                 input_signature=[tf.TensorSpec([self.dimension], self.basis_dtype),
-                                 tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.bool)])
+                                 tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.bool),
+                                 tf.TensorSpec([], tf.float64), tf.TensorSpec([], tf.bool),
+                                 tf.TensorSpec([2], tf.int64)])
         if initial_vector is None:
             v0 = tf.zeros([self.dimension], self.basis_dtype)
         else:
@@ -329,7 +360,9 @@ class Lanczos:
                     f"`initial_vector` must have {self.dimension} elements, got shape {v0.shape}.")
             v0 = tf.reshape(tf.cast(v0, self.basis_dtype), [self.dimension])
         eigenvalues, eigenvectors, residuals, iterations, alpha, beta = self._function(
-            v0, tf.constant(min_iterations, tf.int32), tf.constant(bool(certify_gap)))
+            v0, tf.constant(min_iterations, tf.int32), tf.constant(bool(certify_gap)),
+            tf.constant(tolerance, tf.float64), tf.constant(criterion == "eigenvalue"),
+            tf.stack([tf.constant(seed, tf.int64), tf.cast(call, tf.int64)]))
         if tf.executing_eagerly():
             m = int(iterations)
             self.tridiagonal = (alpha.numpy()[:m], beta.numpy()[:max(m - 1, 0)])
@@ -348,18 +381,17 @@ class Lanczos:
 
     # The traced body -----------------------------------------------------------------------
 
-    def _run(self, matvec, v0, min_iterations, certify_gap):
+    def _run(self, matvec, v0, min_iterations, certify_gap, tolerance, eigenvalue_criterion, seed):
         with self._on_basis_device():
-            return self._iterate(matvec, v0, min_iterations, certify_gap)
+            return self._iterate(matvec, v0, min_iterations, certify_gap, tolerance,
+                                 eigenvalue_criterion, seed)
 
-    def _iterate(self, matvec, v0, min_iterations, certify_gap):
+    def _iterate(self, matvec, v0, min_iterations, certify_gap, tolerance, eigenvalue_criterion,
+                 seed):
         n, m_max, k = self.dimension, self.max_iterations, self.k
         dtype = self.basis_dtype
         basis = self._basis
         f64 = tf.float64
-
-        call = self._calls.assign_add(1) - 1
-        seed = tf.stack([tf.constant(self.seed, tf.int64), call])
 
         def random_vector(index):
             return tf.random.stateless_normal(
@@ -458,14 +490,14 @@ class Lanczos:
 
             def converged():
                 values, residuals, _, gaps = top(alpha, beta, m)
-                bound = self.tolerance * tf.abs(values)
+                bound = tolerance * tf.abs(values)
                 # The gap test: each top-k residual below half the gap to the next Ritz value.
                 separated = residuals <= 0.5 * gaps
                 small = residuals <= bound
-                if self.criterion == "eigenvalue":
-                    # Kato–Temple: |λ - θ| ≤ r²/δ once the residual is below the gap δ.
-                    small = tf.logical_or(
-                        small, tf.logical_and(separated, residuals**2 <= bound * gaps))
+                # With the "eigenvalue" criterion, Kato–Temple: |λ - θ| ≤ r²/δ once the
+                # residual is below the gap δ.
+                small = tf.logical_or(small, tf.logical_and(
+                    eigenvalue_criterion, tf.logical_and(separated, residuals**2 <= bound * gaps)))
                 return tf.reduce_all(tf.logical_and(
                     small, tf.logical_or(tf.logical_not(certify_gap), separated)))
 
@@ -517,6 +549,25 @@ class Lanczos:
         else:
             vectors = tf.zeros([0, n], f64)
         return values, vectors, residuals, m, alpha, beta
+
+
+def _check_tolerance(tolerance):
+    if (isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real)
+            or not np.isfinite(tolerance) or tolerance <= 0):
+        raise ValueError(f"`tolerance` must be a positive finite number, got {tolerance!r}.")
+    return float(tolerance)
+
+
+def _check_criterion(criterion):
+    if criterion not in CRITERIA:
+        raise ValueError(f"`criterion` must be one of {CRITERIA}, got {criterion!r}.")
+    return criterion
+
+
+def _check_seed(seed):
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"`seed` must be an integer, got {seed!r}.")
+    return int(seed)
 
 
 def _same_callable(a, b):

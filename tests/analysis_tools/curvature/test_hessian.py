@@ -99,12 +99,17 @@ def test_linear_regression_hessian_is_the_analytic_one(loss):
     )
 
 
-def test_preconditioned_sharpness_is_the_top_eigenvalue_of_p_inverse_h():
+def _adam_trained_mlp(epochs):
+    """(model, data, its tf_adaptive.Adam, a HessianOperator) after `epochs` full-batch epochs."""
     model, data = _mlp(), _data()
     optimizer = tf_adaptive.Adam(learning_rate=0.01)
     model.compile(optimizer=optimizer, loss="mse")
-    model.fit(*data, batch_size=32, epochs=5, verbose=0)
-    operator = HessianOperator(model, data)
+    model.fit(*data, batch_size=32, epochs=epochs, verbose=0)
+    return model, data, optimizer, HessianOperator(model, data)
+
+
+def test_preconditioned_sharpness_is_the_top_eigenvalue_of_p_inverse_h():
+    model, data, optimizer, operator = _adam_trained_mlp(epochs=5)
     hessian = _explicit_hessian(operator)
     p = np.concatenate([
         keras.ops.convert_to_numpy(optimizer.preconditioner(v)).ravel() for v in model.trainable_variables
@@ -310,3 +315,52 @@ def test_a_probe_set_is_checked_on_the_model_itself_where_it_cannot_be_traced_sy
         HessianOperator(model, (x, y[:, :1]), loss="mse")
     with pytest.raises(ValueError, match="cannot run on the first batch"):
         HessianOperator(model, (x[:, :4], y), loss="mse")
+
+
+def test_functions_on_an_operator_reuse_its_lanczos_loop_and_return_what_a_new_solver_returns():
+    model, data, optimizer, operator = _adam_trained_mlp(epochs=3)
+    first = analysis_tools.hessian_eigenvalues(operator, tol=1e-3, seed=3)
+    again = [analysis_tools.hessian_eigenvalues(operator, tol=tol, seed=seed)
+             for tol, seed in ((1e-3, 3), (1e-10, 3), (1e-3, 5))]
+    solver = operator.solver()
+    assert solver._function.experimental_get_tracing_count() == 1 and len(operator._solvers) == 1
+    # Each call equals a new solver's with those settings: the tolerance, seed and start are per call.
+    for (tol, seed), result in zip(((1e-3, 3), (1e-10, 3), (1e-3, 5)), again):
+        fresh = analysis_tools.Lanczos(operator.dimension, tolerance=tol, seed=seed)(operator.matvec)
+        assert int(result.iterations) == int(fresh.iterations)
+        np.testing.assert_allclose(result.eigenvalues.numpy(), fresh.eigenvalues.numpy(), rtol=1e-12)
+    np.testing.assert_array_equal(again[0].eigenvalues.numpy(), first.eigenvalues.numpy())
+    assert int(again[1].iterations) > int(again[0].iterations)  # the tighter tolerance took effect
+    exact = np.max(np.linalg.eigvalsh(_explicit_hessian(operator)))
+    assert float(again[1].eigenvalues[0]) == pytest.approx(exact, rel=1e-8)
+
+    # The preconditioned problem and the density get solvers of their own, sharing a basis by length.
+    analysis_tools.preconditioned_sharpness(operator, optimizer)
+    analysis_tools.preconditioned_sharpness(operator, optimizer, tol=1e-6)
+    analysis_tools.spectral_density(operator, num_vectors=2, num_iterations=40)
+    analysis_tools.spectral_density(operator, num_vectors=1, num_iterations=12)
+    assert sorted(operator._solvers) == [(False, 12, 1, False), (False, 40, 1, False), (True, 40, 1, False)]
+    assert all(s._function.experimental_get_tracing_count() == 1 for s in operator._solvers.values())
+    assert operator._solvers[(True, 40, 1, False)]._basis is solver._basis
+    assert len(operator._bases) == 2
+
+
+def test_sharpness_callback_and_the_functions_share_the_operator_solvers():
+    model, data = _mlp(), _data()
+    model.compile(optimizer=tf_adaptive.Adam(learning_rate=0.01), loss="mse")
+    callback = analysis_tools.SharpnessCallback(data, every_n_steps=1, warm_start=False, tol=1e-3)
+    model.fit(*data, batch_size=16, epochs=1, verbose=0, callbacks=[callback])
+    operator = callback.operator
+    solvers = dict(operator._solvers)
+    raw = analysis_tools.sharpness(operator, tol=1e-10)
+    preconditioned = analysis_tools.preconditioned_sharpness(operator, model.optimizer, tol=1e-10)
+    assert operator._solvers == solvers  # no new solver, and no new trace
+    assert all(s._function.experimental_get_tracing_count() == 1 for s in solvers.values())
+    assert raw == pytest.approx(callback.records[-1].values["sharpness"], rel=1e-3)
+    assert preconditioned == pytest.approx(callback.records[-1].values["preconditioned_sharpness"], rel=1e-3)
+    # The functions' calls do not move the callback's random starts: its next record is a new callback's.
+    fresh = analysis_tools.SharpnessCallback(data, every_n_steps=1, warm_start=False, tol=1e-3)
+    fresh.set_model(model)
+    fresh.on_train_begin()
+    callback.reset()
+    np.testing.assert_array_equal(callback.measure().eigenvalues["raw"], fresh.measure().eigenvalues["raw"])

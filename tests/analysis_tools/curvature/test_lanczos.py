@@ -358,3 +358,39 @@ def test_the_eigenvalue_criterion_stops_earlier_within_its_tolerance(gapped, tol
 def test_the_criterion_is_validated():
     with pytest.raises(ValueError, match="criterion"):
         Lanczos(5, criterion="ritz")
+
+
+def test_per_call_tolerance_criterion_seed_and_call_match_a_new_instance_without_retracing(gapped):
+    matvec = matvec_of(gapped)
+    solver = Lanczos(300, max_iterations=60)
+    solver(matvec)
+    for settings in (dict(tolerance=1e-9), dict(criterion="eigenvalue", tolerance=1e-6), dict(seed=4)):
+        fresh = Lanczos(300, max_iterations=60, **settings)(matvec)
+        # call=0: the start a new instance draws on its first call, whatever this one ran before.
+        reused = solver(matvec, **settings, call=0)
+        assert int(reused.iterations) == int(fresh.iterations), settings
+        np.testing.assert_array_equal(reused.eigenvalues.numpy(), fresh.eigenvalues.numpy())
+    second = Lanczos(300, max_iterations=60)
+    second(matvec)
+    np.testing.assert_array_equal(solver(matvec, call=1).eigenvalues.numpy(), second(matvec).eigenvalues.numpy())
+    assert solver._function.experimental_get_tracing_count() == 1
+    with pytest.raises(ValueError, match="tolerance"):
+        solver(matvec, tolerance=0.0)
+    with pytest.raises(ValueError, match="criterion"):
+        solver(matvec, criterion="gap")
+    with pytest.raises(ValueError, match="call"):
+        solver(matvec, call=-1)
+
+
+def test_a_shared_basis_is_checked_and_used(gapped):
+    basis = tf.Variable(tf.zeros([30, 300], tf.float64))
+    one = Lanczos(300, max_iterations=30, basis=basis)
+    two = Lanczos(300, max_iterations=30, k=3, basis=basis, return_vectors=True)
+    assert one._basis is basis and two._basis is basis
+    np.testing.assert_allclose(one(matvec_of(gapped), tolerance=1e-10).eigenvalues.numpy(), top(gapped), rtol=1e-9)
+    three = two(matvec_of(gapped), tolerance=1e-10)
+    np.testing.assert_allclose(three.eigenvalues.numpy(), top(gapped, 3), rtol=1e-9)
+    for wrong in (tf.Variable(tf.zeros([20, 300], tf.float64)), tf.Variable(tf.zeros([30, 300], tf.float32)),
+                  tf.zeros([30, 300], tf.float64)):
+        with pytest.raises(ValueError, match="basis"):
+            Lanczos(300, max_iterations=30, basis=wrong)
