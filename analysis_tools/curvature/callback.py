@@ -223,13 +223,11 @@ class SharpnessCallback(MeasurementCallback):
         self._operator = HessianOperator(self.model, self.data, **self.operator_kwargs)
         return_vectors = self.warm_start or self.fraction_in_top_subspace
         # The operators' own solvers (`HessianOperator.solver`): the functions given
-        # `self.operator` reuse their traced loops. Each problem keeps its own seed and
-        # call count, so its random starts are those of a solver of its own.
-        self._solvers, self._seeds = {}, {}
-        for kind in self._kinds():
-            self._solvers[kind] = self._operator.solver(
-                kind == "preconditioned", self.max_iterations, self.k, return_vectors)
-            self._seeds[kind] = _SEEDS[kind]
+        # `self.operator` reuse their traced loops. Each problem keeps its own seed (`_SEEDS`
+        # of its kind) and call count, so its random starts are those of a solver of its own.
+        self._solvers = {kind: self._operator.solver(kind == "preconditioned", self.max_iterations, self.k,
+                                                     return_vectors)
+                         for kind in self._kinds()}
         self._layer_operators = {}
         if self.per_layer:
             names = (self.per_layer if self.per_layer is not True
@@ -240,7 +238,6 @@ class SharpnessCallback(MeasurementCallback):
                 for kind in self._kinds():
                     self._solvers[f"{kind}/{name}"] = operator.solver(
                         kind == "preconditioned", self.max_iterations, self.k, self.warm_start)
-                    self._seeds[f"{kind}/{name}"] = _SEEDS[kind]
         if self.density:
             primary = "preconditioned" if self.preconditioned else "raw"
             self._density_solver = self._operator.solver(primary == "preconditioned", self.density_iterations)
@@ -293,7 +290,8 @@ class SharpnessCallback(MeasurementCallback):
     # ---------------------------------------------------------- measuring
     def _solve(self, name, matvec):
         solver = self._solvers[name]
-        settings = dict(tolerance=self.tol, criterion="eigenvalue", seed=self._seeds[name], call=self._calls[name])
+        kind = name.partition("/")[0]  # "raw/<layer>" is a raw problem
+        settings = dict(tolerance=self.tol, criterion="eigenvalue", seed=_SEEDS[kind], call=self._calls[name])
         self._calls[name] += 1
         previous = self._previous_vectors.get(name) if self.warm_start else None
         if previous is None:

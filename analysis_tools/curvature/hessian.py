@@ -66,7 +66,7 @@ import tensorflow as tf
 
 from analysis_tools._model_loss import MODES, ModelLoss, block_indices, trainable_variables_of
 from analysis_tools._probe import FullGradient, ProbeSet, check_data, probe_dataset, probe_share
-from analysis_tools.curvature.lanczos import Lanczos, check_positive_int, default_basis_dtype
+from analysis_tools.curvature.lanczos import Lanczos, check_bool, check_positive_int, default_basis_dtype
 
 METHODS = ("reverse_over_reverse", "forward_over_reverse")
 __all__ = ["HessianOperator", "METHODS", "MODES", "operator_and_matvec", "probe_dataset"]
@@ -297,11 +297,11 @@ class HessianOperator:
             return_vectors: Whether calls return the Ritz vectors.
         """
         m = min(check_positive_int("max_iterations", max_iterations), self.dimension)
-        key = (bool(preconditioned), m, check_positive_int("k", k), bool(return_vectors))
+        return_vectors = check_bool("return_vectors", return_vectors)
+        key = (bool(preconditioned), m, check_positive_int("k", k), return_vectors)
         if key not in self._solvers:
             basis = self._bases.get((m, default_basis_dtype(self.dimension)))
-            solver = Lanczos(self.dimension, max_iterations=m, k=k, return_vectors=bool(return_vectors),
-                             basis=basis)
+            solver = Lanczos(self.dimension, max_iterations=m, k=k, return_vectors=return_vectors, basis=basis)
             self._bases[(m, solver.basis_dtype)] = solver._basis
             self._solvers[key] = solver
         return self._solvers[key]

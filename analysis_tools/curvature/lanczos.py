@@ -159,6 +159,12 @@ def default_basis_dtype(dimension, float64_dimension_limit=5_000_000):
     return tf.float64 if dimension <= float64_dimension_limit else tf.float32
 
 
+def check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"`{name}` must be a bool, got {value!r}.")
+    return bool(value)
+
+
 def check_positive_int(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"`{name}` must be a positive integer, got {value!r}.")
@@ -254,8 +260,7 @@ class Lanczos:
         else:
             min_iterations = check_positive_int("min_iterations", min_iterations)
         seed = _check_seed(seed)
-        if not isinstance(return_vectors, (bool, np.bool_)):
-            raise ValueError(f"`return_vectors` must be a bool, got {return_vectors!r}.")
+        return_vectors = check_bool("return_vectors", return_vectors)
         if not any(basis_device is device or basis_device == device for device in BASIS_DEVICES):
             raise ValueError(f"`basis_device` must be one of {BASIS_DEVICES}, got {basis_device!r}.")
         if basis_dtype is None:

@@ -343,6 +343,13 @@ def test_functions_on_an_operator_reuse_its_lanczos_loop_and_return_what_a_new_s
     assert all(s._function.experimental_get_tracing_count() == 1 for s in operator._solvers.values())
     assert operator._solvers[(True, 40, 1, False)]._basis is solver._basis
     assert len(operator._bases) == 2
+    # Its arguments are checked as a new solver's were, on a cached size too.
+    for bad in (dict(return_vectors=1), dict(return_vectors="yes"), dict(max_iterations=0), dict(k=0),
+                dict(k=41)):
+        with pytest.raises(ValueError):
+            analysis_tools.hessian_eigenvalues(operator, **bad)
+    with pytest.raises(ValueError, match="tolerance"):
+        analysis_tools.sharpness(operator, tol=0.0)
 
 
 def test_sharpness_callback_and_the_functions_share_the_operator_solvers():
