@@ -18,6 +18,8 @@ are never written:
 are rounding noise.
 """
 
+import warnings
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -53,115 +55,6 @@ def trainable_variables_of(model, purpose):
             "(every layer is frozen, or has no weights)."
         )
     return variables
-
-
-def layer_blocks(model):
-    """[(name, layer)]: the blocks per-layer measurements split `model` into, in the model's order.
-
-    The model's layers with trainable variables, where a layer that is itself
-    a model (a nested `keras.Model`: a Functional or Sequential sub-model, a
-    KerasHub backbone) is opened into its own layers, recursively. So a
-    KerasHub GPT-2 gives its embeddings, each ``transformer_layer_i`` and the
-    final ``layer_norm``, not one ``gpt2_backbone`` block; a
-    keras.applications network (one flat Functional) gives each of its layers
-    with weights. A layer met twice (a tied embedding, listed by the task and
-    by its backbone) is one block, where it first appears. Names are the
-    layers' names; a name that repeats is qualified by the path of models
-    above it (``"encoder/dense"``).
-    """
-    blocks, seen, names = [], set(), set()
-
-    def visit(container, prefix):
-        for layer in container.layers:
-            if id(layer) in seen or not layer.trainable_variables:
-                continue
-            seen.add(id(layer))
-            if isinstance(layer, keras.Model):
-                visit(layer, f"{prefix}{layer.name}/")
-                continue
-            name = layer.name if layer.name not in names else f"{prefix}{layer.name}"
-            names.add(name)
-            blocks.append((name, layer))
-
-    visit(model, "")
-    return blocks
-
-
-def find_layer(model, name):
-    """The layer of `model` called `name`: a top-level layer, a nested one, or a ``"outer/inner"`` path.
-
-    Nested layers (inside sub-models such as a KerasHub backbone) are found by
-    name when the name is unique in the model, or by the path of layer names
-    from the model down (``"gpt2_backbone/transformer_layer_0"``).
-
-    Raises:
-        ValueError: If no layer, or more than one, has that name.
-    """
-    for block_name, layer in layer_blocks(model):
-        if block_name == name:
-            return layer
-    if "/" in name:
-        layer = model
-        for part in name.split("/"):
-            children = [child for child in getattr(layer, "_flatten_layers", lambda **_: [])(
-                include_self=False, recursive=False) if child.name == part]
-            if len(children) != 1:
-                break
-            layer = children[0]
-        else:
-            return layer
-    matches = {id(layer): layer for layer in model._flatten_layers(include_self=False) if layer.name == name}
-    if len(matches) == 1:
-        return next(iter(matches.values()))
-    if matches:
-        raise ValueError(f"`variables`: the model has {len(matches)} layers named {name!r}; name one by its "
-                         "path of layer names (\"outer/inner\").")
-    names = [block_name for block_name, _ in layer_blocks(model)]
-    raise ValueError(f"`variables`: the model has no layer named {name!r}; its layers with trainable "
-                     f"variables are {names}.")
-
-
-def block_indices(model, variables, selection, purpose):
-    """Positions in `variables` (the model's trainable variables) of the block `selection` names.
-
-    `selection` is None (every variable: returns None), or one or a list of:
-    a layer name (a top-level or nested layer, or a path of names, as
-    `find_layer` resolves it), a `keras.layers.Layer` (its trainable
-    variables), or a trainable variable of the model. The positions come back
-    sorted, in the model's order, without repeats.
-
-    Raises:
-        ValueError: naming the entry that is not a layer of the model, a layer
-            without trainable variables, or a variable that is not one of the
-            model's trainable variables; or an empty selection.
-    """
-    if selection is None:
-        return None
-    if isinstance(selection, (str, keras.layers.Layer, keras.Variable)) or hasattr(selection, "assign"):
-        selection = [selection]
-    selection = list(selection)
-    if not selection:
-        raise ValueError(f"`variables` is empty: name at least one layer or variable to measure {purpose} over.")
-    position = {id(v): i for i, v in enumerate(variables)}
-    chosen = set()
-    for entry in selection:
-        if isinstance(entry, str):
-            entries = list(find_layer(model, entry).trainable_variables)
-            label = f"layer {entry!r}"
-        elif isinstance(entry, keras.layers.Layer):
-            entries = list(entry.trainable_variables)
-            label = f"layer {entry.name!r}"
-        else:
-            entries = [entry]
-            label = f"variable {getattr(entry, 'path', entry)!r}"
-        if not entries:
-            raise ValueError(f"`variables`: {label} has no trainable variables.")
-        for variable in entries:
-            if id(variable) not in position:
-                raise ValueError(f"`variables`: {label} is not among the model's trainable variables "
-                                 f"({getattr(variable, 'path', variable)!r}).")
-            chosen.add(position[id(variable)])
-    return sorted(chosen)
 
 
 def resolve_loss(model, loss):
@@ -204,6 +97,57 @@ class ModelLoss:
         self.shapes = [tuple(v.shape) for v in self.variables]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.dimension = sum(self.sizes)
+        self._unconnected = None
+
+    def gradients(self, tape, target, sources, positions):
+        """∂target/∂sources from `tape`, dense, with zeros where the target does not depend on a source.
+
+        Keras's `fit` skips a trainable variable the loss does not use (a
+        KerasHub DINOv2's mask token, a head left out of the forward pass): it
+        has no gradient. Here it is a direction of zero gradient and zero
+        curvature (its rows and columns of H are 0), and the first trace that
+        meets one warns, naming it (see `unconnected_variables`).
+
+        Args:
+            tape: The `tf.GradientTape` that watched `sources`.
+            target: The scalar to differentiate.
+            sources: Tensors standing for trainable variables.
+            positions: Their positions in `variables`.
+        """
+        raw = tape.gradient(target, sources)
+        self._note_unconnected([p for p, g in zip(positions, raw) if g is None])
+        return [tf.zeros_like(s) if g is None else tf.convert_to_tensor(g) for g, s in zip(raw, sources)]
+
+    @tf.autograph.experimental.do_not_convert
+    def _note_unconnected(self, positions):
+        known = set(self._unconnected or ())
+        if self._unconnected is not None and known.issuperset(positions):
+            return
+        self._unconnected = sorted(known.union(positions))
+        new = [self.variables[p].path for p in positions if p not in known]
+        if new:
+            warnings.warn(
+                f"The loss does not depend on the trainable variables {new}: they have no gradient (Keras's "
+                "`fit` skips them) and are measured as directions of zero gradient and zero curvature.",
+                stacklevel=2)
+
+    def unconnected_variables(self, batch_spec):
+        """The trainable variables the loss does not depend on (their paths), for batches shaped like `batch_spec`.
+
+        Known from the first traced gradient or product; otherwise found by
+        tracing one gradient on `batch_spec` ((x, y) of `tf.TensorSpec`s),
+        which runs nothing.
+        """
+        if self._unconnected is None:
+            def gradient(x, y):
+                trainable, non_trainable = self.values()
+                with tf.GradientTape() as tape:
+                    tape.watch(trainable)
+                    loss = tf.add_n(self(trainable, non_trainable, x, y))
+                return self.gradients(tape, loss, trainable, range(len(trainable)))
+
+            tf.function(gradient).get_concrete_function(*batch_spec)
+        return [self.variables[p].path for p in self._unconnected]
 
     def values(self):
         """The trainable values now (in `dtype`) and the non-trainable ones, as tensors."""

@@ -127,6 +127,7 @@ class ProbeSet:
         if isinstance(data, tf.data.Dataset):
             self._arrays = None
             dataset = probe_dataset(data)
+            self._spec = dataset.element_spec
             self._distributed = strategy.experimental_distribute_dataset(dataset)
             self.num_examples, self.num_batches = _count(dataset)
             self.batch_size = None
@@ -142,6 +143,13 @@ class ProbeSet:
         self._examples_per_replica = tf.Variable(
             tf.zeros([self.num_replicas], tf.int64), trainable=False, name="examples_per_replica"
         )
+
+    def batch_spec(self):
+        """(x, y) of one batch as `tf.TensorSpec` structures, the batch dimension None."""
+        if self._arrays is None:
+            return tf.nest.map_structure(
+                lambda s: tf.TensorSpec((None,) + tuple(s.shape[1:]), s.dtype), self._spec)
+        return tf.nest.map_structure(lambda a: tf.TensorSpec((None,) + tuple(a.shape[1:]), a.dtype), self._arrays)
 
     @staticmethod
     def local_count(y):
@@ -239,9 +247,8 @@ class FullGradient:
             with tf.GradientTape() as tape:
                 tape.watch(trainable)
                 loss = probe_share(self.model_loss, self.probe, trainable, non_trainable, x, y, count, first)
-            flat = tf.concat(
-                [tf.reshape(tf.cast(g, tf.float64), [-1]) for g in tape.gradient(loss, trainable)], axis=0
-            )
+            gradients = self.model_loss.gradients(tape, loss, trainable, range(len(trainable)))
+            flat = tf.concat([tf.reshape(tf.cast(g, tf.float64), [-1]) for g in gradients], axis=0)
             return flat, tf.cast(loss, tf.float64)
 
         zeros = (tf.zeros([self.model_loss.dimension], tf.float64), tf.zeros([], tf.float64))

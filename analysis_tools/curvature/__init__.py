@@ -10,8 +10,9 @@
   (`trace`): tr(H) and tr(P⁻¹H) by Hutchinson's estimator and Hutch++.
 * `spectral_density`, `slq`, `SpectralDensity`, `plot_spectral_density`
   (`density`): the spectral density by stochastic Lanczos quadrature.
-* Every function above takes `variables=` (layer names, layers or
+* Every function above takes `variables=` (layer or block names, layers or
   variables): the diagonal block of the Hessian of those weights.
+  `model_blocks` lists a model's blocks (`analysis_tools._blocks`).
 * `SharpnessCallback` (`callback`): the same inside `model.fit`.
 
 Cohen et al., "Gradient Descent on Neural Networks Typically Occurs at the
@@ -19,6 +20,7 @@ Edge of Stability" (ICLR 2021) and "Adaptive Gradient Methods at the Edge of
 Stability" (2022).
 """
 
+from analysis_tools._blocks import model_blocks
 from analysis_tools.curvature.callback import SharpnessCallback, SharpnessRecord
 from analysis_tools.curvature.eigenvalues import (
     hessian_eigenvalues,
@@ -43,6 +45,7 @@ __all__ = [
     "hessian_trace",
     "hutch_plus_plus",
     "hutchinson",
+    "model_blocks",
     "plot_spectral_density",
     "preconditioned_sharpness",
     "sharpness",

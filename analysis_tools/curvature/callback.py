@@ -12,7 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from analysis_tools._callback import MeasurementCallback
-from analysis_tools._model_loss import layer_blocks
+from analysis_tools._blocks import layer_blocks
 from analysis_tools.curvature.density import slq_with
 from analysis_tools.curvature.eigenvalues import top_subspace_fraction
 from analysis_tools.curvature.hessian import HessianOperator
@@ -82,12 +82,13 @@ class SharpnessCallback(MeasurementCallback):
     On request, on the same schedule (cost in Hessian-vector products, each
     about two gradient evaluations over the probe set):
 
-    * `per_layer`: ``sharpness/<layer>`` (and, when `preconditioned`,
-      ``preconditioned_sharpness/<layer>``), λ1 of the layer's diagonal block
-      H_BB (P_B⁻¹ H_BB), the other weights fixed (`HessianOperator`'s
-      `variables`). A layer's product costs at most a full one; each layer
-      and quantity takes a Lanczos run like the full one (10 or more products
-      cold, from `warm_min_iterations` warm).
+    * `per_layer` or `blocks`: ``sharpness/<block>`` (and, when
+      `preconditioned`, ``preconditioned_sharpness/<block>``), λ1 of the
+      block's diagonal block H_BB (P_B⁻¹ H_BB), the other weights fixed
+      (`HessianOperator.block`). The blocks share the network's probe set
+      and loss; each has a product of its own, which costs at most a full
+      one, and each block and quantity takes a Lanczos run like the full one
+      (10 or more products cold, from `warm_min_iterations` warm).
     * `trace`: ``hessian_trace`` (when `raw`) and ``preconditioned_hessian_trace``
       (when `preconditioned`), tr(H) and tr(P⁻¹H) by Hutch++ with
       `trace_samples` products each (`analysis_tools.hessian_trace`), and
@@ -146,12 +147,18 @@ class SharpnessCallback(MeasurementCallback):
         warm_min_iterations: The fewest products of a warm-started run (it
             then stops only when certified, the gap test included).
         fraction_in_top_subspace: Whether to log ``top_subspace_fraction``.
-        per_layer: False (default); True for every layer with trainable
-            weights, nested models (a KerasHub backbone, a Functional
-            sub-model) opened into their layers (so GPT-2's blocks are its
-            ``transformer_layer_i``; see `analysis_tools._model_loss.layer_blocks`);
-            or a list of layer names (nested names and ``"outer/inner"``
-            paths are found too).
+        per_layer: False (default); True for the model's blocks
+            (`analysis_tools.model_blocks`: nested models and stacks of
+            blocks opened, so GPT-2's blocks are its ``transformer_layer_i``;
+            a Functional cut where its graph narrows to one tensor and
+            grouped into stages by name, so ResNet50's are ``conv1`` …
+            ``conv5`` and ``predictions``); or a list of layer or block
+            names (nested names and ``"outer/inner"`` paths are found too).
+        blocks: Instead of `per_layer`, the blocks to measure, named by you:
+            {name: what `variables=` takes (layer or block names, layers,
+            variables)}; logged as ``sharpness/<name>``.
+            `analysis_tools.model_blocks(model)` gives `per_layer=True`'s
+            blocks in this form, to edit.
         trace: Whether to log the Hessian trace(s).
         trace_samples: Products per trace (Hutch++, ≥ 3).
         density: Whether to compute the spectral density.
@@ -175,6 +182,7 @@ class SharpnessCallback(MeasurementCallback):
         warm_min_iterations=3,
         fraction_in_top_subspace=False,
         per_layer=False,
+        blocks=None,
         trace=False,
         trace_samples=30,
         density=False,
@@ -199,6 +207,14 @@ class SharpnessCallback(MeasurementCallback):
         if not (per_layer is True or per_layer is False or isinstance(per_layer, (list, tuple))):
             raise ValueError(f"`per_layer` must be True, False or a list of layer names, got {per_layer!r}.")
         self.per_layer = per_layer if isinstance(per_layer, bool) else list(per_layer)
+        if blocks is not None:
+            if not isinstance(blocks, dict) or not blocks:
+                raise ValueError("`blocks` must be a non-empty dict {block name: layer names, layers or "
+                                 f"variables}}, got {blocks!r}.")
+            if per_layer is not False:
+                raise ValueError("Pass `per_layer` or `blocks`, not both: `blocks` names the blocks itself.")
+            blocks = {str(name): selection for name, selection in blocks.items()}
+        self.blocks = blocks
         self.trace = bool(trace)
         self.trace_samples = int(trace_samples)
         if self.trace and self.trace_samples < 3:
@@ -229,15 +245,19 @@ class SharpnessCallback(MeasurementCallback):
                                                      return_vectors)
                          for kind in self._kinds()}
         self._layer_operators = {}
-        if self.per_layer:
-            names = (self.per_layer if self.per_layer is not True
-                     else [name for name, _ in layer_blocks(self.model)])
-            for name in names:  # HessianOperator refuses a name that is no layer with trainable weights
-                operator = HessianOperator(self.model, self.data, variables=name, **self.operator_kwargs)
-                self._layer_operators[name] = operator
-                for kind in self._kinds():
-                    self._solvers[f"{kind}/{name}"] = operator.solver(
-                        kind == "preconditioned", self.max_iterations, self.k, self.warm_start)
+        if self.blocks is not None:
+            selections = self.blocks
+        elif self.per_layer is True:
+            selections = dict(layer_blocks(self.model))
+        else:
+            selections = {name: name for name in self.per_layer or ()}
+        for name, selection in selections.items():
+            # One probe set and loss for all: `block` refuses a selection with no trainable weights.
+            operator = self._operator.block(selection)
+            self._layer_operators[name] = operator
+            for kind in self._kinds():
+                self._solvers[f"{kind}/{name}"] = operator.solver(
+                    kind == "preconditioned", self.max_iterations, self.k, self.warm_start)
         if self.density:
             primary = "preconditioned" if self.preconditioned else "raw"
             self._density_solver = self._operator.solver(primary == "preconditioned", self.density_iterations)
@@ -268,7 +288,7 @@ class SharpnessCallback(MeasurementCallback):
 
     @property
     def layer_operators(self):
-        """{block name: its `HessianOperator`} with `per_layer` (empty without; None before `on_train_begin`)."""
+        """{block name: its `HessianOperator`} with `per_layer` or `blocks` (empty without; None before `on_train_begin`)."""
         return getattr(self, "_layer_operators", None)
 
     def on_train_begin(self, logs=None):

@@ -61,10 +61,13 @@ In float32 models the product is computed in float32 and returned in the dtype
 of the input vector (the Lanczos basis is float64).
 """
 
+import copy
+
 import numpy as np
 import tensorflow as tf
 
-from analysis_tools._model_loss import MODES, ModelLoss, block_indices, trainable_variables_of
+from analysis_tools._blocks import block_indices
+from analysis_tools._model_loss import MODES, ModelLoss, trainable_variables_of
 from analysis_tools._probe import FullGradient, ProbeSet, check_data, probe_dataset, probe_share
 from analysis_tools.curvature.lanczos import Lanczos, check_bool, check_positive_int, default_basis_dtype
 
@@ -147,7 +150,11 @@ class HessianOperator:
         self.strategy = strategy or getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
         self.probe = ProbeSet(data, batch_size, self.strategy)
         self.num_examples, self.num_batches = self.probe.num_examples, self.probe.num_batches
-        block = block_indices(model, self._loss.variables, variables, "its Hessian")
+        self._gradient = FullGradient(self._loss, self.probe, self.jit_compile)
+        self._restrict(block_indices(model, self._loss.variables, variables, "its Hessian"))
+
+    def _restrict(self, block):
+        """Sets the block (positions in the model's trainable variables; None for all) and its own product."""
         self._block = list(range(len(self._loss.variables))) if block is None else block
         self.variables = [self._loss.variables[i] for i in self._block]
         self.shapes = [self._loss.shapes[i] for i in self._block]
@@ -161,8 +168,23 @@ class HessianOperator:
         self._scale = None
         self._replica_product = tf.function(self._replica_hvp, jit_compile=self.jit_compile)
         self._hvp = tf.function(self._hessian_vector_product, reduce_retracing=True)
-        self._gradient = FullGradient(self._loss, self.probe, self.jit_compile)
         self._solvers, self._bases = {}, {}
+
+    def block(self, variables):
+        """The operator of the diagonal block H_BB of `variables` (what `variables=` selects), over the same data.
+
+        It shares this operator's probe set (one copy of the data, counted and
+        checked once), its loss and its full-gradient function, and has a
+        product of its own that differentiates the block alone. Blocks are
+        always taken from the whole network: `variables` selects among all
+        the model's trainable variables, whatever this operator's block.
+
+        Raises:
+            ValueError: As `variables=` of the constructor.
+        """
+        block = copy.copy(self)
+        block._restrict(block_indices(self.model, self._loss.variables, variables, "its Hessian"))
+        return block
 
     # ------------------------------------------------------------------ values
     def _current_values(self):
@@ -193,18 +215,18 @@ class HessianOperator:
                     with tf.GradientTape() as tape:
                         tape.watch(block)
                         loss = share()
-                    # Embeddings give IndexedSlices, which the accumulator cannot track.
-                    grads = [tf.convert_to_tensor(g) for g in tape.gradient(loss, block)]
-                parts = accumulator.jvp(grads)
+                    # Dense: embeddings give IndexedSlices, which the accumulator cannot track.
+                    grads = self._loss.gradients(tape, loss, block, self._block)
+                parts = accumulator.jvp(grads, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             else:
                 with tf.GradientTape() as outer:
                     outer.watch(block)
                     with tf.GradientTape() as inner:
                         inner.watch(block)
                         loss = share()
-                    grads = inner.gradient(loss, block)
+                    grads = self._loss.gradients(inner, loss, block, self._block)
                     inner_product = tf.add_n([tf.reduce_sum(g * t) for g, t in zip(grads, tangents)])
-                parts = outer.gradient(inner_product, block)
+                parts = outer.gradient(inner_product, block, unconnected_gradients=tf.UnconnectedGradients.ZERO)
             return self._flatten(parts, vector.dtype)
 
         # A replica's share of the last batch may be empty: it adds nothing.
@@ -234,6 +256,19 @@ class HessianOperator:
         trainable, non_trainable = self._current_values()
         product = self._hvp(trainable, non_trainable, tf.cast(vector, tf.float64))
         return tf.cast(product, vector.dtype)
+
+    @property
+    def unused_variables(self):
+        """The paths of the block's trainable variables the loss does not depend on (often none).
+
+        Such a variable (a KerasHub DINOv2's mask token) has no gradient, and
+        Keras's `fit` skips it; here its coordinates are directions of zero
+        gradient and zero curvature: their rows and columns of H are 0, so
+        they add eigenvalues 0 and nothing else. Found from the traced
+        gradient (or by tracing one, which runs nothing).
+        """
+        unused = set(self._loss.unconnected_variables(self.probe.batch_spec()))
+        return [v.path for v in self.variables if v.path in unused]
 
     @property
     def examples_per_replica(self):

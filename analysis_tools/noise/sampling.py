@@ -212,10 +212,7 @@ class _NoiseSampler:
                 total = self.loss.share(trainable, non_trainable, x, y,
                                         tf.cast(count, self.dtype) / tf.cast(size, self.dtype),
                                         1.0 / replicas)
-            gradients = tape.gradient(total, trainable)
-            # Embeddings give IndexedSlices: the noise is dense anyway.
-            return [tf.zeros_like(t) if g is None else tf.convert_to_tensor(g)
-                    for g, t in zip(gradients, trainable)]
+            return self.loss.gradients(tape, total, trainable, range(len(trainable)))
 
         return tf.cond(count > 0, gradient, lambda: [tf.zeros_like(t) for t in trainable])
 

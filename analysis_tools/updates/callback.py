@@ -18,7 +18,7 @@ import numpy as np
 import tensorflow as tf
 
 from analysis_tools._callback import MeasurementCallback
-from analysis_tools._model_loss import find_layer, layer_blocks
+from analysis_tools._blocks import find_layer, layer_blocks
 from analysis_tools.preconditioners import last_learning_rate_of, second_moment_of
 from analysis_tools.updates.goodness_of_fit import ks_statistic
 from analysis_tools.updates.law import AdaptiveUpdate
@@ -187,9 +187,9 @@ class UpdateDistributionCallback(MeasurementCallback):
 
     Args:
         layers: Layer names (nested names and ``"outer/inner"`` paths too)
-            or layer objects to watch; default: every layer with trainable
-            weights, nested models opened into their layers
-            (`analysis_tools._model_loss.layer_blocks`).
+            or layer objects to watch; default: the model's blocks
+            (`analysis_tools.model_blocks`: nested models opened, a
+            Functional cut into its blocks and stages).
         steps: How many recorded steps keep per-coordinate values.
         every_n_steps: Record optimizer steps t that are multiples of this.
         histogram_bins: Number of bins of the later histograms.
@@ -246,15 +246,16 @@ class UpdateDistributionCallback(MeasurementCallback):
 
     def _resolve_layers(self):
         if self.layers is None:
-            chosen = [layer for _, layer in layer_blocks(self.model)]
+            chosen = layer_blocks(self.model)
         else:
-            chosen = [find_layer(self.model, layer) if isinstance(layer, str) else layer for layer in self.layers]
+            chosen = [(layer.name, [layer]) for layer in (
+                find_layer(self.model, layer) if isinstance(layer, str) else layer for layer in self.layers)]
         watched = {}
-        for layer in chosen:
-            variables = list(layer.trainable_weights)
+        for name, layers in chosen:
+            variables = [v for layer in layers for v in layer.trainable_weights]
             if not variables:
-                raise ValueError(f"Layer {layer.name!r} has no trainable weights to watch.")
-            watched[layer.name] = variables
+                raise ValueError(f"Layer {name!r} has no trainable weights to watch.")
+            watched[name] = variables
         if not watched:
             raise ValueError("The model has no layer with trainable weights to watch.")
         return watched
