@@ -46,6 +46,9 @@ with ḡ = ∂L/∂y. Both are linear in ḡ and are themselves a DynamicUpdateS
 and a slice, so derivatives of any order close over the two rules.
 """
 
+import contextlib
+import re
+
 import tensorflow as tf
 
 _OP = "XlaDynamicUpdateSlice"
@@ -97,6 +100,49 @@ def _dynamic_update_slice_gradient(op, grad):
     operand_grad = grad if window is None else tf.where(window, tf.zeros_like(grad), grad)
     update_grad = tf.slice(grad, start, size)
     return operand_grad, update_grad, None
+
+
+_NO_RULE = (
+    re.compile(r"gradient registry has no entry for: (?P<type>[\w.]+)"),
+    re.compile(r"No gradient defined for operation '(?P<name>[^']+)' \(op type: (?P<type>[\w.]+)\)"),
+)
+
+
+@contextlib.contextmanager
+def explained(purpose):
+    """Within the block, errors TensorFlow raises for what a model cannot do are re-raised saying what to do.
+
+    * An op of the model's first backward pass with no gradient rule of its
+      own (``LookupError`` from TensorFlow's gradient registry): a product
+      differentiates that pass again, so `purpose` cannot be computed for
+      this model until the op has a rule. The message names the op.
+    * XLA refusing to compile a product because the model reads a tensor's
+      shape as a constant (``Reading input as constant from a dynamic
+      tensor``): the product runs without XLA with ``jit_compile=False``.
+
+    Other errors pass through unchanged.
+    """
+    try:
+        yield
+    except LookupError as error:
+        for pattern in _NO_RULE:
+            match = pattern.search(str(error))
+            if match:
+                name = match.groupdict().get("name")
+                where = f" ({name})" if name else ""
+                raise ValueError(
+                    f"TensorFlow has no gradient rule for the op {match['type']}{where}, which this model's "
+                    f"gradient runs. {purpose} differentiates the gradient again, so it cannot be computed "
+                    f"for this model: register a rule for it (`tf.RegisterGradient({match['type']!r})`), or "
+                    "replace the layer that runs it.") from error
+        raise
+    except tf.errors.InvalidArgumentError as error:
+        if "Reading input as constant from a dynamic tensor" in str(error):
+            raise ValueError(
+                f"XLA cannot compile {purpose} for this model: it reads a tensor's shape as a constant where "
+                "XLA sees a shape that depends on the data. Pass `jit_compile=False` (the same numbers, "
+                "without XLA).") from error
+        raise
 
 
 def register():

@@ -1,0 +1,255 @@
+"""What the architecture sweep found, fixed at its cause: blocks, unused variables, ops with no second-order rule.
+
+* Per-block discovery (`analysis_tools._blocks.layer_blocks`): a plain
+  `Layer` that holds a stack of blocks is opened (KerasHub DeiT's encoder);
+  a flat Functional is cut where its graph narrows to one tensor and grouped
+  into stages by name (keras.applications ResNet50, DenseNet121,
+  InceptionV3); `blocks=` names blocks by hand.
+* A trainable variable the forward pass does not use (KerasHub DINOv2's mask
+  token) is a direction of zero gradient and zero curvature, named by
+  `HessianOperator.unused_variables`, as Keras's `fit` tolerates it.
+* An op with no second-order rule is reported by name.
+
+Every block result is checked against an independent reference: the
+block's operator against the dense Hessian built from
+`tf.GradientTape.jacobian` of the gradient, restricted to the block.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import analysis_tools
+from analysis_tools import HessianOperator, SharpnessCallback, model_blocks
+from analysis_tools._blocks import layer_blocks
+
+LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
+
+
+def _names(model):
+    return [name for name, _ in layer_blocks(model)]
+
+
+def _application(constructor, size=32):
+    return constructor(weights=None, input_shape=(size, size, 3), classes=4)
+
+
+# ------------------------------------------------------------------ discovery
+def test_resnet50_is_grouped_into_its_stages():
+    model = _application(keras.applications.ResNet50)
+    assert _names(model) == ["conv1", "conv2", "conv3", "conv4", "conv5", "predictions"]
+    blocks = model_blocks(model)
+    assert sum(len(v) for v in blocks.values()) == len(model.trainable_variables)
+    assert all(v.path.startswith("conv3_") for v in blocks["conv3"])
+
+
+def test_densenet121_gives_stages_and_transitions_not_its_layers():
+    model = _application(keras.applications.DenseNet121)
+    assert _names(model) == ["conv1", "conv2", "pool2", "conv3", "pool3", "conv4", "pool4", "conv5", "bn",
+                             "predictions"]
+
+
+def test_inception_v3_is_cut_at_its_modules():
+    model = _application(keras.applications.InceptionV3, 75)
+    names = _names(model)
+    assert names[-12:] == [f"mixed{i}" for i in range(11)] + ["predictions"]
+    # The stem is a chain of automatically named layers: one block each, never merged.
+    assert names[:4] == ["conv2d", "batch_normalization", "conv2d_1", "batch_normalization_1"]
+
+
+def test_chains_of_automatically_named_layers_stay_one_block_a_layer():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(3),
+                              keras.layers.Dense(2)])
+    assert _names(model) == ["dense", "dense_1", "dense_2"]
+
+
+def test_a_residual_unit_is_one_block_named_by_its_layers_prefix():
+    inputs = keras.Input((4,))
+    h = keras.layers.Dense(4, name="stem")(inputs)
+    branch = keras.layers.Dense(4, name="unit_a")(h)
+    branch = keras.layers.Dense(4, name="unit_b")(branch)
+    h = keras.layers.Add()([h, branch])
+    outputs = keras.layers.Dense(2, name="head")(h)
+    model = keras.Model(inputs, outputs)
+    assert _names(model) == ["stem", "unit", "head"]
+
+
+def _deit():
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.DeiTBackbone(
+        image_shape=(16, 16, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16,
+        dtype="float64")
+    model = keras_hub.models.DeiTImageClassifier(backbone, num_classes=3, preprocessor=None)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(4, 16, 16, 3))
+    model(x)
+    return model, (x, rng.integers(0, 3, 4))
+
+
+def test_deit_encoder_a_layer_holding_blocks_is_opened_into_them():
+    model, _ = _deit()
+    names = _names(model)
+    assert "transformer_block_1" in names and "transformer_block_2" in names
+    assert "deit_encoder" not in names
+
+
+# ------------------------------------------------------------- block operators
+def _mlp(seed=0):
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([keras.Input((3,), dtype="float64"),
+                              keras.layers.Dense(4, activation="tanh", dtype="float64"),
+                              keras.layers.Dense(3, activation="tanh", dtype="float64"),
+                              keras.layers.Dense(2, dtype="float64")])
+    rng = np.random.default_rng(seed)
+    x, y = rng.normal(size=(10, 3)), rng.integers(0, 2, 10)
+    model.compile(optimizer="adam", loss=LOSS)
+    return model, (x, y)
+
+
+def _dense_hessian(model, x, y):
+    """H of the mean loss over (x, y) from `tf.GradientTape.jacobian` of the gradient, in the model's order."""
+    variables = model.trainable_variables
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            loss = LOSS(y, model(x))
+        gradient = tf.concat([tf.reshape(g, [-1]) for g in inner.gradient(loss, variables)], 0)
+    rows = outer.jacobian(gradient, variables)
+    return tf.concat([tf.reshape(r, [gradient.shape[0], -1]) for r in rows], 1).numpy()
+
+
+def _positions(model, variables):
+    sizes = [int(np.prod(v.shape)) for v in model.trainable_variables]
+    offsets = np.cumsum([0] + sizes)
+    index = {id(v): i for i, v in enumerate(model.trainable_variables)}
+    return np.concatenate([np.arange(offsets[index[id(v)]], offsets[index[id(v)] + 1]) for v in variables])
+
+
+def test_a_block_operator_shares_the_probe_set_and_is_the_dense_block():
+    model, (x, y) = _mlp()
+    operator = HessianOperator(model, (x, y), batch_size=4)
+    block = operator.block(["dense_1", "dense_2"])
+    assert block.probe is operator.probe and block._loss is operator._loss
+    assert operator.dimension == sum(int(np.prod(v.shape)) for v in model.trainable_variables)
+    selected = _positions(model, block.variables)
+    expected = _dense_hessian(model, x, y)[np.ix_(selected, selected)]
+    vectors = np.random.default_rng(1).normal(size=(3, block.dimension))
+    for v in vectors:
+        np.testing.assert_allclose(block.matvec(v).numpy(), expected @ v, rtol=1e-9, atol=1e-12)
+    # The parent is unchanged by its block.
+    assert operator.dimension == len(_dense_hessian(model, x, y))
+
+
+def test_sharpness_callback_blocks_by_name_match_the_dense_blocks():
+    model, (x, y) = _mlp()
+    callback = SharpnessCallback((x, y), every_n_steps=1, blocks={"body": ["dense", "dense_1"], "head": "dense_2"},
+                                 preconditioned=False, tol=1e-10, max_iterations=40, warm_start=False,
+                                 jit_compile=False)
+    callback.set_model(model)
+    record = callback.measure()
+    dense = _dense_hessian(model, x, y)
+    for name, layers in (("body", model.layers[:2]), ("head", model.layers[2:])):
+        selected = _positions(model, [v for layer in layers for v in layer.trainable_variables])
+        top = np.linalg.eigvalsh(dense[np.ix_(selected, selected)])[-1]
+        np.testing.assert_allclose(record.values[f"sharpness/{name}"], top, rtol=1e-8)
+
+
+def test_sharpness_callback_refuses_blocks_with_per_layer_and_empty_blocks():
+    with pytest.raises(ValueError, match="not both"):
+        SharpnessCallback(([0.0], [0.0]), per_layer=True, blocks={"a": "dense"})
+    with pytest.raises(ValueError, match="non-empty dict"):
+        SharpnessCallback(([0.0], [0.0]), blocks={})
+
+
+def test_variables_accepts_a_block_name_of_layer_blocks():
+    inputs = keras.Input((3,))
+    h = keras.layers.Dense(3, activation="tanh", name="conv2_a")(inputs)  # float32: names only
+    h = keras.layers.Dense(3, activation="tanh", name="conv2_b")(h)
+    outputs = keras.layers.Dense(2, name="head")(h)
+    model = keras.Model(inputs, outputs)
+    assert _names(model) == ["conv2", "head"]
+    x, y = np.random.default_rng(0).normal(size=(6, 3)), np.arange(6) % 2
+    by_block = HessianOperator(model, (x, y), loss=LOSS, variables="conv2", jit_compile=False)
+    by_layers = HessianOperator(model, (x, y), loss=LOSS, variables=["conv2_a", "conv2_b"], jit_compile=False)
+    assert [v.path for v in by_block.variables] == [v.path for v in by_layers.variables]
+
+
+def test_deit_per_block_sharpness_in_fit():
+    model, (x, y) = _deit()
+    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=LOSS, jit_compile=False)
+    callback = SharpnessCallback((x, y), every_n_steps=1, per_layer=True, preconditioned=False, tol=1e-3,
+                                 warm_start=False)
+    history = model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[callback])
+    blocks = {key for key in history.history if key.startswith("sharpness/")}
+    assert {"sharpness/transformer_block_1", "sharpness/transformer_block_2"} <= blocks
+    for key in blocks:
+        assert np.isfinite(history.history[key][-1])
+        assert history.history[key][-1] <= history.history["sharpness"][-1] * (1 + 1e-2)
+
+
+# ------------------------------------------------------------ unused variables
+def _dinov2():
+    keras_hub = pytest.importorskip("keras_hub")
+    keras.utils.set_random_seed(0)
+    backbone = keras_hub.models.DINOV2Backbone(
+        patch_size=8, num_layers=1, hidden_dim=8, num_heads=2, intermediate_dim=16, image_shape=(16, 16, 3),
+        position_embedding_shape=(16, 16, 3), dtype="float64")
+    inputs = keras.Input((16, 16, 3), dtype="float64")
+    features = keras.layers.GlobalAveragePooling1D(dtype="float64")(backbone(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3, dtype="float64")(features))
+    model.compile(optimizer="adam", loss=LOSS, jit_compile=False)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(4, 16, 16, 3))
+    return model, (x, rng.integers(0, 3, 4))
+
+
+def test_dinov2_mask_token_is_a_zero_curvature_direction_named_in_the_result():
+    model, data = _dinov2()
+    with pytest.warns(UserWarning, match="mask_token"):
+        operator = HessianOperator(model, data)
+        assert operator.unused_variables == ["embeddings/mask_token"]
+        gradient, _ = operator.gradient()
+    used = [v for v in model.trainable_variables if not v.path.endswith("mask_token")]
+    reference = HessianOperator(model, data, variables=used)
+    assert reference.unused_variables == []
+    unused = _positions(model, [v for v in model.trainable_variables if v.path.endswith("mask_token")])
+    np.testing.assert_array_equal(gradient.numpy()[unused], 0.0)
+    v = np.random.default_rng(2).normal(size=operator.dimension)
+    product = operator.matvec(v).numpy()
+    np.testing.assert_array_equal(product[unused], 0.0)
+    kept = np.setdiff1d(np.arange(operator.dimension), unused)
+    np.testing.assert_allclose(product[kept], reference.matvec(v[kept]).numpy(), rtol=1e-10, atol=1e-12)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        top = analysis_tools.sharpness(operator, tol=1e-8)
+        np.testing.assert_allclose(top, analysis_tools.sharpness(reference, tol=1e-8), rtol=1e-6)
+
+
+def test_dinov2_gradient_noise_and_callback_run_with_the_unused_token():
+    model, (x, y) = _dinov2()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        noise = analysis_tools.gradient_noise(model, (x, y), batch_size=2)
+        assert np.isfinite(noise.noise_scale)
+        callback = SharpnessCallback((x, y), every_n_steps=1, tol=1e-3, warm_start=False, jit_compile=False)
+        history = model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[callback])
+    assert np.isfinite(history.history["preconditioned_sharpness"][-1])
+
+
+# ------------------------------------------------------------- clear failures
+class _FractionalPool(keras.layers.Layer):
+    def call(self, x):
+        return tf.nn.fractional_max_pool(x, [1.0, 1.5, 1.5, 1.0], pseudo_random=True, seed=1)[0]
+
+
+@pytest.mark.parametrize("jit_compile", [True, False])
+def test_an_op_without_a_second_order_rule_is_named(jit_compile):
+    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3, padding="same"), _FractionalPool(),
+                              keras.layers.Flatten(), keras.layers.Dense(2)])
+    x, y = np.random.default_rng(0).uniform(size=(4, 6, 6, 1)).astype("float32"), np.array([0, 1, 0, 1])
+    with pytest.raises(ValueError, match=r"no gradient rule for the op FractionalMaxPoolGrad.*RegisterGradient"):
+        analysis_tools.sharpness(model, (x, y), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                                 jit_compile=jit_compile)
