@@ -109,20 +109,7 @@ def test_top_eigenpair_passes_finite_differences(name):
     result = analysis_tools.hessian_eigenvalues(operator, tol=1e-8, max_iterations=80, return_vectors=True)
     eigenvalue, vector = float(result.eigenvalues[0]), result.eigenvectors[0]
     assert result.residuals[0] <= 1e-6 * abs(eigenvalue)
-    start = [v.numpy() for v in operator.variables]
-
-    def gradient_at(step):
-        for variable, value, direction in zip(operator.variables, start, operator.unflatten(step * vector)):
-            variable.assign(value + direction.numpy())
-        return operator.gradient()[0].numpy()
-
-    expected = eigenvalue * vector.numpy()
-    errors = {}
-    for epsilon in (1e-2, 1e-3, 1e-4):
-        difference = (gradient_at(epsilon) - gradient_at(-epsilon)) / (2.0 * epsilon)
-        errors[epsilon] = np.linalg.norm(difference - expected) / np.linalg.norm(expected)
-    for variable, value in zip(operator.variables, start):
-        variable.assign(value)
+    errors = zoo.finite_difference_errors(operator, eigenvalue, vector.numpy())
     # Llama and Gemma compute their rotary embedding in float32 inside a float64 model, so their
     # gradients carry float32 rounding (~1e-7 of ‖g‖ / ε): the best ε is then the largest.
     assert min(errors.values()) < 2e-4, (name, eigenvalue, errors)

@@ -1,0 +1,229 @@
+r"""Every architecture the installed KerasHub and keras.applications export, through every instrument.
+
+The catalog (`tests/analysis_tools/zoo_catalog.py`) builds each backbone and
+task class of KerasHub and each keras.applications constructor small, from
+its constructor arguments, with random weights; an architecture that cannot
+be built small is listed with the reason. For each model, in a process of its
+own, the sweep runs:
+
+* **in `fit`**: two steps of `tf_adaptive.Adam` with `SharpnessCallback`
+  (λ1(H), λ1(P⁻¹H), both traces, the density, the last block's λ1),
+  `GradientNoiseCallback` and `UpdateDistributionCallback` together; every
+  logged value must be finite;
+* **out of `fit`**: `sharpness`, `preconditioned_sharpness`, `hessian_trace`
+  and `spectral_density` on the callback's operator, and `gradient_noise`;
+  λ1 must agree with the callback's to 1 %;
+* **the finite-difference eigenpair check** in float64: the top eigenpair
+  (λ, v) of H from Lanczos against the central difference of gradients,
+  (g(θ+εv) − g(θ−εv)) / 2ε = λv, best over ε ∈ {1e-2, 1e-3, 1e-4};
+* **per-block discovery** (`analysis_tools.model_blocks`): how many blocks;
+* its wall time and peak resident memory.
+
+Products are XLA-compiled (the default), as a user gets them. A row is ✓
+when everything ran and agreed and the eigenpair passes to 2e-4, and
+otherwise names the step that failed with its error's first line.
+
+    python benchmarks/zoo_sweep.py                                 # everything; writes docs/ZOO_SWEEP.md
+    python benchmarks/zoo_sweep.py --models=keras_hub.DeiTImageClassifier,applications.DenseNet121
+    python benchmarks/zoo_sweep.py --list                          # the catalog's names
+"""
+
+import json
+import os
+import re
+import resource
+import subprocess
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+
+ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
+sys.path.insert(0, ROOT)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("models", None, "Catalog names to sweep (default: all).")
+flags.DEFINE_bool("list", False, "Print the catalog's names and stop.")
+flags.DEFINE_string("output", os.path.join(ROOT, "docs", "ZOO_SWEEP.md"), "Where the table goes.")
+flags.DEFINE_string("results", os.path.join(ROOT, "benchmarks", "zoo_sweep.jsonl"),
+                    "One JSON line per model; models already there are not run again (delete it to rerun).")
+flags.DEFINE_integer("timeout", 900, "Seconds a model may take.")
+flags.DEFINE_string("child", None, "Internal: sweep this one model and print one result line.")
+
+FD_TOLERANCE = 2e-4
+
+
+def _first_line(error):
+    text = f"{type(error).__name__}: {error}"
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    # TensorFlow prefixes errors raised while tracing with "in user code:" and a traceback.
+    informative = [line for line in lines if re.match(r"^\w+(Error|Exception)\b", line)]
+    return (informative[-1] if informative else lines[0])[:300]
+
+
+def sweep_one(name):
+    """One model's row, as a dict (run in a process of its own)."""
+    import warnings
+
+    import numpy as np
+
+    import analysis_tools
+    import tf_adaptive
+    from tests.analysis_tools import zoo, zoo_catalog
+
+    warnings.simplefilter("ignore")
+    row = {"model": name, "status": "ok", "step": None, "error": None}
+    start = time.perf_counter()
+    step = "build"
+
+    def finite(values, what):
+        bad = {k: v for k, v in values.items() if not np.all(np.isfinite(v))}
+        if bad:
+            raise AssertionError(f"{what}: not finite: {sorted(bad)}")
+
+    try:
+        try:
+            model, (x, y), loss = zoo_catalog.build(name)
+        except zoo_catalog.Unbuildable as reason:
+            row.update(status="unbuildable", error=str(reason))
+            return row
+        model.compile(optimizer=tf_adaptive.Adam(1e-3), loss=loss, jit_compile=False)
+        row["parameters"] = int(sum(np.prod(v.shape) for v in model.trainable_variables))
+        step = "blocks"
+        blocks = analysis_tools.model_blocks(model)
+        row["blocks"] = len(blocks)
+        row["block_names"] = list(blocks)[:6] + (["…"] if len(blocks) > 6 else [])
+        last_block = list(blocks)[-1]
+
+        step = "fit"
+        sharpness = analysis_tools.SharpnessCallback(
+            (x, y), every_n_steps=1, per_layer=[last_block], trace=True, trace_samples=3, density=True,
+            density_iterations=4, tol=1e-3, warm_start=False)
+        noise = analysis_tools.GradientNoiseCallback((x, y), batch_size=2, num_batches=2, at_start=False)
+        updates = analysis_tools.UpdateDistributionCallback(layers=None, steps=1)
+        history = model.fit(x, y, batch_size=2, epochs=1, verbose=0, shuffle=False,
+                            callbacks=[sharpness, noise, updates])
+        logs = {key: values[-1] for key, values in history.history.items()}
+        for key in ("sharpness", "preconditioned_sharpness", "hessian_trace", "preconditioned_hessian_trace",
+                    f"sharpness/{last_block}"):
+            if key not in logs:
+                raise AssertionError(f"fit logged no {key}")
+        finite(logs, "fit")
+        operator = sharpness.operator
+        row["unused_variables"] = operator.unused_variables
+
+        step = "functions"
+        top = analysis_tools.sharpness(operator, tol=1e-3)
+        if abs(top - sharpness.records[-1].values["sharpness"]) > 1e-2 * abs(top):
+            raise AssertionError(f"sharpness {top} against the callback's {sharpness.records[-1].values['sharpness']}")
+        values = {
+            "preconditioned_sharpness": analysis_tools.preconditioned_sharpness(operator, model.optimizer, tol=1e-3),
+            "trace": analysis_tools.hessian_trace(operator, num_samples=3).estimate,
+            "density": np.concatenate(analysis_tools.spectral_density(
+                operator, num_vectors=1, num_iterations=4).nodes),
+            "noise_scale": analysis_tools.gradient_noise(model, (x, y), batch_size=2, num_batches=2).noise_scale,
+        }
+        finite(values, "functions")
+
+        step = "finite differences"
+        model64, data64, loss64 = zoo_catalog.build(name, dtype="float64")
+        model64.compile(optimizer=tf_adaptive.Adam(1e-3), loss=loss64, jit_compile=False)
+        model64.fit(*data64, batch_size=2, epochs=1, verbose=0, shuffle=False)
+        operator64 = analysis_tools.HessianOperator(model64, data64)
+        result = analysis_tools.hessian_eigenvalues(operator64, tol=1e-8, max_iterations=80, return_vectors=True)
+        eigenvalue, vector = float(result.eigenvalues[0]), result.eigenvectors[0].numpy()
+        errors = zoo.finite_difference_errors(operator64, eigenvalue, vector)
+        row["fd_error"] = min(errors.values())
+        if not row["fd_error"] < FD_TOLERANCE:
+            row.update(status="limited", step=step,
+                       error=f"eigenpair agrees with finite differences to {row['fd_error']:.1e} only")
+    except Exception as error:  # a row names what failed; the sweep goes on
+        row.update(status="failed", step=step, error=_first_line(error))
+    finally:
+        row["seconds"] = time.perf_counter() - start
+        row["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    return row
+
+
+def _run_child(name):
+    command = [sys.executable, os.path.abspath(__file__), f"--child={name}"]
+    try:
+        process = subprocess.run(command, capture_output=True, text=True, timeout=FLAGS.timeout, cwd=ROOT)
+    except subprocess.TimeoutExpired:
+        return {"model": name, "status": "failed", "step": "timeout",
+                "error": f"did not finish in {FLAGS.timeout} s"}
+    for line in reversed(process.stdout.splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    tail = (process.stderr.strip().splitlines() or ["no output"])[-1]
+    return {"model": name, "status": "failed", "step": "process", "error": tail[:300]}
+
+
+_MARKS = {"ok": "✓", "limited": "limited", "failed": "✗", "unbuildable": "not built"}
+
+
+def write_table(rows, path):
+    counts = {status: sum(row["status"] == status for row in rows) for status in _MARKS}
+    lines = [
+        "# The architecture sweep",
+        "",
+        "Written by `python benchmarks/zoo_sweep.py` (see its docstring for what each row runs). Models are built",
+        "small from their constructor arguments (`tests/analysis_tools/zoo_catalog.py`); FD is the relative",
+        "error of the top eigenpair against central differences of gradients in float64 (✓ below 2e-4).",
+        "",
+        f"{len(rows)} architectures: " + ", ".join(f"{counts[s]} {_MARKS[s]}" for s in _MARKS) + ".",
+        "",
+        "| model | status | FD error | blocks | parameters | s | peak RSS GB | notes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for row in sorted(rows, key=lambda r: r["model"]):
+        fd = f"{row['fd_error']:.1e}" if row.get("fd_error") is not None else ""
+        notes = row.get("error") or ""
+        if row.get("step") and row["status"] != "unbuildable":
+            notes = f"{row['step']}: {notes}"
+        if row.get("unused_variables"):
+            notes = (notes + " " if notes else "") + f"unused (zero curvature): {', '.join(row['unused_variables'])}"
+        notes = notes.replace("|", "\\|")
+        seconds = f"{row['seconds']:.0f}" if row.get("seconds") is not None else ""
+        rss = f"{row['peak_rss_gb']:.2f}" if row.get("peak_rss_gb") is not None else ""
+        lines.append(f"| {row['model']} | {_MARKS[row['status']]} | {fd} | {row.get('blocks', '')} | "
+                     f"{row.get('parameters', '')} | {seconds} | {rss} | {notes} |")
+    with open(path, "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
+def main(argv):
+    del argv
+    if FLAGS.child:
+        print(json.dumps(sweep_one(FLAGS.child)))
+        return
+    from tests.analysis_tools import zoo_catalog
+
+    names = list(zoo_catalog.catalog())
+    if FLAGS.list:
+        print("\n".join(names))
+        return
+    if FLAGS.models:
+        unknown = sorted(set(FLAGS.models) - set(names))
+        if unknown:
+            raise SystemExit(f"Not in the catalog: {unknown}")
+        names = [name for name in names if name in FLAGS.models]
+    done = {}
+    if os.path.exists(FLAGS.results):
+        with open(FLAGS.results) as f:
+            done = {row["model"]: row for row in map(json.loads, f)}
+    for name in names:
+        if name in done:
+            continue
+        row = _run_child(name)
+        done[name] = row
+        with open(FLAGS.results, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        print(f"{name}: {row['status']} {row.get('step') or ''} {row.get('error') or ''}"[:200], flush=True)
+    write_table(list(done.values()), FLAGS.output)
+
+
+if __name__ == "__main__":
+    app.run(main)
