@@ -2,17 +2,25 @@ r"""What a per-block measurement costs on deep keras.applications networks: Dens
 
 `SharpnessCallback(per_layer=True)` splits a network by
 `analysis_tools.model_blocks` (stages and modules, not layers) and measures
-λ1 of each block's diagonal block of H, every block operator sharing the
-network's probe set and loss. For each network (whole, every layer
-trainable, random weights, `tf_adaptive.Adam`, one probe batch of 4 images,
-products in graph mode), in a process of its own, the script reports the
-layers with weights (the rows a layer-by-layer split would give), the
-blocks, one measurement's wall time (its first, which traces each block's
-product and Lanczos loop, and a second on the traced functions), the
-products it took, and the process's peak resident memory.
+λ1 of each block's diagonal block of H. For each network (whole, every layer
+trainable, random weights after one step of `tf_adaptive.Adam`, one probe
+batch of 4 images, products in graph mode), in a process of its own, the
+script runs λ1 of every block by Lanczos to 1e-3, twice, with the block
+products made two ways:
+
+* ``shared`` (`HessianOperator.block`, what the callback uses): the
+  network's one traced product on the vector padded with zeros outside the
+  block;
+* ``own`` (`HessianOperator(variables=...)`): each block's product
+  differentiates the block alone, traced for each block.
+
+It reports the layers with weights (the rows a layer-by-layer split would
+give), the blocks, each measurement's wall time (the first traces the
+products and Lanczos loops), the products, the process's peak resident
+memory, and each block's λ1 (the two ways must agree to the tolerance).
 
     python benchmarks/block_cost.py
-    python benchmarks/block_cost.py --models=DenseNet121
+    python benchmarks/block_cost.py --models=DenseNet121 --products=shared
 """
 
 import json
@@ -28,12 +36,15 @@ from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["DenseNet121", "InceptionV3"], "keras.applications constructors.")
-flags.DEFINE_string("child", None, "Internal: measure this one network and print one result line.")
+flags.DEFINE_list("products", ["shared", "own"],
+                  "How block products are made: `shared` (HessianOperator.block: the network's one product, "
+                  "restricted) and/or `own` (HessianOperator(variables=...): each block's own product).")
+flags.DEFINE_string("child", None, "Internal: NETWORK:PRODUCTS, measured in this process.")
 
 SIZES = {"InceptionV3": 75}
 
 
-def measure(name):
+def measure(name, products):
     import keras
     import numpy as np
 
@@ -49,26 +60,35 @@ def measure(name):
     model.compile(optimizer=tf_adaptive.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, batch_size=4, epochs=1, verbose=0)
-    callback = analysis_tools.SharpnessCallback((x, y), per_layer=True, preconditioned=False, tol=1e-3,
-                                                warm_start=False, jit_compile=False)
-    callback.set_model(model)
-    layers = sum(1 for layer in model.layers if layer.trainable_variables)
-    start = time.perf_counter()
-    record = callback.measure()
-    first = time.perf_counter() - start
-    start = time.perf_counter()
-    second_record = callback.measure()
-    second = time.perf_counter() - start
+    blocks = analysis_tools.model_blocks(model)
+    network = analysis_tools.HessianOperator(model, (x, y), jit_compile=False)
+    if products == "shared":
+        operators = {block: network.block(variables) for block, variables in blocks.items()}
+    else:
+        operators = {block: analysis_tools.HessianOperator(model, (x, y), variables=variables, jit_compile=False)
+                     for block, variables in blocks.items()}
+    solvers = {block: operator.solver() for block, operator in operators.items()}
+
+    def measurement(call):
+        start = time.perf_counter()
+        results = {block: solvers[block](operators[block].matvec, tolerance=1e-3, criterion="eigenvalue", call=call)
+                   for block in operators}
+        return time.perf_counter() - start, sum(int(r.iterations) for r in results.values()), results
+
+    first, first_products, _ = measurement(0)
+    second, second_products, results = measurement(1)
     return {
         "model": name,
+        "products": products,
         "parameters": int(sum(np.prod(v.shape) for v in model.trainable_variables)),
-        "layers_with_weights": layers,
-        "blocks": len(callback.layer_operators),
-        "block_names": list(callback.layer_operators),
+        "layers_with_weights": sum(1 for layer in model.layers if layer.trainable_variables),
+        "blocks": len(blocks),
+        "block_names": list(blocks),
         "first_s": first,
         "second_s": second,
-        "products": int(sum(record.iterations.values())),
-        "second_products": int(sum(second_record.iterations.values())),
+        "first_products": first_products,
+        "second_products": second_products,
+        "sharpness": {block: float(r.eigenvalues[0]) for block, r in results.items()},
         "peak_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
     }
 
@@ -76,19 +96,21 @@ def measure(name):
 def main(argv):
     del argv
     if FLAGS.child:
-        print(json.dumps(measure(FLAGS.child)))
+        name, products = FLAGS.child.split(":")
+        print(json.dumps(measure(name, products)))
         return
-    print("| network | parameters | layers with weights | blocks | 1st measurement s | 2nd s | products "
-          "(1st, 2nd) | peak RSS GB |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| network | block products | parameters | layers with weights | blocks | 1st measurement s | "
+          "2nd s | products (1st, 2nd) | peak RSS GB |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for name in FLAGS.models:
-        output = subprocess.run([sys.executable, os.path.abspath(__file__), f"--child={name}"],
-                                capture_output=True, text=True, check=True).stdout
-        row = json.loads(output.strip().splitlines()[-1])
-        print(f"| {name} | {row['parameters']:,} | {row['layers_with_weights']} | {row['blocks']} | "
-              f"{row['first_s']:.1f} | {row['second_s']:.1f} | {row['products']}, {row['second_products']} | "
-              f"{row['peak_rss_gb']:.2f} |", flush=True)
-        print(f"  blocks: {', '.join(row['block_names'])}", flush=True)
+        for products in FLAGS.products:
+            output = subprocess.run([sys.executable, os.path.abspath(__file__), f"--child={name}:{products}"],
+                                    capture_output=True, text=True, check=True).stdout
+            row = json.loads(output.strip().splitlines()[-1])
+            print(f"| {name} | {products} | {row['parameters']:,} | {row['layers_with_weights']} | "
+                  f"{row['blocks']} | {row['first_s']:.1f} | {row['second_s']:.1f} | "
+                  f"{row['first_products']}, {row['second_products']} | {row['peak_rss_gb']:.2f} |", flush=True)
+            print("  λ1 per block: " + ", ".join(f"{b} {v:.4g}" for b, v in row["sharpness"].items()), flush=True)
 
 
 if __name__ == "__main__":

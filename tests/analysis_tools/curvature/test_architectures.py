@@ -61,9 +61,9 @@ def test_inception_v3_is_cut_at_its_modules():
 
 
 def test_chains_of_automatically_named_layers_stay_one_block_a_layer():
-    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3), keras.layers.Dense(3),
-                              keras.layers.Dense(2)])
-    assert _names(model) == ["dense", "dense_1", "dense_2"]
+    layers = [keras.layers.Dense(3), keras.layers.Dense(3), keras.layers.Dense(2)]
+    model = keras.Sequential([keras.Input((4,))] + layers)
+    assert _names(model) == [layer.name for layer in layers]  # dense_i, dense_j, dense_k: never merged
 
 
 def test_a_residual_unit_is_one_block_named_by_its_layers_prefix():
@@ -101,9 +101,9 @@ def test_deit_encoder_a_layer_holding_blocks_is_opened_into_them():
 def _mlp(seed=0):
     keras.utils.set_random_seed(seed)
     model = keras.Sequential([keras.Input((3,), dtype="float64"),
-                              keras.layers.Dense(4, activation="tanh", dtype="float64"),
-                              keras.layers.Dense(3, activation="tanh", dtype="float64"),
-                              keras.layers.Dense(2, dtype="float64")])
+                              keras.layers.Dense(4, activation="tanh", dtype="float64", name="first"),
+                              keras.layers.Dense(3, activation="tanh", dtype="float64", name="second"),
+                              keras.layers.Dense(2, dtype="float64", name="head")])
     rng = np.random.default_rng(seed)
     x, y = rng.normal(size=(10, 3)), rng.integers(0, 2, 10)
     model.compile(optimizer="adam", loss=LOSS)
@@ -131,7 +131,7 @@ def _positions(model, variables):
 def test_a_block_operator_shares_the_probe_set_and_is_the_dense_block():
     model, (x, y) = _mlp()
     operator = HessianOperator(model, (x, y), batch_size=4)
-    block = operator.block(["dense_1", "dense_2"])
+    block = operator.block(["second", "head"])
     assert block.probe is operator.probe and block._loss is operator._loss
     assert operator.dimension == sum(int(np.prod(v.shape)) for v in model.trainable_variables)
     selected = _positions(model, block.variables)
@@ -139,13 +139,28 @@ def test_a_block_operator_shares_the_probe_set_and_is_the_dense_block():
     vectors = np.random.default_rng(1).normal(size=(3, block.dimension))
     for v in vectors:
         np.testing.assert_allclose(block.matvec(v).numpy(), expected @ v, rtol=1e-9, atol=1e-12)
-    # The parent is unchanged by its block.
-    assert operator.dimension == len(_dense_hessian(model, x, y))
+    # One traced product serves the network and its blocks.
+    operator.matvec(np.ones(operator.dimension))
+    assert operator._hvp.experimental_get_tracing_count() == 1
+    # P_B^{-1/2} H_BB P_B^{-1/2}, with P given for the whole network and restricted to the block.
+    p = [np.full(v.shape, 2.0) + np.arange(np.prod(v.shape)).reshape(v.shape) for v in model.trainable_variables]
+    block.set_preconditioner(p)
+    scale = 1.0 / np.sqrt(np.concatenate([q.ravel() for q in p])[selected])
+    np.testing.assert_allclose(block.preconditioned_matvec(vectors[0]).numpy(),
+                               scale * (expected @ (scale * vectors[0])), rtol=1e-9, atol=1e-12)
+    # A block of a block is the smaller block; a block outside the operator's is refused.
+    head = block.block("head")
+    inner = _positions(model, model.layers[2].trainable_variables)
+    v = vectors[0][:head.dimension]
+    np.testing.assert_allclose(head.matvec(v).numpy(),
+                               _dense_hessian(model, x, y)[np.ix_(inner, inner)] @ v, rtol=1e-9, atol=1e-12)
+    with pytest.raises(ValueError, match="not in this operator's block"):
+        head.block("first")
 
 
 def test_sharpness_callback_blocks_by_name_match_the_dense_blocks():
     model, (x, y) = _mlp()
-    callback = SharpnessCallback((x, y), every_n_steps=1, blocks={"body": ["dense", "dense_1"], "head": "dense_2"},
+    callback = SharpnessCallback((x, y), every_n_steps=1, blocks={"body": ["first", "second"], "head": "head"},
                                  preconditioned=False, tol=1e-10, max_iterations=40, warm_start=False,
                                  jit_compile=False)
     callback.set_model(model)
