@@ -4,7 +4,8 @@ r"""What a per-block measurement costs on deep keras.applications networks: Dens
 `analysis_tools.model_blocks` (stages and modules, not layers) and measures
 λ1 of each block's diagonal block of H. For each network (whole, every layer
 trainable, random weights after one step of `tf_adaptive.Adam`, one probe
-batch of 4 images, products in graph mode), in a process of its own, the
+batch of 4 images, products XLA-compiled unless ``--nojit_compile``), in a
+process of its own, the
 script runs λ1 of every block by Lanczos to 1e-3, twice, with the block
 products made two ways:
 
@@ -39,12 +40,13 @@ flags.DEFINE_list("models", ["DenseNet121", "InceptionV3"], "keras.applications 
 flags.DEFINE_list("products", ["shared", "own"],
                   "How block products are made: `shared` (HessianOperator.block: the network's one product, "
                   "restricted) and/or `own` (HessianOperator(variables=...): each block's own product).")
+flags.DEFINE_bool("jit_compile", True, "Whether products are XLA-compiled (the default of HessianOperator).")
 flags.DEFINE_string("child", None, "Internal: NETWORK:PRODUCTS, measured in this process.")
 
 SIZES = {"InceptionV3": 75}
 
 
-def measure(name, products):
+def measure(name, products, jit_compile):
     import keras
     import numpy as np
 
@@ -61,11 +63,12 @@ def measure(name, products):
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     blocks = analysis_tools.model_blocks(model)
-    network = analysis_tools.HessianOperator(model, (x, y), jit_compile=False)
+    network = analysis_tools.HessianOperator(model, (x, y), jit_compile=jit_compile)
     if products == "shared":
         operators = {block: network.block(variables) for block, variables in blocks.items()}
     else:
-        operators = {block: analysis_tools.HessianOperator(model, (x, y), variables=variables, jit_compile=False)
+        operators = {block: analysis_tools.HessianOperator(model, (x, y), variables=variables,
+                                                     jit_compile=jit_compile)
                      for block, variables in blocks.items()}
     solvers = {block: operator.solver() for block, operator in operators.items()}
 
@@ -97,14 +100,15 @@ def main(argv):
     del argv
     if FLAGS.child:
         name, products = FLAGS.child.split(":")
-        print(json.dumps(measure(name, products)))
+        print(json.dumps(measure(name, products, FLAGS.jit_compile)))
         return
     print("| network | block products | parameters | layers with weights | blocks | 1st measurement s | "
           "2nd s | products (1st, 2nd) | peak RSS GB |")
     print("|---|---|---|---|---|---|---|---|---|")
     for name in FLAGS.models:
         for products in FLAGS.products:
-            output = subprocess.run([sys.executable, os.path.abspath(__file__), f"--child={name}:{products}"],
+            output = subprocess.run([sys.executable, os.path.abspath(__file__), f"--child={name}:{products}",
+                                     f"--jit_compile={FLAGS.jit_compile}"],
                                     capture_output=True, text=True, check=True).stdout
             row = json.loads(output.strip().splitlines()[-1])
             print(f"| {name} | {products} | {row['parameters']:,} | {row['layers_with_weights']} | "

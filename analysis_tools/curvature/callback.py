@@ -85,10 +85,11 @@ class SharpnessCallback(MeasurementCallback):
     * `per_layer` or `blocks`: ``sharpness/<block>`` (and, when
       `preconditioned`, ``preconditioned_sharpness/<block>``), λ1 of the
       block's diagonal block H_BB (P_B⁻¹ H_BB), the other weights fixed
-      (`HessianOperator.block`). The blocks share the network's probe set
-      and loss; each has a product of its own, which costs at most a full
-      one, and each block and quantity takes a Lanczos run like the full one
-      (10 or more products cold, from `warm_min_iterations` warm).
+      (`HessianOperator.block`). The blocks share the network's probe set,
+      loss and traced product (a block product is a full product restricted
+      to the block, so L blocks add no tracing or compilation), and each
+      block and quantity takes a Lanczos run like the full one (10 or more
+      products cold, from `warm_min_iterations` warm).
     * `trace`: ``hessian_trace`` (when `raw`) and ``preconditioned_hessian_trace``
       (when `preconditioned`), tr(H) and tr(P⁻¹H) by Hutch++ with
       `trace_samples` products each (`analysis_tools.hessian_trace`), and
