@@ -89,6 +89,14 @@ class Unbuildable(Exception):
 
 _TEXT = dict(vocabulary_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=WIDTH, intermediate_dim=2 * WIDTH)
 _TEXT_DROPOUT = dict(_TEXT, dropout=0.0)
+# T5Gemma and T5Gemma2 take the same encoder-decoder arguments.
+_T5GEMMA = dict(
+    vocabulary_size=VOCABULARY, encoder_hidden_dim=WIDTH, encoder_intermediate_dim=2 * WIDTH,
+    encoder_num_layers=2, encoder_num_attention_heads=2, encoder_num_key_value_heads=1, encoder_head_dim=8,
+    encoder_layer_types=["sliding_attention", "full_attention"], decoder_hidden_dim=WIDTH,
+    decoder_intermediate_dim=2 * WIDTH, decoder_num_layers=2, decoder_num_attention_heads=2,
+    decoder_num_key_value_heads=1, decoder_head_dim=8, decoder_layer_types=["sliding_attention", "full_attention"],
+    dropout_rate=0.0, attention_dropout=0.0, sliding_window=4, cross_attention_hidden_size=WIDTH)
 _GQA = dict(vocabulary_size=VOCABULARY, num_layers=2, num_query_heads=2, num_key_value_heads=1, hidden_dim=WIDTH,
             intermediate_dim=2 * WIDTH)
 
@@ -195,23 +203,11 @@ _BACKBONES = {
     "T5Backbone": dict(_TEXT_DROPOUT),
     "EdRecBackbone": dict(vocab_size=VOCABULARY, num_layers_enc=2, num_layers_dec=2, hidden_dim=WIDTH,
                           intermediate_dim=2 * WIDTH, num_heads=2, dropout=0.0),
-    "T5GemmaBackbone": dict(
-        vocabulary_size=VOCABULARY, encoder_hidden_dim=WIDTH, encoder_intermediate_dim=2 * WIDTH,
-        encoder_num_layers=2, encoder_num_attention_heads=2, encoder_num_key_value_heads=1, encoder_head_dim=8,
-        encoder_layer_types=["sliding_attention", "full_attention"], decoder_hidden_dim=WIDTH,
-        decoder_intermediate_dim=2 * WIDTH, decoder_num_layers=2, decoder_num_attention_heads=2,
-        decoder_num_key_value_heads=1, decoder_head_dim=8, decoder_layer_types=["sliding_attention", "full_attention"],
-        dropout_rate=0.0, attention_dropout=0.0, sliding_window=4, cross_attention_hidden_size=WIDTH),
+    "T5GemmaBackbone": _T5GEMMA,
     "MoonshineBackbone": dict(vocabulary_size=VOCABULARY, filter_dim=WIDTH, encoder_num_layers=1, decoder_num_layers=1,
                               hidden_dim=WIDTH, intermediate_dim=2 * WIDTH, encoder_num_heads=2, decoder_num_heads=2,
                               max_position_embeddings=64, dropout=0.0, attention_dropout=0.0),
-    "T5Gemma2Backbone": dict(
-        vocabulary_size=VOCABULARY, encoder_hidden_dim=WIDTH, encoder_intermediate_dim=2 * WIDTH,
-        encoder_num_layers=2, encoder_num_attention_heads=2, encoder_num_key_value_heads=1, encoder_head_dim=8,
-        encoder_layer_types=["sliding_attention", "full_attention"], decoder_hidden_dim=WIDTH,
-        decoder_intermediate_dim=2 * WIDTH, decoder_num_layers=2, decoder_num_attention_heads=2,
-        decoder_num_key_value_heads=1, decoder_head_dim=8, decoder_layer_types=["sliding_attention", "full_attention"],
-        dropout_rate=0.0, attention_dropout=0.0, sliding_window=4, cross_attention_hidden_size=WIDTH),
+    "T5Gemma2Backbone": _T5GEMMA,
     "WhisperBackbone": dict(_TEXT_DROPOUT, num_mels=8, max_encoder_sequence_length=2 * SEQUENCE,
                             max_decoder_sequence_length=SEQUENCE),
     # --- multimodal
