@@ -153,9 +153,11 @@ class HessianOperator:
         self.num_examples, self.num_batches = self.probe.num_examples, self.probe.num_batches
         self._gradient = FullGradient(self._loss, self.probe, self.jit_compile)
         self._restrict(block_indices(model, self._loss.variables, variables, "its Hessian"))
+        self._replica_product = tf.function(self._replica_hvp, jit_compile=self.jit_compile)
+        self._hvp = tf.function(self._hessian_vector_product, reduce_retracing=True)
 
     def _restrict(self, block):
-        """Sets the block (positions in the model's trainable variables; None for all) and its own product."""
+        """Sets the block (positions in the model's trainable variables; None for all) and its fresh state."""
         self._block = list(range(len(self._loss.variables))) if block is None else block
         self.variables = [self._loss.variables[i] for i in self._block]
         self.shapes = [self._loss.shapes[i] for i in self._block]
@@ -168,8 +170,6 @@ class HessianOperator:
         self.num_replicas = self.probe.num_replicas
         self._scale = None
         self._within = None
-        self._replica_product = tf.function(self._replica_hvp, jit_compile=self.jit_compile)
-        self._hvp = tf.function(self._hessian_vector_product, reduce_retracing=True)
         self._solvers, self._bases = {}, {}
 
     def block(self, variables):
