@@ -102,6 +102,10 @@ def _dynamic_update_slice_gradient(op, grad):
     return operand_grad, update_grad, None
 
 
+_NO_XLA_KERNEL = re.compile(
+    r"Detected unsupported operations when trying to compile graph \S+ on (?P<device>\w+): (?P<type>\w+)")
+_REQUESTED_TYPE = re.compile(r"Requested Attributes: T=DT_(?P<dtype>\w+)")
+
 _NO_RULE = (
     re.compile(r"gradient registry has no entry for: (?P<type>[\w.]+)"),
     re.compile(r"No gradient defined for operation '(?P<name>[^']+)' \(op type: (?P<type>[\w.]+)\)"),
@@ -119,8 +123,16 @@ def explained(purpose):
     * XLA refusing to compile a product because the model reads a tensor's
       shape as a constant (``Reading input as constant from a dynamic
       tensor``): the product runs without XLA with ``jit_compile=False``.
+    * XLA with no kernel for an op of the product, raised when the compiled
+      function first runs. The known case: TensorFlow's XLA bridge registers
+      ``MaxPoolGradGrad`` (the second derivative of max pooling) for float32
+      only, so the product of a float64 or bfloat16 model with max pooling
+      cannot be compiled. The message names the op, the dtype and the
+      device, and says to pass ``jit_compile=False``.
 
-    Other errors pass through unchanged.
+    Wrap both where a product is traced and where a function that compiles
+    one runs (`HessianOperator.matvec`, `Lanczos.__call__`). Other errors
+    pass through unchanged. pass through unchanged.
     """
     try:
         yield
@@ -132,7 +144,7 @@ def explained(purpose):
                 where = f" ({name})" if name else ""
                 raise ValueError(
                     f"TensorFlow has no gradient rule for the op {match['type']}{where}, which this model's "
-                    f"gradient runs. {purpose} differentiates the gradient again, so it cannot be computed "
+                    f"gradient runs. {purpose[:1].upper() + purpose[1:]} differentiates the gradient again, so it cannot be computed "
                     f"for this model: register a rule for it (`tf.RegisterGradient({match['type']!r})`), or "
                     "replace the layer that runs it.") from error
         raise
@@ -142,6 +154,16 @@ def explained(purpose):
                 f"XLA cannot compile {purpose} for this model: it reads a tensor's shape as a constant where "
                 "XLA sees a shape that depends on the data. Pass `jit_compile=False` (the same numbers, "
                 "without XLA).") from error
+        match = _NO_XLA_KERNEL.search(str(error))
+        if match:
+            dtype = _REQUESTED_TYPE.search(str(error))
+            which = f" for {dtype['dtype'].lower()}" if dtype else ""
+            known = " (TensorFlow registers it for float32 only)" if match["type"] == "MaxPoolGradGrad" else ""
+            raise ValueError(
+                f"XLA has no kernel for the op {match['type']}{which} on {match['device']}, and {purpose} "
+                f"for this model runs it in an XLA-compiled function. Pass `jit_compile=False` (the same "
+                f"numbers, without XLA), or compute the model in a dtype XLA supports for this op{known}."
+            ) from error
         raise
 
 

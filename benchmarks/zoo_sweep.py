@@ -13,14 +13,19 @@ own, the sweep runs:
 * **out of `fit`**: `sharpness`, `preconditioned_sharpness`, `hessian_trace`
   and `spectral_density` on the callback's operator, and `gradient_noise`;
   λ1 must agree with the callback's to 1 %;
-* **the finite-difference eigenpair check** in float64: the top eigenpair
-  (λ, v) of H from Lanczos against the central difference of gradients,
-  (g(θ+εv) − g(θ−εv)) / 2ε = λv, best over ε ∈ {1e-2, 1e-3, 1e-4};
+* **the finite-difference check** in float64: the product H v along the top
+  Ritz vector v of H from Lanczos (tolerance 1e-8, at most 80 steps) against
+  the central difference of gradients, (g(θ+εv) − g(θ−εv)) / 2ε, best over
+  ε ∈ {1e-2, 1e-3, 1e-4, 1e-6, 1e-7, 1e-8}; and the Ritz residual ‖H v − λv‖ / |λ|,
+  which says how far those 80 steps took the eigenpair (large networks stop
+  short of 1e-8). Where XLA cannot compile the float64 product (max pooling:
+  TensorFlow's XLA bridge has MaxPoolGradGrad for float32 only, and the
+  library says so), the check runs uncompiled and the row notes it;
 * **per-block discovery** (`analysis_tools.model_blocks`): how many blocks;
 * its wall time and peak resident memory.
 
 Products are XLA-compiled (the default), as a user gets them. A row is ✓
-when everything ran and agreed and the eigenpair passes to 2e-4, and
+when everything ran and agreed and H v passes to 2e-4, and
 otherwise names the step that failed with its error's first line.
 
     python benchmarks/zoo_sweep.py                                 # everything; writes docs/ZOO_SWEEP.md
@@ -53,6 +58,9 @@ flags.DEFINE_integer("timeout", 900, "Seconds a model may take.")
 flags.DEFINE_string("child", None, "Internal: sweep this one model and print one result line.")
 
 FD_TOLERANCE = 2e-4
+# Kinks (ReLU, hard-swish, max pooling) need the small steps: MobileNetV3Small's H v agrees to 0.18 at
+# ε = 1e-4 and to 1.4e-8 at 1e-7.
+EPSILONS = (1e-2, 1e-3, 1e-4, 1e-6, 1e-7, 1e-8)
 
 
 def _first_line(error):
@@ -133,13 +141,24 @@ def sweep_one(name):
         model64.compile(optimizer=tf_adaptive.Adam(1e-3), loss=loss64, jit_compile=False)
         model64.fit(*data64, batch_size=2, epochs=1, verbose=0, shuffle=False)
         operator64 = analysis_tools.HessianOperator(model64, data64)
-        result = analysis_tools.hessian_eigenvalues(operator64, tol=1e-8, max_iterations=80, return_vectors=True)
+        try:
+            result = analysis_tools.hessian_eigenvalues(operator64, tol=1e-8, max_iterations=80, return_vectors=True)
+        except ValueError as error:
+            if "XLA has no kernel" not in str(error):
+                raise
+            # A limitation of TensorFlow's XLA bridge (MaxPoolGradGrad is float32-only), stated by the
+            # library's error; the float64 check then runs the products uncompiled, as the error advises.
+            row["note"] = "float64 products uncompiled: " + str(error).split(", and ")[0]
+            operator64 = analysis_tools.HessianOperator(model64, data64, jit_compile=False)
+            result = analysis_tools.hessian_eigenvalues(operator64, tol=1e-8, max_iterations=80, return_vectors=True)
         eigenvalue, vector = float(result.eigenvalues[0]), result.eigenvectors[0].numpy()
-        errors = zoo.finite_difference_errors(operator64, eigenvalue, vector)
+        product = operator64.matvec(vector).numpy()
+        row["ritz_residual"] = float(np.linalg.norm(product - eigenvalue * vector) / abs(eigenvalue))
+        errors = zoo.finite_difference_errors(operator64, eigenvalue, vector, epsilons=EPSILONS, expected=product)
         row["fd_error"] = min(errors.values())
         if not row["fd_error"] < FD_TOLERANCE:
             row.update(status="limited", step=step,
-                       error=f"eigenpair agrees with finite differences to {row['fd_error']:.1e} only")
+                       error=f"H v agrees with finite differences to {row['fd_error']:.1e} only")
     except Exception as error:  # a row names what failed; the sweep goes on
         row.update(status="failed", step=step, error=_first_line(error))
     finally:
@@ -174,17 +193,19 @@ def write_table(rows, path, catalog):
         "",
         "Written by `python benchmarks/zoo_sweep.py` (see its docstring for what each row runs). Models are built",
         "small from their constructor arguments (`tests/analysis_tools/zoo_catalog.py`); FD is the relative",
-        "error of the top eigenpair against central differences of gradients in float64 (✓ below 2e-4).",
+        "error of H v against central differences of gradients along the top Ritz vector v, in float64 (✓ below",
+        "2e-4); the Ritz residual ‖H v − λv‖ / |λ| says how far 80 Lanczos steps took that eigenpair.",
         "",
         f"{len(rows)} of the catalog's {len(catalog)} architectures swept: "
         + ", ".join(f"{counts[s]} {_MARKS[s]}" for s in _MARKS) + ".",
         "",
-        "| model | status | FD error | blocks | parameters | s | peak RSS GB | notes |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | status | FD error | Ritz residual | blocks | parameters | s | peak RSS GB | notes |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in sorted(rows, key=lambda r: r["model"]):
         fd = f"{row['fd_error']:.1e}" if row.get("fd_error") is not None else ""
-        notes = row.get("error") or ""
+        residual = f"{row['ritz_residual']:.1e}" if row.get("ritz_residual") is not None else ""
+        notes = "; ".join(filter(None, [row.get("error"), row.get("note")]))
         if row.get("step") and row["status"] != "unbuildable":
             notes = f"{row['step']}: {notes}"
         if row.get("unused_variables"):
@@ -192,7 +213,7 @@ def write_table(rows, path, catalog):
         notes = notes.replace("|", "\\|")
         seconds = f"{row['seconds']:.0f}" if row.get("seconds") is not None else ""
         rss = f"{row['peak_rss_gb']:.2f}" if row.get("peak_rss_gb") is not None else ""
-        lines.append(f"| {row['model']} | {_MARKS[row['status']]} | {fd} | {row.get('blocks', '')} | "
+        lines.append(f"| {row['model']} | {_MARKS[row['status']]} | {fd} | {residual} | {row.get('blocks', '')} | "
                      f"{row.get('parameters', '')} | {seconds} | {rss} | {notes} |")
     if pending:
         lines += ["", f"Not swept yet ({len(pending)}): " + ", ".join(pending) + "."]

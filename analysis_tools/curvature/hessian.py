@@ -248,7 +248,7 @@ class HessianOperator:
             return self._flatten(parts, vector.dtype)
 
         # A replica's share of the last batch may be empty: it adds nothing.
-        with explained("A Hessian-vector product"):
+        with explained("a Hessian-vector product"):
             return tf.cond(count > 0, product, lambda: tf.zeros_like(vector)), count
 
     def _hessian_vector_product(self, trainable, non_trainable, vector):
@@ -277,7 +277,8 @@ class HessianOperator:
             full = tf.scatter_nd(positions[:, None], tf.cast(vector, tf.float64), [parent.dimension])
             return tf.cast(tf.gather(parent.matvec(full), positions), vector.dtype)
         trainable, non_trainable = self._current_values()
-        product = self._hvp(trainable, non_trainable, tf.cast(vector, tf.float64))
+        with explained("a Hessian-vector product"):
+            product = self._hvp(trainable, non_trainable, tf.cast(vector, tf.float64))
         return tf.cast(product, vector.dtype)
 
     @property

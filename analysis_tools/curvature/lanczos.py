@@ -120,6 +120,8 @@ from typing import Callable, NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from analysis_tools._second_order import explained
+
 __all__ = ["Lanczos", "LanczosResult", "lanczos"]
 
 
@@ -364,10 +366,12 @@ class Lanczos:
                 raise ValueError(
                     f"`initial_vector` must have {self.dimension} elements, got shape {v0.shape}.")
             v0 = tf.reshape(tf.cast(v0, self.basis_dtype), [self.dimension])
-        eigenvalues, eigenvectors, residuals, iterations, alpha, beta = self._function(
-            v0, tf.constant(min_iterations, tf.int32), tf.constant(bool(certify_gap)),
-            tf.constant(tolerance, tf.float64), tf.constant(criterion == "eigenvalue"),
-            tf.stack([tf.constant(seed, tf.int64), tf.cast(call, tf.int64)]))
+        # XLA reports an op it cannot compile when the compiled product first runs, here.
+        with explained("the operator's product"):
+            eigenvalues, eigenvectors, residuals, iterations, alpha, beta = self._function(
+                v0, tf.constant(min_iterations, tf.int32), tf.constant(bool(certify_gap)),
+                tf.constant(tolerance, tf.float64), tf.constant(criterion == "eigenvalue"),
+                tf.stack([tf.constant(seed, tf.int64), tf.cast(call, tf.int64)]))
         if tf.executing_eagerly():
             m = int(iterations)
             self.tridiagonal = (alpha.numpy()[:m], beta.numpy()[:max(m - 1, 0)])

@@ -268,3 +268,29 @@ def test_an_op_without_a_second_order_rule_is_named(jit_compile):
     with pytest.raises(ValueError, match=r"no gradient rule for the op FractionalMaxPoolGrad.*RegisterGradient"):
         analysis_tools.sharpness(model, (x, y), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                                  jit_compile=jit_compile)
+
+
+def _max_pool_model(dtype):
+    model = keras.Sequential([keras.Input((6, 6, 1), dtype=dtype), keras.layers.Conv2D(2, 3, dtype=dtype),
+                              keras.layers.MaxPooling2D(2, dtype=dtype), keras.layers.Flatten(dtype=dtype),
+                              keras.layers.Dense(2, dtype=dtype)])
+    x = np.random.default_rng(0).uniform(size=(4, 6, 6, 1)).astype(dtype)
+    return model, (x, np.array([0, 1, 0, 1]))
+
+
+def test_an_op_xla_cannot_compile_in_this_dtype_is_named():
+    # TensorFlow's XLA bridge registers MaxPoolGradGrad for float32 only: a float64 product with
+    # max pooling cannot be compiled, and XLA says so only when the compiled function first runs.
+    model, data = _max_pool_model("float64")
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    operator = analysis_tools.HessianOperator(model, data, loss=loss)
+    expected = r"XLA has no kernel for the op MaxPoolGradGrad for double on XLA_CPU_JIT.*jit_compile=False"
+    with pytest.raises(ValueError, match=expected):
+        operator.matvec(tf.ones([operator.dimension], tf.float64))
+    with pytest.raises(ValueError, match=expected):
+        analysis_tools.sharpness(operator, tol=1e-3)
+    # What the message says to do works, and float32 compiles.
+    uncompiled = analysis_tools.HessianOperator(model, data, loss=loss, jit_compile=False)
+    assert np.isfinite(analysis_tools.sharpness(uncompiled, tol=1e-3))
+    model32, data32 = _max_pool_model("float32")
+    assert np.isfinite(analysis_tools.sharpness(model32, data32, loss=loss, tol=1e-3))
