@@ -68,7 +68,7 @@ import tensorflow as tf
 
 from analysis_tools._blocks import block_indices
 from analysis_tools._model_loss import MODES, ModelLoss, trainable_variables_of
-from analysis_tools._second_order import explained
+from analysis_tools._second_order import ExactResizeGradients, explained
 from analysis_tools._probe import FullGradient, ProbeSet, check_data, probe_dataset, probe_share
 from analysis_tools.curvature.lanczos import Lanczos, check_bool, check_positive_int, default_basis_dtype
 
@@ -248,7 +248,7 @@ class HessianOperator:
             return self._flatten(parts, vector.dtype)
 
         # A replica's share of the last batch may be empty: it adds nothing.
-        with explained("a Hessian-vector product"):
+        with explained("a Hessian-vector product"), ExactResizeGradients():
             return tf.cond(count > 0, product, lambda: tf.zeros_like(vector)), count
 
     def _hessian_vector_product(self, trainable, non_trainable, vector):
