@@ -115,6 +115,7 @@ from __future__ import annotations
 
 import contextlib
 import numbers
+import warnings
 from typing import Callable, NamedTuple
 
 import numpy as np
@@ -153,6 +154,9 @@ _BLOCK_ROWS = 4
 _BLOCK_BYTES = 64 * 2**20
 
 BASIS_DEVICES = (None, "host")
+# The relative asymmetry above which a call warns: rounding in a float32 product stays orders of magnitude
+# below (about 1e-6 on the zoo's networks); a wrong second-order rule was 1e-1 (bilinear resizing).
+ASYMMETRY_WARNING = 1e-3
 CRITERIA = ("residual", "eigenvalue")
 
 
@@ -305,6 +309,7 @@ class Lanczos:
         self._matvec = None
         self._function = None
         self.tridiagonal = None
+        self.asymmetry = None
 
     def __call__(self, matvec: Callable[[tf.Tensor], tf.Tensor],
                  initial_vector=None, min_iterations: int | None = None,
@@ -325,6 +330,15 @@ class Lanczos:
         the Gauss quadrature weights of the start vector (stochastic Lanczos
         quadrature, `analysis_tools.spectral_density`). A zero β_i marks a
         restart after an early breakdown.
+
+        After an eager call, ``self.asymmetry`` holds the run's measured
+        asymmetry of the operator, max_i |v_(i-1)ᵀ A v_i − β_(i-1)| over the
+        largest |α|, β (β_(i-1) = v_iᵀ A v_(i-1); one dot product a step): 0
+        to rounding for a symmetric operator (about 1e-16 in float64, 1e-8 for
+        a float32 product), and a warning above 1e-3 (`ASYMMETRY_WARNING`),
+        where the Ritz values are no longer eigenvalues of anything (a wrong
+        second-order rule, as TensorFlow's for bilinear resizing, measured
+        0.37).
 
         ``tolerance``, ``criterion`` and ``seed`` override the instance's for
         this call, and ``call`` replaces the call counter (the index folded
@@ -368,13 +382,21 @@ class Lanczos:
             v0 = tf.reshape(tf.cast(v0, self.basis_dtype), [self.dimension])
         # XLA reports an op it cannot compile when the compiled product first runs, here.
         with explained("the operator's product"):
-            eigenvalues, eigenvectors, residuals, iterations, alpha, beta = self._function(
+            eigenvalues, eigenvectors, residuals, iterations, alpha, beta, asymmetry = self._function(
                 v0, tf.constant(min_iterations, tf.int32), tf.constant(bool(certify_gap)),
                 tf.constant(tolerance, tf.float64), tf.constant(criterion == "eigenvalue"),
                 tf.stack([tf.constant(seed, tf.int64), tf.cast(call, tf.int64)]))
         if tf.executing_eagerly():
             m = int(iterations)
             self.tridiagonal = (alpha.numpy()[:m], beta.numpy()[:max(m - 1, 0)])
+            self.asymmetry = float(asymmetry)
+            if self.asymmetry > ASYMMETRY_WARNING:
+                warnings.warn(
+                    f"The operator is not symmetric: |v_(i-1)ᵀ A v_i - v_iᵀ A v_(i-1)| reached {self.asymmetry:.1e} "
+                    "of its largest |α|, β, so its Lanczos eigenvalues are not those of any symmetric matrix. "
+                    "A Hessian-vector product is symmetric unless an op's second-order rule is not the "
+                    "derivative of its gradient rule: find the layer (per-block operators narrow it down) and "
+                    "report it.", stacklevel=2)
         return LanczosResult(eigenvalues, eigenvectors if self.return_vectors else None,
                              residuals, iterations)
 
@@ -481,20 +503,24 @@ class Lanczos:
                 return (tf.where(ok, values, nan), tf.where(ok, tf.abs(beta[m - 1] * last), nan),
                         tf.where(ok, tf.gather(s, index, axis=1), nan), tf.where(ok, gaps, nan))
 
-        def cond(i, v, alpha, beta, scale, done):
+        def cond(i, v, alpha, beta, scale, asymmetry, done):
             return tf.logical_and(i < m_max, tf.logical_not(done))
 
-        def body(i, v, alpha, beta, scale, done):
+        def body(i, v, alpha, beta, scale, asymmetry, done):
             with tf.device(None) if self.basis_device == "host" else contextlib.nullcontext():
                 product = matvec(v)
             w = tf.reshape(tf.cast(product, dtype), [n])
             m = i + 1
             a = dot64(v, w)
+            # Symmetry, for free: v_(i-1)ᵀ A v_i must equal β_(i-1) = v_iᵀ A v_(i-1).
+            previous = basis.sparse_read(tf.maximum(i - 1, 0)[None])[0]
+            coupling = tf.where(i > 0, tf.abs(dot64(previous, w) - beta[tf.maximum(i - 1, 0)]), 0.0)
             w = orthogonalize(w, m)
             b = norm64(w)
             alpha = tf.tensor_scatter_nd_update(alpha, [[i]], [a])
             beta = tf.tensor_scatter_nd_update(beta, [[i]], [b])
             scale = tf.maximum(scale, tf.maximum(tf.abs(a), b))
+            asymmetry = tf.maximum(asymmetry, coupling)
             breakdown = tf.logical_not(b > self._breakdown * scale)
 
             def converged():
@@ -538,13 +564,14 @@ class Lanczos:
 
             # Every loop output waits for the store, so the next step reads the new row.
             with tf.control_dependencies([tf.cond(more, store_next, lambda: tf.constant(False))]):
-                return tuple(tf.identity(x) for x in (m, v_next, alpha, beta, scale, done))
+                return tuple(tf.identity(x) for x in (m, v_next, alpha, beta, scale, asymmetry, done))
 
         zeros = tf.zeros([m_max], f64)
-        m, _, alpha, beta, _, _ = tf.while_loop(
+        m, _, alpha, beta, scale, asymmetry, _ = tf.while_loop(
             cond, body,
-            [tf.constant(0), v, zeros, zeros, tf.constant(0.0, f64), tf.constant(False)],
+            [tf.constant(0), v, zeros, zeros, tf.constant(0.0, f64), tf.constant(0.0, f64), tf.constant(False)],
             maximum_iterations=m_max)
+        asymmetry = tf.math.divide_no_nan(asymmetry, scale)
         values, residuals, s, _ = top(alpha, beta, m)
         if self.return_vectors:
             coefficients = tf.cast(tf.transpose(s), dtype)  # [k, m]
@@ -557,7 +584,7 @@ class Lanczos:
             vectors = y / tf.norm(y, axis=1, keepdims=True)
         else:
             vectors = tf.zeros([0, n], f64)
-        return values, vectors, residuals, m, alpha, beta
+        return values, vectors, residuals, m, alpha, beta, asymmetry
 
 
 def _check_tolerance(tolerance):

@@ -158,3 +158,19 @@ def test_resize_rules_are_restored_outside_a_product():
     model, data = _resizing_model(RESIZINGS["bilinear"])
     analysis_tools.HessianOperator(model, data, jit_compile=False).matvec(tf.ones([model.count_params()], tf.float64))
     assert {name: ops._gradient_registry._registry.get(name) for name in before} == before
+
+
+def test_tensorflows_resize_rule_would_be_caught_as_asymmetric(monkeypatch):
+    # With TensorFlow's own rules (ours removed), Lanczos sees an operator that is not symmetric and says so.
+    import analysis_tools._second_order as second_order
+
+    monkeypatch.setattr(second_order, "_RESIZE_RULES", {})
+    model, data = _resizing_model(RESIZINGS["bilinear"])
+    operator = analysis_tools.HessianOperator(model, data, jit_compile=False)
+    with pytest.warns(UserWarning, match="not symmetric"):
+        analysis_tools.sharpness(operator, tol=1e-8)
+    monkeypatch.undo()
+    exact = analysis_tools.HessianOperator(model, data, jit_compile=False)
+    solver = exact.solver()
+    solver(exact.matvec, tolerance=1e-8)
+    assert solver.asymmetry < 1e-6

@@ -394,3 +394,16 @@ def test_a_shared_basis_is_checked_and_used(gapped):
                   tf.zeros([30, 300], tf.float64)):
         with pytest.raises(ValueError, match="basis"):
             Lanczos(300, max_iterations=30, basis=wrong)
+
+
+def test_an_asymmetric_operator_is_measured_and_warned_about():
+    rng = np.random.default_rng(0)
+    b = rng.standard_normal((40, 40))
+    symmetric = tf.constant(b + b.T)
+    solver = Lanczos(40, max_iterations=40)
+    solver(lambda v: tf.linalg.matvec(symmetric, v), tolerance=1e-10)
+    assert solver.asymmetry < 1e-13
+    skewed = tf.constant(b + b.T + 1e-2 * (b - b.T))
+    with pytest.warns(UserWarning, match="not symmetric"):
+        solver(lambda v: tf.linalg.matvec(skewed, v), tolerance=1e-10)
+    assert 1e-3 < solver.asymmetry < 1e-1
