@@ -61,6 +61,40 @@ FD_TOLERANCE = 2e-4
 # Kinks (ReLU, hard-swish, max pooling) need the small steps: MobileNetV3Small's H v agrees to 0.18 at
 # ε = 1e-4 and to 1.4e-8 at 1e-7.
 EPSILONS = (1e-2, 1e-3, 1e-4, 1e-6, 1e-7, 1e-8)
+# TensorFlow ops that return float32 whatever their input's dtype (see LIMITATIONS).
+FLOAT32_OPS = ("ResizeBilinear", "ResizeBicubic")
+
+LIMITATIONS = """## Limitations that TensorFlow places
+
+* **XLA has no float64 (or bfloat16) second derivative of max pooling.** TensorFlow's XLA bridge
+  registers `MaxPoolGradGrad` for float32 only. A float64 model with max pooling gets a `ValueError`
+  from the library that names the op and says to pass `jit_compile=False`; the sweep's float64 check
+  then runs uncompiled and the row says so. Plain TensorFlow:
+
+  ```python
+  x = tf.random.normal([1, 4, 4, 1], dtype=tf.float64)
+  @tf.function(jit_compile=True)
+  def f(x):
+      with tf.GradientTape() as outer:
+          outer.watch(x)
+          with tf.GradientTape() as inner:
+              inner.watch(x)
+              y = tf.reduce_sum(tf.nn.max_pool2d(x, 2, 2, "VALID") ** 2)
+          g = inner.gradient(y, x)
+          s = tf.reduce_sum(g)
+      return outer.gradient(s, x)
+  f(x)  # InvalidArgumentError: ... MaxPoolGradGrad ... T=DT_DOUBLE ... XLA_CPU_JIT
+  ```
+
+* **Bilinear and bicubic resizing compute in float32.** `ResizeBilinear` and `ResizeBicubic` return
+  float32 whatever the input's dtype (Keras casts the result back), so a float64 model that upsamples
+  this way is float32 there: `tf.raw_ops.ResizeBilinear(images=tf.zeros([1, 2, 2, 1], tf.float64),
+  size=[4, 4]).dtype` is `tf.float32`. Central differences then meet float32 rounding at small steps
+  and the network's kinks (ReLU, max pooling) at large ones, and no step is below both: DeepLabV3's
+  H v agrees to 3.6e-4 at ε = 1e-6 at best, while its Hessian is symmetric to 6e-9 and the product
+  itself is exact (the resize's second derivative is tested against central differences on smooth
+  networks in `tests/analysis_tools/test_second_order.py`). These rows are "limited" and name the ops.
+"""
 
 
 def _first_line(error):
@@ -151,6 +185,7 @@ def sweep_one(name):
             row["note"] = "float64 products uncompiled: " + str(error).split(", and ")[0]
             operator64 = analysis_tools.HessianOperator(model64, data64, jit_compile=False)
             result = analysis_tools.hessian_eigenvalues(operator64, tol=1e-8, max_iterations=80, return_vectors=True)
+        row["float32_ops"] = _float32_ops(model64, data64[0])
         eigenvalue, vector = float(result.eigenvalues[0]), result.eigenvectors[0].numpy()
         product = operator64.matvec(vector).numpy()
         row["ritz_residual"] = float(np.linalg.norm(product - eigenvalue * vector) / abs(eigenvalue))
@@ -165,6 +200,26 @@ def sweep_one(name):
         row["seconds"] = time.perf_counter() - start
         row["peak_rss_gb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     return row
+
+
+def _float32_ops(model, x):
+    """The op types of the model's forward pass that compute in float32 inside a float64 model."""
+    import tensorflow as tf
+
+    spec = tf.nest.map_structure(lambda a: tf.TensorSpec(a.shape, a.dtype), x)
+    graph = tf.function(lambda inputs: model(inputs, training=False)).get_concrete_function(spec).graph
+    found = set()
+
+    def visit(graph):
+        for op in graph.get_operations():
+            if op.type in FLOAT32_OPS and any(t.dtype == tf.float32 for t in op.outputs):
+                found.add(op.type)
+        for function in graph._functions.values():
+            if hasattr(function, "graph"):
+                visit(function.graph)
+
+    visit(graph)
+    return sorted(found)
 
 
 def _run_child(name):
@@ -205,7 +260,8 @@ def write_table(rows, path, catalog):
     for row in sorted(rows, key=lambda r: r["model"]):
         fd = f"{row['fd_error']:.1e}" if row.get("fd_error") is not None else ""
         residual = f"{row['ritz_residual']:.1e}" if row.get("ritz_residual") is not None else ""
-        notes = "; ".join(filter(None, [row.get("error"), row.get("note")]))
+        float32 = row.get("float32_ops") and f"float32 inside float64: {', '.join(row['float32_ops'])}"
+        notes = "; ".join(filter(None, [row.get("error"), row.get("note"), float32]))
         if row.get("step") and row["status"] != "unbuildable":
             notes = f"{row['step']}: {notes}"
         if row.get("unused_variables"):
@@ -217,6 +273,7 @@ def write_table(rows, path, catalog):
                      f"{row.get('parameters', '')} | {seconds} | {rss} | {notes} |")
     if pending:
         lines += ["", f"Not swept yet ({len(pending)}): " + ", ".join(pending) + "."]
+    lines += ["", LIMITATIONS.rstrip()]
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
