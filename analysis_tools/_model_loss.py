@@ -68,6 +68,25 @@ def resolve_loss(model, loss):
     return keras.losses.get(loss) if isinstance(loss, str) else loss
 
 
+def _warn_if_loss_is_coarser(loss, dtype):
+    """Warns when a Keras `Loss` casts the model's outputs to a coarser dtype than the model's weights.
+
+    A `keras.losses.Loss` computes in its own ``dtype`` (the float type at its
+    construction, float32 by default) and casts ``y_pred`` to it, so a float64
+    model with a default loss has a float32 loss: its curvature is then only
+    float32-accurate (‖H − Hᵀ‖ about 1e-8 of ‖H‖ instead of 1e-16).
+    """
+    loss_dtype = getattr(loss, "dtype", None) if isinstance(loss, keras.losses.Loss) else None
+    if loss_dtype is None:
+        return
+    loss_dtype = tf.as_dtype(keras.backend.standardize_dtype(loss_dtype))
+    if loss_dtype.is_floating and loss_dtype.size < dtype.size:
+        warnings.warn(
+            f"The loss {type(loss).__name__} computes in {loss_dtype.name} (its `dtype`) while the model's weights "
+            f"are {dtype.name}: it casts the outputs to {loss_dtype.name}, so the curvature is only "
+            f"{loss_dtype.name}-accurate. Pass the loss with dtype={dtype.name!r}.", stacklevel=3)
+
+
 class ModelLoss:
     """The loss of `model` at weights given as tensors (see the module docstring).
 
@@ -94,6 +113,7 @@ class ModelLoss:
         self.include_regularization = bool(include_regularization)
         dtype = tf.as_dtype(keras.backend.standardize_dtype(self.variables[0].dtype))
         self.dtype = tf.float32 if dtype in (tf.float16, tf.bfloat16) else dtype
+        _warn_if_loss_is_coarser(self.loss, self.dtype)
         self.shapes = [tuple(v.shape) for v in self.variables]
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.dimension = sum(self.sizes)

@@ -174,3 +174,21 @@ def test_tensorflows_resize_rule_would_be_caught_as_asymmetric(monkeypatch):
     solver = exact.solver()
     solver(exact.matvec, tolerance=1e-8)
     assert solver.asymmetry < 1e-6
+
+
+def test_a_float32_loss_on_a_float64_model_is_warned_about():
+    # A Keras Loss casts y_pred to its own dtype (float32 by default): the float64 model's curvature would
+    # silently be float32-accurate.
+    model, data = _model(None)
+    with pytest.warns(UserWarning, match="computes in float32.*dtype='float64'"):
+        coarse = analysis_tools.HessianOperator(
+            model, data, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+    exact = analysis_tools.HessianOperator(model, data, jit_compile=False)  # compiled with a float64 loss
+    rng = np.random.default_rng(0)
+    u, v = rng.standard_normal(exact.dimension), rng.standard_normal(exact.dimension)
+
+    def asymmetry(operator):
+        hu, hv = operator.matvec(tf.constant(u)).numpy(), operator.matvec(tf.constant(v)).numpy()
+        return abs(np.dot(u, hv) - np.dot(v, hu)) / (np.linalg.norm(hu) * np.linalg.norm(v))
+
+    assert asymmetry(exact) < 1e-14 < 1e-10 < asymmetry(coarse)
