@@ -31,6 +31,10 @@ otherwise names the step that failed with its error's first line.
     python benchmarks/zoo_sweep.py                                 # everything; writes docs/ZOO_SWEEP.md
     python benchmarks/zoo_sweep.py --models=keras_hub.DeiTImageClassifier,applications.DenseNet121
     python benchmarks/zoo_sweep.py --list                          # the catalog's names
+    python benchmarks/zoo_sweep.py --shard=0/2 & python benchmarks/zoo_sweep.py --shard=1/2   # two processes
+
+The whole catalog takes hours (30 s to 10 min a model on 2 cores): a release runs it in shards.
+The table is written from the results file, so the last shard to finish writes all rows.
 """
 
 import json
@@ -55,6 +59,8 @@ flags.DEFINE_string("output", os.path.join(ROOT, "docs", "ZOO_SWEEP.md"), "Where
 flags.DEFINE_string("results", os.path.join(ROOT, "benchmarks", "zoo_sweep.jsonl"),
                     "One JSON line per model; models already there are not run again (delete it to rerun).")
 flags.DEFINE_integer("timeout", 900, "Seconds a model may take.")
+flags.DEFINE_string("shard", None, "k/n: sweep only every n-th model of the catalog, from the k-th (k = 0 … n-1), "
+                    "so that n processes (or machines) share the sweep; they may append to one results file.")
 flags.DEFINE_string("child", None, "Internal: sweep this one model and print one result line.")
 
 FD_TOLERANCE = 2e-4
@@ -294,6 +300,11 @@ def main(argv):
         if unknown:
             raise SystemExit(f"Not in the catalog: {unknown}")
         names = [name for name in names if name in FLAGS.models]
+    if FLAGS.shard:
+        match = re.fullmatch(r"(\d+)/(\d+)", FLAGS.shard)
+        if not match or not int(match[1]) < int(match[2]):
+            raise SystemExit(f"--shard must be k/n with 0 <= k < n, got {FLAGS.shard!r}")
+        names = names[int(match[1])::int(match[2])]
     done = {}
     if os.path.exists(FLAGS.results):
         with open(FLAGS.results) as f:
@@ -306,7 +317,9 @@ def main(argv):
         with open(FLAGS.results, "a") as f:
             f.write(json.dumps(row) + "\n")
         print(f"{name}: {row['status']} {row.get('step') or ''} {row.get('error') or ''}"[:200], flush=True)
-    write_table(list(done.values()), FLAGS.output, list(zoo_catalog.catalog()))
+    with open(FLAGS.results) as f:  # every row, the other shards' too
+        rows = {row["model"]: row for row in map(json.loads, f)}
+    write_table(list(rows.values()), FLAGS.output, list(zoo_catalog.catalog()))
 
 
 if __name__ == "__main__":
