@@ -172,6 +172,37 @@ def test_sharpness_callback_blocks_by_name_match_the_dense_blocks():
         np.testing.assert_allclose(record.values[f"sharpness/{name}"], top, rtol=1e-8)
 
 
+def test_every_block_runs_in_one_traced_lanczos_loop_and_finds_its_own_spectrum():
+    # A block whose Hessian is negative definite: the top eigenvalue must be its own (-2 + the data part),
+    # never the zeros of the rest of the network that the shared, network-length loop masks out.
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([
+        keras.Input((3,), dtype="float64"),
+        keras.layers.Dense(4, activation="tanh", dtype="float64", name="first"),
+        keras.layers.Dense(2, dtype="float64", name="head",
+                           bias_regularizer=lambda b: -10.0 * tf.reduce_sum(tf.square(b)))])
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(10, 3)), rng.integers(0, 2, 10)
+    operator = HessianOperator(model, (x, y), loss=LOSS, jit_compile=False)
+    dense = _dense_hessian(model, x, y)
+    bias = _positions(model, [model.layers[1].bias])
+    dense[np.ix_(bias, bias)] -= 20.0 * np.eye(2)  # the regularizer's Hessian, which the reference leaves out
+    blocks = {"first": "first", "head": "head", "head bias": [model.layers[1].bias]}
+    solvers = {}
+    for name, selection in blocks.items():
+        block = operator.block(selection)
+        selected = _positions(model, block.variables)
+        solver = block.solver(max_iterations=40, k=2, return_vectors=True)
+        result = solver(block.matvec, tolerance=1e-10)
+        expected = np.linalg.eigvalsh(dense[np.ix_(selected, selected)])[::-1][:2]
+        np.testing.assert_allclose(result.eigenvalues.numpy(), expected, rtol=1e-8, atol=1e-10)
+        assert result.eigenvectors.shape == (2, block.dimension)
+        solvers[name] = solver
+    assert np.all(np.linalg.eigvalsh(dense[np.ix_(bias, bias)]) < 0)  # the bias block is negative definite
+    shared = {id(solver._shared) for solver in solvers.values()}
+    assert len(shared) == 1 and solvers["first"]._shared._function.experimental_get_tracing_count() == 1
+
+
 def test_sharpness_callback_refuses_blocks_with_per_layer_and_empty_blocks():
     with pytest.raises(ValueError, match="not both"):
         SharpnessCallback(([0.0], [0.0]), per_layer=True, blocks={"a": "dense"})
