@@ -11,7 +11,9 @@ products made two ways:
 
 * ``shared`` (`HessianOperator.block`, what the callback uses): the
   network's one traced product on the vector padded with zeros outside the
-  block;
+  block, and the network's one Lanczos loop masked to the block;
+* ``shared_own_loops``: the shared product, but a Lanczos loop traced for
+  each block (what ``shared`` was before the loops were shared);
 * ``own`` (`HessianOperator(variables=...)`): each block's product
   differentiates the block alone, traced for each block.
 
@@ -38,8 +40,9 @@ from absl import app, flags  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["DenseNet121", "InceptionV3"], "keras.applications constructors.")
 flags.DEFINE_list("products", ["shared", "own"],
-                  "How block products are made: `shared` (HessianOperator.block: the network's one product, "
-                  "restricted) and/or `own` (HessianOperator(variables=...): each block's own product).")
+                  "How block products are made: `shared` (HessianOperator.block: the network's one product "
+                  "and Lanczos loop, restricted), `shared_own_loops` (the shared product, a loop per block) "
+                  "and/or `own` (HessianOperator(variables=...): each block's own product).")
 flags.DEFINE_bool("jit_compile", True, "Whether products are XLA-compiled (the default of HessianOperator).")
 flags.DEFINE_string("child", None, "Internal: NETWORK:PRODUCTS, measured in this process.")
 
@@ -64,13 +67,17 @@ def measure(name, products, jit_compile):
     model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     blocks = analysis_tools.model_blocks(model)
     network = analysis_tools.HessianOperator(model, (x, y), jit_compile=jit_compile)
-    if products == "shared":
+    if products in ("shared", "shared_own_loops"):
         operators = {block: network.block(variables) for block, variables in blocks.items()}
     else:
         operators = {block: analysis_tools.HessianOperator(model, (x, y), variables=variables,
                                                      jit_compile=jit_compile)
                      for block, variables in blocks.items()}
-    solvers = {block: operator.solver() for block, operator in operators.items()}
+    if products == "shared_own_loops":  # as before blocks shared their parent's loop: a Lanczos per block
+        solvers = {block: analysis_tools.Lanczos(operator.dimension, max_iterations=40)
+                   for block, operator in operators.items()}
+    else:
+        solvers = {block: operator.solver() for block, operator in operators.items()}
 
     def measurement(call):
         start = time.perf_counter()
