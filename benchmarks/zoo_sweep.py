@@ -67,8 +67,9 @@ FD_TOLERANCE = 2e-4
 # Kinks (ReLU, hard-swish, max pooling) need the small steps: MobileNetV3Small's H v agrees to 0.18 at
 # ε = 1e-4 and to 1.4e-8 at 1e-7.
 EPSILONS = (1e-2, 1e-3, 1e-4, 1e-6, 1e-7, 1e-8)
-# TensorFlow ops that return float32 whatever their input's dtype (see LIMITATIONS).
-FLOAT32_OPS = ("ResizeBilinear", "ResizeBicubic")
+# Ops that move or cast values without computing: not counted as computing in float32.
+_PLUMBING = {"Cast", "Const", "Identity", "IdentityN", "Placeholder", "ReadVariableOp", "StopGradient",
+             "PartitionedCall", "StatefulPartitionedCall", "NoOp"}
 
 LIMITATIONS = """## Limitations that TensorFlow places
 
@@ -209,7 +210,12 @@ def sweep_one(name):
 
 
 def _float32_ops(model, x):
-    """The op types of the model's forward pass that compute in float32 inside a float64 model."""
+    """The op types of the model's forward pass that compute in float32 inside a float64 model.
+
+    TensorFlow's bilinear and bicubic resizes do (see LIMITATIONS), so do the rotary embeddings and
+    norms some KerasHub models compute in float32 on purpose; a whole list of them means the model was
+    not built in float64 at all.
+    """
     import tensorflow as tf
 
     spec = tf.nest.map_structure(lambda a: tf.TensorSpec(a.shape, a.dtype), x)
@@ -218,7 +224,7 @@ def _float32_ops(model, x):
 
     def visit(graph):
         for op in graph.get_operations():
-            if op.type in FLOAT32_OPS and any(t.dtype == tf.float32 for t in op.outputs):
+            if op.type not in _PLUMBING and any(t.dtype == tf.float32 for t in op.outputs):
                 found.add(op.type)
         for function in graph._functions.values():
             if hasattr(function, "graph"):

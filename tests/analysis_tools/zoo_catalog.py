@@ -812,12 +812,16 @@ def build(name, dtype="float32", seed=0):
     rng = np.random.default_rng(seed)
     # keras.applications take their dtype from floatx; so do the KerasHub layers that ignore the constructor's
     # dtype= (DenseNet, EfficientNet, MiT/SegFormer, VGG, ViTDet, DeepLabV3, Flux, SmolLM3, EdRec's LM head).
-    previous = keras.config.floatx()
+    # The global dtype policy too: once anything has read it (a float32 build before), Keras keeps it, and
+    # floatx alone no longer reaches those layers (a float64 DenseNet built after a float32 one was float32).
+    previous, previous_policy = keras.config.floatx(), keras.config.dtype_policy()
     keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
     try:
         model, (x, y), loss = builders[name](dtype, rng)
     finally:
         keras.config.set_floatx(previous)
+        keras.config.set_dtype_policy(previous_policy)
     for layer in model._flatten_layers(include_self=False):  # dropout off
         if isinstance(layer, keras.layers.Dropout):
             layer.rate = 0.0
