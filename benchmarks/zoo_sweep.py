@@ -34,7 +34,10 @@ otherwise names the step that failed with its error's first line.
     python benchmarks/zoo_sweep.py --shard=0/2 & python benchmarks/zoo_sweep.py --shard=1/2   # two processes
 
 The whole catalog takes hours (30 s to 10 min a model on 2 cores): a release runs it in shards.
-The table is written from the results file, so the last shard to finish writes all rows.
+The table is written from the results file, so the last shard to finish writes all rows. Run it from
+a checkout that nobody edits meanwhile: AutoGraph reads the source of what it converts when a
+function is traced, and a file changed under a running model gives errors that are not the model's
+(`tf__weight() takes 3 positional arguments but 6 were given`).
 """
 
 import json
