@@ -212,13 +212,13 @@ def explained(purpose):
     * XLA with no kernel for an op of the product, raised when the compiled
       function first runs. The known case: TensorFlow's XLA bridge registers
       ``MaxPoolGradGrad`` (the second derivative of max pooling) for float32
-      only, so the product of a float64 or bfloat16 model with max pooling
+      only, so the product of a float64 model with max pooling
       cannot be compiled. The message names the op, the dtype and the
       device, and says to pass ``jit_compile=False``.
 
     Wrap both where a product is traced and where a function that compiles
     one runs (`HessianOperator.matvec`, `Lanczos.__call__`). Other errors
-    pass through unchanged. pass through unchanged.
+    pass through unchanged.
     """
     try:
         yield
@@ -228,9 +228,10 @@ def explained(purpose):
             if match:
                 name = match.groupdict().get("name")
                 where = f" ({name})" if name else ""
+                subject = purpose[:1].upper() + purpose[1:]
                 raise ValueError(
                     f"TensorFlow has no gradient rule for the op {match['type']}{where}, which this model's "
-                    f"gradient runs. {purpose[:1].upper() + purpose[1:]} differentiates the gradient again, so it cannot be computed "
+                    f"gradient runs. {subject} differentiates the gradient again, so it cannot be computed "
                     f"for this model: register a rule for it (`tf.RegisterGradient({match['type']!r})`), or "
                     "replace the layer that runs it.") from error
         raise

@@ -76,7 +76,7 @@ _PLUMBING = {"Cast", "Const", "Identity", "IdentityN", "Placeholder", "ReadVaria
 
 LIMITATIONS = """## Limitations that TensorFlow places
 
-* **XLA has no float64 (or bfloat16) second derivative of max pooling.** TensorFlow's XLA bridge
+* **XLA has no float64 second derivative of max pooling.** TensorFlow's XLA bridge
   registers `MaxPoolGradGrad` for float32 only. A float64 model with max pooling gets a `ValueError`
   from the library that names the op and says to pass `jit_compile=False`; the sweep's float64 check
   then runs uncompiled and the row says so. Plain TensorFlow:
