@@ -82,7 +82,10 @@ LIMITATIONS = """## Limitations that TensorFlow and KerasHub place
   then runs uncompiled and the row says so. Plain TensorFlow:
 
   ```python
+  import tensorflow as tf
+
   x = tf.random.normal([1, 4, 4, 1], dtype=tf.float64)
+
   @tf.function(jit_compile=True)
   def f(x):
       with tf.GradientTape() as outer:
