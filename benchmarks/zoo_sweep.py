@@ -111,8 +111,12 @@ LIMITATIONS = """## Limitations that TensorFlow and KerasHub place
 
 * **Some KerasHub models compute parts in float32 inside a float64 model, by design** (rotary
   embeddings, soft-capping: Gemma3n's float64 forward pass has `Cos`, `Sin`, `Pow`, `Einsum` and `Tanh`
-  ops in float32). Each row lists the ops the sweep found computing in float32; the agreement is then
-  about 1e-5 to 3e-4 instead of 1e-9.
+  ops in float32; MobileNetV5 normalizes in float32). Each row lists the ops the sweep found computing
+  in float32; the agreement is then about 1e-5 to 5e-3 instead of 1e-9, the worst where float32 meets
+  kinks (MobileNetV5: 4.5e-3).
+* **Some KerasHub models cannot be trained in float64** (Mixtral's sparse mixture-of-experts router
+  casts its token mask to float32 in the training path): their rows say so, and have no float64
+  check.
 """
 
 
@@ -190,7 +194,11 @@ def sweep_one(name):
         finite(values, "functions")
 
         step = "finite differences"
-        model64, data64, loss64 = zoo_catalog.build(name, dtype="float64")
+        try:
+            model64, data64, loss64 = zoo_catalog.build(name, dtype="float64")
+        except zoo_catalog.Unbuildable as reason:  # a KerasHub defect in float64 only: no check, stated
+            row.update(status="limited", step=step, error=f"not built in float64: {reason}")
+            return row
         model64.compile(optimizer=tf_adaptive.Adam(1e-3), loss=loss64, jit_compile=False)
         model64.fit(*data64, batch_size=2, epochs=1, verbose=0, shuffle=False)
         operator64 = analysis_tools.HessianOperator(model64, data64)
