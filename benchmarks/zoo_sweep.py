@@ -201,17 +201,20 @@ def sweep_one(name):
             return row
         model64.compile(optimizer=tf_adaptive.Adam(1e-3), loss=loss64, jit_compile=False)
         model64.fit(*data64, batch_size=2, epochs=1, verbose=0, shuffle=False)
-        operator64 = analysis_tools.HessianOperator(model64, data64)
+        def top_pair(jit_compile):
+            operator = analysis_tools.HessianOperator(model64, data64, jit_compile=jit_compile)
+            return operator, analysis_tools.hessian_eigenvalues(operator, tol=1e-8, max_iterations=80,
+                                                                return_vectors=True)
+
         try:
-            result = analysis_tools.hessian_eigenvalues(operator64, tol=1e-8, max_iterations=80, return_vectors=True)
+            operator64, result = top_pair(jit_compile=True)
         except ValueError as error:
             if "XLA has no kernel" not in str(error):
                 raise
             # A limitation of TensorFlow's XLA bridge (MaxPoolGradGrad is float32-only), stated by the
             # library's error; the float64 check then runs the products uncompiled, as the error advises.
             row["note"] = "float64 products uncompiled: " + str(error).split(", and ")[0]
-            operator64 = analysis_tools.HessianOperator(model64, data64, jit_compile=False)
-            result = analysis_tools.hessian_eigenvalues(operator64, tol=1e-8, max_iterations=80, return_vectors=True)
+            operator64, result = top_pair(jit_compile=False)
         row["float32_ops"] = _float32_ops(model64, data64[0])
         eigenvalue, vector = float(result.eigenvalues[0]), result.eigenvectors[0].numpy()
         product = operator64.matvec(vector).numpy()

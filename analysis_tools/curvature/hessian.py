@@ -276,8 +276,7 @@ class HessianOperator:
         vector = tf.convert_to_tensor(vector)
         if self._within is not None:  # a block of `block()`: the parent's product, restricted
             parent, positions = self._within
-            full = tf.scatter_nd(positions[:, None], tf.cast(vector, tf.float64), [parent.dimension])
-            return tf.cast(tf.gather(parent.matvec(full), positions), vector.dtype)
+            return tf.cast(tf.gather(parent.matvec(self._in_parent(vector)), positions), vector.dtype)
         trainable, non_trainable = self._current_values()
         with explained("a Hessian-vector product"):
             product = self._hvp(trainable, non_trainable, tf.cast(vector, tf.float64))
@@ -364,16 +363,26 @@ class HessianOperator:
         m = min(check_positive_int("max_iterations", max_iterations), self.dimension)
         return_vectors = check_bool("return_vectors", return_vectors)
         key = (bool(preconditioned), m, check_positive_int("k", k), return_vectors)
-        if self._within is not None and key not in self._solvers:
-            parent = self._within[0]
-            shared = parent._masked_solver(bool(preconditioned), max_iterations, k, return_vectors)
-            self._solvers[key] = _BlockSolver(self, shared, bool(preconditioned), m)
         if key not in self._solvers:
-            basis = self._bases.get((m, default_basis_dtype(self.dimension)))
-            solver = Lanczos(self.dimension, max_iterations=m, k=k, return_vectors=return_vectors, basis=basis)
-            self._bases[(m, solver.basis_dtype)] = solver._basis
-            self._solvers[key] = solver
+            if self._within is None:
+                self._solvers[key] = self._lanczos(m, k, return_vectors)
+            else:
+                shared = self._within[0]._masked_solver(bool(preconditioned), max_iterations, k, return_vectors)
+                self._solvers[key] = _BlockSolver(self, shared, bool(preconditioned), m)
         return self._solvers[key]
+
+    def _lanczos(self, m, k, return_vectors):
+        """A new `Lanczos` of this operator's length, on the basis its solvers of length m share."""
+        basis = self._bases.get((m, default_basis_dtype(self.dimension)))
+        solver = Lanczos(self.dimension, max_iterations=m, k=k, return_vectors=return_vectors, basis=basis)
+        self._bases[(m, solver.basis_dtype)] = solver._basis
+        return solver
+
+    def _in_parent(self, vector):
+        """A block's vector in its parent's coordinates (float64, zero outside the block)."""
+        parent, positions = self._within
+        return tf.scatter_nd(positions[:, None], tf.reshape(tf.cast(vector, tf.float64), [-1]),
+                             [parent.dimension])
 
     def _masked_solver(self, preconditioned, max_iterations, k, return_vectors):
         """The one Lanczos, over this operator's whole length, that every block of `block()` runs in.
@@ -386,18 +395,14 @@ class HessianOperator:
         those of H_BB (or P_B^{-1/2} H_BB P_B^{-1/2}); a block smaller than the
         loop ends at its dimension with a breakdown.
         """
-        m = min(check_positive_int("max_iterations", max_iterations), self.dimension)
-        key = ("masked", bool(preconditioned), m, check_positive_int("k", k), check_bool("return_vectors",
-                                                                                        return_vectors))
+        m = min(max_iterations, self.dimension)  # arguments checked by the block's `solver`
+        key = ("masked", preconditioned, m, k, return_vectors)
         if key not in self._solvers:
             if self._block_weights is None:
                 with tf.init_scope():
                     self._block_weights = tf.Variable(tf.zeros([self.dimension], tf.float64), trainable=False,
                                                       name="block_weights")
-            basis = self._bases.get((m, default_basis_dtype(self.dimension)))
-            solver = Lanczos(self.dimension, max_iterations=m, k=k, return_vectors=return_vectors, basis=basis)
-            self._bases[(m, solver.basis_dtype)] = solver._basis
-            self._solvers[key] = solver
+            self._solvers[key] = self._lanczos(m, k, return_vectors)
         return self._solvers[key]
 
     @tf.autograph.experimental.do_not_convert
@@ -467,8 +472,7 @@ class _BlockSolver:
         product = block.preconditioned_matvec if self._preconditioned else block.matvec
         if matvec != product:
             if self._own is None:
-                self._own = Lanczos(block.dimension, max_iterations=self.max_iterations, k=self.k,
-                                    return_vectors=self.return_vectors)
+                self._own = block._lanczos(self.max_iterations, self.k, self.return_vectors)
             return self._own(matvec, initial_vector, min_iterations, certify_gap, tolerance=tolerance,
                              criterion=criterion, seed=seed, call=call)
         if self._preconditioned:
@@ -477,7 +481,7 @@ class _BlockSolver:
             weights = tf.convert_to_tensor(block._scale)
         else:
             weights = tf.ones([block.dimension], tf.float64)
-        parent._block_weights.assign(tf.scatter_nd(positions[:, None], weights, [parent.dimension]))
+        parent._block_weights.assign(block._in_parent(weights))
         seed = self.seed if seed is None else seed
         if call is None:
             call, self._calls = self._calls, self._calls + 1
@@ -485,9 +489,7 @@ class _BlockSolver:
         # A zero or non-finite start falls back to a random one, as in `Lanczos`, but drawn inside the block.
         if given is None or not (np.all(np.isfinite(given)) and np.any(given)):
             initial_vector = tf.random.stateless_normal([block.dimension], seed=[seed, call], dtype=tf.float64)
-        start = tf.scatter_nd(positions[:, None], tf.reshape(tf.cast(initial_vector, tf.float64), [-1]),
-                              [parent.dimension])
-        result = self._shared(parent._weighted_matvec, start, min_iterations, certify_gap, tolerance=tolerance,
+        result = self._shared(parent._weighted_matvec, block._in_parent(initial_vector), min_iterations, certify_gap, tolerance=tolerance,
                               criterion=criterion, seed=seed, call=call)
         vectors = result.eigenvectors
         if vectors is not None:
