@@ -118,6 +118,7 @@ class ModelLoss:
         self.sizes = [int(np.prod(s)) for s in self.shapes]
         self.dimension = sum(self.sizes)
         self._unconnected = None
+        self._stopped = None
 
     def gradients(self, tape, target, sources, positions):
         """∂target/∂sources from `tape`, dense, with zeros where the target does not depend on a source.
@@ -159,15 +160,51 @@ class ModelLoss:
         which runs nothing.
         """
         if self._unconnected is None:
-            def gradient(x, y):
-                trainable, non_trainable = self.values()
-                with tf.GradientTape() as tape:
-                    tape.watch(trainable)
-                    loss = tf.add_n(self(trainable, non_trainable, x, y))
-                return self.gradients(tape, loss, trainable, range(len(trainable)))
-
-            tf.function(gradient).get_concrete_function(*batch_spec)
+            self._trace_gradient(batch_spec)
         return [self.variables[p].path for p in self._unconnected]
+
+    def stopped_gradients(self, batch_spec):
+        """The forward pass's `stop_gradient` ops on values that depend on the weights (their names).
+
+        A model may stop gradients on purpose (D-FINE detaches its refined
+        boxes between decoder layers). Autodiff's gradient is then the
+        gradient of the surrogate loss L̃(θ) = L(θ; s₀), in which the stopped
+        values s are held at their current values s₀ = s(θ), not the gradient
+        of the loss L(θ) the model computes; every derivative here (gradient,
+        H v, the GGN's Jacobians) is L̃'s: exact and symmetric for L̃, not L's
+        Hessian. Finite differences of the gradient move s too, and disagree
+        (D-FINE: by 0.18 of ‖H v‖). The first trace that meets such an op
+        warns, naming it. Ops inside loop bodies and nested functions are not
+        inspected. Found like `unconnected_variables`.
+        """
+        if self._stopped is None:
+            self._trace_gradient(batch_spec)
+        return list(self._stopped)
+
+    def _trace_gradient(self, batch_spec):
+        def gradient(x, y):
+            trainable, non_trainable = self.values()
+            with tf.GradientTape() as tape:
+                tape.watch(trainable)
+                loss = tf.add_n(self(trainable, non_trainable, x, y))
+            return self.gradients(tape, loss, trainable, range(len(trainable)))
+
+        tf.function(gradient).get_concrete_function(*batch_spec)
+
+    @tf.autograph.experimental.do_not_convert
+    def _note_stopped(self, names):
+        if self._stopped is not None:
+            return
+        self._stopped = names
+        if names:
+            layers = sorted({name.rsplit("/", 1)[0] for name in names})
+            shown = ", ".join(layers[:4]) + (f" and {len(layers) - 4} more" if len(layers) > 4 else "")
+            warnings.warn(
+                f"The model stops gradients (stop_gradient) on {len(names)} "
+                f"{'value that depends' if len(names) == 1 else 'values that depend'} on the weights "
+                f"(in {shown}): every gradient and curvature measured is that of the loss with those values "
+                "held at their current values, not of the loss itself (finite differences of the gradient "
+                "disagree). See `HessianOperator.stopped_gradients`.", stacklevel=3)
 
     def values(self):
         """The trainable values now (in `dtype`) and the non-trainable ones, as tensors."""
@@ -183,6 +220,10 @@ class ModelLoss:
         are averaged.
         """
         values = [tf.cast(t, v.dtype) for t, v in zip(trainable, self.variables)]
+        graph = None if tf.executing_eagerly() or self._stopped is not None else tf.compat.v1.get_default_graph()
+        if graph is not None:  # the first trace: values made in this graph, to follow what depends on them
+            values = [tf.identity(v) for v in values]
+            first_op = len(graph.get_operations())
         with _DropoutOff(self.model if self.dropout_off else None), ExactMoments():
             y_pred, _, losses = self.model.stateless_call(
                 values, non_trainable, x, return_losses=True, training=self.training
@@ -192,6 +233,8 @@ class ModelLoss:
             regularization = tf.add_n([tf.cast(l, self.dtype) for l in losses])
         else:
             regularization = tf.zeros([], self.dtype)
+        if graph is not None:
+            self._note_stopped(_stops_on(graph.get_operations()[first_op:], values))
         return data_loss, regularization
 
     def check_batch(self, spec, first_batch, source):
@@ -260,6 +303,19 @@ class ModelLoss:
         if self.include_regularization:
             value += regularization * tf.cast(regularization_weight, self.dtype)
         return value
+
+
+def _stops_on(operations, sources):
+    """The names of the StopGradient ops among `operations` (in creation order) whose input depends on `sources`."""
+    dependent = {t.ref() for t in sources}
+    stops = []
+    for op in operations:
+        if any(t.ref() in dependent for t in op.inputs):
+            if op.type == "StopGradient":
+                stops.append(op.name)
+            else:
+                dependent.update(t.ref() for t in op.outputs)
+    return stops
 
 
 def _shapes(spec):

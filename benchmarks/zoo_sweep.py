@@ -20,7 +20,12 @@ own, the sweep runs:
   which says how far those 80 steps took the eigenpair (large networks stop
   short of 1e-8). Where XLA cannot compile the float64 product (max pooling:
   TensorFlow's XLA bridge has MaxPoolGradGrad for float32 only, and the
-  library says so), the check runs uncompiled and the row notes it;
+  library says so), the check runs uncompiled and the row notes it. Where the
+  forward pass stops gradients on weight-dependent values (D-FINE detaches its
+  refined boxes; `HessianOperator.stopped_gradients`), the product is the
+  Hessian of the loss with those values held, which finite differences of the
+  gradient do not see: the check then lets the stops through
+  (`tf.stop_gradient` made the identity) and the row notes it;
 * **per-block discovery** (`analysis_tools.model_blocks`): how many blocks;
 * its wall time and peak resident memory.
 
@@ -133,6 +138,7 @@ def sweep_one(name):
     import warnings
 
     import numpy as np
+    import tensorflow as tf
 
     import analysis_tools
     import tf_adaptive
@@ -179,6 +185,7 @@ def sweep_one(name):
         finite(logs, "fit")
         operator = sharpness.operator
         row["unused_variables"] = operator.unused_variables
+        row["stopped_gradients"] = len(operator.stopped_gradients)
 
         step = "functions"
         top = analysis_tools.sharpness(operator, tol=1e-3)
@@ -194,6 +201,13 @@ def sweep_one(name):
         finite(values, "functions")
 
         step = "finite differences"
+        if row["stopped_gradients"]:
+            # The product is the Hessian of the loss with the stopped values held, which finite
+            # differences of the gradient cannot see (they move those values). The check is of the
+            # product machinery on this architecture: with the stops let through, H v is the loss's own.
+            tf.stop_gradient = tf.identity
+            row["note"] = (f"stop_gradient on {row['stopped_gradients']} weight-dependent values: H is the loss's "
+                           "with them held; checked with them let through")
         try:
             model64, data64, loss64 = zoo_catalog.build(name, dtype="float64")
         except zoo_catalog.Unbuildable as reason:  # a KerasHub defect in float64 only: no check, stated
@@ -213,7 +227,8 @@ def sweep_one(name):
                 raise
             # A limitation of TensorFlow's XLA bridge (MaxPoolGradGrad is float32-only), stated by the
             # library's error; the float64 check then runs the products uncompiled, as the error advises.
-            row["note"] = "float64 products uncompiled: " + str(error).split(", and ")[0]
+            row["note"] = "; ".join(filter(None, [row.get("note"),
+                                                  "float64 products uncompiled: " + str(error).split(", and ")[0]]))
             operator64, result = top_pair(jit_compile=False)
         row["float32_ops"] = _float32_ops(model64, data64[0])
         eigenvalue, vector = float(result.eigenvalues[0]), result.eigenvectors[0].numpy()

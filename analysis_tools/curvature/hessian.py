@@ -296,6 +296,18 @@ class HessianOperator:
         return [v.path for v in self.variables if v.path in unused]
 
     @property
+    def stopped_gradients(self):
+        """The names of the forward pass's `stop_gradient` ops on weight-dependent values (often none).
+
+        With such ops (D-FINE detaches its refined boxes), H is the Hessian of
+        the loss with the stopped values held at their current values, the
+        function whose gradient Keras's `fit` follows, not of the loss as
+        computed; see `ModelLoss.stopped_gradients`. Found like
+        `unused_variables`.
+        """
+        return self._loss.stopped_gradients(self.probe.batch_spec())
+
+    @property
     def examples_per_replica(self):
         """The examples each replica processed in the last product (or gradient), one int per replica."""
         return self.probe.examples_per_replica

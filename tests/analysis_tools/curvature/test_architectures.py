@@ -8,6 +8,10 @@
 * A trainable variable the forward pass does not use (KerasHub DINOv2's mask
   token) is a direction of zero gradient and zero curvature, named by
   `HessianOperator.unused_variables`, as Keras's `fit` tolerates it.
+* A forward pass that stops gradients on weight-dependent values (KerasHub
+  D-FINE detaches its refined boxes) is named, with what is then measured:
+  the Hessian of the loss with those values held
+  (`HessianOperator.stopped_gradients`).
 * An op with no second-order rule is reported by name.
 
 Every block result is checked against an independent reference: the
@@ -283,6 +287,74 @@ def test_dinov2_gradient_noise_and_callback_run_with_the_unused_token():
         callback = SharpnessCallback((x, y), every_n_steps=1, tol=1e-3, warm_start=False, jit_compile=False)
         history = model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[callback])
     assert np.isfinite(history.history["preconditioned_sharpness"][-1])
+
+
+# ----------------------------------------------------------- stopped gradients
+class DetachedScale(keras.layers.Layer):
+    """x·w·sg(w) + sg(x): one stop on a weight-dependent value, one on data."""
+
+    def build(self, shape):
+        self.w = self.add_weight(shape=(shape[-1],), initializer="ones", dtype="float64")
+
+    def call(self, x):
+        return x * self.w * keras.ops.stop_gradient(self.w) + keras.ops.stop_gradient(x)
+
+
+def _detached_model():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3,), dtype="float64")
+    model = keras.Model(inputs, keras.layers.Dense(1, dtype="float64")(DetachedScale(dtype="float64")(inputs)))
+    rng = np.random.default_rng(0)
+    model.layers[1].w.assign(rng.uniform(0.5, 1.5, 3))
+    return model, (rng.normal(size=(8, 3)), rng.normal(size=(8, 1)))
+
+
+def test_a_stopped_gradient_is_named_and_the_hessian_is_that_of_the_loss_with_it_held():
+    model, (x, y) = _detached_model()
+    with pytest.warns(UserWarning, match=r"stops gradients \(stop_gradient\) on 1 value that depends"):
+        operator = HessianOperator(model, (x, y), loss="mse")
+        assert len(operator.stopped_gradients) == 1 and "detached_scale" in operator.stopped_gradients[0]
+        dense = np.stack([operator.matvec(e).numpy() for e in np.eye(operator.dimension)])
+    # Reference: the loss with sg(w) replaced by the constant w₀, differentiated twice by a tape.
+    held = tf.constant(model.layers[1].w.numpy())
+    values = [tf.constant(v.numpy()) for v in operator.variables]
+
+    def loss(flat):
+        w, kernel, bias = tf.split(flat, [3, 3, 1])
+        hidden = x * w * held + x
+        return tf.reduce_mean((hidden @ tf.reshape(kernel, [3, 1]) + bias - y) ** 2)
+
+    flat = tf.concat([tf.reshape(v, [-1]) for v in values], 0)
+    with tf.GradientTape() as outer:
+        outer.watch(flat)
+        with tf.GradientTape() as inner:
+            inner.watch(flat)
+            value = loss(flat)
+        gradient = inner.gradient(value, flat)
+    reference = outer.jacobian(gradient, flat).numpy()
+    np.testing.assert_allclose(dense, reference, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(dense, dense.T, rtol=1e-12, atol=1e-12)
+    # Finite differences of the gradient move the stopped value: they see another matrix.
+    epsilon, start = 1e-6, model.layers[1].w.numpy()
+    model.layers[1].w.assign(start + epsilon * np.eye(3)[0])
+    plus = operator.gradient()[0].numpy()
+    model.layers[1].w.assign(start - epsilon * np.eye(3)[0])
+    minus = operator.gradient()[0].numpy()
+    model.layers[1].w.assign(start)
+    assert np.abs((plus - minus) / (2 * epsilon) - dense[0]).max() > 1e-3 * np.abs(dense[0]).max()
+
+
+def test_a_stop_on_data_alone_is_not_reported():
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((3,), dtype="float64")
+    detached = keras.layers.Lambda(lambda t: keras.ops.stop_gradient(t) * 2.0, dtype="float64")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(1, dtype="float64")(detached))
+    rng = np.random.default_rng(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        operator = HessianOperator(model, (rng.normal(size=(8, 3)), rng.normal(size=(8, 1))), loss="mse")
+        assert operator.stopped_gradients == []
+        operator.matvec(np.ones(operator.dimension))
 
 
 # ------------------------------------------------------------- clear failures
