@@ -23,6 +23,9 @@ Every public function and class is importable from here.
 """
 
 from analysis_tools.curvature import (
+    EmpiricalFisherOperator,
+    FisherOperator,
+    GGNOperator,
     HessianOperator,
     Lanczos,
     LanczosResult,
@@ -30,6 +33,7 @@ from analysis_tools.curvature import (
     SharpnessRecord,
     SpectralDensity,
     TraceEstimate,
+    curvature_operator,
     hessian_eigenvalues,
     hessian_trace,
     hutch_plus_plus,
@@ -102,8 +106,11 @@ from analysis_tools.updates import (
 
 __all__ = [
     "AdaptiveUpdate",
+    "EmpiricalFisherOperator",
     "EmpiricalVariance",
+    "FisherOperator",
     "FittedLaw",
+    "GGNOperator",
     "GradientNoise",
     "GradientNoiseCallback",
     "HessianOperator",
@@ -133,6 +140,7 @@ __all__ = [
     "asymptotic_growth_factor",
     "clipped_fraction_of",
     "count_modes",
+    "curvature_operator",
     "effective_sample_size",
     "empirical_variance_vs_sample_size",
     "find_modes",

@@ -219,6 +219,16 @@ class ModelLoss:
         per example; like Keras's compiled loss ("sum_over_batch_size") they
         are averaged.
         """
+        y_pred, regularization = self.outputs(trainable, non_trainable, x)
+        return self.mean_loss(y, y_pred), regularization
+
+    def outputs(self, trainable, non_trainable, x):
+        """(the model's outputs on x, sum of `model.losses` in `dtype`) at the given values.
+
+        The forward pass that every derivative here differentiates; the first
+        trace notes the `stop_gradient`s on weight-dependent values in it (see
+        `stopped_gradients`).
+        """
         values = [tf.cast(t, v.dtype) for t, v in zip(trainable, self.variables)]
         graph = None if tf.executing_eagerly() or self._stopped is not None else tf.compat.v1.get_default_graph()
         if graph is not None:  # the first trace: values made in this graph, to follow what depends on them
@@ -228,14 +238,17 @@ class ModelLoss:
             y_pred, _, losses = self.model.stateless_call(
                 values, non_trainable, x, return_losses=True, training=self.training
             )
-        data_loss = tf.reduce_mean(tf.cast(self.loss(y, y_pred), self.dtype)) * self._replica_scale()
         if losses:
             regularization = tf.add_n([tf.cast(l, self.dtype) for l in losses])
         else:
             regularization = tf.zeros([], self.dtype)
         if graph is not None:
             self._note_stopped(_stops_on(graph.get_operations()[first_op:], values))
-        return data_loss, regularization
+        return y_pred, regularization
+
+    def mean_loss(self, y, y_pred):
+        """The loss on a batch from the model's outputs `y_pred`: its mean over the batch, in `dtype`."""
+        return tf.reduce_mean(tf.cast(self.loss(y, y_pred), self.dtype)) * self._replica_scale()
 
     def check_batch(self, spec, first_batch, source):
         """Checks that one batch fits the model and the loss, before any measurement runs.

@@ -2,6 +2,10 @@
 
 * `HessianOperator` (`hessian`): the loss over a fixed probe set as the
   linear operator v ↦ H v, and its preconditioned form P^{-1/2} H P^{-1/2}.
+* `GGNOperator`, `EmpiricalFisherOperator`, `FisherOperator`
+  (`gauss_newton`): the Gauss-Newton matrix and the Fisher matrices, the
+  same kind of operator; `curvature_operator` picks one by name, and every
+  function below takes ``curvature=``.
 * `Lanczos`, `LanczosResult` (`lanczos`): the `tf.function` Lanczos solver.
 * `hessian_eigenvalues`, `sharpness`, `preconditioned_sharpness`,
   `top_subspace_fraction` (`eigenvalues`): λ1(H) and λ1(P⁻¹H), the top-k
@@ -29,11 +33,20 @@ from analysis_tools.curvature.eigenvalues import (
     top_subspace_fraction,
 )
 from analysis_tools.curvature.density import SpectralDensity, plot_spectral_density, slq, spectral_density
+from analysis_tools.curvature.gauss_newton import (
+    EmpiricalFisherOperator,
+    FisherOperator,
+    GGNOperator,
+    curvature_operator,
+)
 from analysis_tools.curvature.hessian import HessianOperator
 from analysis_tools.curvature.lanczos import Lanczos, LanczosResult
 from analysis_tools.curvature.trace import TraceEstimate, hessian_trace, hutch_plus_plus, hutchinson
 
 __all__ = [
+    "EmpiricalFisherOperator",
+    "FisherOperator",
+    "GGNOperator",
     "HessianOperator",
     "Lanczos",
     "LanczosResult",
@@ -42,6 +55,7 @@ __all__ = [
     "SpectralDensity",
     "TraceEstimate",
     "hessian_eigenvalues",
+    "curvature_operator",
     "hessian_trace",
     "hutch_plus_plus",
     "hutchinson",

@@ -187,7 +187,8 @@ def spectral_density(model, data=None, loss=None, preconditioner=None, num_vecto
         seed: Seed of the start vectors.
         **operator_kwargs: `batch_size`, `product_method`, `mode`, `dropout`,
             `include_regularization`, `jit_compile`, `strategy`, `variables`
-            (see `analysis_tools.HessianOperator`; `product_method` is its `method`).
+            (see `analysis_tools.HessianOperator`; `product_method` is its `method`),
+            and ``curvature=`` (`analysis_tools.curvature_operator`).
 
     Returns:
         A `SpectralDensity` (`.nodes`, `.weights`, `.density(grid)`, `.moment(p)`).

@@ -54,7 +54,9 @@ def hessian_eigenvalues(
         **operator_kwargs: `batch_size`, `method`, `mode`, `dropout`,
             `include_regularization`, `jit_compile`, `strategy`, `variables`
             (a layer or block: the eigenvalues of its diagonal block): see
-            `analysis_tools.HessianOperator`.
+            `analysis_tools.HessianOperator`; ``curvature=`` ("hessian", the
+            default, "ggn", "fisher" with ``samples=`` and ``label_seed=``,
+            or "empirical_fisher"; `analysis_tools.curvature_operator`).
 
     Returns:
         A `analysis_tools.LanczosResult` (eigenvalues descending,

@@ -124,6 +124,10 @@ class HessianOperator:
             processed in it (a list, one int per replica).
     """
 
+    curvature = "hessian"
+    _purpose = "its Hessian"
+    _product_name = "a Hessian-vector product"
+
     def __init__(
         self,
         model,
@@ -140,7 +144,7 @@ class HessianOperator:
     ):
         if method not in METHODS:
             raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
-        self._loss = ModelLoss(model, loss, mode, dropout, include_regularization, "its Hessian")
+        self._loss = ModelLoss(model, loss, mode, dropout, include_regularization, self._purpose)
         check_data(self._loss, data, batch_size, "the probe set")
         self.model = model
         self.method = method
@@ -152,7 +156,7 @@ class HessianOperator:
         self.probe = ProbeSet(data, batch_size, self.strategy)
         self.num_examples, self.num_batches = self.probe.num_examples, self.probe.num_batches
         self._gradient = FullGradient(self._loss, self.probe, self.jit_compile)
-        self._restrict(block_indices(model, self._loss.variables, variables, "its Hessian"))
+        self._restrict(block_indices(model, self._loss.variables, variables, self._purpose))
         self._replica_product = tf.function(self._replica_hvp, jit_compile=self.jit_compile)
         self._hvp = tf.function(self._hessian_vector_product, reduce_retracing=True)
 
@@ -192,7 +196,7 @@ class HessianOperator:
             ValueError: As `variables=` of the constructor, or if `variables`
                 are not all in this operator's block.
         """
-        selected = block_indices(self.model, self._loss.variables, variables, "its Hessian")
+        selected = block_indices(self.model, self._loss.variables, variables, self._purpose)
         local = {position: i for i, position in enumerate(self._block)}
         outside = [self._loss.variables[p].path for p in selected if p not in local]
         if outside:
@@ -223,35 +227,39 @@ class HessianOperator:
         """(this replica's share of H v on its part of a batch, flat in `vector`'s dtype; its examples)."""
         count = self.probe.local_count(y)
 
+        def product():
+            return self._share_product(trainable, non_trainable, vector, x, y, count, first)
+
+        # A replica's share of the last batch may be empty: it adds nothing.
+        with explained(self._product_name), ExactResizeGradients():
+            return tf.cond(count > 0, product, lambda: tf.zeros_like(vector)), count
+
+    def _share_product(self, trainable, non_trainable, vector, x, y, count, first):
+        """A replica's share of the product on its part (x, y) of a batch (`count` > 0 examples), flat."""
         def share():
             return probe_share(self._loss, self.probe, trainable, non_trainable, x, y, count, first)
 
-        def product():
-            tangents = self._unflatten(vector)
-            # The block's values (every value without `variables=`): the only ones differentiated.
-            block = [trainable[i] for i in self._block]
-            if self.method == "forward_over_reverse":
-                with tf.autodiff.ForwardAccumulator(block, tangents) as accumulator:
-                    with tf.GradientTape() as tape:
-                        tape.watch(block)
-                        loss = share()
-                    # Dense: embeddings give IndexedSlices, which the accumulator cannot track.
-                    grads = self._loss.gradients(tape, loss, block, self._block)
-                parts = accumulator.jvp(grads, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            else:
-                with tf.GradientTape() as outer:
-                    outer.watch(block)
-                    with tf.GradientTape() as inner:
-                        inner.watch(block)
-                        loss = share()
-                    grads = self._loss.gradients(inner, loss, block, self._block)
-                    inner_product = tf.add_n([tf.reduce_sum(g * t) for g, t in zip(grads, tangents)])
-                parts = outer.gradient(inner_product, block, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-            return self._flatten(parts, vector.dtype)
-
-        # A replica's share of the last batch may be empty: it adds nothing.
-        with explained("a Hessian-vector product"), ExactResizeGradients():
-            return tf.cond(count > 0, product, lambda: tf.zeros_like(vector)), count
+        tangents = self._unflatten(vector)
+        # The block's values (every value without `variables=`): the only ones differentiated.
+        block = [trainable[i] for i in self._block]
+        if self.method == "forward_over_reverse":
+            with tf.autodiff.ForwardAccumulator(block, tangents) as accumulator:
+                with tf.GradientTape() as tape:
+                    tape.watch(block)
+                    loss = share()
+                # Dense: embeddings give IndexedSlices, which the accumulator cannot track.
+                grads = self._loss.gradients(tape, loss, block, self._block)
+            parts = accumulator.jvp(grads, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        else:
+            with tf.GradientTape() as outer:
+                outer.watch(block)
+                with tf.GradientTape() as inner:
+                    inner.watch(block)
+                    loss = share()
+                grads = self._loss.gradients(inner, loss, block, self._block)
+                inner_product = tf.add_n([tf.reduce_sum(g * t) for g, t in zip(grads, tangents)])
+            parts = outer.gradient(inner_product, block, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return self._flatten(parts, vector.dtype)
 
     def _hessian_vector_product(self, trainable, non_trainable, vector):
         (product,) = self.probe.sum(
@@ -516,6 +524,9 @@ def operator_and_matvec(model, data, loss=None, preconditioner=None, **operator_
     What every curvature function builds: `operator_kwargs` go to the
     operator, and ``product_method`` is accepted for its `method` (where the
     caller's own `method` means something else, as in `hessian_trace`).
+    ``curvature=`` ("hessian", the default, "ggn", "fisher" or
+    "empirical_fisher") picks the operator's class (`curvature_operator`), so
+    that every curvature function measures any of them.
 
     `model` may instead be a `HessianOperator` built earlier (then `data` is
     None and the operator's own probe set, loss and options hold): its traced,
@@ -528,6 +539,8 @@ def operator_and_matvec(model, data, loss=None, preconditioner=None, **operator_
         ValueError: If an operator comes with `data`, `loss` or operator options.
     """
     if isinstance(model, HessianOperator):
+        if operator_kwargs.get("curvature", model.curvature) == model.curvature:
+            operator_kwargs.pop("curvature", None)
         given = sorted(operator_kwargs) + (["data"] if data is not None else []) + (["loss"] if loss is not None else [])
         if given:
             raise ValueError(
@@ -539,7 +552,9 @@ def operator_and_matvec(model, data, loss=None, preconditioner=None, **operator_
             raise ValueError("Pass the probe set `data` ((x, y) arrays or a tf.data.Dataset of (x, y) batches).")
         if "product_method" in operator_kwargs:
             operator_kwargs["method"] = operator_kwargs.pop("product_method")
-        operator = HessianOperator(model, data, loss=loss, **operator_kwargs)
+        from analysis_tools.curvature.gauss_newton import curvature_operator  # it builds on this module
+
+        operator = curvature_operator(model, data, loss=loss, **operator_kwargs)
     if preconditioner is None:
         return operator, operator.matvec
     operator.set_preconditioner(preconditioner)

@@ -156,7 +156,8 @@ def hessian_trace(model, data=None, loss=None, preconditioner=None, num_samples=
         **operator_kwargs: `batch_size`, `method` (as ``product_method``),
             `mode`, `dropout`, `include_regularization`, `jit_compile`,
             `strategy`, `variables` (a layer or block: the trace of its
-            diagonal block); see `analysis_tools.HessianOperator`.
+            diagonal block); see `analysis_tools.HessianOperator`; and
+            ``curvature=`` (`analysis_tools.curvature_operator`).
 
     Returns:
         A `TraceEstimate` (`.estimate`, `.standard_error`, `.num_products`).
