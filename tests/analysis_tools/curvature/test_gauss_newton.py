@@ -256,3 +256,46 @@ def test_every_curvature_function_takes_curvature():
     assert analysis_tools.sharpness(operator, curvature="ggn", tol=1e-10, max_iterations=80) == pytest.approx(top)
     with pytest.raises(ValueError, match="fixes its probe set, loss and options.*curvature"):
         analysis_tools.sharpness(operator, curvature="hessian")
+
+
+@pytest.mark.parametrize("curvature", ["ggn", "empirical_fisher", "fisher"])
+def test_under_a_mirrored_strategy_each_replica_takes_its_share_and_the_operator_is_the_one_device_one(curvature):
+    model, (x, y), loss = _mlp()  # with its L2 penalty, which one replica's share carries once
+    v = np.random.default_rng(3).normal(size=sum(int(np.prod(w.shape)) for w in model.trainable_variables))
+    single = curvature_operator(model, (x, y), curvature=curvature, loss=loss, batch_size=3)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
+                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
+    if curvature == "fisher":
+        # The draws follow each replica's part of a batch, so only E F̂ = G is shared: vᵀF̂v over 8 seeds.
+        readouts = [v @ curvature_operator(model, (x, y), curvature=curvature, loss=loss, batch_size=3,
+                                           strategy=strategy, samples=8, label_seed=seed,
+                                           jit_compile=False).matvec(v).numpy() for seed in range(8)]
+        expected = v @ GGNOperator(model, (x, y), loss=loss).matvec(v).numpy()
+        assert abs(np.mean(readouts) - expected) < 3 * np.std(readouts, ddof=1) / np.sqrt(len(readouts))
+        return
+    distributed = curvature_operator(model, (x, y), curvature=curvature, loss=loss, batch_size=3, strategy=strategy)
+    np.testing.assert_allclose(distributed.matvec(v).numpy(), single.matvec(v).numpy(), rtol=1e-10, atol=1e-12)
+    assert distributed.examples_per_replica == [5, 3]  # batches of 3, 3, 2: 2 + 2 + 1 and 1 + 1 + 1
+
+
+@pytest.mark.parametrize("curvature", ["ggn", "empirical_fisher", "fisher"])
+def test_a_bfloat16_model_gives_finite_products_near_float32(curvature):
+    def build(policy):
+        keras.config.set_dtype_policy(policy)
+        try:
+            keras.utils.set_random_seed(2)
+            model = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3, activation="relu"),
+                                      keras.layers.Flatten(), keras.layers.Dense(4, dtype="float32")])
+        finally:
+            keras.config.set_dtype_policy("float32")
+        return model
+
+    rng = np.random.default_rng(1)
+    data = (rng.normal(size=(6, 6, 6, 2)).astype("float32"), rng.integers(0, 4, 6))
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    products = {}
+    for policy in ("mixed_bfloat16", "float32"):
+        operator = curvature_operator(build(policy), data, curvature=curvature, loss=loss)
+        products[policy] = operator.matvec(np.ones(operator.dimension, "float32")).numpy()
+    assert np.all(np.isfinite(products["mixed_bfloat16"]))
+    assert np.linalg.norm(products["mixed_bfloat16"] - products["float32"]) < 0.1 * np.linalg.norm(products["float32"])
