@@ -23,6 +23,7 @@ Every public function and class is importable from here.
 """
 
 from analysis_tools.curvature import (
+    DiagonalEstimate,
     EmpiricalFisherOperator,
     FisherOperator,
     GGNOperator,
@@ -33,11 +34,13 @@ from analysis_tools.curvature import (
     SharpnessRecord,
     SpectralDensity,
     TraceEstimate,
+    curvature_diagonal,
     curvature_operator,
     hessian_eigenvalues,
     hessian_trace,
     hutch_plus_plus,
     hutchinson,
+    hutchinson_diagonal,
     model_blocks,
     plot_spectral_density,
     preconditioned_sharpness,
@@ -106,6 +109,7 @@ from analysis_tools.updates import (
 
 __all__ = [
     "AdaptiveUpdate",
+    "DiagonalEstimate",
     "EmpiricalFisherOperator",
     "EmpiricalVariance",
     "FisherOperator",
@@ -140,6 +144,7 @@ __all__ = [
     "asymptotic_growth_factor",
     "clipped_fraction_of",
     "count_modes",
+    "curvature_diagonal",
     "curvature_operator",
     "effective_sample_size",
     "empirical_variance_vs_sample_size",
@@ -152,6 +157,7 @@ __all__ = [
     "hessian_trace",
     "hutch_plus_plus",
     "hutchinson",
+    "hutchinson_diagonal",
     "kolmogorov_survival_function",
     "ks_statistic",
     "last_learning_rate_of",

@@ -6,6 +6,8 @@
   (`gauss_newton`): the Gauss-Newton matrix and the Fisher matrices, the
   same kind of operator; `curvature_operator` picks one by name, and every
   function below takes ``curvature=``.
+* `curvature_diagonal`, `hutchinson_diagonal`, `DiagonalEstimate`
+  (`diagonal`): diag(A) of any of them, with a standard error per coordinate.
 * `Lanczos`, `LanczosResult` (`lanczos`): the `tf.function` Lanczos solver.
 * `hessian_eigenvalues`, `sharpness`, `preconditioned_sharpness`,
   `top_subspace_fraction` (`eigenvalues`): λ1(H) and λ1(P⁻¹H), the top-k
@@ -32,6 +34,7 @@ from analysis_tools.curvature.eigenvalues import (
     sharpness,
     top_subspace_fraction,
 )
+from analysis_tools.curvature.diagonal import DiagonalEstimate, curvature_diagonal, hutchinson_diagonal
 from analysis_tools.curvature.density import SpectralDensity, plot_spectral_density, slq, spectral_density
 from analysis_tools.curvature.gauss_newton import (
     EmpiricalFisherOperator,
@@ -44,6 +47,7 @@ from analysis_tools.curvature.lanczos import Lanczos, LanczosResult
 from analysis_tools.curvature.trace import TraceEstimate, hessian_trace, hutch_plus_plus, hutchinson
 
 __all__ = [
+    "DiagonalEstimate",
     "EmpiricalFisherOperator",
     "FisherOperator",
     "GGNOperator",
@@ -55,10 +59,12 @@ __all__ = [
     "SpectralDensity",
     "TraceEstimate",
     "hessian_eigenvalues",
+    "curvature_diagonal",
     "curvature_operator",
     "hessian_trace",
     "hutch_plus_plus",
     "hutchinson",
+    "hutchinson_diagonal",
     "model_blocks",
     "plot_spectral_density",
     "preconditioned_sharpness",

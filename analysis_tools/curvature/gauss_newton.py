@@ -43,6 +43,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from analysis_tools._tensors import check_count
 from analysis_tools.curvature.hessian import HessianOperator
 
 __all__ = ["CURVATURES", "EmpiricalFisherOperator", "FisherOperator", "GGNOperator", "curvature_operator"]
@@ -202,11 +203,10 @@ class FisherOperator(_OutputCurvature):
     _product_name = "a Fisher-vector product"
 
     def __init__(self, model, data, loss=None, samples=1, label_seed=0, **kwargs):
-        if isinstance(samples, bool) or not isinstance(samples, (int, np.integer)) or samples < 1:
-            raise ValueError(f"`samples` must be a positive int, got {samples!r}.")
+        samples = check_count("samples", samples, 1)
         super().__init__(model, data, loss=loss, **kwargs)
         self.likelihood, self.from_logits = _likelihood(self.loss)
-        self.samples, self.label_seed = int(samples), int(label_seed)
+        self.samples, self.label_seed = samples, int(label_seed)
 
     def _draw(self, y_pred, seed):
         """(ŷ with no gradient, the per-term negative log-likelihood ℓ(ŷ, ·) as a function of the outputs)."""

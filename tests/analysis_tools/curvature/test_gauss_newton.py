@@ -239,7 +239,7 @@ def test_fisher_refuses_a_loss_that_is_not_a_likelihood_and_bad_samples():
     smoothed = keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=0.1)
     with pytest.raises(ValueError, match="label smoothing"):
         FisherOperator(model, (data[0], np.eye(3)[[0, 1, 2, 0, 1, 2, 0, 1]]), loss=smoothed)
-    with pytest.raises(ValueError, match="`samples` must be a positive int"):
+    with pytest.raises(ValueError, match="`samples` must be an integer >= 1"):
         FisherOperator(model, data, loss="mse", samples=0)
     with pytest.raises(ValueError, match="`curvature` must be one of"):
         curvature_operator(model, data, curvature="hessain")
