@@ -154,7 +154,7 @@ def slq_with(solver, matvec, num_vectors, rng, seed=None):
         start = rademacher(rng, dimension)
         seeding = {} if seed is None else {"seed": seed, "call": index}
         result = solver(matvec, start, min_iterations=solver.max_iterations, **seeding)
-        alpha, beta = solver.tridiagonal
+        alpha, beta = (t.numpy() for t in result.tridiagonal())
         products += int(result.iterations)
         if not (np.all(np.isfinite(alpha)) and np.all(np.isfinite(beta))):
             nodes.append(np.full(len(alpha), np.nan))

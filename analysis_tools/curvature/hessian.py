@@ -475,10 +475,6 @@ class _BlockSolver:
         self._own = None
 
     @property
-    def tridiagonal(self):
-        return self._shared.tridiagonal
-
-    @property
     def asymmetry(self):
         return self._shared.asymmetry
 
@@ -515,7 +511,7 @@ class _BlockSolver:
         if vectors is not None:
             vectors = tf.gather(vectors, positions, axis=1)
             vectors /= tf.norm(vectors, axis=1, keepdims=True)
-        return LanczosResult(result.eigenvalues, vectors, result.residuals, result.iterations)
+        return result._replace(eigenvectors=vectors)
 
 
 def operator_and_matvec(model, data, loss=None, preconditioner=None, **operator_kwargs):

@@ -139,12 +139,33 @@ class LanczosResult(NamedTuple):
             ‖A y_j - θ_j y_j‖ = |β_m · s_{m,j}|.
         iterations: scalar int32, the number of matvecs (the Krylov dimension
             m).
+        alpha: [m_max] float64, the diagonal α_1 … α_m of the tridiagonal
+            projection T_m = Vᵀ A V, zero past m.
+        beta: [m_max] float64, β_1 … β_m (β_i = ‖r_i‖ couples v_i and
+            v_(i+1); T_m's off-diagonal is β_1 … β_(m-1), β_m enters the
+            residuals), zero past m. A zero β_i before m marks a restart after
+            an early breakdown.
+        asymmetry: scalar float64, the operator's measured asymmetry
+            (`Lanczos.__call__`).
+
+    Every field is a tensor, under `tf.function` too: `tridiagonal` gives
+    T_m's diagonals, whose eigenvalues are the Ritz values and whose
+    eigenvectors' squared first components are the Gauss quadrature weights
+    of the start vector (stochastic Lanczos quadrature).
     """
 
     eigenvalues: tf.Tensor
     eigenvectors: tf.Tensor | None
     residuals: tf.Tensor
     iterations: tf.Tensor
+    alpha: tf.Tensor | None = None
+    beta: tf.Tensor | None = None
+    asymmetry: tf.Tensor | None = None
+
+    def tridiagonal(self):
+        """(α_1 … α_m, β_1 … β_(m-1)): T_m's diagonal and off-diagonal, as tensors (sliced to m)."""
+        m = self.iterations
+        return self.alpha[:m], self.beta[:tf.maximum(m - 1, 0)]
 
 
 # Reorthogonalization reads the basis in blocks of max(_BLOCK_ROWS rows, _BLOCK_BYTES) (at most
@@ -308,7 +329,6 @@ class Lanczos:
                                   name="lanczos_calls")
         self._matvec = None
         self._function = None
-        self.tridiagonal = None
         self.asymmetry = None
 
     def __call__(self, matvec: Callable[[tf.Tensor], tf.Tensor],
@@ -324,14 +344,10 @@ class Lanczos:
         its Ritz value to the next one, so that the eigenvalue it brackets is
         separated from the rest of the Krylov spectrum.
 
-        After an eager call, ``self.tridiagonal`` holds the run's T_m as NumPy
-        float64 arrays (α_1 … α_m, β_1 … β_(m-1)): its eigenvalues are the
-        Ritz values, and the squared first components of its eigenvectors are
-        the Gauss quadrature weights of the start vector (stochastic Lanczos
-        quadrature, `analysis_tools.spectral_density`). A zero β_i marks a
-        restart after an early breakdown.
+        The result carries the run's T_m (`LanczosResult.tridiagonal`) and
+        its measured asymmetry, in and out of `tf.function`.
 
-        After an eager call, ``self.asymmetry`` holds the run's measured
+        After an eager call, ``self.asymmetry`` also holds the run's measured
         asymmetry of the operator, max_i |v_(i-1)ᵀ A v_i − β_(i-1)| over the
         largest |α|, β (β_(i-1) = v_iᵀ A v_(i-1); one dot product a step): 0
         to rounding for a symmetric operator (about 1e-16 in float64, 1e-8 for
@@ -387,8 +403,6 @@ class Lanczos:
                 tf.constant(tolerance, tf.float64), tf.constant(criterion == "eigenvalue"),
                 tf.stack([tf.constant(seed, tf.int64), tf.cast(call, tf.int64)]))
         if tf.executing_eagerly():
-            m = int(iterations)
-            self.tridiagonal = (alpha.numpy()[:m], beta.numpy()[:max(m - 1, 0)])
             self.asymmetry = float(asymmetry)
             if self.asymmetry > ASYMMETRY_WARNING:
                 warnings.warn(
@@ -398,7 +412,7 @@ class Lanczos:
                     "derivative of its gradient rule: find the layer (per-block operators narrow it down) and "
                     "report it.", stacklevel=2)
         return LanczosResult(eigenvalues, eigenvectors if self.return_vectors else None,
-                             residuals, iterations)
+                             residuals, iterations, alpha, beta, asymmetry)
 
     def reset_seed(self):
         """Restart the sequence of random start vectors, as in a new instance with the same seed."""

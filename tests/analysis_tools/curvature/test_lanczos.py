@@ -407,3 +407,25 @@ def test_an_asymmetric_operator_is_measured_and_warned_about():
     with pytest.warns(UserWarning, match="not symmetric"):
         solver(lambda v: tf.linalg.matvec(skewed, v), tolerance=1e-10)
     assert 1e-3 < solver.asymmetry < 1e-1
+
+
+def test_the_result_carries_t_m_and_the_asymmetry_under_tf_function(gapped):
+    solver = Lanczos(300, max_iterations=40, k=2, tolerance=1e-10)
+    matvec = matvec_of(gapped)
+
+    @tf.function
+    def run():
+        result = solver(matvec, call=0)
+        alpha, beta = result.tridiagonal()
+        return result.eigenvalues, result.iterations, alpha, beta, result.asymmetry
+
+    eigenvalues, m, alpha, beta, asymmetry = (t.numpy() for t in run())
+    assert alpha.shape == (m,) and beta.shape == (m - 1,)
+    tridiagonal = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
+    np.testing.assert_allclose(np.linalg.eigvalsh(tridiagonal)[::-1][:2], eigenvalues, rtol=1e-12)
+    np.testing.assert_allclose(eigenvalues, top(gapped, 2), rtol=1e-10)
+    assert asymmetry < 1e-13
+    # The same run eagerly: the same T_m, and the padded fields stop at m.
+    eager = solver(matvec, call=0)
+    np.testing.assert_array_equal(eager.tridiagonal()[0].numpy(), alpha)
+    assert np.all(eager.alpha.numpy()[m:] == 0.0) and eager.alpha.shape == (40,)
