@@ -186,7 +186,7 @@ _SUPPORTED_MESSAGE = (
     "keras.optimizers.MultiOptimizer of supported sub-optimizers, and "
     "exactly these Keras optimizers (not subclasses): keras.optimizers.Adam "
     "(incl. amsgrad), AdamW, Nadam, RMSprop (incl. momentum and centered), "
-    "Adagrad, Adafactor, SGD (incl. momentum and nesterov)."
+    "Adagrad, Adafactor, SGD (incl. momentum and nesterov), Adamax, Adadelta, Lamb."
 )
 
 
@@ -556,18 +556,94 @@ class _Adafactor(_Rule):
         )
         clipped = normalized / clip
         rho = ops.minimum(ctx.eta, 1.0 / ops.sqrt(ctx.t))
-        # Recover s = max(ε2, RMS(x_{t-1})) from x_t = x_{t-1} - ρ s û:
-        # RMS(x_t + ρ s û)² = s² is (1 - ρ²C) s² - 2ρB s - A = 0 with
-        # A = mean(x_t²), B = mean(x_t û), C = mean(û²); its positive root,
-        # written in the form without cancellation.
-        x = ctx.value()
-        a = ops.mean(ops.square(x))
-        rb = rho * ops.mean(x * clipped)
-        q = 1.0 - ops.square(rho) * ops.mean(ops.square(clipped))
-        d = ops.sqrt(ops.square(rb) + q * a)
-        root = ops.where(rb >= 0, (rb + d) / q, a / (d - rb))
-        scale = ops.maximum(ctx.constant(opt.epsilon_2), root)
+        # s = max(ε2, RMS(x_{t-1})) from x_t = x_{t-1} - ρ s û.
+        scale = ops.maximum(ctx.constant(opt.epsilon_2), _norm_before_step(ctx.value(), clipped, rho, ops.mean))
         return ctx.eta * ops.sqrt(v) * clip / (rho * scale)
+
+
+def _norm_before_step(x, direction, step, reduce):
+    """s > 0 with x = x_prev - step · s · direction and s² = reduce(x_prev²): the norm before a step it scaled.
+
+    reduce(x + step s d)² = s² is (1 - step²C) s² - 2 step B s - A = 0 with
+    A = reduce(x²), B = reduce(x d), C = reduce(d²); its positive root, in
+    the form without cancellation. Adafactor scales by RMS(x_prev) (reduce =
+    mean), Lamb by ‖x_prev‖ (reduce = sum).
+    """
+    a = reduce(ops.square(x))
+    rb = step * reduce(x * direction)
+    q = 1.0 - ops.square(step) * reduce(ops.square(direction))
+    d = ops.sqrt(ops.square(rb) + q * a)
+    return ops.where(rb >= 0, (rb + d) / q, a / (d - rb))
+
+
+class _Adamax(_Rule):
+    """x_t = x_(t-1) - η m / ((1 - β1^t)(u + ε)), u = max(β2 u, |g|): P = (1 - β1^t)(u + ε)."""
+
+    def momentum_type(self, opt):
+        return thresholds.EMA_HEAVY_BALL, _scalar(opt.beta_1)
+
+    def u_needs_gradient(self, opt):
+        return False
+
+    def preconditioner(self, ctx):
+        opt = ctx.optimizer
+        beta_1_power = ops.power(ctx.constant(opt.beta_1), ctx.t)
+        return (1.0 - beta_1_power) * (ctx.slot(opt._u) + ctx.constant(opt.epsilon))
+
+    def momentum(self, ctx):
+        return ctx.slot(ctx.optimizer._m)
+
+
+class _Adadelta(_Rule):
+    """x_t = x_(t-1) - η √(D_(t-1) + ε) / √(G_t + ε) g: P = √(G_t + ε) / √(D_(t-1) + ε), u = g.
+
+    G is the EMA of g², D that of the squared steps, which the update writes
+    after the step; D_(t-1) is recovered from D_t = ρ D_(t-1) + (1 - ρ) δ²
+    with δ² = (D_(t-1) + ε) g² / (G_t + ε), linear in D_(t-1).
+    """
+
+    def p_needs_gradient(self, opt):
+        return True
+
+    def preconditioner(self, ctx):
+        opt = ctx.optimizer
+        rho, epsilon = ctx.constant(opt.rho), ctx.constant(opt.epsilon)
+        accumulated = ctx.slot(opt._accumulated_grads) + epsilon
+        ratio = ops.square(ctx.gradient) / accumulated
+        previous = (ctx.slot(opt._accumulated_delta_vars) - (1.0 - rho) * epsilon * ratio) / (rho + (1.0 - rho) * ratio)
+        return ops.sqrt(accumulated) / ops.sqrt(ops.maximum(previous, 0.0) + epsilon)
+
+
+class _Lamb(_Rule):
+    """x_t = x_(t-1) - η r_t m / ((1 - β1^t)(√v̂ + ε)) with Lamb's trust ratio r_t = ‖x_(t-1)‖ / ‖m̂ / (√v̂ + ε)‖.
+
+    P = (1 - β1^t)(√v̂ + ε) / r_t, one scale per variable, u = m. ‖x_(t-1)‖
+    is recovered from x_t (the norm before a step it scaled); Keras's ratio
+    is 1 where x_(t-1) = 0 (a zero-initialized bias at the first step),
+    recognized by x_t = -η m̂ / (√v̂ + ε).
+    """
+
+    def momentum_type(self, opt):
+        return thresholds.EMA_HEAVY_BALL, _scalar(opt.beta_1)
+
+    def u_needs_gradient(self, opt):
+        return False
+
+    def preconditioner(self, ctx):
+        opt = ctx.optimizer
+        beta_1_power = ops.power(ctx.constant(opt.beta_1), ctx.t)
+        beta_2_power = ops.power(ctx.constant(opt.beta_2), ctx.t)
+        denominator = ops.sqrt(ctx.slot(opt._velocities) / (1.0 - beta_2_power)) + ctx.constant(opt.epsilon)
+        update = ctx.slot(opt._momentums) / (1.0 - beta_1_power) / denominator
+        update_norm = ops.sqrt(ops.sum(ops.square(update)))
+        x = ctx.value()
+        previous = _norm_before_step(x, update / update_norm, ctx.eta, ops.sum)
+        from_zero = ops.sqrt(ops.sum(ops.square(x + ctx.eta * update))) <= 1e-6 * ops.sqrt(ops.sum(ops.square(x)))
+        ratio = ops.where(ops.logical_or(from_zero, ops.logical_not(update_norm > 0)), 1.0, previous / update_norm)
+        return (1.0 - beta_1_power) * denominator / ratio
+
+    def momentum(self, ctx):
+        return ctx.slot(ctx.optimizer._momentums)
 
 
 _RULES = {
@@ -578,17 +654,37 @@ _RULES = {
     keras.optimizers.Adagrad: _Adagrad(),
     keras.optimizers.Adafactor: _Adafactor(),
     keras.optimizers.SGD: _SGD(),
+    keras.optimizers.Adamax: _Adamax(),
+    keras.optimizers.Adadelta: _Adadelta(),
+    keras.optimizers.Lamb: _Lamb(),
+}
+
+# Keras optimizers whose step is not -η P⁻¹ u with a diagonal P, and why: said instead of a number.
+_NO_DIAGONAL_P = {
+    keras.optimizers.Lion: "its step is η · sign(c) of an interpolation c of momentum and gradient: a sign, "
+                           "not a division by a preconditioner (sign descent has no P; the tf_adaptive sign "
+                           "methods state their own convention)",
+    keras.optimizers.Muon: "its step on matrices is the orthogonalized momentum (Newton-Schulz), a whole-matrix "
+                           "map, not a per-coordinate division",
+    keras.optimizers.Ftrl: "it sets the weights from accumulated sums (FTRL-proximal, dual averaging), not by a "
+                           "preconditioned step from the previous weights",
+    keras.optimizers.ScheduleFreeAdamW: "its weights are an interpolation of an averaged and a base sequence; "
+                                        "only the base sequence takes a preconditioned step, not the weights",
 }
 
 
 def _rule(optimizer, function):
     cls = type(optimizer)
-    rule = _RULES.get(cls)
-    if rule is None and cls.__module__.startswith("keras.src.backend."):
-        # Keras's own backend-specific subclass of a supported class (on torch, `keras.optimizers.Adam`
+    if cls not in _RULES and cls.__module__.startswith("keras.src.backend."):
+        # Keras's own backend-specific subclass of a Keras class (on torch, `keras.optimizers.Adam`
         # builds a fused `torch_adam.Adam`): the same update rule, the same state.
-        rule = next((_RULES[base] for base in cls.__mro__[1:] if base in _RULES), None)
+        cls = next((base for base in cls.__mro__[1:] if base in _RULES or base in _NO_DIAGONAL_P), cls)
+    rule = _RULES.get(cls)
     if rule is None:
+        reason = _NO_DIAGONAL_P.get(cls)
+        if reason is not None:
+            raise TypeError(f"`{function}` does not apply to keras.optimizers.{cls.__name__}: {reason}. "
+                            f"{_SUPPORTED_MESSAGE}")
         raise _unsupported(optimizer, function)
     return rule
 
@@ -641,11 +737,15 @@ def preconditioner_of(optimizer, variables, gradients=None):
     | RMSprop             | sqrt(v + ε)  (centered: sqrt(v - ḡ² + ε))             |
     | Adagrad             | sqrt(A_0 + Σ g² + ε),  A_0 = initial_accumulator_value |
     | Adafactor           | η · sqrt(v) · c / (ρ · max(ε2, RMS(x_{t-1})))         |
+    | Adamax              | (1-β1^t) · (u + ε),  u = max(β2 u, abs(g))            |
+    | Adadelta            | sqrt(G_t + ε) / sqrt(D_{t-1} + ε)  (u = g)            |
+    | Lamb                | (1-β1^t) · (sqrt(v̂) + ε) / r_t, r_t the trust ratio  |
 
     with Nadam's a = μ_{t+1}/(1-Π_{t+1}), b = (1-μ_t)/(1-Π_t) and Adafactor's
     ρ = min(η, 1/sqrt(t)) and clipping factor
     c = max(1, RMS(g/sqrt(v)) / clip_threshold) (see the module docstring).
-    Before the first update P = 1. For a `keras.optimizers.MultiOptimizer`,
+    Lion, Muon, Ftrl and ScheduleFreeAdamW have no such P: a TypeError says
+    why. Before the first update P = 1. For a `keras.optimizers.MultiOptimizer`,
     each variable's P is that of the sub-optimizer k that updates it,
     P_t^(k) (its slots, its t), so that P of the whole network is
     diag(P^(1), ..., P^(K)) over the blocks B_k of the sub-optimizers.
@@ -891,7 +991,8 @@ def second_moment_of(optimizer):
     | Adam, AdamW (incl. amsgrad), Nadam         | ema   | beta_2  | 1/2 |
     | RMSprop (not centered)                     | ema   | rho     | 1/2 |
     | Adagrad                                    | sum   | -       | 1/2 |
-    | RMSprop centered, SGD, Adafactor           | none  | -       | -   |
+    | RMSprop centered, SGD, Adafactor, Adamax,  | none  | -       | -   |
+    | Adadelta, Lamb                             |       |         |     |
 
     A tf_adaptive optimizer describes itself (its ``second_moment``); a
     LossScaleOptimizer is unwrapped. `analysis_tools.reference_law_of` reads

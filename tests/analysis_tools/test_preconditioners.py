@@ -51,6 +51,11 @@ CONFIGS = {
     "SGD-momentum-schedule": lambda: keras.optimizers.SGD(
         schedules.ExponentialDecay(0.05, decay_steps=1, decay_rate=0.5), momentum=0.9),
     "SGD-nesterov": lambda: keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
+    "Adamax": lambda: keras.optimizers.Adamax(0.05, epsilon=0.01),
+    "Adadelta": lambda: keras.optimizers.Adadelta(0.5, epsilon=0.01),
+    "Adadelta-default": lambda: keras.optimizers.Adadelta(1.0),
+    "Lamb": lambda: keras.optimizers.Lamb(0.05, epsilon=0.01),
+    "Lamb-schedule": lambda: keras.optimizers.Lamb(schedules.ExponentialDecay(0.3, decay_steps=1, decay_rate=0.5)),
 }
 
 
@@ -173,6 +178,9 @@ def test_learning_rate_of_the_last_update_and_gradient_accumulation():
         (keras.optimizers.SGD(0.02), thresholds.NONE, 0.0),
         (keras.optimizers.SGD(0.02, momentum=0.9), thresholds.HEAVY_BALL, 0.9),
         (keras.optimizers.SGD(0.02, momentum=0.9, nesterov=True), thresholds.NESTEROV, 0.9),
+        (keras.optimizers.Adamax(0.02), thresholds.EMA_HEAVY_BALL, 0.9),
+        (keras.optimizers.Adadelta(0.02), thresholds.NONE, 0.0),
+        (keras.optimizers.Lamb(0.02, beta_1=0.8), thresholds.EMA_HEAVY_BALL, 0.8),
     ],
     ids=lambda x: x if isinstance(x, str) else None,
 )
@@ -221,12 +229,36 @@ def test_loss_scale_optimizer_is_unwrapped():
     assert pc.stability_threshold_of(optimizer) == pc.stability_threshold_of(inner)
 
 
+def test_lamb_from_zero_weights_takes_keras_ratio_of_one():
+    # A zero-initialized bias: Keras's trust ratio is 1 at the first step, which the recovery must see.
+    variables = [keras.Variable(np.zeros((3,), "float32")), keras.Variable(np.ones((2, 2), "float32"))]
+    optimizer = keras.optimizers.Lamb(0.05)
+    rng = np.random.default_rng(0)
+    grads = [rng.normal(size=v.shape).astype("float32") for v in variables]
+    before = numpy_values(variables)
+    optimizer.apply(tensors(grads), variables)
+    assert_last_update_matches(optimizer, variables, before, grads)
+
+
+@pytest.mark.parametrize("name", ["Lion", "Muon", "Ftrl", "ScheduleFreeAdamW"])
+def test_optimizers_without_a_diagonal_p_say_why(name):
+    optimizer = getattr(keras.optimizers, name)(0.01)
+    variables = make_variables()
+    optimizer.build(variables)
+    reason = {"Lion": "sign", "Muon": "orthogonalized", "Ftrl": "accumulated sums",
+              "ScheduleFreeAdamW": "interpolation"}[name]
+    with pytest.raises(TypeError, match=f"does not apply to keras.optimizers.{name}: .*{reason}"):
+        pc.preconditioner_of(optimizer, variables)
+    with pytest.raises(TypeError, match="does not apply"):
+        pc.stability_threshold_of(optimizer)
+
+
 def test_unsupported_optimizer_type_error_lists_supported():
     class MyAdam(keras.optimizers.Adam):
         pass
 
     variables = make_variables()
-    for optimizer in (keras.optimizers.Lion(0.01), MyAdam(0.01)):
+    for optimizer in (keras.optimizers.Lion(0.01), MyAdam(0.01), keras.optimizers.Ftrl(0.01)):
         optimizer.build(variables)
         for call in (lambda: pc.preconditioner_of(optimizer, variables),
                      lambda: pc.momentum_of(optimizer, variables),
