@@ -576,14 +576,11 @@ def _norm_before_step(x, direction, step, reduce):
     return ops.where(rb >= 0, (rb + d) / q, a / (d - rb))
 
 
-class _Adamax(_Rule):
-    """x_t = x_(t-1) - η m / ((1 - β1^t)(u + ε)), u = max(β2 u, |g|): P = (1 - β1^t)(u + ε)."""
+class _Adamax(_Adam):
+    """x_t = x_(t-1) - η m / ((1 - β1^t)(u + ε)), u = max(β2 u, |g|): P = (1 - β1^t)(u + ε); Adam's u and threshold."""
 
-    def momentum_type(self, opt):
-        return thresholds.EMA_HEAVY_BALL, _scalar(opt.beta_1)
-
-    def u_needs_gradient(self, opt):
-        return False
+    def second_moment(self, opt):  # an infinity norm, not a power of an average of g²
+        return SecondMoment(SecondMoment.NONE)
 
     def preconditioner(self, ctx):
         opt = ctx.optimizer
@@ -614,20 +611,17 @@ class _Adadelta(_Rule):
         return ops.sqrt(accumulated) / ops.sqrt(ops.maximum(previous, 0.0) + epsilon)
 
 
-class _Lamb(_Rule):
+class _Lamb(_Adam):
     """x_t = x_(t-1) - η r_t m / ((1 - β1^t)(√v̂ + ε)) with Lamb's trust ratio r_t = ‖x_(t-1)‖ / ‖m̂ / (√v̂ + ε)‖.
 
-    P = (1 - β1^t)(√v̂ + ε) / r_t, one scale per variable, u = m. ‖x_(t-1)‖
+    P = (1 - β1^t)(√v̂ + ε) / r_t, one scale per variable; Adam's u = m and threshold. ‖x_(t-1)‖
     is recovered from x_t (the norm before a step it scaled); Keras's ratio
     is 1 where x_(t-1) = 0 (a zero-initialized bias at the first step),
     recognized by x_t = -η m̂ / (√v̂ + ε).
     """
 
-    def momentum_type(self, opt):
-        return thresholds.EMA_HEAVY_BALL, _scalar(opt.beta_1)
-
-    def u_needs_gradient(self, opt):
-        return False
+    def second_moment(self, opt):  # scaled per variable by the trust ratio
+        return SecondMoment(SecondMoment.NONE)
 
     def preconditioner(self, ctx):
         opt = ctx.optimizer
@@ -641,9 +635,6 @@ class _Lamb(_Rule):
         from_zero = ops.sqrt(ops.sum(ops.square(x + ctx.eta * update))) <= 1e-6 * ops.sqrt(ops.sum(ops.square(x)))
         ratio = ops.where(ops.logical_or(from_zero, ops.logical_not(update_norm > 0)), 1.0, previous / update_norm)
         return (1.0 - beta_1_power) * denominator / ratio
-
-    def momentum(self, ctx):
-        return ctx.slot(ctx.optimizer._momentums)
 
 
 _RULES = {
