@@ -23,6 +23,7 @@ Every public function and class is importable from here.
 """
 
 from analysis_tools.curvature import (
+    Alignment,
     DiagonalEstimate,
     EmpiricalFisherOperator,
     FisherOperator,
@@ -34,6 +35,7 @@ from analysis_tools.curvature import (
     SharpnessRecord,
     SpectralDensity,
     TraceEstimate,
+    alignment,
     curvature_diagonal,
     curvature_operator,
     hessian_eigenvalues,
@@ -43,6 +45,7 @@ from analysis_tools.curvature import (
     hutchinson_diagonal,
     model_blocks,
     plot_spectral_density,
+    principal_angles,
     preconditioned_sharpness,
     sharpness,
     slq,
@@ -109,6 +112,7 @@ from analysis_tools.updates import (
 
 __all__ = [
     "AdaptiveUpdate",
+    "Alignment",
     "DiagonalEstimate",
     "EmpiricalFisherOperator",
     "EmpiricalVariance",
@@ -144,6 +148,7 @@ __all__ = [
     "asymptotic_growth_factor",
     "clipped_fraction_of",
     "count_modes",
+    "alignment",
     "curvature_diagonal",
     "curvature_operator",
     "effective_sample_size",
@@ -164,6 +169,7 @@ __all__ = [
     "model_blocks",
     "momentum_of",
     "plot_spectral_density",
+    "principal_angles",
     "preconditioned_sharpness",
     "preconditioner_of",
     "rectification",

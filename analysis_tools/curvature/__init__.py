@@ -8,6 +8,9 @@
   function below takes ``curvature=``.
 * `curvature_diagonal`, `hutchinson_diagonal`, `DiagonalEstimate`
   (`diagonal`): diag(A) of any of them, with a standard error per coordinate.
+* `alignment`, `principal_angles`, `Alignment` (`agreement`): how well a
+  preconditioner follows a curvature diagonal, and the angles between two
+  eigenspaces.
 * `Lanczos`, `LanczosResult` (`lanczos`): the `tf.function` Lanczos solver.
 * `hessian_eigenvalues`, `sharpness`, `preconditioned_sharpness`,
   `top_subspace_fraction` (`eigenvalues`): λ1(H) and λ1(P⁻¹H), the top-k
@@ -34,6 +37,7 @@ from analysis_tools.curvature.eigenvalues import (
     sharpness,
     top_subspace_fraction,
 )
+from analysis_tools.curvature.agreement import Alignment, alignment, principal_angles
 from analysis_tools.curvature.diagonal import DiagonalEstimate, curvature_diagonal, hutchinson_diagonal
 from analysis_tools.curvature.density import SpectralDensity, plot_spectral_density, slq, spectral_density
 from analysis_tools.curvature.gauss_newton import (
@@ -47,6 +51,7 @@ from analysis_tools.curvature.lanczos import Lanczos, LanczosResult
 from analysis_tools.curvature.trace import TraceEstimate, hessian_trace, hutch_plus_plus, hutchinson
 
 __all__ = [
+    "Alignment",
     "DiagonalEstimate",
     "EmpiricalFisherOperator",
     "FisherOperator",
@@ -59,6 +64,7 @@ __all__ = [
     "SpectralDensity",
     "TraceEstimate",
     "hessian_eigenvalues",
+    "alignment",
     "curvature_diagonal",
     "curvature_operator",
     "hessian_trace",
@@ -67,6 +73,7 @@ __all__ = [
     "hutchinson_diagonal",
     "model_blocks",
     "plot_spectral_density",
+    "principal_angles",
     "preconditioned_sharpness",
     "sharpness",
     "slq",
