@@ -24,7 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from analysis_tools._second_order import ExactMoments
+from analysis_tools._second_order import ExactMoments, ExactResizeGradients
 from analysis_tools._backend import require_tensorflow_backend
 
 MODES = ("train", "inference")
@@ -123,6 +123,10 @@ class ModelLoss:
     def gradients(self, tape, target, sources, positions):
         """∂target/∂sources from `tape`, dense, with zeros where the target does not depend on a source.
 
+        Resizing takes the exact rules of `ExactResizeGradients` here too: under
+        XLA, TensorFlow's own `ResizeBilinearGrad` in a float64 model mixes
+        float32 and float64 and does not compile (SegFormer's gradient).
+
         Keras's `fit` skips a trainable variable the loss does not use (a
         KerasHub DINOv2's mask token, a head left out of the forward pass): it
         has no gradient. Here it is a direction of zero gradient and zero
@@ -135,7 +139,8 @@ class ModelLoss:
             sources: Tensors standing for trainable variables.
             positions: Their positions in `variables`.
         """
-        raw = tape.gradient(target, sources)
+        with ExactResizeGradients():  # XLA cannot compile TensorFlow's own rule in float64 (mixed precisions)
+            raw = tape.gradient(target, sources)
         self._note_unconnected([p for p, g in zip(positions, raw) if g is None])
         return [tf.zeros_like(s) if g is None else tf.convert_to_tensor(g) for g, s in zip(raw, sources)]
 

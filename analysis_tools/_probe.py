@@ -15,6 +15,8 @@ over all N examples, whatever the batch sizes and the split.
 import numpy as np
 import tensorflow as tf
 
+from analysis_tools._second_order import explained
+
 __all__ = ["FullGradient", "ProbeSet", "check_data", "probe_dataset", "probe_share", "replica_part"]
 
 
@@ -260,4 +262,6 @@ class FullGradient:
         return self.probe.sum(self._replica, initial, trainable, non_trainable)
 
     def __call__(self, trainable, non_trainable):
-        return self._function(trainable, non_trainable)
+        # XLA reports an op it cannot compile (bicubic resizing has no XLA kernel) when the function first runs.
+        with explained("the gradient over the probe set"):
+            return self._function(trainable, non_trainable)

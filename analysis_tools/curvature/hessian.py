@@ -286,7 +286,7 @@ class HessianOperator:
             parent, positions = self._within
             return tf.cast(tf.gather(parent.matvec(self._in_parent(vector)), positions), vector.dtype)
         trainable, non_trainable = self._current_values()
-        with explained("a Hessian-vector product"):
+        with explained(self._product_name):
             product = self._hvp(trainable, non_trainable, tf.cast(vector, tf.float64))
         return tf.cast(product, vector.dtype)
 

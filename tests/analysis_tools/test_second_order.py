@@ -151,6 +151,27 @@ def test_resizing_rule_compiles_with_xla(kind):
     assert np.linalg.norm(a - b) / np.linalg.norm(b) < (1e-12 if kind == "nearest" else 1e-6)
 
 
+def test_the_gradient_of_a_float64_resizing_model_compiles_with_xla():
+    # TensorFlow's ResizeBilinearGrad under XLA, in a float64 model whose resize computes in float32, mixes
+    # the two precisions and fails XLA's verifier (a KerasHub SegFormer's gradient); the exact rule compiles.
+    model, data = _resizing_model(RESIZINGS["bilinear"])
+    compiled, plain = (analysis_tools.HessianOperator(model, data, jit_compile=jit) for jit in (True, False))
+    gradient, loss = compiled.gradient()
+    expected, expected_loss = plain.gradient()
+    # The resize runs in float32 either way, computed differently by XLA.
+    assert np.linalg.norm(gradient.numpy() - expected.numpy()) / np.linalg.norm(expected.numpy()) < 1e-6
+    assert float(loss) == pytest.approx(float(expected_loss), rel=1e-6)
+
+
+def test_bicubic_resizing_under_xla_is_named_with_what_to_do():
+    # XLA has no ResizeBicubic kernel at all, not even for the forward pass.
+    model, data = _resizing_model(RESIZINGS["bicubic"])
+    operator = analysis_tools.HessianOperator(model, data, jit_compile=True)
+    with pytest.raises(ValueError, match=r"XLA has no kernel for the op ResizeBicubic.*jit_compile=False"):
+        operator.gradient()
+    assert np.isfinite(analysis_tools.HessianOperator(model, data, jit_compile=False).gradient()[1])
+
+
 def test_resize_rules_are_restored_outside_a_product():
     from tensorflow.python.framework import ops
 

@@ -60,8 +60,11 @@ def test_inception_v3_is_cut_at_its_modules():
     model = _application(keras.applications.InceptionV3, 75)
     names = _names(model)
     assert names[-12:] == [f"mixed{i}" for i in range(11)] + ["predictions"]
-    # The stem is a chain of automatically named layers: one block each, never merged.
-    assert names[:4] == ["conv2d", "batch_normalization", "conv2d_1", "batch_normalization_1"]
+    # The stem is a chain of automatically named layers (conv2d_i, batch_normalization_j: the numbers
+    # depend on what the process built before): one block each, never merged.
+    stem = [layer.name for layer in model.layers if layer.weights][:4]
+    assert names[:4] == stem
+    assert [name.rstrip("_0123456789") for name in stem] == ["conv2d", "batch_normalization"] * 2
 
 
 def test_chains_of_automatically_named_layers_stay_one_block_a_layer():
