@@ -10,6 +10,14 @@
   NaN with one product).
 * ``estimator="exact"``: A e_j for every unit vector e_j, n products; for
   small models and for checking the estimator.
+* ``estimator="per_example"``, for the empirical Fisher and the Fisher
+  (`EmpiricalFisherOperator`, `FisherOperator`): from per-example
+  gradients, one vectorized Jacobian per batch (about n_b gradients, no
+  products). The empirical Fisher's diagonal (1/N) Σ_n (∇ℓ_n)² is then
+  exact (standard error 0). The Fisher's is the mean over its ``samples``
+  draws of (1/w) Σ_n u_n², u_n a draw's per-example gradient: unbiased for
+  diag F, exactly the operator's where an example has one loss term, with
+  the standard error of the mean over the draws (NaN for one draw).
 
 `A` is any operator (`HessianOperator`, `GGNOperator`, the Fishers, their
 blocks); with a preconditioner, the diagonal of P^{-1/2} A P^{-1/2}, which is
@@ -29,7 +37,7 @@ from analysis_tools.curvature.hessian import operator_and_matvec
 
 __all__ = ["DiagonalEstimate", "curvature_diagonal", "exact_diagonal", "hutchinson_diagonal"]
 
-DIAGONAL_ESTIMATORS = ("hutchinson", "exact")
+DIAGONAL_ESTIMATORS = ("hutchinson", "exact", "per_example")
 
 
 class DiagonalEstimate(NamedTuple):
@@ -41,7 +49,7 @@ class DiagonalEstimate(NamedTuple):
             Hutchinson terms over √(their number), NaN with a single term, 0
             for the exact diagonal.
         num_products: The products A v it took.
-        estimator: ``"hutchinson"`` or ``"exact"``.
+        estimator: ``"hutchinson"``, ``"exact"`` or ``"per_example"``.
     """
 
     estimate: np.ndarray
@@ -102,7 +110,8 @@ def curvature_diagonal(model, data=None, loss=None, preconditioner=None, num_pro
         loss: Defaults to the model's compiled loss.
         preconditioner: Optional list of P tensors, one per trainable variable.
         num_products: For ``estimator="hutchinson"``, the products (≥ 1).
-        estimator: ``"hutchinson"`` (default) or ``"exact"`` (n products).
+        estimator: ``"hutchinson"`` (default), ``"exact"`` (n products) or
+            ``"per_example"`` (the Fishers; see the module docstring).
         seed: Seed of the Rademacher vectors.
         **operator_kwargs: As `hessian_trace`'s, ``curvature=`` among them.
 
@@ -111,13 +120,25 @@ def curvature_diagonal(model, data=None, loss=None, preconditioner=None, num_pro
         (`operator.unflatten` gives one tensor per variable).
 
     Raises:
-        ValueError: If `estimator` is unknown or `num_products` < 1; and as
-            the operator.
+        ValueError: If `estimator` is unknown or `num_products` < 1, or
+            ``"per_example"`` meets another curvature; and as the operator.
     """
     if estimator not in DIAGONAL_ESTIMATORS:
         raise ValueError(f"`estimator` must be one of {DIAGONAL_ESTIMATORS}, got {estimator!r}.")
     check_count("num_products", num_products, 1)
     operator, matvec = operator_and_matvec(model, data, loss, preconditioner, **operator_kwargs)
+    if estimator == "per_example":
+        if operator.curvature not in ("empirical_fisher", "fisher"):
+            raise ValueError(f"estimator='per_example' needs the empirical Fisher or the Fisher, not "
+                             f"{type(operator).__name__}'s curvature; use 'hutchinson' or 'exact'.")
+        rows = operator.per_example_diagonal().numpy()
+        if preconditioner is not None:
+            rows = rows * np.square(operator.preconditioner_scale.numpy())
+        if rows.shape[0] == 1:
+            error = np.zeros(rows.shape[1]) if operator.curvature == "empirical_fisher" else np.full(rows.shape[1], np.nan)
+        else:
+            error = rows.std(axis=0, ddof=1) / np.sqrt(rows.shape[0])
+        return DiagonalEstimate(rows.mean(axis=0), error, 0, "per_example")
     if estimator == "exact":
         return exact_diagonal(matvec, operator.dimension)
     return hutchinson_diagonal(matvec, operator.dimension, num_products, seed)

@@ -44,6 +44,7 @@ import numpy as np
 import tensorflow as tf
 
 from analysis_tools._tensors import check_count
+from analysis_tools._second_order import ExactResizeGradients, explained
 from analysis_tools.curvature.hessian import HessianOperator
 
 __all__ = ["CURVATURES", "EmpiricalFisherOperator", "FisherOperator", "GGNOperator", "curvature_operator"]
@@ -89,6 +90,65 @@ class _OutputCurvature(HessianOperator):
             hessian_r = accumulator.jvp(regularization_gradient, unconnected_gradients=_ZERO)
             parts = [p + regularization_weight * tf.cast(h, self.dtype) for p, h in zip(parts, hessian_r)]
         return self._flatten(parts, vector.dtype)
+
+    # ------------------------------------------------------ per-example diagonal
+    def per_example_diagonal(self):
+        """Σ_n c_n (J_nᵀ g_n)² from per-example gradients (see `EmpiricalFisherOperator`, `FisherOperator`).
+
+        One Jacobian of the examples' output-gradient products per batch
+        (`tf.GradientTape.jacobian`, vectorized): the cost of about n_b
+        gradients and n_b × (parameters) of memory per replica.
+
+        Returns:
+            [rows, n] float64, flat in the operator's order of variables: one
+            row for the empirical Fisher (its diagonal, exact), one row per
+            draw for the Fisher (each an unbiased estimate).
+
+        Raises:
+            ValueError: If the regularization losses are included and the model
+                has any (their Hessian's diagonal is not computed here).
+        """
+        if self._loss.include_regularization and self.model.losses:
+            raise ValueError("The per-example diagonal leaves out the regularization losses' Hessian: build the "
+                             "operator with include_regularization=False, or use curvature_diagonal's Hutchinson.")
+        if getattr(self, "_diagonal_function", None) is None:
+            self._replica_diagonal_function = tf.function(self._replica_diagonal, jit_compile=self.jit_compile)
+            self._diagonal_function = tf.function(
+                lambda trainable, non_trainable: self.probe.sum(
+                    self._replica_diagonal_function, (tf.zeros([self._diagonal_rows, self.dimension], tf.float64),),
+                    trainable, non_trainable)[0])
+        trainable, non_trainable = self._current_values()
+        with explained(f"the per-example diagonal of {self._purpose}"):
+            return self._diagonal_function(trainable, non_trainable)
+
+    def _replica_diagonal(self, trainable, non_trainable, x, y, first):
+        count = self.probe.local_count(y)
+
+        def diagonal():
+            block = [trainable[i] for i in self._block]
+            with tf.GradientTape(persistent=True) as tape:
+                tape.watch(block)
+                y_pred, _ = self._loss.outputs(trainable, non_trainable, x)
+                weight = self.probe.weight(count, self.dtype)
+                pairs = [(tf.stop_gradient(g), factor) for g, factor in self._example_gradients(y, y_pred, weight)]
+                axes = list(range(1, len(y_pred.shape)))
+                products = [tf.reduce_sum(tf.cast(y_pred, self.dtype) * g, axis=axes) for g, _ in pairs]
+            totals = []
+            for product, (_, factor) in zip(products, pairs):
+                rows = tape.jacobian(product, block, unconnected_gradients=_ZERO, experimental_use_pfor=True)
+                flat = tf.concat([tf.reshape(tf.cast(r, tf.float64), [tf.shape(product)[0], -1]) for r in rows], 1)
+                totals.append(tf.cast(factor, tf.float64) * tf.reduce_sum(tf.square(flat), axis=0))
+            return tf.stack(totals)
+
+        zeros = tf.zeros([self._diagonal_rows, self.dimension], tf.float64)
+        with ExactResizeGradients():
+            return tf.cond(count > 0, diagonal, lambda: zeros), count
+
+    _diagonal_rows = 1
+
+    def _example_gradients(self, y, y_pred, weight):
+        """[(g, c)], one per row: output gradients g and factors c with diagonal Σ_n c (J_nᵀ g_n)²."""
+        raise ValueError(f"{type(self).__name__} has no per-example diagonal; use curvature_diagonal's Hutchinson.")
 
     def _loss_gradient(self, y, y_pred, weight):
         """∂S/∂f for this share S = weight · mean loss on the batch, at the outputs f = `y_pred`."""
@@ -138,6 +198,10 @@ class EmpiricalFisherOperator(_OutputCurvature):
         g = self._loss_gradient(y, y_pred, weight)
         per_example = tf.reduce_sum(g * tf.cast(jv, self.dtype), axis=tf.range(1, tf.rank(g)), keepdims=True)
         return float(self.probe.num_examples) * g * per_example
+
+    def _example_gradients(self, y, y_pred, weight):
+        # ∇_θ ℓ_n = N J_nᵀ g_n: diag F_emp = (1/N) Σ_n (∇ℓ_n)² = N Σ_n (J_nᵀ g_n)², exact.
+        return [(self._loss_gradient(y, y_pred, weight), float(self.probe.num_examples))]
 
 
 # The predictive distributions of the losses that are negative log-likelihoods: Keras's class and function
@@ -227,19 +291,36 @@ class FisherOperator(_OutputCurvature):
         targets = tf.stop_gradient(f + noise * np.sqrt(0.5))
         return lambda out: tf.square(targets - out)
 
-    def _output_product(self, y, y_pred, jv, weight):
-        jv = tf.cast(jv, self.dtype)
-        total = tf.zeros(tf.shape(y_pred), self.dtype)
+    @property
+    def _diagonal_rows(self):
+        return self.samples
+
+    def _sampled_gradients(self, y_pred, weight):
+        """[(g, terms)] per draw: g = ∂(weight · mean_k ℓ_k(ŷ))/∂f, and the number of terms in the batch."""
+        draws = []
         for sample in range(self.samples):
             nll = self._draw(y_pred, tf.constant([self.label_seed, sample], tf.int32))
             with tf.GradientTape() as tape:
                 tape.watch(y_pred)
                 terms = tf.cast(nll(y_pred), self.dtype)
                 share = weight * tf.reduce_mean(terms)
-            g = tf.cast(tape.gradient(share, y_pred, unconnected_gradients=_ZERO), self.dtype)
+            draws.append((tf.cast(tape.gradient(share, y_pred, unconnected_gradients=_ZERO), self.dtype),
+                          tf.cast(tf.size(terms), self.dtype)))
+        return draws
+
+    def _example_gradients(self, y, y_pred, weight):
+        # A draw's per-example gradient u_n = w Σ_t J_tᵀ ∇ℓ_t(ŷ_t) over the example's terms t (w = weight /
+        # terms): the cross terms of u_n² have mean 0 (E_ŷ ∇ℓ_t = 0, independent draws), so each draw's
+        # (1/w) Σ_n u_n² is an unbiased estimate of diag F; exactly diag F̂'s where an example has one term.
+        return [(g, terms / weight) for g, terms in self._sampled_gradients(y_pred, weight)]
+
+    def _output_product(self, y, y_pred, jv, weight):
+        jv = tf.cast(jv, self.dtype)
+        total = tf.zeros(tf.shape(y_pred), self.dtype)
+        for g, terms in self._sampled_gradients(y_pred, weight):
             # u_k = w_k g_k (g_kᵀ (J v)_k) with g = w_k ∇ℓ_k: g (gᵀ J v) / w_k, w_k = weight / terms.
             per_term = g * jv if self.likelihood != "categorical" else tf.reduce_sum(g * jv, axis=-1, keepdims=True)
-            total += g * per_term * (tf.cast(tf.size(terms), self.dtype) / weight)
+            total += g * per_term * (terms / weight)
         return total / float(self.samples)
 
 

@@ -62,3 +62,50 @@ def test_the_preconditioned_diagonal_is_the_diagonal_over_p_and_arguments_are_ch
         curvature_diagonal(operator, num_products=0)
     with pytest.raises(ValueError, match="`dimension` must be"):
         hutchinson_diagonal(tf.identity, 0)
+
+
+def test_per_example_diagonals_of_the_fishers_are_exact_for_a_classifier():
+    model, data, loss = _cnn()
+    empirical = analysis_tools.EmpiricalFisherOperator(model, data, loss=loss, batch_size=4,
+                                                       include_regularization=False)
+    dense = np.stack([empirical.matvec(e).numpy() for e in np.eye(empirical.dimension)], axis=1)
+    estimate = curvature_diagonal(empirical, estimator="per_example")
+    np.testing.assert_allclose(estimate.estimate, np.diag(dense), rtol=1e-10, atol=1e-14)
+    assert np.all(estimate.standard_error == 0) and estimate.estimator == "per_example"
+    # The Fisher: one term per example, so each draw's per-example diagonal is the operator's own.
+    fisher = analysis_tools.FisherOperator(model, data, loss=loss, batch_size=4, samples=3, label_seed=5)
+    dense = np.stack([fisher.matvec(e).numpy() for e in np.eye(fisher.dimension)], axis=1)
+    estimate = curvature_diagonal(fisher, estimator="per_example")
+    np.testing.assert_allclose(estimate.estimate, np.diag(dense), rtol=1e-10, atol=1e-14)
+    assert np.all(np.isfinite(estimate.standard_error)) and np.median(estimate.standard_error) > 0
+    p = [np.full(v.shape, 4.0) for v in model.trainable_variables]
+    np.testing.assert_allclose(curvature_diagonal(fisher, preconditioner=p, estimator="per_example").estimate,
+                               np.diag(dense) / 4.0, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.slow
+def test_per_example_fisher_diagonal_of_a_sequence_model_is_unbiased_for_the_ggn():
+    # Several loss terms per example (positions): a draw's per-example squares carry cross terms of mean 0.
+    keras.utils.set_random_seed(4)
+    tokens = keras.Input((5,), dtype="int32")
+    hidden = keras.layers.Embedding(7, 4, dtype="float64")(tokens)
+    hidden = keras.layers.Dense(6, activation="tanh", dtype="float64")(hidden)
+    model = keras.Model(tokens, keras.layers.Dense(7, dtype="float64")(hidden))
+    rng = np.random.default_rng(3)
+    data = (rng.integers(0, 7, (8, 5)).astype("int32"), rng.integers(0, 7, (8, 5)))
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
+    ggn = curvature_diagonal(model, data, loss=loss, curvature="ggn", estimator="exact").estimate
+    fisher = curvature_diagonal(model, data, loss=loss, curvature="fisher", estimator="per_example", samples=40)
+    moving = fisher.standard_error > 0
+    z = (fisher.estimate - ggn)[moving] / fisher.standard_error[moving]
+    assert np.mean(np.abs(z) > 2) < 0.1 and np.abs(z).max() < 4.5, (np.mean(np.abs(z) > 2), np.abs(z).max())
+
+
+def test_per_example_needs_a_fisher_and_no_penalty():
+    model, data, loss = _cnn()
+    with pytest.raises(ValueError, match="per_example.*not GGNOperator"):
+        curvature_diagonal(model, data, loss=loss, curvature="ggn", estimator="per_example")
+    penalized = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2, kernel_regularizer="l2")])
+    x, y = np.ones((4, 3), "float32"), np.zeros((4, 2), "float32")
+    with pytest.raises(ValueError, match="include_regularization=False"):
+        curvature_diagonal(penalized, (x, y), loss="mse", curvature="empirical_fisher", estimator="per_example")
