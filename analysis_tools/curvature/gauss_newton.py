@@ -39,6 +39,8 @@ the Fishers u_k = w_k g_k (g_kᵀ (J v)_k) summed over the loss's terms k
 with g_k their output gradients.
 """
 
+import contextlib
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -50,6 +52,18 @@ from analysis_tools.curvature.hessian import HessianOperator
 __all__ = ["CURVATURES", "EmpiricalFisherOperator", "FisherOperator", "GGNOperator", "curvature_operator"]
 
 _ZERO = tf.UnconnectedGradients.ZERO
+
+
+@contextlib.contextmanager
+def _quiet_tensorflow_log():
+    """TensorFlow's Python log at ERROR within the block (a tracing-time switch), restored after."""
+    logger = tf.get_logger()
+    level = logger.level
+    logger.setLevel("ERROR")
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 class _OutputCurvature(HessianOperator):
@@ -135,7 +149,8 @@ class _OutputCurvature(HessianOperator):
                 products = [tf.reduce_sum(tf.cast(y_pred, self.dtype) * g, axis=axes) for g, _ in pairs]
             totals = []
             for product, (_, factor) in zip(products, pairs):
-                rows = tape.jacobian(product, block, unconnected_gradients=_ZERO, experimental_use_pfor=True)
+                with _quiet_tensorflow_log():  # vectorizing an embedding's gather warns at every trace
+                    rows = tape.jacobian(product, block, unconnected_gradients=_ZERO, experimental_use_pfor=True)
                 flat = tf.concat([tf.reshape(tf.cast(r, tf.float64), [tf.shape(product)[0], -1]) for r in rows], 1)
                 totals.append(tf.cast(factor, tf.float64) * tf.reduce_sum(tf.square(flat), axis=0))
             return tf.stack(totals)
