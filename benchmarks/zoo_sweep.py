@@ -122,6 +122,17 @@ LIMITATIONS = """## Limitations that TensorFlow and KerasHub place
 * **Some KerasHub models cannot be trained in float64** (Mixtral's sparse mixture-of-experts router
   casts its token mask to float32 in the training path): their rows say so, and have no float64
   check.
+* **Some KerasHub models stop gradients on purpose** (D-FINE detaches its refined boxes between
+  decoder layers). Every derivative is then that of the loss with the stopped values held, which is
+  what `fit` follows; the library names the ops (`HessianOperator.stopped_gradients`, a warning), and
+  the sweep checks the product with the stops let through (D-FINE's backbone: 6.1e-2 with them,
+  4.8e-10 without).
+* **XLA has no kernel for bicubic resizing at all** (`ResizeBicubic`, forward pass included): a model
+  with it gets the library's `ValueError` naming the op, and runs with `jit_compile=False`.
+* **Qwen3.5's gated delta rule unrolls a 64-step Python loop per layer** (its chunked recurrence):
+  the second-order graph of even a 1-layer model did not trace and compile within the sweep's 15
+  minutes on 2 cores. Those rows are timeouts, not errors: their cost, not their numbers, is
+  unverified.
 """
 
 
