@@ -130,9 +130,9 @@ LIMITATIONS = """## Limitations that TensorFlow and KerasHub place
 * **XLA has no kernel for bicubic resizing at all** (`ResizeBicubic`, forward pass included): a model
   with it gets the library's `ValueError` naming the op, and runs with `jit_compile=False`.
 * **Qwen3.5's gated delta rule unrolls a 64-step Python loop per layer** (its chunked recurrence):
-  the second-order graph of even a 1-layer model did not trace and compile within the sweep's 15
-  minutes on 2 cores. Those rows are timeouts, not errors: their cost, not their numbers, is
-  unverified.
+  the second-order graph of the catalog's small model did not trace and compile within the sweep's
+  15 minutes (two models at a time on 2 cores). Those rows are timeouts, not errors: the numbers are
+  unchecked, and the cost is the limit.
 """
 
 
