@@ -165,8 +165,7 @@ def test_empirical_fisher_equals_per_example_gradients(net):
     assert _relative(dense, ggn) > 1e-2
 
 
-@pytest.mark.parametrize("net,loss", [("cnn_softmax", None), ("transformer_softmax", None),
-                                      ("mlp_mse", "mse"), ("mlp_bce", "bce")])
+@pytest.mark.parametrize("net,loss", [("transformer_softmax", None), ("mlp_mse", "mse"), ("mlp_bce", "bce")])
 def test_fisher_draws_average_to_the_ggn_within_three_standard_errors(net, loss):
     if net == "mlp_bce":
         model, (x, y), _ = _mlp(loss="bce")
@@ -176,8 +175,8 @@ def test_fisher_draws_average_to_the_ggn_within_three_standard_errors(net, loss)
     v = np.random.default_rng(5).normal(size=sum(int(np.prod(w.shape)) for w in model.trainable_variables))
     ggn = GGNOperator(model, (x, y), loss=loss, batch_size=4).matvec(v).numpy()
     draws = np.stack([FisherOperator(model, (x, y), loss=loss, batch_size=4, samples=4, label_seed=seed,
-                                     jit_compile=False).matvec(v).numpy() for seed in range(20)])
-    # Scalar read-outs wᵀ F̂ v (w = v and two random directions), each a mean over 20 independent draws
+                                     jit_compile=False).matvec(v).numpy() for seed in range(12)])
+    # Scalar read-outs wᵀ F̂ v (w = v and two random directions), each a mean over 12 independent draws
     # with its standard error; and the whole vector: E‖mean − G v‖² is the sum of the coordinates' variances.
     directions = np.stack([v] + [np.random.default_rng(6 + i).normal(size=v.size) for i in range(2)])
     readouts = draws @ directions.T
