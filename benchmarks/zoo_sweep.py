@@ -110,7 +110,7 @@ LIMITATIONS = """## Limitations that TensorFlow and KerasHub place
   size=[4, 4]).dtype` is `tf.float32`. Central differences then meet float32 rounding at small steps
   and the network's kinks (ReLU, max pooling) at large ones, and no step is below both: DeepLabV3's
   H v agrees to 4.9e-4 (backbone) and 1.1e-3 (segmenter) at best, while its Hessian is symmetric to
-  6e-9 and the product itself is exact (the resize's second derivative is tested against central
+  6e-9 and the product itself is exact; SegFormer's backbone to 1.7e-3 (the resize's second derivative is tested against central
   differences on smooth networks in `tests/analysis_tools/test_second_order.py`). These rows are
   "limited" and name the ops.
 
