@@ -241,11 +241,21 @@ def find_layer(model, name):
 
 
 def _named(model, name):
-    """The trainable variables of the layer or block `model` calls `name`, and a label for messages."""
+    """The trainable variables of the layer or block `model` calls `name`, and a label for messages.
+
+    A block of several layers takes precedence over a layer of the same name: a block is named after
+    its unit's output layer (a T5 decoder's `decoder_output_dropout`), which may hold no weights.
+    """
+    blocks = None
+    if "/" not in name:
+        blocks = layer_blocks(model)
+        for block_name, layers in blocks:
+            if block_name == name and len(layers) > 1:
+                return [v for layer in layers for v in layer.trainable_variables], f"block {name!r}"
     try:
         return list(find_layer(model, name).trainable_variables), f"layer {name!r}"
     except ValueError:
-        for block_name, layers in layer_blocks(model):
+        for block_name, layers in blocks if blocks is not None else layer_blocks(model):
             if block_name == name:
                 return [v for layer in layers for v in layer.trainable_variables], f"block {name!r}"
         raise

@@ -73,6 +73,22 @@ def test_chains_of_automatically_named_layers_stay_one_block_a_layer():
     assert _names(model) == [layer.name for layer in layers]  # dense_i, dense_j, dense_k: never merged
 
 
+def test_a_block_named_after_a_weightless_layer_is_measured_as_the_block():
+    # A unit whose weighted layers share no prefix is named after its output layer, here a weightless Add
+    # (as a KerasHub T5 decoder's block is named `decoder_output_dropout`): that name must select the
+    # block, not the weightless layer.
+    inputs = keras.Input((4,))
+    h = keras.layers.Dense(4, name="stem")(inputs)
+    mixed = keras.layers.Add(name="mix")([keras.layers.Dense(4, name="left")(h), keras.layers.Dense(4, name="right")(h)])
+    outputs = keras.layers.Dense(2, name="head")(mixed)
+    model = keras.Model(inputs, outputs)
+    assert _names(model) == ["stem", "mix", "head"]
+    x, y = np.random.default_rng(0).normal(size=(8, 4)), np.random.default_rng(1).normal(size=(8, 2))
+    operator = HessianOperator(model, (x, y), loss="mse", variables="mix")
+    assert {v.path for v in operator.variables} == {"left/kernel", "left/bias", "right/kernel", "right/bias"}
+    assert HessianOperator(model, (x, y), loss="mse", variables="left").dimension == 20
+
+
 def test_a_residual_unit_is_one_block_named_by_its_layers_prefix():
     inputs = keras.Input((4,))
     h = keras.layers.Dense(4, name="stem")(inputs)
