@@ -175,8 +175,8 @@ def test_fisher_draws_average_to_the_ggn_within_three_standard_errors(net, loss)
     v = np.random.default_rng(5).normal(size=sum(int(np.prod(w.shape)) for w in model.trainable_variables))
     ggn = GGNOperator(model, (x, y), loss=loss, batch_size=4).matvec(v).numpy()
     draws = np.stack([FisherOperator(model, (x, y), loss=loss, batch_size=4, samples=4, label_seed=seed,
-                                     jit_compile=False).matvec(v).numpy() for seed in range(12)])
-    # Scalar read-outs wᵀ F̂ v (w = v and two random directions), each a mean over 12 independent draws
+                                     jit_compile=False).matvec(v).numpy() for seed in range(8)])
+    # Scalar read-outs wᵀ F̂ v (w = v and two random directions), each a mean over 8 independent draws
     # with its standard error; and the whole vector: E‖mean − G v‖² is the sum of the coordinates' variances.
     directions = np.stack([v] + [np.random.default_rng(6 + i).normal(size=v.size) for i in range(2)])
     readouts = draws @ directions.T
@@ -265,10 +265,10 @@ def test_under_a_mirrored_strategy_each_replica_takes_its_share_and_the_operator
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
                                               cross_device_ops=tf.distribute.ReductionToOneDevice())
     if curvature == "fisher":
-        # The draws follow each replica's part of a batch, so only E F̂ = G is shared: vᵀF̂v over 8 seeds.
+        # The draws follow each replica's part of a batch, so only E F̂ = G is shared: vᵀF̂v over 5 seeds.
         readouts = [v @ curvature_operator(model, (x, y), curvature=curvature, loss=loss, batch_size=3,
                                            strategy=strategy, samples=8, label_seed=seed,
-                                           jit_compile=False).matvec(v).numpy() for seed in range(8)]
+                                           jit_compile=False).matvec(v).numpy() for seed in range(5)]
         expected = v @ GGNOperator(model, (x, y), loss=loss).matvec(v).numpy()
         assert abs(np.mean(readouts) - expected) < 3 * np.std(readouts, ddof=1) / np.sqrt(len(readouts))
         return
