@@ -1,10 +1,20 @@
-"""What several benchmark scripts share: the peak RSS, and a `SharpnessCallback` that times its measurements."""
+"""What several benchmark scripts share: the peak RSS, a median time, and a `SharpnessCallback` that times its measurements."""
 
 import resource
 import sys
 import time
 
 from analysis_tools import SharpnessCallback
+
+
+def median_seconds(function, repeats):
+    """The median wall time of `repeats` calls of `function()`, in seconds."""
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return sorted(times)[len(times) // 2]
 
 
 def peak_rss_mb():

@@ -31,15 +31,6 @@ flags.DEFINE_integer("repeats", 10, "Timed products per curvature (the median is
 CURVATURES = ("hessian", "ggn", "empirical_fisher", "fisher")
 
 
-def _median_seconds(function, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
 def measure(name, repeats):
     """{curvature: (first call s, median product s)} on one zoo model."""
     import warnings
@@ -49,6 +40,7 @@ def measure(name, repeats):
 
     import analysis_tools
     from tests.analysis_tools import zoo
+    from _timing import median_seconds  # benchmarks/_timing.py, next to this script
 
     warnings.simplefilter("ignore")
     model, (x, y) = zoo.build(name, jit_compile=True)
@@ -59,7 +51,7 @@ def measure(name, repeats):
         start = time.perf_counter()
         operator.matvec(vector).numpy()
         first = time.perf_counter() - start
-        results[curvature] = (first, _median_seconds(lambda: operator.matvec(vector).numpy(), repeats))
+        results[curvature] = (first, median_seconds(lambda: operator.matvec(vector).numpy(), repeats))
     return results
 
 

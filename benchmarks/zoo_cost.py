@@ -43,15 +43,6 @@ flags.DEFINE_integer("repeats", 10, "Timed calls of the step and of the product 
 flags.DEFINE_string("child", None, "Internal: measure this one model and print one result line.")
 
 
-def _median_seconds(function, repeats):
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return sorted(times)[len(times) // 2]
-
-
 def measure(name, repeats):
     """One model's numbers, as a dict (run in a process of its own)."""
     import numpy as np
@@ -59,6 +50,7 @@ def measure(name, repeats):
 
     import analysis_tools
     from tests.analysis_tools import zoo
+    from _timing import median_seconds  # benchmarks/_timing.py, next to this script
 
     model, (x, y) = zoo.build(name, jit_compile=True)
     start = time.perf_counter()
@@ -66,7 +58,7 @@ def measure(name, repeats):
     step_compile = time.perf_counter() - start
     # The compiled step itself, as `fit` calls it, without fit's per-epoch set-up.
     iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
-    step = _median_seconds(lambda: tf.nest.map_structure(
+    step = median_seconds(lambda: tf.nest.map_structure(
         lambda t: t.numpy(), model.train_function(iterator)), repeats)
 
     operator = analysis_tools.HessianOperator(model, (x, y))
@@ -74,7 +66,7 @@ def measure(name, repeats):
     start = time.perf_counter()
     operator.matvec(vector).numpy()
     product_compile = time.perf_counter() - start
-    product = _median_seconds(lambda: operator.matvec(vector).numpy(), repeats)
+    product = median_seconds(lambda: operator.matvec(vector).numpy(), repeats)
 
     preconditioner = analysis_tools.preconditioner_of(model.optimizer, model.trainable_variables)
     start = time.perf_counter()
