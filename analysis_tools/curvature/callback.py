@@ -25,6 +25,8 @@ from analysis_tools.preconditioners import (
 
 __all__ = ["SharpnessCallback", "SharpnessRecord"]
 
+# The solver mode of each problem (`HessianOperator.solver`).
+_MODES = {"raw": False, "preconditioned": "scratch"}
 _SHARPNESS_KEYS = {"raw": "sharpness", "preconditioned": "preconditioned_sharpness"}
 _TRACE_KEYS = {"raw": "hessian_trace", "preconditioned": "preconditioned_hessian_trace"}
 _SEEDS = {"raw": 0, "preconditioned": 1}  # of the random starts of each problem
@@ -242,8 +244,9 @@ class SharpnessCallback(MeasurementCallback):
         # The operators' own solvers (`HessianOperator.solver`): the functions given
         # `self.operator` reuse their traced loops. Each problem keeps its own seed (`_SEEDS`
         # of its kind) and call count, so its random starts are those of a solver of its own.
-        self._solvers = {kind: self._operator.solver(kind == "preconditioned", self.max_iterations, self.k,
-                                                     return_vectors)
+        # P⁻¹H is measured on a new `preconditioned` operator each time; its solver runs in the loop of
+        # mode "scratch", traced once, that every preconditioned operator of this one shares.
+        self._solvers = {kind: self._operator.solver(_MODES[kind], self.max_iterations, self.k, return_vectors)
                          for kind in self._kinds()}
         self._layer_operators = {}
         if self.blocks is not None:
@@ -258,23 +261,22 @@ class SharpnessCallback(MeasurementCallback):
             self._layer_operators[name] = operator
             for kind in self._kinds():
                 self._solvers[f"{kind}/{name}"] = operator.solver(
-                    kind == "preconditioned", self.max_iterations, self.k, self.warm_start)
+                    _MODES[kind], self.max_iterations, self.k, self.warm_start)
         if self.density:
             primary = "preconditioned" if self.preconditioned else "raw"
-            self._density_solver = self._operator.solver(primary == "preconditioned", self.density_iterations)
+            self._density_solver = self._operator.solver(_MODES[primary], self.density_iterations)
         self._calls = {name: 0 for name in self._solvers}
         self._previous_vectors = {}
 
-    def _matvecs(self, operator, preconditioner):
-        """{kind: v ↦ H v or P^{-1/2} H P^{-1/2} v} of `operator`, P set from `preconditioner` first."""
-        matvecs = {}
-        for kind in self._kinds():
-            if kind == "raw":
-                matvecs[kind] = operator.matvec
-            else:
-                operator.set_preconditioner(preconditioner)
-                matvecs[kind] = operator.preconditioned_matvec
-        return matvecs
+    def _problems(self, operator, preconditioner):
+        """{kind: `operator` (H) or ``operator.preconditioned(P)`` (P^{-1/2} H P^{-1/2})}; nothing is stored in it."""
+        return {kind: operator if kind == "raw" else operator.preconditioned(preconditioner)
+                for kind in self._kinds()}
+
+    @staticmethod
+    def _solver_of(problem, shared):
+        """`problem`'s solver of `shared`'s sizes: `shared` itself, or a preconditioned operator's wrapper of it."""
+        return problem.solver(False, shared.max_iterations, shared.k, shared.return_vectors)
 
     @property
     def operator(self):
@@ -309,8 +311,8 @@ class SharpnessCallback(MeasurementCallback):
         self._calls = {name: 0 for name in getattr(self, "_solvers", {})}  # a new callback's random starts
 
     # ---------------------------------------------------------- measuring
-    def _solve(self, name, matvec):
-        solver = self._solvers[name]
+    def _solve(self, name, problem):
+        solver, matvec = self._solver_of(problem, self._solvers[name]), problem.matvec
         kind = name.partition("/")[0]  # "raw/<layer>" is a raw problem
         settings = dict(tolerance=self.tol, criterion="eigenvalue", seed=_SEEDS[kind], call=self._calls[name])
         self._calls[name] += 1
@@ -350,9 +352,9 @@ class SharpnessCallback(MeasurementCallback):
         results = {}
         variables = self.model.trainable_variables
         preconditioner = preconditioner_of(optimizer, variables) if self.preconditioned else None
-        matvecs = self._matvecs(self._operator, preconditioner)
-        for kind, matvec in matvecs.items():
-            results[kind] = self._solve(kind, matvec)
+        problems = self._problems(self._operator, preconditioner)
+        for kind, problem in problems.items():
+            results[kind] = self._solve(kind, problem)
             values[_SHARPNESS_KEYS[kind]] = float(results[kind].eigenvalues[0])
         threshold = stability_threshold_of(optimizer)
         clipped = clipped_fraction_of(optimizer, variables)
@@ -363,26 +365,27 @@ class SharpnessCallback(MeasurementCallback):
         if clipped is not None:
             values["clipped_fraction"] = clipped
         for layer, operator in self._layer_operators.items():
-            for kind, matvec in self._matvecs(operator, preconditioner).items():
-                results[f"{kind}/{layer}"] = result = self._solve(f"{kind}/{layer}", matvec)
+            for kind, problem in self._problems(operator, preconditioner).items():
+                results[f"{kind}/{layer}"] = result = self._solve(f"{kind}/{layer}", problem)
                 values[f"{_SHARPNESS_KEYS[kind]}/{layer}"] = float(result.eigenvalues[0])
         # The quantity the density and the top-subspace fraction describe: P⁻¹H when measured, else H.
         primary = "preconditioned" if self.preconditioned else "raw"
         traces, densities, histograms = {}, {}, {}
         if self.trace:
-            for kind, matvec in matvecs.items():
+            for kind, problem in problems.items():
                 key = _TRACE_KEYS[kind]
-                traces[kind] = hutch_plus_plus(matvec, self._operator.dimension, self.trace_samples,
+                traces[kind] = hutch_plus_plus(problem.matvec, self._operator.dimension, self.trace_samples,
                                                len(self.records))
                 values[key] = traces[kind].estimate
                 values[f"{key}_standard_error"] = traces[kind].standard_error
         if self.density:
-            densities[primary] = slq_with(self._density_solver, matvecs[primary], self.density_vectors,
+            densities[primary] = slq_with(self._solver_of(problems[primary], self._density_solver),
+                                          problems[primary].matvec, self.density_vectors,
                                           np.random.default_rng([11, len(self.records)]), seed=11)
             histograms["spectral_density"] = density_sample(densities[primary])
         if self.fraction_in_top_subspace:
             gradient, _ = self._operator.gradient()
-            scale = self._operator.preconditioner_scale if self.preconditioned else None
+            scale = problems["preconditioned"].preconditioner_scale if self.preconditioned else None
             values["top_subspace_fraction"], _ = top_subspace_fraction(
                 gradient, results[primary].eigenvectors, scale
             )

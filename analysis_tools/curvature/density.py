@@ -198,7 +198,7 @@ def spectral_density(model, data=None, loss=None, preconditioner=None, num_vecto
     """
     operator, matvec = operator_and_matvec(model, data, loss, preconditioner, **operator_kwargs)
     num_vectors = check_count("num_vectors", num_vectors)
-    solver = operator.solver(preconditioner is not None, check_count("num_iterations", num_iterations))
+    solver = operator.solver(False, check_count("num_iterations", num_iterations))
     return slq_with(solver, matvec, num_vectors, np.random.default_rng(seed), seed=seed)
 
 

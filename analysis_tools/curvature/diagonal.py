@@ -131,9 +131,7 @@ def curvature_diagonal(model, data=None, loss=None, preconditioner=None, num_pro
         if operator.curvature not in ("empirical_fisher", "fisher"):
             raise ValueError(f"estimator='per_example' needs the empirical Fisher or the Fisher, not "
                              f"{type(operator).__name__}'s curvature; use 'hutchinson' or 'exact'.")
-        rows = operator.per_example_diagonal().numpy()
-        if preconditioner is not None:
-            rows = rows * np.square(operator.preconditioner_scale.numpy())
+        rows = operator.per_example_diagonal().numpy()  # a preconditioned operator's are divided by P
         if rows.shape[0] == 1:
             error = np.zeros(rows.shape[1]) if operator.curvature == "empirical_fisher" else np.full(rows.shape[1], np.nan)
         else:

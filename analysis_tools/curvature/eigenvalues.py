@@ -68,7 +68,7 @@ def hessian_eigenvalues(
             fit the model and its loss.
     """
     operator, matvec = operator_and_matvec(model, data, loss, preconditioner, **operator_kwargs)
-    solver = operator.solver(preconditioner is not None, max_iterations, k, return_vectors)
+    solver = operator.solver(False, max_iterations, k, return_vectors)
     # call=0: the random start of a new solver with this seed, whatever ran on this one before.
     return solver(matvec, initial_vector, tolerance=tol, criterion="residual", seed=seed, call=0)
 

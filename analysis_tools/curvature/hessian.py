@@ -70,13 +70,14 @@ from analysis_tools._blocks import block_indices
 from analysis_tools._model_loss import MODES, ModelLoss, trainable_variables_of
 from analysis_tools._second_order import ExactResizeGradients, explained
 from analysis_tools._probe import FullGradient, ProbeSet, check_data, probe_dataset, probe_share
+from analysis_tools.curvature.composition import Composable, _flat_scale
 from analysis_tools.curvature.lanczos import Lanczos, LanczosResult, check_bool, check_positive_int, default_basis_dtype
 
 METHODS = ("reverse_over_reverse", "forward_over_reverse")
 __all__ = ["HessianOperator", "METHODS", "MODES", "operator_and_matvec", "probe_dataset"]
 
 
-class HessianOperator:
+class HessianOperator(Composable):
     """v ↦ H v for the training loss over a fixed probe set (see the module docstring).
 
     Args:
@@ -173,6 +174,7 @@ class HessianOperator:
         self.dtype = self._loss.dtype
         self.num_replicas = self.probe.num_replicas
         self._scale = None
+        self._scratch_scale = None
         self._within = None
         self._block_weights = None
         self._solvers, self._bases = {}, {}
@@ -323,26 +325,43 @@ class HessianOperator:
     def set_preconditioner(self, preconditioner):
         """Store P (one tensor per trainable variable) for `preconditioned_matvec`.
 
-        With a block (`variables=`), P may be given for every trainable
-        variable of the model (it is restricted to the block) or for the
-        block's alone.
+        The stateful form of `preconditioned` (which returns a new operator
+        and leaves this one as it is), kept for code written against it. With
+        a block (`variables=`), P may be given for every trainable variable
+        of the model (it is restricted to the block) or for the block's alone.
+
+        Raises:
+            ValueError: As `preconditioned`.
         """
-        preconditioner = list(preconditioner)
-        every = len(self._loss.variables)
-        if len(self._block) != every and len(preconditioner) == every:
-            preconditioner = [preconditioner[i] for i in self._block]
-        if len(preconditioner) != len(self.variables):
-            raise ValueError(
-                f"`preconditioner` has {len(preconditioner)} tensors for "
-                f"{len(self.variables)} trainable variables."
-            )
-        flat = self._flatten(preconditioner, tf.float64)
-        if not bool(tf.reduce_all(flat > 0.0)):
-            raise ValueError("The preconditioner must be positive in every coordinate.")
+        scale = _flat_scale(self, preconditioner)
         if self._scale is None:
-            self._scale = tf.Variable(tf.math.rsqrt(flat), trainable=False, name="preconditioner_scale")
+            with tf.init_scope():
+                self._scale = tf.Variable(scale, trainable=False, name="preconditioner_scale")
         else:
-            self._scale.assign(tf.math.rsqrt(flat))
+            self._scale.assign(scale)
+
+    @property
+    def _model_variable_count(self):
+        return len(self._loss.variables)
+
+    def _assign_scratch_scale(self, scale):
+        """Sets the S that `_scratch_preconditioned_matvec` (the solvers of `preconditioned` views) reads."""
+        if self._scratch_scale is None:
+            with tf.init_scope():
+                self._scratch_scale = tf.Variable(scale, trainable=False, name="view_preconditioner_scale")
+        else:
+            self._scratch_scale.assign(scale)
+
+    @tf.autograph.experimental.do_not_convert
+    def _scratch_preconditioned_matvec(self, vector):
+        """S H S v with the S a preconditioned view assigned before running its solver here."""
+        vector = tf.convert_to_tensor(vector)
+        scale = tf.convert_to_tensor(self._scratch_scale)
+        return tf.cast(scale * self.matvec(scale * tf.cast(vector, tf.float64)), vector.dtype)
+
+    def _scratch_solver(self, max_iterations, k, return_vectors):
+        """The solver that the `preconditioned` views of this operator share (one traced loop per size)."""
+        return self.solver("scratch", max_iterations, k, return_vectors)
 
     @tf.autograph.experimental.do_not_convert
     def preconditioned_matvec(self, vector):
@@ -382,13 +401,14 @@ class HessianOperator:
         """
         m = min(check_positive_int("max_iterations", max_iterations), self.dimension)
         return_vectors = check_bool("return_vectors", return_vectors)
-        key = (bool(preconditioned), m, check_positive_int("k", k), return_vectors)
+        mode = preconditioned if preconditioned == "scratch" else bool(preconditioned)
+        key = (mode, m, check_positive_int("k", k), return_vectors)
         if key not in self._solvers:
             if self._within is None:
                 self._solvers[key] = self._lanczos(m, k, return_vectors)
             else:
-                shared = self._within[0]._masked_solver(bool(preconditioned), max_iterations, k, return_vectors)
-                self._solvers[key] = _BlockSolver(self, shared, bool(preconditioned), m)
+                shared = self._within[0]._masked_solver(bool(mode), max_iterations, k, return_vectors)
+                self._solvers[key] = _BlockSolver(self, shared, mode, m)
         return self._solvers[key]
 
     def _lanczos(self, m, k, return_vectors):
@@ -464,8 +484,9 @@ class _BlockSolver:
     drawn in the block from the seed and the call index.
     """
 
-    def __init__(self, block, shared, preconditioned, max_iterations):
-        self._block, self._shared, self._preconditioned = block, shared, preconditioned
+    def __init__(self, block, shared, mode, max_iterations):
+        # mode: False (H_BB), True (the stored P: `set_preconditioner`) or "scratch" (a `preconditioned` view's S).
+        self._block, self._shared, self._mode = block, shared, mode
         self.dimension = block.dimension
         self.max_iterations = max_iterations
         self.k, self.return_vectors = shared.k, shared.return_vectors
@@ -485,16 +506,18 @@ class _BlockSolver:
                  criterion=None, seed=None, call=None):
         block = self._block
         parent, positions = block._within
-        product = block.preconditioned_matvec if self._preconditioned else block.matvec
+        product = {False: block.matvec, True: block.preconditioned_matvec,
+                   "scratch": block._scratch_preconditioned_matvec}[self._mode]
         if matvec != product:
             if self._own is None:
                 self._own = block._lanczos(self.max_iterations, self.k, self.return_vectors)
             return self._own(matvec, initial_vector, min_iterations, certify_gap, tolerance=tolerance,
                              criterion=criterion, seed=seed, call=call)
-        if self._preconditioned:
-            if block._scale is None:
+        if self._mode:
+            scale = block._scale if self._mode is True else block._scratch_scale
+            if scale is None:
                 raise ValueError("Call `set_preconditioner` first.")
-            weights = tf.convert_to_tensor(block._scale)
+            weights = tf.convert_to_tensor(scale)
         else:
             weights = tf.ones([block.dimension], tf.float64)
         parent._block_weights.assign(block._in_parent(weights))
@@ -515,7 +538,7 @@ class _BlockSolver:
 
 
 def operator_and_matvec(model, data, loss=None, preconditioner=None, **operator_kwargs):
-    """(`HessianOperator`, v ↦ H v or, with `preconditioner`, v ↦ P^{-1/2} H P^{-1/2} v).
+    """(operator, its ``matvec``): the operator every curvature function measures.
 
     What every curvature function builds: `operator_kwargs` go to the
     operator, and ``product_method`` is accepted for its `method` (where the
@@ -524,23 +547,28 @@ def operator_and_matvec(model, data, loss=None, preconditioner=None, **operator_
     "empirical_fisher") picks the operator's class (`curvature_operator`), so
     that every curvature function measures any of them.
 
-    `model` may instead be a `HessianOperator` built earlier (then `data` is
-    None and the operator's own probe set, loss and options hold): its traced,
-    compiled product is reused, so a session that measures λ1, λ1(P⁻¹H), the
-    trace and the density of one model pays the tracing and XLA compilation
-    once, not once per quantity (tens of seconds on a large network). A given
-    `preconditioner` replaces the one stored in the operator.
+    `model` may instead be an operator built earlier (a `HessianOperator`,
+    `GGNOperator`, Fisher, block, preconditioned operator or sum; then `data`
+    is None and the operator's own probe set, loss and options hold): its
+    traced, compiled product is reused, so a session that measures λ1,
+    λ1(P⁻¹H), the trace and the density of one model pays the tracing and
+    XLA compilation once, not once per quantity (tens of seconds on a large
+    network).
+
+    With `preconditioner`, the operator returned is
+    ``operator.preconditioned(preconditioner)``, S A S with S = P^{-1/2}: a
+    new operator; one passed in is not changed.
 
     Raises:
         ValueError: If an operator comes with `data`, `loss` or operator options.
     """
-    if isinstance(model, HessianOperator):
-        if operator_kwargs.get("curvature", model.curvature) == model.curvature:
+    if isinstance(model, Composable):
+        if operator_kwargs.get("curvature", getattr(model, "curvature", None)) == getattr(model, "curvature", None):
             operator_kwargs.pop("curvature", None)
         given = sorted(operator_kwargs) + (["data"] if data is not None else []) + (["loss"] if loss is not None else [])
         if given:
             raise ValueError(
-                f"A HessianOperator fixes its probe set, loss and options; got {given} as well. Pass the "
+                f"An operator fixes its probe set, loss and options; got {given} as well. Pass the "
                 "model instead, or build another operator.")
         operator = model
     else:
@@ -551,14 +579,15 @@ def operator_and_matvec(model, data, loss=None, preconditioner=None, **operator_
         from analysis_tools.curvature.gauss_newton import curvature_operator  # it builds on this module
 
         operator = curvature_operator(model, data, loss=loss, **operator_kwargs)
-    if preconditioner is None:
-        return operator, operator.matvec
-    operator.set_preconditioner(preconditioner)
-    return operator, operator.preconditioned_matvec
+    if preconditioner is not None:
+        operator = operator.preconditioned(preconditioner)
+    return operator, operator.matvec
 
 
 def trainable_variables_for(model, purpose):
-    """The model's trainable variables, for a model or a `HessianOperator` (all of its model's)."""
+    """The model's trainable variables, for a model or an operator (all of its model's)."""
+    while isinstance(model, Composable) and not isinstance(model, HessianOperator):
+        model = model._root  # a composed operator: the curvature operator it is made from
     if isinstance(model, HessianOperator):
         return list(model._loss.variables)
     return trainable_variables_of(model, purpose)
