@@ -1,0 +1,250 @@
+"""Every block at once: the block-diagonal part of a curvature, one probe pass per set of block products.
+
+A per-block measurement of L blocks B_1 … B_L (layers, transformer blocks)
+asks for the top eigenvalues of each diagonal block A_ℓ = A_{B_ℓ B_ℓ} of a
+curvature A (the Hessian, the GGN, a Fisher). Run block by block, each
+Lanczos step of each block is a product over the whole probe set: L·m passes
+over the data for m steps.
+
+`BlockDiagonalOperator` is D = diag(A_1, …, A_L), the blocks' coordinates
+concatenated in the order given. One product D v is one pass over the probe
+set: each batch is read once, and on it every block's product A_ℓ v_ℓ is
+computed (each differentiating its own weights only, as an operator built
+with ``variables=``). Memory holds one probe batch whatever L.
+
+`blockwise_eigenvalues` runs the L Lanczos recurrences in lockstep on D. A
+vector supported on block ℓ stays there (D is block-diagonal), so L
+recurrences started on the L blocks are one recurrence on D whose inner
+products and norms are taken per block (segmented): the Krylov space of each
+block is exactly the one its own Lanczos would build, each step costs one
+product D v (one probe pass), and a block whose eigenvalues have converged,
+or whose Krylov space is exhausted, is frozen (its vector set to zero) while
+the others go on. m steps cost m passes, not L·m.
+
+Products D v run on the replicas in float32 or bfloat16 where the model is
+(as every curvature product); the Lanczos coefficients α, β are float64, and
+each block's small tridiagonal eigenproblem is solved on the host.
+"""
+
+import copy
+
+import numpy as np
+import tensorflow as tf
+
+from analysis_tools._blocks import block_indices, layer_blocks
+from analysis_tools._second_order import ExactResizeGradients, explained
+from analysis_tools.curvature.lanczos import (
+    LanczosResult, _check_seed, _check_tolerance, check_positive_int, default_basis_dtype)
+
+__all__ = ["BlockDiagonalOperator", "blockwise_eigenvalues"]
+
+
+class BlockDiagonalOperator:
+    """D = diag(A_{B_1B_1}, …, A_{B_LB_L}) of a curvature operator A, one probe pass per product.
+
+    Args:
+        operator: A curvature operator (`HessianOperator`, `GGNOperator`,
+            `EmpiricalFisherOperator`, `FisherOperator`) of the whole network
+            or of a block.
+        blocks: {name: selection} (a selection is what ``variables=`` takes: a
+            layer or block name, a layer, variables, or a list of them), or a
+            list of selections (named by position); None: the model's
+            blocks (`analysis_tools.model_blocks`). The blocks must not share
+            variables.
+
+    Attributes:
+        names: The blocks' names, in the order of D's coordinates.
+        dimensions: Each block's parameter count.
+        dimension: Σ dimensions.
+        segments: [dimension] int32, the block of each coordinate.
+        positions: Per block, the positions of its coordinates in the flat
+            vector of `operator` (to map a block's vector back).
+        operators: Per block, the block's own operator (what ``variables=``
+            builds), sharing `operator`'s probe set and loss; its ``matvec``
+            is one product over the probe set.
+        num_passes: Passes over the probe set made by `matvec` so far.
+
+    Raises:
+        ValueError: If a selection names nothing trainable, leaves the
+            operator's block, or two blocks share variables; or if `operator`
+            is a composed operator (precondition the blocks' results instead:
+            for a diagonal P, diag(S_ℓ A_ℓ S_ℓ) is D's `preconditioned`).
+    """
+
+    def __init__(self, operator, blocks=None):
+        from analysis_tools.curvature.hessian import HessianOperator  # a sibling that imports this one's users
+
+        if not isinstance(operator, HessianOperator) or operator._within is not None:
+            raise ValueError("BlockDiagonalOperator takes a curvature operator (HessianOperator, GGNOperator, a "
+                             f"Fisher) built for the network or a block, got {type(operator).__name__}"
+                             + (" made with `block()`" if isinstance(operator, HessianOperator) else "") + ".")
+        if blocks is None:
+            blocks = dict(layer_blocks(operator.model))
+        elif not isinstance(blocks, dict):
+            blocks = {str(i): selection for i, selection in enumerate(blocks)}
+        if not blocks:
+            raise ValueError("`blocks` is empty.")
+        self.base = operator
+        self.model = operator.model
+        self.curvature = operator.curvature
+        local = {position: i for i, position in enumerate(operator._block)}
+        offsets = np.cumsum([0] + operator.sizes)
+        self.names, self.operators, self.positions, seen = [], [], [], {}
+        for name, selection in blocks.items():
+            selected = block_indices(operator.model, operator._loss.variables, selection, operator._purpose)
+            for p in selected:
+                path = operator._loss.variables[p].path
+                if p not in local:
+                    raise ValueError(f"Block {name!r}: {path} is not in the operator's block.")
+                if p in seen:
+                    raise ValueError(f"Blocks {seen[p]!r} and {name!r} share {path}: blocks must be disjoint.")
+                seen[p] = name
+            part = copy.copy(operator)
+            part._restrict(selected)  # its own variables: its product differentiates them alone
+            part._replica_product = tf.function(part._replica_hvp, jit_compile=part.jit_compile)
+            part._hvp = tf.function(part._hessian_vector_product, reduce_retracing=True)
+            self.names.append(str(name))
+            self.operators.append(part)
+            self.positions.append(np.concatenate([np.arange(offsets[local[p]], offsets[local[p] + 1])
+                                                  for p in selected]))
+        self.dimensions = [part.dimension for part in self.operators]
+        self.dimension = int(sum(self.dimensions))
+        self.segments = np.repeat(np.arange(len(self.names), dtype=np.int32), self.dimensions)
+        self.probe = operator.probe
+        self.num_passes = 0
+        self._replica_products = tf.function(self._replica_block_products, jit_compile=operator.jit_compile)
+        self._products = tf.function(self._block_products, reduce_retracing=True)
+
+    def _replica_block_products(self, trainable, non_trainable, vectors, x, y, first):
+        """Every block's share of its product on this replica's part of a batch; its examples."""
+        count = self.probe.local_count(y)
+
+        def products():
+            return tuple(part._share_product(trainable, non_trainable, v, x, y, count, first)
+                         for part, v in zip(self.operators, vectors))
+
+        with explained(self.base._product_name), ExactResizeGradients():
+            return tf.cond(count > 0, products, lambda: tuple(tf.zeros_like(v) for v in vectors)) + (count,)
+
+    def _block_products(self, trainable, non_trainable, vectors):
+        return self.probe.sum(self._replica_products, tuple(tf.zeros_like(v) for v in vectors),
+                              trainable, non_trainable, vectors)
+
+    @tf.autograph.experimental.do_not_convert
+    def matvec(self, vector):
+        """D v for a flat `vector` of length `dimension` (blocks concatenated): one pass over the probe set."""
+        vector = tf.convert_to_tensor(vector)
+        parts = tuple(tf.split(tf.cast(tf.reshape(vector, [-1]), tf.float64), self.dimensions))
+        trainable, non_trainable = self.base._current_values()
+        with explained(self.base._product_name):
+            products = self._products(trainable, non_trainable, parts)
+        self.num_passes += 1
+        return tf.cast(tf.concat(products, axis=0), vector.dtype)
+
+    def split(self, flat):
+        """A flat vector of D → {block name: its part}."""
+        return dict(zip(self.names, tf.split(tf.reshape(flat, [-1]), self.dimensions)))
+
+
+def blockwise_eigenvalues(operator, k=1, max_iterations=40, tolerance=1e-3, seed=0):
+    """The top-k eigenvalues of every diagonal block of a curvature, by L Lanczos in lockstep.
+
+    Each step is one product D v of the `BlockDiagonalOperator` (one pass
+    over the probe set for all L blocks); see the module docstring. Block ℓ
+    stops when each of its top-k Ritz residuals r_j = |β_m s_{m,j}| is at
+    most ``tolerance · |θ_j|`` (A_ℓ has an eigenvalue within r_j of θ_j), or
+    when its Krylov space is exhausted (a block of fewer than
+    `max_iterations` parameters: its Ritz values are then its eigenvalues);
+    the run ends when every block has stopped or after `max_iterations`
+    steps. Full reorthogonalization, per block.
+
+    Args:
+        operator: A `BlockDiagonalOperator`, or a curvature operator (then
+            its model's blocks, `analysis_tools.model_blocks`).
+        k: How many eigenvalues per block (a block with fewer parameters
+            gives as many as it has, the rest NaN).
+        max_iterations: The most steps (products D v).
+        tolerance: The relative residual at which a block stops.
+        seed: Seed of the random start (one normal vector, normalized per
+            block).
+
+    Returns:
+        {block name: `LanczosResult`} (eigenvalues descending, float64;
+        eigenvectors None; residuals; iterations: the block's Krylov
+        dimension; α, β: its tridiagonal T_m; asymmetry NaN: not measured).
+        The number of passes over the probe set is
+        ``operator.num_passes`` (it grows by the steps taken).
+    """
+    if not isinstance(operator, BlockDiagonalOperator):
+        operator = BlockDiagonalOperator(operator)
+    k = check_positive_int("k", k)
+    m_max = check_positive_int("max_iterations", max_iterations)
+    tolerance = _check_tolerance(tolerance)
+    seed = _check_seed(seed)
+    n, count = operator.dimension, len(operator.names)
+    segments = tf.constant(operator.segments)
+    dtype = default_basis_dtype(n)
+    f64 = tf.float64
+
+    def per_block(values):  # Σ over each block's coordinates
+        return tf.math.unsorted_segment_sum(tf.cast(values, f64), segments, count)
+
+    def spread(values):  # a value per block → per coordinate
+        return tf.gather(values, segments)
+
+    basis = np.zeros([m_max, n], dtype.as_numpy_dtype)
+    v = tf.random.stateless_normal([n], seed=[seed, 0], dtype=f64)
+    v /= spread(tf.sqrt(per_block(v * v)))
+    alpha, beta = np.zeros([count, m_max]), np.zeros([count, m_max])
+    lengths = np.zeros(count, np.int64)  # each block's Krylov dimension so far
+    active = np.ones(count, bool)
+    previous = tf.zeros([n], f64)
+    scale = np.zeros(count)
+    for i in range(m_max):
+        basis[i] = v.numpy()
+        w = tf.cast(operator.matvec(tf.cast(v, dtype)), f64)
+        a = per_block(w * v).numpy()
+        w = w - spread(a) * v - spread(beta[:, i - 1] if i else np.zeros(count)) * previous
+        rows = tf.constant(basis[:i + 1], f64)
+        for _ in range(2):  # full reorthogonalization, per block
+            coefficients = tf.transpose(tf.math.unsorted_segment_sum(tf.transpose(rows * w), segments, count))
+            w = w - tf.reduce_sum(rows * tf.gather(coefficients, segments, axis=1), axis=0)  # [i+1, n] rows
+        b = tf.sqrt(per_block(w * w)).numpy()
+        alpha[active, i], beta[active, i] = a[active], b[active]
+        lengths[active] += 1
+        scale = np.maximum(scale, np.maximum(np.abs(a), b))
+        for block in np.flatnonzero(active):
+            m = lengths[block]
+            exhausted = b[block] <= 1e-10 * max(scale[block], np.finfo(float).tiny)
+            if exhausted or (m >= k and _converged(alpha[block, :m], beta[block, :m], k, tolerance)):
+                active[block] = False
+        if not active.any():
+            break
+        keep = spread(tf.constant(active.astype(np.float64)))
+        previous = v * keep
+        v = tf.math.divide_no_nan(w, spread(tf.constant(np.where(active, b, 0.0)))) * keep
+    results = {}
+    for block, name in enumerate(operator.names):
+        m = int(lengths[block])
+        theta, s = np.linalg.eigh(_tridiagonal(alpha[block, :m], beta[block, :m]))
+        top = min(k, m)
+        values = np.full(k, np.nan)
+        values[:top] = theta[::-1][:top]
+        residuals = np.full(k, np.nan)
+        residuals[:top] = np.abs(beta[block, m - 1] * s[m - 1, ::-1][:top])
+        results[name] = LanczosResult(tf.constant(values), None, tf.constant(residuals), tf.constant(m, tf.int32),
+                                      tf.constant(alpha[block]), tf.constant(beta[block]),
+                                      tf.constant(np.nan, f64))
+    return results
+
+
+def _tridiagonal(alpha, beta):
+    return np.diag(alpha) + np.diag(beta[:-1], 1) + np.diag(beta[:-1], -1)
+
+
+def _converged(alpha, beta, k, tolerance):
+    """Whether the top-k Ritz residuals |β_m s_{m,j}| of T_m are all ≤ tolerance · |θ_j|."""
+    theta, s = np.linalg.eigh(_tridiagonal(alpha, beta))
+    top = theta[::-1][:k]
+    residuals = np.abs(beta[-1] * s[-1, ::-1][:k])
+    return bool(np.all(residuals <= tolerance * np.maximum(np.abs(top), np.finfo(float).tiny)))
