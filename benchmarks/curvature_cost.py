@@ -9,8 +9,8 @@ call (tracing and XLA compilation, reported separately):
 
 * one Hessian-vector product of the whole network and of each block in
   `--layers` (`HessianOperator(variables=...)`);
-* λ1(H) and λ1(P⁻¹H) by Lanczos (tol 1e-3, as `SharpnessCallback`'s cold start);
-* tr(H) and tr(P⁻¹H) by Hutch++ and by Hutchinson with `--trace_samples` products;
+* λ1(H) and λ1(P⁻¹H) by Lanczos (tolerance 1e-3, as `SharpnessCallback`'s cold start);
+* tr(H) and tr(P⁻¹H) by Hutch++ and by Hutchinson with `--trace_products` products;
 * the SLQ density of P⁻¹H with `--density_vectors` × `--density_iterations` products;
 * λ1 of each block in `--layers`.
 
@@ -51,7 +51,7 @@ flags.DEFINE_integer("batch_size", 64, "Windows per batch.")
 flags.DEFINE_integer("train_steps", 100, "Adam steps before the measurements.")
 flags.DEFINE_integer("timed_steps", 20, "Train steps timed for the step-time unit.")
 flags.DEFINE_integer("probe_batches", 1, "Training batches in the probe set.")
-flags.DEFINE_integer("trace_samples", 30, "Products per trace estimate.")
+flags.DEFINE_integer("trace_products", 30, "Hessian-vector products per trace estimate.")
 flags.DEFINE_integer("density_vectors", 1, "SLQ start vectors.")
 flags.DEFINE_integer("density_iterations", 30, "Lanczos steps per SLQ vector.")
 flags.DEFINE_list("layers", ["multi_head_attention", "dense_4", "dense_6"],
@@ -116,12 +116,12 @@ def main(argv):
         solver = Lanczos(full.dimension, max_iterations=40, tolerance=1e-3)
         solver(matvec)  # traces the loop
         result, seconds = _timed(lambda: solver(matvec))
-        row(f"{what}, Lanczos tol 1e-3 (cold)", int(result.iterations), seconds,
+        row(f"{what}, Lanczos tolerance 1e-3 (cold)", int(result.iterations), seconds,
             f"{float(result.eigenvalues[0]):.5g}")
     for what, matvec in (("tr(H)", full.matvec), ("tr(P⁻¹H)", full.preconditioned_matvec)):
-        for method, estimator in (("Hutch++", hutch_plus_plus), ("Hutchinson", hutchinson)):
-            result, seconds = _timed(lambda: estimator(matvec, full.dimension, FLAGS.trace_samples, FLAGS.seed))
-            row(f"{what}, {method}", result.num_products, seconds,
+        for name, estimator in (("Hutch++", hutch_plus_plus), ("Hutchinson", hutchinson)):
+            result, seconds = _timed(lambda: estimator(matvec, full.dimension, FLAGS.trace_products, FLAGS.seed))
+            row(f"{what}, {name}", result.num_products, seconds,
                 f"{result.estimate:.5g} ± {result.standard_error:.2g}")
     density, seconds = _timed(lambda: slq(full.preconditioned_matvec, full.dimension, FLAGS.density_vectors,
                                           FLAGS.density_iterations, FLAGS.seed))

@@ -12,7 +12,7 @@ for every eigensolver. Three measurements:
 
 1. **HVP ÷ gradient.** `HessianOperator.matvec` (a float64 vector in, H v out)
    against `HessianOperator.gradient()` on the same probe set, for both
-   `method`s. Both are `tf.function`s inside; each is called a few times first
+   `differentiation`s. Both are `tf.function`s inside; each is called a few times first
    (tracing, warm-up), then the three callables are timed round-robin (every
    repeat times each of them `--calls` times, in a shuffled order). "median" is
    the median over repeats of (HVP time ÷ gradient time of the same repeat);
@@ -201,9 +201,9 @@ def print_table(header, rows):
 # ------------------------------------------------------------- 1. HVP ÷ gradient
 def time_products(model, x, y, rng):
     operators = {
-        method: HessianOperator(model, (x, y), loss=loss_function(), batch_size=probe_batch_size(),
-                                method=method)
-        for method in ("reverse_over_reverse", "forward_over_reverse")
+        differentiation: HessianOperator(model, (x, y), loss=loss_function(), batch_size=probe_batch_size(),
+                                         differentiation=differentiation)
+        for differentiation in ("reverse_over_reverse", "forward_over_reverse")
     }
     vector = tf.constant(rng.normal(size=operators["reverse_over_reverse"].dimension))
     calls = {
@@ -228,12 +228,12 @@ def time_products(model, x, y, rng):
           f"{len(x)} examples in {operators['reverse_over_reverse'].num_batches} batch(es); "
           f"{FLAGS.repeats} round-robin timings of {FLAGS.calls} calls. Target: median ≤ {HVP_TARGET}.\n")
     rows = [["gradient()", f"{1e3 * np.median(gradient):.2f}", f"{1e3 * gradient.min():.2f}", "1.00", "1.00", ""]]
-    for method in operators:
-        hvp = samples[method]
+    for differentiation in operators:
+        hvp = samples[differentiation]
         median = float(np.median(hvp / gradient))
         least = float(hvp.min() / gradient.min())
         verdict = "met" if median <= HVP_TARGET else "missed"
-        rows.append([f"matvec, {method}", f"{1e3 * np.median(hvp):.2f}", f"{1e3 * hvp.min():.2f}",
+        rows.append([f"matvec, {differentiation}", f"{1e3 * np.median(hvp):.2f}", f"{1e3 * hvp.min():.2f}",
                      f"{median:.2f}", f"{least:.2f}", verdict])
     print_table(["call", "median ms", "min ms", "÷ grad (median)", "÷ grad (min)",
                  f"median ≤ {HVP_TARGET}"], rows)
@@ -469,7 +469,7 @@ def time_callback(x, y, rng):
     trained = timers["no callback"].model  # at the end of a timed fit, as the callbacks' last measurement
     hvp_ms = {len(data[0]): hvp_milliseconds(trained, data)
               for _, data in configurations.values() if data is not None}
-    print(f"3. SharpnessCallback(every_n_steps={n}, tol=1e-3, max_iterations=40, warm_start=True) in "
+    print(f"3. SharpnessCallback(every_n_steps={n}, tolerance=1e-3, max_iterations=40, warm_start=True) in "
           f"`model.fit`: {steps} steps of batch {FLAGS.fit_batch_size} over {len(x)} examples "
           f"({step_ms:.2f} ms per step without the callback); min of {FLAGS.fit_repeats} round-robin "
           f"fits after one warm-up fit each. Target: ≤ {OVERHEAD_TARGET:.0%} overhead.\n")

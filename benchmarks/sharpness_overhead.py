@@ -51,7 +51,7 @@ flags.DEFINE_integer("timed_steps", 30, "Steps timed without the callback.")
 flags.DEFINE_integer("probe_batches", 1, "Training batches in the probe set.")
 flags.DEFINE_bool("raw", False, "Also measure λ1(H).")
 flags.DEFINE_bool("jit_compile", True, "XLA for the products.")
-flags.DEFINE_enum("method", "reverse_over_reverse", ["reverse_over_reverse", "forward_over_reverse"],
+flags.DEFINE_enum("differentiation", "reverse_over_reverse", ["reverse_over_reverse", "forward_over_reverse"],
                   "How the Hessian-vector product is differentiated.")
 flags.DEFINE_integer("warm_min_iterations", None, "The callback's warm_min_iterations (default: its own).")
 flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate.")
@@ -90,7 +90,8 @@ def main(argv):
     probe = (x[:batch * FLAGS.probe_batches], y[:batch * FLAGS.probe_batches])
     product_ms = {}
     for jit_compile in (True, False):
-        operator = HessianOperator(model, probe, batch_size=batch, jit_compile=jit_compile, method=FLAGS.method)
+        operator = HessianOperator(model, probe, batch_size=batch, jit_compile=jit_compile,
+                                   differentiation=FLAGS.differentiation)
         vector = tf.constant(np.random.default_rng(0).normal(size=operator.dimension))
         operator.matvec(vector).numpy()
         start = time.perf_counter()
@@ -101,7 +102,7 @@ def main(argv):
           f"(graph ÷ XLA = {product_ms[False] / product_ms[True]:.2f}); "
           f"{product_ms[FLAGS.jit_compile] / 1e3 / step_seconds:.2f} train steps", flush=True)
     options = dict(every_n_steps=FLAGS.every_n_steps, raw=FLAGS.raw, batch_size=batch,
-                   jit_compile=FLAGS.jit_compile, method=FLAGS.method)
+                   jit_compile=FLAGS.jit_compile, differentiation=FLAGS.differentiation)
     if FLAGS.warm_min_iterations is not None:
         options["warm_min_iterations"] = FLAGS.warm_min_iterations
     callback = TimedSharpnessCallback(probe, **options)

@@ -181,8 +181,8 @@ def sweep_one(name):
 
         step = "fit"
         sharpness = analysis_tools.SharpnessCallback(
-            (x, y), every_n_steps=1, per_layer=[last_block], trace=True, trace_samples=3, density=True,
-            density_iterations=4, tol=1e-3, warm_start=False)
+            (x, y), every_n_steps=1, per_layer=[last_block], trace=True, trace_products=3, density=True,
+            density_iterations=4, tolerance=1e-3, warm_start=False)
         noise = analysis_tools.GradientNoiseCallback((x, y), batch_size=2, num_batches=2, at_start=False)
         updates = analysis_tools.UpdateDistributionCallback(layers=None, steps=1)
         history = model.fit(x, y, batch_size=2, epochs=1, verbose=0, shuffle=False,
@@ -199,12 +199,13 @@ def sweep_one(name):
         row["stopped_gradients"] = len(operator.stopped_gradients)
 
         step = "functions"
-        top = analysis_tools.sharpness(operator, tol=1e-3)
+        top = analysis_tools.sharpness(operator, tolerance=1e-3)
         if abs(top - sharpness.records[-1].values["sharpness"]) > 1e-2 * abs(top):
             raise AssertionError(f"sharpness {top} against the callback's {sharpness.records[-1].values['sharpness']}")
         values = {
-            "preconditioned_sharpness": analysis_tools.preconditioned_sharpness(operator, model.optimizer, tol=1e-3),
-            "trace": analysis_tools.hessian_trace(operator, num_samples=3).estimate,
+            "preconditioned_sharpness": analysis_tools.preconditioned_sharpness(operator, model.optimizer,
+                                                                              tolerance=1e-3),
+            "trace": analysis_tools.hessian_trace(operator, num_products=3).estimate,
             "density": np.concatenate(analysis_tools.spectral_density(
                 operator, num_vectors=1, num_iterations=4).nodes),
             "noise_scale": analysis_tools.gradient_noise(model, (x, y), batch_size=2, num_batches=2).noise_scale,
@@ -228,7 +229,7 @@ def sweep_one(name):
         model64.fit(*data64, batch_size=2, epochs=1, verbose=0, shuffle=False)
         def top_pair(jit_compile):
             operator = analysis_tools.HessianOperator(model64, data64, jit_compile=jit_compile)
-            return operator, analysis_tools.hessian_eigenvalues(operator, tol=1e-8, max_iterations=80,
+            return operator, analysis_tools.hessian_eigenvalues(operator, tolerance=1e-8, max_iterations=80,
                                                                 return_vectors=True)
 
         try:

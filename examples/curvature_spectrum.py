@@ -112,7 +112,7 @@ def run_seed(seed):
     optimizer = tf_adaptive.Adam(FLAGS.learning_rate, beta_2=FLAGS.beta_2, epsilon=EPSILON)
     model.compile(optimizer=optimizer, loss=LOSS)
     threshold = stability_threshold_of(optimizer)
-    sharpness = SharpnessCallback((x, y), every_n_steps=FLAGS.measure_every, raw=False, tol=1e-2)
+    sharpness = SharpnessCallback((x, y), every_n_steps=FLAGS.measure_every, raw=False, tolerance=1e-2)
     full_batch = tf.data.Dataset.from_tensors((x, y)).repeat()
     start = time.perf_counter()
     densities = {}

@@ -310,7 +310,7 @@ def frozen_learning_rates(data, initial_weights, preconditioner):
     model = build_model(x.shape[1], y.shape[1])
     model.set_weights(initial_weights)
     initial = float(hessian_eigenvalues(model, (x, y), loss=LOSS, preconditioner=preconditioner,
-                                        tol=1e-4).eigenvalues[0])
+                                        tolerance=1e-4).eigenvalues[0])
     constant = threshold_constant(tf_adaptive.FrozenAdam(1.0))
     print(f"  frozen P (Adam, η = {FLAGS.freeze_learning_rate:g}, step {FLAGS.freeze_step}): "
           f"λ1(P⁻¹H₀) = {initial:.4g} at the initial weights", flush=True)
@@ -441,7 +441,7 @@ def main(argv):
     data = (x, np.eye(num_classes, dtype="float32")[labels])
     model = build_model(x.shape[1], num_classes)
     initial_weights = model.get_weights()
-    sharpness = SharpnessCallback(data, every_n_steps=FLAGS.measure_every, loss=LOSS, tol=FLAGS.tolerance)
+    sharpness = SharpnessCallback(data, every_n_steps=FLAGS.measure_every, loss=LOSS, tolerance=FLAGS.tolerance)
     print(f"{FLAGS.dataset}: {len(x)} examples, {x.shape[1]} features, {FLAGS.labels} labels "
           f"({label_agreement:.0%} equal to the true ones); MLP with {FLAGS.hidden_layers} "
           f"hidden tanh layers of {FLAGS.hidden_units}; full batch, squared loss, {FLAGS.steps} steps, "

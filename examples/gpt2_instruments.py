@@ -45,7 +45,7 @@ verdict rows compare with the papers only what this run measured: λ1(P⁻¹H)
 at or below 38/η at every measurement; λ1(P⁻¹H) at the last measurement above
 the first; every block's λ1 at most the network's (Cauchy interlacing: H_BB is
 a principal submatrix of H, and P_B^{-1/2} H_BB P_B^{-1/2} one of
-P^{-1/2} H P^{-1/2}, P being diagonal; allowed 2 × `--tol` for Lanczos); and
+P^{-1/2} H P^{-1/2}, P being diagonal; allowed 2 × `--tolerance` for Lanczos); and
 B_simple after training above B_simple at the initial weights (McCandlish et
 al. find the noise scale grows as the loss falls). One seed: no spread to
 gate on.
@@ -109,10 +109,10 @@ def define_flags():
                          "the first is at the initial weights).", lower_bound=1)
     flags.DEFINE_integer("update_every", 10, "Steps between recorded updates.", lower_bound=1)
     flags.DEFINE_integer("probe_windows", 64, "Training windows of the Hessian's probe set.", lower_bound=1)
-    flags.DEFINE_float("tol", 1e-2, "Relative accuracy of each certified λ1 (Lanczos).", lower_bound=0.0)
+    flags.DEFINE_float("tolerance", 1e-2, "Relative accuracy of each certified λ1 (Lanczos).", lower_bound=0.0)
     flags.DEFINE_list("blocks", [], "Blocks to measure (default: every one, per_layer=True).")
-    flags.DEFINE_boolean("trace", False, "Also log tr(H) and tr(P⁻¹H) (Hutch++, --trace_samples products each).")
-    flags.DEFINE_integer("trace_samples", 12, "Products per trace (≥ 3).", lower_bound=3)
+    flags.DEFINE_boolean("trace", False, "Also log tr(H) and tr(P⁻¹H) (Hutch++, --trace_products products each).")
+    flags.DEFINE_integer("trace_products", 12, "Hessian-vector products per trace (≥ 3).", lower_bound=3)
     flags.DEFINE_integer("num_batches", 16, "Mini-batches per noise measurement.", lower_bound=2)
     flags.DEFINE_boolean("jit_compile", True,
                          "XLA-compile the training step, the Hessian-vector products and the noise's gradients.")
@@ -196,7 +196,7 @@ def print_table(rows, sharpness_step, noise_step, update_step, threshold):
 def verdicts(trajectory, noise_trajectory, blocks):
     """The paper rows, read off this run's measurements only."""
     ratios = [r["preconditioned_sharpness"] / r["stability_threshold"] for r in trajectory]
-    slack = 1.0 + 2.0 * FLAGS.tol
+    slack = 1.0 + 2.0 * FLAGS.tolerance
     excess = {kind: max(r[f"{kind}/{name}"] / r[kind] for r in trajectory for name in blocks)
               for kind in ("sharpness", "preconditioned_sharpness")}
     first, last = noise_trajectory[0], noise_trajectory[-1]
@@ -285,8 +285,8 @@ def main(argv):
     shutil.rmtree(log_dir, ignore_errors=True)  # one run per directory: no stale event files beside this run's
     sharpness = SharpnessCallback(
         (token_inputs(x[probe]), y[probe]), every_n_steps=FLAGS.measure_every, per_layer=blocks,
-        trace=FLAGS.trace, trace_samples=FLAGS.trace_samples, tol=FLAGS.tol, jit_compile=FLAGS.jit_compile,
-        log_dir=os.path.join(log_dir, "sharpness"))
+        trace=FLAGS.trace, trace_products=FLAGS.trace_products, tolerance=FLAGS.tolerance,
+        jit_compile=FLAGS.jit_compile, log_dir=os.path.join(log_dir, "sharpness"))
     noise = GradientNoiseCallback(
         (token_inputs(x), y), every_n_steps=FLAGS.noise_every, batch_size=FLAGS.batch_size,
         num_batches=FLAGS.num_batches, num_coordinates=0, per_layer=True, seed=FLAGS.seed,
@@ -337,7 +337,8 @@ def main(argv):
         flags={name: FLAGS[name].value for name in (
             "sequence_length", "num_windows", "num_layers", "hidden_dim", "intermediate_dim", "num_heads",
             "learning_rate", "beta_2", "batch_size", "steps", "measure_every", "noise_every", "update_every",
-            "probe_windows", "tol", "blocks", "trace", "trace_samples", "num_batches", "jit_compile", "seed")},
+            "probe_windows", "tolerance", "blocks", "trace", "trace_products", "num_batches", "jit_compile",
+            "seed")},
         parameters=model.count_params(), stability_threshold=threshold, blocks=names,
         training_loss=history.history["loss"], validation_loss=validation_loss, sharpness=trajectory,
         noise=noise_trajectory, updates=update_trajectory, table=rows, verdicts=rows_verdicts,

@@ -148,11 +148,11 @@ def view_samples(noise, view):
 
 def view_summary(samples):
     """Tail index (Simsekli et al.; Hill beside it) and variance growth of one view's samples."""
-    estimate = tail_index(samples, method="simsekli")
+    estimate = tail_index(samples, estimator="simsekli")
     return {
         "tail_index": estimate.alpha,
         "tail_index_unclipped": estimate.unclipped,
-        "tail_index_hill": tail_index(samples, method="hill").alpha,
+        "tail_index_hill": tail_index(samples, estimator="hill").alpha,
         "variance_growth_slope": empirical_variance_vs_sample_size(samples, num_repeats=5).slope,
     }
 

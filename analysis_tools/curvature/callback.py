@@ -12,6 +12,7 @@ import numpy as np
 import tensorflow as tf
 
 from analysis_tools._callback import MeasurementCallback
+from analysis_tools._deprecation import renamed, renamed_attribute
 from analysis_tools._blocks import layer_blocks
 from analysis_tools.curvature.density import slq_with
 from analysis_tools.curvature.eigenvalues import top_subspace_fraction
@@ -94,7 +95,7 @@ class SharpnessCallback(MeasurementCallback):
       products cold, from `warm_min_iterations` warm).
     * `trace`: ``hessian_trace`` (when `raw`) and ``preconditioned_hessian_trace``
       (when `preconditioned`), tr(H) and tr(P⁻¹H) by Hutch++ with
-      `trace_samples` products each (`analysis_tools.hessian_trace`), and
+      `trace_products` products each (`analysis_tools.hessian_trace`), and
       their standard errors ``..._standard_error``.
     * `density`: the SLQ spectral density (`analysis_tools.spectral_density`)
       of P⁻¹H (of H when not `preconditioned`), `density_vectors` ×
@@ -113,10 +114,10 @@ class SharpnessCallback(MeasurementCallback):
     and the model's weights, BatchNorm statistics, seed generators and the
     optimizer's state are bit-identical with and without the callback.
 
-    Each Lanczos run stops once its eigenvalues are certified to `tol`
+    Each Lanczos run stops once its eigenvalues are certified to `tolerance`
     (`Lanczos` with ``criterion="eigenvalue"``): every top-k Ritz residual r
-    is below half the gap δ to the next Ritz value and r²/δ ≤ tol·|θ| (the
-    Kato–Temple bound), or r ≤ tol·|θ| outright. The eigenvalue converges
+    is below half the gap δ to the next Ritz value and r²/δ ≤ tolerance·|θ|
+    (the Kato–Temple bound), or r ≤ tolerance·|θ| outright. The eigenvalue converges
     like the square of the residual, so this takes fewer products than a
     residual test at the same tolerance. Each run after the first starts from
     the previous measurement's top-k Ritz vectors plus a fresh random
@@ -144,7 +145,7 @@ class SharpnessCallback(MeasurementCallback):
         preconditioned: Whether to compute λ1(P⁻¹H).
         log_dir: Optional TensorBoard directory for the callback's own scalars.
         max_iterations: Lanczos steps at most.
-        tol: The relative accuracy to which each top-k eigenvalue is certified
+        tolerance: The relative accuracy to which each top-k eigenvalue is certified
             (see above).
         warm_start: Whether to start each Lanczos run from the previous top-k vectors.
         warm_min_iterations: The fewest products of a warm-started run (it
@@ -163,14 +164,18 @@ class SharpnessCallback(MeasurementCallback):
             `analysis_tools.model_blocks(model)` gives `per_layer=True`'s
             blocks in this form, to edit.
         trace: Whether to log the Hessian trace(s).
-        trace_samples: Products per trace (Hutch++, ≥ 3).
+        trace_products: Hessian-vector products per trace (Hutch++, ≥ 3).
         density: Whether to compute the spectral density.
         density_vectors: SLQ start vectors per density.
         density_iterations: Lanczos steps per SLQ vector.
-        **operator_kwargs: `loss`, `batch_size`, `method`, `mode`, `dropout`,
+        **operator_kwargs: `loss`, `batch_size`, `differentiation`, `mode`, `dropout`,
             `include_regularization` (see `HessianOperator`).
     """
 
+    tol = renamed_attribute("tol", "tolerance")
+    trace_samples = renamed_attribute("trace_samples", "trace_products")
+
+    @renamed(tol="tolerance", trace_samples="trace_products", method="differentiation")
     def __init__(
         self,
         data,
@@ -180,14 +185,14 @@ class SharpnessCallback(MeasurementCallback):
         preconditioned=True,
         log_dir=None,
         max_iterations=40,
-        tol=1e-3,
+        tolerance=1e-3,
         warm_start=True,
         warm_min_iterations=3,
         fraction_in_top_subspace=False,
         per_layer=False,
         blocks=None,
         trace=False,
-        trace_samples=30,
+        trace_products=30,
         density=False,
         density_vectors=1,
         density_iterations=30,
@@ -201,7 +206,7 @@ class SharpnessCallback(MeasurementCallback):
         self.raw = bool(raw)
         self.preconditioned = bool(preconditioned)
         self.max_iterations = int(max_iterations)
-        self.tol = float(tol)
+        self.tolerance = float(tolerance)
         self.warm_start = bool(warm_start)
         if int(warm_min_iterations) < 1:
             raise ValueError(f"`warm_min_iterations` must be >= 1, got {warm_min_iterations}.")
@@ -219,9 +224,9 @@ class SharpnessCallback(MeasurementCallback):
             blocks = {str(name): selection for name, selection in blocks.items()}
         self.blocks = blocks
         self.trace = bool(trace)
-        self.trace_samples = int(trace_samples)
-        if self.trace and self.trace_samples < 3:
-            raise ValueError(f"`trace_samples` must be >= 3 (Hutch++), got {trace_samples}.")
+        self.trace_products = int(trace_products)
+        if self.trace and self.trace_products < 3:
+            raise ValueError(f"`trace_products` must be >= 3 (Hutch++), got {trace_products}.")
         self.density = bool(density)
         self.density_vectors = int(density_vectors)
         self.density_iterations = int(density_iterations)
@@ -314,7 +319,7 @@ class SharpnessCallback(MeasurementCallback):
     def _solve(self, name, problem):
         solver, matvec = self._solver_of(problem, self._solvers[name]), problem.matvec
         kind = name.partition("/")[0]  # "raw/<layer>" is a raw problem
-        settings = dict(tolerance=self.tol, criterion="eigenvalue", seed=_SEEDS[kind], call=self._calls[name])
+        settings = dict(tolerance=self.tolerance, criterion="eigenvalue", seed=_SEEDS[kind], call=self._calls[name])
         self._calls[name] += 1
         previous = self._previous_vectors.get(name) if self.warm_start else None
         if previous is None:
@@ -374,7 +379,7 @@ class SharpnessCallback(MeasurementCallback):
         if self.trace:
             for kind, problem in problems.items():
                 key = _TRACE_KEYS[kind]
-                traces[kind] = hutch_plus_plus(problem.matvec, self._operator.dimension, self.trace_samples,
+                traces[kind] = hutch_plus_plus(problem.matvec, self._operator.dimension, self.trace_products,
                                                len(self.records))
                 values[key] = traces[kind].estimate
                 values[f"{key}_standard_error"] = traces[kind].standard_error

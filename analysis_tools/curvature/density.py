@@ -180,15 +180,16 @@ def spectral_density(model, data=None, loss=None, preconditioner=None, num_vecto
         preconditioner: Optional list of P tensors, one per trainable variable:
             the density is then that of P⁻¹H (computed on P^{-1/2} H P^{-1/2},
             which has its eigenvalues).
-        num_vectors: Random start vectors. The standard errors of the moments
-            fall like 1/√(vectors); the nodes of the outliers are there from one.
+        num_vectors: Rademacher start vectors, `num_iterations` products
+            each. The standard errors of the moments fall like 1/√(vectors);
+            the nodes of the outliers are there from one.
         num_iterations: Lanczos steps per vector: the resolution (2m − 1 exact
             moments per vector). PyHessian's default is 100.
         seed: Seed of the start vectors.
-        **operator_kwargs: `batch_size`, `product_method`, `mode`, `dropout`,
+        **operator_kwargs: `batch_size`, `differentiation`, `mode`, `dropout`,
             `include_regularization`, `jit_compile`, `strategy`, `variables`
-            (see `analysis_tools.HessianOperator`; `product_method` is its `method`),
-            and ``curvature=`` (`analysis_tools.curvature_operator`).
+            (see `analysis_tools.HessianOperator`), and ``curvature=``
+            (`analysis_tools.curvature_operator`).
 
     Returns:
         A `SpectralDensity` (`.nodes`, `.weights`, `.density(grid)`, `.moment(p)`).

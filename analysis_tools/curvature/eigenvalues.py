@@ -14,12 +14,14 @@ tf_adaptive's optimizers and Keras's built-ins alike.
 
 import tensorflow as tf
 
+from analysis_tools._deprecation import renamed
 from analysis_tools.curvature.hessian import operator_and_matvec, trainable_variables_for
 from analysis_tools.preconditioners import preconditioner_of
 
 __all__ = ["hessian_eigenvalues", "preconditioned_sharpness", "sharpness", "top_subspace_fraction"]
 
 
+@renamed(tol="tolerance")
 def hessian_eigenvalues(
     model,
     data=None,
@@ -27,7 +29,7 @@ def hessian_eigenvalues(
     preconditioner=None,
     k=1,
     max_iterations=40,
-    tol=1e-3,
+    tolerance=1e-3,
     return_vectors=False,
     initial_vector=None,
     seed=0,
@@ -46,12 +48,13 @@ def hessian_eigenvalues(
             (e.g. from `analysis_tools.preconditioners.preconditioner_of`).
         k: How many eigenvalues.
         max_iterations: The most Hessian-vector products (Lanczos steps).
-        tol: Stop when every top-k Ritz residual is below `tol` × |eigenvalue|.
+        tolerance: Stop when every top-k Ritz residual is below
+            `tolerance` × |eigenvalue|.
         return_vectors: Also return the Ritz vectors (in the symmetric basis:
             for P⁻¹H, the right eigenvector is P^{-1/2} times it).
         initial_vector: Optional warm start (a flat vector of the parameter count).
         seed: Seed of the random start vector.
-        **operator_kwargs: `batch_size`, `method`, `mode`, `dropout`,
+        **operator_kwargs: `batch_size`, `differentiation`, `mode`, `dropout`,
             `include_regularization`, `jit_compile`, `strategy`, `variables`
             (a layer or block: the eigenvalues of its diagonal block): see
             `analysis_tools.HessianOperator`; ``curvature=`` ("hessian", the
@@ -70,7 +73,7 @@ def hessian_eigenvalues(
     operator, matvec = operator_and_matvec(model, data, loss, preconditioner, **operator_kwargs)
     solver = operator.solver(False, max_iterations, k, return_vectors)
     # call=0: the random start of a new solver with this seed, whatever ran on this one before.
-    return solver(matvec, initial_vector, tolerance=tol, criterion="residual", seed=seed, call=0)
+    return solver(matvec, initial_vector, tolerance=tolerance, criterion="residual", seed=seed, call=0)
 
 
 def sharpness(model, data=None, loss=None, **kwargs):

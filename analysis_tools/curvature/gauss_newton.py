@@ -69,8 +69,8 @@ def _quiet_tensorflow_log():
 class _OutputCurvature(HessianOperator):
     """v ↦ Jᵀ M J v + ∇²R v: the curvatures that pass through the model's outputs (see the module docstring).
 
-    Takes `HessianOperator`'s arguments but ``method`` (the product is
-    always forward mode for J v and reverse mode for Jᵀu).
+    Takes `HessianOperator`'s arguments but ``differentiation`` (the
+    product is always forward mode for J v and reverse mode for Jᵀu).
     """
 
     def __init__(self, model, data, loss=None, batch_size=None, mode="train", dropout=True,
@@ -78,7 +78,7 @@ class _OutputCurvature(HessianOperator):
         super().__init__(model, data, loss=loss, batch_size=batch_size, mode=mode, dropout=dropout,
                          include_regularization=include_regularization, jit_compile=jit_compile,
                          strategy=strategy, variables=variables)
-        self.method = None
+        self.differentiation = None
 
     def _share_product(self, trainable, non_trainable, vector, x, y, count, first):
         tangents = self._unflatten(vector)
@@ -269,7 +269,7 @@ class FisherOperator(_OutputCurvature):
         samples: Draws per product (default 1).
         label_seed: An int fixing the draws (default 0); a Lanczos or trace
             `seed` is another thing.
-        (the rest): As `HessianOperator`, without ``method``.
+        (the rest): As `HessianOperator`, without ``differentiation``.
 
     Raises:
         ValueError: If the loss is not one of those three negative

@@ -38,8 +38,9 @@ on every pass (no reshuffling), or the operator changes between products.
 
 Each batch's product is one XLA-compiled function (``jit_compile=True``, the
 default): reverse-over-reverse differentiation (two nested `GradientTape`s,
-about 2× the cost of a gradient) or, with ``method="forward_over_reverse"``, a
-`tf.autodiff.ForwardAccumulator` over a `GradientTape`.
+about 2× the cost of a gradient) or, with
+``differentiation="forward_over_reverse"``, a `tf.autodiff.ForwardAccumulator`
+over a `GradientTape`.
 
 Under a `tf.distribute` strategy (the model's, or the one in scope) the probe
 batches are split across the replicas (`experimental_distribute_dataset`:
@@ -67,14 +68,16 @@ import numpy as np
 import tensorflow as tf
 
 from analysis_tools._blocks import block_indices
+from analysis_tools._deprecation import renamed, renamed_attribute, renamed_constants
 from analysis_tools._model_loss import MODES, ModelLoss, trainable_variables_of
 from analysis_tools._second_order import ExactResizeGradients, explained
 from analysis_tools._probe import FullGradient, ProbeSet, check_data, probe_dataset, probe_share
 from analysis_tools.curvature.composition import Composable, _flat_scale
 from analysis_tools.curvature.lanczos import Lanczos, LanczosResult, check_bool, check_positive_int, default_basis_dtype
 
-METHODS = ("reverse_over_reverse", "forward_over_reverse")
-__all__ = ["HessianOperator", "METHODS", "MODES", "operator_and_matvec", "probe_dataset"]
+DIFFERENTIATIONS = ("reverse_over_reverse", "forward_over_reverse")
+__all__ = ["DIFFERENTIATIONS", "HessianOperator", "MODES", "operator_and_matvec", "probe_dataset"]
+__getattr__ = renamed_constants(globals(), METHODS="DIFFERENTIATIONS")
 
 
 class HessianOperator(Composable):
@@ -90,7 +93,10 @@ class HessianOperator(Composable):
         batch_size: Batch size for array data; default one batch. With
             BatchNorm in training mode the Hessian depends on it: use the
             training batch size. Under a strategy it is the global batch size.
-        method: ``"reverse_over_reverse"`` (default) or ``"forward_over_reverse"``.
+        differentiation: How the product is differentiated:
+            ``"reverse_over_reverse"`` (default; two nested `GradientTape`s)
+            or ``"forward_over_reverse"`` (a `ForwardAccumulator` over a
+            `GradientTape`). The same H v to rounding.
         mode: ``"train"`` (default) or ``"inference"``.
         dropout: With ``mode="train"``, whether Dropout layers stay active
             (fixed masks). Defaults to `True`.
@@ -107,15 +113,18 @@ class HessianOperator(Composable):
             the Hessian, the other weights fixed (see the module docstring).
 
     Raises:
-        ValueError: If `method` or `mode` is unknown; the model is not built
-            or has no trainable variables; there is no loss; or the probe set
-            does not fit the model: its inputs cannot be fed to it, or its
-            targets do not have the shape a Keras loss compares with the
-            outputs, so that they would be broadcast (checked on one batch,
-            symbolically where possible, before any product); or `variables`
-            names no layer or variable of the model, or nothing trainable.
+        ValueError: If `differentiation` or `mode` is unknown; the model is
+            not built or has no trainable variables; there is no loss; or the
+            probe set does not fit the model: its inputs cannot be fed to it,
+            or its targets do not have the shape a Keras loss compares with
+            the outputs, so that they would be broadcast (checked on one
+            batch, symbolically where possible, before any product); or
+            `variables` names no layer or variable of the model, or nothing
+            trainable.
 
     Attributes:
+        differentiation: As the argument (None for the operators whose
+            product is always forward over reverse: `GGNOperator` and the Fishers).
         variables: The trainable variables of the block (all of them without
             `variables=`), in the model's order: the order of the flat vectors.
         dimension: The length of the flat vectors (the block's parameters).
@@ -128,14 +137,16 @@ class HessianOperator(Composable):
     curvature = "hessian"
     _purpose = "its Hessian"
     _product_name = "a Hessian-vector product"
+    method = renamed_attribute("method", "differentiation")
 
+    @renamed(method="differentiation")
     def __init__(
         self,
         model,
         data,
         loss=None,
         batch_size=None,
-        method="reverse_over_reverse",
+        differentiation="reverse_over_reverse",
         mode="train",
         dropout=True,
         include_regularization=True,
@@ -143,12 +154,12 @@ class HessianOperator(Composable):
         strategy=None,
         variables=None,
     ):
-        if method not in METHODS:
-            raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
+        if differentiation not in DIFFERENTIATIONS:
+            raise ValueError(f"`differentiation` must be one of {DIFFERENTIATIONS}, got {differentiation!r}.")
         self._loss = ModelLoss(model, loss, mode, dropout, include_regularization, self._purpose)
         check_data(self._loss, data, batch_size, "the probe set")
         self.model = model
-        self.method = method
+        self.differentiation = differentiation
         self.mode = mode
         self.jit_compile = bool(jit_compile)
         self.include_regularization = self._loss.include_regularization
@@ -244,7 +255,7 @@ class HessianOperator(Composable):
         tangents = self._unflatten(vector)
         # The block's values (every value without `variables=`): the only ones differentiated.
         block = [trainable[i] for i in self._block]
-        if self.method == "forward_over_reverse":
+        if self.differentiation == "forward_over_reverse":
             with tf.autodiff.ForwardAccumulator(block, tangents) as accumulator:
                 with tf.GradientTape() as tape:
                     tape.watch(block)
@@ -537,15 +548,15 @@ class _BlockSolver:
         return result._replace(eigenvectors=vectors)
 
 
+@renamed(product_method="differentiation")
 def operator_and_matvec(model, data, loss=None, preconditioner=None, **operator_kwargs):
     """(operator, its ``matvec``): the operator every curvature function measures.
 
     What every curvature function builds: `operator_kwargs` go to the
-    operator, and ``product_method`` is accepted for its `method` (where the
-    caller's own `method` means something else, as in `hessian_trace`).
-    ``curvature=`` ("hessian", the default, "ggn", "fisher" or
-    "empirical_fisher") picks the operator's class (`curvature_operator`), so
-    that every curvature function measures any of them.
+    operator (``differentiation=`` among them). ``curvature=`` ("hessian",
+    the default, "ggn", "fisher" or "empirical_fisher") picks the operator's
+    class (`curvature_operator`), so that every curvature function measures
+    any of them.
 
     `model` may instead be an operator built earlier (a `HessianOperator`,
     `GGNOperator`, Fisher, block, preconditioned operator or sum; then `data`
@@ -574,8 +585,6 @@ def operator_and_matvec(model, data, loss=None, preconditioner=None, **operator_
     else:
         if data is None:
             raise ValueError("Pass the probe set `data` ((x, y) arrays or a tf.data.Dataset of (x, y) batches).")
-        if "product_method" in operator_kwargs:
-            operator_kwargs["method"] = operator_kwargs.pop("product_method")
         from analysis_tools.curvature.gauss_newton import curvature_operator  # it builds on this module
 
         operator = curvature_operator(model, data, loss=loss, **operator_kwargs)

@@ -35,9 +35,10 @@ under-covered on a trained classifier (Hutch++ with 30 products: |z| > 2 in
 `benchmarks/trace_coverage.py`, `benchmarks/RESULTS.md`). It is NaN with a
 single Hutchinson term.
 
-Cost: `num_samples` products in all (each about two gradient evaluations
-over the probe set, `HessianOperator`). Memory: one vector for Hutchinson;
-Hutch++ holds the sketch (2k vectors of n float64, k = num_samples // 3).
+Cost: `num_products` products A z in all (each about two gradient
+evaluations over the probe set, `HessianOperator`). Memory: one vector for
+Hutchinson; Hutch++ holds the sketch (2k vectors of n float64,
+k = num_products // 3).
 """
 
 from typing import NamedTuple
@@ -45,12 +46,13 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
+from analysis_tools._deprecation import renamed, renamed_attribute
 from analysis_tools._tensors import check_count, rademacher
 from analysis_tools.curvature.hessian import operator_and_matvec
 
 __all__ = ["TraceEstimate", "hessian_trace", "hutch_plus_plus", "hutchinson"]
 
-TRACE_METHODS = ("hutchinson", "hutch++")
+TRACE_ESTIMATORS = ("hutchinson", "hutch++")
 
 
 class TraceEstimate(NamedTuple):
@@ -61,7 +63,7 @@ class TraceEstimate(NamedTuple):
         standard_error: The standard error of its stochastic (Hutchinson)
             part, NaN when that part has a single term.
         num_products: The products A z it took.
-        method: ``"hutchinson"`` or ``"hutch++"``.
+        estimator: ``"hutchinson"`` or ``"hutch++"``.
         samples: The Hutchinson terms z_iᵀ A z_i (for Hutch++, of the residual
             operator), [num_terms] float64.
         sketch_trace: For Hutch++, tr(Qᵀ A Q), the exact part; 0.0 for Hutchinson.
@@ -70,9 +72,11 @@ class TraceEstimate(NamedTuple):
     estimate: float
     standard_error: float
     num_products: int
-    method: str
+    estimator: str
     samples: np.ndarray
     sketch_trace: float
+
+    method = renamed_attribute("method", "estimator")
 
 
 def _product(matvec, vector):
@@ -106,32 +110,33 @@ class _Terms:
         diagonal = (float(self.diagonal @ self.diagonal) - self.diagonal_squares) / (count * (count - 1))
         return float(np.sqrt(max(2.0 * (frobenius - diagonal), 0.0) / count))
 
-    def estimate(self, sketch_trace, num_products, method):
+    def estimate(self, sketch_trace, num_products, estimator):
         samples = np.asarray(self.values, dtype=np.float64)
         return TraceEstimate(float(sketch_trace + np.mean(samples)), self.standard_error(), int(num_products),
-                             method, samples, float(sketch_trace))
+                             estimator, samples, float(sketch_trace))
 
 
-def hutchinson(matvec, dimension, num_samples=100, seed=0):
+@renamed(num_samples="num_products")
+def hutchinson(matvec, dimension, num_products=100, seed=0):
     """tr(A) ≈ (1/s) Σ z_iᵀ A z_i over s Rademacher vectors z_i (see the module docstring).
 
     Args:
         matvec: v ↦ A v for a flat float64 vector of length `dimension`; A symmetric.
         dimension: n.
-        num_samples: s, the products (≥ 1).
+        num_products: s, the products A z_i, one per Rademacher vector (≥ 1).
         seed: Seed of the Rademacher vectors (NumPy's `default_rng`).
 
     Returns:
         A `TraceEstimate`.
     """
     dimension = check_count("dimension", dimension, 1)
-    num_samples = check_count("num_samples", num_samples, 1)
+    num_products = check_count("num_products", num_products, 1)
     rng = np.random.default_rng(seed)
     terms = _Terms(dimension)
-    for _ in range(num_samples):
+    for _ in range(num_products):
         z = rademacher(rng, [dimension])
         terms.add(z, _product(matvec, z))
-    return terms.estimate(0.0, num_samples, "hutchinson")
+    return terms.estimate(0.0, num_products, "hutchinson")
 
 
 def hutch_plus_plus(matvec, dimension, num_products=99, seed=0):
@@ -145,7 +150,7 @@ def hutch_plus_plus(matvec, dimension, num_products=99, seed=0):
     Args:
         matvec: v ↦ A v for a flat float64 vector of length `dimension`; A symmetric.
         dimension: n.
-        num_products: The products in all (≥ 3).
+        num_products: The products A v in all, sketch included (≥ 3).
         seed: Seed of the sketch and the Rademacher vectors.
 
     Returns:
@@ -172,7 +177,8 @@ def hutch_plus_plus(matvec, dimension, num_products=99, seed=0):
     return terms.estimate(sketch_trace, num_products, "hutch++")
 
 
-def hessian_trace(model, data=None, loss=None, preconditioner=None, num_samples=100, method="hutch++", seed=0,
+@renamed(num_samples="num_products", method="estimator")
+def hessian_trace(model, data=None, loss=None, preconditioner=None, num_products=100, estimator="hutch++", seed=0,
                   **operator_kwargs):
     """tr(H), or tr(P⁻¹H) with a preconditioner, of the loss over the probe set `data`.
 
@@ -185,26 +191,26 @@ def hessian_trace(model, data=None, loss=None, preconditioner=None, num_samples=
         preconditioner: Optional list of P tensors, one per trainable variable
             (`analysis_tools.preconditioners.preconditioner_of`): the trace is
             then tr(P⁻¹H) = Σ_i H_ii / P_i, estimated on P^{-1/2} H P^{-1/2}.
-        num_samples: The Hessian-vector products in all (Hutch++ needs ≥ 3).
-        method: ``"hutch++"`` (default) or ``"hutchinson"``.
+        num_products: The Hessian-vector products in all (Hutch++ needs ≥ 3).
+        estimator: ``"hutch++"`` (default) or ``"hutchinson"``.
         seed: Seed of the random vectors.
-        **operator_kwargs: `batch_size`, `method` (as ``product_method``),
-            `mode`, `dropout`, `include_regularization`, `jit_compile`,
-            `strategy`, `variables` (a layer or block: the trace of its
-            diagonal block); see `analysis_tools.HessianOperator`; and
-            ``curvature=`` (`analysis_tools.curvature_operator`).
+        **operator_kwargs: `batch_size`, `differentiation`, `mode`,
+            `dropout`, `include_regularization`, `jit_compile`, `strategy`,
+            `variables` (a layer or block: the trace of its diagonal block);
+            see `analysis_tools.HessianOperator`; and ``curvature=``
+            (`analysis_tools.curvature_operator`).
 
     Returns:
         A `TraceEstimate` (`.estimate`, `.standard_error`, `.num_products`).
 
     Raises:
-        ValueError: If `method` is unknown or `num_samples` too small; as
-            `analysis_tools.HessianOperator` for the model and the data.
+        ValueError: If `estimator` is unknown or `num_products` too small;
+            as `analysis_tools.HessianOperator` for the model and the data.
     """
-    if method not in TRACE_METHODS:
-        raise ValueError(f"`method` must be one of {TRACE_METHODS}, got {method!r}.")
-    check_count("num_samples", num_samples, 3 if method == "hutch++" else 1)
+    if estimator not in TRACE_ESTIMATORS:
+        raise ValueError(f"`estimator` must be one of {TRACE_ESTIMATORS}, got {estimator!r}.")
+    check_count("num_products", num_products, 3 if estimator == "hutch++" else 1)
     operator, matvec = operator_and_matvec(model, data, loss, preconditioner, **operator_kwargs)
-    if method == "hutchinson":
-        return hutchinson(matvec, operator.dimension, num_samples, seed)
-    return hutch_plus_plus(matvec, operator.dimension, num_samples, seed)
+    if estimator == "hutchinson":
+        return hutchinson(matvec, operator.dimension, num_products, seed)
+    return hutch_plus_plus(matvec, operator.dimension, num_products, seed)

@@ -13,10 +13,11 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from analysis_tools._callback import MeasurementCallback
+from analysis_tools._deprecation import renamed, renamed_attribute
 from analysis_tools._model_loss import ModelLoss
 from analysis_tools._probe import check_data
 from analysis_tools.noise.sampling import _NoiseSampler, _num_examples
-from analysis_tools.noise.tail_estimators import METHODS, TailIndex, tail_index
+from analysis_tools.noise.tail_estimators import ESTIMATORS, TailIndex, tail_index
 
 __all__ = ["GradientNoiseCallback", "NoiseRecord", "standardized_coordinates"]
 
@@ -116,7 +117,8 @@ class GradientNoiseCallback(MeasurementCallback):
         num_batches: Mini-batches per measurement.
         loss: Loss; default the model's compiled loss.
         num_coordinates: Noise coordinates kept for the tail index (0: none).
-        tail_index_method: One of `analysis_tools.noise.tail_estimators.METHODS`.
+        tail_index_estimator: The estimator of `tail_index`, one of
+            `analysis_tools.noise.tail_estimators.ESTIMATORS`.
         bins: Number of histogram bins.
         at_start: Also measure at the initial weights (epoch 0).
         log_dir: Optional TensorBoard directory for the callback's own summaries.
@@ -130,8 +132,11 @@ class GradientNoiseCallback(MeasurementCallback):
             gradient in graph mode only (the same values to rounding).
     """
 
+    tail_index_method = renamed_attribute("tail_index_method", "tail_index_estimator")
+
+    @renamed(tail_index_method="tail_index_estimator")
     def __init__(self, data, every_n_epochs=None, batch_size=32, num_batches=100, loss=None,
-                 num_coordinates=1000, tail_index_method="simsekli", bins=30, at_start=True,
+                 num_coordinates=1000, tail_index_estimator="simsekli", bins=30, at_start=True,
                  log_dir=None, prefix="noise_", mode="train", seed=0, per_layer=False, jit_compile=True,
                  every_n_steps=None):
         if every_n_epochs is not None and every_n_steps is not None:
@@ -144,14 +149,14 @@ class GradientNoiseCallback(MeasurementCallback):
             raise ValueError(f"`num_batches` must be >= 2, got {num_batches}.")
         if int(bins) < 1:
             raise ValueError(f"`bins` must be >= 1, got {bins}.")
-        if tail_index_method not in METHODS:
-            raise ValueError(f"`tail_index_method` must be one of {METHODS}, got {tail_index_method!r}.")
+        if tail_index_estimator not in ESTIMATORS:
+            raise ValueError(f"`tail_index_estimator` must be one of {ESTIMATORS}, got {tail_index_estimator!r}.")
         self.data = data
         self.batch_size = int(batch_size)
         self.num_batches = int(num_batches)
         self.loss = loss
         self.num_coordinates = int(num_coordinates)
-        self.tail_index_method = tail_index_method
+        self.tail_index_estimator = tail_index_estimator
         self.bins = int(bins)
         self.at_start = bool(at_start)
         self.prefix = prefix
@@ -208,7 +213,7 @@ class GradientNoiseCallback(MeasurementCallback):
             pooled = standardized_coordinates(noise.coordinates)
             if len(pooled) >= 16:
                 try:
-                    estimate = tail_index(pooled, method=self.tail_index_method)
+                    estimate = tail_index(pooled, estimator=self.tail_index_estimator)
                 except ValueError as error:  # degenerate coordinates: no estimate, and training goes on
                     warnings.warn(f"No noise tail index at epoch {epoch}: {error}", stacklevel=2)
                 else:

@@ -1,4 +1,4 @@
-"""Tail-index estimators for gradient noise: `tail_index(samples, method=...)`.
+"""Tail-index estimators for gradient noise: `tail_index(samples, estimator=...)`.
 
 The tail index α of a symmetric α-stable law (0 < α ≤ 2) governs
 P(|X| > x) ~ x^(−α): α = 2 is Gaussian, α < 2 has infinite variance. Zhang et
@@ -64,9 +64,12 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 
-__all__ = ["METHODS", "TailIndex", "tail_index"]
+from analysis_tools._deprecation import renamed, renamed_attribute, renamed_constants
 
-METHODS = ("simsekli", "characteristic_function", "hill")
+__all__ = ["ESTIMATORS", "TailIndex", "tail_index"]
+
+ESTIMATORS = ("simsekli", "characteristic_function", "hill")
+__getattr__ = renamed_constants(globals(), METHODS="ESTIMATORS")
 MIN_SAMPLES = 16
 
 
@@ -74,18 +77,20 @@ class TailIndex(NamedTuple):
     """A tail-index estimate.
 
     Attributes:
-        alpha: The estimate (for the stable-law methods, at most 2).
+        alpha: The estimate (for the stable-law estimators, at most 2).
         unclipped: The raw estimate before the stable range was applied.
-        method: The estimator's name.
+        estimator: The estimator's name.
         num_samples: N, the number of scalars or vectors used.
         parameters: The estimator's choices (block size, k, threshold, t range, …).
     """
 
     alpha: float
     unclipped: float
-    method: str
+    estimator: str
     num_samples: int
     parameters: dict
+
+    method = renamed_attribute("method", "estimator")
 
 
 def _as_samples(samples):
@@ -132,7 +137,7 @@ def simsekli(x, block_size=None, num_permutations=10, seed=0):
         raise ValueError(
             f"{zeros} of the {n} samples are exactly 0, where log|X| is -inf: the block-sum estimator "
             "needs a law without an atom at 0. Drop them (e.g. coordinates whose noise is always 0), "
-            'or use method="hill", which reads only the largest magnitudes.'
+            'or use estimator="hill", which reads only the largest magnitudes.'
         )
     log_x = tf.reduce_mean(tf.math.log(magnitudes))
     rng = np.random.default_rng(seed)
@@ -247,13 +252,14 @@ def hill(x, min_tail=10, max_tail_fraction=0.1, num_candidates=60):
                    "standard_error": alpha / math.sqrt(k)}
 
 
-def tail_index(samples, method="simsekli", **options):
+@renamed(method="estimator")
+def tail_index(samples, estimator="simsekli", **options):
     """Estimates the tail index α of i.i.d. noise samples.
 
     Args:
         samples: A 1-D array of i.i.d. scalars (pooled coordinates), or an
             [N, d] array whose rows are i.i.d. noise vectors. Non-finite rows are dropped.
-        method: ``"simsekli"`` (default), ``"characteristic_function"`` or ``"hill"``.
+        estimator: ``"simsekli"`` (default), ``"characteristic_function"`` or ``"hill"``.
         **options: Estimator options: ``block_size``, ``num_permutations``,
             ``seed`` (simsekli); ``num_points``, ``num_directions``, ``seed``
             (characteristic_function); ``min_tail``, ``max_tail_fraction``,
@@ -264,7 +270,7 @@ def tail_index(samples, method="simsekli", **options):
         assumptions, range and biases.
 
     Raises:
-        ValueError: If `method` is unknown, or the data cannot carry an
+        ValueError: If `estimator` is unknown, or the data cannot carry an
             estimate: fewer than 16 finite samples; degenerate samples (all
             equal, all zero, or fewer than 16 distinct finite values);
             samples that are exactly 0 (``"simsekli"``, whose log|X| is
@@ -274,10 +280,10 @@ def tail_index(samples, method="simsekli", **options):
             tied (``"hill"``).
     """
     estimators = {"simsekli": simsekli, "characteristic_function": characteristic_function, "hill": hill}
-    if method not in estimators:
-        raise ValueError(f"`method` must be one of {METHODS}, got {method!r}.")
+    if estimator not in estimators:
+        raise ValueError(f"`estimator` must be one of {ESTIMATORS}, got {estimator!r}.")
     x = _as_samples(samples)
-    raw, parameters = estimators[method](x, **options)
-    alpha = raw if method == "hill" or not raw > 2.0 else 2.0
-    return TailIndex(alpha=alpha, unclipped=raw, method=method, num_samples=int(tf.shape(x)[0]),
+    raw, parameters = estimators[estimator](x, **options)
+    alpha = raw if estimator == "hill" or not raw > 2.0 else 2.0
+    return TailIndex(alpha=alpha, unclipped=raw, estimator=estimator, num_samples=int(tf.shape(x)[0]),
                      parameters=parameters)

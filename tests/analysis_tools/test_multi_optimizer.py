@@ -215,7 +215,7 @@ def test_sharpness_callback_logs_lambda_1_of_the_block_diagonal_p_inverse_h(jit_
     multi = keras.optimizers.MultiOptimizer(keras.optimizers.OptimizerMap(
         default_optimizer=rest, optimizer_map={".*/kernel": adam}))
     model.compile(multi, keras.losses.MeanSquaredError(dtype="float64"), jit_compile=jit_compile)
-    callback = SharpnessCallback((x, y), every_n_steps=2, raw=False, tol=1e-10, max_iterations=26,
+    callback = SharpnessCallback((x, y), every_n_steps=2, raw=False, tolerance=1e-10, max_iterations=26,
                                  warm_start=False)
     history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[callback])
 

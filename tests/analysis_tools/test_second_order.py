@@ -122,13 +122,13 @@ def _resizing_model(resizing):
     return model, (rng.standard_normal((4, 5, 5, 2)), rng.integers(0, 3, 4).astype("int32"))
 
 
-@pytest.mark.parametrize("method", ["reverse_over_reverse", "forward_over_reverse"])
+@pytest.mark.parametrize("differentiation", ["reverse_over_reverse", "forward_over_reverse"])
 @pytest.mark.parametrize("kind", sorted(RESIZINGS))
-def test_resizing_has_an_exact_and_symmetric_hessian(kind, method):
+def test_resizing_has_an_exact_and_symmetric_hessian(kind, differentiation):
     # TensorFlow declares ResizeBilinearGrad not differentiable: the second-order term through a bilinear
     # upsampling was silently zero, and H v was not even symmetric. The other resizes had no rule at all.
     model, data = _resizing_model(RESIZINGS[kind])
-    operator = analysis_tools.HessianOperator(model, data, method=method, jit_compile=False)
+    operator = analysis_tools.HessianOperator(model, data, differentiation=differentiation, jit_compile=False)
     rng = np.random.default_rng(2)
     u, v = rng.standard_normal(operator.dimension), rng.standard_normal(operator.dimension)
     hu, hv = operator.matvec(tf.constant(u)).numpy(), operator.matvec(tf.constant(v)).numpy()
@@ -189,7 +189,7 @@ def test_tensorflows_resize_rule_would_be_caught_as_asymmetric(monkeypatch):
     model, data = _resizing_model(RESIZINGS["bilinear"])
     operator = analysis_tools.HessianOperator(model, data, jit_compile=False)
     with pytest.warns(UserWarning, match="not symmetric"):
-        analysis_tools.sharpness(operator, tol=1e-8)
+        analysis_tools.sharpness(operator, tolerance=1e-8)
     monkeypatch.undo()
     exact = analysis_tools.HessianOperator(model, data, jit_compile=False)
     solver = exact.solver()

@@ -46,8 +46,8 @@ def test_every_instrument_in_and_out_of_fit(name):
     block = zoo.BLOCKS[name]
     jit = name in zoo.TRANSFORMERS
     sharpness = analysis_tools.SharpnessCallback(
-        (x, y), every_n_steps=2, per_layer=[block], trace=True, trace_samples=3, density=True,
-        density_iterations=4, tol=1e-3, warm_start=False, jit_compile=jit)
+        (x, y), every_n_steps=2, per_layer=[block], trace=True, trace_products=3, density=True,
+        density_iterations=4, tolerance=1e-3, warm_start=False, jit_compile=jit)
     noise = analysis_tools.GradientNoiseCallback(
         (x, y), batch_size=2, num_batches=2, num_coordinates=0, per_layer=True, at_start=False, jit_compile=jit)
     updates = analysis_tools.UpdateDistributionCallback(layers=[block], steps=2)
@@ -75,11 +75,11 @@ def test_every_instrument_in_and_out_of_fit(name):
 
     # Out of fit: the functions, on the callback's operators (traced once), at the same weights.
     operator = sharpness.operator
-    raw = analysis_tools.sharpness(operator, tol=1e-4)
+    raw = analysis_tools.sharpness(operator, tolerance=1e-4)
     np.testing.assert_allclose(raw, logs["sharpness"], rtol=1e-2)
-    preconditioned = analysis_tools.preconditioned_sharpness(operator, model.optimizer, tol=1e-4)
+    preconditioned = analysis_tools.preconditioned_sharpness(operator, model.optimizer, tolerance=1e-4)
     np.testing.assert_allclose(preconditioned, logs["preconditioned_sharpness"], rtol=1e-2)
-    trace = analysis_tools.hessian_trace(operator, num_samples=6)
+    trace = analysis_tools.hessian_trace(operator, num_products=6)
     assert np.isfinite(trace.estimate) and np.isfinite(trace.standard_error)
     preconditioner = analysis_tools.preconditioner_of(model.optimizer, model.trainable_variables)
     density = analysis_tools.spectral_density(operator, preconditioner=preconditioner, num_vectors=1,
@@ -91,7 +91,7 @@ def test_every_instrument_in_and_out_of_fit(name):
     kinds = [key[0] == "masked" for key in operator._solvers]
     assert kinds.count(False) == 3  # λ1 of H and of P⁻¹H, and the density of P⁻¹H (4 steps)
     assert kinds.count(True) == 2  # the block's λ1 of H and of P⁻¹H, in the loops all blocks share
-    block_sharpness = analysis_tools.sharpness(sharpness.layer_operators[block], tol=1e-4)
+    block_sharpness = analysis_tools.sharpness(sharpness.layer_operators[block], tolerance=1e-4)
     np.testing.assert_allclose(block_sharpness, logs[f"sharpness/{block}"], rtol=1e-2)
     assert block_sharpness <= raw * (1.0 + 1e-2)
     if name == "gpt2":  # (the callback runs this function; checking its draw on one model is enough)
@@ -108,7 +108,7 @@ def test_top_eigenpair_passes_finite_differences(name):
     # GPT-2's products under XLA (through the second-order rule of its position embedding's slice); BERT's
     # and Llama's in graph mode, the same derivatives without an XLA compilation.
     operator = analysis_tools.HessianOperator(model, data, jit_compile=name == "gpt2")
-    result = analysis_tools.hessian_eigenvalues(operator, tol=1e-8, max_iterations=80, return_vectors=True)
+    result = analysis_tools.hessian_eigenvalues(operator, tolerance=1e-8, max_iterations=80, return_vectors=True)
     eigenvalue, vector = float(result.eigenvalues[0]), result.eigenvectors[0]
     assert result.residuals[0] <= 1e-6 * abs(eigenvalue)
     errors = zoo.finite_difference_errors(operator, eigenvalue, vector.numpy())

@@ -43,7 +43,7 @@ def test_gpt2_instruments_measures_a_block_and_writes_figure_json_and_tensorboar
         "gpt2_instruments", tmp_path,
         ["--num_windows=64", "--sequence_length=16", "--num_layers=1", "--hidden_dim=16", "--intermediate_dim=32",
          "--num_heads=2", "--batch_size=8", "--steps=2", "--measure_every=2", "--noise_every=4", "--update_every=1",
-         "--probe_windows=8", "--num_batches=2", f"--blocks={BLOCK}", "--trace", "--trace_samples=6",
+         "--probe_windows=8", "--num_batches=2", f"--blocks={BLOCK}", "--trace", "--trace_products=6",
          "--nojit_compile"],
         figures=("instruments.png",),
     )

@@ -23,8 +23,8 @@ def test_isometric_rows_leave_the_vector_view_unchanged():
     assert rows.shape == (64, 64)
     np.testing.assert_allclose(rows @ rows.T, vectors.astype(np.float64) @ vectors.T.astype(np.float64), rtol=1e-4,
                                atol=1e-3)
-    for method in ("simsekli", "hill"):
-        assert tail_index(rows, method).alpha == pytest.approx(tail_index(vectors, method).alpha, rel=1e-4)
+    for estimator in ("simsekli", "hill"):
+        assert tail_index(rows, estimator).alpha == pytest.approx(tail_index(vectors, estimator).alpha, rel=1e-4)
     np.testing.assert_allclose(empirical_variance_vs_sample_size(rows).variance,
                                empirical_variance_vs_sample_size(vectors).variance, rtol=1e-4)
 

@@ -68,9 +68,9 @@ def test_adams_p_against_the_curvature_diagonals_of_a_trained_network():
         results[curvature] = alignment(p, d.estimate)
         assert -1.0 <= results[curvature].rank_correlation <= 1.0 and 0.0 < results[curvature].cosine <= 1.0
     assert results["ggn"].excluded == 0 or results["ggn"].coordinates > 0
-    top_h = analysis_tools.hessian_eigenvalues(model, (x, y), loss=loss, k=3, return_vectors=True, tol=1e-8,
+    top_h = analysis_tools.hessian_eigenvalues(model, (x, y), loss=loss, k=3, return_vectors=True, tolerance=1e-8,
                                               max_iterations=80).eigenvectors
-    top_g = analysis_tools.hessian_eigenvalues(model, (x, y), loss=loss, k=3, return_vectors=True, tol=1e-8,
+    top_g = analysis_tools.hessian_eigenvalues(model, (x, y), loss=loss, k=3, return_vectors=True, tolerance=1e-8,
                                               max_iterations=80, curvature="ggn").eigenvectors
     angles = principal_angles(top_h, top_g)
     assert angles.shape == (3,) and np.all((0.0 <= angles) & (angles <= np.pi / 2 + 1e-12))

@@ -184,7 +184,7 @@ def test_a_block_operator_shares_the_probe_set_and_is_the_dense_block():
 def test_sharpness_callback_blocks_by_name_match_the_dense_blocks():
     model, (x, y) = _mlp()
     callback = SharpnessCallback((x, y), every_n_steps=1, blocks={"body": ["first", "second"], "head": "head"},
-                                 preconditioned=False, tol=1e-10, max_iterations=40, warm_start=False,
+                                 preconditioned=False, tolerance=1e-10, max_iterations=40, warm_start=False,
                                  jit_compile=False)
     callback.set_model(model)
     record = callback.measure()
@@ -249,7 +249,7 @@ def test_variables_accepts_a_block_name_of_layer_blocks():
 def test_deit_per_block_sharpness_in_fit():
     model, (x, y) = _deit()
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=LOSS, jit_compile=False)
-    callback = SharpnessCallback((x, y), every_n_steps=1, per_layer=True, preconditioned=False, tol=1e-3,
+    callback = SharpnessCallback((x, y), every_n_steps=1, per_layer=True, preconditioned=False, tolerance=1e-3,
                                  warm_start=False)
     history = model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[callback])
     blocks = {key for key in history.history if key.startswith("sharpness/")}
@@ -293,8 +293,8 @@ def test_dinov2_mask_token_is_a_zero_curvature_direction_named_in_the_result():
     np.testing.assert_allclose(product[kept], reference.matvec(v[kept]).numpy(), rtol=1e-10, atol=1e-12)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        top = analysis_tools.sharpness(operator, tol=1e-8)
-        np.testing.assert_allclose(top, analysis_tools.sharpness(reference, tol=1e-8), rtol=1e-6)
+        top = analysis_tools.sharpness(operator, tolerance=1e-8)
+        np.testing.assert_allclose(top, analysis_tools.sharpness(reference, tolerance=1e-8), rtol=1e-6)
 
 
 def test_dinov2_gradient_noise_and_callback_run_with_the_unused_token():
@@ -303,7 +303,7 @@ def test_dinov2_gradient_noise_and_callback_run_with_the_unused_token():
         warnings.simplefilter("ignore")
         noise = analysis_tools.gradient_noise(model, (x, y), batch_size=2)
         assert np.isfinite(noise.noise_scale)
-        callback = SharpnessCallback((x, y), every_n_steps=1, tol=1e-3, warm_start=False, jit_compile=False)
+        callback = SharpnessCallback((x, y), every_n_steps=1, tolerance=1e-3, warm_start=False, jit_compile=False)
         history = model.fit(x, y, batch_size=2, epochs=1, verbose=0, callbacks=[callback])
     assert np.isfinite(history.history["preconditioned_sharpness"][-1])
 
@@ -410,9 +410,9 @@ def test_an_op_xla_cannot_compile_in_this_dtype_is_named():
     with pytest.raises(ValueError, match=expected):
         operator.matvec(tf.ones([operator.dimension], tf.float64))
     with pytest.raises(ValueError, match=expected):
-        analysis_tools.sharpness(operator, tol=1e-3)
+        analysis_tools.sharpness(operator, tolerance=1e-3)
     # What the message says to do works, and float32 compiles.
     uncompiled = analysis_tools.HessianOperator(model, data, loss=loss, jit_compile=False)
-    assert np.isfinite(analysis_tools.sharpness(uncompiled, tol=1e-3))
+    assert np.isfinite(analysis_tools.sharpness(uncompiled, tolerance=1e-3))
     model32, data32 = _max_pool_model("float32")
-    assert np.isfinite(analysis_tools.sharpness(model32, data32, loss=loss, tol=1e-3))
+    assert np.isfinite(analysis_tools.sharpness(model32, data32, loss=loss, tolerance=1e-3))

@@ -94,7 +94,7 @@ def test_lockstep_lanczos_gives_every_blocks_top_eigenvalues_with_one_pass_per_s
         np.testing.assert_allclose(result.eigenvalues.numpy(), exact, rtol=1e-8, atol=1e-10 * abs(exact[0]))
         assert np.all(result.residuals.numpy() <= 1e-10 * np.abs(exact) + 1e-12)
         # The block's own Lanczos (an operator of its variables) agrees, and so does its T_m's spectrum.
-        alone = analysis_tools.hessian_eigenvalues(operator.block(layer), k=2, tol=1e-10)
+        alone = analysis_tools.hessian_eigenvalues(operator.block(layer), k=2, tolerance=1e-10)
         np.testing.assert_allclose(result.eigenvalues.numpy(), alone.eigenvalues.numpy(), rtol=1e-8)
         a, b = result.alpha.numpy()[:int(result.iterations)], result.beta.numpy()[:int(result.iterations) - 1]
         top = np.linalg.eigvalsh(np.diag(a) + np.diag(b, 1) + np.diag(b, -1)).max()

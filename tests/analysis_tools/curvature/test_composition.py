@@ -55,22 +55,22 @@ def test_a_preconditioned_operator_is_s_a_s_and_has_the_eigenvalues_of_p_inverse
         assert isinstance(composed, PreconditionedOperator) and composed.curvature == base.curvature
         np.testing.assert_allclose(_dense(composed), s[:, None] * _dense(base) * s[None, :], rtol=1e-12, atol=1e-14)
         expected = np.sort(np.linalg.eigvals(_dense(base) / _flat(p)[:, None]).real)[::-1]
-        result = analysis_tools.hessian_eigenvalues(composed, k=2, tol=1e-12, max_iterations=composed.dimension)
+        result = analysis_tools.hessian_eigenvalues(composed, k=2, tolerance=1e-12, max_iterations=composed.dimension)
         np.testing.assert_allclose(result.eigenvalues.numpy(), expected[:2], rtol=1e-9)
 
 
 def test_composition_leaves_its_operands_as_they_were(operators):
     model, hessian, _ = operators
     first, second = hessian.preconditioned(_preconditioner(model, 0)), hessian.preconditioned(_preconditioner(model, 5))
-    before = analysis_tools.sharpness(first, tol=1e-12, max_iterations=first.dimension)
+    before = analysis_tools.sharpness(first, tolerance=1e-12, max_iterations=first.dimension)
     # Running the second's solver assigns the shared loop's S; the first must not see it.
-    analysis_tools.sharpness(second, tol=1e-12, max_iterations=second.dimension)
-    assert analysis_tools.sharpness(first, tol=1e-12, max_iterations=first.dimension) == before
+    analysis_tools.sharpness(second, tolerance=1e-12, max_iterations=second.dimension)
+    assert analysis_tools.sharpness(first, tolerance=1e-12, max_iterations=first.dimension) == before
     assert hessian.preconditioner_scale is None  # nothing was stored in the operand
     # The stateful form keeps its own P: a preconditioned measurement through the functions does not replace it.
     hessian.set_preconditioner(_preconditioner(model, 9))
     stored = hessian.preconditioned_matvec(np.ones(hessian.dimension)).numpy()
-    analysis_tools.hessian_eigenvalues(hessian, preconditioner=_preconditioner(model, 1), tol=1e-6)
+    analysis_tools.hessian_eigenvalues(hessian, preconditioner=_preconditioner(model, 1), tolerance=1e-6)
     np.testing.assert_array_equal(hessian.preconditioned_matvec(np.ones(hessian.dimension)).numpy(), stored)
 
 
@@ -84,9 +84,9 @@ def test_sums_and_scalings_are_the_dense_combinations(operators):
     np.testing.assert_allclose(_dense(-(hessian * 3)), -3 * h, atol=1e-13)
     v = np.random.default_rng(1).normal(size=hessian.dimension)
     np.testing.assert_allclose((hessian @ v).numpy(), h @ v, rtol=1e-12)
-    top = analysis_tools.hessian_eigenvalues(residual, k=1, tol=1e-12, max_iterations=residual.dimension)
+    top = analysis_tools.hessian_eigenvalues(residual, k=1, tolerance=1e-12, max_iterations=residual.dimension)
     assert top.eigenvalues.numpy()[0] == pytest.approx(np.linalg.eigvalsh(h - g).max(), rel=1e-9)
-    trace = analysis_tools.hessian_trace(residual, num_samples=residual.dimension, method="hutchinson")
+    trace = analysis_tools.hessian_trace(residual, num_products=residual.dimension, estimator="hutchinson")
     assert abs(trace.estimate - np.trace(h - g)) < 4 * trace.standard_error + 1e-12
 
 
@@ -99,7 +99,7 @@ def test_blocks_of_composed_operators_are_the_dense_blocks(operators):
     block = hessian.preconditioned(p).block("hidden")
     expected = (s[:, None] * _dense(hessian) * s[None, :])[np.ix_(rows, rows)]
     np.testing.assert_allclose(_dense(block), expected, rtol=1e-12, atol=1e-14)
-    eigenvalue = analysis_tools.sharpness(block, tol=1e-12, max_iterations=block.dimension)
+    eigenvalue = analysis_tools.sharpness(block, tolerance=1e-12, max_iterations=block.dimension)
     assert eigenvalue == pytest.approx(np.linalg.eigvalsh(expected).max(), rel=1e-9)
     np.testing.assert_allclose(_dense((hessian - ggn).block("hidden")),
                                (_dense(hessian) - _dense(ggn))[np.ix_(rows, rows)], atol=1e-13)

@@ -227,7 +227,7 @@ def test_lanczos_takes_the_ggn_and_its_top_eigenvalue_is_the_dense_one():
     model, data, loss = _cnn()
     operator = GGNOperator(model, data, loss=loss)
     reference, _ = _ggn_reference(model, *data, loss)
-    top = analysis_tools.sharpness(operator, tol=1e-10)
+    top = analysis_tools.sharpness(operator, tolerance=1e-10)
     assert top == pytest.approx(np.linalg.eigvalsh(reference).max(), rel=1e-8)
 
 
@@ -247,12 +247,12 @@ def test_fisher_refuses_a_loss_that_is_not_a_likelihood_and_bad_samples():
 def test_every_curvature_function_takes_curvature():
     model, data, loss = _cnn()
     reference, _ = _ggn_reference(model, *data, loss)
-    top = analysis_tools.sharpness(model, data, loss=loss, curvature="ggn", tol=1e-10, max_iterations=80)
+    top = analysis_tools.sharpness(model, data, loss=loss, curvature="ggn", tolerance=1e-10, max_iterations=80)
     assert top == pytest.approx(np.linalg.eigvalsh(reference).max(), rel=1e-8)
-    trace = analysis_tools.hessian_trace(model, data, loss=loss, curvature="ggn", num_samples=reference.shape[0] + 2)
+    trace = analysis_tools.hessian_trace(model, data, loss=loss, curvature="ggn", num_products=reference.shape[0] + 2)
     assert trace.estimate == pytest.approx(np.trace(reference), rel=1e-8)  # Hutch++ with n+ products: exact
     operator = GGNOperator(model, data, loss=loss)
-    assert analysis_tools.sharpness(operator, curvature="ggn", tol=1e-10, max_iterations=80) == pytest.approx(top)
+    assert analysis_tools.sharpness(operator, curvature="ggn", tolerance=1e-10, max_iterations=80) == pytest.approx(top)
     with pytest.raises(ValueError, match="fixes its probe set, loss and options.*curvature"):
         analysis_tools.sharpness(operator, curvature="hessian")
 

@@ -69,10 +69,10 @@ def test_top_three_eigenvalues_match_the_explicit_hessian_of_a_tiny_network():
     assert np.max(np.abs(hessian - hessian.T)) <= 1e-12 * np.max(np.abs(hessian))
     exact = np.sort(np.linalg.eigvalsh(hessian))[::-1]
     result = analysis_tools.hessian_eigenvalues(
-        model, data, loss="mse", k=3, max_iterations=operator.dimension, tol=1e-10
+        model, data, loss="mse", k=3, max_iterations=operator.dimension, tolerance=1e-10
     )
     np.testing.assert_allclose(result.eigenvalues.numpy(), exact[:3], rtol=1e-6)
-    assert analysis_tools.sharpness(model, data, loss="mse", tol=1e-10, max_iterations=80) == (
+    assert analysis_tools.sharpness(model, data, loss="mse", tolerance=1e-10, max_iterations=80) == (
         pytest.approx(exact[0], rel=1e-6)
     )
 
@@ -117,7 +117,7 @@ def test_preconditioned_sharpness_is_the_top_eigenvalue_of_p_inverse_h():
     exact = np.max(np.linalg.eigvals(hessian / p[:, None]).real)
     scaled = hessian / np.sqrt(p)[:, None] / np.sqrt(p)[None, :]
     assert np.max(np.linalg.eigvalsh(scaled)) == pytest.approx(exact, rel=1e-9)
-    measured = analysis_tools.preconditioned_sharpness(model, optimizer, data, tol=1e-10, max_iterations=80)
+    measured = analysis_tools.preconditioned_sharpness(model, optimizer, data, tolerance=1e-10, max_iterations=80)
     assert measured == pytest.approx(exact, rel=1e-6)
 
 
@@ -128,26 +128,26 @@ def test_quadratic_with_known_hessian_and_preconditioner():
     a = q @ np.diag(spectrum) @ q.T
     model, data = _quadratic_model(a)
     # Indefinite, with the largest-magnitude eigenvalue negative: λ1 is the largest algebraic one.
-    result = analysis_tools.hessian_eigenvalues(model, data, loss=_mean_output, tol=1e-12, max_iterations=20)
+    result = analysis_tools.hessian_eigenvalues(model, data, loss=_mean_output, tolerance=1e-12, max_iterations=20)
     assert float(result.eigenvalues[0]) == pytest.approx(7.0, rel=1e-9)
     p = rng.uniform(0.1, 2.0, size=20)
     expected = np.max(np.linalg.eigvalsh(a / np.sqrt(np.outer(p, p))))
     result = analysis_tools.hessian_eigenvalues(
-        model, data, loss=_mean_output, preconditioner=[p], tol=1e-12, max_iterations=20
+        model, data, loss=_mean_output, preconditioner=[p], tolerance=1e-12, max_iterations=20
     )
     assert float(result.eigenvalues[0]) == pytest.approx(expected, rel=1e-9)
 
 
-def _float32_mlp_and_operator(method="reverse_over_reverse"):
+def _float32_mlp_and_operator(differentiation="reverse_over_reverse"):
     model = _mlp(dtype="float32")
     data = _data(n=64, dtype="float32")
-    return model, HessianOperator(model, data, loss="mse", batch_size=16, method=method)
+    return model, HessianOperator(model, data, loss="mse", batch_size=16, differentiation=differentiation)
 
 
 def test_hvp_is_symmetric_and_forward_and_reverse_agree_in_float32():
     model, reverse = _float32_mlp_and_operator()
     forward = HessianOperator(model, _data(n=64, dtype="float32"), loss="mse", batch_size=16,
-                              method="forward_over_reverse")
+                              differentiation="forward_over_reverse")
     rng = np.random.default_rng(1)
     u = tf.constant(rng.normal(size=reverse.dimension))
     v = tf.constant(rng.normal(size=reverse.dimension))
@@ -227,8 +227,8 @@ def test_products_are_deterministic_and_leave_batchnorm_and_dropout_state_alone(
 
 def test_operator_arguments_are_validated():
     model, data = _mlp(), _data()
-    with pytest.raises(ValueError, match="`method`"):
-        HessianOperator(model, data, loss="mse", method="finite_differences")
+    with pytest.raises(ValueError, match="`differentiation`"):
+        HessianOperator(model, data, loss="mse", differentiation="finite_differences")
     with pytest.raises(ValueError, match="`mode`"):
         HessianOperator(model, data, loss="mse", mode="eval")
     with pytest.raises(ValueError, match="loss"):
@@ -319,8 +319,8 @@ def test_a_probe_set_is_checked_on_the_model_itself_where_it_cannot_be_traced_sy
 
 def test_functions_on_an_operator_reuse_its_lanczos_loop_and_return_what_a_new_solver_returns():
     model, data, optimizer, operator = _adam_trained_mlp(epochs=3)
-    first = analysis_tools.hessian_eigenvalues(operator, tol=1e-3, seed=3)
-    again = [analysis_tools.hessian_eigenvalues(operator, tol=tol, seed=seed)
+    first = analysis_tools.hessian_eigenvalues(operator, tolerance=1e-3, seed=3)
+    again = [analysis_tools.hessian_eigenvalues(operator, tolerance=tol, seed=seed)
              for tol, seed in ((1e-3, 3), (1e-10, 3), (1e-3, 5))]
     solver = operator.solver()
     assert solver._function.experimental_get_tracing_count() == 1 and len(operator._solvers) == 1
@@ -337,7 +337,7 @@ def test_functions_on_an_operator_reuse_its_lanczos_loop_and_return_what_a_new_s
     # The preconditioned problem (every P shares one loop, its S a variable) and the density get solvers of
     # their own, sharing a basis by length.
     analysis_tools.preconditioned_sharpness(operator, optimizer)
-    analysis_tools.preconditioned_sharpness(operator, optimizer, tol=1e-6)
+    analysis_tools.preconditioned_sharpness(operator, optimizer, tolerance=1e-6)
     analysis_tools.spectral_density(operator, num_vectors=2, num_iterations=40)
     analysis_tools.spectral_density(operator, num_vectors=1, num_iterations=12)
     assert set(operator._solvers) == {(False, 12, 1, False), (False, 40, 1, False), ("scratch", 40, 1, False)}
@@ -350,24 +350,24 @@ def test_functions_on_an_operator_reuse_its_lanczos_loop_and_return_what_a_new_s
         with pytest.raises(ValueError):
             analysis_tools.hessian_eigenvalues(operator, **bad)
     with pytest.raises(ValueError, match="tolerance"):
-        analysis_tools.sharpness(operator, tol=0.0)
+        analysis_tools.sharpness(operator, tolerance=0.0)
 
 
 def test_sharpness_callback_and_the_functions_share_the_operator_solvers():
     model, data = _mlp(), _data()
     model.compile(optimizer=tf_adaptive.Adam(learning_rate=0.01), loss="mse")
-    callback = analysis_tools.SharpnessCallback(data, every_n_steps=1, warm_start=False, tol=1e-3)
+    callback = analysis_tools.SharpnessCallback(data, every_n_steps=1, warm_start=False, tolerance=1e-3)
     model.fit(*data, batch_size=16, epochs=1, verbose=0, callbacks=[callback])
     operator = callback.operator
     solvers = dict(operator._solvers)
-    raw = analysis_tools.sharpness(operator, tol=1e-10)
-    preconditioned = analysis_tools.preconditioned_sharpness(operator, model.optimizer, tol=1e-10)
+    raw = analysis_tools.sharpness(operator, tolerance=1e-10)
+    preconditioned = analysis_tools.preconditioned_sharpness(operator, model.optimizer, tolerance=1e-10)
     assert operator._solvers == solvers  # no new solver, and no new trace
     assert all(s._function.experimental_get_tracing_count() == 1 for s in solvers.values())
     assert raw == pytest.approx(callback.records[-1].values["sharpness"], rel=1e-3)
     assert preconditioned == pytest.approx(callback.records[-1].values["preconditioned_sharpness"], rel=1e-3)
     # The functions' calls do not move the callback's random starts: its next record is a new callback's.
-    fresh = analysis_tools.SharpnessCallback(data, every_n_steps=1, warm_start=False, tol=1e-3)
+    fresh = analysis_tools.SharpnessCallback(data, every_n_steps=1, warm_start=False, tolerance=1e-3)
     fresh.set_model(model)
     fresh.on_train_begin()
     callback.reset()

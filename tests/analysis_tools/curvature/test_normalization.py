@@ -120,7 +120,7 @@ def _train(kind):
     modes = [mode for case, mode in CASES if case == kind]
     # Graph-mode products here; the block tests below run the default XLA ones.
     callbacks = {mode: SharpnessCallback((x, labels), every_n_steps=STEPS, per_layer=True, preconditioned=False,
-                                         tol=1e-12, max_iterations=200, warm_start=False, mode=mode,
+                                         tolerance=1e-12, max_iterations=200, warm_start=False, mode=mode,
                                          jit_compile=False)
                  for mode in modes}
     model.fit(x, labels, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=list(callbacks.values()))
@@ -147,9 +147,9 @@ def test_normalization_block_sharpness_and_trace_are_those_of_the_dense_diagonal
     model, data, hessian = network["model"], network["data"], network["hessians"][mode]
     block = _block(model, "norm")
     exact = hessian[np.ix_(block, block)]
-    top = sharpness(model, data, loss=LOSS, variables="norm", mode=mode, tol=1e-12, max_iterations=len(block))
+    top = sharpness(model, data, loss=LOSS, variables="norm", mode=mode, tolerance=1e-12, max_iterations=len(block))
     assert top == pytest.approx(np.linalg.eigvalsh(exact)[-1], rel=1e-7, abs=0)
-    trace = hessian_trace(model, data, loss=LOSS, variables="norm", mode=mode, num_samples=3 * len(block))
+    trace = hessian_trace(model, data, loss=LOSS, variables="norm", mode=mode, num_products=3 * len(block))
     assert trace.estimate == pytest.approx(np.trace(exact), rel=1e-7, abs=0)
 
 

@@ -90,7 +90,7 @@ def test_xla_and_graph_products_give_the_same_sharpness():
     values = {}
     for jit_compile in (False, True):
         values[jit_compile] = analysis_tools.hessian_eigenvalues(
-            model, (x, y), batch_size=16, k=2, max_iterations=200, tol=1e-12, jit_compile=jit_compile
+            model, (x, y), batch_size=16, k=2, max_iterations=200, tolerance=1e-12, jit_compile=jit_compile
         ).eigenvalues.numpy()
     np.testing.assert_allclose(values[True], values[False], rtol=1e-5)
 
@@ -114,7 +114,7 @@ def test_each_replica_processes_its_share_and_the_operator_is_the_single_device_
 
 def test_sharpness_callback_under_mirrored_strategy_matches_one_device():
     x, y = _data(64)
-    exact = dict(max_iterations=200, tol=1e-12, batch_size=16)
+    exact = dict(max_iterations=200, tolerance=1e-12, batch_size=16)
     strategy = _strategy()
     with strategy.scope():
         model = _model()
@@ -153,9 +153,9 @@ def test_trace_density_and_a_layer_block_under_mirrored_strategy_match_one_devic
     strategy = _strategy()
     one, split = dict(batch_size=16), dict(batch_size=16, strategy=strategy)
     # The same Rademacher vectors (same seed) on one device and split over two replicas.
-    for method in ("hutch++", "hutchinson"):
-        expected = analysis_tools.hessian_trace(model, (x, y), num_samples=9, method=method, seed=3, **one)
-        got = analysis_tools.hessian_trace(model, (x, y), num_samples=9, method=method, seed=3, **split)
+    for estimator in ("hutch++", "hutchinson"):
+        expected = analysis_tools.hessian_trace(model, (x, y), num_products=9, estimator=estimator, seed=3, **one)
+        got = analysis_tools.hessian_trace(model, (x, y), num_products=9, estimator=estimator, seed=3, **split)
         assert got.estimate == pytest.approx(expected.estimate, rel=1e-5)
     expected = analysis_tools.spectral_density(model, (x, y), num_vectors=2, num_iterations=8, seed=4, **one)
     got = analysis_tools.spectral_density(model, (x, y), num_vectors=2, num_iterations=8, seed=4, **split)

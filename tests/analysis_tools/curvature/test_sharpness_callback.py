@@ -65,8 +65,8 @@ def test_callback_logs_reach_history_and_leave_the_trajectory_unchanged(make_opt
 
 def test_warm_start_needs_fewer_products_than_a_cold_start():
     x, y = _problem()
-    warm = SharpnessCallback((x, y), every_n_steps=1, raw=False, max_iterations=40, tol=1e-4)
-    cold = SharpnessCallback((x, y), every_n_steps=1, raw=False, max_iterations=40, tol=1e-4,
+    warm = SharpnessCallback((x, y), every_n_steps=1, raw=False, max_iterations=40, tolerance=1e-4)
+    cold = SharpnessCallback((x, y), every_n_steps=1, raw=False, max_iterations=40, tolerance=1e-4,
                              warm_start=False)
     _fit(lambda: tf_adaptive.Adam(learning_rate=1e-4), [warm, cold], epochs=2)
     warm_iterations = [r.iterations["preconditioned"] for r in warm.records[1:]]

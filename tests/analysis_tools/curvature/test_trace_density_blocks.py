@@ -63,17 +63,17 @@ def test_the_network_is_small_and_its_hessian_has_outliers(trained):
     assert eigenvalues[-1] > 4 * eigenvalues[-3]
 
 
-@pytest.mark.parametrize("method", ["hutch++", "hutchinson"])
+@pytest.mark.parametrize("estimator", ["hutch++", "hutchinson"])
 @pytest.mark.parametrize("preconditioned", [False, True])
-def test_hessian_trace_lies_within_three_standard_errors_of_the_exact_trace(trained, method, preconditioned):
+def test_hessian_trace_lies_within_three_standard_errors_of_the_exact_trace(trained, estimator, preconditioned):
     exact = np.trace(trained["preconditioned"] if preconditioned else trained["hessian"])
     p = trained["preconditioner"] if preconditioned else None
     kwargs = {}
     if preconditioned:
         kwargs["preconditioner"] = preconditioner_of(trained["model"].optimizer, trained["model"].trainable_variables)
-    result = hessian_trace(trained["model"], trained["data"], loss=LOSS, num_samples=60, method=method, seed=1,
+    result = hessian_trace(trained["model"], trained["data"], loss=LOSS, num_products=60, estimator=estimator, seed=1,
                            **kwargs)
-    assert result.num_products == 60 and result.method == method
+    assert result.num_products == 60 and result.estimator == estimator
     assert 0 < result.standard_error < 0.2 * abs(exact)
     assert abs(result.estimate - exact) <= 3 * result.standard_error, (result.estimate, exact)
     if preconditioned:  # tr(P⁻¹H) = Σ H_ii / P_i
@@ -100,7 +100,7 @@ def test_trace_standard_errors_are_the_rademacher_variance_and_cover(trained, pr
     variance = 2.0 * (np.sum(matrix ** 2) - np.sum(np.diag(matrix) ** 2))
     z, ratios = [], []
     for seed in range(60):
-        result = hutchinson(lambda v: tf.linalg.matvec(tensor, v), 467, num_samples=30, seed=seed)
+        result = hutchinson(lambda v: tf.linalg.matvec(tensor, v), 467, num_products=30, seed=seed)
         ratios.append(result.standard_error / np.sqrt(variance / 30))
         z.append((result.estimate - exact) / result.standard_error)
     # Each of 60 standard errors within 40 % of the true one, with a spread under 0.2 about it; the terms'
@@ -119,7 +119,7 @@ def test_trace_estimators_are_exact_where_the_math_says_so():
     rng = np.random.default_rng(0)
     diagonal = tf.constant(rng.standard_normal(20))
     # Rademacher z: zᵀ D z = tr D for a diagonal D, whatever z.
-    result = hutchinson(lambda v: diagonal * v, 20, num_samples=3)
+    result = hutchinson(lambda v: diagonal * v, 20, num_products=3)
     assert result.estimate == pytest.approx(float(tf.reduce_sum(diagonal)), rel=1e-12)
     assert result.standard_error == pytest.approx(0.0, abs=1e-12)
     # Hutch++ with a sketch as wide as the space: tr(QᵀAQ) is the whole trace, the residual 0.
@@ -129,16 +129,16 @@ def test_trace_estimators_are_exact_where_the_math_says_so():
     assert result.estimate == pytest.approx(float(tf.linalg.trace(a)), abs=1e-9)
     assert result.sketch_trace == pytest.approx(float(tf.linalg.trace(a)), abs=1e-9)
     # One Hutchinson term has no standard error: NaN, not 0.
-    assert np.isnan(hutchinson(lambda v: tf.linalg.matvec(a, v), 12, num_samples=1).standard_error)
+    assert np.isnan(hutchinson(lambda v: tf.linalg.matvec(a, v), 12, num_products=1).standard_error)
 
 
 def test_trace_arguments_are_checked(trained):
-    with pytest.raises(ValueError, match="`method` must be one of"):
-        hessian_trace(trained["model"], trained["data"], loss=LOSS, method="exact")
-    with pytest.raises(ValueError, match="`num_samples` must be an integer >= 3"):
-        hessian_trace(trained["model"], trained["data"], loss=LOSS, num_samples=2)
-    with pytest.raises(ValueError, match="`num_samples` must be an integer >= 1"):
-        hutchinson(lambda v: v, 4, num_samples=0)
+    with pytest.raises(ValueError, match="`estimator` must be one of"):
+        hessian_trace(trained["model"], trained["data"], loss=LOSS, estimator="exact")
+    with pytest.raises(ValueError, match="`num_products` must be an integer >= 3"):
+        hessian_trace(trained["model"], trained["data"], loss=LOSS, num_products=2)
+    with pytest.raises(ValueError, match="`num_products` must be an integer >= 1"):
+        hutchinson(lambda v: v, 4, num_products=0)
 
 
 @pytest.mark.parametrize("preconditioned", [False, True])
@@ -163,7 +163,7 @@ def test_slq_moments_match_the_exact_spectrum(trained, preconditioned):
     if preconditioned:
         operator.set_preconditioner(kwargs["preconditioner"])
     matvec = operator.preconditioned_matvec if preconditioned else operator.matvec
-    same_vectors = hutchinson(matvec, 467, num_samples=16, seed=2)
+    same_vectors = hutchinson(matvec, 467, num_products=16, seed=2)
     assert 467 * density.moment(1)[0] == pytest.approx(same_vectors.estimate, rel=1e-9)
     # The extreme nodes converge to the extreme eigenvalues (Lanczos), the top one first.
     low, high = density.support
@@ -201,7 +201,7 @@ def test_a_diverged_network_gives_nan_traces_and_densities_not_numbers(trained):
     keras.utils.set_random_seed(1)
     model = keras.Sequential([keras.Input((8,), dtype="float64"), keras.layers.Dense(3, dtype="float64")])
     model.set_weights([np.full((8, 3), np.nan), np.zeros(3)])
-    assert np.isnan(hessian_trace(model, trained["data"], loss=LOSS, num_samples=6).estimate)
+    assert np.isnan(hessian_trace(model, trained["data"], loss=LOSS, num_products=6).estimate)
     density = spectral_density(model, trained["data"], loss=LOSS, num_vectors=2, num_iterations=5)
     assert np.isnan(density.moment(1)[0])
     assert np.all(np.isnan(density.density(np.linspace(-1, 1, 5))))
@@ -220,7 +220,7 @@ def test_per_layer_sharpness_is_the_top_eigenvalue_of_the_dense_diagonal_block(t
     start = 8 * 16 + 16
     block = slice(start, start + 16 * 16 + 16)
     exact = np.linalg.eigvalsh(trained["hessian"][block, block])[-1]
-    result = hessian_eigenvalues(model, trained["data"], loss=LOSS, variables=selection, tol=1e-12,
+    result = hessian_eigenvalues(model, trained["data"], loss=LOSS, variables=selection, tolerance=1e-12,
                                  max_iterations=272)
     assert float(result.eigenvalues[0]) == pytest.approx(exact, rel=1e-6, abs=0)
     # The block's operator differentiates the block alone, and its products are the block of H.
@@ -243,14 +243,14 @@ def test_per_layer_preconditioned_sharpness_restricts_p_to_the_block(trained):
     exact = np.linalg.eigvalsh(trained["hessian"][block, block] / np.sqrt(np.outer(p, p)))[-1]
     full_p = preconditioner_of(model.optimizer, model.trainable_variables)
     result = hessian_eigenvalues(model, trained["data"], loss=LOSS, preconditioner=full_p, variables="second",
-                                 tol=1e-12, max_iterations=272)
+                                 tolerance=1e-12, max_iterations=272)
     assert float(result.eigenvalues[0]) == pytest.approx(exact, rel=1e-6)
     block_p = full_p[2:4]  # the same P given for the block's variables alone
     again = hessian_eigenvalues(model, trained["data"], loss=LOSS, preconditioner=block_p, variables="second",
-                                tol=1e-12, max_iterations=272)
+                                tolerance=1e-12, max_iterations=272)
     assert float(again.eigenvalues[0]) == pytest.approx(exact, rel=1e-6)
     trace = hessian_trace(model, trained["data"], loss=LOSS, preconditioner=full_p, variables="second",
-                          num_samples=60)
+                          num_products=60)
     assert abs(trace.estimate - np.sum(np.diag(trained["hessian"])[block] / p)) <= 3 * trace.standard_error
 
 
@@ -295,8 +295,8 @@ def test_sharpness_callback_logs_per_layer_sharpness_trace_and_density(trained, 
     model.compile(keras.optimizers.Adam(1e-3), LOSS)
     x, y = trained["data"]
     callback = SharpnessCallback((x, y), every_n_steps=2, per_layer=["second", "logits"], trace=True,
-                                 trace_samples=30, density=True, density_vectors=2, density_iterations=20,
-                                 tol=1e-8, max_iterations=60, warm_start=False, log_dir=str(tmp_path))
+                                 trace_products=30, density=True, density_vectors=2, density_iterations=20,
+                                 tolerance=1e-8, max_iterations=60, warm_start=False, log_dir=str(tmp_path))
     history = model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[callback])
     record = callback.records[-1]
     for key in ("sharpness/second", "sharpness/logits", "preconditioned_sharpness/second",

@@ -73,8 +73,8 @@ def test_bad_arguments_are_refused():
         GradientNoiseCallback(data, every_n_epochs=0)
     with pytest.raises(ValueError, match="num_batches"):
         GradientNoiseCallback(data, num_batches=1)
-    with pytest.raises(ValueError, match="tail_index_method"):
-        GradientNoiseCallback(data, tail_index_method="pickands")
+    with pytest.raises(ValueError, match="tail_index_estimator"):
+        GradientNoiseCallback(data, tail_index_estimator="pickands")
     with pytest.raises(ValueError, match="one of `every_n_epochs` and `every_n_steps`"):
         GradientNoiseCallback(data, every_n_epochs=1, every_n_steps=10)
     with pytest.raises(ValueError, match="every_n_steps"):
