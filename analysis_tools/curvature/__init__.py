@@ -6,6 +6,13 @@
   (`gauss_newton`): the Gauss-Newton matrix and the Fisher matrices, the
   same kind of operator; `curvature_operator` picks one by name, and every
   function below takes ``curvature=``.
+* `PreconditionedOperator`, `LinearCombination` (`composition`): operators
+  made from operators, immutable: ``A.preconditioned(P)`` (P^{-1/2} A P^{-1/2},
+  whose eigenvalues are those of P⁻¹A), ``A.block(...)``, ``A + B``,
+  ``c * A``, ``A @ v``.
+* `BlockDiagonalOperator`, `blockwise_eigenvalues` (`block_diagonal`): every
+  block's diagonal block at once, one probe pass per set of block products,
+  and their top eigenvalues by Lanczos in lockstep.
 * `curvature_diagonal`, `hutchinson_diagonal`, `DiagonalEstimate`
   (`diagonal`): diag(A) of any of them, with a standard error per coordinate.
 * `alignment`, `principal_angles`, `Alignment` (`agreement`): how well a
@@ -38,6 +45,8 @@ from analysis_tools.curvature.eigenvalues import (
     top_subspace_fraction,
 )
 from analysis_tools.curvature.agreement import Alignment, alignment, principal_angles
+from analysis_tools.curvature.block_diagonal import BlockDiagonalOperator, blockwise_eigenvalues
+from analysis_tools.curvature.composition import LinearCombination, PreconditionedOperator
 from analysis_tools.curvature.diagonal import DiagonalEstimate, curvature_diagonal, hutchinson_diagonal
 from analysis_tools.curvature.density import SpectralDensity, plot_spectral_density, slq, spectral_density
 from analysis_tools.curvature.gauss_newton import (
@@ -52,6 +61,7 @@ from analysis_tools.curvature.trace import TraceEstimate, hessian_trace, hutch_p
 
 __all__ = [
     "Alignment",
+    "BlockDiagonalOperator",
     "DiagonalEstimate",
     "EmpiricalFisherOperator",
     "FisherOperator",
@@ -59,12 +69,15 @@ __all__ = [
     "HessianOperator",
     "Lanczos",
     "LanczosResult",
+    "LinearCombination",
+    "PreconditionedOperator",
     "SharpnessCallback",
     "SharpnessRecord",
     "SpectralDensity",
     "TraceEstimate",
     "hessian_eigenvalues",
     "alignment",
+    "blockwise_eigenvalues",
     "curvature_diagonal",
     "curvature_operator",
     "hessian_trace",
