@@ -16,7 +16,7 @@ from analysis_tools._deprecation import renamed, renamed_attribute
 from analysis_tools._blocks import layer_blocks
 from analysis_tools.curvature.density import slq_with
 from analysis_tools.curvature.eigenvalues import top_subspace_fraction
-from analysis_tools.curvature.hessian import HessianOperator
+from analysis_tools.curvature.gauss_newton import CURVATURES, curvature_operator
 from analysis_tools.curvature.trace import hutch_plus_plus
 from analysis_tools.preconditioners import (
     clipped_fraction_of,
@@ -31,6 +31,20 @@ _MODES = {"raw": False, "preconditioned": "scratch"}
 _SHARPNESS_KEYS = {"raw": "sharpness", "preconditioned": "preconditioned_sharpness"}
 _TRACE_KEYS = {"raw": "hessian_trace", "preconditioned": "preconditioned_hessian_trace"}
 _SEEDS = {"raw": 0, "preconditioned": 1}  # of the random starts of each problem
+# The options only one kind of operator takes.
+_OWN_OPTIONS = {"differentiation": ("hessian",), "samples": ("fisher",), "label_seed": ("fisher",)}
+
+
+def _key(curvature, key):
+    """A logged key of `curvature`: the Hessian's as they are, another's named after it."""
+    if curvature == "hessian":
+        return key
+    return key.replace("hessian", curvature) if "hessian" in key else f"{curvature}_{key}"
+
+
+def _problem_name(curvature, kind):
+    """A problem's name in `SharpnessRecord.eigenvalues`: "raw", "preconditioned", or "ggn:raw", ..."""
+    return kind if curvature == "hessian" else f"{curvature}:{kind}"
 
 
 @dataclasses.dataclass
@@ -40,10 +54,11 @@ class SharpnessRecord:
     Attributes:
         step: The optimizer steps taken.
         values: What was logged (see `SharpnessCallback`).
-        eigenvalues: {"raw" | "preconditioned" | "raw/<layer>" | "preconditioned/<layer>": top-k eigenvalues}.
+        eigenvalues: {"raw" | "preconditioned" | "raw/<layer>" | "preconditioned/<layer>": top-k eigenvalues}
+            for the Hessian; for another curvature c, the same names after ``"c:"`` (``"ggn:raw"``).
         iterations: The Lanczos products of each of those.
-        densities: With `density`, {"raw" | "preconditioned": `SpectralDensity`}.
-        traces: With `trace`, {"raw" | "preconditioned": `TraceEstimate`}.
+        densities: With `density`, {"raw" | "preconditioned": `SpectralDensity`} (of the first curvature).
+        traces: With `trace`, {problem name (as in `eigenvalues`): `TraceEstimate`}.
     """
 
     step: int
@@ -97,6 +112,14 @@ class SharpnessCallback(MeasurementCallback):
       (when `preconditioned`), tr(H) and tr(P⁻¹H) by Hutch++ with
       `trace_products` products each (`analysis_tools.hessian_trace`), and
       their standard errors ``..._standard_error``.
+    * `curvature`: besides (or instead of) the Hessian, the Gauss-Newton
+      matrix and the Fishers (`analysis_tools.curvature_operator`): with
+      ``curvature=("hessian", "ggn")`` every quantity above is measured for
+      each, the Hessian's under the names above, another's named after it:
+      ``ggn_sharpness``, ``ggn_preconditioned_sharpness``,
+      ``ggn_sharpness/<block>``, ``ggn_trace``, ``preconditioned_ggn_trace``.
+      The first curvature named is the one ``sharpness_ratio``, the density
+      and ``top_subspace_fraction`` describe, and `operator` returns.
     * `density`: the SLQ spectral density (`analysis_tools.spectral_density`)
       of P⁻¹H (of H when not `preconditioned`), `density_vectors` ×
       `density_iterations` products, kept in the record and, with `log_dir`,
@@ -168,8 +191,12 @@ class SharpnessCallback(MeasurementCallback):
         density: Whether to compute the spectral density.
         density_vectors: SLQ start vectors per density.
         density_iterations: Lanczos steps per SLQ vector.
-        **operator_kwargs: `loss`, `batch_size`, `differentiation`, `mode`, `dropout`,
-            `include_regularization` (see `HessianOperator`).
+        curvature: ``"hessian"`` (default), ``"ggn"``, ``"fisher"``,
+            ``"empirical_fisher"``, or a tuple of them (see above).
+        **operator_kwargs: `loss`, `batch_size`, `differentiation` (the
+            Hessian's), `mode`, `dropout`, `include_regularization` (see
+            `HessianOperator`); `samples`, `label_seed` (the Fisher's, see
+            `FisherOperator`).
     """
 
     tol = renamed_attribute("tol", "tolerance")
@@ -196,6 +223,7 @@ class SharpnessCallback(MeasurementCallback):
         density=False,
         density_vectors=1,
         density_iterations=30,
+        curvature="hessian",
         **operator_kwargs,
     ):
         super().__init__(every_n_steps=every_n_steps, log_dir=log_dir)
@@ -233,6 +261,17 @@ class SharpnessCallback(MeasurementCallback):
         if self.density and (self.density_vectors < 1 or self.density_iterations < 1):
             raise ValueError("`density_vectors` and `density_iterations` must be >= 1, got "
                              f"{density_vectors} and {density_iterations}.")
+        curvatures = (curvature,) if isinstance(curvature, str) else tuple(curvature)
+        unknown = [c for c in curvatures if c not in CURVATURES]
+        if not curvatures or unknown or len(set(curvatures)) != len(curvatures):
+            raise ValueError(f"`curvature` must be one of {sorted(CURVATURES)} or a tuple of distinct ones, got "
+                             f"{curvature!r}.")
+        self.curvature = curvatures if len(curvatures) > 1 else curvatures[0]
+        self._curvatures = curvatures
+        for option, owners in _OWN_OPTIONS.items():
+            if option in operator_kwargs and not set(owners) & set(curvatures):
+                raise ValueError(f"`{option}` is an option of the {' and '.join(owners)} operator, which "
+                                 f"`curvature={curvature!r}` does not measure.")
         self.operator_kwargs = operator_kwargs
         if "variables" in operator_kwargs:
             raise ValueError("`variables` is not an option of SharpnessCallback: use `per_layer`.")
@@ -244,29 +283,36 @@ class SharpnessCallback(MeasurementCallback):
         return [kind for kind in ("raw", "preconditioned") if (self.raw if kind == "raw" else self.preconditioned)]
 
     def _build(self):
-        self._operator = HessianOperator(self.model, self.data, **self.operator_kwargs)
         return_vectors = self.warm_start or self.fraction_in_top_subspace
-        # The operators' own solvers (`HessianOperator.solver`): the functions given
-        # `self.operator` reuse their traced loops. Each problem keeps its own seed (`_SEEDS`
-        # of its kind) and call count, so its random starts are those of a solver of its own.
-        # P⁻¹H is measured on a new `preconditioned` operator each time; its solver runs in the loop of
-        # mode "scratch", traced once, that every preconditioned operator of this one shares.
-        self._solvers = {kind: self._operator.solver(_MODES[kind], self.max_iterations, self.k, return_vectors)
-                         for kind in self._kinds()}
-        self._layer_operators = {}
         if self.blocks is not None:
             selections = self.blocks
         elif self.per_layer is True:
             selections = dict(layer_blocks(self.model))
         else:
             selections = {name: name for name in self.per_layer or ()}
-        for name, selection in selections.items():
-            # One probe set and loss for all: `block` refuses a selection with no trainable weights.
-            operator = self._operator.block(selection)
-            self._layer_operators[name] = operator
+        # The operators' own solvers (`HessianOperator.solver`): the functions given
+        # `self.operator` reuse their traced loops. Each problem keeps its own seed (`_SEEDS`
+        # of its kind) and call count, so its random starts are those of a solver of its own.
+        # P⁻¹A is measured on a new `preconditioned` operator each time; its solver runs in the loop of
+        # mode "scratch", traced once, that every preconditioned operator of this one shares.
+        self._operators, self._block_operators, self._solvers = {}, {}, {}
+        for curvature in self._curvatures:
+            options = {key: value for key, value in self.operator_kwargs.items()
+                       if curvature in _OWN_OPTIONS.get(key, (curvature,))}
+            operator = self._operators[curvature] = curvature_operator(
+                self.model, self.data, curvature=curvature, **options)
+            blocks = self._block_operators[curvature] = {}
             for kind in self._kinds():
-                self._solvers[f"{kind}/{name}"] = operator.solver(
-                    _MODES[kind], self.max_iterations, self.k, self.warm_start)
+                self._solvers[_problem_name(curvature, kind)] = operator.solver(
+                    _MODES[kind], self.max_iterations, self.k, return_vectors)
+            for name, selection in selections.items():
+                # One probe set and loss for all: `block` refuses a selection with no trainable weights.
+                blocks[name] = operator.block(selection)
+                for kind in self._kinds():
+                    self._solvers[f"{_problem_name(curvature, kind)}/{name}"] = blocks[name].solver(
+                        _MODES[kind], self.max_iterations, self.k, self.warm_start)
+        self._operator = self._operators[self._curvatures[0]]
+        self._layer_operators = self._block_operators[self._curvatures[0]]
         if self.density:
             primary = "preconditioned" if self.preconditioned else "raw"
             self._density_solver = self._operator.solver(_MODES[primary], self.density_iterations)
@@ -285,7 +331,7 @@ class SharpnessCallback(MeasurementCallback):
 
     @property
     def operator(self):
-        """The `HessianOperator` of the whole network it measures with (None before `on_train_begin`).
+        """The operator of the whole network it measures with, of the first `curvature` (None before `on_train_begin`).
 
         Pass it to `analysis_tools.sharpness`, `preconditioned_sharpness`,
         `hessian_trace` or `spectral_density` in place of the model to measure
@@ -296,7 +342,7 @@ class SharpnessCallback(MeasurementCallback):
 
     @property
     def layer_operators(self):
-        """{block name: its `HessianOperator`} with `per_layer` or `blocks` (empty without; None before `on_train_begin`)."""
+        """{block name: its operator} (first curvature) with `per_layer` or `blocks` (empty without; None before `on_train_begin`)."""
         return getattr(self, "_layer_operators", None)
 
     def on_train_begin(self, logs=None):
@@ -316,9 +362,8 @@ class SharpnessCallback(MeasurementCallback):
         self._calls = {name: 0 for name in getattr(self, "_solvers", {})}  # a new callback's random starts
 
     # ---------------------------------------------------------- measuring
-    def _solve(self, name, problem):
+    def _solve(self, name, kind, problem):
         solver, matvec = self._solver_of(problem, self._solvers[name]), problem.matvec
-        kind = name.partition("/")[0]  # "raw/<layer>" is a raw problem
         settings = dict(tolerance=self.tolerance, criterion="eigenvalue", seed=_SEEDS[kind], call=self._calls[name])
         self._calls[name] += 1
         previous = self._previous_vectors.get(name) if self.warm_start else None
@@ -357,42 +402,49 @@ class SharpnessCallback(MeasurementCallback):
         results = {}
         variables = self.model.trainable_variables
         preconditioner = preconditioner_of(optimizer, variables) if self.preconditioned else None
-        problems = self._problems(self._operator, preconditioner)
-        for kind, problem in problems.items():
-            results[kind] = self._solve(kind, problem)
-            values[_SHARPNESS_KEYS[kind]] = float(results[kind].eigenvalues[0])
+        problems = {c: self._problems(self._operators[c], preconditioner) for c in self._curvatures}
+        for curvature, by_kind in problems.items():
+            for kind, problem in by_kind.items():
+                name = _problem_name(curvature, kind)
+                results[name] = self._solve(name, kind, problem)
+                values[_key(curvature, _SHARPNESS_KEYS[kind])] = float(results[name].eigenvalues[0])
+        first = self._curvatures[0]
         threshold = stability_threshold_of(optimizer)
         clipped = clipped_fraction_of(optimizer, variables)
         if threshold is not None:
             values["stability_threshold"] = threshold
-            top = values.get("preconditioned_sharpness", values.get("sharpness"))
+            top = values.get(_key(first, "preconditioned_sharpness"), values.get(_key(first, "sharpness")))
             values["sharpness_ratio"] = top / threshold
         if clipped is not None:
             values["clipped_fraction"] = clipped
-        for layer, operator in self._layer_operators.items():
-            for kind, problem in self._problems(operator, preconditioner).items():
-                results[f"{kind}/{layer}"] = result = self._solve(f"{kind}/{layer}", problem)
-                values[f"{_SHARPNESS_KEYS[kind]}/{layer}"] = float(result.eigenvalues[0])
-        # The quantity the density and the top-subspace fraction describe: P⁻¹H when measured, else H.
+        for curvature, blocks in self._block_operators.items():
+            for layer, operator in blocks.items():
+                for kind, problem in self._problems(operator, preconditioner).items():
+                    name = f"{_problem_name(curvature, kind)}/{layer}"
+                    results[name] = result = self._solve(name, kind, problem)
+                    values[f"{_key(curvature, _SHARPNESS_KEYS[kind])}/{layer}"] = float(result.eigenvalues[0])
+        # What the density and the top-subspace fraction describe: P⁻¹A when measured, else A (A the first curvature).
         primary = "preconditioned" if self.preconditioned else "raw"
         traces, densities, histograms = {}, {}, {}
         if self.trace:
-            for kind, problem in problems.items():
-                key = _TRACE_KEYS[kind]
-                traces[kind] = hutch_plus_plus(problem.matvec, self._operator.dimension, self.trace_products,
-                                               len(self.records))
-                values[key] = traces[kind].estimate
-                values[f"{key}_standard_error"] = traces[kind].standard_error
+            for curvature, by_kind in problems.items():
+                for kind, problem in by_kind.items():
+                    key, name = _key(curvature, _TRACE_KEYS[kind]), _problem_name(curvature, kind)
+                    traces[name] = hutch_plus_plus(problem.matvec, problem.dimension, self.trace_products,
+                                                   len(self.records))
+                    values[key] = traces[name].estimate
+                    values[f"{key}_standard_error"] = traces[name].standard_error
         if self.density:
-            densities[primary] = slq_with(self._solver_of(problems[primary], self._density_solver),
-                                          problems[primary].matvec, self.density_vectors,
-                                          np.random.default_rng([11, len(self.records)]), seed=11)
+            problem = problems[first][primary]
+            densities[primary] = slq_with(self._solver_of(problem, self._density_solver), problem.matvec,
+                                          self.density_vectors, np.random.default_rng([11, len(self.records)]),
+                                          seed=11)
             histograms["spectral_density"] = density_sample(densities[primary])
         if self.fraction_in_top_subspace:
             gradient, _ = self._operator.gradient()
-            scale = problems["preconditioned"].preconditioner_scale if self.preconditioned else None
+            scale = problems[first]["preconditioned"].preconditioner_scale if self.preconditioned else None
             values["top_subspace_fraction"], _ = top_subspace_fraction(
-                gradient, results[primary].eigenvectors, scale
+                gradient, results[_problem_name(first, primary)].eigenvectors, scale
             )
         for name, result in results.items():
             eigenvalues[name] = np.asarray(result.eigenvalues)

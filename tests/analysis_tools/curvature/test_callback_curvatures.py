@@ -1,0 +1,81 @@
+"""`SharpnessCallback(curvature=...)`: the Gauss-Newton matrix and the Fishers tracked in `fit` beside the Hessian.
+
+References: each curvature's dense matrix at the weights of the measurement
+(one product per unit vector of a separately built operator) and NumPy's
+eigenvalues of it, of P⁻¹A and of its blocks.
+"""
+
+import keras
+import numpy as np
+import pytest
+
+import analysis_tools
+import tf_adaptive
+
+
+def _fitted(callback, epochs=2):
+    keras.utils.set_random_seed(9)
+    model = keras.Sequential([
+        keras.Input((3,), dtype="float64"),
+        keras.layers.Dense(4, activation="tanh", dtype="float64", name="hidden"),
+        keras.layers.Dense(3, dtype="float64", name="head")])
+    rng = np.random.default_rng(5)
+    x, y = rng.normal(size=(16, 3)), rng.integers(0, 3, 16)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
+    model.compile(optimizer=tf_adaptive.Adam(0.05), loss=loss)
+    callback.data = (x, y)
+    history = model.fit(x, y, batch_size=16, epochs=epochs, verbose=0, callbacks=[callback])
+    return model, (x, y), loss, history
+
+
+def _dense(operator):
+    return np.stack([operator.matvec(e).numpy() for e in np.eye(operator.dimension)], axis=1)
+
+
+def test_each_curvature_is_logged_under_its_own_names_and_equals_its_dense_eigenvalues():
+    callback = analysis_tools.SharpnessCallback(None, every_n_steps=1, curvature=("ggn", "hessian"), tolerance=1e-10,
+                                                max_iterations=31, per_layer=["hidden"], trace=True,
+                                                trace_products=93, warm_start=False)
+    model, data, loss, history = _fitted(callback)
+    for key in ("sharpness", "preconditioned_sharpness", "ggn_sharpness", "ggn_preconditioned_sharpness",
+                "ggn_sharpness/hidden", "sharpness/hidden", "ggn_trace", "preconditioned_ggn_trace",
+                "hessian_trace", "sharpness_ratio"):
+        assert key in history.history, key
+    record = callback.measure()  # at the final weights, where the references are built
+    p = np.concatenate([np.ravel(t) for t in analysis_tools.preconditioner_of(
+        model.optimizer, model.trainable_variables)])
+    hidden = np.arange(3 * 4 + 4)  # the first layer's kernel and bias lead the flat vector
+    for curvature, prefix in (("hessian", ""), ("ggn", "ggn_")):
+        dense = _dense(analysis_tools.curvature_operator(model, data, curvature=curvature, loss=loss))
+        values = record.values
+        assert values[prefix + "sharpness"] == pytest.approx(np.linalg.eigvalsh(dense).max(), rel=1e-8)
+        exact = np.linalg.eigvals(dense / p[:, None]).real.max()
+        assert values[prefix + "preconditioned_sharpness"] == pytest.approx(exact, rel=1e-8)
+        block = dense[np.ix_(hidden, hidden)]
+        assert values[prefix + "sharpness/hidden"] == pytest.approx(np.linalg.eigvalsh(block).max(), rel=1e-8)
+        trace_key = "hessian_trace" if curvature == "hessian" else "ggn_trace"
+        # 93 products ≥ 3 × 31 parameters: Hutch++'s sketch spans the whole space, the trace is exact.
+        assert values[trace_key] == pytest.approx(np.trace(dense), rel=1e-8)
+    # The ratio is the first curvature's: the GGN's.
+    threshold = analysis_tools.stability_threshold_of(model.optimizer)
+    assert record.values["sharpness_ratio"] == pytest.approx(record.values["ggn_preconditioned_sharpness"] / threshold)
+    assert callback.operator.curvature == "ggn"
+    assert set(record.eigenvalues) == {"raw", "preconditioned", "raw/hidden", "preconditioned/hidden", "ggn:raw",
+                                       "ggn:preconditioned", "ggn:raw/hidden", "ggn:preconditioned/hidden"}
+    # The GGN of softmax cross-entropy is positive semi-definite; the Hessian need not be.
+    assert record.eigenvalues["ggn:raw"][0] >= 0
+
+
+def test_the_fisher_takes_its_options_and_a_bad_curvature_is_refused():
+    callback = analysis_tools.SharpnessCallback(None, every_n_steps=1, curvature="fisher", samples=2, label_seed=4,
+                                                raw=True, preconditioned=False, warm_start=False, tolerance=1e-10)
+    model, data, loss, history = _fitted(callback, epochs=1)
+    fisher = analysis_tools.FisherOperator(model, data, loss=loss, samples=2, label_seed=4)
+    assert history.history["fisher_sharpness"][-1] == pytest.approx(
+        np.linalg.eigvalsh(_dense(fisher)).max(), rel=1e-8)
+    with pytest.raises(ValueError, match="curvature"):
+        analysis_tools.SharpnessCallback(None, curvature="kfac")
+    with pytest.raises(ValueError, match="distinct"):
+        analysis_tools.SharpnessCallback(None, curvature=("ggn", "ggn"))
+    with pytest.raises(ValueError, match="`samples` is an option of the fisher operator"):
+        analysis_tools.SharpnessCallback(None, curvature="ggn", samples=3)
