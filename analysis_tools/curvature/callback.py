@@ -14,7 +14,9 @@ import tensorflow as tf
 from analysis_tools._callback import MeasurementCallback
 from analysis_tools._deprecation import renamed, renamed_attribute
 from analysis_tools._blocks import layer_blocks
+from analysis_tools.curvature.agreement import alignment as alignment_of
 from analysis_tools.curvature.density import slq_with
+from analysis_tools.curvature.diagonal import curvature_diagonal
 from analysis_tools.curvature.eigenvalues import top_subspace_fraction
 from analysis_tools.curvature.gauss_newton import CURVATURES, curvature_operator
 from analysis_tools.curvature.trace import hutch_plus_plus
@@ -120,6 +122,14 @@ class SharpnessCallback(MeasurementCallback):
       ``ggn_sharpness/<block>``, ``ggn_trace``, ``preconditioned_ggn_trace``.
       The first curvature named is the one ``sharpness_ratio``, the density
       and ``top_subspace_fraction`` describe, and `operator` returns.
+    * `alignment`: how well the optimizer's P follows each curvature's
+      diagonal d (`analysis_tools.alignment` of P with d^`alignment_power`):
+      ``<curvature>_alignment_rank_correlation``, ``..._cosine`` and
+      ``..._ratio_spread`` (``hessian_alignment_cosine``, ``ggn_...``). d is
+      exact for the Fishers (per-example gradients, without regularization
+      losses) and where `alignment_products` ≥ the parameter count (one
+      product per unit vector), else Hutchinson's estimate from
+      `alignment_products` products, whose noise lowers the correlations.
     * `density`: the SLQ spectral density (`analysis_tools.spectral_density`)
       of P⁻¹H (of H when not `preconditioned`), `density_vectors` ×
       `density_iterations` products, kept in the record and, with `log_dir`,
@@ -191,6 +201,10 @@ class SharpnessCallback(MeasurementCallback):
         density: Whether to compute the spectral density.
         density_vectors: SLQ start vectors per density.
         density_iterations: Lanczos steps per SLQ vector.
+        alignment: Whether to log P's alignment with each curvature's diagonal.
+        alignment_products: Products per diagonal where it is estimated.
+        alignment_power: The power of d that P is compared with (1/2:
+            Adam's √v against a diagonal of averaged g²).
         curvature: ``"hessian"`` (default), ``"ggn"``, ``"fisher"``,
             ``"empirical_fisher"``, or a tuple of them (see above).
         **operator_kwargs: `loss`, `batch_size`, `differentiation` (the
@@ -223,6 +237,9 @@ class SharpnessCallback(MeasurementCallback):
         density=False,
         density_vectors=1,
         density_iterations=30,
+        alignment=False,
+        alignment_products=30,
+        alignment_power=0.5,
         curvature="hessian",
         **operator_kwargs,
     ):
@@ -261,6 +278,11 @@ class SharpnessCallback(MeasurementCallback):
         if self.density and (self.density_vectors < 1 or self.density_iterations < 1):
             raise ValueError("`density_vectors` and `density_iterations` must be >= 1, got "
                              f"{density_vectors} and {density_iterations}.")
+        self.alignment = bool(alignment)
+        self.alignment_products = int(alignment_products)
+        if self.alignment and self.alignment_products < 1:
+            raise ValueError(f"`alignment_products` must be >= 1, got {alignment_products}.")
+        self.alignment_power = float(alignment_power)
         curvatures = (curvature,) if isinstance(curvature, str) else tuple(curvature)
         unknown = [c for c in curvatures if c not in CURVATURES]
         if not curvatures or unknown or len(set(curvatures)) != len(curvatures):
@@ -323,6 +345,18 @@ class SharpnessCallback(MeasurementCallback):
         """{kind: `operator` (H) or ``operator.preconditioned(P)`` (P^{-1/2} H P^{-1/2})}; nothing is stored in it."""
         return {kind: operator if kind == "raw" else operator.preconditioned(preconditioner)
                 for kind in self._kinds()}
+
+    def _diagonal(self, curvature, operator):
+        """The curvature's diagonal for `alignment`: exact where that is cheap, else Hutchinson's."""
+        if curvature in ("fisher", "empirical_fisher") and not (
+                operator.include_regularization and self.model.losses):
+            estimator = "per_example"
+        elif self.alignment_products >= operator.dimension:
+            estimator = "exact"
+        else:
+            estimator = "hutchinson"
+        return curvature_diagonal(operator, estimator=estimator, num_products=self.alignment_products,
+                                  seed=len(self.records))
 
     @staticmethod
     def _solver_of(problem, shared):
@@ -401,7 +435,8 @@ class SharpnessCallback(MeasurementCallback):
         values, eigenvalues, iterations = {}, {}, {}
         results = {}
         variables = self.model.trainable_variables
-        preconditioner = preconditioner_of(optimizer, variables) if self.preconditioned else None
+        preconditioner = (preconditioner_of(optimizer, variables) if self.preconditioned or self.alignment
+                          else None)
         problems = {c: self._problems(self._operators[c], preconditioner) for c in self._curvatures}
         for curvature, by_kind in problems.items():
             for kind, problem in by_kind.items():
@@ -434,6 +469,12 @@ class SharpnessCallback(MeasurementCallback):
                                                    len(self.records))
                     values[key] = traces[name].estimate
                     values[f"{key}_standard_error"] = traces[name].standard_error
+        if self.alignment:
+            for curvature, operator in self._operators.items():
+                measured = alignment_of(preconditioner, self._diagonal(curvature, operator).estimate,
+                                        self.alignment_power)
+                for statistic in ("rank_correlation", "cosine", "ratio_spread"):
+                    values[f"{curvature}_alignment_{statistic}"] = getattr(measured, statistic)
         if self.density:
             problem = problems[first][primary]
             densities[primary] = slq_with(self._solver_of(problem, self._density_solver), problem.matvec,

@@ -79,3 +79,21 @@ def test_the_fisher_takes_its_options_and_a_bad_curvature_is_refused():
         analysis_tools.SharpnessCallback(None, curvature=("ggn", "ggn"))
     with pytest.raises(ValueError, match="`samples` is an option of the fisher operator"):
         analysis_tools.SharpnessCallback(None, curvature="ggn", samples=3)
+
+
+def test_alignment_of_p_with_each_curvature_diagonal_is_logged_and_equals_the_dense_diagonals():
+    callback = analysis_tools.SharpnessCallback(None, every_n_steps=1, curvature=("empirical_fisher", "ggn"),
+                                                preconditioned=False, alignment=True, alignment_products=31)
+    model, data, loss, history = _fitted(callback)
+    for curvature in ("empirical_fisher", "ggn"):
+        for statistic in ("rank_correlation", "cosine", "ratio_spread"):
+            assert np.isfinite(history.history[f"{curvature}_alignment_{statistic}"][-1])
+    record = callback.measure()
+    p = analysis_tools.preconditioner_of(model.optimizer, model.trainable_variables)
+    for curvature in ("empirical_fisher", "ggn"):
+        # Both diagonals are exact here: per-example gradients, and 31 products for 31 parameters.
+        dense = _dense(analysis_tools.curvature_operator(model, data, curvature=curvature, loss=loss))
+        expected = analysis_tools.alignment(p, np.diag(dense))
+        for statistic in ("rank_correlation", "cosine", "ratio_spread"):
+            assert record.values[f"{curvature}_alignment_{statistic}"] == pytest.approx(
+                getattr(expected, statistic), rel=1e-9, abs=1e-12)
