@@ -124,6 +124,7 @@ class ProbeSet:
     """
 
     def __init__(self, data, batch_size, strategy):
+        self.source = data  # what it was built from, for operators that share it
         self.strategy = strategy
         self.num_replicas = strategy.num_replicas_in_sync
         if isinstance(data, tf.data.Dataset):

@@ -45,12 +45,18 @@ class BlockDiagonalOperator:
     Args:
         operator: A curvature operator (`HessianOperator`, `GGNOperator`,
             `EmpiricalFisherOperator`, `FisherOperator`) of the whole network
-            or of a block.
+            or of a block; or such an operator preconditioned
+            (``A.preconditioned(P)``), whose blocks are then
+            S_ℓ A_{B_ℓB_ℓ} S_ℓ with S = P^{-1/2} restricted to each block.
         blocks: {name: selection} (a selection is what ``variables=`` takes: a
             layer or block name, a layer, variables, or a list of them), or a
             list of selections (named by position); None: the model's
             blocks (`analysis_tools.model_blocks`). The blocks must not share
             variables.
+
+    `stack` puts several of them (other curvatures, the preconditioned form,
+    other blocks) into one: every problem of a measurement, one probe pass
+    per set of products.
 
     Attributes:
         names: The blocks' names, in the order of D's coordinates.
@@ -62,57 +68,90 @@ class BlockDiagonalOperator:
         operators: Per block, the block's own operator (what ``variables=``
             builds), sharing `operator`'s probe set and loss; its ``matvec``
             is one product over the probe set.
+        scales: Per block, its S (flat float64) or None.
         num_passes: Passes over the probe set made by `matvec` so far.
 
     Raises:
         ValueError: If a selection names nothing trainable, leaves the
             operator's block, or two blocks share variables; or if `operator`
-            is a composed operator (precondition the blocks' results instead:
-            for a diagonal P, diag(S_ℓ A_ℓ S_ℓ) is D's `preconditioned`).
+            is neither a curvature operator nor one preconditioned.
     """
 
     def __init__(self, operator, blocks=None):
+        from analysis_tools.curvature.composition import PreconditionedOperator
         from analysis_tools.curvature.hessian import HessianOperator  # a sibling that imports this one's users
 
-        if not isinstance(operator, HessianOperator) or operator._within is not None:
+        base, scale = operator, None
+        if isinstance(operator, PreconditionedOperator):
+            base, scale = operator.base, operator.preconditioner_scale
+        if not isinstance(base, HessianOperator) or base._within is not None:
             raise ValueError("BlockDiagonalOperator takes a curvature operator (HessianOperator, GGNOperator, a "
-                             f"Fisher) built for the network or a block, got {type(operator).__name__}"
-                             + (" made with `block()`" if isinstance(operator, HessianOperator) else "") + ".")
+                             "Fisher) built for the network or a block, or one preconditioned; got "
+                             f"{type(base).__name__}" + (" made with `block()`" if isinstance(base, HessianOperator)
+                                                         else "") + ".")
         if blocks is None:
-            blocks = dict(layer_blocks(operator.model))
+            blocks = dict(layer_blocks(base.model))
         elif not isinstance(blocks, dict):
             blocks = {str(i): selection for i, selection in enumerate(blocks)}
         if not blocks:
             raise ValueError("`blocks` is empty.")
-        self.base = operator
-        self.model = operator.model
-        self.curvature = operator.curvature
-        local = {position: i for i, position in enumerate(operator._block)}
-        offsets = np.cumsum([0] + operator.sizes)
-        self.names, self.operators, self.positions, seen = [], [], [], {}
+        local = {position: i for i, position in enumerate(base._block)}
+        offsets = np.cumsum([0] + base.sizes)
+        names, parts, positions, scales, seen = [], [], [], [], {}
         for name, selection in blocks.items():
-            selected = block_indices(operator.model, operator._loss.variables, selection, operator._purpose)
+            selected = block_indices(base.model, base._loss.variables, selection, base._purpose)
             for p in selected:
-                path = operator._loss.variables[p].path
+                path = base._loss.variables[p].path
                 if p not in local:
                     raise ValueError(f"Block {name!r}: {path} is not in the operator's block.")
                 if p in seen:
                     raise ValueError(f"Blocks {seen[p]!r} and {name!r} share {path}: blocks must be disjoint.")
                 seen[p] = name
-            part = copy.copy(operator)
+            part = copy.copy(base)
             part._restrict(selected)  # its own variables: its product differentiates them alone
             part._replica_product = tf.function(part._replica_hvp, jit_compile=part.jit_compile)
             part._hvp = tf.function(part._hessian_vector_product, reduce_retracing=True)
-            self.names.append(str(name))
-            self.operators.append(part)
-            self.positions.append(np.concatenate([np.arange(offsets[local[p]], offsets[local[p] + 1])
-                                                  for p in selected]))
-        self.dimensions = [part.dimension for part in self.operators]
+            names.append(str(name))
+            parts.append(part)
+            positions.append(np.concatenate([np.arange(offsets[local[p]], offsets[local[p] + 1]) for p in selected]))
+            scales.append(None if scale is None else tf.gather(scale, positions[-1]))
+        self._set(base, names, parts, positions, scales)
+
+    @classmethod
+    def stack(cls, operators):
+        """diag(D_1, …, D_q): the blocks of several `BlockDiagonalOperator`s, one probe pass for all.
+
+        Their block names must differ (name them so: ``{"ggn/head": "head"}``),
+        and they must share one probe set: operators of one model built on
+        the same ``probe`` (see `HessianOperator`'s ``data``), or one
+        operator's blocks and preconditioned blocks.
+
+        Raises:
+            ValueError: If names repeat, or the probe sets differ.
+        """
+        operators = list(operators)
+        if not operators or not all(isinstance(o, BlockDiagonalOperator) for o in operators):
+            raise ValueError("`stack` takes a non-empty list of BlockDiagonalOperators.")
+        names = [name for o in operators for name in o.names]
+        if len(set(names)) != len(names):
+            raise ValueError(f"Block names repeat across the operators: {names}.")
+        if any(o.probe is not operators[0].probe for o in operators):
+            raise ValueError("The operators stream different probe sets: build them on one operator's `probe`.")
+        stacked = cls.__new__(cls)
+        stacked._set(operators[0].base, names, [p for o in operators for p in o.operators],
+                     [p for o in operators for p in o.positions], [s for o in operators for s in o.scales])
+        return stacked
+
+    def _set(self, base, names, parts, positions, scales):
+        self.base, self.model = base, base.model
+        self.names, self.operators, self.positions, self.scales = names, parts, positions, scales
+        self.curvatures = [part.curvature for part in parts]
+        self.dimensions = [part.dimension for part in parts]
         self.dimension = int(sum(self.dimensions))
-        self.segments = np.repeat(np.arange(len(self.names), dtype=np.int32), self.dimensions)
-        self.probe = operator.probe
+        self.segments = np.repeat(np.arange(len(names), dtype=np.int32), self.dimensions)
+        self.probe = base.probe
         self.num_passes = 0
-        self._replica_products = tf.function(self._replica_block_products, jit_compile=operator.jit_compile)
+        self._replica_products = tf.function(self._replica_block_products, jit_compile=base.jit_compile)
         self._products = tf.function(self._block_products, reduce_retracing=True)
 
     def _replica_block_products(self, trainable, non_trainable, vectors, x, y, first):
@@ -134,11 +173,13 @@ class BlockDiagonalOperator:
     def matvec(self, vector):
         """D v for a flat `vector` of length `dimension` (blocks concatenated): one pass over the probe set."""
         vector = tf.convert_to_tensor(vector)
-        parts = tuple(tf.split(tf.cast(tf.reshape(vector, [-1]), tf.float64), self.dimensions))
+        parts = tf.split(tf.cast(tf.reshape(vector, [-1]), tf.float64), self.dimensions)
+        parts = tuple(v if scale is None else scale * v for v, scale in zip(parts, self.scales))
         trainable, non_trainable = self.base._current_values()
         with explained(self.base._product_name):
             products = self._products(trainable, non_trainable, parts)
         self.num_passes += 1
+        products = [p if scale is None else scale * p for p, scale in zip(products, self.scales)]
         return tf.cast(tf.concat(products, axis=0), vector.dtype)
 
     def split(self, flat):

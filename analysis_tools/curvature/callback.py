@@ -15,6 +15,7 @@ from analysis_tools._callback import MeasurementCallback
 from analysis_tools._deprecation import renamed, renamed_attribute
 from analysis_tools._blocks import layer_blocks
 from analysis_tools.curvature.agreement import alignment as alignment_of
+from analysis_tools.curvature.block_diagonal import BlockDiagonalOperator, blockwise_eigenvalues
 from analysis_tools.curvature.density import slq_with
 from analysis_tools.curvature.diagonal import curvature_diagonal
 from analysis_tools.curvature.eigenvalues import top_subspace_fraction
@@ -130,6 +131,14 @@ class SharpnessCallback(MeasurementCallback):
       losses) and where `alignment_products` ≥ the parameter count (one
       product per unit vector), else Hutchinson's estimate from
       `alignment_products` products, whose noise lowers the correlations.
+    * `lockstep`: every eigenvalue problem of a measurement (each curvature,
+      raw and preconditioned, the network and each block) solved at once by
+      `blockwise_eigenvalues`: each Lanczos step is one pass over the probe
+      set that computes every problem's product on each batch, so a
+      measurement of q problems costs as many passes as its slowest problem
+      takes steps, not the sum over the problems. Each problem stops when its
+      residuals are below `tolerance` (the residual criterion, stricter than
+      the default certification) and starts cold (no warm start).
     * `density`: the SLQ spectral density (`analysis_tools.spectral_density`)
       of P⁻¹H (of H when not `preconditioned`), `density_vectors` ×
       `density_iterations` products, kept in the record and, with `log_dir`,
@@ -201,6 +210,9 @@ class SharpnessCallback(MeasurementCallback):
         density: Whether to compute the spectral density.
         density_vectors: SLQ start vectors per density.
         density_iterations: Lanczos steps per SLQ vector.
+        lockstep: Whether to solve every eigenvalue problem of a measurement
+            at once, one probe pass per step (see above). Not with
+            `fraction_in_top_subspace` (it has no Ritz vectors).
         alignment: Whether to log P's alignment with each curvature's diagonal.
         alignment_products: Products per diagonal where it is estimated.
         alignment_power: The power of d that P is compared with (1/2:
@@ -237,6 +249,7 @@ class SharpnessCallback(MeasurementCallback):
         density=False,
         density_vectors=1,
         density_iterations=30,
+        lockstep=False,
         alignment=False,
         alignment_products=30,
         alignment_power=0.5,
@@ -278,6 +291,9 @@ class SharpnessCallback(MeasurementCallback):
         if self.density and (self.density_vectors < 1 or self.density_iterations < 1):
             raise ValueError("`density_vectors` and `density_iterations` must be >= 1, got "
                              f"{density_vectors} and {density_iterations}.")
+        self.lockstep = bool(lockstep)
+        if self.lockstep and self.fraction_in_top_subspace:
+            raise ValueError("`fraction_in_top_subspace` needs Ritz vectors, which `lockstep` does not compute.")
         self.alignment = bool(alignment)
         self.alignment_products = int(alignment_products)
         if self.alignment and self.alignment_products < 1:
@@ -321,20 +337,37 @@ class SharpnessCallback(MeasurementCallback):
         for curvature in self._curvatures:
             options = {key: value for key, value in self.operator_kwargs.items()
                        if curvature in _OWN_OPTIONS.get(key, (curvature,))}
+            # One probe set for every curvature: the first operator's copy of the data and its stream.
+            data = self._operators[self._curvatures[0]].probe if self._operators else self.data
             operator = self._operators[curvature] = curvature_operator(
-                self.model, self.data, curvature=curvature, **options)
+                self.model, data, curvature=curvature, **options)
             blocks = self._block_operators[curvature] = {}
-            for kind in self._kinds():
+            sequential = not self.lockstep  # lockstep has no Lanczos of its own per problem
+            for kind in self._kinds() if sequential else ():
                 self._solvers[_problem_name(curvature, kind)] = operator.solver(
                     _MODES[kind], self.max_iterations, self.k, return_vectors)
             for name, selection in selections.items():
                 # One probe set and loss for all: `block` refuses a selection with no trainable weights.
                 blocks[name] = operator.block(selection)
-                for kind in self._kinds():
+                for kind in self._kinds() if sequential else ():
                     self._solvers[f"{_problem_name(curvature, kind)}/{name}"] = blocks[name].solver(
                         _MODES[kind], self.max_iterations, self.k, self.warm_start)
         self._operator = self._operators[self._curvatures[0]]
         self._layer_operators = self._block_operators[self._curvatures[0]]
+        if self.lockstep:
+            # Every problem as blocks of one block-diagonal operator, built (and traced) once; the
+            # preconditioned problems' S is set before each measurement.
+            parts, self._lockstep_scaled = [], []
+            for curvature, operator in self._operators.items():
+                for kind in self._kinds():
+                    name = _problem_name(curvature, kind)
+                    parts.append(BlockDiagonalOperator(operator, {name: list(operator.variables)}))
+                    if selections:
+                        parts.append(BlockDiagonalOperator(
+                            operator, {f"{name}/{layer}": selection for layer, selection in selections.items()}))
+            self._lockstep = BlockDiagonalOperator.stack(parts)
+            self._lockstep_scaled = [i for i, name in enumerate(self._lockstep.names)
+                                     if name.partition("/")[0].rpartition(":")[2] == "preconditioned"]
         if self.density:
             primary = "preconditioned" if self.preconditioned else "raw"
             self._density_solver = self._operator.solver(_MODES[primary], self.density_iterations)
@@ -345,6 +378,16 @@ class SharpnessCallback(MeasurementCallback):
         """{kind: `operator` (H) or ``operator.preconditioned(P)`` (P^{-1/2} H P^{-1/2})}; nothing is stored in it."""
         return {kind: operator if kind == "raw" else operator.preconditioned(preconditioner)
                 for kind in self._kinds()}
+
+    def _solve_lockstep(self, problems):
+        """{problem name: `LanczosResult`} of every problem at once (`lockstep`), P's S set first."""
+        operator = self._lockstep
+        for i in self._lockstep_scaled:
+            curvature = operator.names[i].partition("/")[0].rpartition(":")[0] or "hessian"
+            scale = problems[curvature]["preconditioned"].preconditioner_scale
+            operator.scales[i] = tf.gather(scale, operator.positions[i])
+        return blockwise_eigenvalues(operator, k=self.k, max_iterations=self.max_iterations,
+                                     tolerance=self.tolerance, seed=len(self.records))
 
     def _diagonal(self, curvature, operator):
         """The curvature's diagonal for `alignment`: exact where that is cheap, else Hutchinson's."""
@@ -438,10 +481,13 @@ class SharpnessCallback(MeasurementCallback):
         preconditioner = (preconditioner_of(optimizer, variables) if self.preconditioned or self.alignment
                           else None)
         problems = {c: self._problems(self._operators[c], preconditioner) for c in self._curvatures}
+        if self.lockstep:
+            results.update(self._solve_lockstep(problems))
         for curvature, by_kind in problems.items():
             for kind, problem in by_kind.items():
                 name = _problem_name(curvature, kind)
-                results[name] = self._solve(name, kind, problem)
+                if not self.lockstep:
+                    results[name] = self._solve(name, kind, problem)
                 values[_key(curvature, _SHARPNESS_KEYS[kind])] = float(results[name].eigenvalues[0])
         first = self._curvatures[0]
         threshold = stability_threshold_of(optimizer)
@@ -454,10 +500,13 @@ class SharpnessCallback(MeasurementCallback):
             values["clipped_fraction"] = clipped
         for curvature, blocks in self._block_operators.items():
             for layer, operator in blocks.items():
-                for kind, problem in self._problems(operator, preconditioner).items():
+                for kind in self._kinds():
                     name = f"{_problem_name(curvature, kind)}/{layer}"
-                    results[name] = result = self._solve(name, kind, problem)
-                    values[f"{_key(curvature, _SHARPNESS_KEYS[kind])}/{layer}"] = float(result.eigenvalues[0])
+                    if not self.lockstep:
+                        problem = operator if kind == "raw" else operator.preconditioned(preconditioner)
+                        results[name] = self._solve(name, kind, problem)
+                    values[f"{_key(curvature, _SHARPNESS_KEYS[kind])}/{layer}"] = float(
+                        results[name].eigenvalues[0])
         # What the density and the top-subspace fraction describe: P⁻¹A when measured, else A (A the first curvature).
         primary = "preconditioned" if self.preconditioned else "raw"
         traces, densities, histograms = {}, {}, {}

@@ -87,7 +87,10 @@ class HessianOperator(Composable):
         model: A built Keras model.
         data: The probe set: an (x, y) pair of arrays, or a finite
             `tf.data.Dataset` of (x, y) batches that yields the same batches on
-            every pass. Streamed on every product, never cached.
+            every pass. Streamed on every product, never cached. Or the
+            ``probe`` of another operator of the same model: this one then
+            shares its copy of the arrays and its stream (one probe set for
+            the Hessian, the GGN and the Fishers of one model).
         loss: A loss (string, `keras.losses.Loss` or callable y_true, y_pred →
             mean). Defaults to the model's compiled loss.
         batch_size: Batch size for array data; default one batch. With
@@ -157,6 +160,11 @@ class HessianOperator(Composable):
         if differentiation not in DIFFERENTIATIONS:
             raise ValueError(f"`differentiation` must be one of {DIFFERENTIATIONS}, got {differentiation!r}.")
         self._loss = ModelLoss(model, loss, mode, dropout, include_regularization, self._purpose)
+        shared = data if isinstance(data, ProbeSet) else None
+        if shared is not None:
+            if batch_size not in (None, shared.batch_size):
+                raise ValueError(f"`batch_size` {batch_size} differs from the shared probe set's {shared.batch_size}.")
+            data, batch_size = shared.source, shared.batch_size
         check_data(self._loss, data, batch_size, "the probe set")
         self.model = model
         self.differentiation = differentiation
@@ -165,7 +173,10 @@ class HessianOperator(Composable):
         self.include_regularization = self._loss.include_regularization
         self.loss = self._loss.loss
         self.strategy = strategy or getattr(model, "distribute_strategy", None) or tf.distribute.get_strategy()
-        self.probe = ProbeSet(data, batch_size, self.strategy)
+        if shared is not None and shared.strategy is not self.strategy:
+            raise ValueError("The shared probe set is split over another strategy's replicas.")
+        # Operators given another's `probe` share its copy of the data and its stream.
+        self.probe = shared or ProbeSet(data, batch_size, self.strategy)
         self.num_examples, self.num_batches = self.probe.num_examples, self.probe.num_batches
         self._gradient = FullGradient(self._loss, self.probe, self.jit_compile)
         self._restrict(block_indices(model, self._loss.variables, variables, self._purpose))

@@ -128,3 +128,36 @@ def test_blocks_that_overlap_or_are_not_in_the_operator_are_refused():
         BlockDiagonalOperator(2 * operator)
     with pytest.raises(ValueError, match="empty"):
         BlockDiagonalOperator(operator, {})
+
+
+def test_every_problem_of_a_measurement_in_one_pass_per_step():
+    # λ1 of H and of the GGN, raw and preconditioned, for two blocks each: 8 problems, one probe set.
+    model, (x, y), loss = _net()
+    probe = _CountingProbe(x, y)
+    hessian = analysis_tools.HessianOperator(model, probe.dataset(), loss=loss)
+    ggn = GGNOperator(model, hessian.probe, loss=loss)  # shares the Hessian's probe set and stream
+    assert ggn.probe is hessian.probe
+    p = [np.random.default_rng(i).uniform(0.3, 3.0, v.shape) for i, v in enumerate(model.trainable_variables)]
+    s = 1.0 / np.sqrt(np.concatenate([a.ravel() for a in p]))
+    blocks = ["first", "head"]
+    parts = [BlockDiagonalOperator(operator, {f"{prefix}/{b}": b for b in blocks})
+             for operator, prefix in ((hessian, "h"), (hessian.preconditioned(p), "h_p"), (ggn, "g"),
+                                      (ggn.preconditioned(p), "g_p"))]
+    stacked = BlockDiagonalOperator.stack(parts)
+    before = probe.passes
+    results = blockwise_eigenvalues(stacked, k=1, tolerance=1e-10, max_iterations=40)
+    assert probe.passes - before == max(int(r.iterations) for r in results.values()) == stacked.num_passes
+    dense = {"h": _dense(hessian.matvec, hessian.dimension), "g": _dense(ggn.matvec, ggn.dimension)}
+    for curvature in ("h", "g"):
+        for block in blocks:
+            rows = _positions(hessian, block)
+            a = dense[curvature][np.ix_(rows, rows)]
+            scaled = s[rows][:, None] * a * s[rows][None, :]
+            for suffix, matrix in (("", a), ("_p", scaled)):
+                value = float(results[f"{curvature}{suffix}/{block}"].eigenvalues[0])
+                assert value == pytest.approx(np.linalg.eigvalsh(matrix).max(), rel=1e-8)
+    with pytest.raises(ValueError, match="repeat"):
+        BlockDiagonalOperator.stack([parts[0], parts[0]])
+    other = analysis_tools.HessianOperator(model, (x, y), loss=loss)
+    with pytest.raises(ValueError, match="different probe sets"):
+        BlockDiagonalOperator.stack([parts[0], BlockDiagonalOperator(other, {"o": "head"})])

@@ -97,3 +97,21 @@ def test_alignment_of_p_with_each_curvature_diagonal_is_logged_and_equals_the_de
         for statistic in ("rank_correlation", "cosine", "ratio_spread"):
             assert record.values[f"{curvature}_alignment_{statistic}"] == pytest.approx(
                 getattr(expected, statistic), rel=1e-9, abs=1e-12)
+
+
+def test_lockstep_measures_every_problem_in_one_pass_per_step_and_agrees_with_the_sequential_runs():
+    settings = dict(every_n_steps=1, curvature=("hessian", "ggn"), per_layer=["hidden", "head"], tolerance=1e-8,
+                    max_iterations=31, warm_start=False)
+    lockstep = analysis_tools.SharpnessCallback(None, lockstep=True, **settings)
+    _fitted(lockstep, epochs=1)
+    sequential = analysis_tools.SharpnessCallback(None, **settings)
+    _fitted(sequential, epochs=1)
+    first, second = lockstep.records[-1], sequential.records[-1]
+    assert set(first.values) == set(second.values) and len(first.eigenvalues) == 12
+    for key, value in second.values.items():
+        assert first.values[key] == pytest.approx(value, rel=1e-6), key
+    # 12 problems, one probe pass per step: the passes are the slowest problem's steps.
+    assert lockstep._lockstep.num_passes == max(first.iterations.values())
+    assert sum(first.iterations.values()) > 3 * lockstep._lockstep.num_passes
+    with pytest.raises(ValueError, match="Ritz vectors"):
+        analysis_tools.SharpnessCallback(None, lockstep=True, fraction_in_top_subspace=True)
