@@ -14,7 +14,7 @@ import tensorflow as tf
 from analysis_tools._callback import MeasurementCallback
 from analysis_tools._deprecation import renamed, renamed_attribute
 from analysis_tools._blocks import layer_blocks
-from analysis_tools.curvature.agreement import alignment as alignment_of
+from analysis_tools.curvature.agreement import alignment as alignment_of, principal_angles
 from analysis_tools.curvature.block_diagonal import BlockDiagonalOperator, blockwise_eigenvalues
 from analysis_tools.curvature.density import slq_with
 from analysis_tools.curvature.diagonal import curvature_diagonal
@@ -131,6 +131,10 @@ class SharpnessCallback(MeasurementCallback):
       losses) and where `alignment_products` ≥ the parameter count (one
       product per unit vector), else Hutchinson's estimate from
       `alignment_products` products, whose noise lowers the correlations.
+    * `track_angles`: with two curvatures or more, the largest principal
+      angle (radians) between the top-k eigenspaces of each pair's raw
+      problems, ``principal_angle/<first>_<second>`` (0: the same top-k
+      directions; π/2: a direction of one orthogonal to the other's).
     * `lockstep`: every eigenvalue problem of a measurement (each curvature,
       raw and preconditioned, the network and each block) solved at once by
       `blockwise_eigenvalues`: each Lanczos step is one pass over the probe
@@ -210,6 +214,8 @@ class SharpnessCallback(MeasurementCallback):
         density: Whether to compute the spectral density.
         density_vectors: SLQ start vectors per density.
         density_iterations: Lanczos steps per SLQ vector.
+        track_angles: Whether to log the principal angles between the
+            curvatures' top-k eigenspaces (needs two curvatures and `raw`).
         lockstep: Whether to solve every eigenvalue problem of a measurement
             at once, one probe pass per step (see above). Not with
             `fraction_in_top_subspace` (it has no Ritz vectors).
@@ -249,6 +255,7 @@ class SharpnessCallback(MeasurementCallback):
         density=False,
         density_vectors=1,
         density_iterations=30,
+        track_angles=False,
         lockstep=False,
         alignment=False,
         alignment_products=30,
@@ -292,6 +299,7 @@ class SharpnessCallback(MeasurementCallback):
             raise ValueError("`density_vectors` and `density_iterations` must be >= 1, got "
                              f"{density_vectors} and {density_iterations}.")
         self.lockstep = bool(lockstep)
+        self.track_angles = bool(track_angles)
         if self.lockstep and self.fraction_in_top_subspace:
             raise ValueError("`fraction_in_top_subspace` needs Ritz vectors, which `lockstep` does not compute.")
         self.alignment = bool(alignment)
@@ -310,6 +318,9 @@ class SharpnessCallback(MeasurementCallback):
             if option in operator_kwargs and not set(owners) & set(curvatures):
                 raise ValueError(f"`{option}` is an option of the {' and '.join(owners)} operator, which "
                                  f"`curvature={curvature!r}` does not measure.")
+        if self.track_angles and (len(curvatures) < 2 or not self.raw or self.lockstep):
+            raise ValueError("`track_angles` compares the raw top-k eigenspaces of two curvatures or more, with "
+                             "Ritz vectors: name two in `curvature`, keep `raw`, and do not use `lockstep`.")
         self.operator_kwargs = operator_kwargs
         if "variables" in operator_kwargs:
             raise ValueError("`variables` is not an option of SharpnessCallback: use `per_layer`.")
@@ -321,7 +332,7 @@ class SharpnessCallback(MeasurementCallback):
         return [kind for kind in ("raw", "preconditioned") if (self.raw if kind == "raw" else self.preconditioned)]
 
     def _build(self):
-        return_vectors = self.warm_start or self.fraction_in_top_subspace
+        return_vectors = self.warm_start or self.fraction_in_top_subspace or self.track_angles
         if self.blocks is not None:
             selections = self.blocks
         elif self.per_layer is True:
@@ -518,6 +529,12 @@ class SharpnessCallback(MeasurementCallback):
                                                    len(self.records))
                     values[key] = traces[name].estimate
                     values[f"{key}_standard_error"] = traces[name].standard_error
+        if self.track_angles:
+            for i, first_curvature in enumerate(self._curvatures):
+                for second in self._curvatures[i + 1:]:
+                    angles = principal_angles(results[_problem_name(first_curvature, "raw")].eigenvectors,
+                                              results[_problem_name(second, "raw")].eigenvectors)
+                    values[f"principal_angle/{first_curvature}_{second}"] = float(angles.max())
         if self.alignment:
             for curvature, operator in self._operators.items():
                 measured = alignment_of(preconditioner, self._diagonal(curvature, operator).estimate,

@@ -115,3 +115,21 @@ def test_lockstep_measures_every_problem_in_one_pass_per_step_and_agrees_with_th
     assert sum(first.iterations.values()) > 3 * lockstep._lockstep.num_passes
     with pytest.raises(ValueError, match="Ritz vectors"):
         analysis_tools.SharpnessCallback(None, lockstep=True, fraction_in_top_subspace=True)
+
+
+def test_the_angles_between_the_curvatures_top_eigenspaces_are_those_of_the_dense_eigenvectors():
+    callback = analysis_tools.SharpnessCallback(None, every_n_steps=1, curvature=("hessian", "ggn", "empirical_fisher"),
+                                                k=2, track_angles=True, tolerance=1e-10, max_iterations=31,
+                                                preconditioned=False)
+    model, data, loss, _ = _fitted(callback)
+    record = callback.measure()
+    tops = {}
+    for curvature in ("hessian", "ggn", "empirical_fisher"):
+        values, vectors = np.linalg.eigh(_dense(analysis_tools.curvature_operator(model, data, curvature=curvature,
+                                                                                 loss=loss)))
+        tops[curvature] = vectors[:, -2:].T
+    for first, second in (("hessian", "ggn"), ("hessian", "empirical_fisher"), ("ggn", "empirical_fisher")):
+        expected = analysis_tools.principal_angles(tops[first], tops[second]).max()
+        assert record.values[f"principal_angle/{first}_{second}"] == pytest.approx(expected, abs=1e-6)
+    with pytest.raises(ValueError, match="two curvatures"):
+        analysis_tools.SharpnessCallback(None, track_angles=True)
