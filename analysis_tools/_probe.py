@@ -159,6 +159,16 @@ class ProbeSet:
         """The examples in a (replica's part of a) batch."""
         return tf.shape(tf.nest.flatten(y)[0], out_type=tf.int64)[0]
 
+    @staticmethod
+    def on_share(y, compute, zeros):
+        """(``compute(count)`` on this replica's part (…, y) of a batch, or `zeros` where the part is empty; count).
+
+        A replica's share of the last batch may be empty (fewer examples than
+        replicas): it adds nothing.
+        """
+        count = ProbeSet.local_count(y)
+        return tf.cond(count > 0, lambda: compute(count), lambda: zeros), count
+
     def weight(self, count, dtype):
         """count / N: the weight of a replica's mean loss on `count` examples."""
         return tf.cast(count, dtype) / tf.cast(self.num_examples, dtype)
@@ -244,9 +254,7 @@ class FullGradient:
         self._function = tf.function(self._gradient, reduce_retracing=True)
 
     def _replica_gradient(self, trainable, non_trainable, x, y, first):
-        count = self.probe.local_count(y)
-
-        def gradient():
+        def gradient(count):
             with tf.GradientTape() as tape:
                 tape.watch(trainable)
                 loss = probe_share(self.model_loss, self.probe, trainable, non_trainable, x, y, count, first)
@@ -255,7 +263,7 @@ class FullGradient:
             return flat, tf.cast(loss, tf.float64)
 
         zeros = (tf.zeros([self.model_loss.dimension], tf.float64), tf.zeros([], tf.float64))
-        flat, loss = tf.cond(count > 0, gradient, lambda: zeros)  # an empty share adds nothing
+        (flat, loss), count = self.probe.on_share(y, gradient, zeros)
         return flat, loss, count
 
     def _gradient(self, trainable, non_trainable):

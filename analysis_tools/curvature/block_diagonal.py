@@ -156,14 +156,13 @@ class BlockDiagonalOperator:
 
     def _replica_block_products(self, trainable, non_trainable, vectors, x, y, first):
         """Every block's share of its product on this replica's part of a batch; its examples."""
-        count = self.probe.local_count(y)
-
-        def products():
+        def products(count):
             return tuple(part._share_product(trainable, non_trainable, v, x, y, count, first)
                          for part, v in zip(self.operators, vectors))
 
         with explained(self.base._product_name), ExactResizeGradients():
-            return tf.cond(count > 0, products, lambda: tuple(tf.zeros_like(v) for v in vectors)) + (count,)
+            shares, count = self.probe.on_share(y, products, tuple(tf.zeros_like(v) for v in vectors))
+        return tuple(shares) + (count,)
 
     def _block_products(self, trainable, non_trainable, vectors):
         return self.probe.sum(self._replica_products, tuple(tf.zeros_like(v) for v in vectors),

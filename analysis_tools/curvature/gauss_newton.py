@@ -136,9 +136,7 @@ class _OutputCurvature(HessianOperator):
             return self._diagonal_function(trainable, non_trainable)
 
     def _replica_diagonal(self, trainable, non_trainable, x, y, first):
-        count = self.probe.local_count(y)
-
-        def diagonal():
+        def diagonal(count):
             block = [trainable[i] for i in self._block]
             with tf.GradientTape(persistent=True) as tape:
                 tape.watch(block)
@@ -157,7 +155,7 @@ class _OutputCurvature(HessianOperator):
 
         zeros = tf.zeros([self._diagonal_rows, self.dimension], tf.float64)
         with ExactResizeGradients():
-            return tf.cond(count > 0, diagonal, lambda: zeros), count
+            return self.probe.on_share(y, diagonal, zeros)
 
     _diagonal_rows = 1
 

@@ -249,14 +249,11 @@ class HessianOperator(Composable):
     # ---------------------------------------------------- one replica, one batch
     def _replica_hvp(self, trainable, non_trainable, vector, x, y, first):
         """(this replica's share of H v on its part of a batch, flat in `vector`'s dtype; its examples)."""
-        count = self.probe.local_count(y)
-
-        def product():
+        def product(count):
             return self._share_product(trainable, non_trainable, vector, x, y, count, first)
 
-        # A replica's share of the last batch may be empty: it adds nothing.
         with explained(self._product_name), ExactResizeGradients():
-            return tf.cond(count > 0, product, lambda: tf.zeros_like(vector)), count
+            return self.probe.on_share(y, product, tf.zeros_like(vector))
 
     def _share_product(self, trainable, non_trainable, vector, x, y, count, first):
         """A replica's share of the product on its part (x, y) of a batch (`count` > 0 examples), flat."""

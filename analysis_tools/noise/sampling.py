@@ -204,9 +204,8 @@ class _NoiseSampler:
         replicas = self.strategy.num_replicas_in_sync
         size = ProbeSet.local_count(y)
         x, y = replica_part(x, y, replicas)
-        count = ProbeSet.local_count(y)
 
-        def gradient():
+        def gradient(count):
             with tf.GradientTape() as tape:
                 tape.watch(trainable)
                 total = self.loss.share(trainable, non_trainable, x, y,
@@ -214,7 +213,7 @@ class _NoiseSampler:
                                         1.0 / replicas)
             return self.loss.gradients(tape, total, trainable, range(len(trainable)))
 
-        return tf.cond(count > 0, gradient, lambda: [tf.zeros_like(t) for t in trainable])
+        return ProbeSet.on_share(y, gradient, [tf.zeros_like(t) for t in trainable])[0]
 
     def _gradient(self, trainable, non_trainable, x, y):
         """The mini-batch gradient, each replica computing its share inside `strategy.run`."""
