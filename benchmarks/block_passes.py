@@ -13,7 +13,9 @@ each in a process of its own:
   pass per step computes every block's product.
 
 It prints, for each way and for the first 1, half and all of the blocks:
-the passes over the probe set, the products, the wall time of a second
+the passes over the probe set, the block products (a full-network
+product restricted to the block for ``separate``, the block's own for
+``lockstep``), the wall time of a second
 measurement (the first traces and compiles), the process's peak resident
 memory, and the largest disagreement of λ1 between the two ways relative to
 λ1.
@@ -81,8 +83,7 @@ def measure(model_name, way, count):
     start = time.perf_counter()
     values = run()
     seconds = time.perf_counter() - start
-    products = (max(i for _, i in values.values()) * len(values) if way == "lockstep"
-                else sum(i for _, i in values.values()))
+    products = sum(i for _, i in values.values())  # block products (a stopped block's are skipped)
     return dict(way=way, blocks=len(blocks), passes=passes[0] - before, products=products, seconds=seconds,
                 peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
                 sharpness={name: v for name, (v, _) in values.items()})

@@ -157,7 +157,11 @@ class BlockDiagonalOperator:
     def _replica_block_products(self, trainable, non_trainable, vectors, x, y, first):
         """Every block's share of its product on this replica's part of a batch; its examples."""
         def products(count):
-            return tuple(part._share_product(trainable, non_trainable, v, x, y, count, first)
+            # A block whose Lanczos has stopped has a zero vector: its product is skipped, not computed.
+            return tuple(tf.cond(tf.reduce_any(tf.not_equal(v, 0.0)),
+                                 lambda part=part, v=v: part._share_product(trainable, non_trainable, v, x, y, count,
+                                                                            first),
+                                 lambda v=v: tf.zeros_like(v))
                          for part, v in zip(self.operators, vectors))
 
         with explained(self.base._product_name), ExactResizeGradients():
