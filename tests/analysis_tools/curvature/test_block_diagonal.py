@@ -70,6 +70,8 @@ def test_every_block_product_in_one_pass_equals_the_dense_blocks(curvature):
     mask = np.equal.outer(blocks.segments, blocks.segments)
     expected = dense[np.ix_(order, order)] * mask
     v = np.random.default_rng(0).normal(size=blocks.dimension)
+    # One copy of the probe set (its arrays or stream) for every block.
+    assert all(part.probe is operator.probe for part in blocks.operators)
     before = probe.passes
     product = blocks.matvec(v).numpy()
     assert probe.passes - before == 1 and blocks.num_passes == 1  # every block's product, one pass
