@@ -368,7 +368,7 @@ class SharpnessCallback(MeasurementCallback):
         if self.lockstep:
             # Every problem as blocks of one block-diagonal operator, built (and traced) once; the
             # preconditioned problems' S is set before each measurement.
-            parts, self._lockstep_scaled = [], []
+            parts, curvatures = [], []  # curvatures: each block's, or None where it is not preconditioned
             for curvature, operator in self._operators.items():
                 for kind in self._kinds():
                     name = _problem_name(curvature, kind)
@@ -376,9 +376,10 @@ class SharpnessCallback(MeasurementCallback):
                     if selections:
                         parts.append(BlockDiagonalOperator(
                             operator, {f"{name}/{layer}": selection for layer, selection in selections.items()}))
+                    # The network and each block: one problem each.
+                    curvatures += [curvature if kind == "preconditioned" else None] * (1 + len(selections))
             self._lockstep = BlockDiagonalOperator.stack(parts)
-            self._lockstep_scaled = [i for i, name in enumerate(self._lockstep.names)
-                                     if name.partition("/")[0].rpartition(":")[2] == "preconditioned"]
+            self._lockstep_scaled = [(i, c) for i, c in enumerate(curvatures) if c is not None]
         if self.density:
             primary = "preconditioned" if self.preconditioned else "raw"
             self._density_solver = self._operator.solver(_MODES[primary], self.density_iterations)
@@ -393,8 +394,7 @@ class SharpnessCallback(MeasurementCallback):
     def _solve_lockstep(self, problems):
         """{problem name: `LanczosResult`} of every problem at once (`lockstep`), P's S set first."""
         operator = self._lockstep
-        for i in self._lockstep_scaled:
-            curvature = operator.names[i].partition("/")[0].rpartition(":")[0] or "hessian"
+        for i, curvature in self._lockstep_scaled:
             scale = problems[curvature]["preconditioned"].preconditioner_scale
             operator.scales[i] = tf.gather(scale, operator.positions[i])
         return blockwise_eigenvalues(operator, k=self.k, max_iterations=self.max_iterations,

@@ -114,6 +114,14 @@ def _flat_scale(operator, preconditioner):
     return tf.math.rsqrt(flat)
 
 
+def scaled_product(matvec, scale, vector):
+    """S A S v for a diagonal S (flat float64) and A given by `matvec`: in float64, returned in `vector`'s dtype."""
+    vector = tf.convert_to_tensor(vector)
+    scale = tf.convert_to_tensor(scale)
+    product = matvec(scale * tf.cast(vector, tf.float64))
+    return tf.cast(scale * tf.cast(product, tf.float64), vector.dtype)
+
+
 class _Derived(Composable):
     """What an operator made from others shares: its variables, flat layout and solvers come from a root."""
 
@@ -192,10 +200,7 @@ class PreconditionedOperator(_Derived):
     @tf.autograph.experimental.do_not_convert
     def matvec(self, vector):
         """S A S v, in the dtype of `vector`."""
-        vector = tf.convert_to_tensor(vector)
-        scale = self.preconditioner_scale
-        product = self.base.matvec(scale * tf.cast(vector, tf.float64))
-        return tf.cast(scale * tf.cast(product, tf.float64), vector.dtype)
+        return scaled_product(self.base.matvec, self.preconditioner_scale, vector)
 
     def block(self, variables):
         """(S A S)_BB = S_B A_BB S_B: the block of A, preconditioned with P restricted to it."""

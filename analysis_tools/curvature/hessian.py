@@ -72,7 +72,7 @@ from analysis_tools._deprecation import renamed, renamed_attribute, renamed_cons
 from analysis_tools._model_loss import MODES, ModelLoss, trainable_variables_of
 from analysis_tools._second_order import ExactResizeGradients, explained
 from analysis_tools._probe import FullGradient, ProbeSet, check_data, probe_dataset, probe_share
-from analysis_tools.curvature.composition import Composable, _flat_scale
+from analysis_tools.curvature.composition import Composable, _flat_scale, scaled_product
 from analysis_tools.curvature.lanczos import Lanczos, LanczosResult, check_bool, check_positive_int, default_basis_dtype
 
 DIFFERENTIATIONS = ("reverse_over_reverse", "forward_over_reverse")
@@ -374,9 +374,7 @@ class HessianOperator(Composable):
     @tf.autograph.experimental.do_not_convert
     def _scratch_preconditioned_matvec(self, vector):
         """S H S v with the S a preconditioned view assigned before running its solver here."""
-        vector = tf.convert_to_tensor(vector)
-        scale = tf.convert_to_tensor(self._scratch_scale)
-        return tf.cast(scale * self.matvec(scale * tf.cast(vector, tf.float64)), vector.dtype)
+        return scaled_product(self.matvec, self._scratch_scale, vector)
 
     def _scratch_solver(self, max_iterations, k, return_vectors):
         """The solver that the `preconditioned` views of this operator share (one traced loop per size)."""
@@ -387,9 +385,7 @@ class HessianOperator(Composable):
         """P^{-1/2} H P^{-1/2} v, with the P of the last `set_preconditioner`; same eigenvalues as P⁻¹H."""
         if self._scale is None:
             raise ValueError("Call `set_preconditioner` first.")
-        vector = tf.convert_to_tensor(vector)
-        scale = tf.convert_to_tensor(self._scale)  # float64, as is the product
-        return tf.cast(scale * self.matvec(scale * tf.cast(vector, tf.float64)), vector.dtype)
+        return scaled_product(self.matvec, self._scale, vector)
 
     def solver(self, preconditioned=False, max_iterations=40, k=1, return_vectors=False):
         """This operator's `Lanczos` of H (or of P^{-1/2} H P^{-1/2}) of these sizes: built once, then kept.
@@ -467,9 +463,7 @@ class HessianOperator(Composable):
     @tf.autograph.experimental.do_not_convert
     def _weighted_matvec(self, vector):
         """W H W v with W the diagonal of `_block_weights` (a block's mask, or its P^{-1/2} in the block)."""
-        vector = tf.convert_to_tensor(vector)
-        weights = tf.convert_to_tensor(self._block_weights)
-        return tf.cast(weights * self.matvec(weights * tf.cast(vector, tf.float64)), vector.dtype)
+        return scaled_product(self.matvec, self._block_weights, vector)
 
     @property
     def preconditioner_scale(self):
