@@ -218,14 +218,10 @@ class ModelLoss:
         return trainable, non_trainable
 
     def __call__(self, trainable, non_trainable, x, y):
-        """(mean loss on the batch (x, y), sum of `model.losses`) at the given values, in `dtype`.
-
-        Loss functions (as `keras.losses.get("mse")` returns) give one value
-        per example; like Keras's compiled loss ("sum_over_batch_size") they
-        are averaged.
-        """
+        """(mean loss on the batch (x, y), sum of `model.losses`) at the given values, in `dtype`."""
         y_pred, regularization = self.outputs(trainable, non_trainable, x)
-        return self.mean_loss(y, y_pred), regularization
+        scale = 1.0 / tf.cast(tf.shape(tf.nest.flatten(y)[0])[0], self.dtype)
+        return self.weighted_loss(y, y_pred, None, scale), regularization
 
     def outputs(self, trainable, non_trainable, x):
         """(the model's outputs on x, sum of `model.losses` in `dtype`) at the given values.
@@ -251,9 +247,68 @@ class ModelLoss:
             self._note_stopped(_stops_on(graph.get_operations()[first_op:], values))
         return y_pred, regularization
 
-    def mean_loss(self, y, y_pred):
-        """The loss on a batch from the model's outputs `y_pred`: its mean over the batch, in `dtype`."""
-        return tf.reduce_mean(tf.cast(self.loss(y, y_pred), self.dtype)) * self._replica_scale()
+    def weighted_loss(self, y, y_pred, mask, scale):
+        """scale · Σ_i mask_i ℓ_i over the examples i of a batch, from the model's outputs `y_pred`, in `dtype`.
+
+        ℓ_i is example i's loss as Keras's compiled loss defines it: the
+        mean of the loss's values over the example's positions (a
+        `keras.losses.Loss`'s unreduced ``call``, or a loss function's
+        per-example values). With ``scale = 1/n`` and no mask (None: every
+        example counts) it is Keras's "sum_over_batch_size" mean. The
+        per-example form is what lets a padded batch carry mask 0 on its
+        padding: those examples add exactly nothing.
+
+        Where the outputs carry a Keras mask (padded sequence positions),
+        Keras averages over the batch's unmasked positions; here that mean
+        is over the share's unmasked positions of its real examples, times
+        their number. A loss with reduction "sum" keeps Keras's sum (of the
+        real examples), times their number. A loss callable that returns a
+        scalar (already reduced) is taken as the mean of the batch; it
+        cannot be masked, and raises a ValueError if the batch is padded.
+        """
+        values, keras_mask, reduction = self._loss_values(y, y_pred)
+        if mask is None:
+            count = tf.cast(tf.shape(tf.nest.flatten(y)[0])[0], self.dtype)
+            weights = None
+        else:
+            weights = tf.cast(mask, self.dtype)
+            count = tf.reduce_sum(weights)
+        if values.shape.rank == 0:
+            if weights is not None:
+                raise ValueError(
+                    "The loss returns one value for the whole batch, so padded examples cannot be left out of it: "
+                    "return one value per example (as Keras's loss functions do), or choose a batch size that "
+                    "divides the number of examples and is a multiple of the replicas.")
+            return scale * count * values
+        if weights is not None:
+            weights = tf.reshape(weights, [-1] + [1] * (values.shape.rank - 1))
+        if keras_mask is not None or reduction == "sum":
+            elementwise = tf.ones_like(values) if keras_mask is None else tf.cast(keras_mask, self.dtype) * tf.ones_like(values)
+            if weights is not None:
+                elementwise = elementwise * weights
+            total = tf.reduce_sum(values * elementwise)
+            if reduction != "sum":
+                total = tf.math.divide_no_nan(total, tf.reduce_sum(elementwise))
+            return scale * count * total
+        per_example = tf.reduce_mean(values, axis=list(range(1, values.shape.rank))) if values.shape.rank > 1 else values
+        if weights is not None:
+            per_example = per_example * tf.reshape(weights, [-1])
+        return scale * tf.reduce_sum(per_example)
+
+    def _loss_values(self, y, y_pred):
+        """(the loss's unreduced values in `dtype`, the Keras mask on them or None, the reduction)."""
+        loss = self.loss
+        if isinstance(loss, keras.losses.Loss):
+            in_mask = getattr(y_pred, "_keras_mask", None)  # where Keras keeps a tensor's mask
+            convert = lambda t: keras.ops.convert_to_tensor(t, dtype=loss.dtype)  # noqa: E731 (as Loss.__call__)
+            values = loss.call(tf.nest.map_structure(convert, y), tf.nest.map_structure(convert, y_pred))
+            out_mask = getattr(values, "_keras_mask", None)
+            masks = [m for m in (in_mask, out_mask) if m is not None]
+            keras_mask = None if not masks else masks[0] if len(masks) == 1 else tf.logical_and(*masks)
+            reduction = loss.reduction or "none"
+        else:
+            values, keras_mask, reduction = loss(y, y_pred), None, "none"
+        return tf.cast(values, self.dtype), keras_mask, reduction
 
     def check_batch(self, spec, first_batch, source):
         """Checks that one batch fits the model and the loss, before any measurement runs.
@@ -297,27 +352,16 @@ class ModelLoss:
             return
         _check_targets(self.loss, tuple(y_spec.shape), tuple(output.shape), source)
 
-    def _replica_scale(self):
-        """Undoes Keras's scaling of a mean-reduced `keras.losses.Loss` by 1/replicas under a strategy.
+    def share(self, trainable, non_trainable, x, y, mask, scale, regularization_weight):
+        """scale · Σ_i mask_i ℓ_i on (x, y), plus (with `include_regularization`) regularization_weight · R.
 
-        Keras divides such a loss by the number of replicas in sync (so that
-        summing the replicas' gradients gives the mean); callers here weight
-        each replica's share by its examples themselves.
+        A replica's part of a loss that is summed over batches and replicas
+        (`weighted_loss`): `scale` is 1 over the examples of the whole sum,
+        `mask` marks the real examples (None: all), `regularization_weight`
+        the part of R it carries (1 / replicas, on one batch only).
         """
-        mean_reductions = ("sum_over_batch_size", "mean", "mean_with_sample_weight")
-        if not isinstance(self.loss, keras.losses.Loss) or self.loss.reduction not in mean_reductions:
-            return 1.0
-        return float(tf.distribute.get_strategy().num_replicas_in_sync)
-
-    def share(self, trainable, non_trainable, x, y, weight, regularization_weight):
-        """weight · mean loss on (x, y), plus (with `include_regularization`) regularization_weight · R.
-
-        A replica's part of a loss that is summed over batches and replicas:
-        `weight` is its examples over the total, `regularization_weight` the
-        part of R it carries (1 / replicas, on one batch only).
-        """
-        data_loss, regularization = self(trainable, non_trainable, x, y)
-        value = data_loss * tf.cast(weight, self.dtype)
+        y_pred, regularization = self.outputs(trainable, non_trainable, x)
+        value = self.weighted_loss(y, y_pred, mask, scale)
         if self.include_regularization:
             value += regularization * tf.cast(regularization_weight, self.dtype)
         return value

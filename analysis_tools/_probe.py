@@ -4,20 +4,26 @@ A probe set is a finite `tf.data.Dataset` of (x, y) batches in a fixed order.
 `ProbeSet.sum` iterates it inside the caller's `tf.function`: the model is
 traced once whatever the number of batches, no probe data is embedded in the
 traced function, and memory stays that of one batch. Under a
-`tf.distribute` strategy each batch is split across the replicas
-(`experimental_distribute_dataset`), each replica computes its share inside
-`strategy.run`, and the shares are summed with an all-reduce, the
-`TPUStrategy` pattern. A replica's share of batch b is weighted by its
-examples over N, the probe set's size, so that the sum is the loss averaged
-over all N examples, whatever the batch sizes and the split.
+`tf.distribute` strategy each batch is split across the replicas by
+`Replicas`, the one place that knows how: the batch is padded to a static
+size (a multiple of the replicas) with a mask, each replica computes its
+share inside `strategy.run` as one `ReplicaProgram` (XLA-compiled, traced
+once, static shapes, in the model's dtype: no float64 on a float32 model's
+replicas), and the shares are summed with an all-reduce, the `TPUStrategy`
+pattern. Each example's loss is weighted by its mask over N, the probe set's
+size, so that the sum is the loss averaged over all N examples, whatever
+the batch sizes and the split. The batches' reduced results are added in
+float64 outside the replicas (on the host).
 """
 
+import keras
 import numpy as np
 import tensorflow as tf
 
 from analysis_tools._second_order import explained
 
-__all__ = ["FullGradient", "ProbeSet", "check_data", "probe_dataset", "probe_share", "replica_part"]
+__all__ = ["FullGradient", "ProbeSet", "ReplicaProgram", "Replicas", "batch_count", "check_data", "probe_dataset",
+           "probe_share"]
 
 
 def probe_dataset(data, batch_size=None):
@@ -88,34 +94,187 @@ def _batch_spec(array):
 
 
 def _count(dataset):
-    """(examples, batches) of a probe dataset, in one pass over it."""
+    """(examples, batches, largest batch) of a probe dataset, in one pass over it."""
     def add(state, element):
-        leaf = tf.nest.flatten(element[1])[0]
-        return state[0] + tf.shape(leaf, out_type=tf.int64)[0], state[1] + 1
+        size = tf.shape(tf.nest.flatten(element[1])[0], out_type=tf.int64)[0]
+        return state[0] + size, state[1] + 1, tf.maximum(state[2], size)
 
-    examples, batches = dataset.reduce((tf.constant(0, tf.int64), tf.constant(0, tf.int64)), add)
-    return int(examples), int(batches)
+    zero = tf.constant(0, tf.int64)
+    examples, batches, largest = dataset.reduce((zero, zero, zero), add)
+    return int(examples), int(batches), int(largest)
 
 
-def replica_part(x, y, num_replicas):
-    """The calling replica's contiguous part of the batch (x, y): ⌈n / R⌉ examples, or fewer at the end."""
-    n = ProbeSet.local_count(y)
-    share = (n + num_replicas - 1) // num_replicas
-    replica = tf.cast(tf.distribute.get_replica_context().replica_id_in_sync_group, tf.int64)
-    start = tf.minimum(replica * share, n)
-    stop = tf.minimum(start + share, n)
-    return tf.nest.map_structure(lambda a: a[start:stop], (x, y))
+def batch_count(y):
+    """The examples in a batch (y its targets), as an int32 tensor."""
+    return tf.shape(tf.nest.flatten(y)[0], out_type=tf.int32)[0]
+
+
+def has_batch_statistics(model):
+    """Whether `model` has layers that normalize with the batch's own statistics in training mode (BatchNorm)."""
+    return any(isinstance(layer, keras.layers.BatchNormalization) or hasattr(layer, "moving_mean")
+               for layer in model._flatten_layers(include_self=True))
+
+
+class Replicas:
+    """The one place that splits a global batch over a strategy's replicas: padded, masked, run and reduced.
+
+    What runs on the replicas has static shapes, as a TPU needs (every new
+    shape is a new XLA compilation). A global batch of n ≤ `batch_size`
+    examples is padded on the host to ``padded_size = R · share`` examples,
+    ``share = ⌈batch_size / R⌉``, by repeating its last example, with a mask
+    (1 for its own examples, 0 for the padding): so every batch, the partial
+    last one too, has one shape. Replica r takes rows r · share … (r + 1) ·
+    share − 1 (a reshape and a gather, static whether the replica id is a
+    Python int or, as on a TPU, a graph value) and weights each example's
+    loss by its mask: padding adds exactly nothing, and its repeated real
+    inputs keep every loss and gradient finite (0 · NaN would not be 0).
+
+    Batch statistics see the padding: `check_model` refuses a model that
+    normalizes with them (BatchNorm in training mode) where padding occurs.
+
+    The replicas' outputs are all-reduced (summed) in their own dtype, the
+    model's: float32, or bfloat16 where the model computes in it.
+
+    Args:
+        strategy: The `tf.distribute.Strategy`.
+        batch_size: The largest global batch.
+        padded: Whether any batch will need padding (a partial batch, or a
+            batch size that R does not divide); False drops the mask (None),
+            so the loss is the plain mean of each share.
+    """
+
+    def __init__(self, strategy, batch_size, padded):
+        self.strategy = strategy
+        self.num_replicas = strategy.num_replicas_in_sync
+        self.batch_size = int(batch_size)
+        self.share = -(-self.batch_size // self.num_replicas)
+        self.padded_size = self.share * self.num_replicas
+        self.padded = bool(padded) or self.padded_size != self.batch_size
+
+    def check_model(self, model_loss, source):
+        """Raises a ValueError where padding would enter a model's batch statistics (see the class docstring)."""
+        if self.padded and model_loss.training and has_batch_statistics(model_loss.model):
+            raise ValueError(
+                f"{source} has batches that do not fill {self.num_replicas} replica share(s) of {self.share} "
+                f"examples (batch size {self.batch_size}), so they are padded; the model has BatchNormalization, "
+                "which in training mode would normalize with statistics of the padded batch and give a different "
+                "curvature. Choose a batch size that divides the number of examples and is a multiple of the "
+                "replicas, or measure with mode=\"inference\".")
+
+    def pad_indices(self, start, count):
+        """Indices start … start + count − 1, then start + count − 1 repeated, to `padded_size` (static)."""
+        with tf.control_dependencies([tf.debugging.assert_less_equal(
+                count, self.padded_size,
+                message=f"A batch is larger than the {self.padded_size} examples the replica programs were "
+                        "built for (the first or largest batch): give batches of at most that size.")]):
+            return start + tf.minimum(tf.range(self.padded_size), count - 1)
+
+    def pad(self, batch):
+        """(`batch` (x, y) padded to `padded_size` examples, its mask or None): on the host."""
+        count = batch_count(batch[1])
+        index = self.pad_indices(0, count)
+        padded = tf.nest.map_structure(lambda a: tf.gather(a, index), tuple(batch))
+        return padded, self.mask(count)
+
+    def mask(self, count):
+        """1 for the first `count` of `padded_size` examples, 0 for the rest (None without padding)."""
+        return tf.range(self.padded_size) < count if self.padded else None
+
+    def counts(self, count):
+        """The real examples on each replica when a batch of `count` is padded, an int64 [R] tensor."""
+        starts = tf.range(self.num_replicas, dtype=tf.int32) * self.share
+        return tf.cast(tf.clip_by_value(count - starts, 0, self.share), tf.int64)
+
+    def part(self, tensors):
+        """The calling replica's static share of padded global tensors (inside `strategy.run`)."""
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+
+        def take(a):
+            a = tf.convert_to_tensor(a)
+            return tf.gather(tf.reshape(a, [self.num_replicas, self.share] + a.shape[1:].as_list()), replica)
+
+        return tf.nest.map_structure(take, tensors)
+
+    def run(self, program, args, batch, mask):
+        """``program(*args, x, y, mask)`` on every replica's share of the padded `batch`; outputs summed over them.
+
+        `program` is a `ReplicaProgram` (or any function of per-replica
+        tensors) returning a tuple; each output is all-reduced in its dtype.
+        """
+        def on_replica(*arguments):
+            *leading, global_batch, global_mask = arguments
+            x, y = self.part(global_batch)
+            share_mask = None if global_mask is None else tf.cast(self.part(global_mask), tf.float32)
+            return program(*leading, x, y, share_mask)
+
+        outputs = self.strategy.run(on_replica, args=tuple(args) + (batch, mask))
+        return tuple(self.strategy.reduce(tf.distribute.ReduceOp.SUM, output, axis=None) for output in outputs)
+
+
+class ReplicaProgram:
+    """A replica function compiled once: XLA-compiled, traced for one input signature, refusing any other.
+
+    The signature is that of its first call. A later call with other shapes
+    or dtypes raises a ValueError naming both, instead of silently tracing
+    and compiling again (on a TPU a compilation costs seconds to minutes).
+    Under R replicas the one trace is compiled once per device.
+
+    Args:
+        function: The replica function.
+        jit_compile: Whether XLA compiles it.
+        name: What it computes, for messages ("a Hessian-vector product").
+    """
+
+    def __init__(self, function, jit_compile, name):
+        self.name = name
+
+        def scoped(*args):
+            # Under a root name scope: Keras layers named like "__block_1" are not valid root scope names.
+            with tf.name_scope("replica"):
+                return function(*args)
+
+        self.function = tf.function(scoped, jit_compile=bool(jit_compile))
+        self.signature = None
+        self.concrete = None
+
+    def __call__(self, *args):
+        signature = tf.nest.map_structure(_spec_of, args)
+        if self.signature is None:
+            self.signature = signature
+        elif signature != self.signature:
+            raise ValueError(
+                f"The replica program for {self.name} was built for inputs {self.signature} and is now called "
+                f"with {signature}: it would be traced and compiled again. Keep the batch size and the "
+                "weights' shapes fixed, or build a new operator.")
+        if self.concrete is None:
+            # One concrete function for every replica: a `tf.function` would trace again per replica device.
+            self.concrete = self.function.get_concrete_function(*args)
+        return self.concrete(*args)
+
+    @property
+    def tracing_count(self):
+        """How many times the program was traced (1 after any number of calls)."""
+        return self.function.experimental_get_tracing_count()
+
+
+def _spec_of(value):
+    if value is None or isinstance(value, (bool, int, float)):
+        return value
+    value = tf.convert_to_tensor(value) if not hasattr(value, "shape") else value
+    return tf.TensorSpec(value.shape, value.dtype)
 
 
 class ProbeSet:
     """A probe set, counted once, iterated on every pass, split across the strategy's replicas.
 
-    Arrays are kept in (non-trainable) variables and sliced batch by batch in
-    a `tf.while_loop`, which costs nothing beyond the arithmetic; a dataset is
-    iterated in the graph (a small fixed cost per pass, and nothing needs to
-    fit in memory). Under a strategy with R replicas each replica takes its
-    contiguous part of every batch: the first ⌈n_b / R⌉ examples go to replica
-    0, the next to replica 1, and so on.
+    Arrays are kept in (non-trainable) variables and gathered batch by batch
+    in a `tf.while_loop`, which costs nothing beyond the arithmetic; a dataset
+    is iterated in the graph (a small fixed cost per pass, and nothing needs
+    to fit in memory). Every batch is padded to one static shape and split
+    by `Replicas`: the first ``share`` examples go to replica 0, the next to
+    replica 1, and so on; each replica's loss is Σ_i mask_i ℓ_i / N over its
+    share, so that the sum over batches and replicas is the loss averaged
+    over the N probe examples, whatever the batch sizes and the split.
 
     Args:
         data: (x, y) arrays or a finite `tf.data.Dataset` of (x, y) batches (see `probe_dataset`).
@@ -129,23 +288,36 @@ class ProbeSet:
         self.num_replicas = strategy.num_replicas_in_sync
         if isinstance(data, tf.data.Dataset):
             self._arrays = None
-            dataset = probe_dataset(data)
-            self._spec = dataset.element_spec
-            self._distributed = strategy.experimental_distribute_dataset(dataset)
-            self.num_examples, self.num_batches = _count(dataset)
+            self._dataset = probe_dataset(data)
+            self._spec = self._dataset.element_spec
+            self.num_examples, self.num_batches, largest = _count(self._dataset)
             self.batch_size = None
+            padded = self.num_examples != largest * self.num_batches  # some batch is smaller than the largest
         else:
             self.num_examples, self.batch_size = _array_sizes(data, batch_size)
             self.num_batches = -(-self.num_examples // self.batch_size)
+            largest = min(self.batch_size, self.num_examples)
+            padded = self.num_examples % largest != 0
             with tf.init_scope():
                 self._arrays = tf.nest.map_structure(
                     lambda a: tf.Variable(a, trainable=False, name="probe_data"), tuple(data)
                 )
         if self.num_examples == 0:
             raise ValueError("The probe set is empty.")
+        self.replicas = Replicas(strategy, largest, padded)
+        self.scale = 1.0 / self.num_examples
         self._examples_per_replica = tf.Variable(
             tf.zeros([self.num_replicas], tf.int64), trainable=False, name="examples_per_replica"
         )
+
+    @property
+    def padded(self):
+        """Whether some batch is padded (a partial batch, or a batch size the replicas do not divide)."""
+        return self.replicas.padded
+
+    def check_model(self, model_loss):
+        """Raises a ValueError where padding would change the model's batch statistics (`Replicas.check_model`)."""
+        self.replicas.check_model(model_loss, "The probe set")
 
     def batch_spec(self):
         """(x, y) of one batch as `tf.TensorSpec` structures, the batch dimension None."""
@@ -154,70 +326,46 @@ class ProbeSet:
                 lambda s: tf.TensorSpec((None,) + tuple(s.shape[1:]), s.dtype), self._spec)
         return tf.nest.map_structure(lambda a: tf.TensorSpec((None,) + tuple(a.shape[1:]), a.dtype), self._arrays)
 
-    @staticmethod
-    def local_count(y):
-        """The examples in a (replica's part of a) batch."""
-        return tf.shape(tf.nest.flatten(y)[0], out_type=tf.int64)[0]
+    def sum(self, program, initial, *args):
+        """Σ over the batches and the replicas of ``program(*args, x, y, mask, first)``, in float64 on the host.
 
-    @staticmethod
-    def on_share(y, compute, zeros):
-        """(``compute(count)`` on this replica's part (…, y) of a batch, or `zeros` where the part is empty; count).
-
-        A replica's share of the last batch may be empty (fewer examples than
-        replicas): it adds nothing.
-        """
-        count = ProbeSet.local_count(y)
-        return tf.cond(count > 0, lambda: compute(count), lambda: zeros), count
-
-    def weight(self, count, dtype):
-        """count / N: the weight of a replica's mean loss on `count` examples."""
-        return tf.cast(count, dtype) / tf.cast(self.num_examples, dtype)
-
-    def _replica_part(self, x, y):
-        """This replica's contiguous part of the batch (x, y)."""
-        return replica_part(x, y, self.num_replicas)
-
-    def sum(self, replica_function, initial, *args):
-        """Σ over the batches and the replicas of ``replica_function(*args, x, y, first)``.
-
-        `replica_function` runs on every replica's part (x, y) of each batch,
-        with ``first`` true on the first batch, and returns a tuple of shares
-        and, last, its number of examples. The shares are all-reduced and added
-        to `initial`; the examples each replica processed are kept in
+        `program` runs on every replica's static share (x, y) of each padded
+        batch, with its mask (None where nothing is padded) and ``first``
+        true on the first batch, and returns a tuple of shares in the
+        model's dtype. They are all-reduced in that dtype, and each batch's
+        reduced result is added to `initial` in float64 outside the
+        replicas. The examples each replica processed are kept in
         `examples_per_replica`. Call it inside a `tf.function`.
         """
-        strategy = self.strategy
+        replicas = self.replicas
 
-        def step(totals, counts, x, y, first):
-            if self._arrays is None:
-                run = replica_function
-            else:
-                def run(*arguments):
-                    *leading, x_all, y_all, is_first = arguments
-                    part_x, part_y = self._replica_part(x_all, y_all)
-                    return replica_function(*leading, part_x, part_y, is_first)
-            outputs = strategy.run(run, args=args + (x, y, first))
-            shares, count = outputs[:-1], outputs[-1]
-            totals = tuple(
-                total + strategy.reduce(tf.distribute.ReduceOp.SUM, share, axis=None)
-                for total, share in zip(totals, shares)
-            )
-            return totals, counts + tf.stack(strategy.experimental_local_results(count))
+        def step(totals, counts, batch, count, first):
+            padded_mask = replicas.mask(count)
 
-        totals = initial
+            def on_replica(*arguments):
+                *leading, x, y, mask = arguments
+                return program(*leading, x, y, mask, first)
+
+            shares = replicas.run(on_replica, args, batch, padded_mask)
+            totals = tuple(total + tf.cast(share, total.dtype) for total, share in zip(totals, shares))
+            return totals, counts + replicas.counts(count)
+
+        totals = tuple(initial)
         counts = tf.zeros([self.num_replicas], tf.int64)
         if self._arrays is None:
             first = tf.constant(True)
-            for x, y in self._distributed:
-                totals, counts = step(totals, counts, x, y, first)
+            for x, y in self._dataset:
+                count = batch_count(y)
+                batch, _ = replicas.pad((x, y))
+                totals, counts = step(totals, counts, batch, count, first)
                 first = tf.constant(False)
         else:
-            for b in tf.range(self.num_batches):
+            for b in tf.range(self.num_batches, dtype=tf.int32):
                 start = b * self.batch_size
-                x, y = tf.nest.map_structure(
-                    lambda a: a[start:start + self.batch_size], self._arrays
-                )
-                totals, counts = step(totals, counts, x, y, tf.equal(b, 0))
+                count = tf.minimum(self.batch_size, self.num_examples - start)
+                index = replicas.pad_indices(start, count)
+                batch = tf.nest.map_structure(lambda a: tf.gather(a, index), self._arrays)
+                totals, counts = step(totals, counts, batch, count, tf.equal(b, 0))
         self._examples_per_replica.assign(counts)
         return totals
 
@@ -227,44 +375,39 @@ class ProbeSet:
         return [int(count) for count in self._examples_per_replica.numpy()]
 
 
-def probe_share(model_loss, probe, trainable, non_trainable, x, y, count, first):
-    """A replica's share of the probe loss on its part (x, y) of a batch.
+def probe_share(model_loss, probe, trainable, non_trainable, x, y, mask, first):
+    """A replica's share of the probe loss on its share (x, y) of a batch: Σ_i mask_i ℓ_i / N (+ R / replicas).
 
-    (count / N) · mean loss on (x, y), plus, with `include_regularization`,
-    the regularization losses R / replicas on the first batch, so that the sum
-    over batches and replicas is the loss averaged over the N probe examples
-    plus R once.
+    With `include_regularization`, the regularization losses R / replicas
+    are added on the first batch, so that the sum over batches and replicas
+    is the loss averaged over the N probe examples plus R once.
     """
     regularization_weight = tf.cast(first, model_loss.dtype) / float(probe.num_replicas)
-    return model_loss.share(trainable, non_trainable, x, y, probe.weight(count, model_loss.dtype),
-                            regularization_weight)
+    return model_loss.share(trainable, non_trainable, x, y, mask, probe.scale, regularization_weight)
 
 
 class FullGradient:
     """∇L over a probe set at given weights, streamed and split across replicas: (flat float64 ∇L, L).
 
-    Each replica's share of each batch is one function, XLA-compiled with
-    `jit_compile`; the batches are iterated in one `tf.function`.
+    Each replica's share of each batch is one `ReplicaProgram` (XLA-compiled
+    with `jit_compile`, traced once); it returns its share of the gradient
+    and the loss in the model's dtype, all-reduced in that dtype, and the
+    batches' reduced results are added in float64 outside the replicas.
     """
 
     def __init__(self, model_loss, probe, jit_compile):
         self.model_loss = model_loss
         self.probe = probe
-        self._replica = tf.function(self._replica_gradient, jit_compile=bool(jit_compile))
+        probe.check_model(model_loss)
+        self._replica = ReplicaProgram(self._replica_gradient, jit_compile, "the gradient over the probe set")
         self._function = tf.function(self._gradient, reduce_retracing=True)
 
-    def _replica_gradient(self, trainable, non_trainable, x, y, first):
-        def gradient(count):
-            with tf.GradientTape() as tape:
-                tape.watch(trainable)
-                loss = probe_share(self.model_loss, self.probe, trainable, non_trainable, x, y, count, first)
-            gradients = self.model_loss.gradients(tape, loss, trainable, range(len(trainable)))
-            flat = tf.concat([tf.reshape(tf.cast(g, tf.float64), [-1]) for g in gradients], axis=0)
-            return flat, tf.cast(loss, tf.float64)
-
-        zeros = (tf.zeros([self.model_loss.dimension], tf.float64), tf.zeros([], tf.float64))
-        (flat, loss), count = self.probe.on_share(y, gradient, zeros)
-        return flat, loss, count
+    def _replica_gradient(self, trainable, non_trainable, x, y, mask, first):
+        with tf.GradientTape() as tape:
+            tape.watch(trainable)
+            loss = probe_share(self.model_loss, self.probe, trainable, non_trainable, x, y, mask, first)
+        gradients = self.model_loss.gradients(tape, loss, trainable, range(len(trainable)))
+        return tf.concat([tf.reshape(g, [-1]) for g in gradients], axis=0), loss
 
     def _gradient(self, trainable, non_trainable):
         initial = (tf.zeros([self.model_loss.dimension], tf.float64), tf.zeros([], tf.float64))

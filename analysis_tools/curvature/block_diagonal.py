@@ -31,6 +31,7 @@ import copy
 import numpy as np
 import tensorflow as tf
 
+from analysis_tools._probe import ReplicaProgram
 from analysis_tools._blocks import block_indices, layer_blocks
 from analysis_tools._second_order import ExactResizeGradients, explained
 from analysis_tools.curvature.lanczos import (
@@ -109,7 +110,7 @@ class BlockDiagonalOperator:
                 seen[p] = name
             part = copy.copy(base)
             part._restrict(selected)  # its own variables: its product differentiates them alone
-            part._replica_product = tf.function(part._replica_hvp, jit_compile=part.jit_compile)
+            part._replica_product = ReplicaProgram(part._replica_hvp, part.jit_compile, part._product_name)
             part._hvp = tf.function(part._hessian_vector_product, reduce_retracing=True)
             names.append(str(name))
             parts.append(part)
@@ -151,25 +152,22 @@ class BlockDiagonalOperator:
         self.segments = np.repeat(np.arange(len(names), dtype=np.int32), self.dimensions)
         self.probe = base.probe
         self.num_passes = 0
-        self._replica_products = tf.function(self._replica_block_products, jit_compile=base.jit_compile)
+        self._replica_products = ReplicaProgram(self._replica_block_products, base.jit_compile,
+                                                f"{base._product_name} per block")
         self._products = tf.function(self._block_products, reduce_retracing=True)
 
-    def _replica_block_products(self, trainable, non_trainable, vectors, x, y, first):
-        """Every block's share of its product on this replica's part of a batch; its examples."""
-        def products(count):
+    def _replica_block_products(self, trainable, non_trainable, vectors, x, y, mask, first):
+        """Every block's share of its product on this replica's share of a batch."""
+        with explained(self.base._product_name), ExactResizeGradients():
             # A block whose Lanczos has stopped has a zero vector: its product is skipped, not computed.
             return tuple(tf.cond(tf.reduce_any(tf.not_equal(v, 0.0)),
-                                 lambda part=part, v=v: part._share_product(trainable, non_trainable, v, x, y, count,
+                                 lambda part=part, v=v: part._share_product(trainable, non_trainable, v, x, y, mask,
                                                                             first),
                                  lambda v=v: tf.zeros_like(v))
                          for part, v in zip(self.operators, vectors))
 
-        with explained(self.base._product_name), ExactResizeGradients():
-            shares, count = self.probe.on_share(y, products, tuple(tf.zeros_like(v) for v in vectors))
-        return tuple(shares) + (count,)
-
     def _block_products(self, trainable, non_trainable, vectors):
-        return self.probe.sum(self._replica_products, tuple(tf.zeros_like(v) for v in vectors),
+        return self.probe.sum(self._replica_products, tuple(tf.zeros([d], tf.float64) for d in self.dimensions),
                               trainable, non_trainable, vectors)
 
     @tf.autograph.experimental.do_not_convert
@@ -180,7 +178,7 @@ class BlockDiagonalOperator:
         parts = tuple(v if scale is None else scale * v for v, scale in zip(parts, self.scales))
         trainable, non_trainable = self.base._current_values()
         with explained(self.base._product_name):
-            products = self._products(trainable, non_trainable, parts)
+            products = self._products(trainable, non_trainable, tuple(tf.cast(v, self.base.dtype) for v in parts))
         self.num_passes += 1
         products = [p if scale is None else scale * p for p, scale in zip(products, self.scales)]
         return tf.cast(tf.concat(products, axis=0), vector.dtype)

@@ -45,6 +45,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from analysis_tools._probe import ReplicaProgram
 from analysis_tools._tensors import check_count
 from analysis_tools._second_order import ExactResizeGradients, explained
 from analysis_tools.curvature.hessian import HessianOperator
@@ -80,7 +81,7 @@ class _OutputCurvature(HessianOperator):
                          strategy=strategy, variables=variables)
         self.differentiation = None
 
-    def _share_product(self, trainable, non_trainable, vector, x, y, count, first):
+    def _share_product(self, trainable, non_trainable, vector, x, y, mask, first):
         tangents = self._unflatten(vector)
         block = [trainable[i] for i in self._block]
         with tf.autodiff.ForwardAccumulator(block, tangents) as accumulator:
@@ -95,15 +96,14 @@ class _OutputCurvature(HessianOperator):
         if not isinstance(y_pred, tf.Tensor) and tf.nest.is_nested(y_pred):
             raise ValueError(f"{type(self).__name__} needs a model with one output tensor.")
         jv = accumulator.jvp(y_pred, unconnected_gradients=_ZERO)
-        weight = self.probe.weight(count, self.dtype)
-        u = self._output_product(y, y_pred, jv, weight)
+        u = self._output_product(y, y_pred, jv, mask)
         parts = outer.gradient(y_pred, block, output_gradients=tf.cast(u, y_pred.dtype), unconnected_gradients=_ZERO)
         parts = [tf.cast(tf.convert_to_tensor(p), self.dtype) for p in parts]
         if self._loss.include_regularization:
             regularization_weight = tf.cast(first, self.dtype) / float(self.probe.num_replicas)
             hessian_r = accumulator.jvp(regularization_gradient, unconnected_gradients=_ZERO)
             parts = [p + regularization_weight * tf.cast(h, self.dtype) for p, h in zip(parts, hessian_r)]
-        return self._flatten(parts, vector.dtype)
+        return self._flatten(parts, self.dtype)
 
     # ------------------------------------------------------ per-example diagonal
     def per_example_diagonal(self):
@@ -126,7 +126,8 @@ class _OutputCurvature(HessianOperator):
             raise ValueError("The per-example diagonal leaves out the regularization losses' Hessian: build the "
                              "operator with include_regularization=False, or use curvature_diagonal's Hutchinson.")
         if getattr(self, "_diagonal_function", None) is None:
-            self._replica_diagonal_function = tf.function(self._replica_diagonal, jit_compile=self.jit_compile)
+            self._replica_diagonal_function = ReplicaProgram(self._replica_diagonal, self.jit_compile,
+                                                             f"the per-example diagonal of {self._purpose}")
             self._diagonal_function = tf.function(
                 lambda trainable, non_trainable: self.probe.sum(
                     self._replica_diagonal_function, (tf.zeros([self._diagonal_rows, self.dimension], tf.float64),),
@@ -135,42 +136,36 @@ class _OutputCurvature(HessianOperator):
         with explained(f"the per-example diagonal of {self._purpose}"):
             return self._diagonal_function(trainable, non_trainable)
 
-    def _replica_diagonal(self, trainable, non_trainable, x, y, first):
-        def diagonal(count):
-            block = [trainable[i] for i in self._block]
-            with tf.GradientTape(persistent=True) as tape:
-                tape.watch(block)
-                y_pred, _ = self._loss.outputs(trainable, non_trainable, x)
-                weight = self.probe.weight(count, self.dtype)
-                pairs = [(tf.stop_gradient(g), factor) for g, factor in self._example_gradients(y, y_pred, weight)]
-                axes = list(range(1, len(y_pred.shape)))
-                products = [tf.reduce_sum(tf.cast(y_pred, self.dtype) * g, axis=axes) for g, _ in pairs]
-            totals = []
-            for product, (_, factor) in zip(products, pairs):
-                with _quiet_tensorflow_log():  # vectorizing an embedding's gather warns at every trace
-                    rows = tape.jacobian(product, block, unconnected_gradients=_ZERO, experimental_use_pfor=True)
-                flat = tf.concat([tf.reshape(tf.cast(r, tf.float64), [tf.shape(product)[0], -1]) for r in rows], 1)
-                totals.append(tf.cast(factor, tf.float64) * tf.reduce_sum(tf.square(flat), axis=0))
-            return tf.stack(totals)
-
-        zeros = tf.zeros([self._diagonal_rows, self.dimension], tf.float64)
-        with ExactResizeGradients():
-            return self.probe.on_share(y, diagonal, zeros)
+    def _replica_diagonal(self, trainable, non_trainable, x, y, mask, first):
+        block = [trainable[i] for i in self._block]
+        with ExactResizeGradients(), tf.GradientTape(persistent=True) as tape:
+            tape.watch(block)
+            y_pred, _ = self._loss.outputs(trainable, non_trainable, x)
+            pairs = [(tf.stop_gradient(g), factor) for g, factor in self._example_gradients(y, y_pred, mask)]
+            axes = list(range(1, len(y_pred.shape)))
+            products = [tf.reduce_sum(tf.cast(y_pred, self.dtype) * g, axis=axes) for g, _ in pairs]
+        totals = []
+        for product, (_, factor) in zip(products, pairs):
+            with _quiet_tensorflow_log():  # vectorizing an embedding's gather warns at every trace
+                rows = tape.jacobian(product, block, unconnected_gradients=_ZERO, experimental_use_pfor=True)
+            flat = tf.concat([tf.reshape(tf.cast(r, self.dtype), [product.shape[0], -1]) for r in rows], 1)
+            totals.append(tf.cast(factor, self.dtype) * tf.reduce_sum(tf.square(flat), axis=0))
+        return (tf.stack(totals),)
 
     _diagonal_rows = 1
 
-    def _example_gradients(self, y, y_pred, weight):
+    def _example_gradients(self, y, y_pred, mask):
         """[(g, c)], one per row: output gradients g and factors c with diagonal Σ_n c (J_nᵀ g_n)²."""
         raise ValueError(f"{type(self).__name__} has no per-example diagonal; use curvature_diagonal's Hutchinson.")
 
-    def _loss_gradient(self, y, y_pred, weight):
-        """∂S/∂f for this share S = weight · mean loss on the batch, at the outputs f = `y_pred`."""
+    def _loss_gradient(self, y, y_pred, mask):
+        """∂S/∂f for this share S = Σ_n mask_n ℓ_n / N, at the outputs f = `y_pred`."""
         with tf.GradientTape() as tape:
             tape.watch(y_pred)
-            share = weight * self._loss.mean_loss(y, y_pred)
+            share = self._loss.weighted_loss(y, y_pred, mask, self.probe.scale)
         return tf.cast(tape.gradient(share, y_pred, unconnected_gradients=_ZERO), self.dtype)
 
-    def _output_product(self, y, y_pred, jv, weight):
+    def _output_product(self, y, y_pred, jv, mask):
         raise NotImplementedError
 
 
@@ -186,9 +181,9 @@ class GGNOperator(_OutputCurvature):
     _purpose = "its Gauss-Newton matrix"
     _product_name = "a Gauss-Newton-vector product"
 
-    def _output_product(self, y, y_pred, jv, weight):
+    def _output_product(self, y, y_pred, jv, mask):
         with tf.autodiff.ForwardAccumulator(y_pred, tf.cast(jv, y_pred.dtype)) as accumulator:
-            gradient = self._loss_gradient(y, y_pred, weight)
+            gradient = self._loss_gradient(y, y_pred, mask)
         return accumulator.jvp(gradient, unconnected_gradients=_ZERO)
 
 
@@ -207,14 +202,14 @@ class EmpiricalFisherOperator(_OutputCurvature):
     _purpose = "its empirical Fisher"
     _product_name = "an empirical-Fisher-vector product"
 
-    def _output_product(self, y, y_pred, jv, weight):
-        g = self._loss_gradient(y, y_pred, weight)
+    def _output_product(self, y, y_pred, jv, mask):
+        g = self._loss_gradient(y, y_pred, mask)
         per_example = tf.reduce_sum(g * tf.cast(jv, self.dtype), axis=tf.range(1, tf.rank(g)), keepdims=True)
         return float(self.probe.num_examples) * g * per_example
 
-    def _example_gradients(self, y, y_pred, weight):
+    def _example_gradients(self, y, y_pred, mask):
         # ∇_θ ℓ_n = N J_nᵀ g_n: diag F_emp = (1/N) Σ_n (∇ℓ_n)² = N Σ_n (J_nᵀ g_n)², exact.
-        return [(self._loss_gradient(y, y_pred, weight), float(self.probe.num_examples))]
+        return [(self._loss_gradient(y, y_pred, mask), float(self.probe.num_examples))]
 
 
 # The predictive distributions of the losses that are negative log-likelihoods: Keras's class and function
@@ -308,32 +303,39 @@ class FisherOperator(_OutputCurvature):
     def _diagonal_rows(self):
         return self.samples
 
-    def _sampled_gradients(self, y_pred, weight):
-        """[(g, terms)] per draw: g = ∂(weight · mean_k ℓ_k(ŷ))/∂f, and the number of terms in the batch."""
+    def _sampled_gradients(self, y_pred, mask):
+        """[(g, 1 / w)] per draw: g = ∂(Σ_k w_k ℓ_k(ŷ))/∂f, and a real term's weight w = 1 / (N · terms per example).
+
+        Padded examples (mask 0) have w_k = 0, so g = 0 there.
+        """
         draws = []
         for sample in range(self.samples):
             nll = self._draw(y_pred, tf.constant([self.label_seed, sample], tf.int32))
             with tf.GradientTape() as tape:
                 tape.watch(y_pred)
                 terms = tf.cast(nll(y_pred), self.dtype)
-                share = weight * tf.reduce_mean(terms)
+                per_example = tf.cast(tf.size(terms) // tf.shape(terms)[0], self.dtype)
+                weights = self.probe.scale / per_example
+                if mask is not None:
+                    weights = weights * tf.reshape(tf.cast(mask, self.dtype), [-1] + [1] * (terms.shape.rank - 1))
+                share = tf.reduce_sum(terms * weights)
             draws.append((tf.cast(tape.gradient(share, y_pred, unconnected_gradients=_ZERO), self.dtype),
-                          tf.cast(tf.size(terms), self.dtype)))
+                          per_example / self.probe.scale))
         return draws
 
-    def _example_gradients(self, y, y_pred, weight):
-        # A draw's per-example gradient u_n = w Σ_t J_tᵀ ∇ℓ_t(ŷ_t) over the example's terms t (w = weight /
-        # terms): the cross terms of u_n² have mean 0 (E_ŷ ∇ℓ_t = 0, independent draws), so each draw's
+    def _example_gradients(self, y, y_pred, mask):
+        # A draw's per-example gradient u_n = w Σ_t J_tᵀ ∇ℓ_t(ŷ_t) over the example's terms t (w = 1 / (N ·
+        # terms)): the cross terms of u_n² have mean 0 (E_ŷ ∇ℓ_t = 0, independent draws), so each draw's
         # (1/w) Σ_n u_n² is an unbiased estimate of diag F; exactly diag F̂'s where an example has one term.
-        return [(g, terms / weight) for g, terms in self._sampled_gradients(y_pred, weight)]
+        return self._sampled_gradients(y_pred, mask)
 
-    def _output_product(self, y, y_pred, jv, weight):
+    def _output_product(self, y, y_pred, jv, mask):
         jv = tf.cast(jv, self.dtype)
         total = tf.zeros(tf.shape(y_pred), self.dtype)
-        for g, terms in self._sampled_gradients(y_pred, weight):
-            # u_k = w_k g_k (g_kᵀ (J v)_k) with g = w_k ∇ℓ_k: g (gᵀ J v) / w_k, w_k = weight / terms.
+        for g, inverse_weight in self._sampled_gradients(y_pred, mask):
+            # u_k = w_k g_k (g_kᵀ (J v)_k) with g = w_k ∇ℓ_k: g (gᵀ J v) / w_k (0 where padded: g = 0).
             per_term = g * jv if self.likelihood != "categorical" else tf.reduce_sum(g * jv, axis=-1, keepdims=True)
-            total += g * per_term * (terms / weight)
+            total += g * per_term * inverse_weight
         return total / float(self.samples)
 
 

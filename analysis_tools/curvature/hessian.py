@@ -43,13 +43,17 @@ about 2× the cost of a gradient) or, with
 over a `GradientTape`.
 
 Under a `tf.distribute` strategy (the model's, or the one in scope) the probe
-batches are split across the replicas (`experimental_distribute_dataset`:
-each global batch of n_b examples gives every replica its share). Every
-replica computes its share of the product (and of the gradient and the
-loss) inside `strategy.run`, weighted by its number of examples over N, and
-the shares are summed with an all-reduce. This is the `TPUStrategy` pattern:
-what runs on the replicas is one XLA-compiled function. The regularization
-losses are added once, on the first batch, split evenly over the replicas.
+batches are split across the replicas by `analysis_tools._probe.Replicas`:
+every batch, the partial last one too, is padded to one static size with a
+mask, and each replica takes a static share of it. Every replica computes
+its share of the product (and of the gradient and the loss) inside
+`strategy.run`, each example's loss weighted by its mask over N, and the
+shares are summed with an all-reduce. This is the `TPUStrategy` pattern:
+what runs on the replicas is one XLA-compiled function, traced once, with
+static shapes and no float64 for a float32 model. The regularization losses
+are added once, on the first batch, split evenly over the replicas. Padding
+would enter BatchNorm's batch statistics in training mode: such a model with
+a padded probe set is refused with a ValueError.
 
 Per layer or block (``variables=``): H is then the diagonal block
 H_BB = ∂²L/∂θ_B² of the chosen variables θ_B, the other weights held fixed,
@@ -58,8 +62,9 @@ watch it alone), so a block's product costs at most a full one: the
 backward passes stop at the block's lowest layer. For P⁻¹H, P is restricted
 to the block (P_B⁻¹ H_BB: the preconditioned dynamics of the block alone).
 
-In float32 models the product is computed in float32 and returned in the dtype
-of the input vector (the Lanczos basis is float64).
+In float32 and 16-bit models the product is computed, and all-reduced, in
+float32; each batch's result is added in float64 on the host and returned in
+the dtype of the input vector (the Lanczos basis is float64).
 """
 
 import copy
@@ -71,7 +76,7 @@ from analysis_tools._blocks import block_indices
 from analysis_tools._deprecation import renamed, renamed_attribute, renamed_constants
 from analysis_tools._model_loss import MODES, ModelLoss, trainable_variables_of
 from analysis_tools._second_order import ExactResizeGradients, explained
-from analysis_tools._probe import FullGradient, ProbeSet, check_data, probe_dataset, probe_share
+from analysis_tools._probe import FullGradient, ProbeSet, ReplicaProgram, check_data, probe_dataset, probe_share
 from analysis_tools.curvature.composition import Composable, _flat_scale, scaled_product
 from analysis_tools.curvature.lanczos import Lanczos, LanczosResult, check_bool, check_positive_int, default_basis_dtype
 
@@ -180,7 +185,7 @@ class HessianOperator(Composable):
         self.num_examples, self.num_batches = self.probe.num_examples, self.probe.num_batches
         self._gradient = FullGradient(self._loss, self.probe, self.jit_compile)
         self._restrict(block_indices(model, self._loss.variables, variables, self._purpose))
-        self._replica_product = tf.function(self._replica_hvp, jit_compile=self.jit_compile)
+        self._replica_product = ReplicaProgram(self._replica_hvp, self.jit_compile, self._product_name)
         self._hvp = tf.function(self._hessian_vector_product, reduce_retracing=True)
 
     def _restrict(self, block):
@@ -247,18 +252,15 @@ class HessianOperator(Composable):
         return [tf.reshape(p, s) for p, s in zip(parts, self.shapes)]
 
     # ---------------------------------------------------- one replica, one batch
-    def _replica_hvp(self, trainable, non_trainable, vector, x, y, first):
-        """(this replica's share of H v on its part of a batch, flat in `vector`'s dtype; its examples)."""
-        def product(count):
-            return self._share_product(trainable, non_trainable, vector, x, y, count, first)
-
+    def _replica_hvp(self, trainable, non_trainable, vector, x, y, mask, first):
+        """(this replica's share of H v on its share of a batch, flat in the model's dtype,)."""
         with explained(self._product_name), ExactResizeGradients():
-            return self.probe.on_share(y, product, tf.zeros_like(vector))
+            return (self._share_product(trainable, non_trainable, vector, x, y, mask, first),)
 
-    def _share_product(self, trainable, non_trainable, vector, x, y, count, first):
-        """A replica's share of the product on its part (x, y) of a batch (`count` > 0 examples), flat."""
+    def _share_product(self, trainable, non_trainable, vector, x, y, mask, first):
+        """A replica's share of the product on its share (x, y) of a batch (`mask`: its real examples), flat."""
         def share():
-            return probe_share(self._loss, self.probe, trainable, non_trainable, x, y, count, first)
+            return probe_share(self._loss, self.probe, trainable, non_trainable, x, y, mask, first)
 
         tangents = self._unflatten(vector)
         # The block's values (every value without `variables=`): the only ones differentiated.
@@ -280,11 +282,11 @@ class HessianOperator(Composable):
                 grads = self._loss.gradients(inner, loss, block, self._block)
                 inner_product = tf.add_n([tf.reduce_sum(g * t) for g, t in zip(grads, tangents)])
             parts = outer.gradient(inner_product, block, unconnected_gradients=tf.UnconnectedGradients.ZERO)
-        return self._flatten(parts, vector.dtype)
+        return self._flatten(parts, self.dtype)
 
     def _hessian_vector_product(self, trainable, non_trainable, vector):
         (product,) = self.probe.sum(
-            self._replica_product, (tf.zeros_like(vector),), trainable, non_trainable, vector
+            self._replica_product, (tf.zeros([self.dimension], tf.float64),), trainable, non_trainable, vector
         )
         return product
 
@@ -296,11 +298,14 @@ class HessianOperator(Composable):
         The weights are read when the product runs, so one traced function
         serves the whole of training. Returned in the dtype of `vector`.
 
-        The product always runs on a float64 copy of `vector` and adds the
-        batches' shares in float64, so callers that hold their vectors in
-        float32 (Lanczos's basis above `float64_dimension_limit` parameters)
-        and in float64 share one traced, XLA-compiled function rather than
-        compiling it once per dtype.
+        The vector enters the replicas in the model's dtype (float32 for a
+        float32 or 16-bit model: no float64 on the replicas, as on a TPU),
+        each batch's product is all-reduced in it, and the batches' results
+        are added in float64 on the host; so callers that hold their vectors
+        in float32 (Lanczos's basis above `float64_dimension_limit`
+        parameters) and in float64 share one traced, XLA-compiled function.
+        A float32 product agrees with the float64 one to about 1e-7 of ‖H v‖
+        per batch.
         """
         vector = tf.convert_to_tensor(vector)
         if self._within is not None:  # a block of `block()`: the parent's product, restricted
@@ -308,7 +313,7 @@ class HessianOperator(Composable):
             return tf.cast(tf.gather(parent.matvec(self._in_parent(vector)), positions), vector.dtype)
         trainable, non_trainable = self._current_values()
         with explained(self._product_name):
-            product = self._hvp(trainable, non_trainable, tf.cast(vector, tf.float64))
+            product = self._hvp(trainable, non_trainable, tf.cast(vector, self.dtype))
         return tf.cast(product, vector.dtype)
 
     @property

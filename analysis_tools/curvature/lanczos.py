@@ -227,8 +227,9 @@ class Lanczos:
         return_vectors: also return the Ritz vectors.
         seed: integer seed of the random start vectors.
         basis_device: where the basis lives. None (the default) places it
-            like any other variable (on the accelerator when there is one);
-            ``"host"`` keeps it, and the reorthogonalization, α, β and the Ritz
+            like any other variable (on the accelerator when there is one),
+            except where TensorFlow sees TPU devices: a TPU has no float64,
+            so there the default is the host; ``"host"`` keeps it, and the reorthogonalization, α, β and the Ritz
             vectors computed from it, in host memory (``/device:CPU:0``),
             while ``matvec`` runs wherever it runs. Each step then copies two
             vectors between the devices (v to the matvec, A v back).
@@ -290,6 +291,8 @@ class Lanczos:
         return_vectors = check_bool("return_vectors", return_vectors)
         if not any(basis_device is device or basis_device == device for device in BASIS_DEVICES):
             raise ValueError(f"`basis_device` must be one of {BASIS_DEVICES}, got {basis_device!r}.")
+        if basis_device is None and tf.config.list_logical_devices("TPU"):
+            basis_device = "host"  # float64 α, β, reorthogonalization: not on a TPU
         if basis_dtype is None:
             basis_dtype = default_basis_dtype(n, float64_dimension_limit)
         else:

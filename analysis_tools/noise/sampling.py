@@ -25,9 +25,14 @@ training mode with Dropout off, so the noise is that of the data sampling
 alone.
 
 Under the model's `tf.distribute` strategy every gradient (the mini-batches'
-and the full one) is split across the replicas: each computes its share of
-the batch inside `strategy.run`, XLA-compiled with ``jit_compile=True``, and
-the shares are all-reduced, weighted by examples.
+and the full one) is split across the replicas by `analysis_tools._probe.Replicas`:
+each batch is padded to the first batch's size (rounded up to a multiple of
+the replicas) with a mask, each replica computes its static share inside
+`strategy.run` as one `ReplicaProgram` (XLA-compiled with ``jit_compile=True``,
+traced once, in the model's dtype), and the shares are all-reduced, each
+example weighted by its mask. A dataset whose later batch is larger than
+its first is refused (ValueError), as is a padded batch for a model with
+BatchNorm in training mode.
 
 For sampling without replacement from N examples, E‖ξ_B‖² = tr Cov(g_B) =
 (N − |B|) / (|B| (N − 1)) · tr Σ, with Σ = (1/N) Σ_i (g_i − ∇f)(g_i − ∇f)ᵀ the
@@ -59,7 +64,7 @@ import numpy as np
 import tensorflow as tf
 
 from analysis_tools._model_loss import ModelLoss
-from analysis_tools._probe import FullGradient, ProbeSet, check_data, replica_part
+from analysis_tools._probe import FullGradient, ProbeSet, ReplicaProgram, Replicas, batch_count, check_data
 
 __all__ = ["EmpiricalVariance", "GradientNoise", "empirical_variance_vs_sample_size", "gradient_noise"]
 
@@ -178,7 +183,8 @@ class _NoiseSampler:
         self.sizes = self.loss.sizes
         self.values = self.loss.values
         self.jit_compile = bool(jit_compile)
-        self._replica = tf.function(self._replica_gradient, jit_compile=self.jit_compile)
+        self._replica = ReplicaProgram(self._replica_gradient, self.jit_compile, "a mini-batch gradient")
+        self._replicas = None
         self.noise = tf.function(self._noise, reduce_retracing=True)
         self._full_gradients = {}  # (id(data), batch size) → (data, traced `FullGradient`)
 
@@ -199,29 +205,23 @@ class _NoiseSampler:
         parts = tf.split(flat, self.sizes)
         return [tf.cast(tf.reshape(p, v.shape), self.dtype) for p, v in zip(parts, self.variables)]
 
-    def _replica_gradient(self, trainable, non_trainable, x, y):
-        """This replica's share of the mini-batch gradient: its part's mean loss × its examples / |B|."""
-        replicas = self.strategy.num_replicas_in_sync
-        size = ProbeSet.local_count(y)
-        x, y = replica_part(x, y, replicas)
+    def _replica_gradient(self, trainable, non_trainable, scale, x, y, mask):
+        """This replica's share of the mini-batch gradient: Σ_i mask_i ∇ℓ_i · scale (scale = 1 / |B|)."""
+        with tf.GradientTape() as tape:
+            tape.watch(trainable)
+            total = self.loss.share(trainable, non_trainable, x, y, mask, scale,
+                                    1.0 / self.strategy.num_replicas_in_sync)
+        return tuple(self.loss.gradients(tape, total, trainable, range(len(trainable))))
 
-        def gradient(count):
-            with tf.GradientTape() as tape:
-                tape.watch(trainable)
-                total = self.loss.share(trainable, non_trainable, x, y,
-                                        tf.cast(count, self.dtype) / tf.cast(size, self.dtype),
-                                        1.0 / replicas)
-            return self.loss.gradients(tape, total, trainable, range(len(trainable)))
+    def _replicas_for(self, batch_size):
+        """The `Replicas` of this sampler's mini-batches (built for the first batch size; always masked)."""
+        if self._replicas is None:
+            self._replicas = Replicas(self.strategy, batch_size, padded=True)
+        return self._replicas
 
-        return ProbeSet.on_share(y, gradient, [tf.zeros_like(t) for t in trainable])[0]
-
-    def _gradient(self, trainable, non_trainable, x, y):
-        """The mini-batch gradient, each replica computing its share inside `strategy.run`."""
-        shares = self.strategy.run(self._replica, args=(trainable, non_trainable, x, y))
-        return [self.strategy.reduce(tf.distribute.ReduceOp.SUM, share, axis=None) for share in shares]
-
-    def _noise(self, trainable, non_trainable, x, y, reference, coordinate_indices, keep_all):
-        noise = [g - r for g, r in zip(self._gradient(trainable, non_trainable, x, y), reference)]
+    def _noise(self, trainable, non_trainable, batch, mask, scale, reference, coordinate_indices, keep_all):
+        gradient = self._replicas.run(self._replica, (trainable, non_trainable, scale), batch, mask)
+        noise = [g - r for g, r in zip(gradient, reference)]
         layer_squares = tf.stack([tf.reduce_sum(tf.square(tf.cast(n, tf.float64))) for n in noise])
         flat = tf.concat([tf.reshape(n, [-1]) for n in noise], axis=0)
         coordinates = tf.gather(flat, coordinate_indices)
@@ -249,9 +249,19 @@ class _NoiseSampler:
         norms, layer_norms, coordinates, batch_noise, batch_sizes = [], [], [], None, set()
         for x, y in _batches_of(data, int(batch_size), int(num_batches), rng):
             keep = bool(keep_batch_noise and batch_noise is None)
-            batch_sizes.add(int(ProbeSet.local_count(y)))
+            count = int(batch_count(y))
+            batch_sizes.add(count)
+            replicas = self._replicas_for(count)
+            if count > replicas.padded_size:
+                raise ValueError(f"`data` yields a batch of {count} examples after one of {replicas.batch_size}: "
+                                 "the replica programs are built for the first batch's size; give batches of at "
+                                 "most that size.")
+            if count != replicas.padded_size:
+                replicas.check_model(self.loss, "`data`")
+            batch, mask = replicas.pad((x, y))
             norm, layers, coordinate_values, flat = self.noise(
-                trainable, non_trainable, x, y, reference, indices_tensor, keep)
+                trainable, non_trainable, batch, mask, tf.constant(1.0 / count, self.dtype), reference,
+                indices_tensor, keep)
             norms.append(float(norm))
             if per_layer:
                 layer_norms.append(layers.numpy())

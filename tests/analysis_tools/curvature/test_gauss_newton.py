@@ -274,7 +274,7 @@ def test_under_a_mirrored_strategy_each_replica_takes_its_share_and_the_operator
         return
     distributed = curvature_operator(model, (x, y), curvature=curvature, loss=loss, batch_size=3, strategy=strategy)
     np.testing.assert_allclose(distributed.matvec(v).numpy(), single.matvec(v).numpy(), rtol=1e-10, atol=1e-12)
-    assert distributed.examples_per_replica == [5, 3]  # batches of 3, 3, 2: 2 + 2 + 1 and 1 + 1 + 1
+    assert distributed.examples_per_replica == [6, 2]  # batches of 3, 3, 2 padded to 4: 2 + 2 + 2 and 1 + 1 + 0
 
 
 @pytest.mark.parametrize("curvature", ["ggn", "empirical_fisher", "fisher"])

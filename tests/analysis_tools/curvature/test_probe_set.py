@@ -107,8 +107,8 @@ def test_each_replica_processes_its_share_and_the_operator_is_the_single_device_
     distributed = HessianOperator(model, data, batch_size=16, strategy=strategy)
     # Float32 products summed in another order: equal to rounding.
     np.testing.assert_allclose(distributed.matvec(v).numpy(), expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
-    # Batches of 16, 16 and 13 examples: 8 + 8 + 7 and 8 + 8 + 6.
-    assert distributed.examples_per_replica == [23, 22]
+    # Batches of 16, 16 and 13 examples, each padded to 16: static shares of 8, so 8 + 8 + 8 and 8 + 8 + 5.
+    assert distributed.examples_per_replica == [24, 21]
     assert single.examples_per_replica == [45]
 
 
@@ -166,4 +166,4 @@ def test_trace_density_and_a_layer_block_under_mirrored_strategy_match_one_devic
     v = _vector(block)
     expected = HessianOperator(model, (x, y), variables=layer, **one).matvec(v).numpy()
     np.testing.assert_allclose(block.matvec(v).numpy(), expected, rtol=1e-5, atol=1e-6 * np.abs(expected).max())
-    assert block.examples_per_replica == [23, 22]
+    assert block.examples_per_replica == [24, 21]  # static shares of 8 (see above)
