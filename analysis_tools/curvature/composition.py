@@ -34,7 +34,7 @@ import numbers
 
 import tensorflow as tf
 
-from analysis_tools.curvature.lanczos import Lanczos, check_bool, check_positive_int, default_basis_dtype
+from analysis_tools.curvature.lanczos import Lanczos, check_bool, check_positive_int, default_basis_dtype, for_model
 
 __all__ = ["Composable", "PreconditionedOperator", "LinearCombination"]
 
@@ -163,8 +163,8 @@ class _Derived(Composable):
         return self._solvers[key]
 
     def _new_solver(self, m, k, return_vectors):
-        return Lanczos(self.dimension, max_iterations=m, k=k, return_vectors=return_vectors,
-                       basis_dtype=default_basis_dtype(self.dimension))
+        return for_model(Lanczos(self.dimension, max_iterations=m, k=k, return_vectors=return_vectors,
+                                 basis_dtype=default_basis_dtype(self.dimension)), self.model)
 
 
 class PreconditionedOperator(_Derived):
@@ -247,8 +247,9 @@ class _ScratchSolver:
         operator = self._operator
         if matvec != operator.matvec:
             if self._own is None:
-                self._own = Lanczos(self.dimension, max_iterations=self.max_iterations, k=self.k,
-                                    return_vectors=self.return_vectors, basis_dtype=self.basis_dtype)
+                self._own = for_model(Lanczos(self.dimension, max_iterations=self.max_iterations, k=self.k,
+                                              return_vectors=self.return_vectors, basis_dtype=self.basis_dtype),
+                                      operator.model)
             return self._own(matvec, *args, **kwargs)
         base = operator.base
         base._assign_scratch_scale(operator.preconditioner_scale)

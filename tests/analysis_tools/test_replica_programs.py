@@ -248,3 +248,26 @@ def test_each_replica_program_is_xla_compiled_once_per_device():
     compilations = result.stderr.count("Compilation of XLA executable")
     assert programs == 4  # the operator's product and gradient; the sampler's mini-batch and full gradients
     assert compilations == 2 * programs, result.stderr[-3000:]
+
+
+def test_a_bfloat16_models_rounding_asymmetry_does_not_warn_but_a_float32_models_threshold_stays():
+    import warnings
+
+    from analysis_tools.curvature.lanczos import ASYMMETRY_WARNING, SIXTEEN_BIT_ASYMMETRY_WARNING
+
+    x, y = _data()
+    float32 = analysis_tools.HessianOperator(_model(), (x, y))
+    assert float32.solver(False, 10).asymmetry_warning == ASYMMETRY_WARNING
+    keras.config.set_dtype_policy("mixed_bfloat16")
+    try:
+        model = _model()
+    finally:
+        keras.config.set_dtype_policy("float32")
+    operator = analysis_tools.HessianOperator(model, (x, y))
+    assert operator.solver(False, 10).asymmetry_warning == SIXTEEN_BIT_ASYMMETRY_WARNING
+    preconditioned = operator.preconditioned([np.full(v.shape, 2.0) for v in model.trainable_variables])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # rounding-level asymmetry: no "report it"
+        for measured in (operator, preconditioned):  # P⁻¹H shares the operator's solver
+            result = analysis_tools.hessian_eigenvalues(measured, max_iterations=30)
+            assert np.isfinite(result.eigenvalues.numpy()).all()
