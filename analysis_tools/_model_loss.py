@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from analysis_tools._probe import batch_count
 from analysis_tools._second_order import ExactMoments, ExactResizeGradients
 from analysis_tools._backend import require_tensorflow_backend
 
@@ -220,7 +221,7 @@ class ModelLoss:
     def __call__(self, trainable, non_trainable, x, y):
         """(mean loss on the batch (x, y), sum of `model.losses`) at the given values, in `dtype`."""
         y_pred, regularization = self.outputs(trainable, non_trainable, x)
-        scale = 1.0 / tf.cast(tf.shape(tf.nest.flatten(y)[0])[0], self.dtype)
+        scale = 1.0 / self._count(y)
         return self.weighted_loss(y, y_pred, None, scale), regularization
 
     def outputs(self, trainable, non_trainable, x):
@@ -268,7 +269,7 @@ class ModelLoss:
         """
         values, keras_mask, reduction = self._loss_values(y, y_pred)
         if mask is None:
-            count = tf.cast(tf.shape(tf.nest.flatten(y)[0])[0], self.dtype)
+            count = self._count(y)
             weights = None
         else:
             weights = tf.cast(mask, self.dtype)
@@ -294,6 +295,10 @@ class ModelLoss:
         if weights is not None:
             per_example = per_example * tf.reshape(weights, [-1])
         return scale * tf.reduce_sum(per_example)
+
+    def _count(self, y):
+        """The examples in a batch (y its targets), in `dtype`."""
+        return tf.cast(batch_count(y), self.dtype)
 
     def _loss_values(self, y, y_pred):
         """(the loss's unreduced values in `dtype`, the Keras mask on them or None, the reduction)."""

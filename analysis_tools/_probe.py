@@ -16,7 +16,6 @@ the batch sizes and the split. The batches' reduced results are added in
 float64 outside the replicas (on the host).
 """
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -111,8 +110,7 @@ def batch_count(y):
 
 def has_batch_statistics(model):
     """Whether `model` has layers that normalize with the batch's own statistics in training mode (BatchNorm)."""
-    return any(isinstance(layer, keras.layers.BatchNormalization) or hasattr(layer, "moving_mean")
-               for layer in model._flatten_layers(include_self=True))
+    return any(hasattr(layer, "moving_mean") for layer in model._flatten_layers(include_self=True))
 
 
 class Replicas:
