@@ -74,6 +74,8 @@ flags.DEFINE_string("child", None, "Internal: sweep this one model and print one
 FD_TOLERANCE = 2e-4
 # Kinks (ReLU, hard-swish, max pooling) need the small steps: MobileNetV3Small's H v agrees to 0.18 at
 # ε = 1e-4 and to 1.4e-8 at 1e-7.
+# What the float64 check's Lanczos basis may hold.
+BASIS_BYTES = 2 * 2**30
 EPSILONS = (1e-2, 1e-3, 1e-4, 1e-6, 1e-7, 1e-8)
 # Ops that move or cast values without computing: not counted as computing in float32.
 _PLUMBING = {"Cast", "Const", "Identity", "IdentityN", "Placeholder", "ReadVariableOp", "StopGradient",
@@ -153,12 +155,17 @@ def sweep_one(name):
 
     import analysis_tools
     import tf_adaptive
+    from analysis_tools.curvature.lanczos import default_basis_dtype
     from tests.analysis_tools import zoo, zoo_catalog
 
     warnings.simplefilter("ignore")
     row = {"model": name, "status": "ok", "step": None, "error": None}
     start = time.perf_counter()
     step = "build"
+
+    def enter(name):  # the parent names the step a timed-out model was in
+        print(f"step {name} at {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+        return name
 
     def finite(values, what):
         bad = {k: v for k, v in values.items() if not np.all(np.isfinite(v))}
@@ -173,13 +180,13 @@ def sweep_one(name):
             return row
         model.compile(optimizer=tf_adaptive.Adam(1e-3), loss=loss, jit_compile=False)
         row["parameters"] = int(sum(np.prod(v.shape) for v in model.trainable_variables))
-        step = "blocks"
+        step = enter("blocks")
         blocks = analysis_tools.model_blocks(model)
         row["blocks"] = len(blocks)
         row["block_names"] = list(blocks)[:6] + (["…"] if len(blocks) > 6 else [])
         last_block = list(blocks)[-1]
 
-        step = "fit"
+        step = enter("fit")
         sharpness = analysis_tools.SharpnessCallback(
             (x, y), every_n_steps=1, per_layer=[last_block], trace=True, trace_products=3, density=True,
             density_iterations=4, tolerance=1e-3, warm_start=False)
@@ -198,7 +205,7 @@ def sweep_one(name):
         row["unused_variables"] = operator.unused_variables
         row["stopped_gradients"] = len(operator.stopped_gradients)
 
-        step = "functions"
+        step = enter("functions")
         top = analysis_tools.sharpness(operator, tolerance=1e-3)
         if abs(top - sharpness.records[-1].values["sharpness"]) > 1e-2 * abs(top):
             raise AssertionError(f"sharpness {top} against the callback's {sharpness.records[-1].values['sharpness']}")
@@ -212,7 +219,7 @@ def sweep_one(name):
         }
         finite(values, "functions")
 
-        step = "finite differences"
+        step = enter("finite differences")
         if row["stopped_gradients"]:
             # The product is the Hessian of the loss with the stopped values held, which finite
             # differences of the gradient cannot see (they move those values). The check is of the
@@ -229,8 +236,13 @@ def sweep_one(name):
         model64.fit(*data64, batch_size=2, epochs=1, verbose=0, shuffle=False)
         def top_pair(jit_compile):
             operator = analysis_tools.HessianOperator(model64, data64, jit_compile=jit_compile)
-            return operator, analysis_tools.hessian_eigenvalues(operator, tolerance=1e-8, max_iterations=80,
-                                                                return_vectors=True)
+            # The basis holds one vector per step: at most BASIS_BYTES of them (a 28M-parameter ConvNeXt at
+            # 80 steps would hold 9 GB). The check compares H v with finite differences along whatever v
+            # Lanczos reaches; the Ritz residual says how far that is from an eigenvector.
+            size = operator.dimension * default_basis_dtype(operator.dimension).size
+            return operator, analysis_tools.hessian_eigenvalues(
+                operator, tolerance=1e-8, max_iterations=int(min(80, max(10, BASIS_BYTES // size))),
+                return_vectors=True)
 
         try:
             operator64, result = top_pair(jit_compile=True)
@@ -288,9 +300,12 @@ def _run_child(name):
     command = [sys.executable, os.path.abspath(__file__), f"--child={name}"]
     try:
         process = subprocess.run(command, capture_output=True, text=True, timeout=FLAGS.timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as timeout:
+        stderr = timeout.stderr.decode() if isinstance(timeout.stderr, bytes) else timeout.stderr or ""
+        steps = [line for line in stderr.splitlines() if line.startswith("step ")]
+        where = steps[-1][len("step "):] if steps else "build"
         return {"model": name, "status": "failed", "step": "timeout",
-                "error": f"did not finish in {FLAGS.timeout} s"}
+                "error": f"did not finish in {FLAGS.timeout} s (in {where})"}
     for line in reversed(process.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)
