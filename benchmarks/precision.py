@@ -14,6 +14,7 @@ the same length as the Lanczos runs, so that they share one basis: the float64 b
 
     python benchmarks/precision.py
     python benchmarks/precision.py --models=gpt2,bert
+    python benchmarks/precision.py --models=mobilenet_v3_small,resnet50 --mode=inference --max_iterations=20
 
 The table gives each quantity of the float64 reference, and the float32 and
 bfloat16 twins' relative differences from it (for the trace, also in units
@@ -32,6 +33,8 @@ from absl import app, flags  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["gpt2", "bert", "resnet50", "convnext_tiny"], "Zoo models to compare.")
 flags.DEFINE_integer("max_iterations", 80, "Lanczos steps at most.")
+flags.DEFINE_enum("mode", "train", ["train", "inference"],
+                  "The operators' mode: inference measures BatchNorm models with their moving statistics.")
 flags.DEFINE_string("child", None, "Internal: measure one model:policy twin and print JSON.")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +63,7 @@ def _twin(name, policy, weights):
     return model, data
 
 
-def _measure(model, data, preconditioner, max_iterations):
+def _measure(model, data, preconditioner, max_iterations, mode):
     import numpy as np
 
     import analysis_tools
@@ -68,7 +71,7 @@ def _measure(model, data, preconditioner, max_iterations):
     # XLA has no float64 kernel for max pooling's second derivative (ResNet50): the float64 reference runs
     # its products without XLA (the same numbers).
     float64 = model.trainable_variables[0].dtype == "float64"
-    operator = analysis_tools.HessianOperator(model, data, jit_compile=not float64)
+    operator = analysis_tools.HessianOperator(model, data, jit_compile=not float64, mode=mode)
     exact = dict(max_iterations=max_iterations, tolerance=1e-7, seed=0)
     sharpness = float(analysis_tools.hessian_eigenvalues(operator, **exact).eigenvalues[0])
     preconditioned = float(analysis_tools.hessian_eigenvalues(operator, preconditioner=preconditioner,
@@ -80,7 +83,7 @@ def _measure(model, data, preconditioner, max_iterations):
             "parameters": int(np.sum([np.prod(v.shape) for v in model.trainable_variables]))}
 
 
-def _child(name, policy, max_iterations):
+def _child(name, policy, max_iterations, mode):
     """One twin's measurements, in this process (a fresh one per twin: a float64 basis of a 25 M-parameter
     model is 200 MB a step, and its memory is returned when the process ends)."""
     import numpy as np
@@ -94,7 +97,7 @@ def _child(name, policy, max_iterations):
                                                                           model.trainable_variables)]
     if policy != "float32":
         model, data = _twin(name, policy, [np.asarray(w) for w in model.get_weights()])
-    return _measure(model, data, preconditioner, max_iterations)
+    return _measure(model, data, preconditioner, max_iterations, mode)
 
 
 def main(argv):
@@ -102,14 +105,14 @@ def main(argv):
     if FLAGS.child:
         sys.path.insert(0, ROOT)
         name, policy = FLAGS.child.split(":")
-        print(json.dumps(_child(name, policy, FLAGS.max_iterations)))
+        print(json.dumps(_child(name, policy, FLAGS.max_iterations, FLAGS.mode)))
         return
     for name in FLAGS.models:
         results = {}
         for policy in ("float64", "float32", "mixed_bfloat16"):
             output = subprocess.run(
                 [sys.executable, os.path.abspath(__file__), f"--child={name}:{policy}",
-                 f"--max_iterations={FLAGS.max_iterations}"],
+                 f"--max_iterations={FLAGS.max_iterations}", f"--mode={FLAGS.mode}"],
                 cwd=ROOT, capture_output=True, text=True, check=True).stdout
             results[policy] = json.loads(output.strip().splitlines()[-1])
         reference = results["float64"]

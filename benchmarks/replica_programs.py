@@ -17,9 +17,6 @@ gradients.
 
 import json
 import os
-import subprocess
-import sys
-import tempfile
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -29,8 +26,6 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("baseline", None, "The git revision to compare with.")
 flags.DEFINE_integer("rounds", 3, "Alternating runs of each version.")
 flags.DEFINE_string("child", None, "Internal: 'single' or 'mirrored'; measure with the code on sys.path.")
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _measure(setting):
@@ -76,13 +71,6 @@ def _measure(setting):
             "gradient": median(lambda: operator.gradient()[0].numpy())}
 
 
-def _run(code, setting):
-    env = dict(os.environ, PYTHONPATH=code + os.pathsep + os.path.join(ROOT, "benchmarks"))
-    output = subprocess.run([sys.executable, os.path.abspath(__file__), f"--child={setting}"], cwd=code, env=env,
-                            capture_output=True, text=True, check=True).stdout
-    return json.loads(output.strip().splitlines()[-1])
-
-
 def main(argv):
     del argv
     if FLAGS.child:
@@ -90,19 +78,11 @@ def main(argv):
         return
     if not FLAGS.baseline:
         raise SystemExit("Pass --baseline=<git revision>.")
-    with tempfile.TemporaryDirectory() as baseline:
-        archive = subprocess.run(["git", "archive", FLAGS.baseline], cwd=ROOT, capture_output=True, check=True).stdout
-        subprocess.run(["tar", "-x", "-C", baseline], input=archive, check=True)
-        rows = []
-        for setting in ("single", "mirrored"):
-            results = {"this": [], "baseline": []}
-            for _ in range(FLAGS.rounds):
-                results["baseline"].append(_run(baseline, setting))
-                results["this"].append(_run(ROOT, setting))
-            for key in ("first", "product", "gradient"):
-                old = sorted(r[key] for r in results["baseline"])[FLAGS.rounds // 2]
-                new = sorted(r[key] for r in results["this"])[FLAGS.rounds // 2]
-                rows.append((setting, key, old, new))
+    from _baseline import against_baseline, median
+
+    results = against_baseline(__file__, FLAGS.baseline, ("single", "mirrored"), FLAGS.rounds)
+    rows = [(setting, key, median(r[key] for r in runs["baseline"]), median(r[key] for r in runs["this"]))
+            for setting, runs in results.items() for key in ("first", "product", "gradient")]
     print(f"{'setting':<10}{'measure':<10}{'baseline s':>12}{'this s':>10}{'this / baseline':>17}")
     for setting, key, old, new in rows:
         print(f"{setting:<10}{key:<10}{old:>12.4f}{new:>10.4f}{new / old:>17.2f}")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from analysis_tools.curvature.lanczos import Lanczos, LanczosResult, lanczos
+from analysis_tools.curvature.lanczos import Lanczos, LanczosResult, compensated_dot, lanczos
 
 
 def symmetric(spectrum, seed=0):
@@ -188,6 +188,86 @@ def test_a_basis_in_host_memory_gives_the_same_results(gapped):
     np.testing.assert_allclose(results[1].eigenvalues.numpy(), top(gapped, 2), rtol=1e-8)
 
 
+@pytest.mark.parametrize("n", [1, 7, 1024, 1025, 100_003])
+def test_compensated_dot_is_float64_accurate_on_float32_vectors(n):
+    rng = np.random.default_rng(n)
+    # Entries over twelve orders of magnitude, half of the products cancelling.
+    x = (rng.normal(size=n) * np.exp(rng.uniform(-14, 14, n))).astype(np.float32)
+    y = (rng.normal(size=n) * np.exp(rng.uniform(-14, 14, n))).astype(np.float32)
+    exact = np.dot(x.astype(np.float64), y.astype(np.float64))  # products of float32s are exact in float64
+    size = np.abs(x.astype(np.float64) * y).sum()
+    result = compensated_dot(tf.constant(x), tf.constant(y))
+    assert result.dtype == tf.float64
+    assert abs(float(result) - exact) <= 1e-9 * size
+    if n > 1000:  # what it replaces: a float32 reduction, 1e-8 to 1e-6 of the same scale here
+        assert abs(float(tf.reduce_sum(x * y)) - exact) > 1e-9 * size
+    bad = x.copy()
+    bad[n // 2] = np.nan
+    assert np.isnan(float(compensated_dot(tf.constant(bad), tf.constant(y))))
+    bad[n // 2] = np.inf
+    assert not np.isfinite(float(compensated_dot(tf.constant(bad), tf.constant(y))))
+
+
+@pytest.mark.parametrize("device_type", ["CPU", "GPU", "TPU"])
+def test_float32_basis_on_the_accelerator_matches_the_float64_basis(gapped, device_type):
+    # The arithmetic follows the basis's device; here every kind runs on the CPU.
+    exact = top(gapped, 3)
+    a32 = tf.constant(gapped, tf.float32)
+    solver = Lanczos(300, max_iterations=60, k=3, tolerance=1e-6, return_vectors=True, basis_device="accelerator")
+    assert solver.basis_dtype == tf.float32 and solver._device_type == "CPU"
+    solver._device_type = device_type
+    result = solver(lambda v: tf.linalg.matvec(a32, v))
+    assert result.eigenvalues.dtype == tf.float64 and result.eigenvectors.dtype == tf.float64
+    # A float32 operator's eigenvalues are float32-rounded: 1e-6 relative, not 1e-10.
+    np.testing.assert_allclose(result.eigenvalues.numpy(), exact, rtol=2e-6)
+    m = int(result.iterations)
+    basis = solver._basis.numpy()[:m].astype(np.float64)
+    assert np.abs(basis @ basis.T - np.eye(m)).max() < 1e-6  # two passes: orthogonal to float32 rounding
+    vectors = result.eigenvectors.numpy()
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-9)  # compensated norms
+    for value, vector in zip(exact, vectors):
+        assert np.linalg.norm(gapped @ vector - value * vector) < 1e-4 * value
+    assert float(result.asymmetry) < 1e-6
+
+
+def _graph_nodes(solver):
+    graph_def = solver._function.get_concrete_function().graph.as_graph_def()
+    nodes = list(graph_def.node)
+    for function in graph_def.library.function:
+        nodes.extend(function.node_def)
+    return nodes
+
+
+def _float32_solver_graph(device_type):
+    # The operator is elementwise, so every MatMul in the graph is the solver's.
+    diagonal = tf.constant(np.arange(1.0, 301.0), tf.float32)
+    solver = Lanczos(300, max_iterations=8, k=2, return_vectors=True, basis_device="accelerator")
+    solver._device_type = device_type
+    solver(lambda v: diagonal * v)
+    nodes = _graph_nodes(solver)
+    float64_ops = [node for node in nodes if any(
+        node.attr[key].type == tf.float64.as_datatype_enum
+        for key in ("T", "dtype", "DstT", "SrcT", "Tidx", "out_type") if key in node.attr)]
+    matmuls = [node.op for node in nodes if ("MatMul" in node.op or node.op == "Einsum")
+               and node.attr["T"].type == tf.float32.as_datatype_enum]  # float32 matmuls: TF32, bfloat16
+    return float64_ops, matmuls
+
+
+def test_float32_basis_on_a_tpu_keeps_float64_on_the_host_and_off_the_matrix_units():
+    # What a TPU needs: no float64 op outside the host (the dots are compensated float32 ones), and
+    # no matmul on the basis (a TPU runs float32 matmuls as bfloat16 passes).
+    float64_ops, matmuls = _float32_solver_graph("TPU")
+    structural = {"Placeholder", "Identity", "While", "StatelessWhile", "If", "StatelessIf", "NoOp"}
+    assert len(float64_ops) > 50
+    assert not sorted({node.op for node in float64_ops if node.op not in structural and "CPU" not in node.device})
+    assert not matmuls
+    # On a GPU: float64 dots on the device, no float32 matmul (TF32); on a CPU matvecs are full float32.
+    float64_ops, matmuls = _float32_solver_graph("GPU")
+    assert [node for node in float64_ops if node.op == "Cast" and "CPU" not in node.device] and not matmuls
+    float64_ops, matmuls = _float32_solver_graph("CPU")
+    assert matmuls
+
+
 def _devices_of(solver, matvec, op_types):
     """The device requested for every op of the given types in the traced solver, loops included."""
     solver(matvec)
@@ -258,6 +338,7 @@ def test_global_random_state_untouched():
     (dict(return_vectors="yes"), "return_vectors"),
     (dict(basis_device="cpu"), "basis_device"),
     (dict(basis_device="/device:GPU:0"), "basis_device"),
+    (dict(basis_device="accelerator", basis_dtype=tf.float64), "basis_device"),
 ])
 def test_bad_arguments(kwargs, name):
     kwargs = {"dimension": 20, **kwargs}
