@@ -6,6 +6,27 @@ import subprocess
 import sys
 import tempfile
 
+from absl import flags
+
+flags.DEFINE_string("baseline", None, "The git revision to compare with.")
+flags.DEFINE_integer("rounds", 3, "Alternating runs of each version.")
+flags.DEFINE_string("child", None, "Internal: a setting to measure with the code on sys.path.")
+
+
+def compare(script, measure, settings):
+    """The main of a comparing script: `against_baseline` with the flags, or, in a child, one measurement.
+
+    In a child (``--child=<setting>``) prints ``measure(setting)`` as JSON
+    and returns None.
+    """
+    options = flags.FLAGS
+    if options.child:
+        print(json.dumps(measure(options.child)))
+        return None
+    if not options.baseline:
+        raise SystemExit("Pass --baseline=<git revision>.")
+    return against_baseline(script, options.baseline, settings, options.rounds)
+
 
 def against_baseline(script, baseline, settings, rounds):
     """Runs ``script --child=<setting>`` on this checkout and on a baseline revision, alternately.

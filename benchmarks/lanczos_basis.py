@@ -21,17 +21,12 @@ Each is a fresh interpreter; the time is the median of 3 calls after a first
 (tracing) one, and the peak RSS the process's.
 """
 
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("baseline", None, "The git revision to compare with.")
-flags.DEFINE_integer("rounds", 3, "Alternating runs of each version.")
-flags.DEFINE_string("child", None, "Internal: a setting to measure with the code on sys.path.")
+from _baseline import compare, median  # noqa: E402  (benchmarks/_baseline.py, next to this script)
+from absl import app  # noqa: E402
 
 SETTINGS = {"float64": (2_000_000, {}), "float32": (8_000_000, {}),
             "accelerator": (2_000_000, {"basis_device": "accelerator"})}
@@ -63,14 +58,9 @@ def _measure(setting):
 
 def main(argv):
     del argv
-    if FLAGS.child:
-        print(json.dumps(_measure(FLAGS.child)))
+    results = compare(__file__, _measure, SETTINGS)
+    if results is None:
         return
-    if not FLAGS.baseline:
-        raise SystemExit("Pass --baseline=<git revision>.")
-    from _baseline import against_baseline, median
-
-    results = against_baseline(__file__, FLAGS.baseline, SETTINGS, FLAGS.rounds)
 
     def cell(runs, key):
         values = [r[key] for r in runs if r[key] is not None]

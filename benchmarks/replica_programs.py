@@ -15,17 +15,12 @@ and ``gradient`` the medians of 5 further Hessian-vector products and full
 gradients.
 """
 
-import json
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-
-FLAGS = flags.FLAGS
-flags.DEFINE_string("baseline", None, "The git revision to compare with.")
-flags.DEFINE_integer("rounds", 3, "Alternating runs of each version.")
-flags.DEFINE_string("child", None, "Internal: 'single' or 'mirrored'; measure with the code on sys.path.")
+from _baseline import compare, median  # noqa: E402  (benchmarks/_baseline.py, next to this script)
+from absl import app  # noqa: E402
 
 
 def _measure(setting):
@@ -59,28 +54,17 @@ def _measure(setting):
     first = time.perf_counter() - start
     operator.gradient()[0].numpy()
 
-    def median(function):
-        times = []
-        for _ in range(5):
-            start = time.perf_counter()
-            function()
-            times.append(time.perf_counter() - start)
-        return sorted(times)[2]
+    from _timing import median_seconds
 
-    return {"first": first, "product": median(lambda: operator.matvec(vector).numpy()),
-            "gradient": median(lambda: operator.gradient()[0].numpy())}
+    return {"first": first, "product": median_seconds(lambda: operator.matvec(vector).numpy(), 5),
+            "gradient": median_seconds(lambda: operator.gradient()[0].numpy(), 5)}
 
 
 def main(argv):
     del argv
-    if FLAGS.child:
-        print(json.dumps(_measure(FLAGS.child)))
+    results = compare(__file__, _measure, ("single", "mirrored"))
+    if results is None:
         return
-    if not FLAGS.baseline:
-        raise SystemExit("Pass --baseline=<git revision>.")
-    from _baseline import against_baseline, median
-
-    results = against_baseline(__file__, FLAGS.baseline, ("single", "mirrored"), FLAGS.rounds)
     rows = [(setting, key, median(r[key] for r in runs["baseline"]), median(r[key] for r in runs["this"]))
             for setting, runs in results.items() for key in ("first", "product", "gradient")]
     print(f"{'setting':<10}{'measure':<10}{'baseline s':>12}{'this s':>10}{'this / baseline':>17}")
