@@ -159,17 +159,30 @@ class Replicas:
                 "curvature. Choose a batch size that divides the number of examples and is a multiple of the "
                 "replicas, or measure with mode=\"inference\".")
 
+    def _too_large(self, count=None):
+        batch = "A batch" if count is None else f"A batch of {count} examples"
+        return (f"{batch} is larger than the {self.padded_size} examples the replica programs were built for "
+                "(the first or largest batch): give batches of at most that size.")
+
     def pad_indices(self, start, count):
         """Indices start … start + count − 1, then start + count − 1 repeated, to `padded_size` (static)."""
         with tf.control_dependencies([tf.debugging.assert_less_equal(
-                count, self.padded_size,
-                message=f"A batch is larger than the {self.padded_size} examples the replica programs were "
-                        "built for (the first or largest batch): give batches of at most that size.")]):
+                count, self.padded_size, message=self._too_large())]):
             return start + tf.minimum(tf.range(self.padded_size), count - 1)
 
-    def pad(self, batch):
-        """(`batch` (x, y) padded to `padded_size` examples, its mask or None): on the host."""
+    def pad(self, batch, model_loss=None, source="`data`"):
+        """(`batch` (x, y) padded to `padded_size` examples, its mask or None): on the host.
+
+        Eagerly, a batch larger than `padded_size` raises a ValueError, and
+        with `model_loss` a padded batch is first checked by `check_model`
+        (in a graph, `pad_indices` asserts the size).
+        """
         count = batch_count(batch[1])
+        if tf.executing_eagerly():
+            if int(count) > self.padded_size:
+                raise ValueError(f"{source}: {self._too_large(int(count))}")
+            if model_loss is not None and int(count) != self.padded_size:
+                self.check_model(model_loss, source)
         index = self.pad_indices(0, count)
         padded = tf.nest.map_structure(lambda a: tf.gather(a, index), tuple(batch))
         return padded, self.mask(count)

@@ -251,14 +251,7 @@ class _NoiseSampler:
             keep = bool(keep_batch_noise and batch_noise is None)
             count = int(batch_count(y))
             batch_sizes.add(count)
-            replicas = self._replicas_for(count)
-            if count > replicas.padded_size:
-                raise ValueError(f"`data` yields a batch of {count} examples after one of {replicas.batch_size}: "
-                                 "the replica programs are built for the first batch's size; give batches of at "
-                                 "most that size.")
-            if count != replicas.padded_size:
-                replicas.check_model(self.loss, "`data`")
-            batch, mask = replicas.pad((x, y))
+            batch, mask = self._replicas_for(count).pad((x, y), self.loss, "`data`")
             norm, layers, coordinate_values, flat = self.noise(
                 trainable, non_trainable, batch, mask, tf.constant(1.0 / count, self.dtype), reference,
                 indices_tensor, keep)

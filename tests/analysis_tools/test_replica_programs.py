@@ -193,6 +193,15 @@ def test_batch_statistics_with_padding_are_refused_with_what_to_do():
         analysis_tools.gradient_noise(model, tf.data.Dataset.from_tensor_slices((x, y)).batch(30), num_batches=4)
 
 
+def test_a_noise_batch_larger_than_the_first_is_refused_with_its_size():
+    x, y = _data()
+    model = _model()
+    growing = tf.data.Dataset.from_tensor_slices((x, y)).take(30).batch(10).concatenate(
+        tf.data.Dataset.from_tensor_slices((x, y)).batch(20))
+    with pytest.raises(ValueError, match="`data`: A batch of 20 examples is larger than the 10"):
+        analysis_tools.gradient_noise(model, growing, num_batches=4)
+
+
 def test_a_loss_that_returns_one_value_per_batch_cannot_be_padded():
     x, y = _data()
     model = _model()
