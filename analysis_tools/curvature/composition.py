@@ -34,7 +34,7 @@ import numbers
 
 import tensorflow as tf
 
-from analysis_tools.curvature.lanczos import Lanczos, check_bool, check_positive_int, default_basis_dtype, for_model
+from analysis_tools.curvature.lanczos import check_bool, check_positive_int, for_model
 
 __all__ = ["Composable", "PreconditionedOperator", "LinearCombination"]
 
@@ -163,8 +163,7 @@ class _Derived(Composable):
         return self._solvers[key]
 
     def _new_solver(self, m, k, return_vectors):
-        return for_model(Lanczos(self.dimension, max_iterations=m, k=k, return_vectors=return_vectors,
-                                 basis_dtype=default_basis_dtype(self.dimension)), self.model)
+        return for_model(self.model, self.dimension, max_iterations=m, k=k, return_vectors=return_vectors)
 
 
 class PreconditionedOperator(_Derived):
@@ -247,9 +246,8 @@ class _ScratchSolver:
         operator = self._operator
         if matvec != operator.matvec:
             if self._own is None:
-                self._own = for_model(Lanczos(self.dimension, max_iterations=self.max_iterations, k=self.k,
-                                              return_vectors=self.return_vectors, basis_dtype=self.basis_dtype),
-                                      operator.model)
+                self._own = for_model(operator.model, self.dimension, max_iterations=self.max_iterations, k=self.k,
+                                      return_vectors=self.return_vectors, basis_dtype=self.basis_dtype)
             return self._own(matvec, *args, **kwargs)
         base = operator.base
         base._assign_scratch_scale(operator.preconditioner_scale)

@@ -86,8 +86,7 @@ from analysis_tools._model_loss import MODES, ModelLoss, trainable_variables_of
 from analysis_tools._second_order import ExactResizeGradients, explained
 from analysis_tools._probe import FullGradient, ProbeSet, ReplicaProgram, check_data, probe_dataset, probe_share
 from analysis_tools.curvature.composition import Composable, _flat_scale, scaled_product
-from analysis_tools.curvature.lanczos import (
-    Lanczos, LanczosResult, check_bool, check_positive_int, default_basis_dtype, for_model)
+from analysis_tools.curvature.lanczos import check_bool, check_positive_int, default_basis_dtype, for_model
 
 DIFFERENTIATIONS = ("reverse_over_reverse", "forward_over_reverse")
 __all__ = ["DIFFERENTIATIONS", "HessianOperator", "MODES", "operator_and_matvec", "probe_dataset"]
@@ -443,8 +442,8 @@ class HessianOperator(Composable):
     def _lanczos(self, m, k, return_vectors):
         """A new `Lanczos` of this operator's length, on the basis its solvers of length m share."""
         basis = self._bases.get((m, default_basis_dtype(self.dimension)))
-        solver = for_model(Lanczos(self.dimension, max_iterations=m, k=k, return_vectors=return_vectors,
-                                   basis=basis), self.model)
+        solver = for_model(self.model, self.dimension, max_iterations=m, k=k, return_vectors=return_vectors,
+                           basis=basis)
         self._bases[(m, solver.basis_dtype)] = solver._basis
         return solver
 

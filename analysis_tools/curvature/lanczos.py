@@ -188,13 +188,16 @@ SIXTEEN_BIT_ASYMMETRY_WARNING = 5e-2
 CRITERIA = ("residual", "eigenvalue")
 
 
-def for_model(solver, model):
-    """`solver`, warning on asymmetry only above what `model`'s computation rounds to.
+def for_model(model, dimension, **options):
+    """A `Lanczos` for an operator on `model`'s `dimension` weights: the one place operators build solvers.
 
-    A model with layers that compute in float16 or bfloat16 gives products
-    whose asymmetry is rounding at the 1e-3 level
-    (`SIXTEEN_BIT_ASYMMETRY_WARNING`); others keep `ASYMMETRY_WARNING`.
+    ``options`` go to `Lanczos`. The solver warns on asymmetry only above
+    what the model's computation rounds to: a model with layers that compute
+    in float16 or bfloat16 gives products whose asymmetry is rounding at the
+    1e-3 level (`SIXTEEN_BIT_ASYMMETRY_WARNING`); others keep
+    `ASYMMETRY_WARNING`.
     """
+    solver = Lanczos(dimension, **options)
     sixteen = ("float16", "bfloat16")
     if any(getattr(layer, "compute_dtype", None) in sixteen for layer in model._flatten_layers(include_self=True)):
         solver.asymmetry_warning = SIXTEEN_BIT_ASYMMETRY_WARNING
