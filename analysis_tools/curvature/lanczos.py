@@ -235,6 +235,11 @@ def compensated_dot(x, y):
     Products below float32's normal range (≈1e-38) are lost, as in any
     float32 product.
     """
+    x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
+    if (x.dtype != tf.float32 or y.dtype != tf.float32 or x.shape.rank != 1 or not x.shape.is_fully_defined()
+            or x.shape != y.shape):
+        raise ValueError("`compensated_dot` takes two float32 vectors of one static length, got "
+                         f"{x.dtype.name} {x.shape} and {y.dtype.name} {y.shape}.")
     n = int(x.shape[0])
     chunk = min(_CHUNK, 1 << max(n - 1, 0).bit_length())
     padded = -(-n // chunk) * chunk

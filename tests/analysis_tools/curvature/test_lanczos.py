@@ -208,6 +208,16 @@ def test_compensated_dot_is_float64_accurate_on_float32_vectors(n):
     assert not np.isfinite(float(compensated_dot(tf.constant(bad), tf.constant(y))))
 
 
+def test_compensated_dot_refuses_what_it_cannot_sum_exactly():
+    with pytest.raises(ValueError, match="two float32 vectors of one static length"):
+        compensated_dot(tf.ones([3], tf.float64), tf.ones([3], tf.float64))
+    with pytest.raises(ValueError, match="float32 vectors"):
+        compensated_dot(tf.ones([3]), tf.ones([4]))
+    with pytest.raises(ValueError, match="float32 vectors"):
+        compensated_dot(tf.ones([2, 2]), tf.ones([2, 2]))
+    assert float(compensated_dot(tf.zeros([0]), tf.zeros([0]))) == 0.0
+
+
 @pytest.mark.parametrize("device_type", ["CPU", "GPU", "TPU"])
 def test_float32_basis_on_the_accelerator_matches_the_float64_basis(gapped, device_type):
     # The arithmetic follows the basis's device; here every kind runs on the CPU.
