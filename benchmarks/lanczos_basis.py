@@ -7,10 +7,11 @@ Ritz vector. Settings:
 
 - ``float64``: n = 2·10⁶, the default float64 basis (matvec projections);
 - ``float32``: n = 8·10⁶, above ``float64_dimension_limit``, so the default
-  basis is float32. Before the accelerator placement it was projected with
-  matvecs (TF32 on Ampere GPUs, bfloat16 passes on TPUs) and α, β were dots
-  of float64 copies; now elementwise products and compensated dots
-  (`lanczos.compensated_dot`);
+  basis is float32. On a CPU it is still projected with matvecs and its α, β
+  are float64 dots; what the accelerator placement changed for it is where
+  its float64 scalars live (the host), and, on a GPU or TPU, elementwise
+  projections and (TPU) compensated dots (`lanczos.compensated_dot`), which
+  this CPU run does not time;
 - ``accelerator``: n = 2·10⁶, ``basis_device="accelerator"`` (float32 basis,
   float64 only on the host), against the same n in float64 above; the
   baseline has no such placement.

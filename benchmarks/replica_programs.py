@@ -35,6 +35,7 @@ def _measure(setting):
     import keras
 
     import analysis_tools
+    from _timing import median_seconds
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4000, 64)).astype("float32")
@@ -53,9 +54,6 @@ def _measure(setting):
     operator.matvec(vector).numpy()
     first = time.perf_counter() - start
     operator.gradient()[0].numpy()
-
-    from _timing import median_seconds
-
     return {"first": first, "product": median_seconds(lambda: operator.matvec(vector).numpy(), 5),
             "gradient": median_seconds(lambda: operator.gradient()[0].numpy(), 5)}
 

@@ -72,10 +72,10 @@ flags.DEFINE_string("shard", None, "k/n: sweep only every n-th model of the cata
 flags.DEFINE_string("child", None, "Internal: sweep this one model and print one result line.")
 
 FD_TOLERANCE = 2e-4
-# Kinks (ReLU, hard-swish, max pooling) need the small steps: MobileNetV3Small's H v agrees to 0.18 at
-# ε = 1e-4 and to 1.4e-8 at 1e-7.
 # What the float64 check's Lanczos basis may hold.
 BASIS_BYTES = 2 * 2**30
+# Kinks (ReLU, hard-swish, max pooling) need the small steps: MobileNetV3Small's H v agrees to 0.18 at
+# ε = 1e-4 and to 1.4e-8 at 1e-7.
 EPSILONS = (1e-2, 1e-3, 1e-4, 1e-6, 1e-7, 1e-8)
 # Ops that move or cast values without computing: not counted as computing in float32.
 _PLUMBING = {"Cast", "Const", "Identity", "IdentityN", "Placeholder", "ReadVariableOp", "StopGradient",

@@ -175,6 +175,8 @@ _BLOCK_ROWS = 4
 _BLOCK_BYTES = 64 * 2**20
 
 BASIS_DEVICES = (None, "host", "accelerator")
+# Where the float64 work goes: the host CPU.
+_HOST = "/device:CPU:0"
 # Compensated dot products of float32 vectors sum them in chunks of _CHUNK entries (a power of two).
 _CHUNK = 1024
 # Clears the low 12 of float32's 23 stored mantissa bits: the high part keeps 12 significant bits.
@@ -254,7 +256,7 @@ def compensated_dot(x, y):
         b_part = total - a
         low = low[:, :chunk] + low[:, chunk:] + ((a - (total - b_part)) + (b - b_part))
         high = total
-    with tf.device("/device:CPU:0"):
+    with tf.device(_HOST):
         return tf.reduce_sum(tf.cast(high, tf.float64)) + tf.reduce_sum(tf.cast(low, tf.float64))
 
 
@@ -526,7 +528,7 @@ class Lanczos:
     def _on_basis_device(self):
         """A device scope for the basis and the work on it: the host CPU, or no scope at all."""
         if self.basis_device == "host":
-            return tf.device("/device:CPU:0")
+            return tf.device(_HOST)
         return contextlib.nullcontext()
 
     # The traced body -----------------------------------------------------------------------
@@ -551,7 +553,7 @@ class Lanczos:
         compensated = single and self._device_type == "TPU"
 
         def on_host():
-            return tf.device("/device:CPU:0") if single else contextlib.nullcontext()
+            return tf.device(_HOST) if single else contextlib.nullcontext()
 
         def random_vector(index):
             return tf.random.stateless_normal(
@@ -635,7 +637,7 @@ class Lanczos:
             inf product, e.g. from a diverged network), where eigh would fail.
             """
             # A ≤ m_max × m_max eigenproblem: on the CPU, whatever device runs the matvec.
-            with tf.device("/device:CPU:0"):
+            with tf.device(_HOST):
                 ok = finite(alpha, beta, m)
                 theta, s = ritz(tf.where(ok, alpha, 0.0), tf.where(ok, beta, 0.0), m)
                 # m < k only when a non-finite product stopped the run early.
