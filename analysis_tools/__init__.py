@@ -5,7 +5,8 @@ Three subpackages, one per study, and two shared modules:
 * `analysis_tools.curvature`: the Hessian of the loss over a probe set as an
   operator, Lanczos, the sharpness λ1(H) and preconditioned sharpness
   λ1(P⁻¹H), per layer as well, the Hessian trace (Hutchinson, Hutch++), the
-  spectral density (SLQ), and `SharpnessCallback` (Cohen et al. 2021, 2022).
+  spectral density (SLQ), `SharpnessCallback` (Cohen et al. 2021, 2022), and
+  `SharpnessTracker`, cheap estimates to leave on at every step.
 * `analysis_tools.updates`: the law of the normalized update Δθ/η
   (`AdaptiveUpdate`, Zhang and Ziyin 2021, Theorem 1), its moments and fits,
   simulation, RAdam's variance analysis (Liu et al. 2020), Balles and
@@ -36,8 +37,10 @@ from analysis_tools.curvature import (
     PreconditionedOperator,
     SharpnessCallback,
     SharpnessRecord,
+    SharpnessTracker,
     SpectralDensity,
     TraceEstimate,
+    TrackerRecord,
     alignment,
     blockwise_eigenvalues,
     curvature_diagonal,
@@ -137,11 +140,13 @@ __all__ = [
     "PreconditionedOperator",
     "SharpnessCallback",
     "SharpnessRecord",
+    "SharpnessTracker",
     "SpectralDensity",
     "SymmetricAlphaStable",
     "TailFit",
     "TailIndex",
     "TraceEstimate",
+    "TrackerRecord",
     "UpdateDistributionCallback",
     "UpdateDistributionFit",
     "UpdateHistogram",

@@ -18,6 +18,10 @@ have in common, and each of them implements only its measurement:
   first measurement carry none of the keys.
 * **TensorBoard.** With `log_dir`, the callback's own scalars and histograms,
   indexed by the step (or epoch) of each measurement.
+
+`StepMeasurementCallback` adds the hooks of the callbacks that measure at the
+start of a step (`SharpnessCallback`, `SharpnessTracker`), which implement
+only `measure()`.
 """
 
 import keras
@@ -154,3 +158,31 @@ class MeasurementCallback(keras.callbacks.Callback):
     def on_train_end(self, logs=None):
         if self._writer is not None:
             self._writer.flush()
+
+
+class StepMeasurementCallback(MeasurementCallback):
+    """A `MeasurementCallback` that measures every `every_n_steps` optimizer steps, at the start of a step.
+
+    It calls ``self.measure()`` at the start of the first step after every
+    `every_n_steps`-th optimizer step, on the weights the finished steps
+    left (Keras runs `*_batch_begin` hooks in line and keeps dispatching
+    steps asynchronously, which a `*_batch_end` hook would stop), and at the
+    end of an epoch if one is due then; epoch logs get the latest values.
+    """
+
+    def measure(self):
+        raise NotImplementedError
+
+    def _measure_if_due(self, logs):
+        if self.steps_due():
+            self.measure()
+        if logs is not None and self._latest:
+            logs.update(self._latest)
+
+    def on_train_batch_begin(self, batch, logs=None):
+        super().on_train_batch_begin(batch, logs)
+        self._measure_if_due(None)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._batches_begun = float("inf")  # the epoch's steps are all done: read the counter
+        self._measure_if_due(logs)

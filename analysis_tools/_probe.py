@@ -428,3 +428,31 @@ class FullGradient:
         # XLA reports an op it cannot compile (bicubic resizing has no XLA kernel) when the function first runs.
         with explained("the gradient over the probe set"):
             return self._function(trainable, non_trainable)
+
+
+class ProbeLoss:
+    """L over a probe set at given weights, by forward passes only: a float64 scalar.
+
+    The forward half of `FullGradient`: each replica's share of each batch is
+    one `ReplicaProgram` (XLA-compiled with `jit_compile`, traced once), its
+    share all-reduced in the model's dtype, the batches added in float64
+    outside the replicas.
+    """
+
+    def __init__(self, model_loss, probe, jit_compile):
+        self.model_loss = model_loss
+        self.probe = probe
+        probe.check_model(model_loss)
+        self._replica = ReplicaProgram(self._replica_loss, jit_compile, "the loss over the probe set")
+        self._function = tf.function(self._loss, reduce_retracing=True)
+
+    def _replica_loss(self, trainable, non_trainable, x, y, mask, first):
+        return (probe_share(self.model_loss, self.probe, trainable, non_trainable, x, y, mask, first),)
+
+    def _loss(self, trainable, non_trainable):
+        (loss,) = self.probe.sum(self._replica, (tf.zeros([], tf.float64),), trainable, non_trainable)
+        return loss
+
+    def __call__(self, trainable, non_trainable):
+        with explained("the loss over the probe set"):
+            return self._function(trainable, non_trainable)

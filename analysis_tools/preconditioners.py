@@ -1013,3 +1013,22 @@ def second_moment_of(optimizer):
             )
         return moment
     return _rule(optimizer, "second_moment_of").second_moment(optimizer)
+
+
+def preconditioner_unavailable(optimizer):
+    """Why `preconditioner_of` cannot read a P from `optimizer` (a sentence), or None where it can.
+
+    Decided from the optimizer's type alone, so it can be asked before the
+    optimizer is built (a MultiOptimizer's sub-optimizers are all checked).
+    """
+    optimizer = _unwrap(optimizer)
+    candidates = list(optimizer.optimizers) if _is_multi(optimizer) else [optimizer]
+    for candidate in candidates:
+        candidate = _unwrap(candidate)
+        if _has_protocol(candidate):
+            continue
+        try:
+            _rule(candidate, "preconditioner_of")
+        except TypeError as error:
+            return str(error)
+    return None

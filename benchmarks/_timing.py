@@ -1,10 +1,10 @@
-"""What several benchmark scripts share: the peak RSS, a median time, and a `SharpnessCallback` that times its measurements."""
+"""What several benchmark scripts share: the peak RSS, a median time, and measurement callbacks that time their measurements."""
 
 import resource
 import sys
 import time
 
-from analysis_tools import SharpnessCallback
+from analysis_tools import SharpnessCallback, SharpnessTracker
 
 
 def median_seconds(function, repeats):
@@ -23,8 +23,8 @@ def peak_rss_mb():
     return peak / 2**20 if sys.platform == "darwin" else peak / 2**10
 
 
-class TimedSharpnessCallback(SharpnessCallback):
-    """`SharpnessCallback` that also records how long each `measure()` takes (``seconds``)."""
+class _Timed:
+    """Mixed into a measurement callback: records how long each `measure()` takes (``seconds``)."""
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -35,3 +35,11 @@ class TimedSharpnessCallback(SharpnessCallback):
         record = super().measure()
         self.seconds.append(time.perf_counter() - start)
         return record
+
+
+class TimedSharpnessCallback(_Timed, SharpnessCallback):
+    """`SharpnessCallback` that also records how long each `measure()` takes (``seconds``)."""
+
+
+class TimedSharpnessTracker(_Timed, SharpnessTracker):
+    """`SharpnessTracker` that also records how long each `measure()` takes (``seconds``)."""

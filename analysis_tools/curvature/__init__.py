@@ -30,6 +30,8 @@
   variables): the diagonal block of the Hessian of those weights.
   `model_blocks` lists a model's blocks (`analysis_tools._blocks`).
 * `SharpnessCallback` (`callback`): the same inside `model.fit`.
+* `SharpnessTracker`, `TrackerRecord` (`tracker`): cheap estimates to leave on at every step:
+  the curvature along the update, the critical sharpness, warm-started power iteration.
 
 Cohen et al., "Gradient Descent on Neural Networks Typically Occurs at the
 Edge of Stability" (ICLR 2021) and "Adaptive Gradient Methods at the Edge of
@@ -57,6 +59,7 @@ from analysis_tools.curvature.gauss_newton import (
 )
 from analysis_tools.curvature.hessian import HessianOperator
 from analysis_tools.curvature.lanczos import Lanczos, LanczosResult
+from analysis_tools.curvature.tracker import SharpnessTracker, TrackerRecord
 from analysis_tools.curvature.trace import TraceEstimate, hessian_trace, hutch_plus_plus, hutchinson
 
 __all__ = [
@@ -73,21 +76,23 @@ __all__ = [
     "PreconditionedOperator",
     "SharpnessCallback",
     "SharpnessRecord",
+    "SharpnessTracker",
     "SpectralDensity",
     "TraceEstimate",
-    "hessian_eigenvalues",
+    "TrackerRecord",
     "alignment",
     "blockwise_eigenvalues",
     "curvature_diagonal",
     "curvature_operator",
+    "hessian_eigenvalues",
     "hessian_trace",
     "hutch_plus_plus",
     "hutchinson",
     "hutchinson_diagonal",
     "model_blocks",
     "plot_spectral_density",
-    "principal_angles",
     "preconditioned_sharpness",
+    "principal_angles",
     "sharpness",
     "slq",
     "spectral_density",

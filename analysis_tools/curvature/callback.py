@@ -11,7 +11,7 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
-from analysis_tools._callback import MeasurementCallback
+from analysis_tools._callback import StepMeasurementCallback
 from analysis_tools._deprecation import renamed, renamed_attribute
 from analysis_tools._blocks import layer_blocks
 from analysis_tools.curvature.agreement import alignment as alignment_of, principal_angles
@@ -72,7 +72,7 @@ class SharpnessRecord:
     traces: dict = dataclasses.field(default_factory=dict)
 
 
-class SharpnessCallback(MeasurementCallback):
+class SharpnessCallback(StepMeasurementCallback):
     """Track λ1(H) and λ1(P⁻¹H) during `model.fit`, every `every_n_steps` optimizer steps.
 
     It measures at the start of the first step after every `every_n_steps`-th
@@ -563,23 +563,6 @@ class SharpnessCallback(MeasurementCallback):
         if self._writer is not None:
             self._writer.flush()
         return record
-
-    def _measure_if_due(self, logs):
-        if self.steps_due():
-            self.measure()
-        if logs is not None and self._latest:
-            logs.update(self._latest)
-
-    def on_train_batch_begin(self, batch, logs=None):
-        # Measured at the start of the next step, on the weights the previous
-        # steps left. Keras runs `*_batch_begin` hooks in line and keeps
-        # dispatching steps asynchronously, which a `*_batch_end` hook stops.
-        super().on_train_batch_begin(batch, logs)
-        self._measure_if_due(None)
-
-    def on_epoch_end(self, epoch, logs=None):
-        self._batches_begun = float("inf")  # the epoch's steps are all done: read the counter
-        self._measure_if_due(logs)
 
 
 def density_sample(density, size=10_000):

@@ -1,0 +1,462 @@
+"""`SharpnessTracker`: cheap estimates of the sharpness at every step of `model.fit`.
+
+`SharpnessCallback` certifies λ1(H) and λ1(P⁻¹H) by Lanczos, at tens of
+Hessian-vector products a measurement. This callback offers estimates cheap
+enough to leave on, each named for what it measures:
+
+* ``"update_curvature"`` (free; inside the compiled train step). The secant
+  curvature along the update Δ_t = θ_{t+1} - θ_t, from the gradients the
+  training computes anyway:
+
+      preconditioned_update_curvature = ⟨g_{t+1} - g_t, Δ_t⟩ / ⟨Δ_t, P_t Δ_t⟩,
+      update_curvature                = ⟨g_{t+1} - g_t, Δ_t⟩ / ⟨Δ_t, Δ_t⟩,
+
+  with P_t the preconditioner of the update that made Δ_t
+  (`preconditioner_of`). By the mean-value theorem the numerator is
+  Δ_tᵀ H̄ Δ_t, H̄ the Hessian averaged over the segment, so on a quadratic
+  the two are exactly the Rayleigh quotients of P⁻¹H in the P metric and
+  of H along Δ_t: lower bounds of λ1(P⁻¹H) and λ1(H), equal to them only
+  where the update lies along the top eigenvector (which, at the edge of
+  stability, it nearly does: the oscillation runs along it). With
+  mini-batches g_t and g_{t+1} are gradients of different batches, and the
+  numerator carries their difference (gradient noise), not only curvature:
+  then it is not a curvature of any one loss.
+* ``"critical_sharpness"`` (forward passes only, on the probe set). The
+  critical sharpness λ_c = 2/η_c of Kalra et al. (2026): η_c is the critical
+  learning rate, the smallest η at which the last update's direction,
+  θ_t + (η/η_t) Δ_t, raises the probe loss above L(θ_t). It is found by a
+  line search of at most `num_forward_passes` loss evaluations: doubling or
+  halving from the previous measurement's critical step (the actual step at
+  the first) until the loss crosses L(θ_t), then the root
+  of the parabola through L(θ_t) and the two bracketing points, refined
+  (the bracket narrowed at the root) until two roots agree to `tolerance`
+  or the budget is spent. On a quadratic, λ_c = Δᵀ H Δ / (-η_t gᵀ Δ) with
+  g = ∇L(θ_t), and the parabola is exact. For gradient descent (Δ = -η g)
+  that is gᵀHg / gᵀg, a Rayleigh quotient of H; for an adaptive update
+  with momentum it is no Rayleigh quotient of P⁻¹H, and it crosses 2/η, not
+  the frozen form's threshold, when the actual step starts to raise the
+  loss. The losses are float32 sums: λ_c resolves loss changes down to
+  about 1e-7 of L.
+* ``"power_iteration"`` (one product per estimate, on the probe set). Power
+  iteration on P^{-1/2} H P^{-1/2} (and on H with `raw`), warm-started from
+  the previous estimate's vector, one Hessian-vector product per
+  measurement (Ramasinghe et al. 2026 run a few per step). Logged:
+  ``power_preconditioned_sharpness`` (and ``power_sharpness``), the Rayleigh
+  quotient vᵀ S H S v / vᵀv of the current vector, S = P^{-1/2}, which is
+  never above λ1(P⁻¹H) of the probe set at that step and approaches it as
+  the vector aligns with the top eigenvector; and ``..._residual``,
+  ‖S H S v - ρ v‖ / ‖v‖: some eigenvalue lies within it of ρ. Power
+  iteration finds the eigenvalue of largest magnitude, so a negative
+  eigenvalue larger in magnitude than λ1 draws it away (its ρ then falls).
+
+Every measurement is appended to ``self.records`` and logged to the epoch
+logs (so `History`, `CSVLogger` and `TensorBoard` record it), and with
+`log_dir` written to TensorBoard at its step, every `every_n_steps`
+optimizer steps.
+"""
+
+import dataclasses
+import math
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from analysis_tools._callback import StepMeasurementCallback
+from analysis_tools._model_loss import ModelLoss
+from analysis_tools._probe import ProbeLoss, ProbeSet, check_data
+from analysis_tools.curvature.gauss_newton import curvature_operator
+from analysis_tools.preconditioners import (
+    _unwrap,
+    last_learning_rate_of,
+    preconditioner_of,
+    preconditioner_unavailable,
+)
+
+__all__ = ["SharpnessTracker", "TrackerRecord"]
+
+ESTIMATORS = ("update_curvature", "critical_sharpness", "power_iteration")
+_PROBE_ESTIMATORS = ("critical_sharpness", "power_iteration")
+# Relative changes of a float32 loss below this are rounding: a root whose loss is this close to L(θ_t) is final.
+_LOSS_RESOLUTION = 1e-6
+_PROBE_OPTIONS = ("loss", "batch_size", "mode", "dropout", "include_regularization", "jit_compile",
+                  "differentiation")
+
+
+@dataclasses.dataclass
+class TrackerRecord:
+    """One measurement of `SharpnessTracker`.
+
+    Attributes:
+        step: Optimizer steps completed when it was taken.
+        values: The logged values (only those that apply).
+        forward_passes: Loss evaluations the critical-sharpness line search took (0 without it).
+        products: Hessian-vector products taken (0 without power iteration).
+        notes: Why a value is NaN, by key (the line search that found no crossing).
+    """
+
+    step: int
+    values: dict
+    forward_passes: int = 0
+    products: int = 0
+    notes: dict = dataclasses.field(default_factory=dict)
+
+
+class _UpdateSecant:
+    """Installed on the optimizer: the secant ⟨g_{t+1} - g_t, Δ_t⟩ computed inside the train step.
+
+    Wraps the optimizer's `apply`: before the update it forms
+    ⟨g_{t+1}, Δ_t⟩ (all-reduced over the replicas, whose gradients Keras
+    sums) and the two curvatures from the scalars the previous step left;
+    around the update it records Δ_{t+1} = θ after - θ before, and after it
+    ⟨g_{t+1}, Δ_{t+1}⟩, ⟨Δ, PΔ⟩ and ⟨Δ, Δ⟩. Per replica: Δ (one float32 copy
+    of the trainable weights) and five scalars, in on-read variables, so
+    that every replica keeps its own (identical) copy and the replicas
+    exchange only the scalar dot products. Float32 throughout, static
+    shapes: it runs under XLA and on a TPU.
+    """
+
+    def __init__(self, optimizer, variables, strategy, preconditioned):
+        self.optimizer = optimizer
+        self.variables = list(variables)
+        self.preconditioned = preconditioned
+        self._positions = {id(v): i for i, v in enumerate(self.variables)}
+        local = dict(trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
+                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        with strategy.scope(), tf.init_scope():
+            self.update = [tf.Variable(tf.zeros(v.shape, tf.float32), name="tracker_update", **local)
+                           for v in self.variables]
+            # ⟨g_t, Δ_t⟩, ⟨Δ_t, P_t Δ_t⟩, ⟨Δ_t, Δ_t⟩, and 1 once Δ_t is known.
+            self.state = tf.Variable(tf.zeros([4], tf.float32), name="tracker_state", **local)
+            # (preconditioned, raw) curvature of the latest secant; NaN before the second step.
+            self.estimates = tf.Variable(tf.fill([2], math.nan), name="tracker_estimates", **local)
+        self._original = optimizer.apply
+        optimizer.apply = self._apply
+
+    def remove(self):
+        """Restores the optimizer's own `apply`."""
+        if self.optimizer.__dict__.get("apply") == self._apply:
+            del self.optimizer.__dict__["apply"]
+
+    def _dot(self, first, second):
+        """Σ over the variables of ⟨first, second⟩ in float32 (None entries skipped)."""
+        terms = [tf.reduce_sum(tf.cast(a, tf.float32) * tf.cast(b, tf.float32))
+                 for a, b in zip(first, second) if a is not None and b is not None]
+        return tf.add_n(terms) if terms else tf.zeros([], tf.float32)
+
+    def _apply(self, grads, trainable_variables=None):
+        variables = self.optimizer._trainable_variables if trainable_variables is None else list(trainable_variables)
+        given = list(grads)
+        ordered = [None] * len(self.variables)
+        for gradient, variable in zip(given, variables):
+            position = self._positions.get(id(variable))
+            if position is not None and gradient is not None:
+                ordered[position] = tf.convert_to_tensor(gradient)
+        scale = self.optimizer.loss_scale_factor
+        if scale is not None:
+            ordered = [g if g is None else g / scale for g in ordered]
+        context = tf.distribute.get_replica_context()
+
+        def summed(value):  # Keras all-reduces the replicas' gradients with a sum
+            return value if context is None else context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+
+        previous, metric, raw_metric, known = tf.unstack(self.state.read_value())
+        numerator = summed(self._dot(ordered, self.update)) - previous
+        nan = tf.constant(math.nan, tf.float32)
+        self.estimates.assign(tf.where(known > 0.0, tf.stack([numerator / metric, numerator / raw_metric]),
+                                       tf.stack([nan, nan])))
+        for update, variable in zip(self.update, self.variables):
+            update.assign(tf.cast(variable.value, tf.float32))
+        result = self._original(given, trainable_variables)
+        for update, variable in zip(self.update, self.variables):
+            update.assign(tf.cast(variable.value, tf.float32) - update)
+        along = summed(self._dot(ordered, self.update))
+        if self.preconditioned:
+            preconditioner = preconditioner_of(self.optimizer, self.variables, ordered)
+            metric = self._dot([u * tf.cast(p, tf.float32) for u, p in zip(self.update, preconditioner)],
+                               self.update)
+        else:
+            metric = nan
+        raw_metric = self._dot(self.update, self.update)
+        self.state.assign(tf.stack([along, metric, raw_metric, tf.ones([], tf.float32)]))
+        return result
+
+
+class SharpnessTracker(StepMeasurementCallback):
+    """Cheap sharpness estimates during `model.fit`, at every step or every `every_n_steps` (see the module docstring).
+
+    Logged keys, per estimator (only those that apply: the preconditioned
+    ones need an optimizer whose P `preconditioner_of` reads):
+
+    * ``"update_curvature"``: ``update_curvature`` and
+      ``preconditioned_update_curvature``. NaN until two updates are made
+      after the tracker is attached (the secant needs two gradients).
+    * ``"critical_sharpness"``: ``critical_sharpness``. NaN (with the reason in the record) when the line search does not
+      bracket the critical step within `num_forward_passes`, or before the
+      first update.
+    * ``"power_iteration"``: ``power_preconditioned_sharpness`` and its
+      ``power_preconditioned_sharpness_residual`` (with `preconditioned`);
+      ``power_sharpness`` and ``power_sharpness_residual`` (with `raw`).
+
+    Of these, only the power iteration's values estimate λ1; the others are
+    curvatures along one direction and a critical learning rate, which
+    coincide with λ1 only where the update follows the top eigenvector.
+
+    Args:
+        data: The probe set of the critical sharpness and the power iteration,
+            as for `HessianOperator` ((x, y) arrays or a finite dataset).
+            Not needed (and refused) with ``estimators=("update_curvature",)``.
+        estimators: A name or a tuple of names from ``"update_curvature"``,
+            ``"critical_sharpness"`` and ``"power_iteration"``. Default:
+            ``("update_curvature",)``, which costs no forward or backward pass.
+        every_n_steps: Measure (and log) after every N-th optimizer step. The
+            update curvature is computed at every step regardless; this is how
+            often it is read.
+        raw: Also estimate λ1(H) by power iteration (one more product).
+        preconditioned: Estimate λ1(P⁻¹H) by power iteration, and log the
+            preconditioned curvatures.
+        num_forward_passes: The line search's budget of probe-loss evaluations
+            (at least 3).
+        tolerance: The line search stops once two successive parabola roots
+            agree to this relative tolerance (or the budget is spent); on a
+            quadratic the first root is exact and the search takes 4
+            evaluations.
+        seed: Seed of the power iteration's first vectors.
+        log_dir: Optional TensorBoard directory.
+        **probe_options: For the probe-set estimators: `loss`, `batch_size`,
+            `mode`, `dropout`, `include_regularization`, `jit_compile` (as for
+            `HessianOperator`), and `differentiation` (power iteration).
+
+    Raises:
+        ValueError: For an unknown estimator, no estimator, data missing for
+            (or given without) a probe-set estimator, `num_forward_passes` < 3,
+            neither `raw` nor `preconditioned` with power iteration, an
+            unknown option; at the start of training, an optimizer with
+            gradient accumulation (its update is not made at every `apply`),
+            or ``"critical_sharpness"`` with a `keras.optimizers.MultiOptimizer`
+            (it has no single learning rate η_t for λ_c = 2/η_c).
+    """
+
+    def __init__(self, data=None, estimators=("update_curvature",), every_n_steps=1, raw=True,
+                 preconditioned=True, num_forward_passes=6, tolerance=1e-3, seed=0, log_dir=None,
+                 **probe_options):
+        super().__init__(every_n_steps=every_n_steps, log_dir=log_dir)
+        estimators = (estimators,) if isinstance(estimators, str) else tuple(estimators)
+        unknown = [name for name in estimators if name not in ESTIMATORS]
+        if not estimators or unknown or len(set(estimators)) != len(estimators):
+            raise ValueError(f"`estimators` must be one or more distinct names of {ESTIMATORS}, got {estimators!r}.")
+        needs_data = [name for name in estimators if name in _PROBE_ESTIMATORS]
+        if needs_data and data is None:
+            raise ValueError(f"{needs_data} measure on a probe set: pass `data`.")
+        if data is not None and not needs_data:
+            raise ValueError("`data` is a probe set for 'critical_sharpness' or 'power_iteration', which "
+                             f"`estimators={estimators!r}` does not include.")
+        if int(num_forward_passes) < 3:
+            raise ValueError(f"`num_forward_passes` must be >= 3 (L(θ_t) and a bracket), got {num_forward_passes}.")
+        if "power_iteration" in estimators and not (raw or preconditioned):
+            raise ValueError("Power iteration needs `raw` or `preconditioned`.")
+        extra = sorted(set(probe_options) - set(_PROBE_OPTIONS))
+        if extra:
+            raise ValueError(f"Unknown options {extra}; the probe-set options are {list(_PROBE_OPTIONS)}.")
+        if probe_options and not needs_data:
+            raise ValueError(f"{sorted(probe_options)} are options of the probe-set estimators, which "
+                             f"`estimators={estimators!r}` does not include.")
+        self.data = data
+        self.estimators = estimators
+        self.raw = bool(raw)
+        self.preconditioned = bool(preconditioned)
+        self.num_forward_passes = int(num_forward_passes)
+        if not 0.0 < float(tolerance) < 1.0:
+            raise ValueError(f"`tolerance` must be in (0, 1), got {tolerance}.")
+        self.tolerance = float(tolerance)
+        self.seed = int(seed)
+        self.probe_options = probe_options
+        self._secant = None
+        self._built_for = None
+        self._vectors = {}
+        self._critical_scale = None
+
+    # ------------------------------------------------------------- set-up
+    def _uses_p(self):
+        return self.preconditioned and preconditioner_unavailable(self.model.optimizer) is None
+
+    def _build(self):
+        model = self.model
+        optimizer = _unwrap(model.optimizer)
+        if getattr(optimizer, "gradient_accumulation_steps", None):
+            raise ValueError("SharpnessTracker does not support `gradient_accumulation_steps`: the optimizer's "
+                             "`apply` then accumulates, and the weights move only every k-th call.")
+        if "critical_sharpness" in self.estimators and isinstance(optimizer, keras.optimizers.MultiOptimizer):
+            raise ValueError("'critical_sharpness' needs one learning rate η_t (λ_c = 2/η_c); a MultiOptimizer "
+                             "has one per sub-optimizer.")
+        self._built_for = (model, optimizer)
+        self._variables = list(model.trainable_variables)
+        strategy = model.distribute_strategy
+        if self._secant is not None:
+            self._secant.remove()
+        if "update_curvature" in self.estimators or "critical_sharpness" in self.estimators:
+            # Critical sharpness reads Δ_t from the same in-step record.
+            self._secant = _UpdateSecant(optimizer, self._variables, strategy, self._uses_p())
+            model.make_train_function(force=True)  # trace the train step again, with the hook
+        if any(name in self.estimators for name in _PROBE_ESTIMATORS):
+            options = {key: value for key, value in self.probe_options.items() if key != "differentiation"}
+            loss_options = {key: options[key] for key in ("loss", "mode", "dropout", "include_regularization")
+                            if key in options}
+            model_loss = ModelLoss(model, loss_options.get("loss"), loss_options.get("mode", "train"),
+                                   loss_options.get("dropout", True),
+                                   loss_options.get("include_regularization", True), "its loss")
+            check_data(model_loss, self.data, options.get("batch_size"), "the probe set")
+            self._probe = ProbeSet(self.data, options.get("batch_size"), strategy)
+            self._model_loss = model_loss
+            if "critical_sharpness" in self.estimators:
+                self._probe_loss = ProbeLoss(model_loss, self._probe, options.get("jit_compile", True))
+                self._shifted = tf.function(self._shifted_loss, reduce_retracing=True)
+            if "power_iteration" in self.estimators:
+                operator_options = {key: value for key, value in self.probe_options.items() if key != "batch_size"}
+                self._operator = curvature_operator(model, self._probe, curvature="hessian", **operator_options)
+        self._vectors = {}
+        self._critical_scale = None
+        # Nothing is known of the updates before the hook: the first measurement is due a full period on.
+        self.mark_measured(max(self._last_step, self.optimizer_steps()))
+
+    def detach(self):
+        """Removes the in-step hook from the optimizer (the next `fit` traces its train step again)."""
+        if self._secant is not None:
+            self._secant.remove()
+            self._secant = None
+            if self.model is not None:
+                self.model.make_train_function(force=True)
+        self._built_for = None
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._built_for != (self.model, _unwrap(self.model.optimizer)):
+            self._build()
+
+    def reset(self):
+        """Forget every measurement and warm start; the hook and traced programs are kept."""
+        super().reset()
+        self._vectors = {}
+        self._critical_scale = None
+        if self._secant is not None:
+            self._secant.state.assign(tf.zeros([4], tf.float32))
+            self._secant.estimates.assign(tf.fill([2], math.nan))
+
+    # ---------------------------------------------------------- estimators
+    def _update_curvature(self, values):
+        preconditioned, raw = (float(v) for v in self._secant.estimates.numpy())
+        values["update_curvature"] = raw
+        if self._secant.preconditioned:
+            values["preconditioned_update_curvature"] = preconditioned
+
+    def _shifted_loss(self, scale):
+        """L(θ + (scale - 1) Δ) over the probe set, θ the current weights and Δ the last update."""
+        trainable, non_trainable = self._model_loss.values()
+        shifted = [w + tf.cast((scale - 1.0) * u, w.dtype) for w, u in zip(trainable, self._secant.update)]
+        return self._probe_loss._loss(shifted, non_trainable)
+
+    def _critical_sharpness(self, values, notes):
+        """The line search of the critical sharpness; returns the loss evaluations it took."""
+        values["critical_sharpness"] = math.nan
+        state = self._secant.state.numpy()
+        if state[3] == 0.0:
+            notes["critical_sharpness"] = "no update made since the tracker was attached"
+            return 0
+        evaluations = {}
+
+        def loss(scale):
+            if scale not in evaluations:
+                with tf.name_scope("critical_sharpness"):
+                    evaluations[scale] = float(self._shifted(tf.constant(scale, tf.float32)))
+            return evaluations[scale]
+
+        start = loss(0.0)
+        low, high = None, None  # the last scale with L ≤ L(θ_t), the first with L > L(θ_t)
+        # From the previous measurement's critical step (it moves slowly), else from the actual step.
+        scale = self._critical_scale or 1.0
+        while len(evaluations) < self.num_forward_passes:
+            if loss(scale) > start:
+                high = scale
+                if low is not None:
+                    break
+                scale /= 2.0
+            else:
+                low = scale
+                if high is not None:
+                    break
+                scale *= 2.0
+        if low is None or high is None or not math.isfinite(start):
+            tried = sorted(s for s in evaluations if s > 0.0)
+            notes["critical_sharpness"] = (f"the probe loss along the update did not cross L(θ_t) at the "
+                                            f"scales tried, {tried[0]:g} to {tried[-1]:g} times the step "
+                                            f"({self.num_forward_passes} evaluations)")
+            return len(evaluations)
+        previous = None
+        while True:
+            linear, quadratic = _parabola(start, low, loss(low), high, loss(high))
+            root = -linear / quadratic if quadratic > 0.0 else math.nan
+            if not low <= root <= high:  # not a parabola through a crossing: bisect
+                root = 0.5 * (low + high)
+            settled = previous is not None and abs(root - previous) <= self.tolerance * root
+            if settled or len(evaluations) >= self.num_forward_passes or root in evaluations:
+                break
+            value = loss(root)
+            if abs(value - start) <= _LOSS_RESOLUTION * abs(start):  # on the crossing, as far as float32 tells
+                break
+            if value > start:
+                high = root
+            else:
+                low = root
+            previous = root
+        self._critical_scale = root
+        rate = float(keras.ops.convert_to_numpy(last_learning_rate_of(self.model.optimizer)))
+        values["critical_sharpness"] = 2.0 / (rate * root)
+        return len(evaluations)
+
+    def _power_iteration(self, values):
+        """One warm-started power step per problem; returns the products taken."""
+        problems = {}
+        if self.preconditioned and self._uses_p():
+            problems["power_preconditioned_sharpness"] = self._operator.preconditioned(
+                preconditioner_of(self.model.optimizer, self._operator.variables))
+        if self.raw:
+            problems["power_sharpness"] = self._operator
+        for key, problem in problems.items():
+            vector = self._vectors.get(key)
+            if vector is None:
+                vector = tf.random.stateless_normal([problem.dimension], seed=[self.seed, int(key == "power_sharpness")],
+                                                    dtype=tf.float64)
+                vector /= tf.norm(vector)
+            product = problem.matvec(vector)
+            quotient = float(tf.tensordot(vector, product, 1))
+            values[key] = quotient
+            values[f"{key}_residual"] = float(tf.norm(product - quotient * vector))
+            norm = tf.norm(product)
+            if np.isfinite(float(norm)) and float(norm) > 0.0:
+                self._vectors[key] = product / norm
+        return len(problems)
+
+    def measure(self):
+        """Read or run every estimator now; returns the `TrackerRecord` (also appended to `records`)."""
+        step = self.optimizer_steps()
+        values, notes = {}, {}
+        passes = products = 0
+        if "update_curvature" in self.estimators:
+            self._update_curvature(values)
+        if "critical_sharpness" in self.estimators:
+            passes = self._critical_sharpness(values, notes)
+        if "power_iteration" in self.estimators:
+            products = self._power_iteration(values)
+        record = TrackerRecord(step, values, passes, products, notes)
+        self.records.append(record)
+        self.mark_measured(step)
+        self.publish(step, values)
+        return record
+
+
+def _parabola(start, low, low_value, high, high_value):
+    """(b, c) of L(s) = L(0) + b s + c s² through (0, start), (low, low_value) and (high, high_value)."""
+    slope_low = (low_value - start) / low
+    slope_high = (high_value - start) / high
+    quadratic = (slope_high - slope_low) / (high - low)
+    return slope_low - quadratic * low, quadratic

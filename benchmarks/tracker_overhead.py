@@ -1,0 +1,106 @@
+r"""`SharpnessTracker`'s overhead on the 2.5 M-parameter byte transformer, each estimator side by side.
+
+The model and data are those of `sharpness_overhead.py`: a 3-block causal
+byte transformer (width 256, 4 heads), batches of 64 windows of 32 bytes of
+the Python documentation, `tf_adaptive.Adam(1e-3)`, an XLA-compiled train
+step. The script
+
+1. builds one model per arm from the same seed: ``plain`` (no callback) and
+   one per tracker configuration, each warmed up (traced and compiled) by a
+   first segment that is not timed;
+2. trains every arm `--segment` steps at a time, the arms in turn, for
+   `--rounds` rounds, so that a drift of the machine's speed reaches every
+   arm alike;
+3. prints each arm's median segment time and its ratio to ``plain``: the
+   fit time with the tracker against without, in one run.
+
+Arms: ``update_curvature`` (the default tracker, read at every step);
+``critical_sharpness`` and ``power_iteration`` (a one-batch probe, every
+`--every_n_steps` steps). For these two the script also prints the cost of
+one measurement in train steps, so the overhead at any other period follows.
+
+    python benchmarks/tracker_overhead.py
+    python benchmarks/tracker_overhead.py --arms=plain,update_curvature --rounds=9
+"""
+
+import os
+import sys
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags  # noqa: E402
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
+import _common  # noqa: E402
+
+import tf_adaptive  # noqa: E402
+from _timing import TimedSharpnessTracker  # noqa: E402  (benchmarks/_timing.py, next to this script)
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("arms", ["plain", "update_curvature", "critical_sharpness", "power_iteration"], "Arms to time.")
+flags.DEFINE_integer("segment", 20, "Steps per timed segment.")
+flags.DEFINE_integer("rounds", 5, "Timed segments per arm.")
+flags.DEFINE_integer("every_n_steps", 10, "Period of the probe-set estimators.")
+flags.DEFINE_integer("seed", 0, "Seed of the weights and the windows.")
+
+SEQUENCE, BATCH = 32, 64
+
+
+def _model():
+    keras.utils.set_random_seed(FLAGS.seed)
+    model = _common.byte_transformer(SEQUENCE, 256, 3, 4, "gelu")
+    model.compile(optimizer=tf_adaptive.Adam(1e-3), jit_compile=True,
+                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    return model
+
+
+def _tracker(arm, probe):
+    if arm == "plain":
+        return None
+    if arm == "update_curvature":
+        return TimedSharpnessTracker()
+    return TimedSharpnessTracker(probe, estimators=arm, every_n_steps=FLAGS.every_n_steps, batch_size=BATCH)
+
+
+def main(argv):
+    del argv
+    tokens = _common.text_corpus()
+    (x, y), _ = _common.text_windows(tokens, SEQUENCE, num_windows=BATCH * 40, seed=FLAGS.seed)
+    probe = (x[:BATCH], y[:BATCH])
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(BATCH, drop_remainder=True).repeat()
+    arms = {}
+    for arm in FLAGS.arms:
+        model, tracker = _model(), _tracker(arm, probe)
+        callbacks = [tracker] if tracker else []
+        start = time.perf_counter()
+        model.fit(dataset, epochs=1, steps_per_epoch=FLAGS.segment, verbose=0, callbacks=callbacks)
+        print(f"{arm}: first segment (tracing, compilation) {time.perf_counter() - start:.1f} s", flush=True)
+        arms[arm] = (model, tracker, callbacks, [])
+    for _ in range(FLAGS.rounds):
+        for arm, (model, tracker, callbacks, times) in arms.items():
+            if tracker is not None:
+                tracker.seconds.clear()
+            start = time.perf_counter()
+            model.fit(dataset, epochs=1, steps_per_epoch=FLAGS.segment, verbose=0, callbacks=callbacks)
+            times.append(time.perf_counter() - start)
+    plain = np.median(arms["plain"][3]) if "plain" in arms else None
+    step = plain / FLAGS.segment if plain else None
+    print(f"\n{'arm':>20} {'segment s':>10} {'spread':>8} {'vs plain':>9} {'measurement':>12} {'in steps':>9}")
+    for arm, (model, tracker, _, times) in arms.items():
+        median = np.median(times)
+        spread = (max(times) - min(times)) / median
+        ratio = f"{median / plain:.3f}" if plain else "-"
+        seconds = np.median(tracker.seconds) if tracker is not None and tracker.seconds else None
+        measurement = f"{1e3 * seconds:.1f} ms" if seconds is not None else "-"
+        in_steps = f"{seconds / step:.2f}" if seconds is not None and step else "-"
+        print(f"{arm:>20} {median:>10.2f} {spread:>8.2f} {ratio:>9} {measurement:>12} {in_steps:>9}")
+    if step:
+        print(f"\ntrain step (plain): {1e3 * step:.0f} ms; segments of {FLAGS.segment} steps, {FLAGS.rounds} rounds")
+
+
+if __name__ == "__main__":
+    app.run(main)
