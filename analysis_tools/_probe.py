@@ -321,6 +321,25 @@ class ProbeSet:
             tf.zeros([self.num_replicas], tf.int64), trainable=False, name="examples_per_replica"
         )
 
+    def refill(self, data):
+        """Replace the arrays of an array probe set by `data`, (x, y) arrays of the same shapes and dtypes.
+
+        The programs traced for this probe set serve the new arrays as they
+        are: nothing is traced or compiled again.
+
+        Raises:
+            ValueError: For a dataset probe set, or arrays of other shapes or dtypes.
+        """
+        if self._arrays is None:
+            raise ValueError("Only a probe set of arrays can be refilled.")
+        data = tf.nest.map_structure(tf.convert_to_tensor, tuple(data))
+        tf.nest.assert_same_structure(data, self._arrays)
+        for new, old in zip(tf.nest.flatten(data), tf.nest.flatten(self._arrays)):
+            if new.shape != old.shape or new.dtype != old.dtype:
+                raise ValueError(f"The new arrays must match the probe set's: {new.shape} {new.dtype.name} "
+                                 f"against {old.shape} {old.dtype.name}.")
+            old.assign(new)
+
     @property
     def padded(self):
         """Whether some batch is padded (a partial batch, or a batch size the replicas do not divide)."""

@@ -98,6 +98,8 @@ def main(argv):
         measurement = f"{1e3 * seconds:.1f} ms" if seconds is not None else "-"
         in_steps = f"{seconds / step:.2f}" if seconds is not None and step else "-"
         print(f"{arm:>20} {median:>10.2f} {spread:>8.2f} {ratio:>9} {measurement:>12} {in_steps:>9}")
+    for arm, (_, _, _, times) in arms.items():
+        print(f"{arm}: segments {', '.join(f'{t:.2f}' for t in times)} s")
     if step:
         print(f"\ntrain step (plain): {1e3 * step:.0f} ms; segments of {FLAGS.segment} steps, {FLAGS.rounds} rounds")
 

@@ -37,17 +37,38 @@ enough to leave on, each named for what it measures:
   the frozen form's threshold, when the actual step starts to raise the
   loss. The losses are float32 sums: λ_c resolves loss changes down to
   about 1e-7 of L.
-* ``"power_iteration"`` (one product per estimate, on the probe set). Power
-  iteration on P^{-1/2} H P^{-1/2} (and on H with `raw`), warm-started from
-  the previous estimate's vector, one Hessian-vector product per
-  measurement (Ramasinghe et al. 2026 run a few per step). Logged:
-  ``power_preconditioned_sharpness`` (and ``power_sharpness``), the Rayleigh
-  quotient vᵀ S H S v / vᵀv of the current vector, S = P^{-1/2}, which is
-  never above λ1(P⁻¹H) of the probe set at that step and approaches it as
-  the vector aligns with the top eigenvector; and ``..._residual``,
-  ‖S H S v - ρ v‖ / ‖v‖: some eigenvalue lies within it of ρ. Power
-  iteration finds the eigenvalue of largest magnitude, so a negative
-  eigenvalue larger in magnitude than λ1 draws it away (its ρ then falls).
+* ``"power_iteration"`` (`num_products` products per estimate, on the probe
+  set). Warm-started power iteration on S H S, S = P^{-1/2} (and on H with
+  `raw`), as Ramasinghe et al. (2026) track λ1(P⁻¹H) with a few products a
+  step: each measurement starts from the previous one's vector. With
+  ``num_products=1`` it is one power step, v ← S H S v / ‖S H S v‖, and the
+  value logged is the Rayleigh quotient vᵀ S H S v of the vector it started
+  from. With m = `num_products` ≥ 2 (the default, 3) the m products build
+  the Krylov space K_m(S H S, v) instead, which holds the m-th power iterate,
+  and the value is its top Ritz value (Lanczos with full
+  reorthogonalization, m steps, no stopping test) and the next start its
+  Ritz vector: for the same products, never below the power iterate's
+  Rayleigh quotient. Either way the value, ``power_preconditioned_sharpness``
+  (``power_sharpness`` for H), is a Rayleigh quotient of the probe's S H S
+  at that step, so never above λ1(P⁻¹H), and ``..._residual`` bounds its
+  distance to some eigenvalue (‖S H S y - ρ y‖ for the unit vector y).
+  Where the top eigenvector turns faster than the products follow it, the
+  value falls below λ1; the full-batch validation in
+  `benchmarks/tracker_validation.py` measures how far. Power iteration finds
+  the eigenvalue of largest magnitude, so a negative eigenvalue larger in
+  magnitude than λ1 draws the one-product form away (its ρ then falls).
+* ``"batch_sharpness"`` (a gradient and one product per problem, on one
+  batch). The batch sharpness of Andreyev and Beneventano (2024), the
+  curvature of a mini-batch loss L_B along its own gradient,
+  ``batch_sharpness`` = g_Bᵀ H_B g_B / g_Bᵀ g_B, and its preconditioned form
+  along the step direction u = P⁻¹ g_B in the P metric,
+  ``preconditioned_batch_sharpness`` = uᵀ H_B u / uᵀ P u. Each measurement
+  takes the next batch of `data` (of `batch_size` examples, in turn, the
+  last partial batch left out), so their average over measurements
+  estimates the expectation over batches that the paper finds settles at
+  2/η under SGD (the edge of stochastic stability). It is neither λ1 of H
+  nor of any batch's H_B: a Rayleigh quotient of H_B, never above λ1(H_B),
+  and usually above λ1 of the full-batch H.
 
 Every measurement is appended to ``self.records`` and logged to the epoch
 logs (so `History`, `CSVLogger` and `TensorBoard` record it), and with
@@ -75,8 +96,8 @@ from analysis_tools.preconditioners import (
 
 __all__ = ["SharpnessTracker", "TrackerRecord"]
 
-ESTIMATORS = ("update_curvature", "critical_sharpness", "power_iteration")
-_PROBE_ESTIMATORS = ("critical_sharpness", "power_iteration")
+ESTIMATORS = ("update_curvature", "critical_sharpness", "power_iteration", "batch_sharpness")
+_PROBE_ESTIMATORS = ("critical_sharpness", "power_iteration", "batch_sharpness")
 # Relative changes of a float32 loss below this are rounding: a root whose loss is this close to L(θ_t) is final.
 _LOSS_RESOLUTION = 1e-6
 _PROBE_OPTIONS = ("loss", "batch_size", "mode", "dropout", "include_regularization", "jit_compile",
@@ -91,7 +112,7 @@ class TrackerRecord:
         step: Optimizer steps completed when it was taken.
         values: The logged values (only those that apply).
         forward_passes: Loss evaluations the critical-sharpness line search took (0 without it).
-        products: Hessian-vector products taken (0 without power iteration).
+        products: Hessian-vector products taken (power iteration and batch sharpness).
         notes: Why a value is NaN, by key (the line search that found no crossing).
     """
 
@@ -198,23 +219,34 @@ class SharpnessTracker(StepMeasurementCallback):
       ``power_preconditioned_sharpness_residual`` (with `preconditioned`);
       ``power_sharpness`` and ``power_sharpness_residual`` (with `raw`).
 
+    * ``"batch_sharpness"``: ``batch_sharpness`` (with `raw`) and
+      ``preconditioned_batch_sharpness`` (with `preconditioned`).
+
     Of these, only the power iteration's values estimate λ1; the others are
     curvatures along one direction and a critical learning rate, which
     coincide with λ1 only where the update follows the top eigenvector.
 
     Args:
         data: The probe set of the critical sharpness and the power iteration,
-            as for `HessianOperator` ((x, y) arrays or a finite dataset).
+            as for `HessianOperator` ((x, y) arrays or a finite dataset);
+            for the batch sharpness, (x, y) arrays, taken `batch_size`
+            examples at a time.
             Not needed (and refused) with ``estimators=("update_curvature",)``.
         estimators: A name or a tuple of names from ``"update_curvature"``,
-            ``"critical_sharpness"`` and ``"power_iteration"``. Default:
+            ``"critical_sharpness"``, ``"power_iteration"`` and
+            ``"batch_sharpness"``. Default:
             ``("update_curvature",)``, which costs no forward or backward pass.
         every_n_steps: Measure (and log) after every N-th optimizer step. The
             update curvature is computed at every step regardless; this is how
             often it is read.
-        raw: Also estimate λ1(H) by power iteration (one more product).
-        preconditioned: Estimate λ1(P⁻¹H) by power iteration, and log the
-            preconditioned curvatures.
+        raw: Also estimate λ1(H) by power iteration, and the raw batch
+            sharpness (one more product each).
+        preconditioned: Estimate λ1(P⁻¹H) by power iteration, the
+            preconditioned batch sharpness, and log the preconditioned
+            curvatures.
+        num_products: Hessian-vector products per power-iteration
+            measurement and problem: 1 for a power step, m ≥ 2 for m Lanczos
+            steps from the previous vector (see the module docstring).
         num_forward_passes: The line search's budget of probe-loss evaluations
             (at least 3).
         tolerance: The line search stops once two successive parabola roots
@@ -238,8 +270,8 @@ class SharpnessTracker(StepMeasurementCallback):
     """
 
     def __init__(self, data=None, estimators=("update_curvature",), every_n_steps=1, raw=True,
-                 preconditioned=True, num_forward_passes=6, tolerance=1e-3, seed=0, log_dir=None,
-                 **probe_options):
+                 preconditioned=True, num_products=3, num_forward_passes=6, tolerance=1e-3, seed=0,
+                 log_dir=None, **probe_options):
         super().__init__(every_n_steps=every_n_steps, log_dir=log_dir)
         estimators = (estimators,) if isinstance(estimators, str) else tuple(estimators)
         unknown = [name for name in estimators if name not in ESTIMATORS]
@@ -253,8 +285,11 @@ class SharpnessTracker(StepMeasurementCallback):
                              f"`estimators={estimators!r}` does not include.")
         if int(num_forward_passes) < 3:
             raise ValueError(f"`num_forward_passes` must be >= 3 (L(θ_t) and a bracket), got {num_forward_passes}.")
-        if "power_iteration" in estimators and not (raw or preconditioned):
-            raise ValueError("Power iteration needs `raw` or `preconditioned`.")
+        for name in ("power_iteration", "batch_sharpness"):
+            if name in estimators and not (raw or preconditioned):
+                raise ValueError(f"{name!r} needs `raw` or `preconditioned`.")
+        if "batch_sharpness" in estimators and isinstance(data, tf.data.Dataset):
+            raise ValueError("'batch_sharpness' takes the batches of (x, y) arrays in turn, not of a dataset.")
         extra = sorted(set(probe_options) - set(_PROBE_OPTIONS))
         if extra:
             raise ValueError(f"Unknown options {extra}; the probe-set options are {list(_PROBE_OPTIONS)}.")
@@ -265,6 +300,9 @@ class SharpnessTracker(StepMeasurementCallback):
         self.estimators = estimators
         self.raw = bool(raw)
         self.preconditioned = bool(preconditioned)
+        if int(num_products) < 1:
+            raise ValueError(f"`num_products` must be >= 1, got {num_products}.")
+        self.num_products = int(num_products)
         self.num_forward_passes = int(num_forward_passes)
         if not 0.0 < float(tolerance) < 1.0:
             raise ValueError(f"`tolerance` must be in (0, 1), got {tolerance}.")
@@ -311,11 +349,20 @@ class SharpnessTracker(StepMeasurementCallback):
             if "critical_sharpness" in self.estimators:
                 self._probe_loss = ProbeLoss(model_loss, self._probe, options.get("jit_compile", True))
                 self._shifted = tf.function(self._shifted_loss, reduce_retracing=True)
+            operator_options = {key: value for key, value in self.probe_options.items() if key != "batch_size"}
             if "power_iteration" in self.estimators:
-                operator_options = {key: value for key, value in self.probe_options.items() if key != "batch_size"}
                 self._operator = curvature_operator(model, self._probe, curvature="hessian", **operator_options)
+            if "batch_sharpness" in self.estimators:
+                size = self._probe.batch_size
+                count = self._probe.num_examples // size
+                self._batches = [tf.nest.map_structure(lambda a, i=i: a[i * size:(i + 1) * size], tuple(self.data))
+                                 for i in range(count)]
+                self._batch_probe = ProbeSet(self._batches[0], size, strategy)
+                self._batch_operator = curvature_operator(model, self._batch_probe, curvature="hessian",
+                                                          **operator_options)
         self._vectors = {}
         self._critical_scale = None
+        self._batch_index = 0
         # Nothing is known of the updates before the hook: the first measurement is due a full period on.
         self.mark_measured(max(self._last_step, self.optimizer_steps()))
 
@@ -338,6 +385,7 @@ class SharpnessTracker(StepMeasurementCallback):
         super().reset()
         self._vectors = {}
         self._critical_scale = None
+        self._batch_index = 0
         if self._secant is not None:
             self._secant.state.assign(tf.zeros([4], tf.float32))
             self._secant.estimates.assign(tf.fill([2], math.nan))
@@ -427,13 +475,48 @@ class SharpnessTracker(StepMeasurementCallback):
                 vector = tf.random.stateless_normal([problem.dimension], seed=[self.seed, int(key == "power_sharpness")],
                                                     dtype=tf.float64)
                 vector /= tf.norm(vector)
-            product = problem.matvec(vector)
-            quotient = float(tf.tensordot(vector, product, 1))
+            if self.num_products > 1:
+                values[key], values[f"{key}_residual"], vector = self._krylov(problem, vector)
+                self._vectors[key] = vector
+                continue
+            for _ in range(self.num_products):
+                product = problem.matvec(vector)
+                quotient = float(tf.tensordot(vector, product, 1))
+                residual = float(tf.norm(product - quotient * vector))
+                norm = float(tf.norm(product))
+                if not (np.isfinite(norm) and norm > 0.0):
+                    break
+                vector = product / norm
             values[key] = quotient
-            values[f"{key}_residual"] = float(tf.norm(product - quotient * vector))
-            norm = tf.norm(product)
-            if np.isfinite(float(norm)) and float(norm) > 0.0:
-                self._vectors[key] = product / norm
+            values[f"{key}_residual"] = residual
+            if np.isfinite(norm) and norm > 0.0:
+                self._vectors[key] = vector
+        return len(problems) * self.num_products
+
+    def _krylov(self, problem, vector):
+        """(top Ritz value, its residual norm, its Ritz vector) of `num_products` Lanczos steps from `vector`."""
+        solver = problem.solver(False, self.num_products, 1, True)
+        # A tolerance no run meets: exactly `num_products` steps.
+        result = solver(problem.matvec, vector, min_iterations=self.num_products, tolerance=1e-300)
+        ritz = tf.cast(result.eigenvectors[0], tf.float64)
+        return float(result.eigenvalues[0]), float(result.residuals[0]), ritz / tf.norm(ritz)
+
+    def _batch_sharpness(self, values):
+        """The Rayleigh quotients of the next batch's H_B along its gradient; returns the products taken."""
+        self._batch_probe.refill(self._batches[self._batch_index % len(self._batches)])
+        self._batch_index += 1
+        operator = self._batch_operator
+        gradient, _ = operator.gradient()
+        problems = {}
+        if self.raw:
+            problems["batch_sharpness"] = (operator, gradient)
+        if self.preconditioned and self._uses_p():
+            # u = P⁻¹ g in the coordinates w = P^{1/2} u = S g of S H S, S = P^{-1/2}: uᵀHu / uᵀPu = wᵀSHSw / wᵀw.
+            scaled = operator.preconditioned(preconditioner_of(self.model.optimizer, operator.variables))
+            problems["preconditioned_batch_sharpness"] = (scaled, scaled.preconditioner_scale * gradient)
+        for key, (problem, direction) in problems.items():
+            values[key] = float(tf.tensordot(direction, problem.matvec(direction), 1) /
+                                tf.tensordot(direction, direction, 1))
         return len(problems)
 
     def measure(self):
@@ -446,7 +529,9 @@ class SharpnessTracker(StepMeasurementCallback):
         if "critical_sharpness" in self.estimators:
             passes = self._critical_sharpness(values, notes)
         if "power_iteration" in self.estimators:
-            products = self._power_iteration(values)
+            products += self._power_iteration(values)
+        if "batch_sharpness" in self.estimators:
+            products += self._batch_sharpness(values)
         record = TrackerRecord(step, values, passes, products, notes)
         self.records.append(record)
         self.mark_measured(step)

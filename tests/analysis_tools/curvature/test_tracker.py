@@ -11,7 +11,7 @@ import tensorflow as tf
 import tf_adaptive
 from analysis_tools import SharpnessTracker, preconditioner_of
 
-ALL = ("update_curvature", "critical_sharpness", "power_iteration")
+ALL = ("update_curvature", "critical_sharpness", "power_iteration", "batch_sharpness")
 RATE = 0.05
 
 
@@ -59,10 +59,11 @@ def _quadratic_hessian(x):
     return 2.0 * design.T @ design / len(x), design
 
 
-def test_each_estimator_is_exact_on_a_quadratic():
+@pytest.mark.parametrize("num_products", [1, 3])
+def test_each_estimator_is_exact_on_a_quadratic(num_products):
     x, y = _regression()
     model = _linear(tf_adaptive.Adam(RATE))
-    tracker = SharpnessTracker((x, y), estimators=ALL, batch_size=len(x))
+    tracker = SharpnessTracker((x, y), estimators=ALL, batch_size=len(x), num_products=num_products)
     recorder = _Recorder()
     _fit(model, x, y, tracker, 12, recorder)
     hessian, design = _quadratic_hessian(x)
@@ -87,7 +88,9 @@ def test_each_estimator_is_exact_on_a_quadratic():
                                        rtol=1e-4)
             np.testing.assert_allclose(record.values["preconditioned_update_curvature"],
                                        curvature / (previous @ (recorder.after[t - 1][1] * previous)), rtol=1e-4)
-        # Power iteration: Rayleigh quotients, never above λ1; H is constant here, so it converges.
+        # Power iteration (or its Krylov form): Rayleigh quotients, never above λ1; H is constant here, so it
+        # converges.
+        assert record.products == 2 * num_products + 2  # and the batch sharpness's two
         assert record.values["power_sharpness"] <= top * (1 + 1e-6)
         scaled = hessian / np.sqrt(np.outer(recorder.after[t][1], recorder.after[t][1]))
         assert record.values["power_preconditioned_sharpness"] <= np.linalg.eigvalsh(scaled)[-1] * (1 + 1e-6)
@@ -114,6 +117,26 @@ def test_critical_sharpness_of_gradient_descent_is_the_rayleigh_quotient_along_t
                                    record.values["update_curvature"], rtol=1e-6)
 
 
+def test_batch_sharpness_is_each_batch_rayleigh_quotient_along_its_gradient_on_a_quadratic():
+    x, y = _regression(n=48)
+    model = _linear(tf_adaptive.Adam(RATE))
+    tracker = SharpnessTracker((x, y), estimators="batch_sharpness", batch_size=16)
+    recorder = _Recorder()
+    model.fit(x, y, batch_size=16, epochs=2, verbose=0, shuffle=False, callbacks=[tracker, recorder])
+    assert [r.step for r in tracker.records] == [1, 2, 3, 4, 5, 6]
+    for k, record in enumerate(tracker.records):
+        weights, preconditioner = recorder.after[record.step]
+        batch = slice(16 * (k % 3), 16 * (k % 3 + 1))
+        hessian, design = _quadratic_hessian(x[batch])
+        gradient = 2.0 * design.T @ (design @ weights - y[batch, 0]) / 16
+        np.testing.assert_allclose(record.values["batch_sharpness"],
+                                   gradient @ hessian @ gradient / (gradient @ gradient), rtol=1e-5)
+        step = gradient / preconditioner
+        np.testing.assert_allclose(record.values["preconditioned_batch_sharpness"],
+                                   step @ hessian @ step / (step @ (preconditioner * step)), rtol=1e-5)
+        assert record.products == 2
+
+
 # ---------------------------------------------------------------- a small tanh network, dense P⁻¹H
 def _tanh_net(seed=0):
     keras.utils.set_random_seed(seed)
@@ -128,6 +151,14 @@ def _tanh_loss(flat, x, y):
     kernel, bias, head, head_bias = tf.split(flat, [18, 6, 6, 1])
     hidden = tf.tanh(x @ tf.reshape(kernel, [3, 6]) + bias)
     return tf.reduce_mean((hidden @ tf.reshape(head, [6, 1]) + head_bias - y) ** 2)
+
+
+def _tanh_gradient(flat, x, y):
+    flat = tf.constant(flat, tf.float64)
+    with tf.GradientTape() as tape:
+        tape.watch(flat)
+        loss = _tanh_loss(flat, tf.constant(x, tf.float64), tf.constant(y, tf.float64))
+    return tape.gradient(loss, flat).numpy()
 
 
 def _tanh_hessian(flat, x, y):
@@ -185,6 +216,14 @@ def test_estimators_against_a_dense_preconditioned_hessian_on_a_tanh_network():
         assert quotient <= eigenvalues[-1] * (1 + 1e-5)
         assert np.min(np.abs(eigenvalues - quotient)) <= record.values["power_preconditioned_sharpness_residual"] * (
             1 + 1e-4) + 1e-6 * abs(eigenvalues[-1])
+        # Batch sharpness: one batch is the whole set here, so it is the quotient along the full gradient.
+        gradient = _tanh_gradient(after, x, y)
+        hessian = _tanh_hessian(after, x, y)
+        np.testing.assert_allclose(record.values["batch_sharpness"], gradient @ hessian @ gradient / (gradient @ gradient),
+                                   rtol=1e-4)
+        step = gradient / recorder.after[t][1]
+        np.testing.assert_allclose(record.values["preconditioned_batch_sharpness"],
+                                   step @ hessian @ step / (step @ (recorder.after[t][1] * step)), rtol=1e-4)
 
 
 # ---------------------------------------------------------------- fit: XLA, strategy, save and resume
@@ -268,7 +307,10 @@ def test_an_optimizer_without_p_logs_only_the_raw_curvatures():
     (dict(data=_regression(), estimators="update_curvature"), "does not include"),
     (dict(data=_regression(), estimators="critical_sharpness", num_forward_passes=2), "num_forward_passes"),
     (dict(data=_regression(), estimators="power_iteration", raw=False, preconditioned=False), "raw"),
+    (dict(data=_regression(), estimators="batch_sharpness", raw=False, preconditioned=False), "raw"),
+    (dict(data=tf.data.Dataset.from_tensor_slices(_regression()).batch(8), estimators="batch_sharpness"), "arrays"),
     (dict(data=_regression(), estimators="power_iteration", probe=1), "Unknown options"),
+    (dict(data=_regression(), estimators="power_iteration", num_products=0), "num_products"),
     (dict(batch_size=3), "does not include"),
     (dict(data=_regression(), estimators="critical_sharpness", tolerance=0.0), "tolerance"),
 ])
