@@ -28,6 +28,8 @@ import keras
 import tensorflow as tf
 
 from analysis_tools._backend import require_tensorflow_backend
+from analysis_tools._step_hook import PreconditionerReader
+from analysis_tools.preconditioners import _unwrap
 
 
 def optimizer_steps(model):
@@ -168,10 +170,32 @@ class StepMeasurementCallback(MeasurementCallback):
     left (Keras runs `*_batch_begin` hooks in line and keeps dispatching
     steps asynchronously, which a `*_batch_end` hook would stop), and at the
     end of an epoch if one is due then; epoch logs get the latest values.
+
+    `preconditioner()` reads P_t of the model's optimizer for a measurement
+    (`PreconditionerReader`): for an optimizer whose P is made of the latest
+    gradient (SSD, Keras's Adafactor) the step before each scheduled
+    measurement keeps its gradient, and no other step writes anything.
     """
+
+    _reader = None
 
     def measure(self):
         raise NotImplementedError
+
+    def preconditioner(self, variables=None):
+        """P_t per variable of `variables` (default: every trainable variable), as `preconditioner_of`."""
+        if self._reader is None or self._reader.optimizer is not _unwrap(self.model.optimizer):
+            self._refresh_reader()
+        return self._reader(variables)
+
+    def _refresh_reader(self):
+        """A `PreconditionerReader` for the current optimizer; the train step is traced again if it changes."""
+        hooked = self._reader is not None and self._reader.hooked
+        if self._reader is not None:
+            self._reader.remove()
+        self._reader = PreconditionerReader(self.model)
+        if hooked or self._reader.hooked:
+            self.model.make_train_function(force=True)
 
     def _measure_if_due(self, logs):
         if self.steps_due():
@@ -179,10 +203,23 @@ class StepMeasurementCallback(MeasurementCallback):
         if logs is not None and self._latest:
             logs.update(self._latest)
 
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self._reader is None or self._reader.optimizer is not _unwrap(self.model.optimizer):
+            self._refresh_reader()
+
     def on_train_batch_begin(self, batch, logs=None):
         super().on_train_batch_begin(batch, logs)
         self._measure_if_due(None)
+        # Keep the gradients of this execution's steps if a measurement falls due within it.
+        executed = self._steps_before_epoch + batch + int(getattr(self.model, "steps_per_execution", 1) or 1)
+        self._reader.arm(executed >= self.next_due_step())
 
     def on_epoch_end(self, epoch, logs=None):
         self._batches_begun = float("inf")  # the epoch's steps are all done: read the counter
         self._measure_if_due(logs)
+
+    def on_train_end(self, logs=None):
+        super().on_train_end(logs)
+        if self._reader is not None:
+            self._reader.arm(False)  # a `fit` without this callback keeps nothing

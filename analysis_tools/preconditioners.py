@@ -764,7 +764,11 @@ def preconditioner_of(optimizer, variables, gradients=None):
     if _is_multi(optimizer):
         return _by_sub_optimizer(optimizer, variables, gradients, preconditioner_of)
     if _has_protocol(optimizer):
-        return [optimizer.preconditioner(variable) for variable in variables]
+        if not getattr(optimizer, "preconditioner_needs_gradient", False):
+            return [optimizer.preconditioner(variable) for variable in variables]
+        variables = list(variables)
+        gradients = _gradient_list(gradients, variables) or [None] * len(variables)
+        return [optimizer.preconditioner(variable, gradient) for variable, gradient in zip(variables, gradients)]
     rule = _rule(optimizer, "preconditioner_of")
     return _per_variable(
         optimizer, variables, gradients, "preconditioner_of",
@@ -1032,3 +1036,29 @@ def preconditioner_unavailable(optimizer):
         except TypeError as error:
             return str(error)
     return None
+
+
+def preconditioner_needs_gradients(optimizer):
+    """Whether `preconditioner_of` needs the gradients of the latest update to read this optimizer's P.
+
+    True where P is made of the gradient itself, which the optimizer does not
+    keep: SSD (P = |g_t|) and Keras's Adafactor. For a MultiOptimizer, where
+    any sub-optimizer's P does. An optimizer whose P cannot be read at all
+    (see `preconditioner_unavailable`) needs none.
+    """
+    optimizer = _unwrap(optimizer)
+    candidates = list(optimizer.optimizers) if _is_multi(optimizer) else [optimizer]
+    for candidate in candidates:
+        candidate = _unwrap(candidate)
+        if _has_protocol(candidate):
+            if getattr(candidate, "preconditioner_needs_gradient", False):
+                return True
+            continue
+        try:
+            rule = _rule(candidate, "preconditioner_of")
+        except TypeError:
+            continue
+        if rule.p_needs_gradient(candidate):
+            return True
+    return False
+

@@ -70,8 +70,15 @@ median, Fig. 8). Frozen Adam started at 0.3 and 0.6 of 38/η rises to it, carrie
 λ1(H) (×4.4 and ×2.1 from the first measurement to arrival), and settles at late medians 0.99 and
 1.00 (maxima 1.01, 1.00) with λ1(H) flat from there (×1.04, ×1.00), as in Fig. 3b-c.
 
+Between the certified measurements, `analysis_tools.SharpnessTracker` follows λ1(P⁻¹H) at every
+step (`--track_every`) with `--track_products` Hessian-vector products, a few Lanczos steps from
+its previous estimate's vector; `trajectories.png` draws it as a line under the Lanczos points. It
+is a Rayleigh quotient, so it can only fall below λ1, where the top eigenvector turns faster than
+it follows (`benchmarks/tracker_validation.py` measures how often: within 10 % of Lanczos at
+96-97 % of the steps after arrival, with 3 products every 5 steps).
+
 Outputs in `--output_dir`: `trajectories.png` (per optimizer: train loss,
-λ1(P⁻¹H) with dashed thresholds, λ1(H)), `ratios.png` (λ1(P⁻¹H)/threshold
+λ1(P⁻¹H) with dashed thresholds, the tracker's line and the Lanczos points, λ1(H)), `ratios.png` (λ1(P⁻¹H)/threshold
 of every run; the claim is ≈ 1) and `results.json` (every measurement,
 per-run summaries, the verdict rows).
 
@@ -98,6 +105,7 @@ import tensorflow as tf  # noqa: E402
 import tf_adaptive  # noqa: E402
 from analysis_tools import (  # noqa: E402
     SharpnessCallback,
+    SharpnessTracker,
     hessian_eigenvalues,
     preconditioner_of,
     stability_threshold_of,
@@ -159,6 +167,9 @@ flags.DEFINE_integer("steps", 300, "Full-batch optimizer steps per run.", lower_
 flags.DEFINE_bool("jit_compile", False, "XLA for the train step (on 300 small full-batch steps its compilation "
                   "costs more than it saves).")
 flags.DEFINE_integer("measure_every", 25, "Steps between sharpness measurements.", lower_bound=1)
+flags.DEFINE_integer("track_every", 1, "Steps between the SharpnessTracker's estimates of λ1(P⁻¹H).", lower_bound=1)
+flags.DEFINE_integer("track_products", 2, "Hessian-vector products per tracker estimate (warm-started Lanczos).",
+                     lower_bound=1)
 flags.DEFINE_float("tolerance", 1e-2, "Relative accuracy to which each λ1 is certified (the verdict bands are ±30 %).",
                    lower_bound=1e-12)
 flags.DEFINE_float("beta_2", 0.99, "β2 of the second-moment EMA (Adam family, RMSProp, LaProp, RAdam).")
@@ -216,17 +227,21 @@ class Progress(keras.callbacks.Callback):
                   flush=True)
 
 
-def train(name, optimizer, data, model, sharpness, initial_weights):
+def train(name, optimizer, data, model, sharpness, tracker, initial_weights):
     """One full-batch run of `model` from `initial_weights`, measured every `measure_every` steps.
 
-    Every run reuses the one model and the one `sharpness` callback (reset
-    here), so the Hessian products are traced and compiled once for all runs.
+    Every run reuses the one model, the one `sharpness` callback and the one
+    `tracker` (reset here), so the Hessian products are traced and compiled
+    once for all runs. The tracker estimates λ1(P⁻¹H) every `track_every`
+    steps from its previous estimate's vector (`SharpnessTracker`'s power
+    iteration); Lanczos certifies it every `measure_every` steps.
     """
     x, y = data
     model.set_weights(initial_weights)
     model.compile(optimizer=optimizer, loss=LOSS, jit_compile=FLAGS.jit_compile)
     learning_rate = float(keras.ops.convert_to_numpy(optimizer.learning_rate))
     sharpness.reset()
+    tracker.reset()
     progress = Progress(name, learning_rate, FLAGS.measure_every, FLAGS.steps)
     full_batch = tf.data.Dataset.from_tensors((x, y)).repeat()
     start = time.perf_counter()
@@ -235,7 +250,7 @@ def train(name, optimizer, data, model, sharpness, initial_weights):
     try:
         # One epoch per step, so that every step's loss is logged.
         model.fit(full_batch, steps_per_epoch=1, epochs=FLAGS.steps, verbose=0, shuffle=False,
-                  callbacks=[record_loss, keras.callbacks.TerminateOnNaN(), sharpness, progress])
+                  callbacks=[record_loss, keras.callbacks.TerminateOnNaN(), sharpness, tracker, progress])
     except tf.errors.InvalidArgumentError:
         # A measurement fell due while the loss blew up: Lanczos fails on the
         # non-finite Hessian products of a diverged network.
@@ -247,8 +262,10 @@ def train(name, optimizer, data, model, sharpness, initial_weights):
     records = [dict(step=r.step, preconditioned_sharpness=r.values["preconditioned_sharpness"],
                     sharpness=r.values["sharpness"], stability_threshold=r.values["stability_threshold"],
                     ratio=r.values["sharpness_ratio"]) for r in sharpness.records]
+    tracked = [dict(step=r.step, preconditioned_sharpness=r.values.get("power_preconditioned_sharpness"))
+               for r in tracker.records if "power_preconditioned_sharpness" in r.values]
     return dict(optimizer=name, learning_rate=learning_rate, threshold_constant=threshold_constant(optimizer),
-                losses=losses, records=records, diverged=diverged,
+                losses=losses, records=records, tracked=tracked, diverged=diverged,
                 seconds=time.perf_counter() - start, **summarize(records))
 
 
@@ -332,8 +349,10 @@ def figure_trajectories(plt, groups):
             row[0].plot(np.arange(1, len(run["losses"]) + 1), run["losses"], color=color, linewidth=1,
                         label=label)
             steps = [r["step"] for r in run["records"]]
-            row[1].plot(steps, [r["preconditioned_sharpness"] for r in run["records"]], "o-",
-                        color=color, markersize=3, label=label)
+            row[1].plot([r["step"] for r in run["tracked"]], [r["preconditioned_sharpness"] for r in run["tracked"]],
+                        "-", color=color, linewidth=0.8, alpha=0.8)
+            row[1].plot(steps, [r["preconditioned_sharpness"] for r in run["records"]], "o",
+                        color=color, markersize=3.5, markeredgecolor="black", markeredgewidth=0.4, label=label)
             row[1].axhline(run["threshold_constant"] / run["learning_rate"], color=color, linestyle="--")
             row[2].plot(steps, [r["sharpness"] for r in run["records"]], "o-", color=color,
                         markersize=3, label=label)
@@ -342,7 +361,7 @@ def figure_trajectories(plt, groups):
         if OPTIMIZERS[name].figure:
             title += f" (paper: {OPTIMIZERS[name].figure})"
         row[0].set(title=f"{title}\ntrain loss", yscale="log", xlabel="step")
-        row[1].set(title=f"preconditioned sharpness λ1(P⁻¹H)\ndashed: threshold {threshold_label(constant)}",
+        row[1].set(title=f"λ1(P⁻¹H): tracker (line), Lanczos (points)\ndashed: threshold {threshold_label(constant)}",
                    yscale="log", xlabel="step")
         row[2].set(title="sharpness λ1(H)", xlabel="step")
         row[0].legend(fontsize=8, loc="lower left")
@@ -442,6 +461,8 @@ def main(argv):
     model = build_model(x.shape[1], num_classes)
     initial_weights = model.get_weights()
     sharpness = SharpnessCallback(data, every_n_steps=FLAGS.measure_every, loss=LOSS, tolerance=FLAGS.tolerance)
+    tracker = SharpnessTracker(data, estimators="power_iteration", every_n_steps=FLAGS.track_every,
+                               num_products=FLAGS.track_products, raw=False, loss=LOSS)
     print(f"{FLAGS.dataset}: {len(x)} examples, {x.shape[1]} features, {FLAGS.labels} labels "
           f"({label_agreement:.0%} equal to the true ones); MLP with {FLAGS.hidden_layers} "
           f"hidden tanh layers of {FLAGS.hidden_units}; full batch, squared loss, {FLAGS.steps} steps, "
@@ -460,7 +481,7 @@ def main(argv):
         else:
             rates = [float(rate) for rate in FLAGS.learning_rates or choice.learning_rates]
             make = choice.make
-        groups[name] = [train(name, make(rate, FLAGS.beta_2), data, model, sharpness, initial_weights)
+        groups[name] = [train(name, make(rate, FLAGS.beta_2), data, model, sharpness, tracker, initial_weights)
                         for rate in rates]
 
     plt = _common.pyplot()
@@ -470,6 +491,7 @@ def main(argv):
     seconds = time.perf_counter() - start
     _common.write_json(FLAGS.output_dir, "results.json", dict(
         flags=dict(optimizer=list(groups), steps=FLAGS.steps, measure_every=FLAGS.measure_every,
+                   track_every=FLAGS.track_every, track_products=FLAGS.track_products,
                    beta_2=FLAGS.beta_2, num_examples=len(x), dataset=FLAGS.dataset, labels=FLAGS.labels,
                    label_agreement=label_agreement, freeze_learning_rate=FLAGS.freeze_learning_rate,
                    freeze_step=FLAGS.freeze_step,

@@ -29,6 +29,11 @@ along in the same `fit`:
   momentum and i.i.d. Gaussian gradients; Adam here has β1 = 0.9, so the
   distance says how far a trained transformer's update is from that law, not
   whether the theorem holds.
+* `analysis_tools.SharpnessTracker`: λ1(P⁻¹H) of the same probe set at every
+  step (`--track_every`), `--track_products` Lanczos steps from the previous
+  estimate's vector, drawn as a line under the certified points, and the
+  secant curvature along the update, which costs nothing but with mini-batches
+  mixes the curvature with the gradient noise of two batches.
 * `keras.callbacks.TensorBoard`. The three instruments add their values to the
   epoch logs, so Keras's ``train`` run carries all of them; each also writes its
   own per-measurement scalars and histograms (the update histograms, the
@@ -80,6 +85,7 @@ import tf_adaptive  # noqa: E402
 from analysis_tools import (  # noqa: E402
     GradientNoiseCallback,
     SharpnessCallback,
+    SharpnessTracker,
     UpdateDistributionCallback,
     stability_threshold_of,
 )
@@ -108,6 +114,10 @@ def define_flags():
     flags.DEFINE_integer("noise_every", 300, "Steps between noise measurements (a multiple of --measure_every; "
                          "the first is at the initial weights).", lower_bound=1)
     flags.DEFINE_integer("update_every", 10, "Steps between recorded updates.", lower_bound=1)
+    flags.DEFINE_integer("track_every", 1, "Steps between the SharpnessTracker's estimates of λ1(P⁻¹H).",
+                         lower_bound=1)
+    flags.DEFINE_integer("track_products", 2, "Hessian-vector products per tracker estimate (warm-started Lanczos).",
+                         lower_bound=1)
     flags.DEFINE_integer("probe_windows", 64, "Training windows of the Hessian's probe set.", lower_bound=1)
     flags.DEFINE_float("tolerance", 1e-2, "Relative accuracy of each certified λ1 (Lanczos).", lower_bound=0.0)
     flags.DEFINE_list("blocks", [], "Blocks to measure (default: every one, per_layer=True).")
@@ -226,13 +236,17 @@ def verdicts(trajectory, noise_trajectory, blocks):
     ]
 
 
-def figure(plt, trajectory, noise_trajectory, update_trajectory, blocks, threshold):
+def figure(plt, trajectory, tracked, noise_trajectory, update_trajectory, blocks, threshold):
     fig, axes = plt.subplots(2, 2, figsize=(12, 8.5))
     steps = [r["step"] for r in trajectory]
     colors = {name: plt.cm.tab10(i % 10) for i, name in enumerate(blocks)}
     for ax, kind, label in ((axes[0, 0], "preconditioned_sharpness", "λ1(P⁻¹H)"),
                             (axes[0, 1], "sharpness", "λ1(H)")):
-        ax.plot(steps, [r[kind] for r in trajectory], "o-", color="black", linewidth=2, label=f"network {label}")
+        if kind == "preconditioned_sharpness":
+            ax.plot([r["step"] for r in tracked], [r["power_preconditioned_sharpness"] for r in tracked], "-",
+                    color="tab:orange", linewidth=0.8, label="tracker: power iteration")
+        ax.plot(steps, [r[kind] for r in trajectory], "o", color="black", markersize=5,
+                label=f"network {label} (Lanczos)")
         for name in blocks:
             ax.plot(steps, [r[f"{kind}/{name}"] for r in trajectory], ".-", color=colors[name],
                     label=f"{name} (block)")
@@ -295,6 +309,13 @@ def main(argv):
         layers=None if blocks is True else blocks, steps=0, every_n_steps=FLAGS.update_every,
         seed=FLAGS.seed, log_dir=os.path.join(log_dir, "updates"))
 
+    # λ1(P⁻¹H) of the same probe set between the certified points (warm-started power iteration), and the
+    # secant along the update (free, inside the train step; with mini-batches it mixes curvature and noise).
+    tracker = SharpnessTracker(
+        (token_inputs(x[probe]), y[probe]), estimators=("update_curvature", "power_iteration"),
+        every_n_steps=FLAGS.track_every, num_products=FLAGS.track_products, raw=False,
+        jit_compile=FLAGS.jit_compile, seed=FLAGS.seed)
+
     def report(epoch, logs):
         step = (epoch + 1) * FLAGS.measure_every
         trace = (f"  tr(P⁻¹H) {logs['preconditioned_hessian_trace']:.4g}"
@@ -309,13 +330,14 @@ def main(argv):
                .shuffle(len(x), seed=FLAGS.seed).repeat().batch(FLAGS.batch_size, drop_remainder=True))
     history = model.fit(
         dataset, steps_per_epoch=FLAGS.measure_every, epochs=FLAGS.steps // FLAGS.measure_every, verbose=0,
-        callbacks=[sharpness, noise, updates, keras.callbacks.TensorBoard(log_dir),
+        callbacks=[sharpness, tracker, noise, updates, keras.callbacks.TensorBoard(log_dir),
                    keras.callbacks.LambdaCallback(on_epoch_end=report)])
     validation_loss = float(model.evaluate(token_inputs(x_val), y_val, batch_size=FLAGS.batch_size, verbose=0)[0])
 
     names = [key.split("/", 1)[1] for key in sharpness.records[-1].values if key.startswith("sharpness/")]
     variables = block_variables(model, names)
     trajectory = [dict(step=r.step, **r.values) for r in sharpness.records]
+    tracked = [dict(step=r.step, **r.values) for r in tracker.records]
     noise_trajectory = [dict(step=r.step, noise_scale=r.values["noise_scale"],
                              layer_noise_scales={k.split("/", 1)[1]: v for k, v in r.values.items()
                                                  if k.startswith("noise_scale/")})
@@ -329,7 +351,7 @@ def main(argv):
                 updates.records[-1].step if updates.records else None, threshold)
 
     plt = _common.pyplot()
-    _common.save_figure(figure(plt, trajectory, noise_trajectory, update_trajectory, names, threshold),
+    _common.save_figure(figure(plt, trajectory, tracked, noise_trajectory, update_trajectory, names, threshold),
                         FLAGS.output_dir, "instruments.png")
     rows_verdicts = verdicts(trajectory, noise_trajectory, names)
     seconds = time.perf_counter() - start
@@ -337,11 +359,12 @@ def main(argv):
         flags={name: FLAGS[name].value for name in (
             "sequence_length", "num_windows", "num_layers", "hidden_dim", "intermediate_dim", "num_heads",
             "learning_rate", "beta_2", "batch_size", "steps", "measure_every", "noise_every", "update_every",
+            "track_every", "track_products",
             "probe_windows", "tolerance", "blocks", "trace", "trace_products", "num_batches", "jit_compile",
             "seed")},
         parameters=model.count_params(), stability_threshold=threshold, blocks=names,
         training_loss=history.history["loss"], validation_loss=validation_loss, sharpness=trajectory,
-        noise=noise_trajectory, updates=update_trajectory, table=rows, verdicts=rows_verdicts,
+        tracked=tracked, noise=noise_trajectory, updates=update_trajectory, table=rows, verdicts=rows_verdicts,
         tensorboard=log_dir, seconds=seconds))
     _common.print_verdicts(rows_verdicts)
     print(f"\ntotal {seconds:.0f} s")

@@ -99,6 +99,10 @@ def safe_divide(epsilon):
     return ops.divide_no_nan if epsilon == 0.0 else ops.divide
 
 
+# `_needed_gradient`'s answer before the first update, when a needed gradient may be left out.
+_AT_START = object()
+
+
 def _known_to_be_zero(count):
     """True if `count` is eagerly readable and 0 (False for a symbolic, traced value)."""
     try:
@@ -267,19 +271,71 @@ class PreconditionedOptimizer(keras.optimizers.Optimizer):
             ops.cast(hook(self._get_variable_index(variable), dtype), dtype), variable.shape
         )
 
-    def preconditioner(self, variable):
+    @property
+    def preconditioner_needs_gradient(self):
+        """Whether P_t is made of the gradient g_t itself, which no slot keeps (SSD: P_t = |g_t|).
+
+        Then `preconditioner` needs the gradient of the most recent update,
+        as `momentum` does where ``momentum_needs_gradient``: keeping g_t in a
+        slot would cost every user of the optimizer one more write per step,
+        for the sake of a measurement.
+        """
+        return False
+
+    def preconditioner(self, variable, gradient=None):
         """The diagonal preconditioner P_t of the most recent update of `variable`.
 
         Same shape as `variable`, in its compute dtype (float32 for 16-bit
         variables). Entries are +inf where the method did not move that
         coordinate for a reason other than a zero momentum (e.g. a clipping
         threshold of zero). Before the first update it is all ones.
+
+        Args:
+            variable: A variable the optimizer was built with.
+            gradient: The gradient g_t of the most recent update of `variable`,
+                as the update rule received it. Needed where
+                ``preconditioner_needs_gradient``; ignored otherwise.
+
+        Raises:
+            ValueError: if the optimizer is not built, or the gradient is
+                needed and missing after the first update.
         """
-        value = self._state_of(variable, self._preconditioner)
+        gradient = self._needed_gradient(variable, gradient, self.preconditioner_needs_gradient, "preconditioner")
+        if gradient is _AT_START:
+            return ops.ones(variable.shape, compute_dtype(variable))
+        if self.preconditioner_needs_gradient:
+            value = self._state_of(variable, lambda index, dtype: self._preconditioner_of_gradient(gradient))
+        else:
+            value = self._state_of(variable, self._preconditioner)
         return ops.where(self.iterations > 0, value, ops.ones_like(value))
 
     def _preconditioner(self, index, dtype):
         raise NotImplementedError
+
+    def _preconditioner_of_gradient(self, gradient):
+        """P_t from g_t (dense, the variable's compute dtype), where ``preconditioner_needs_gradient``."""
+        raise NotImplementedError
+
+    def _needed_gradient(self, variable, gradient, needed, method):
+        """`gradient` made dense where `needed`, None where not, `_AT_START` before the first update.
+
+        Raises the ValueError of a needed gradient missing after the first update.
+        """
+        dtype = compute_dtype(variable)
+        if not needed:
+            return None
+        if gradient is not None:
+            return dense_gradient(gradient, variable, dtype)
+        if self.built and _known_to_be_zero(self.iterations):
+            return _AT_START
+        if self.built:
+            raise ValueError(
+                f"{type(self).__name__}.{method} needs the gradient of the most recent update: its "
+                f"{'P_t' if method == 'preconditioner' else 'u_t'} contains g_t, which the optimizer does not "
+                f"store. Pass `{method}(variable, gradient)`, with the gradient as the update rule received it "
+                f"(after loss-scale division, clipping and gradient-accumulation averaging, if any)."
+            )
+        return None
 
     @property
     def momentum_needs_gradient(self):
@@ -312,21 +368,9 @@ class PreconditionedOptimizer(keras.optimizers.Optimizer):
             ValueError: if the optimizer is not built, or the gradient is
                 needed and missing after the first update.
         """
-        dtype = compute_dtype(variable)
-        if not self.momentum_needs_gradient:
-            gradient = None
-        elif gradient is not None:
-            gradient = dense_gradient(gradient, variable, dtype)
-        elif self.built and _known_to_be_zero(self.iterations):
-            return ops.zeros(variable.shape, dtype)
-        elif self.built:
-            raise ValueError(
-                f"{type(self).__name__}.momentum needs the gradient of the most recent "
-                f"update: its u_t contains g_t, which the optimizer does not store. Pass "
-                f"`momentum(variable, gradient)`, with the gradient as the update rule "
-                f"received it (after loss-scale division, clipping and "
-                f"gradient-accumulation averaging, if any)."
-            )
+        gradient = self._needed_gradient(variable, gradient, self.momentum_needs_gradient, "momentum")
+        if gradient is _AT_START:
+            return ops.zeros(variable.shape, compute_dtype(variable))
         value = self._state_of(variable, lambda index, dtype: self._momentum(index, dtype, gradient))
         return ops.where(self.iterations > 0, value, ops.zeros_like(value))
 

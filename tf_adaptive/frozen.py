@@ -151,6 +151,7 @@ class FrozenAdam(PreconditionedOptimizer):
     def _momentum(self, index, dtype, gradient):
         return ops.cast(self._momentums[index], dtype)
 
-    def preconditioner(self, variable):
-        """The frozen P + ε of `variable`; unlike the adaptive methods' P, defined before any step."""
+    def preconditioner(self, variable, gradient=None):
+        """The frozen P + ε of `variable`; unlike the adaptive methods' P, defined before any step (`gradient` unused)."""
+        del gradient
         return self._state_of(variable, self._preconditioner)

@@ -23,23 +23,35 @@ class _SignDescent(PreconditionedOptimizer):
         if self.built:
             return
         super().build(var_list)
-        self._momentums = self.add_optimizer_variables(var_list, "momentum")
+        # β = 0 (SSD): m_t = g_t, which the update reads and nothing else needs: no slot.
+        self._momentums = self.add_optimizer_variables(var_list, "momentum") if self.beta > 0.0 else None
 
     def update_step(self, gradient, variable, learning_rate):
         dtype = compute_dtype(variable)
-        momentum = self._momentums[self._get_variable_index(variable)]
         m = dense_gradient(gradient, variable, dtype)
         if self.beta > 0.0:
+            momentum = self._momentums[self._get_variable_index(variable)]
             previous = ops.cast(momentum, dtype)
             m = previous + (m - previous) * (1.0 - self.beta)
-        self.assign(momentum, m)
+            self.assign(momentum, m)
         self.assign_sub(variable, ops.cast(learning_rate, dtype) * ops.sign(m))
+
+    @property
+    def preconditioner_needs_gradient(self):
+        return self.beta == 0.0
+
+    @property
+    def momentum_needs_gradient(self):
+        return self.beta == 0.0
 
     def _preconditioner(self, index, dtype):
         return ops.abs(ops.cast(self._momentums[index], dtype))
 
+    def _preconditioner_of_gradient(self, gradient):
+        return ops.abs(gradient)
+
     def _momentum(self, index, dtype, gradient):
-        return ops.cast(self._momentums[index], dtype)
+        return gradient if self.beta == 0.0 else ops.cast(self._momentums[index], dtype)
 
     def stability_threshold(self):
         """``None``: sign descent has no stability threshold.
@@ -65,10 +77,14 @@ class SSD(_SignDescent):
 
         x_t = x_{t-1} - η sign(g_t)
 
-    The latest gradient is kept as state so that `preconditioner()` can report
-    P_t = |g_t| (sign(g) = g / |g|; a coordinate with g = 0 does not move and has
-    P = 0 there, with P⁻¹ g read as sign(0) = 0). Momentum: u_t = g_t, the same
-    slot. Second moment: none. Momentum type: none.
+    No state: the update reads g_t and writes x_t, the fewest bytes an update
+    can move. Its preconditioner is P_t = |g_t| (sign(g) = g / |g|; a
+    coordinate with g = 0 does not move and has P = 0 there, with P⁻¹ g read
+    as sign(0) = 0) and its momentum u_t = g_t, so `preconditioner` and
+    `momentum` need the gradient of the most recent update
+    (``preconditioner_needs_gradient`` and ``momentum_needs_gradient``), as
+    `analysis_tools` passes it from inside the train step. Second moment: none.
+    Momentum type: none.
 
     Stability threshold: none, `stability_threshold()` is ``None``. The step has
     length η at any curvature, so SSD stays bounded on every quadratic, and

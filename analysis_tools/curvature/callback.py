@@ -23,7 +23,6 @@ from analysis_tools.curvature.gauss_newton import CURVATURES, curvature_operator
 from analysis_tools.curvature.trace import hutch_plus_plus
 from analysis_tools.preconditioners import (
     clipped_fraction_of,
-    preconditioner_of,
     stability_threshold_of,
 )
 
@@ -489,8 +488,7 @@ class SharpnessCallback(StepMeasurementCallback):
         values, eigenvalues, iterations = {}, {}, {}
         results = {}
         variables = self.model.trainable_variables
-        preconditioner = (preconditioner_of(optimizer, variables) if self.preconditioned or self.alignment
-                          else None)
+        preconditioner = self.preconditioner(variables) if self.preconditioned or self.alignment else None
         problems = {c: self._problems(self._operators[c], preconditioner) for c in self._curvatures}
         if self.lockstep:
             results.update(self._solve_lockstep(problems))

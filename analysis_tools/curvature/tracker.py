@@ -84,12 +84,14 @@ import numpy as np
 import tensorflow as tf
 
 from analysis_tools._callback import StepMeasurementCallback
+from analysis_tools._step_hook import StepHook
 from analysis_tools._model_loss import ModelLoss
 from analysis_tools._probe import ProbeLoss, ProbeSet, check_data
 from analysis_tools.curvature.gauss_newton import curvature_operator
 from analysis_tools.preconditioners import (
     _unwrap,
     last_learning_rate_of,
+    preconditioner_needs_gradients,
     preconditioner_of,
     preconditioner_unavailable,
 )
@@ -124,24 +126,24 @@ class TrackerRecord:
 
 
 class _UpdateSecant:
-    """Installed on the optimizer: the secant ⟨g_{t+1} - g_t, Δ_t⟩ computed inside the train step.
+    """A `StepHook` listener: the secant ⟨g_{t+1} - g_t, Δ_t⟩ computed inside the train step.
 
-    Wraps the optimizer's `apply`: before the update it forms
-    ⟨g_{t+1}, Δ_t⟩ (all-reduced over the replicas, whose gradients Keras
-    sums) and the two curvatures from the scalars the previous step left;
-    around the update it records Δ_{t+1} = θ after - θ before, and after it
-    ⟨g_{t+1}, Δ_{t+1}⟩, ⟨Δ, PΔ⟩ and ⟨Δ, Δ⟩. Per replica: Δ (one float32 copy
-    of the trainable weights) and five scalars, in on-read variables, so
-    that every replica keeps its own (identical) copy and the replicas
-    exchange only the scalar dot products. Float32 throughout, static
-    shapes: it runs under XLA and on a TPU.
+    Before the update it forms ⟨g_{t+1}, Δ_t⟩ (all-reduced over the
+    replicas, whose gradients Keras sums) and the two curvatures from the
+    scalars the previous step left, then copies the weights; after it, it
+    records Δ_{t+1} = θ after - θ before, ⟨g_{t+1}, Δ_{t+1}⟩, ⟨Δ, PΔ⟩ and
+    ⟨Δ, Δ⟩. Per replica: Δ (one float32 copy of the trainable weights) and
+    five scalars, in on-read variables, so that every replica keeps its own
+    (identical) copy and the replicas exchange only the scalar dot products
+    (and, for an optimizer whose P is made of the gradient itself, such as
+    SSD's |g|, the gradient). Float32 throughout, static shapes: it runs under
+    XLA and on a TPU.
     """
 
     def __init__(self, optimizer, variables, strategy, preconditioned):
         self.optimizer = optimizer
         self.variables = list(variables)
         self.preconditioned = preconditioned
-        self._positions = {id(v): i for i, v in enumerate(self.variables)}
         local = dict(trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
                      aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
         with strategy.scope(), tf.init_scope():
@@ -151,56 +153,57 @@ class _UpdateSecant:
             self.state = tf.Variable(tf.zeros([4], tf.float32), name="tracker_state", **local)
             # (preconditioned, raw) curvature of the latest secant; NaN before the second step.
             self.estimates = tf.Variable(tf.fill([2], math.nan), name="tracker_estimates", **local)
-        self._original = optimizer.apply
-        optimizer.apply = self._apply
+        self._hook = StepHook.attach(optimizer, self)
 
     def remove(self):
-        """Restores the optimizer's own `apply`."""
-        if self.optimizer.__dict__.get("apply") == self._apply:
-            del self.optimizer.__dict__["apply"]
+        """Leaves the optimizer's `apply` (restored once no listener is left)."""
+        self._hook.detach(self)
 
-    def _dot(self, first, second):
+    @staticmethod
+    def _dot(first, second):
         """Σ over the variables of ⟨first, second⟩ in float32 (None entries skipped)."""
         terms = [tf.reduce_sum(tf.cast(a, tf.float32) * tf.cast(b, tf.float32))
                  for a, b in zip(first, second) if a is not None and b is not None]
         return tf.add_n(terms) if terms else tf.zeros([], tf.float32)
 
-    def _apply(self, grads, trainable_variables=None):
-        variables = self.optimizer._trainable_variables if trainable_variables is None else list(trainable_variables)
-        given = list(grads)
-        ordered = [None] * len(self.variables)
-        for gradient, variable in zip(given, variables):
-            position = self._positions.get(id(variable))
-            if position is not None and gradient is not None:
-                ordered[position] = tf.convert_to_tensor(gradient)
-        scale = self.optimizer.loss_scale_factor
-        if scale is not None:
-            ordered = [g if g is None else g / scale for g in ordered]
+    @staticmethod
+    def _summed(value):
+        """Σ over the replicas (Keras all-reduces the replicas' gradients with a sum)."""
         context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return value
+        return context.all_reduce(tf.distribute.ReduceOp.SUM, value)
 
-        def summed(value):  # Keras all-reduces the replicas' gradients with a sum
-            return value if context is None else context.all_reduce(tf.distribute.ReduceOp.SUM, value)
+    def _ordered(self, gradients):
+        # From the call's own argument, never kept on `self`: under a strategy the replicas trace
+        # `before` and `after` in threads that interleave.
+        return [gradients.get(id(v)) for v in self.variables]
 
+    def before(self, gradients):
         previous, metric, raw_metric, known = tf.unstack(self.state.read_value())
-        numerator = summed(self._dot(ordered, self.update)) - previous
+        numerator = self._summed(self._dot(self._ordered(gradients), self.update)) - previous
         nan = tf.constant(math.nan, tf.float32)
         self.estimates.assign(tf.where(known > 0.0, tf.stack([numerator / metric, numerator / raw_metric]),
                                        tf.stack([nan, nan])))
         for update, variable in zip(self.update, self.variables):
             update.assign(tf.cast(variable.value, tf.float32))
-        result = self._original(given, trainable_variables)
+
+    def after(self, gradients):
         for update, variable in zip(self.update, self.variables):
             update.assign(tf.cast(variable.value, tf.float32) - update)
-        along = summed(self._dot(ordered, self.update))
+        ordered = self._ordered(gradients)
+        along = self._summed(self._dot(ordered, self.update))
         if self.preconditioned:
-            preconditioner = preconditioner_of(self.optimizer, self.variables, ordered)
+            given = None
+            if preconditioner_needs_gradients(self.optimizer):
+                given = [g if g is None else self._summed(tf.convert_to_tensor(g)) for g in ordered]
+            preconditioner = preconditioner_of(self.optimizer, self.variables, given)
             metric = self._dot([u * tf.cast(p, tf.float32) for u, p in zip(self.update, preconditioner)],
                                self.update)
         else:
-            metric = nan
+            metric = tf.constant(math.nan, tf.float32)
         raw_metric = self._dot(self.update, self.update)
         self.state.assign(tf.stack([along, metric, raw_metric, tf.ones([], tf.float32)]))
-        return result
 
 
 class SharpnessTracker(StepMeasurementCallback):
@@ -319,6 +322,7 @@ class SharpnessTracker(StepMeasurementCallback):
         return self.preconditioned and preconditioner_unavailable(self.model.optimizer) is None
 
     def _build(self):
+        """The in-step hook on the optimizer (again for a new optimizer), the probe programs (again for a new model)."""
         model = self.model
         optimizer = _unwrap(model.optimizer)
         if getattr(optimizer, "gradient_accumulation_steps", None):
@@ -327,52 +331,60 @@ class SharpnessTracker(StepMeasurementCallback):
         if "critical_sharpness" in self.estimators and isinstance(optimizer, keras.optimizers.MultiOptimizer):
             raise ValueError("'critical_sharpness' needs one learning rate η_t (λ_c = 2/η_c); a MultiOptimizer "
                              "has one per sub-optimizer.")
+        new_model = self._built_for is None or self._built_for[0] is not model
         self._built_for = (model, optimizer)
         self._variables = list(model.trainable_variables)
-        strategy = model.distribute_strategy
         if self._secant is not None:
             self._secant.remove()
         if "update_curvature" in self.estimators or "critical_sharpness" in self.estimators:
             # Critical sharpness reads Δ_t from the same in-step record.
-            self._secant = _UpdateSecant(optimizer, self._variables, strategy, self._uses_p())
+            self._secant = _UpdateSecant(optimizer, self._variables, model.distribute_strategy, self._uses_p())
             model.make_train_function(force=True)  # trace the train step again, with the hook
-        if any(name in self.estimators for name in _PROBE_ESTIMATORS):
-            options = {key: value for key, value in self.probe_options.items() if key != "differentiation"}
-            loss_options = {key: options[key] for key in ("loss", "mode", "dropout", "include_regularization")
-                            if key in options}
-            model_loss = ModelLoss(model, loss_options.get("loss"), loss_options.get("mode", "train"),
-                                   loss_options.get("dropout", True),
-                                   loss_options.get("include_regularization", True), "its loss")
-            check_data(model_loss, self.data, options.get("batch_size"), "the probe set")
-            self._probe = ProbeSet(self.data, options.get("batch_size"), strategy)
-            self._model_loss = model_loss
-            if "critical_sharpness" in self.estimators:
-                self._probe_loss = ProbeLoss(model_loss, self._probe, options.get("jit_compile", True))
-                self._shifted = tf.function(self._shifted_loss, reduce_retracing=True)
-            operator_options = {key: value for key, value in self.probe_options.items() if key != "batch_size"}
-            if "power_iteration" in self.estimators:
-                self._operator = curvature_operator(model, self._probe, curvature="hessian", **operator_options)
-            if "batch_sharpness" in self.estimators:
-                size = self._probe.batch_size
-                count = self._probe.num_examples // size
-                self._batches = [tf.nest.map_structure(lambda a, i=i: a[i * size:(i + 1) * size], tuple(self.data))
-                                 for i in range(count)]
-                self._batch_probe = ProbeSet(self._batches[0], size, strategy)
-                self._batch_operator = curvature_operator(model, self._batch_probe, curvature="hessian",
-                                                          **operator_options)
+        if new_model and any(name in self.estimators for name in _PROBE_ESTIMATORS):
+            self._build_probe(model)
+        if "critical_sharpness" in self.estimators:
+            # It reads this hook's Δ: traced again around the probe's compiled replica program.
+            self._shifted = tf.function(self._shifted_loss, reduce_retracing=True)
         self._vectors = {}
         self._critical_scale = None
         self._batch_index = 0
         # Nothing is known of the updates before the hook: the first measurement is due a full period on.
         self.mark_measured(max(self._last_step, self.optimizer_steps()))
 
+    def _build_probe(self, model):
+        """The probe set, its loss and operators: traced once per model, whatever optimizer trains it."""
+        strategy = model.distribute_strategy
+        options = {key: value for key, value in self.probe_options.items() if key != "differentiation"}
+        model_loss = ModelLoss(model, options.get("loss"), options.get("mode", "train"), options.get("dropout", True),
+                               options.get("include_regularization", True), "its loss")
+        check_data(model_loss, self.data, options.get("batch_size"), "the probe set")
+        self._probe = ProbeSet(self.data, options.get("batch_size"), strategy)
+        self._model_loss = model_loss
+        if "critical_sharpness" in self.estimators:
+            self._probe_loss = ProbeLoss(model_loss, self._probe, options.get("jit_compile", True))
+        operator_options = {key: value for key, value in self.probe_options.items() if key != "batch_size"}
+        if "power_iteration" in self.estimators:
+            self._operator = curvature_operator(model, self._probe, curvature="hessian", **operator_options)
+        if "batch_sharpness" in self.estimators:
+            size = self._probe.batch_size
+            count = self._probe.num_examples // size
+            self._batches = [tf.nest.map_structure(lambda a, i=i: a[i * size:(i + 1) * size], tuple(self.data))
+                             for i in range(count)]
+            self._batch_probe = ProbeSet(self._batches[0], size, strategy)
+            self._batch_operator = curvature_operator(model, self._batch_probe, curvature="hessian",
+                                                      **operator_options)
+
     def detach(self):
-        """Removes the in-step hook from the optimizer (the next `fit` traces its train step again)."""
+        """Removes the in-step listeners from the optimizer (the next `fit` traces its train step again)."""
+        hooked = self._secant is not None or (self._reader is not None and self._reader.hooked)
         if self._secant is not None:
             self._secant.remove()
             self._secant = None
-            if self.model is not None:
-                self.model.make_train_function(force=True)
+        if self._reader is not None:
+            self._reader.remove()
+            self._reader = None
+        if hooked and self.model is not None:
+            self.model.make_train_function(force=True)
         self._built_for = None
 
     def on_train_begin(self, logs=None):
@@ -466,7 +478,7 @@ class SharpnessTracker(StepMeasurementCallback):
         problems = {}
         if self.preconditioned and self._uses_p():
             problems["power_preconditioned_sharpness"] = self._operator.preconditioned(
-                preconditioner_of(self.model.optimizer, self._operator.variables))
+                self.preconditioner(self._operator.variables))
         if self.raw:
             problems["power_sharpness"] = self._operator
         for key, problem in problems.items():
@@ -512,7 +524,7 @@ class SharpnessTracker(StepMeasurementCallback):
             problems["batch_sharpness"] = (operator, gradient)
         if self.preconditioned and self._uses_p():
             # u = P⁻¹ g in the coordinates w = P^{1/2} u = S g of S H S, S = P^{-1/2}: uᵀHu / uᵀPu = wᵀSHSw / wᵀw.
-            scaled = operator.preconditioned(preconditioner_of(self.model.optimizer, operator.variables))
+            scaled = operator.preconditioned(self.preconditioner(operator.variables))
             problems["preconditioned_batch_sharpness"] = (scaled, scaled.preconditioner_scale * gradient)
         for key, (problem, direction) in problems.items():
             values[key] = float(tf.tensordot(direction, problem.matvec(direction), 1) /

@@ -1,5 +1,6 @@
 """examples/edge_of_stability.py runs on tiny flags and finds full-batch Adam at 38/η (Cohen et al. 2022, Fig. 1)."""
 
+import numpy as np
 import pytest
 
 from tests.examples.runner import run_example
@@ -22,6 +23,13 @@ def test_edge_of_stability_writes_figures_and_adam_equilibrates_at_38_over_eta(t
     assert adam["initial_ratio"] < 0.9
     assert adam["arrival_step"] is not None
     assert 0.7 <= adam["late_median_ratio"] <= 1.3
+    # The tracker's estimate at every step: a Rayleigh quotient, never above certified λ1 (tolerance 1e-2).
+    tracked = {record["step"]: record["preconditioned_sharpness"] for record in adam["tracked"]}
+    assert sorted(tracked) == list(range(1, 101))
+    for record in adam["records"]:
+        assert tracked[record["step"]] <= record["preconditioned_sharpness"] * (1 + 1e-2)
+    late = [r for r in adam["records"] if r["step"] > 50]
+    assert np.median([tracked[r["step"]] / r["preconditioned_sharpness"] for r in late]) > 0.9
 
     (frozen,) = results["runs"]["frozen_adam"]
     assert frozen["threshold_constant"] == pytest.approx(38.0, rel=1e-5)

@@ -61,6 +61,12 @@ def test_gpt2_instruments_measures_a_block_and_writes_figure_json_and_tensorboar
     assert block_row["noise_scale_max_variable"].startswith(f"{BLOCK}/")
     assert finite(results["table"]) and finite(results["sharpness"]) and finite(results["noise"])
     assert finite(results["updates"]) and np.isfinite(results["validation_loss"])
+    # The tracker at every step: the secant needs two updates (NaN, written null, at step 1); its power
+    # iteration is a Rayleigh quotient of the same probe's P^{-1/2} H P^{-1/2}, never above certified λ1.
+    first, second = results["tracked"]
+    assert (first["step"], second["step"]) == (1, 2)
+    assert first["update_curvature"] is None and np.isfinite(second["update_curvature"])
+    assert second["power_preconditioned_sharpness"] <= measurement["preconditioned_sharpness"] * 1.02
     assert len(results["verdicts"]) == 4
     assert "network" in stdout and "nan" not in stdout.split("At the last measurement")[1].split("\n\n")[0]
 

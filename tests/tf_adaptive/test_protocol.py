@@ -31,12 +31,12 @@ PROTOCOL_CASES = CASES + [
 # which no slot keeps and `momentum(v, gradient)` is given; or computed from
 # the slots (and, for the Nesterov forms, the given gradient).
 U_IS_THE_MOMENTUM_SLOT = {
-    "ACClip", "ACClip-alpha1.5", "GClip", "CClip", "RAdam", "RAdam-no-sgd-phase", "SSD", "MSSD", "MSVAG",
+    "ACClip", "ACClip-alpha1.5", "GClip", "CClip", "RAdam", "RAdam-no-sgd-phase", "MSSD", "MSVAG",
     "Adam", "Adam-amsgrad-uncorrected", "Adam-amsgrad", "Adam-uncorrected", "Padam",
     "Padam-corrected", "Adafactor", "HeavyBall", "HeavyBall-standard", "FrozenAdam",
 }
 U_IS_THE_GRADIENT = {
-    "SVAG", "RMSProp", "Adagrad", "Adafactor-plain", "HeavyBall-gd", "Nesterov-gd",
+    "SSD", "SVAG", "RMSProp", "Adagrad", "Adafactor-plain", "HeavyBall-gd", "Nesterov-gd",
 }
 U_IS_COMPUTED = {
     "Nadam", "Nadam-uncorrected", "Nesterov", "Nesterov-standard", "LaProp", "LaProp-uncorrected",
@@ -72,9 +72,18 @@ def _run(case, steps, dtype="float32"):
     return optimizer, variables, reference, previous, grads
 
 
+# The cases whose P_t is made of g_t itself (SSD: |g_t|): `preconditioner` needs the gradient.
+P_NEEDS_GRADIENT = {"SSD"}
+
+
 def _momentum(optimizer, variable, gradient):
     """u_t, given the last gradient exactly where the optimizer says it needs it."""
     return optimizer.momentum(variable, gradient if optimizer.momentum_needs_gradient else None)
+
+
+def _preconditioner(optimizer, variable, gradient):
+    """P_t, given the last gradient exactly where the optimizer says it needs it."""
+    return optimizer.preconditioner(variable, gradient if optimizer.preconditioner_needs_gradient else None)
 
 
 def _step_from_protocol(learning_rate, preconditioner, momentum):
@@ -115,7 +124,7 @@ def test_last_step_is_minus_learning_rate_times_preconditioner_inverse_times_mom
     optimizer, variables, _, previous, grads = _run(case, steps)
     for variable, before, gradient in zip(variables, previous, grads):
         after = _numpy(variable)
-        p, u = _numpy(optimizer.preconditioner(variable)), _numpy(_momentum(optimizer, variable, gradient))
+        p, u = _numpy(_preconditioner(optimizer, variable, gradient)), _numpy(_momentum(optimizer, variable, gradient))
         expected = _step_from_protocol(case.learning_rate, p, u)
         # Only the rounding of x_t to float32 separates the two.
         tolerance = 2e-6 * np.abs(expected) + np.spacing(np.abs(after))
@@ -186,6 +195,33 @@ def test_momentum_asks_for_the_gradient_exactly_where_no_slot_keeps_it(case):
             optimizer.momentum(variables[0])
     else:
         optimizer.momentum(variables[0])
+
+
+@by_case
+def test_preconditioner_asks_for_the_gradient_exactly_where_no_slot_keeps_it(case):
+    assert case.make().preconditioner_needs_gradient == (case.id in P_NEEDS_GRADIENT)
+    optimizer, variables, _, _, grads = _run(case, 2)
+    if case.id in P_NEEDS_GRADIENT:
+        with pytest.raises(ValueError, match="preconditioner needs the gradient"):
+            optimizer.preconditioner(variables[0])
+        np.testing.assert_array_equal(_numpy(optimizer.preconditioner(variables[0], grads[0])), np.abs(grads[0]))
+        # Before the first update P = 1, gradient or not.
+        fresh = case.make()
+        fresh.build(variables)
+        np.testing.assert_array_equal(_numpy(fresh.preconditioner(variables[0])), 1.0)
+    else:
+        optimizer.preconditioner(variables[0])
+
+
+def test_ssd_keeps_no_state_and_m_ssd_its_momentum():
+    variables = [keras.Variable(v) for v in initial_values()]
+    ssd, mssd = tf_adaptive.SSD(), tf_adaptive.MSSD()
+    ssd.build(variables)
+    mssd.build(variables)
+    bare = keras.optimizers.SGD()  # its state: the step count and the learning rate
+    bare.build(variables)
+    assert len(ssd.variables) == len(bare.variables)
+    assert len(mssd.variables) == len(bare.variables) + len(variables)
 
 
 def test_momentum_needs_a_built_optimizer():
@@ -296,7 +332,7 @@ def test_momentum_and_preconditioner_inside_tf_function():
             before = [tf.identity(v) for v in variables]
             optimizer.apply(grads, variables)
             return [v - b for v, b in zip(variables, before)], [
-                (optimizer.preconditioner(v), _momentum(optimizer, v, g)) for v, g in zip(variables, grads)
+                (_preconditioner(optimizer, v, g), _momentum(optimizer, v, g)) for v, g in zip(variables, grads)
             ]
 
         for grads in gradient_stream(3):
@@ -306,7 +342,7 @@ def test_momentum_and_preconditioner_inside_tf_function():
             np.testing.assert_allclose(
                 u.numpy(), _momentum(optimizer, variable, gradient).numpy(), rtol=1e-6
             )
-            np.testing.assert_allclose(p.numpy(), optimizer.preconditioner(variable).numpy(), rtol=1e-6)
+            np.testing.assert_allclose(p.numpy(), _preconditioner(optimizer, variable, gradient).numpy(), rtol=1e-6)
             expected = _step_from_protocol(case.learning_rate, p.numpy(), u.numpy())
             tolerance = 2e-6 * np.abs(expected) + np.spacing(np.abs(variable.numpy()))
             np.testing.assert_array_less(np.abs(taken.numpy() - expected), tolerance, err_msg=case.id)

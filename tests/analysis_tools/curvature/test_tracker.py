@@ -279,6 +279,28 @@ def test_save_and_resume_continue_the_uninterrupted_values(tmp_path):
             np.testing.assert_allclose(ours.values[key], theirs.values[key], rtol=1e-5)
 
 
+def test_a_tracker_reused_with_a_new_optimizer_keeps_its_probe_programs_and_measures_the_new_run():
+    x, y = _regression()
+    model = _linear(tf_adaptive.Adam(RATE))
+    initial = model.get_weights()
+    tracker = SharpnessTracker((x, y), estimators=ALL, batch_size=len(x))
+    _fit(model, x, y, tracker, 3)
+    operator = tracker._operator
+    model.set_weights(initial)
+    model.compile(tf_adaptive.Adam(RATE / 2), "mse", jit_compile=True)
+    tracker.reset()
+    _fit(model, x, y, tracker, 3)
+    assert tracker._operator is operator
+    fresh = SharpnessTracker((x, y), estimators=ALL, batch_size=len(x))
+    model.set_weights(initial)
+    model.compile(tf_adaptive.Adam(RATE / 2), "mse", jit_compile=True)
+    _fit(model, x, y, fresh, 3)
+    for ours, theirs in zip(tracker.records, fresh.records):
+        assert ours.step == theirs.step
+        for key, value in theirs.values.items():
+            np.testing.assert_allclose(ours.values[key], value, rtol=1e-6, err_msg=key)
+
+
 def test_detach_restores_the_optimizer_and_the_train_step():
     x, y = _regression()
     model = _linear(tf_adaptive.Adam(RATE))
