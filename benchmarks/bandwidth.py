@@ -27,8 +27,8 @@ script measures, on the JAX backend (CPU or GPU) and in one run:
 The bytes are not hard-coded: they are read off the update's jaxpr (every
 input the computation uses is read once, every output that is not an input
 passed through unchanged is written once), so a slot that is only read
-(FrozenAdam's preconditioner) counts as read, and one overwritten with the
-gradient (SSD's momentum) as written but not read. The
+(FrozenAdam's preconditioner) counts as read, and one overwritten without
+being read as written only. The
 "slots" column counts the optimizer's own non-scalar variables per trainable
 variable, after `build`.
 
@@ -41,8 +41,8 @@ into a slot's buffer and vice versa, and XLA inserts copies to keep the
 inputs it still reads. The "donated" columns therefore return the new values
 in the order of the inputs, `(optimizer_variables, trainable_variables)`,
 and are compiled with `keep_unused=True` (otherwise JAX drops a donated
-input that the step never reads, such as SSD's momentum, which it
-overwrites with the gradient, and the pairing shifts again). A table after
+input that the step never reads, such as a slot it overwrites, and the
+pairing shifts again). A table after
 each update table shows, for `--pairing_optimizers`, the time and the
 number of array copies in the compiled HLO with `stateless_apply`'s own
 output order; the train step has the same column.
@@ -116,8 +116,8 @@ REMARKS = {
     "keras Lion": "the parameter's update and the momentum's both read the old momentum and the gradient: "
                   "unless XLA fuses them into one kernel, both arrays are read twice (7 floats, not 5), and "
                   "the donated step also copies the momentum (the copies column)",
-    "SSD": "stores the gradient in its momentum slot (β = 0; the slot serves the preconditioner protocol): "
-           "4 floats, where sign descent alone needs 3",
+    "SSD": "no state: reads g and x, writes x, the 3 floats of sign descent (its P = |g| is read from the "
+           "step's gradient, which the measurement callbacks keep only on the steps they measure)",
 }
 FLOOR = "fused Adam (floor)"
 FUSED_MOMENTUM = "fused SGD(momentum)"

@@ -108,3 +108,13 @@ def test_listeners_share_one_wrapper_and_the_last_one_out_restores_apply():
     assert "apply" in optimizer.__dict__
     hook.detach(second)
     assert "apply" not in optimizer.__dict__
+
+
+def test_keras_adafactor_whose_p_needs_the_gradient_is_measured_too():
+    x, y = _regression()
+    model = _model(keras.optimizers.Adafactor(0.01))
+    callback = SharpnessCallback((x, y), every_n_steps=2, max_iterations=5)
+    model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False, callbacks=[callback])
+    assert [r.step for r in callback.records] == [2, 4]
+    for record in callback.records:
+        assert np.isfinite(record.values["preconditioned_sharpness"]) and record.values["preconditioned_sharpness"] > 0
