@@ -213,8 +213,12 @@ class SharpnessTracker(StepMeasurementCallback):
     ones need an optimizer whose P `preconditioner_of` reads):
 
     * ``"update_curvature"``: ``update_curvature`` and
-      ``preconditioned_update_curvature``. NaN until two updates are made
-      after the tracker is attached (the secant needs two gradients).
+      ``preconditioned_update_curvature``. The value logged at step t is
+      that of the update before the latest (its second gradient is the one
+      the latest step computed). NaN until two updates are made after the
+      tracker is attached: after a restore from a checkpoint, the first
+      step's value is NaN, and the next ones are those of the uninterrupted
+      run.
     * ``"critical_sharpness"``: ``critical_sharpness``. NaN (with the reason in the record) when the line search does not
       bracket the critical step within `num_forward_passes`, or before the
       first update.

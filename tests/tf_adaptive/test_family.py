@@ -34,11 +34,12 @@ def test_analysis_tools_read_the_step_the_optimizer_took(case):
         previous = [_numpy(v).astype(np.float64) for v in variables]
         optimizer.apply(grads, variables)
         reference.step([np.zeros(s) for s in reference.shapes], grads, case.learning_rate)
-    preconditioners = preconditioner_of(optimizer, variables)
+    preconditioners = preconditioner_of(optimizer, variables, gradients=grads)
     momenta = momentum_of(optimizer, variables, gradients=grads)
     learning_rate = float(_numpy(last_learning_rate_of(optimizer)))
     for i, (variable, p, u) in enumerate(zip(variables, preconditioners, momenta)):
-        np.testing.assert_array_equal(_numpy(p), _numpy(optimizer.preconditioner(variable)))
+        given = grads[i] if optimizer.preconditioner_needs_gradient else None  # SSD: P = |g_t|
+        np.testing.assert_array_equal(_numpy(p), _numpy(optimizer.preconditioner(variable, given)))
         np.testing.assert_array_equal(_numpy(u), _numpy(optimizer.momentum(variable, grads[i])))
         np.testing.assert_allclose(_numpy(u), reference.momentum(i), rtol=1e-4, atol=1e-6)
         # The step actually applied is -η P⁻¹ u, read entirely through analysis_tools.
