@@ -439,7 +439,7 @@ class SharpnessTracker(StepMeasurementCallback):
         # From the previous measurement's critical step (it moves slowly), else from the actual step.
         scale = self._critical_scale or 1.0
         while len(evaluations) < self.num_forward_passes:
-            if loss(scale) > start:
+            if not loss(scale) <= start:  # a non-finite loss counts as risen
                 high = scale
                 if low is not None:
                     break
@@ -451,9 +451,15 @@ class SharpnessTracker(StepMeasurementCallback):
                 scale *= 2.0
         if low is None or high is None or not math.isfinite(start):
             tried = sorted(s for s in evaluations if s > 0.0)
-            notes["critical_sharpness"] = (f"the probe loss along the update did not cross L(θ_t) at the "
-                                            f"scales tried, {tried[0]:g} to {tried[-1]:g} times the step "
-                                            f"({self.num_forward_passes} evaluations)")
+            if not math.isfinite(start):
+                reason = "the probe loss at θ_t is not finite"
+            elif low is None:
+                reason = (f"the probe loss rose above L(θ_t) at every step length tried, down to {tried[0]:g} times "
+                          "the update: the update does not descend the probe loss (η_c is below that, if any)")
+            else:
+                reason = (f"the probe loss stayed at or below L(θ_t) at every step length tried, up to "
+                          f"{tried[-1]:g} times the update: η_c is above that")
+            notes["critical_sharpness"] = f"{reason} ({len(evaluations)} evaluations)"
             return len(evaluations)
         previous = None
         while True:
@@ -467,7 +473,7 @@ class SharpnessTracker(StepMeasurementCallback):
             value = loss(root)
             if abs(value - start) <= _LOSS_RESOLUTION * abs(start):  # on the crossing, as far as float32 tells
                 break
-            if value > start:
+            if not value <= start:
                 high = root
             else:
                 low = root
