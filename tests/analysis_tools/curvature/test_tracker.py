@@ -189,6 +189,7 @@ def _critical_scale(start, update, x, y):
     return 0.5 * (low + high)
 
 
+@pytest.mark.slow
 def test_estimators_against_a_dense_preconditioned_hessian_on_a_tanh_network():
     model, x, y = _tanh_net()
     tracker = SharpnessTracker((x, y), estimators=ALL, batch_size=len(x), num_forward_passes=12)
