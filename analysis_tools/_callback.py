@@ -184,12 +184,16 @@ class StepMeasurementCallback(MeasurementCallback):
 
     def preconditioner(self, variables=None):
         """P_t per variable of `variables` (default: every trainable variable), as `preconditioner_of`."""
-        if self._reader is None or self._reader.optimizer is not _unwrap(self.model.optimizer):
-            self._refresh_reader()
+        self._refresh_reader()
         return self._reader(variables)
 
     def _refresh_reader(self):
-        """A `PreconditionerReader` for the current optimizer; the train step is traced again if it changes."""
+        """A `PreconditionerReader` for the current optimizer, made anew only when the optimizer changed.
+
+        The train step is traced again where the old or the new one listens in it.
+        """
+        if self._reader is not None and self._reader.optimizer is _unwrap(self.model.optimizer):
+            return
         hooked = self._reader is not None and self._reader.hooked
         if self._reader is not None:
             self._reader.remove()
@@ -205,8 +209,7 @@ class StepMeasurementCallback(MeasurementCallback):
 
     def on_train_begin(self, logs=None):
         super().on_train_begin(logs)
-        if self._reader is None or self._reader.optimizer is not _unwrap(self.model.optimizer):
-            self._refresh_reader()
+        self._refresh_reader()
 
     def on_train_batch_begin(self, batch, logs=None):
         super().on_train_batch_begin(batch, logs)

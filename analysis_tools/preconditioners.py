@@ -1019,16 +1019,19 @@ def second_moment_of(optimizer):
     return _rule(optimizer, "second_moment_of").second_moment(optimizer)
 
 
+def _leaves(optimizer):
+    """The optimizers that make the updates: `optimizer`, or every sub-optimizer a MultiOptimizer lists (unwrapped)."""
+    optimizer = _unwrap(optimizer)
+    return [_unwrap(sub) for sub in optimizer.optimizers] if _is_multi(optimizer) else [optimizer]
+
+
 def preconditioner_unavailable(optimizer):
     """Why `preconditioner_of` cannot read a P from `optimizer` (a sentence), or None where it can.
 
     Decided from the optimizer's type alone, so it can be asked before the
     optimizer is built (a MultiOptimizer's sub-optimizers are all checked).
     """
-    optimizer = _unwrap(optimizer)
-    candidates = list(optimizer.optimizers) if _is_multi(optimizer) else [optimizer]
-    for candidate in candidates:
-        candidate = _unwrap(candidate)
+    for candidate in _leaves(optimizer):
         if _has_protocol(candidate):
             continue
         try:
@@ -1046,10 +1049,7 @@ def preconditioner_needs_gradients(optimizer):
     any sub-optimizer's P does. An optimizer whose P cannot be read at all
     (see `preconditioner_unavailable`) needs none.
     """
-    optimizer = _unwrap(optimizer)
-    candidates = list(optimizer.optimizers) if _is_multi(optimizer) else [optimizer]
-    for candidate in candidates:
-        candidate = _unwrap(candidate)
+    for candidate in _leaves(optimizer):
         if _has_protocol(candidate):
             if getattr(candidate, "preconditioner_needs_gradient", False):
                 return True

@@ -484,7 +484,7 @@ class SharpnessTracker(StepMeasurementCallback):
         return len(evaluations)
 
     def _power_iteration(self, values):
-        """One warm-started power step per problem; returns the products taken."""
+        """A warm-started power step, or `num_products` Lanczos steps, per problem; returns the products taken."""
         problems = {}
         if self.preconditioned and self._uses_p():
             problems["power_preconditioned_sharpness"] = self._operator.preconditioned(
@@ -498,21 +498,14 @@ class SharpnessTracker(StepMeasurementCallback):
                                                     dtype=tf.float64)
                 vector /= tf.norm(vector)
             if self.num_products > 1:
-                values[key], values[f"{key}_residual"], vector = self._krylov(problem, vector)
-                self._vectors[key] = vector
+                values[key], values[f"{key}_residual"], self._vectors[key] = self._krylov(problem, vector)
                 continue
-            for _ in range(self.num_products):
-                product = problem.matvec(vector)
-                quotient = float(tf.tensordot(vector, product, 1))
-                residual = float(tf.norm(product - quotient * vector))
-                norm = float(tf.norm(product))
-                if not (np.isfinite(norm) and norm > 0.0):
-                    break
-                vector = product / norm
-            values[key] = quotient
-            values[f"{key}_residual"] = residual
-            if np.isfinite(norm) and norm > 0.0:
-                self._vectors[key] = vector
+            product = problem.matvec(vector)
+            values[key] = float(tf.tensordot(vector, product, 1))
+            values[f"{key}_residual"] = float(tf.norm(product - values[key] * vector))
+            norm = float(tf.norm(product))
+            if np.isfinite(norm) and norm > 0.0:  # else the next measurement starts from the same vector
+                self._vectors[key] = product / norm
         return len(problems) * self.num_products
 
     def _krylov(self, problem, vector):
