@@ -29,10 +29,10 @@ import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import (
     dtype_util,
     parameter_properties,
-    reparameterization,
     samplers,
     tensor_util,
 )
+from tensorflow_probability.python.internal import reparameterization  # one object on every substrate
 
 tfd = tfp.distributions
 tfb = tfp.bijectors
@@ -52,11 +52,16 @@ class SymmetricAlphaStable(tfd.AutoCompositeTensorDistribution):
     which reduces to μ + 2σ sin(V) √W (Gaussian, variance 2σ²) at α = 2 and to
     μ + σ tan(V) (Cauchy) at α = 1. The draws are computed in float64 and cast
     to the distribution's dtype. Seeds follow TFP's conventions (an int, None,
-    or a stateless `(int, int)` seed); the draws are not reparameterized.
+    or a stateless `(int, int)` seed). The draws are fully reparameterized: for
+    fixed (V, W) the map above is smooth in α, σ and μ (at α = 1 too, where the
+    factor's exponent (1 − α)/α passes through 0), so gradients of samples with
+    respect to the parameters are exact.
 
-    `log_prob`, `prob` and `cdf` are not implemented (see the module
-    docstring); `characteristic_function(t)` is exact. `mean()` is μ for
-    α > 1 and NaN otherwise; `variance()` is 2σ² at α = 2 and +inf below.
+    `log_prob`, `prob`, `cdf` and `entropy` are not implemented (no density:
+    see the module docstring); `characteristic_function(t)` is exact.
+    `mean()` is μ for α > 1 and NaN otherwise; `variance()` is 2σ² at α = 2
+    and +inf below. The same source runs on TFP's JAX substrate:
+    `analysis_tools.substrates.jax.SymmetricAlphaStable`.
 
     Args:
         alpha: Stability index in (0, 2]. Any batch shape.
@@ -79,7 +84,7 @@ class SymmetricAlphaStable(tfd.AutoCompositeTensorDistribution):
                 dtype=dtype,
                 validate_args=validate_args,
                 allow_nan_stats=allow_nan_stats,
-                reparameterization_type=reparameterization.NOT_REPARAMETERIZED,
+                reparameterization_type=reparameterization.FULLY_REPARAMETERIZED,
                 parameters=parameters,
                 name=name,
             )
@@ -88,7 +93,10 @@ class SymmetricAlphaStable(tfd.AutoCompositeTensorDistribution):
     def _parameter_properties(cls, dtype, num_classes=None):
         return dict(
             alpha=parameter_properties.ParameterProperties(
-                default_constraining_bijector_fn=lambda: tfb.Sigmoid(low=0.0, high=2.0)
+                # In the parameter's dtype: a Sigmoid from Python floats is float32, and would refuse
+                # float64 parameters (`make_trainable(..., parameter_dtype=tf.float64)`).
+                default_constraining_bijector_fn=lambda: tfb.Sigmoid(
+                    low=tf.constant(0.0, dtype), high=tf.constant(2.0, dtype))
             ),
             scale=parameter_properties.ParameterProperties(
                 default_constraining_bijector_fn=lambda: tfb.Softplus(low=dtype_util.eps(dtype))

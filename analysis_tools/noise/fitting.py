@@ -47,6 +47,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 tfd = tfp.distributions
+tfb = tfp.bijectors
 
 __all__ = ["FittedLaw", "NoiseFit", "TailFit", "fit_noise_distribution"]
 
@@ -54,19 +55,36 @@ KINDS = ("auto", "coordinates", "norms")
 
 
 class FittedLaw(NamedTuple):
-    """A maximum-likelihood fit: the law's name, its parameters, log L, p and AIC."""
+    """A maximum-likelihood fit: the law's name, its parameters, log L, p and AIC.
+
+    Attributes:
+        standard_errors: {parameter: standard error}, from the observed
+            information (the inverse Hessian of −log L at the optimum, in the
+            unconstrained parameters, carried to these by the delta method).
+            NaN where the fit sits at the edge of its family (the heavy law at
+            its light limit, ν = ∞), where the Hessian is not positive definite,
+            or for parameters capped at 1e8 (`_LOG_MAX_DEGREES`). Coverage is in
+            RESULTS.md (`benchmarks/coverage.py`).
+        distribution: The fitted law as a float64 `tfp.distributions.Distribution`
+            (of the samples: coordinates or norms).
+    """
 
     name: str
     parameters: dict
     log_likelihood: float
     num_parameters: int
     aic: float
+    standard_errors: dict = None
+    distribution: object = None
 
 
 class TailFit(NamedTuple):
     """Peaks over threshold: GPD vs exponential on the exceedances over `threshold`.
 
     `shape` is ξ (0 for the exponential); `tail_index` is 1/ξ for ξ > 0 and inf otherwise.
+    `standard_errors` holds the generalized Pareto fit's ({"shape", "scale"}, observed
+    information, as `FittedLaw`), and `distribution` is that fit as a
+    `tfd.GeneralizedPareto` of |x − median| above `threshold`.
     """
 
     threshold: float
@@ -77,6 +95,8 @@ class TailFit(NamedTuple):
     aic_generalized_pareto: float
     aic_exponential: float
     heavy: bool
+    standard_errors: dict = None
+    distribution: object = None
 
 
 class NoiseFit(NamedTuple):
@@ -133,51 +153,103 @@ def _maximize(log_likelihood, data, starts):
     return best
 
 
-def _aic(name, parameters, mean_log_likelihood, n, num_parameters=None):
+def _aic(name, parameters, mean_log_likelihood, n, num_parameters=None, standard_errors=None, distribution=None):
     log_likelihood = mean_log_likelihood * n
     p = len(parameters) if num_parameters is None else num_parameters
-    return FittedLaw(name, parameters, log_likelihood, p, 2 * p - 2 * log_likelihood)
+    return FittedLaw(name, parameters, log_likelihood, p, 2 * p - 2 * log_likelihood, standard_errors, distribution)
 
 
-def _nested(heavy_name, heavy_value, heavy_parameters, light, limit, n):
+def _standard_errors(log_likelihood, position, data, natural):
+    """{name: standard error} of the parameters `natural(p)` (a dict of scalars) at the MLE p.
+
+    The observed information: Σ = (−∇² log L(p))⁻¹ over the unconstrained p, and
+    Var θ_i = J_i Σ J_iᵀ with J the Jacobian of θ = natural(p) (delta method).
+    NaN for every parameter where −∇² log L is not positive definite, and for
+    a parameter at the 1e8 cap of `_degrees`.
+    """
+    p = tf.constant(position, tf.float64)
+    data = tf.constant(data, tf.float64)
+    n = float(data.shape[0])
+    with tf.GradientTape() as outer:
+        outer.watch(p)
+        with tf.GradientTape() as inner:
+            inner.watch(p)
+            total = -n * log_likelihood(p, data)
+        gradient = inner.gradient(total, p)
+    information = outer.jacobian(gradient, p).numpy()
+    with tf.GradientTape() as tape:
+        tape.watch(p)
+        values = natural(p)
+        stacked = tf.stack([tf.cast(v, tf.float64) for v in values.values()])
+    jacobian = tape.jacobian(stacked, p).numpy()
+    try:
+        np.linalg.cholesky(information)
+    except np.linalg.LinAlgError:
+        return {name: math.nan for name in values}
+    variances = np.einsum("ij,jk,ik->i", jacobian, np.linalg.inv(information), jacobian)
+    capped = stacked.numpy() >= math.exp(_LOG_MAX_DEGREES) * (1.0 - 1e-12)
+    return {name: math.sqrt(v) if v > 0 and not cap else math.nan
+            for name, v, cap in zip(values, variances, capped)}
+
+
+def _nested(heavy_name, heavy_value, heavy_parameters, light, limit, n, standard_errors, distribution):
     """The heavy law's fit, or its limit (the light law) when that is at least as likely.
 
     The heavy family contains the light law as ν → ∞, so its maximum likelihood
     is at least the light one's; an optimizer stopping slightly short of it
-    must not make the richer law look worse.
+    must not make the richer law look worse. At the limit the fit is the light
+    law's (its distribution and standard errors), and ν = ∞, on the edge of
+    the family, has no standard error (NaN).
     """
     if heavy_value * n >= light.log_likelihood:
-        return _aic(heavy_name, heavy_parameters, heavy_value, n)
+        return _aic(heavy_name, heavy_parameters, heavy_value, n, standard_errors=standard_errors(),
+                    distribution=distribution())
     parameters = dict(light.parameters, **limit)
-    return _aic(heavy_name, parameters, light.log_likelihood / n, n, num_parameters=len(heavy_parameters))
+    errors = dict(light.standard_errors, **{name: math.nan for name in limit})
+    return _aic(heavy_name, parameters, light.log_likelihood / n, n, num_parameters=len(heavy_parameters),
+                standard_errors=errors, distribution=light.distribution)
 
 
 def _student_t(p, x):
     return tf.reduce_mean(tfd.StudentT(tf.exp(p[0]), p[1], tf.exp(p[2])).log_prob(x))
 
 
+def _student_t_parameters(p):
+    return {"df": tf.exp(p[0]), "loc": p[1], "scale": tf.exp(p[2])}
+
+
 def _fit_coordinates(x):
     n = len(x)
     mu, sigma = float(np.mean(x)), float(np.std(x))
-    normal = _aic("normal", {"loc": mu, "scale": sigma},
-                  float(tf.reduce_mean(tfd.Normal(mu, sigma).log_prob(x))), n)
+    # The Normal's MLE has a closed form, and so has its information: Var μ̂ = σ²/n, Var σ̂ = σ²/(2n).
+    law = tfd.Normal(tf.constant(mu, tf.float64), tf.constant(sigma, tf.float64))
+    normal = _aic("normal", {"loc": mu, "scale": sigma}, float(tf.reduce_mean(law.log_prob(x))), n,
+                  standard_errors={"loc": sigma / math.sqrt(n), "scale": sigma / math.sqrt(2.0 * n)},
+                  distribution=law)
     median = float(np.median(x))
     spread = 1.4826 * float(np.median(np.abs(x - median))) or sigma
     starts = [[math.log(df), median, math.log(spread)] for df in (2.0, 30.0)]
     value, p = _maximize(_student_t, x, starts)
-    heavy = _nested("student_t", value, {"df": math.exp(p[0]), "loc": float(p[1]), "scale": math.exp(p[2])},
-                    normal, {"df": math.inf}, n)
+    parameters = {name: float(v) for name, v in _student_t_parameters(tf.constant(p)).items()}
+    heavy = _nested("student_t", value, parameters, normal, {"df": math.inf}, n,
+                    lambda: _standard_errors(_student_t, p, x, _student_t_parameters),
+                    lambda: tfd.StudentT(*(tf.constant(parameters[k], tf.float64) for k in ("df", "loc", "scale"))))
     return normal, heavy
 
 
+def _as(value, dtype):
+    """`value` as a tensor of `dtype`; a Python float goes straight there (`tf.cast` would round it to float32)."""
+    return tf.cast(tf.convert_to_tensor(value, dtype_hint=dtype), dtype)
+
+
 def _log_chi_norm(r, k, s):
-    k, s = (tf.cast(v, r.dtype) for v in (k, s))
+    k, s = (_as(v, r.dtype) for v in (k, s))
     return tfd.Chi(k).log_prob(r / s) - tf.math.log(s)
 
 
 def _log_t_norm(r, k, s, nu):
     """log density of r = s·sqrt(k F(k, ν)) (the module docstring's f)."""
-    k, s, nu = (tf.cast(v, r.dtype) for v in (k, s, nu))
+    k, s, nu = (_as(v, r.dtype) for v in (k, s, nu))
     u = tf.square(r / s)
     return (math.log(2.0) + tf.math.log(r) - 2.0 * tf.math.log(s) + (k / 2.0 - 1.0) * tf.math.log(u)
             - (k + nu) / 2.0 * tf.math.log1p(u / nu) - k / 2.0 * tf.math.log(nu)
@@ -205,13 +277,43 @@ def _t_norm(p, r):
     return tf.reduce_mean(_log_t_norm(r, _degrees(p[0]), tf.exp(p[1]), _degrees(p[2])))
 
 
+def _chi_parameters(p):
+    return {"k": _degrees(p[0]), "scale": tf.exp(p[1])}
+
+
+def _t_norm_parameters(p):
+    return {"k": _degrees(p[0]), "scale": tf.exp(p[1]), "df": _degrees(p[2])}
+
+
+def chi_norm_distribution(k, scale):
+    """s·χ_k, the norm of a Gaussian vector (module docstring), as a float64 distribution."""
+    return tfd.TransformedDistribution(tfd.Chi(tf.constant(k, tf.float64)),
+                                       tfb.Scale(tf.constant(scale, tf.float64)))
+
+
+def t_norm_distribution(k, scale, df):
+    """s·sqrt(k F(k, ν)), the norm of a multivariate Student-t vector, as a float64 distribution.
+
+    k F(k, ν) = ν B/(1 − B) with B ~ Beta(k/2, ν/2) (a beta-prime law scaled by ν),
+    so r = s √(ν B/(1 − B)): a bijection of the Beta law, whose density is the
+    module docstring's f.
+    """
+    k, scale, df = (tf.constant(v, tf.float64) for v in (k, scale, df))
+    odds = tfb.Chain([tfb.Exp(), tfb.Invert(tfb.Sigmoid())])  # B ↦ B/(1 − B)
+    return tfd.TransformedDistribution(
+        tfd.Beta(k / 2.0, df / 2.0), tfb.Chain([tfb.Scale(scale), tfb.Power(tf.constant(0.5, tf.float64)),
+                                                tfb.Scale(df), odds]))
+
+
 def _fit_norms(r):
     n = len(r)
     mean, variance = float(np.mean(r)), float(np.var(r))
     k0 = max(mean * mean / (2.0 * variance), 0.5)  # r/s ~ χ_k: mean ≈ s√k, variance ≈ s²/2
     s0 = mean / math.sqrt(k0)
     value, p = _maximize(_chi, r, [[math.log(k0), math.log(s0)], [math.log(max(k0 / 4, 0.1)), math.log(s0)]])
-    light = _aic("scaled_chi", {"k": _degrees(p[0]), "scale": math.exp(p[1])}, value, n)
+    chi = {name: float(v) for name, v in _chi_parameters(tf.constant(p)).items()}
+    light = _aic("scaled_chi", chi, value, n, standard_errors=_standard_errors(_chi, p, r, _chi_parameters),
+                 distribution=chi_norm_distribution(chi["k"], chi["scale"]))
     k_light, s_light = light.parameters["k"], light.parameters["scale"]
     # Heavy data make the χ fit's k useless as a start for the heavy law: also
     # start from a few dimensions, with s matching the median (r/s ≈ √k in the bulk).
@@ -220,8 +322,10 @@ def _fit_norms(r):
               for k, s in [(k_light, s_light)] + [(k, median / math.sqrt(k)) for k in (4.0, 32.0, 256.0)]
               for nu in (2.0, 100.0)]
     value, p = _maximize(_t_norm, r, starts)
-    heavy = _nested("multivariate_t_norm", value, {"k": _degrees(p[0]), "scale": math.exp(p[1]),
-                                                   "df": _degrees(p[2])}, light, {"df": math.inf}, n)
+    t_norm = {name: float(v) for name, v in _t_norm_parameters(tf.constant(p)).items()}
+    heavy = _nested("multivariate_t_norm", value, t_norm, light, {"df": math.inf}, n,
+                    lambda: _standard_errors(_t_norm, p, r, _t_norm_parameters),
+                    lambda: t_norm_distribution(t_norm["k"], t_norm["scale"], t_norm["df"]))
     return light, heavy
 
 
@@ -245,12 +349,16 @@ def _fit_tail(magnitudes, tail_fraction):
     mean_excess = float(np.mean(excess))
     exponential = _aic("exponential", {"scale": mean_excess}, -math.log(mean_excess) - 1.0, m)
     value, p = _maximize(_generalized_pareto, excess, [[math.log(mean_excess), shape] for shape in (0.1, 0.5)])
-    scale = float(_gpd_scale(tf.constant(p), float(np.max(excess))))
+    largest = float(np.max(excess))
+    scale = float(_gpd_scale(tf.constant(p), largest))
     pareto = _aic("generalized_pareto", {"scale": scale, "shape": float(p[1])}, value, m)
     shape = pareto.parameters["shape"]
     heavy = pareto.aic < exponential.aic and shape > 0
+    errors = _standard_errors(_generalized_pareto, p, excess,
+                              lambda q: {"shape": q[1], "scale": _gpd_scale(q, largest)})
+    distribution = tfd.GeneralizedPareto(*(tf.constant(v, tf.float64) for v in (threshold, scale, shape)))
     return TailFit(threshold, m, shape, pareto.parameters["scale"], 1.0 / shape if shape > 0 else math.inf,
-                   pareto.aic, exponential.aic, heavy)
+                   pareto.aic, exponential.aic, heavy, errors, distribution)
 
 
 def _strength(delta):

@@ -13,5 +13,6 @@ import keras
 collect_ignore_glob = (
     [] if keras.backend.backend() == "tensorflow"
     else ["curvature/*", "updates/*", "noise/*", "test_callback_base.py", "test_zoo.py",
-          "test_second_order.py", "test_vocabulary.py", "test_replica_programs.py", "test_step_hook.py"]
+          "test_second_order.py", "test_vocabulary.py", "test_replica_programs.py", "test_step_hook.py",
+          "test_substrates.py"]
 )

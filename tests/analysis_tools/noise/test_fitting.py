@@ -94,3 +94,54 @@ def test_bad_input_is_refused():
         fit_noise_distribution(np.linspace(-1, 1, 200), kind="norms")
     with pytest.raises(ValueError, match="tail_fraction"):
         fit_noise_distribution(np.linspace(-1, 1, 200), tail_fraction=1.5)
+
+
+# ---------------------------------------------------------------------------
+# Standard errors and distribution objects (coverage over 100 seeds: benchmarks/coverage.py, RESULTS.md).
+
+
+def test_each_fit_comes_with_its_distribution():
+    rng = np.random.default_rng(7)
+    x = 2.0 * rng.standard_t(3.0, 4000) + 1.0
+    fit = fit_noise_distribution(x, kind="coordinates")
+    for law in (fit.light, fit.heavy):
+        assert float(tf.reduce_sum(law.distribution.log_prob(x))) == pytest.approx(law.log_likelihood, rel=1e-10)
+    excess = np.abs(x - np.median(x))
+    excess = excess[excess > fit.tail.threshold]
+    assert isinstance(fit.tail.distribution, tfp.distributions.GeneralizedPareto)
+    assert np.all(np.isfinite(fit.tail.distribution.log_prob(excess).numpy()))
+    r = _t_norms(3000, 20, 4.0, rng)
+    fit = fit_noise_distribution(r, kind="norms")
+    for law in (fit.light, fit.heavy):
+        assert float(tf.reduce_sum(law.distribution.log_prob(r))) == pytest.approx(law.log_likelihood, rel=1e-8)
+    assert fit.heavy.distribution.sample(5, seed=(1, 1)).shape == [5]
+
+
+def test_student_t_standard_errors_against_a_finite_difference_information_matrix():
+    import scipy.stats
+
+    x = 0.5 * np.random.default_rng(8).standard_t(4.0, 5000) - 0.3
+    fit = fit_noise_distribution(x, kind="coordinates")
+    names = ("df", "loc", "scale")
+    theta = np.array([fit.heavy.parameters[n] for n in names])
+
+    def log_likelihood(t):
+        return np.sum(scipy.stats.t.logpdf(x, t[0], loc=t[1], scale=t[2]))
+
+    steps = 1e-4 * np.maximum(np.abs(theta), 0.1)
+    hessian = np.empty((3, 3))
+    for i in range(3):
+        for j in range(3):
+            e_i, e_j = np.eye(3)[i] * steps[i], np.eye(3)[j] * steps[j]
+            hessian[i, j] = (log_likelihood(theta + e_i + e_j) - log_likelihood(theta + e_i - e_j)
+                             - log_likelihood(theta - e_i + e_j) + log_likelihood(theta - e_i - e_j)) / (
+                4 * steps[i] * steps[j])
+    expected = np.sqrt(np.diag(np.linalg.inv(-hessian)))
+    np.testing.assert_allclose([fit.heavy.standard_errors[n] for n in names], expected, rtol=1e-3)
+
+
+def test_the_heavy_law_at_its_light_limit_has_no_standard_error_for_nu():
+    fit = fit_noise_distribution(np.random.default_rng(9).standard_normal(3000), kind="coordinates")
+    assert fit.heavy.parameters["df"] == math.inf and math.isnan(fit.heavy.standard_errors["df"])
+    assert fit.heavy.standard_errors["loc"] == fit.light.standard_errors["loc"]
+    assert fit.heavy.distribution is fit.light.distribution
