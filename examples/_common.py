@@ -218,12 +218,19 @@ def reset_optimizer(optimizer, learning_rate=None):
     schedule keeps it (pass None); a schedule whose peak is a variable is reset
     by assigning that.
     """
+    import keras
     import tensorflow as tf
 
+    # Keras keeps a float learning rate as one of `optimizer.variables`: it is read before the zeroing and
+    # written back, unless a new one is given (a schedule holds no variable there and needs nothing).
+    schedule = isinstance(getattr(optimizer, "_learning_rate", None), keras.optimizers.schedules.LearningRateSchedule)
+    kept = None if schedule else float(optimizer.learning_rate)
     for variable in optimizer.variables:
         variable.assign(tf.zeros_like(variable))
     if learning_rate is not None:
         optimizer.learning_rate = float(learning_rate)
+    elif kept is not None:
+        optimizer.learning_rate = kept
 
 
 def xla_training_loop(model, optimizer, loss):

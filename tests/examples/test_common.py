@@ -140,6 +140,22 @@ def test_reset_optimizer_makes_a_used_optimizer_step_like_a_fresh_one():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(variable), keras.ops.convert_to_numpy(fresh_variable))
 
 
+def test_reset_optimizer_without_a_learning_rate_keeps_the_rate_and_a_schedule():
+    import keras
+
+    variable = keras.Variable(np.array([1.0, -2.0], "float32"))
+    optimizer = keras.optimizers.Adam(0.1)
+    optimizer.apply_gradients([(np.array([0.5, 0.25], "float32"), variable)])
+    _common.reset_optimizer(optimizer)
+    # Filed: the float learning rate is one of the optimizer's variables, and was zeroed with its state.
+    assert int(optimizer.iterations) == 0 and float(optimizer.learning_rate) == pytest.approx(0.1)
+    schedule = keras.optimizers.schedules.ExponentialDecay(0.1, decay_steps=10, decay_rate=0.5)
+    scheduled = keras.optimizers.Adam(schedule)
+    scheduled.apply_gradients([(np.array([0.5, 0.25], "float32"), variable)])
+    _common.reset_optimizer(scheduled)
+    assert int(scheduled.iterations) == 0 and float(scheduled.learning_rate) == pytest.approx(0.1)
+
+
 def test_xla_training_loop_takes_one_step_per_batch_and_returns_each_loss_before_its_step():
     import keras
 
