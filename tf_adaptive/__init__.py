@@ -14,7 +14,7 @@ from tf_adaptive.rmsprop import RMSProp
 from tf_adaptive.sign import MSSD, SSD
 from tf_adaptive.svag import MSVAG, SVAG
 
-__version__ = "0.2.0"
+__version__ = "0.3.0"
 
 __all__ = [
     "ACClip",
