@@ -106,7 +106,9 @@ def test_former_attributes_and_constants_read_the_new_ones_with_a_deprecation_wa
     tail = analysis_tools.tail_index(np.random.default_rng(1).standard_t(3, 500), estimator="hill")
     sharpness = analysis_tools.SharpnessCallback(setting["data"], tolerance=1e-2, trace_products=7)
     noise = analysis_tools.GradientNoiseCallback(setting["data"], tail_index_estimator="hill")
+    fit = analysis_tools.fit_update_distribution(analysis_tools.AdaptiveUpdate(8.0).sample(2000, seed=(1, 1)))
     cases = [
+        (lambda: fit.m_stderr, "m_stderr", "m_standard_error", fit.m_standard_error),
         (lambda: operator.method, "method", "differentiation", FORWARD),
         (lambda: trace.method, "method", "estimator", "hutchinson"),
         (lambda: tail.method, "method", "estimator", "hill"),
