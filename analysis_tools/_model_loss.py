@@ -24,9 +24,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from analysis_tools._backend import require_tensorflow_backend
 from analysis_tools._probe import batch_count
 from analysis_tools._second_order import ExactMoments, ExactResizeGradients
-from analysis_tools._backend import require_tensorflow_backend
 
 MODES = ("train", "inference")
 
@@ -241,7 +241,7 @@ class ModelLoss:
                 values, non_trainable, x, return_losses=True, training=self.training
             )
         if losses:
-            regularization = tf.add_n([tf.cast(l, self.dtype) for l in losses])
+            regularization = tf.add_n([tf.cast(term, self.dtype) for term in losses])
         else:
             regularization = tf.zeros([], self.dtype)
         if graph is not None:
@@ -284,14 +284,16 @@ class ModelLoss:
         if weights is not None:
             weights = tf.reshape(weights, [-1] + [1] * (values.shape.rank - 1))
         if keras_mask is not None or reduction == "sum":
-            elementwise = tf.ones_like(values) if keras_mask is None else tf.cast(keras_mask, self.dtype) * tf.ones_like(values)
+            elementwise = (tf.ones_like(values) if keras_mask is None
+                           else tf.cast(keras_mask, self.dtype) * tf.ones_like(values))
             if weights is not None:
                 elementwise = elementwise * weights
             total = tf.reduce_sum(values * elementwise)
             if reduction != "sum":
                 total = tf.math.divide_no_nan(total, tf.reduce_sum(elementwise))
             return scale * count * total
-        per_example = tf.reduce_mean(values, axis=list(range(1, values.shape.rank))) if values.shape.rank > 1 else values
+        per_example = (tf.reduce_mean(values, axis=list(range(1, values.shape.rank))) if values.shape.rank > 1
+                       else values)
         if weights is not None:
             per_example = per_example * tf.reshape(weights, [-1])
         return scale * tf.reduce_sum(per_example)

@@ -60,18 +60,18 @@ Notation: t = ``optimizer.iterations``, the number of updates applied so far
 η = η_t; m, v, ... the optimizer's slots after the update; RMS(z) =
 sqrt(mean(z²)) over one variable.
 
-| optimizer                 | u_t (momentum)                       | P_t (diagonal preconditioner)                                   | momentum type, β   |
-|---------------------------|--------------------------------------|-----------------------------------------------------------------|--------------------|
-| SGD, momentum μ = 0       | g                                    | 1                                                               | none               |
-| SGD, μ > 0                | -m / η  (Keras m = μ m - η g)         | 1                                                               | heavy ball, μ      |
-| SGD, μ > 0, nesterov      | g - μ m / η                          | 1                                                               | Nesterov, μ        |
-| Adam, AdamW               | m  (m = β1 m + (1-β1) g)              | (1-β1^t) / sqrt(1-β2^t) · (sqrt(v) + ε)                          | EMA heavy ball, β1 |
-| Adam / AdamW, amsgrad     | m                                    | as Adam, with v → v̂ = max_{s≤t} v_s                             | EMA heavy ball, β1 |
-| Nadam                     | (a m + b g) / (a + b)                 | (sqrt(v / (1-β2^t)) + ε) / (a + b)                               | EMA Nesterov, β1   |
-| RMSprop, momentum μ = 0   | g                                    | sqrt(v + ε)  (centered: sqrt(v - ḡ² + ε))                        | none               |
-| RMSprop, μ > 0            | P · mom / η                           | as above                                                        | heavy ball, μ      |
-| Adagrad                   | g                                    | sqrt(A + ε),  A = A_0 + Σ_s g_s²,  A_0 = initial_accumulator_value | none             |
-| Adafactor                 | g                                    | η · sqrt(v) · c / (ρ · max(ε2, RMS(x_{t-1})))                    | none               |
+For each optimizer: u_t (momentum); P_t (diagonal preconditioner); momentum type, β.
+
+* SGD, momentum μ = 0: u_t = g; P_t = 1; none.
+* SGD, μ > 0: u_t = -m / η (Keras m = μ m - η g); P_t = 1; heavy ball, β = μ.
+* SGD, μ > 0, nesterov: u_t = g - μ m / η; P_t = 1; Nesterov, β = μ.
+* Adam, AdamW: u_t = m (m = β1 m + (1-β1) g); P_t = (1-β1^t) / sqrt(1-β2^t) · (sqrt(v) + ε); EMA heavy ball, β = β1.
+* Adam / AdamW, amsgrad: u_t = m; P_t as Adam, with v → v̂ = max_{s≤t} v_s; EMA heavy ball, β = β1.
+* Nadam: u_t = (a m + b g) / (a + b); P_t = (sqrt(v / (1-β2^t)) + ε) / (a + b); EMA Nesterov, β = β1.
+* RMSprop, momentum μ = 0: u_t = g; P_t = sqrt(v + ε) (centered: sqrt(v - ḡ² + ε)); none.
+* RMSprop, μ > 0: u_t = P · mom / η; P_t as above; heavy ball, β = μ.
+* Adagrad: u_t = g; P_t = sqrt(A + ε), A = A_0 + Σ_s g_s², A_0 = initial_accumulator_value; none.
+* Adafactor: u_t = g; P_t = η · sqrt(v) · c / (ρ · max(ε2, RMS(x_{t-1}))); none.
 
 Details, each read off the Keras update rule:
 

@@ -1,4 +1,4 @@
-"""What several benchmark scripts share: the peak RSS, a median time, and measurement callbacks that time their measurements."""
+"""What several benchmarks share: the peak RSS, a median time, and measurement callbacks timing their measurements."""
 
 import resource
 import sys

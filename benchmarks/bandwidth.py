@@ -67,18 +67,18 @@ import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 
-from absl import app, flags  # noqa: E402
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import jaxlib  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import jax
+import jax.numpy as jnp
+import jaxlib
+import keras
+import numpy as np
+from absl import app, flags
 
 try:
-    import tf_adaptive  # noqa: E402
+    import tf_adaptive
 except ImportError:  # not installed: the package next to benchmarks/
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    import tf_adaptive  # noqa: E402
+    import tf_adaptive
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("cases", ["large", "small", "train"], "Which measurements: large, small, train.")

@@ -27,8 +27,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import numpy as np  # noqa: E402
-from absl import app, flags  # noqa: E402
+import numpy as np
+from absl import app, flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
@@ -56,7 +56,8 @@ def main(argv):
     from analysis_tools.noise.tail_estimators import ESTIMATORS
     from analysis_tools.updates.law import AdaptiveUpdate
 
-    print("| estimator | true value | coverage (±1.96 SE) | mean estimate | sd over seeds | mean SE | seeds with an SE |")
+    print("| estimator | true value | coverage (±1.96 SE) | mean estimate | sd over seeds | mean SE | "
+          "seeds with an SE |")
     print("|---|---|---|---|---|---|---|")
     seeds = range(FLAGS.seeds)
     if "tail" in FLAGS.only:

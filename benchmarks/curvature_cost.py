@@ -25,16 +25,16 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
-import _common  # noqa: E402
+import _common
 
-import tf_adaptive  # noqa: E402
-from analysis_tools import (  # noqa: E402
+import tf_adaptive
+from analysis_tools import (
     HessianOperator,
     Lanczos,
     hutch_plus_plus,

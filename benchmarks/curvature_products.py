@@ -19,7 +19,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
@@ -37,10 +37,10 @@ def measure(name, repeats):
 
     import numpy as np
     import tensorflow as tf
+    from _timing import median_seconds  # benchmarks/_timing.py, next to this script
 
     import analysis_tools
     from tests.analysis_tools import zoo
-    from _timing import median_seconds  # benchmarks/_timing.py, next to this script
 
     warnings.simplefilter("ignore")
     model, (x, y) = zoo.build(name, jit_compile=True)

@@ -20,12 +20,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import keras
+import numpy as np
+from _timing import peak_rss_mb
+from absl import app, flags
 
-from analysis_tools import gradient_noise  # noqa: E402
-from _timing import peak_rss_mb  # noqa: E402  (benchmarks/_timing.py, next to this script)
+from analysis_tools import gradient_noise
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("width", 3000, "Width of the two hidden layers.", lower_bound=1)

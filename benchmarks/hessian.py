@@ -82,14 +82,14 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from _timing import TimedSharpnessCallback
+from absl import app, flags
 
-import tf_adaptive  # noqa: E402
-from _timing import TimedSharpnessCallback  # noqa: E402  (benchmarks/_timing.py, next to this script)
-from analysis_tools import (  # noqa: E402
+import tf_adaptive
+from analysis_tools import (
     HessianOperator,
     Lanczos,
     preconditioner_of,
@@ -499,13 +499,15 @@ def time_callback(x, y, rng):
         ])
     print_table(["configuration", "fit s", "× none", "overhead", "paired median", "measurements",
                  "HVPs per measurement",
-                 "ms per measurement", "measure() in fit", "Σ measure() ÷ fit", "HVPs alone", "≈ train steps", f"≤ {OVERHEAD_TARGET:.0%}"], rows)
+                 "ms per measurement", "measure() in fit", "Σ measure() ÷ fit", "HVPs alone", "≈ train steps",
+                 f"≤ {OVERHEAD_TARGET:.0%}"], rows)
     print(f"   hook only: every_n_steps beyond the run, so no measurement: the per-step check alone, "
           f"{1e3 * (hook - base) / steps:.3f} ms per step from the fit times, {check_ms:.3f} ms per call "
           f"when the batch hooks are called directly. ms per measurement: (fit − hook only) ÷ "
           f"measurements; measure() in fit: the mean time of the callback's `measure()` calls in the "
           f"timed fits; Σ measure() ÷ fit: measurements × that ÷ the fit without a callback, the "
-          f"overhead the measurements alone account for; HVPs alone: the mean HVPs per measurement × one `matvec` timed alone ("
+          f"overhead the measurements alone account for; HVPs alone: the mean HVPs per measurement × one "
+          f"`matvec` timed alone ("
           + ", ".join(f"{ms:.1f} ms on {size}" for size, ms in hvp_ms.items())
           + "); ≈ train steps: ms per measurement ÷ ms per step.")
     print()

@@ -31,8 +31,8 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-from _timing import peak_rss_mb  # noqa: E402  (benchmarks/_timing.py, next to this script)
+from _timing import peak_rss_mb
+from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("width", 4800, "Width of the two hidden layers.", lower_bound=1)

@@ -26,8 +26,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _baseline import compare, median  # noqa: E402  (benchmarks/_baseline.py, next to this script)
-from absl import app  # noqa: E402
+from _baseline import compare, median
+from absl import app
 
 SETTINGS = {"float64": (2_000_000, {}), "float32": (8_000_000, {}),
             "accelerator": (2_000_000, {"basis_device": "accelerator"})}
@@ -36,8 +36,8 @@ STEPS = 20
 
 def _measure(setting):
     import tensorflow as tf
-
     from _timing import median_seconds, peak_rss_mb
+
     from analysis_tools.curvature.lanczos import Lanczos
 
     n, options = SETTINGS[setting]

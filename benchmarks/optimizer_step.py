@@ -22,12 +22,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
-import tf_adaptive  # noqa: E402
+import tf_adaptive
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("width", 1024, "Width of the MLP's hidden layers.")

@@ -28,7 +28,7 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["gpt2", "bert", "resnet50", "convnext_tiny"], "Zoo models to compare.")

@@ -23,7 +23,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("configurations", ["4096:1", "4096:16", "4096:64", "16384:256"],
@@ -36,8 +36,8 @@ def _measure(examples, batches):
     import keras
     import numpy as np
     import tensorflow as tf
-
     from _timing import peak_rss_mb
+
     from analysis_tools import HessianOperator
 
     keras.utils.set_random_seed(0)

@@ -19,8 +19,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from _baseline import compare, median  # noqa: E402  (benchmarks/_baseline.py, next to this script)
-from absl import app  # noqa: E402
+from _baseline import compare, median
+from absl import app
 
 
 def _measure(setting):
@@ -33,9 +33,9 @@ def _measure(setting):
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
+    from _timing import median_seconds
 
     import analysis_tools
-    from _timing import median_seconds
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4000, 64)).astype("float32")

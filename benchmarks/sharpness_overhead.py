@@ -28,17 +28,17 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
-import _common  # noqa: E402
+import _common
+from _timing import TimedSharpnessCallback
 
-import tf_adaptive  # noqa: E402
-from _timing import TimedSharpnessCallback  # noqa: E402  (benchmarks/_timing.py, next to this script)
-from analysis_tools import HessianOperator, Lanczos  # noqa: E402
+import tf_adaptive
+from analysis_tools import HessianOperator, Lanczos
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("width", 256, "Model width.")

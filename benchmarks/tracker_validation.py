@@ -45,16 +45,16 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples"))
-import _common  # noqa: E402
+import _common
 
-import tf_adaptive  # noqa: E402
-from analysis_tools import SharpnessCallback, SharpnessTracker  # noqa: E402
+import tf_adaptive
+from analysis_tools import SharpnessCallback, SharpnessTracker
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("problem", "digits", ["digits", "transformer"],
@@ -64,7 +64,8 @@ flags.DEFINE_list("learning_rates", ["1e-3", "2e-3", "4e-3"], "Adam's η.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the subset and the initial weights.")
 flags.DEFINE_integer("steps", 300, "Full-batch steps per run.")
 flags.DEFINE_integer("every_n_steps", 5, "Steps between Lanczos measurements.")
-flags.DEFINE_integer("tracker_every_n_steps", 5, "Steps between the tracker's measurements (a divisor of every_n_steps).")
+flags.DEFINE_integer("tracker_every_n_steps", 5, "Steps between the tracker's measurements "
+                     "(a divisor of every_n_steps).")
 flags.DEFINE_integer("num_products", 3, "The tracker's power-iteration products per measurement and problem.")
 flags.DEFINE_float("tolerance", 1e-3, "Lanczos's certified relative accuracy.")
 flags.DEFINE_string("output", None, "Optional JSON file for every measurement.")

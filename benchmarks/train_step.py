@@ -17,8 +17,8 @@ import subprocess
 import sys
 import time
 
-from absl import app, flags
 import numpy as np
+from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("backends", ["tensorflow", "jax", "torch"],

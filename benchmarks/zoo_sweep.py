@@ -60,7 +60,7 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
 ROOT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..")
 sys.path.insert(0, ROOT)
@@ -121,8 +121,9 @@ LIMITATIONS = """## Limitations that TensorFlow and KerasHub place
   size=[4, 4]).dtype` is `tf.float32`. Central differences then meet float32 rounding at small steps
   and the network's kinks (ReLU, max pooling) at large ones, and no step is below both: DeepLabV3's
   H v agrees to 4.9e-4 (backbone) and 1.1e-3 (segmenter) at best, while its Hessian is symmetric to
-  6e-9 and the product itself is exact; SegFormer's backbone to 1.7e-3 (the resize's second derivative is tested against central
-  differences on smooth networks in `tests/analysis_tools/test_second_order.py`). These rows are
+  6e-9 and the product itself is exact; SegFormer's backbone to 1.7e-3 (the resize's second derivative
+  is tested against central differences on smooth networks in `tests/analysis_tools/test_second_order.py`).
+  These rows are
   "limited" and name the ops.
 
 * **Some KerasHub models compute parts in float32 inside a float64 model, by design** (rotary

@@ -373,10 +373,12 @@ def gated_verdict(claim, label_a, a, label_b, b, relation, digits=2):
         if abs(gap) > spread:
             row = verdict(claim, measured + f"gap {abs(gap):.{digits}f} > spread {spread:.{digits}f}", gap > 0)
         else:
-            row = dict(claim=claim, measured=measured + f"no verdict: gap {abs(gap):.{digits}f} within spread {spread:.{digits}f}",
+            row = dict(claim=claim,
+                       measured=measured + f"no verdict: gap {abs(gap):.{digits}f} within spread {spread:.{digits}f}",
                        verdict="no verdict")
     else:
         within = gap <= spread
-        text = f"gap {gap:.{digits}f} within spread {spread:.{digits}f}" if within else f"gap {gap:.{digits}f} > spread {spread:.{digits}f}"
+        text = (f"gap {gap:.{digits}f} within spread {spread:.{digits}f}" if within
+                else f"gap {gap:.{digits}f} > spread {spread:.{digits}f}")
         row = verdict(claim, measured + text, within)
     return dict(row, gap=gap, spread=spread)

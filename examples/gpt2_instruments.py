@@ -76,20 +76,20 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import _common
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
-import tf_adaptive  # noqa: E402
-from analysis_tools import (  # noqa: E402
+import tf_adaptive
+from analysis_tools import (
     GradientNoiseCallback,
     SharpnessCallback,
     SharpnessTracker,
     UpdateDistributionCallback,
     stability_threshold_of,
 )
-import _common  # noqa: E402  (examples/_common.py, next to this script)
 
 FLAGS = flags.FLAGS
 VOCABULARY = 256  # bytes

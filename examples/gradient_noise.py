@@ -57,12 +57,12 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
+import _common
+import keras
+import numpy as np
+from absl import app, flags
 
-import _common  # noqa: E402
-from analysis_tools import (  # noqa: E402
+from analysis_tools import (
     SymmetricAlphaStable,
     empirical_variance_vs_sample_size,
     gradient_noise,
@@ -318,7 +318,8 @@ def verdicts(runs, view):
         _common.gated_verdict("Without attention, text gives heavier-tailed noise than Gaussian inputs (Fig. 4c/d)",
                               "tail index: text", alpha("mlp+text"), "Gaussian input", alpha("mlp+gaussian"), "<"),
         _common.gated_verdict("Heavy-tailed noise: the empirical variance keeps growing with n (Fig. 2c/f)",
-                              "growth slope: attention + text", slope, "no attention + Gaussian input", slope_gauss, ">"),
+                              "growth slope: attention + text", slope,
+                              "no attention + Gaussian input", slope_gauss, ">"),
     ]
     if all(runs[s]["after_training"] for s in seeds):
         rows.append(_common.gated_verdict(

@@ -14,13 +14,13 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-import keras  # noqa: E402
-from sklearn.model_selection import train_test_split  # noqa: E402
+import _common
+import keras
+from absl import app, flags
+from sklearn.model_selection import train_test_split
 
-import tf_adaptive  # noqa: E402
-from analysis_tools import stability_threshold_of  # noqa: E402
-import _common  # noqa: E402  (examples/_common.py, next to this script)
+import tf_adaptive
+from analysis_tools import stability_threshold_of
 
 # Learning rates that train this model well in a few epochs. The optimizers'
 # own defaults follow their papers, which trained much larger models. ACClip,

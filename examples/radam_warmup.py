@@ -65,20 +65,20 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import _common
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
-import tf_adaptive  # noqa: E402
-from analysis_tools import (  # noqa: E402
+import tf_adaptive
+from analysis_tools import (
     adaptive_lr_variance,
     adaptive_lr_variance_first_order,
     rectification,
     sma_length,
     sma_length_limit,
 )
-import _common  # noqa: E402  (examples/_common.py, next to this script)
 
 FLAGS = flags.FLAGS
 
@@ -378,7 +378,8 @@ def figure_sweep(plt, result, summary):
         values = summary["final"][name]
         mean = values.mean(axis=0)
         shift = 1.0 + 0.04 * (j - 1)  # side by side on the log axis
-        final_axis.errorbar(np.asarray(rates) * shift, mean, yerr=[mean - values.min(axis=0), values.max(axis=0) - mean],
+        final_axis.errorbar(np.asarray(rates) * shift, mean,
+                            yerr=[mean - values.min(axis=0), values.max(axis=0) - mean],
                             marker=marker, capsize=3, label=name)
         ranges = summary["range_over_rates"][name]
         range_axis.plot(np.full(len(ranges), j), ranges, marker, color=f"C{j}", alpha=0.6)

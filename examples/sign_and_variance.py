@@ -49,7 +49,7 @@ Figures written to `--output_dir`:
 
 `results.json` holds the numbers and the verdict rows.
 
-    python examples/sign_and_variance.py          # ≈ 20 s on 2 idle CPU cores (measured 18 s; 34–95 s on busy, shared ones)
+    python examples/sign_and_variance.py  # ≈ 20 s on 2 idle CPU cores (measured 18 s; 34–95 s on busy, shared ones)
     python examples/sign_and_variance.py --quadratic_steps=3000 --epochs=40 --seeds=5
     python examples/sign_and_variance.py --dataset=mnist --num_examples=10000 --epochs=5  # downloads MNIST once
 
@@ -61,18 +61,18 @@ import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app, flags  # noqa: E402
-import keras  # noqa: E402
-import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
+import _common
+import keras
+import numpy as np
+import tensorflow as tf
+from absl import app, flags
 
-import tf_adaptive  # noqa: E402
-from analysis_tools import (  # noqa: E402
+import tf_adaptive
+from analysis_tools import (
     variance_adaptation_adam,
     variance_adaptation_sgd,
     variance_adaptation_sign,
 )
-import _common  # noqa: E402  (examples/_common.py, next to this script)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", os.path.join("examples_output", "sign_and_variance"),

@@ -1,4 +1,4 @@
-"""`analysis_tools` imports: its layout, its public names, and thresholds that are the optimizers' (one source of truth)."""
+"""`analysis_tools` imports: its layout, public names, and thresholds that are the optimizers' (one source of truth)."""
 
 import functools
 import importlib

@@ -42,7 +42,8 @@ class Adafactor(PreconditionedOptimizer):
 
     Preconditioner: P_t = c_t S_t. Momentum: u_t = m_t, or u_t = g_t when
     β1 = 0 (no slot keeps g_t, so `momentum(variable, gradient)` needs it
-    then: storing it would spend again the memory that factoring V̂ saves). Second moment: factored (V̂_t, decay 1 - t^(-c), no constant
+    then: storing it would spend again the memory that factoring V̂ saves).
+    Second moment: factored (V̂_t, decay 1 - t^(-c), no constant
     β), power 1/2. Momentum type: EMA heavy ball with β1 (none when β1 = 0), so
     the threshold is 38/η at β1 = 0.9.
 

@@ -30,7 +30,8 @@ class Adagrad(PreconditionedOptimizer):
     convention off Keras's optimizer). Here A_0 defaults to 0, the paper's.
 
     Preconditioner: P_t = sqrt(A_t) + ε. Momentum: u_t = g_t, which A_t does
-    not determine and no slot keeps: pass it, ``momentum(variable, gradient)``. Second moment: sum of g² (A_t), power 1/2. Momentum type: none, so
+    not determine and no slot keeps: pass it, ``momentum(variable, gradient)``.
+    Second moment: sum of g² (A_t), power 1/2. Momentum type: none, so
     `stability_threshold()` is 2/η.
 
     Stability threshold: given, for the frozen form (P held fixed; Cohen et al.

@@ -152,6 +152,7 @@ class FrozenAdam(PreconditionedOptimizer):
         return ops.cast(self._momentums[index], dtype)
 
     def preconditioner(self, variable, gradient=None):
-        """The frozen P + ε of `variable`; unlike the adaptive methods' P, defined before any step (`gradient` unused)."""
+        """The frozen P + ε of `variable`; unlike the adaptive methods' P, defined before any step (`gradient`
+        unused)."""
         del gradient
         return self._state_of(variable, self._preconditioner)

@@ -31,7 +31,8 @@ class RMSProp(PreconditionedOptimizer):
     different method).
 
     Preconditioner: P_t = sqrt(ν_t) + ε. Momentum: u_t = g_t, which ν_t does
-    not determine and no slot keeps: pass it, ``momentum(variable, gradient)``. Second moment: EMA of g² with β2, power 1/2. Momentum type: none,
+    not determine and no slot keeps: pass it, ``momentum(variable, gradient)``.
+    Second moment: EMA of g² with β2, power 1/2. Momentum type: none,
     so `stability_threshold()` is 2/η.
 
     Stability threshold: given, for the frozen form (P held fixed; Cohen et al.

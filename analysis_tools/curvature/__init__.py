@@ -39,18 +39,18 @@ Stability" (2022).
 """
 
 from analysis_tools._blocks import model_blocks
+from analysis_tools.curvature.agreement import Alignment, alignment, principal_angles
+from analysis_tools.curvature.block_diagonal import BlockDiagonalOperator, blockwise_eigenvalues
 from analysis_tools.curvature.callback import SharpnessCallback, SharpnessRecord
+from analysis_tools.curvature.composition import LinearCombination, PreconditionedOperator
+from analysis_tools.curvature.density import SpectralDensity, plot_spectral_density, slq, spectral_density
+from analysis_tools.curvature.diagonal import DiagonalEstimate, curvature_diagonal, hutchinson_diagonal
 from analysis_tools.curvature.eigenvalues import (
     hessian_eigenvalues,
     preconditioned_sharpness,
     sharpness,
     top_subspace_fraction,
 )
-from analysis_tools.curvature.agreement import Alignment, alignment, principal_angles
-from analysis_tools.curvature.block_diagonal import BlockDiagonalOperator, blockwise_eigenvalues
-from analysis_tools.curvature.composition import LinearCombination, PreconditionedOperator
-from analysis_tools.curvature.diagonal import DiagonalEstimate, curvature_diagonal, hutchinson_diagonal
-from analysis_tools.curvature.density import SpectralDensity, plot_spectral_density, slq, spectral_density
 from analysis_tools.curvature.gauss_newton import (
     EmpiricalFisherOperator,
     FisherOperator,
@@ -59,8 +59,8 @@ from analysis_tools.curvature.gauss_newton import (
 )
 from analysis_tools.curvature.hessian import HessianOperator
 from analysis_tools.curvature.lanczos import Lanczos, LanczosResult
-from analysis_tools.curvature.tracker import SharpnessTracker, TrackerRecord
 from analysis_tools.curvature.trace import TraceEstimate, hessian_trace, hutch_plus_plus, hutchinson
+from analysis_tools.curvature.tracker import SharpnessTracker, TrackerRecord
 
 __all__ = [
     "Alignment",

@@ -31,11 +31,16 @@ import copy
 import numpy as np
 import tensorflow as tf
 
-from analysis_tools._probe import ReplicaProgram
 from analysis_tools._blocks import block_indices, layer_blocks
+from analysis_tools._probe import ReplicaProgram
 from analysis_tools._second_order import ExactResizeGradients, explained
 from analysis_tools.curvature.lanczos import (
-    LanczosResult, _check_seed, _check_tolerance, check_positive_int, default_basis_dtype)
+    LanczosResult,
+    _check_seed,
+    _check_tolerance,
+    check_positive_int,
+    default_basis_dtype,
+)
 
 __all__ = ["BlockDiagonalOperator", "blockwise_eigenvalues"]
 

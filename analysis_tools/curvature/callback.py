@@ -11,10 +11,11 @@ import dataclasses
 import numpy as np
 import tensorflow as tf
 
+from analysis_tools._blocks import layer_blocks
 from analysis_tools._callback import StepMeasurementCallback
 from analysis_tools._deprecation import renamed, renamed_attribute
-from analysis_tools._blocks import layer_blocks
-from analysis_tools.curvature.agreement import alignment as alignment_of, principal_angles
+from analysis_tools.curvature.agreement import alignment as alignment_of
+from analysis_tools.curvature.agreement import principal_angles
 from analysis_tools.curvature.block_diagonal import BlockDiagonalOperator, blockwise_eigenvalues
 from analysis_tools.curvature.density import slq_with
 from analysis_tools.curvature.diagonal import curvature_diagonal
@@ -429,7 +430,8 @@ class SharpnessCallback(StepMeasurementCallback):
 
     @property
     def layer_operators(self):
-        """{block name: its operator} (first curvature) with `per_layer` or `blocks` (empty without; None before `on_train_begin`)."""
+        """{block name: its operator} (first curvature) with `per_layer` or `blocks` (empty without; None before
+        `on_train_begin`)."""
         return getattr(self, "_layer_operators", None)
 
     def on_train_begin(self, logs=None):

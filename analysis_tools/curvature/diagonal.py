@@ -133,7 +133,8 @@ def curvature_diagonal(model, data=None, loss=None, preconditioner=None, num_pro
                              f"{type(operator).__name__}'s curvature; use 'hutchinson' or 'exact'.")
         rows = operator.per_example_diagonal().numpy()  # a preconditioned operator's are divided by P
         if rows.shape[0] == 1:
-            error = np.zeros(rows.shape[1]) if operator.curvature == "empirical_fisher" else np.full(rows.shape[1], np.nan)
+            error = (np.zeros(rows.shape[1]) if operator.curvature == "empirical_fisher"
+                     else np.full(rows.shape[1], np.nan))
         else:
             error = rows.std(axis=0, ddof=1) / np.sqrt(rows.shape[0])
         return DiagonalEstimate(rows.mean(axis=0), error, 0, "per_example")

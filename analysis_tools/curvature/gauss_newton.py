@@ -46,8 +46,8 @@ import numpy as np
 import tensorflow as tf
 
 from analysis_tools._probe import ReplicaProgram
-from analysis_tools._tensors import check_count
 from analysis_tools._second_order import ExactResizeGradients, explained
+from analysis_tools._tensors import check_count
 from analysis_tools.curvature.hessian import HessianOperator
 
 __all__ = ["CURVATURES", "EmpiricalFisherOperator", "FisherOperator", "GGNOperator", "curvature_operator"]
@@ -92,7 +92,8 @@ class _OutputCurvature(HessianOperator):
                     y_pred, regularization = self._loss.outputs(trainable, non_trainable, x)
                 if self._loss.include_regularization:
                     regularization_gradient = [
-                        tf.convert_to_tensor(g) for g in inner.gradient(regularization, block, unconnected_gradients=_ZERO)]
+                        tf.convert_to_tensor(g)
+                        for g in inner.gradient(regularization, block, unconnected_gradients=_ZERO)]
         if not isinstance(y_pred, tf.Tensor) and tf.nest.is_nested(y_pred):
             raise ValueError(f"{type(self).__name__} needs a model with one output tensor.")
         jv = accumulator.jvp(y_pred, unconnected_gradients=_ZERO)
@@ -286,8 +287,9 @@ class FisherOperator(_OutputCurvature):
         if self.likelihood == "categorical":
             classes = tf.shape(f)[-1]
             logits = f if self.from_logits else tf.math.log(f / tf.reduce_sum(f, axis=-1, keepdims=True))
-            drawn = tf.random.stateless_categorical(tf.reshape(tf.cast(logits, tf.float32) if logits.dtype == tf.bfloat16
-                                                               else logits, [-1, classes]), 1, seed)
+            drawn = tf.random.stateless_categorical(
+                tf.reshape(tf.cast(logits, tf.float32) if logits.dtype == tf.bfloat16 else logits, [-1, classes]),
+                1, seed)
             labels = tf.stop_gradient(tf.reshape(drawn, tf.shape(f)[:-1]))
             return lambda out: keras.losses.sparse_categorical_crossentropy(labels, out, from_logits=self.from_logits)
         if self.likelihood == "bernoulli":

@@ -86,8 +86,8 @@ import tensorflow as tf
 from analysis_tools._blocks import block_indices
 from analysis_tools._deprecation import renamed, renamed_attribute, renamed_constants
 from analysis_tools._model_loss import MODES, ModelLoss, trainable_variables_of
-from analysis_tools._second_order import ExactResizeGradients, explained
 from analysis_tools._probe import FullGradient, ProbeSet, ReplicaProgram, check_data, probe_dataset, probe_share
+from analysis_tools._second_order import ExactResizeGradients, explained
 from analysis_tools.curvature.composition import Composable, _flat_scale, scaled_product
 from analysis_tools.curvature.lanczos import check_bool, check_positive_int, default_basis_dtype, for_model
 
@@ -558,8 +558,8 @@ class _BlockSolver:
         # A zero or non-finite start falls back to a random one, as in `Lanczos`, but drawn inside the block.
         if given is None or not (np.all(np.isfinite(given)) and np.any(given)):
             initial_vector = tf.random.stateless_normal([block.dimension], seed=[seed, call], dtype=tf.float64)
-        result = self._shared(parent._weighted_matvec, block._in_parent(initial_vector), min_iterations, certify_gap, tolerance=tolerance,
-                              criterion=criterion, seed=seed, call=call)
+        result = self._shared(parent._weighted_matvec, block._in_parent(initial_vector), min_iterations, certify_gap,
+                              tolerance=tolerance, criterion=criterion, seed=seed, call=call)
         vectors = result.eigenvectors
         if vectors is not None:
             vectors = tf.gather(vectors, positions, axis=1)
@@ -595,7 +595,8 @@ def operator_and_matvec(model, data, loss=None, preconditioner=None, **operator_
     if isinstance(model, Composable):
         if operator_kwargs.get("curvature", getattr(model, "curvature", None)) == getattr(model, "curvature", None):
             operator_kwargs.pop("curvature", None)
-        given = sorted(operator_kwargs) + (["data"] if data is not None else []) + (["loss"] if loss is not None else [])
+        given = (sorted(operator_kwargs) + (["data"] if data is not None else [])
+                 + (["loss"] if loss is not None else []))
         if given:
             raise ValueError(
                 f"An operator fixes its probe set, loss and options; got {given} as well. Pass the "

@@ -775,7 +775,7 @@ def _same_callable(a, b):
         return True
     try:
         return bool(a == b)
-    except Exception:  # noqa: BLE001 - exotic __eq__; treat as different
+    except Exception:
         return False
 
 

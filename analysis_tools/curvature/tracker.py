@@ -84,9 +84,9 @@ import numpy as np
 import tensorflow as tf
 
 from analysis_tools._callback import StepMeasurementCallback
-from analysis_tools._step_hook import StepHook
 from analysis_tools._model_loss import ModelLoss
 from analysis_tools._probe import ProbeLoss, ProbeSet, check_data
+from analysis_tools._step_hook import StepHook
 from analysis_tools.curvature.gauss_newton import curvature_operator
 from analysis_tools.preconditioners import (
     _unwrap,
@@ -219,9 +219,9 @@ class SharpnessTracker(StepMeasurementCallback):
       tracker is attached: after a restore from a checkpoint, the first
       step's value is NaN, and the next ones are those of the uninterrupted
       run.
-    * ``"critical_sharpness"``: ``critical_sharpness``. NaN (with the reason in the record) when the line search does not
-      bracket the critical step within `num_forward_passes`, or before the
-      first update.
+    * ``"critical_sharpness"``: ``critical_sharpness``. NaN (with the reason
+      in the record) when the line search does not bracket the critical step
+      within `num_forward_passes`, or before the first update.
     * ``"power_iteration"``: ``power_preconditioned_sharpness`` and its
       ``power_preconditioned_sharpness_residual`` (with `preconditioned`);
       ``power_sharpness`` and ``power_sharpness_residual`` (with `raw`).
@@ -494,8 +494,8 @@ class SharpnessTracker(StepMeasurementCallback):
         for key, problem in problems.items():
             vector = self._vectors.get(key)
             if vector is None:
-                vector = tf.random.stateless_normal([problem.dimension], seed=[self.seed, int(key == "power_sharpness")],
-                                                    dtype=tf.float64)
+                vector = tf.random.stateless_normal([problem.dimension],
+                                                    seed=[self.seed, int(key == "power_sharpness")], dtype=tf.float64)
                 vector /= tf.norm(vector)
             if self.num_products > 1:
                 values[key], values[f"{key}_residual"], self._vectors[key] = self._krylov(problem, vector)

@@ -29,10 +29,10 @@ import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import (
     dtype_util,
     parameter_properties,
+    reparameterization,  # one object on every substrate
     samplers,
     tensor_util,
 )
-from tensorflow_probability.python.internal import reparameterization  # one object on every substrate
 
 tfd = tfp.distributions
 tfb = tfp.bijectors

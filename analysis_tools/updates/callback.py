@@ -17,8 +17,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from analysis_tools._callback import MeasurementCallback
 from analysis_tools._blocks import find_layer, layer_blocks
+from analysis_tools._callback import MeasurementCallback
 from analysis_tools.preconditioners import last_learning_rate_of, second_moment_of
 from analysis_tools.updates.goodness_of_fit import ks_statistic
 from analysis_tools.updates.law import AdaptiveUpdate

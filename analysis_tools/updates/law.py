@@ -21,10 +21,10 @@ from tensorflow_probability.python.internal import (
     dtype_util,
     parameter_properties,
     prefer_static,
+    reparameterization,  # one object on every substrate
     samplers,
     tensor_util,
 )
-from tensorflow_probability.python.internal import reparameterization  # one object on every substrate
 
 tfd = tfp.distributions
 tfb = tfp.bijectors

@@ -1,4 +1,4 @@
-"""`analysis_tools._callback.MeasurementCallback`: the schedule, records, logs and TensorBoard all three callbacks share."""
+"""`analysis_tools._callback.MeasurementCallback`: schedule, records, logs and TensorBoard all three callbacks share."""
 
 import glob
 import os

@@ -65,7 +65,8 @@ def replica_programs(root, seen=None, depth=0):
         children = list(getattr(root, "__dict__", {}).values())
     found = []
     for child in children:
-        if isinstance(child, (ReplicaProgram, dict, list, tuple)) or type(child).__module__.startswith("analysis_tools"):
+        if (isinstance(child, (ReplicaProgram, dict, list, tuple))
+                or type(child).__module__.startswith("analysis_tools")):
             found += replica_programs(child, seen, depth + 1)
     return found
 

@@ -11,8 +11,8 @@ import pytest
 import tensorflow as tf
 
 import analysis_tools
-from tests.analysis_tools import zoo
 from analysis_tools._second_order import ExactMoments
+from tests.analysis_tools import zoo
 
 
 class _SlicedPositions(keras.layers.Layer):

@@ -11,8 +11,8 @@ from tests.examples.runner import run_example
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                 "examples"))
-import _common  # noqa: E402
-import acclip_vs_adam  # noqa: E402  (defines no flags on import)
+import _common
+import acclip_vs_adam
 
 
 def reference_schedule(peak, warmup, total, t):

@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                 "examples"))
-import _common  # noqa: E402
+import _common
 
 
 def test_digits_subset_is_standardized_and_keeps_every_class():

@@ -10,8 +10,9 @@ from tests.examples.runner import run_example
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                 "examples"))
-import curvature_spectrum  # noqa: E402  (defines no flags on import)
-from analysis_tools import SpectralDensity  # noqa: E402
+import curvature_spectrum
+
+from analysis_tools import SpectralDensity
 
 
 def test_the_bulk_edge_is_the_weighted_quantile_of_the_spectral_mass():

@@ -11,7 +11,7 @@ from tests.examples.runner import run_example
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                 "examples"))
-import gradient_noise  # noqa: E402
+import gradient_noise
 
 FIGURES = ("noise_histograms.png", "empirical_variance.png", "noise_over_training.png", "tail_index_by_seed.png")
 

@@ -10,7 +10,7 @@ from tests.examples.runner import run_example
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                                 "examples"))
-import radam_warmup  # noqa: E402  (defines no flags on import)
+import radam_warmup
 
 OPTIMIZERS = ("Adam", "Adam + warmup", "RAdam")
 

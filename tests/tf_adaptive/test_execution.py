@@ -10,7 +10,7 @@ from tests.tf_adaptive.cases import CASES, ONE_PER_CLASS, gradient_stream, initi
 if keras.backend.backend() != "tensorflow":
     pytest.skip("TensorFlow-only execution tests", allow_module_level=True)
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 by_id = pytest.mark.parametrize("case", ONE_PER_CLASS, ids=lambda c: c.id)
 # `fit` under MirroredStrategy costs 8-15 s an optimizer (the distributed train step is traced twice). Every

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 import tf_adaptive
-from tf_adaptive import thresholds
 from tests.tf_adaptive.cases import CASES, ONE_PER_CLASS, gradient_stream, initial_values
+from tf_adaptive import thresholds
 
 STEPS = 50
 

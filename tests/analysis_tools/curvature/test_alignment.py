@@ -54,7 +54,8 @@ def test_principal_angles_match_scipy():
 
 def test_adams_p_against_the_curvature_diagonals_of_a_trained_network():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((6,), dtype="float64"), keras.layers.Dense(8, activation="tanh", dtype="float64"),
+    model = keras.Sequential([keras.Input((6,), dtype="float64"),
+                              keras.layers.Dense(8, activation="tanh", dtype="float64"),
                               keras.layers.Dense(3, dtype="float64")])
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 6)), rng.integers(0, 3, 64)

@@ -79,7 +79,8 @@ def test_a_block_named_after_a_weightless_layer_is_measured_as_the_block():
     # block, not the weightless layer.
     inputs = keras.Input((4,))
     h = keras.layers.Dense(4, name="stem")(inputs)
-    mixed = keras.layers.Add(name="mix")([keras.layers.Dense(4, name="left")(h), keras.layers.Dense(4, name="right")(h)])
+    mixed = keras.layers.Add(name="mix")([keras.layers.Dense(4, name="left")(h),
+                                          keras.layers.Dense(4, name="right")(h)])
     outputs = keras.layers.Dense(2, name="head")(mixed)
     model = keras.Model(inputs, outputs)
     assert _names(model) == ["stem", "mix", "head"]

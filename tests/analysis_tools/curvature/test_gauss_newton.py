@@ -23,7 +23,11 @@ import tensorflow as tf
 
 import analysis_tools
 from analysis_tools.curvature.gauss_newton import (
-    EmpiricalFisherOperator, FisherOperator, GGNOperator, curvature_operator)
+    EmpiricalFisherOperator,
+    FisherOperator,
+    GGNOperator,
+    curvature_operator,
+)
 
 DTYPE = "float64"
 

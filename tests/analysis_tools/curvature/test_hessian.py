@@ -88,8 +88,12 @@ def test_linear_regression_hessian_is_the_analytic_one(loss):
     xt = np.hstack([x, np.ones((20, 1))])
     per_output = 2.0 / (20 * 2) * xt.T @ xt
     # Flat order: kernel (4 × 2, row-major: feature-major), then bias (2).
-    kernel_index = lambda feature, output: feature * 2 + output
-    bias_index = lambda output: 8 + output
+    def kernel_index(feature, output):
+        return feature * 2 + output
+
+    def bias_index(output):
+        return 8 + output
+
     for output in range(2):
         index = [kernel_index(f, output) for f in range(4)] + [bias_index(output)]
         np.testing.assert_allclose(hessian[np.ix_(index, index)], per_output, rtol=1e-12, atol=1e-14)
@@ -280,7 +284,8 @@ def test_a_probe_set_that_does_not_fit_the_model_is_refused_at_construction(as_d
 
     mse = _classifier("mse")
     HessianOperator(mse, probe(x, y))
-    with pytest.raises(ValueError, match=r"cannot run on the first batch of the probe set \(inputs of shape \(None, 4\)\)"):
+    with pytest.raises(ValueError,
+                       match=r"cannot run on the first batch of the probe set \(inputs of shape \(None, 4\)\)"):
         HessianOperator(mse, probe(x[:, :4], y))
     # Targets that mean_squared_error would broadcast against the (n, 3) outputs.
     for targets in (y[:, :1], labels):

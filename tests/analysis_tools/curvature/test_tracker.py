@@ -200,8 +200,8 @@ def test_estimators_against_a_dense_preconditioned_hessian_on_a_tanh_network():
         before, after = recorder.after[t - 1][0], recorder.after[t][0]
         update = after - before
         # The critical step: where the float64 loss along Δ_t from θ_{t-1} climbs back to L(θ_{t-1}).
-        np.testing.assert_allclose(record.values["critical_sharpness"], 2.0 / (2e-3 * _critical_scale(before, update, x, y)),
-                                   rtol=1e-3)
+        np.testing.assert_allclose(record.values["critical_sharpness"],
+                                   2.0 / (2e-3 * _critical_scale(before, update, x, y)), rtol=1e-3)
         # The secant: the curvature along Δ_{t-1} at the segment's midpoint, to second order.
         previous = before - recorder.after[t - 2][0]
         midpoint = recorder.after[t - 2][0] + 0.5 * previous
@@ -220,8 +220,8 @@ def test_estimators_against_a_dense_preconditioned_hessian_on_a_tanh_network():
         # Batch sharpness: one batch is the whole set here, so it is the quotient along the full gradient.
         gradient = _tanh_gradient(after, x, y)
         hessian = _tanh_hessian(after, x, y)
-        np.testing.assert_allclose(record.values["batch_sharpness"], gradient @ hessian @ gradient / (gradient @ gradient),
-                                   rtol=1e-4)
+        np.testing.assert_allclose(record.values["batch_sharpness"],
+                                   gradient @ hessian @ gradient / (gradient @ gradient), rtol=1e-4)
         step = gradient / recorder.after[t][1]
         np.testing.assert_allclose(record.values["preconditioned_batch_sharpness"],
                                    step @ hessian @ step / (step @ (recorder.after[t][1] * step)), rtol=1e-4)

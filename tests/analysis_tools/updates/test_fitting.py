@@ -31,7 +31,9 @@ def test_fit_recovers_m_5():
     assert fit.ks_pvalue > 0.01 and fit.wasserstein_1 < 0.02
     assert fit.distribution.dtype == tf.float64 and float(fit.distribution.m) == fit.m
     # The likelihood is the sum of log_prob, and it is maximal at the fit.
-    log_lik = lambda m: float(tf.reduce_sum(AdaptiveUpdate(np.float64(m)).log_prob(x)))
+    def log_lik(m):
+        return float(tf.reduce_sum(AdaptiveUpdate(np.float64(m)).log_prob(x)))
+
     assert fit.log_likelihood == pytest.approx(log_lik(fit.m), rel=1e-10)
     assert fit.log_likelihood > max(log_lik(fit.m * 0.98), log_lik(fit.m * 1.02))
 
