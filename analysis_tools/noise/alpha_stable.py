@@ -29,10 +29,12 @@ import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import (
     dtype_util,
     parameter_properties,
-    reparameterization,  # one object on every substrate
     samplers,
     tensor_util,
 )
+
+# One module on every substrate (TFP's substrates import it from here too).
+from tensorflow_probability.python.internal.reparameterization import FULLY_REPARAMETERIZED
 
 tfd = tfp.distributions
 tfb = tfp.bijectors
@@ -84,7 +86,7 @@ class SymmetricAlphaStable(tfd.AutoCompositeTensorDistribution):
                 dtype=dtype,
                 validate_args=validate_args,
                 allow_nan_stats=allow_nan_stats,
-                reparameterization_type=reparameterization.FULLY_REPARAMETERIZED,
+                reparameterization_type=FULLY_REPARAMETERIZED,
                 parameters=parameters,
                 name=name,
             )
