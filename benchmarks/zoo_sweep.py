@@ -382,7 +382,8 @@ def write_table(rows, path, catalog):
         "error of H v against central differences of gradients along the top Ritz vector v, in float64 (✓ below",
         "2e-4); the Ritz residual ‖H v − λv‖ / |λ| says how far Lanczos took that eigenpair in 80 steps (fewer",
         "where the basis would pass 2 GiB: 19 for the 28 M-parameter ConvNeXtTiny). A row that ran alone after",
-        "timing out beside other jobs says so.",
+        "timing out beside other jobs says so, and so does a row whose compiled run passed the memory limit",
+        "(16 GB) and ran again with every instrument uncompiled.",
         "",
         f"{len(rows)} of the catalog's {len(catalog)} architectures swept: "
         + ", ".join(f"{counts[s]} {_MARKS[s]}" for s in _MARKS) + ".",
