@@ -147,6 +147,14 @@ LIMITATIONS = """## Limitations that TensorFlow and KerasHub place
   the second-order graph of the catalog's small model did not trace and compile within the sweep's
   15 minutes (two models at a time on 2 cores). Those rows are timeouts, not errors: the numbers are
   unchecked, and the cost is the limit.
+* **XLA's compilation of a deep network's second-order programs can take more memory than the
+  machine has.** DenseNet121's Hessian-vector product (float32, 4 images at 32 × 32) takes 126 s and
+  8.2 GB to compile, and then runs in 0.21 s; uncompiled it runs in 0.22 s within 2.5 GB. Plain
+  TensorFlow shows it: `tf.function(jit_compile=True)` of double backpropagation through
+  `keras.applications.DenseNet121(weights=None, input_shape=(32, 32, 3), classes=4)`. ConvNeXtTiny and
+  DenseNet169 pass 16 GB compiled and run uncompiled (their rows say so); DenseNet201's float64 check
+  passes 16 GB uncompiled too (a 20 M-parameter float64 model and its Lanczos basis), so its instruments
+  ran but its numbers are not checked against finite differences on this 24 GB machine.
 """
 
 
