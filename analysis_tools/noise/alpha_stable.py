@@ -29,6 +29,7 @@ import tensorflow_probability as tfp
 from tensorflow_probability.python.internal import (
     dtype_util,
     parameter_properties,
+    prefer_static,
     samplers,
     tensor_util,
 )
@@ -132,7 +133,7 @@ class SymmetricAlphaStable(tfd.AutoCompositeTensorDistribution):
         angle_seed, exponential_seed = samplers.split_seed(seed, salt="SymmetricAlphaStable")
         alpha, scale, loc = (tf.convert_to_tensor(p) for p in (self.alpha, self.scale, self.loc))
         batch_shape = self._batch_shape_tensor(alpha=alpha, scale=scale, loc=loc)
-        shape = tf.concat([[n], batch_shape], axis=0)
+        shape = prefer_static.concat([[n], batch_shape], axis=0)
         half_pi = math.pi / 2.0
         # Open interval: cos(±π/2) = 0 would divide by zero.
         tiny = np.finfo(np.float64).tiny
@@ -156,7 +157,7 @@ class SymmetricAlphaStable(tfd.AutoCompositeTensorDistribution):
 
     def _mean(self):
         loc = tf.broadcast_to(self.loc, self._batch_shape_tensor())
-        alpha = tf.broadcast_to(self.alpha, tf.shape(loc))
+        alpha = tf.broadcast_to(self.alpha, prefer_static.shape(loc))
         if self.allow_nan_stats:
             return tf.where(alpha > 1.0, loc, tf.constant(np.nan, self.dtype))
         with tf.control_dependencies([tf.debugging.assert_greater(
@@ -165,7 +166,7 @@ class SymmetricAlphaStable(tfd.AutoCompositeTensorDistribution):
 
     def _variance(self):
         alpha = tf.broadcast_to(self.alpha, self._batch_shape_tensor())
-        gaussian = 2.0 * tf.square(tf.broadcast_to(self.scale, tf.shape(alpha)))
+        gaussian = 2.0 * tf.square(tf.broadcast_to(self.scale, prefer_static.shape(alpha)))
         return tf.where(alpha >= 2.0, gaussian, np.inf)
 
     def _parameter_control_dependencies(self, is_init):

@@ -53,7 +53,8 @@ def _betaincinv(a, b, y, newton_steps=4):
     """
     q = tfp.math.betaincinv(a, b, y)
     interior = (y > 0.0) & (y < 1.0)
-    a, b = tf.broadcast_to(a, tf.shape(a + b)), tf.broadcast_to(b, tf.shape(a + b))
+    shape = prefer_static.broadcast_shape(prefer_static.shape(a), prefer_static.shape(b))  # static under jax.jit
+    a, b = tf.broadcast_to(a, shape), tf.broadcast_to(b, shape)
     log_norm = tf.where(a == 0.5, log_beta_half(b), log_beta_half(a))
     low, high = tf.constant(1e-300, y.dtype), 1.0 - dtype_util.eps(y.dtype)
     for _ in range(newton_steps):
@@ -358,7 +359,7 @@ class AdaptiveUpdate(tfd.AutoCompositeTensorDistribution):
         m = tf.broadcast_to(m, batch_shape)
         half = tf.constant(0.5, self.dtype)
         b = tfd.Beta(half, (m - 1.0) / 2.0).sample(n, seed=beta_seed)
-        shape = tf.concat([[n], batch_shape], axis=0)
+        shape = prefer_static.concat([[n], batch_shape], axis=0)
         u = samplers.uniform(shape, dtype=self.dtype, seed=sign_seed)
         sign = tf.where(u < 0.5, -tf.ones([], self.dtype), tf.ones([], self.dtype))
         # b ≤ 1, so fl(m b) ≤ m and √(m b) ≤ √m: every sample passes `in_support`.
