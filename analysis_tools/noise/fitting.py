@@ -210,12 +210,13 @@ def _nested(heavy_name, heavy_value, heavy_parameters, light, limit, n, standard
                 standard_errors=errors, distribution=light.distribution)
 
 
-def _student_t(p, x):
-    return tf.reduce_mean(tfd.StudentT(tf.exp(p[0]), p[1], tf.exp(p[2])).log_prob(x))
-
-
 def _student_t_parameters(p):
+    """The Student-t's (ν, μ, σ) from the unconstrained position p the fit moves."""
     return {"df": tf.exp(p[0]), "loc": p[1], "scale": tf.exp(p[2])}
+
+
+def _student_t(p, x):
+    return tf.reduce_mean(tfd.StudentT(**_student_t_parameters(p)).log_prob(x))
 
 
 def _fit_coordinates(x):
@@ -269,20 +270,24 @@ def _degrees(z):
     return math.exp(min(float(z), _LOG_MAX_DEGREES))
 
 
-def _chi(p, r):
-    return tf.reduce_mean(_log_chi_norm(r, _degrees(p[0]), tf.exp(p[1])))
-
-
-def _t_norm(p, r):
-    return tf.reduce_mean(_log_t_norm(r, _degrees(p[0]), tf.exp(p[1]), _degrees(p[2])))
-
-
 def _chi_parameters(p):
+    """The scaled χ's (k, s) from the unconstrained position p the fit moves."""
     return {"k": _degrees(p[0]), "scale": tf.exp(p[1])}
 
 
 def _t_norm_parameters(p):
+    """The multivariate-t norm's (k, s, ν) from the unconstrained position p the fit moves."""
     return {"k": _degrees(p[0]), "scale": tf.exp(p[1]), "df": _degrees(p[2])}
+
+
+def _chi(p, r):
+    law = _chi_parameters(p)
+    return tf.reduce_mean(_log_chi_norm(r, law["k"], law["scale"]))
+
+
+def _t_norm(p, r):
+    law = _t_norm_parameters(p)
+    return tf.reduce_mean(_log_t_norm(r, law["k"], law["scale"], law["df"]))
 
 
 def chi_norm_distribution(k, scale):

@@ -259,23 +259,21 @@ def characteristic_function(x, num_points=10, num_directions=8, seed=0):
     rng = np.random.default_rng(seed)
     directions = rng.standard_normal((int(x.shape[1]), num_directions))
     directions /= np.linalg.norm(directions, axis=0, keepdims=True)
-    projections = tf.matmul(x, tf.constant(directions))
-    results = [_characteristic_function_1d(projections[:, j], num_points) for j in range(num_directions)]
+
+    def per_direction(rows):
+        projections = tf.matmul(rows, tf.constant(directions))
+        return [_characteristic_function_1d(projections[:, j], num_points) for j in range(num_directions)]
+
+    results = per_direction(x)
     estimates = [alpha for alpha, _ in results]
     if all(math.isnan(alpha) for alpha in estimates):
         raise ValueError(
             "The characteristic-function estimator cannot read these samples in any of the "
             f"{num_directions} projections, e.g. {results[0][1]}."
         )
-
-    def average(part):
-        projected = tf.matmul(part, tf.constant(directions))
-        return np.nanmean([_characteristic_function_1d(projected[:, j], num_points)[0]
-                           for j in range(num_directions)])
-
+    error = _jackknife_standard_error(lambda rows: np.nanmean([a for a, _ in per_direction(rows)]), x, seed)
     return float(np.nanmean(estimates)), {"num_points": num_points, "num_directions": num_directions,
-                                          "per_direction": estimates,
-                                          "standard_error": _jackknife_standard_error(average, x, seed)}
+                                          "per_direction": estimates, "standard_error": error}
 
 
 # Magnitudes whose mean log-excess over the threshold is below this are tied up to rounding (a few
@@ -317,16 +315,15 @@ def hill(x, min_tail=10, max_tail_fraction=0.1, num_candidates=60):
     # at k, 2ξ̂(k/2) − ξ̂(k), cancels a bias linear in k/N (stable laws, Student-t); its variance is
     # 5ξ²/k (nested Hill estimates: Var ξ̂(j) = ξ²/j, Cov = ξ²/max).
     half = k // 2
-    xi = 2.0 * float(tf.reduce_mean(logs[:half]) - logs[half]) - 1.0 / hill_alpha
+    xi = 2.0 * float(cumulative[half - 1] - half * logs[half]) / half - 1.0 / hill_alpha
+    parameters = {"k": k, "threshold": threshold, "ks_distance": distance, "hill": hill_alpha,
+                  "hill_standard_error": hill_alpha / math.sqrt(k)}
     if not xi > 0:
         # ξ ≤ 0 is a light tail (Gumbel or Weibull domain): no power tail, an infinite index.
-        return math.inf, {"k": k, "threshold": threshold, "ks_distance": distance, "hill": hill_alpha,
-                          "hill_standard_error": hill_alpha / math.sqrt(k), "standard_error": math.nan,
-                          "note": f"the bias-reduced ξ = 1/α is {xi:.3g} ≤ 0: no power tail"}
+        return math.inf, dict(parameters, standard_error=math.nan,
+                              note=f"the bias-reduced ξ = 1/α is {xi:.3g} ≤ 0: no power tail")
     alpha = 1.0 / xi
-    return alpha, {"k": k, "threshold": threshold, "ks_distance": distance, "hill": hill_alpha,
-                   "hill_standard_error": hill_alpha / math.sqrt(k),
-                   "standard_error": math.sqrt(5.0) * alpha / math.sqrt(k)}
+    return alpha, dict(parameters, standard_error=math.sqrt(5.0) * alpha / math.sqrt(k))
 
 
 @renamed(method="estimator")

@@ -71,7 +71,9 @@ def _betaincinv(a, b, y, newton_steps=4):
 
 
 def in_support(x, m):
-    """|x| ≤ √m: the one support test, shared by sampling, `log_prob`, the cdf and validation.
+    """|x| ≤ √m: the one support test, shared by sampling, `log_prob`, validation and the bijector.
+
+    (The cdf evaluates the incomplete beta strictly inside, |x| < √m, and is 0 or 1 from the edges on.)
 
     Written on |x| and √m, never x² ≤ m: rounding makes fl(√m)² > m for most m,
     so a squared test would reject the sampler's own ±√m.
@@ -182,9 +184,10 @@ def _quantile_value(p, m):
     y = tf.abs(2.0 * p - 1.0)
     s = 2.0 * tf.where(p < half, p, 1.0 - p)
     bulk = y <= half
-    z = _betaincinv(half, b, tf.where(bulk, y, half))
-    w = _betaincinv(b, half, tf.where(bulk, half, s))
-    magnitude = tf.sqrt(m * tf.where(bulk, z, 1.0 - w))
+    # One inverse for both sides (`_betaincinv` takes a = 1/2 or b = 1/2 elementwise): z = I⁻¹_y(1/2, b) in
+    # the bulk, 1 − z = I⁻¹_s(b, 1/2) in the tails.
+    inverse = _betaincinv(tf.where(bulk, half, b), tf.where(bulk, b, half), tf.where(bulk, y, s))
+    magnitude = tf.sqrt(m * tf.where(bulk, inverse, 1.0 - inverse))
     away = tf.where(p < half, -magnitude, magnitude)
     # Near the median: p − 1/2 is exact for p ≥ 1/4. The series holds where q₀'s z is a quarter of its
     # range; Newton converges in three steps from there (the cdf's curvature is O(z)).
@@ -364,11 +367,6 @@ class AdaptiveUpdate(tfd.AutoCompositeTensorDistribution):
         sign = tf.where(u < 0.5, -tf.ones([], self.dtype), tf.ones([], self.dtype))
         # b ≤ 1, so fl(m b) ≤ m and √(m b) ≤ √m: every sample passes `in_support`.
         return sign * tf.sqrt(m * b)
-
-    @staticmethod
-    def _log_normalization(m):
-        """log(√m B(1/2, (m−1)/2)), accurate for large m."""
-        return _log_normalization(m)
 
     def _log_prob(self, x):
         x, m = _broadcast(x, tf.convert_to_tensor(self.m))
