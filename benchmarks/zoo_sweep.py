@@ -345,6 +345,12 @@ def _float32_ops(model, x):
     return sorted(found)
 
 
+def _last_step(stderr):
+    """The step a model's process was in when it stopped, from its "step …" lines (`sweep_one`)."""
+    steps = [line for line in stderr.splitlines() if line.startswith("step ")]
+    return steps[-1][len("step "):] if steps else "build"
+
+
 def _run_child(name, uncompiled=False):
     command = [sys.executable, os.path.abspath(__file__), f"--child={name}", f"--memory_limit={FLAGS.memory_limit}"]
     command += ["--uncompiled"] if uncompiled else []
@@ -352,15 +358,12 @@ def _run_child(name, uncompiled=False):
         process = subprocess.run(command, capture_output=True, text=True, timeout=FLAGS.timeout, cwd=ROOT)
     except subprocess.TimeoutExpired as timeout:
         stderr = timeout.stderr.decode() if isinstance(timeout.stderr, bytes) else timeout.stderr or ""
-        steps = [line for line in stderr.splitlines() if line.startswith("step ")]
-        where = steps[-1][len("step "):] if steps else "build"
         return {"model": name, "status": "failed", "step": "timeout",
-                "error": f"did not finish in {FLAGS.timeout} s (in {where})"}
+                "error": f"did not finish in {FLAGS.timeout} s (in {_last_step(stderr)})"}
     for line in reversed(process.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)
-    steps = [line for line in process.stderr.splitlines() if line.startswith("step ")]
-    where = steps[-1][len("step "):] if steps else "build"
+    where = _last_step(process.stderr)
     if process.returncode == _OVER_MEMORY and not uncompiled:
         # XLA's compilation of the second-order programs of a deep network can pass the machine's memory
         # (DenseNet121's Hessian-vector product: 8.2 GB and 126 s to compile, against 2.5 GB and the same
