@@ -83,13 +83,15 @@ class Composable:
         """S A S with S = P^{-1/2}: a new `PreconditionedOperator`, whose eigenvalues are those of P⁻¹A.
 
         Args:
-            preconditioner: P, positive and finite: one tensor per variable
-                of this operator (for a block, the model's full list is
-                accepted too and restricted to the block).
+            preconditioner: P, positive: one tensor per variable of this
+                operator (for a block, the model's full list is accepted
+                too and restricted to the block). P = +inf is allowed: S = 0
+                there, the coordinate of a weight the optimizer does not
+                move (ACClip's P where its clipping threshold τ is 0).
 
         Raises:
-            ValueError: If P does not match the variables, or is not
-                positive and finite in every coordinate.
+            ValueError: If P does not match the variables, or is NaN or not
+                positive in some coordinate.
         """
         return PreconditionedOperator(self, preconditioner)
 
@@ -109,8 +111,9 @@ def _flat_scale(operator, preconditioner):
             raise ValueError(f"`preconditioner`: the tensor for {v.path} has shape "
                              f"{tuple(tf.convert_to_tensor(p).shape)}, the variable {tuple(v.shape)}.")
     flat = tf.concat([tf.reshape(tf.cast(p, tf.float64), [-1]) for p in preconditioner], axis=0)
-    if not bool(tf.reduce_all(tf.math.is_finite(flat) & (flat > 0.0))):
-        raise ValueError("The preconditioner must be positive and finite in every coordinate.")
+    if not bool(tf.reduce_all(flat > 0.0)):  # NaN fails the comparison; +inf passes (S = 0)
+        raise ValueError("The preconditioner must be positive (+inf allowed) in every coordinate; "
+                         "it is NaN or not positive in some.")
     return tf.math.rsqrt(flat)
 
 

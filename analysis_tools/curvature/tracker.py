@@ -198,8 +198,9 @@ class _UpdateSecant:
             if preconditioner_needs_gradients(self.optimizer):
                 given = [g if g is None else self._summed(tf.convert_to_tensor(g)) for g in ordered]
             preconditioner = preconditioner_of(self.optimizer, self.variables, given)
-            metric = self._dot([u * tf.cast(p, tf.float32) for u, p in zip(self.update, preconditioner)],
-                               self.update)
+            # P Δ with 0 where Δ = 0: a coordinate the optimizer does not move may have P = +inf (ACClip's).
+            metric = self._dot([tf.math.multiply_no_nan(tf.cast(p, tf.float32), u)
+                                for u, p in zip(self.update, preconditioner)], self.update)
         else:
             metric = tf.constant(math.nan, tf.float32)
         raw_metric = self._dot(self.update, self.update)

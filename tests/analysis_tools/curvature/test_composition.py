@@ -46,6 +46,7 @@ def operators():
     return model, hessian, GGNOperator(model, data, loss=loss)
 
 
+@pytest.mark.slow
 def test_a_preconditioned_operator_is_s_a_s_and_has_the_eigenvalues_of_p_inverse_a(operators):
     model, hessian, ggn = operators
     p = _preconditioner(model)
@@ -105,10 +106,25 @@ def test_blocks_of_composed_operators_are_the_dense_blocks(operators):
                                (_dense(hessian) - _dense(ggn))[np.ix_(rows, rows)], atol=1e-13)
 
 
+def test_an_infinite_preconditioner_removes_its_coordinates(operators):
+    """P = +inf (a weight the optimizer does not move, as ACClip's where τ = 0): S = 0 there."""
+    model, hessian, _ = operators
+    p = _preconditioner(model)
+    p[0] = p[0].copy()
+    p[0].flat[::3] = np.inf
+    s = 1.0 / np.sqrt(_flat(p))
+    assert np.count_nonzero(s == 0.0) > 0
+    expected = s[:, None] * _dense(hessian) * s[None, :]
+    np.testing.assert_allclose(_dense(hessian.preconditioned(p)), expected, rtol=1e-12, atol=1e-14)
+    eigenvalue = analysis_tools.sharpness(hessian.preconditioned(p), tolerance=1e-10)
+    assert eigenvalue == pytest.approx(np.linalg.eigvalsh(expected).max(), rel=1e-8)
+
+
 def test_composition_refuses_what_is_not_an_operator_of_the_same_variables(operators):
     model, hessian, _ = operators
-    with pytest.raises(ValueError, match="positive and finite"):
-        hessian.preconditioned([np.zeros(v.shape) for v in model.trainable_variables])
+    for bad in (0.0, -1.0, np.nan):
+        with pytest.raises(ValueError, match=r"positive \(\+inf allowed\)"):
+            hessian.preconditioned([np.full(v.shape, bad) for v in model.trainable_variables])
     with pytest.raises(ValueError, match="tensors for"):
         hessian.preconditioned(_preconditioner(model)[:2])
     with pytest.raises(ValueError, match="different variables"):
