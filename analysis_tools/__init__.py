@@ -20,188 +20,64 @@ Three subpackages, one per study, and two shared modules:
 * `analysis_tools.thresholds`: the stability thresholds and growth factors
   (shared with the optimizers in `tf_adaptive`).
 
-Every public function and class is importable from here.
+The top level holds the names a user imports first; everything else is
+imported from its subpackage (`analysis_tools.curvature.GGNOperator`). The
+names the top level held before 0.4.0 still resolve, with a
+`DeprecationWarning` that names the new path, for one release.
 """
 
+import importlib
+
+from analysis_tools import _deprecation, curvature, noise, preconditioners, thresholds, updates
 from analysis_tools.curvature import (
-    Alignment,
-    BlockDiagonalOperator,
-    DiagonalEstimate,
-    EmpiricalFisherOperator,
-    FisherOperator,
     GGNOperator,
     HessianOperator,
     Lanczos,
-    LanczosResult,
-    LinearCombination,
-    PreconditionedOperator,
     SharpnessCallback,
-    SharpnessRecord,
     SharpnessTracker,
-    SpectralDensity,
-    TraceEstimate,
-    TrackerRecord,
-    alignment,
-    blockwise_eigenvalues,
-    curvature_diagonal,
-    curvature_operator,
     hessian_eigenvalues,
     hessian_trace,
-    hutch_plus_plus,
-    hutchinson,
-    hutchinson_diagonal,
-    model_blocks,
-    plot_spectral_density,
     preconditioned_sharpness,
-    principal_angles,
     sharpness,
-    slq,
-    spectral_density,
-    top_subspace_fraction,
 )
-from analysis_tools.noise import (
-    EmpiricalVariance,
-    FittedLaw,
-    GradientNoise,
-    GradientNoiseCallback,
-    NoiseFit,
-    NoiseRecord,
-    SymmetricAlphaStable,
-    TailFit,
-    TailIndex,
-    empirical_variance_vs_sample_size,
-    fit_noise_distribution,
-    gradient_noise,
-    standardized_coordinates,
-    tail_index,
-)
-from analysis_tools.preconditioners import (
-    clipped_fraction_of,
-    last_learning_rate_of,
-    momentum_of,
-    preconditioner_of,
-    second_moment_of,
-    stability_threshold_of,
-)
-from analysis_tools.thresholds import asymptotic_growth_factor, stability_threshold
-from analysis_tools.updates import (
-    AdaptiveUpdate,
-    KSTest,
-    MixtureFit,
-    UpdateDistributionCallback,
-    UpdateDistributionFit,
-    UpdateHistogram,
-    UpdateRecord,
-    abs_update_mean,
-    abs_update_variance,
-    adagrad_normalization,
-    adaptive_lr_mean,
-    adaptive_lr_variance,
-    adaptive_lr_variance_first_order,
-    count_modes,
-    effective_sample_size,
-    find_modes,
-    fit_update_distribution,
-    gaussian_limit,
-    kolmogorov_survival_function,
-    ks_statistic,
-    rectification,
-    reference_law_of,
-    simulate_updates,
-    sma_length,
-    sma_length_limit,
-    update_variance,
-    variance_adaptation_adam,
-    variance_adaptation_sgd,
-    variance_adaptation_sign,
-    wasserstein_1,
-)
+from analysis_tools.noise import GradientNoiseCallback, gradient_noise, tail_index
+from analysis_tools.preconditioners import preconditioner_of
+from analysis_tools.updates import AdaptiveUpdate, UpdateDistributionCallback
 
 __all__ = [
     "AdaptiveUpdate",
-    "Alignment",
-    "BlockDiagonalOperator",
-    "DiagonalEstimate",
-    "EmpiricalFisherOperator",
-    "EmpiricalVariance",
-    "FisherOperator",
-    "FittedLaw",
     "GGNOperator",
-    "GradientNoise",
     "GradientNoiseCallback",
     "HessianOperator",
-    "KSTest",
     "Lanczos",
-    "LanczosResult",
-    "LinearCombination",
-    "MixtureFit",
-    "NoiseFit",
-    "NoiseRecord",
-    "PreconditionedOperator",
     "SharpnessCallback",
-    "SharpnessRecord",
     "SharpnessTracker",
-    "SpectralDensity",
-    "SymmetricAlphaStable",
-    "TailFit",
-    "TailIndex",
-    "TraceEstimate",
-    "TrackerRecord",
     "UpdateDistributionCallback",
-    "UpdateDistributionFit",
-    "UpdateHistogram",
-    "UpdateRecord",
-    "abs_update_mean",
-    "abs_update_variance",
-    "adagrad_normalization",
-    "adaptive_lr_mean",
-    "adaptive_lr_variance",
-    "adaptive_lr_variance_first_order",
-    "asymptotic_growth_factor",
-    "clipped_fraction_of",
-    "count_modes",
-    "alignment",
-    "blockwise_eigenvalues",
-    "curvature_diagonal",
-    "curvature_operator",
-    "effective_sample_size",
-    "empirical_variance_vs_sample_size",
-    "find_modes",
-    "fit_noise_distribution",
-    "fit_update_distribution",
-    "gaussian_limit",
     "gradient_noise",
     "hessian_eigenvalues",
     "hessian_trace",
-    "hutch_plus_plus",
-    "hutchinson",
-    "hutchinson_diagonal",
-    "kolmogorov_survival_function",
-    "ks_statistic",
-    "last_learning_rate_of",
-    "model_blocks",
-    "momentum_of",
-    "plot_spectral_density",
-    "principal_angles",
     "preconditioned_sharpness",
     "preconditioner_of",
-    "rectification",
-    "reference_law_of",
-    "second_moment_of",
     "sharpness",
-    "simulate_updates",
-    "slq",
-    "sma_length",
-    "sma_length_limit",
-    "spectral_density",
-    "stability_threshold",
-    "stability_threshold_of",
-    "standardized_coordinates",
     "tail_index",
-    "top_subspace_fraction",
-    "update_variance",
-    "variance_adaptation_adam",
-    "variance_adaptation_sgd",
-    "variance_adaptation_sign",
-    "wasserstein_1",
 ]
+
+# Where each name the top level exported before 0.4.0, and no longer does, lives now.
+_MOVED = {
+    name: module.__name__
+    for module in (curvature, updates, noise, preconditioners, thresholds)
+    for name in module.__all__
+    if name not in __all__
+}
+
+
+def __getattr__(name):
+    """Serves a name that moved to a subpackage in 0.4.0, with a `DeprecationWarning`."""
+    if name not in _MOVED:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _deprecation.warn_renamed(f"analysis_tools.{name}", f"{_MOVED[name]}.{name}")
+    return getattr(importlib.import_module(_MOVED[name]), name)
+
+
+def __dir__():
+    return sorted(set(globals()) - set(_MOVED))

@@ -27,7 +27,7 @@ live optimizer:
 * `second_moment_of(optimizer)`: the optimizer's description of the second
   moment that P is a power of (a `tf_adaptive.SecondMoment`: a sum or an
   exponential average of g², its β2 and the power p), which
-  `analysis_tools.reference_law_of` reads.
+  `analysis_tools.updates.reference_law_of` reads.
 
 so that the most recent update of every variable is, exactly up to floating
 point rounding, ``x_t - x_{t-1} = -η_t · u_t / P_t`` (plus decoupled weight
@@ -990,7 +990,7 @@ def second_moment_of(optimizer):
     | Adadelta, Lamb                             |       |         |     |
 
     A tf_adaptive optimizer describes itself (its ``second_moment``); a
-    LossScaleOptimizer is unwrapped. `analysis_tools.reference_law_of` reads
+    LossScaleOptimizer is unwrapped. `analysis_tools.updates.reference_law_of` reads
     this to choose Zhang and Ziyin's reference law. A
     `keras.optimizers.MultiOptimizer` gives its sub-optimizers' description
     where they all give the same one, and ``form="none"`` otherwise (no one

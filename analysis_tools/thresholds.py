@@ -7,7 +7,7 @@ Each is the threshold of a *frozen* form: with the preconditioner P held
 fixed, a method is a linear recurrence on a quadratic and is unstable exactly
 when λ1(P⁻¹H) exceeds it (Cohen et al. 2022, §2 and App. A). How that
 relates to each tf_adaptive optimizer (`stability_threshold()`, read by
-`analysis_tools.stability_threshold_of`):
+`analysis_tools.preconditioners.stability_threshold_of`):
 
 * Exact (P is fixed): HeavyBall, Nesterov, FrozenAdam.
 * Given, for P frozen, which the adaptive method follows while P_t changes
@@ -27,7 +27,7 @@ of the variables, has the frozen form of its sub-optimizers, and so their
 threshold on λ1(P⁻¹H) with P = diag(P^(1), ..., P^(K)), exactly when they
 share the momentum type, β and η; otherwise the blocks follow different
 recurrences coupled through H and no single threshold applies
-(`analysis_tools.stability_threshold_of` returns ``None``).
+(`analysis_tools.preconditioners.stability_threshold_of` returns ``None``).
 
 Above the unclipped threshold CClip and GClip with a constant τ oscillate
 with a bounded amplitude (the step is capped at η τ); ACClip diverges, since

@@ -1,7 +1,7 @@
 r"""What a per-block measurement costs on deep keras.applications networks: DenseNet121 and InceptionV3.
 
 `SharpnessCallback(per_layer=True)` splits a network by
-`analysis_tools.model_blocks` (stages and modules, not layers) and measures
+`analysis_tools.curvature.model_blocks` (stages and modules, not layers) and measures
 λ1 of each block's diagonal block of H. For each network (whole, every layer
 trainable, random weights after one step of `tf_adaptive.Adam`, one probe
 batch of 4 images, products XLA-compiled unless ``--nojit_compile``), in a
@@ -65,7 +65,7 @@ def measure(name, products, jit_compile):
     model.compile(optimizer=tf_adaptive.Adam(1e-3),
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, batch_size=4, epochs=1, verbose=0)
-    blocks = analysis_tools.model_blocks(model)
+    blocks = analysis_tools.curvature.model_blocks(model)
     network = analysis_tools.HessianOperator(model, (x, y), jit_compile=jit_compile)
     if products in ("shared", "shared_own_loops"):
         operators = {block: network.block(variables) for block, variables in blocks.items()}

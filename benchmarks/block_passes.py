@@ -1,6 +1,6 @@
 r"""A per-block measurement on the zoo GPT-2: passes over the probe set, time and memory, block by block vs lockstep.
 
-λ1 of the diagonal block of H of every block of `analysis_tools.model_blocks`
+λ1 of the diagonal block of H of every block of `analysis_tools.curvature.model_blocks`
 (GPT-2 of `tests/analysis_tools/zoo.py`, float32, XLA-compiled products) to
 a relative residual of 1e-3, over a probe set of 4 batches of 4 sequences
 streamed from a generator that counts how often it is iterated. Two ways,
@@ -68,7 +68,7 @@ def measure(model_name, way, count):
             tf.TensorSpec([None, zoo.SEQUENCE], tf.int64))
     data = tf.data.Dataset.from_generator(source, output_signature=spec)
     operator = analysis_tools.HessianOperator(model, data)
-    blocks = dict(list(analysis_tools.model_blocks(model).items())[:count])
+    blocks = dict(list(analysis_tools.curvature.model_blocks(model).items())[:count])
 
     def run():
         if way == "lockstep":
@@ -101,7 +101,7 @@ def main(argv):
     model, _ = zoo.build(FLAGS.model)
     import analysis_tools
 
-    total = len(analysis_tools.model_blocks(model))
+    total = len(analysis_tools.curvature.model_blocks(model))
     rows = []
     for count in sorted({1, max(1, total // 2), total}):
         for way in ("separate", "lockstep"):

@@ -62,7 +62,7 @@ def main(argv):
     seeds = range(FLAGS.seeds)
     if "tail" in FLAGS.only:
         for alpha in (1.0, 1.5, 1.9):
-            law = analysis_tools.SymmetricAlphaStable(np.float64(alpha))
+            law = analysis_tools.noise.SymmetricAlphaStable(np.float64(alpha))
             samples = [law.sample(FLAGS.tail_samples, seed=(7, seed)).numpy() for seed in seeds]
             for estimator in ESTIMATORS:
                 results = [analysis_tools.tail_index(x, estimator=estimator) for x in samples]
@@ -70,7 +70,8 @@ def main(argv):
     if "update" in FLAGS.only:
         for m in (2.0, 5.0, 20.0):
             law = AdaptiveUpdate(np.float64(m))
-            fits = [analysis_tools.fit_update_distribution(law.sample(FLAGS.update_samples, seed=(8, s)).numpy())
+            fits = [analysis_tools.updates.fit_update_distribution(
+                        law.sample(FLAGS.update_samples, seed=(8, s)).numpy())
                     for s in seeds]
             _row("fit_update_distribution m", m, [(f.m, f.m_standard_error) for f in fits])
     if "noise" in FLAGS.only:
@@ -79,15 +80,16 @@ def main(argv):
         rows[("generalized_pareto", "shape")] = []
         for seed in seeds:
             rng = np.random.default_rng(seed)
-            fit = analysis_tools.fit_noise_distribution(rng.standard_t(3.0, FLAGS.noise_samples), kind="coordinates")
+            fit = analysis_tools.noise.fit_noise_distribution(rng.standard_t(3.0, FLAGS.noise_samples),
+                                                              kind="coordinates")
             for p in ("df", "loc", "scale"):
                 rows[("student_t", p)].append((fit.heavy.parameters[p], fit.heavy.standard_errors[p]))
             norms = np.linalg.norm(rng.standard_normal((FLAGS.noise_samples, 10)), axis=1)
-            fit = analysis_tools.fit_noise_distribution(norms, kind="norms")
+            fit = analysis_tools.noise.fit_noise_distribution(norms, kind="norms")
             for p in ("k", "scale"):
                 rows[("scaled_chi", p)].append((fit.light.parameters[p], fit.light.standard_errors[p]))
             pareto = rng.pareto(3.0, FLAGS.noise_samples) + 1.0
-            fit = analysis_tools.fit_noise_distribution(pareto * rng.choice([-1.0, 1.0], FLAGS.noise_samples),
+            fit = analysis_tools.noise.fit_noise_distribution(pareto * rng.choice([-1.0, 1.0], FLAGS.noise_samples),
                                                         kind="coordinates")
             rows[("generalized_pareto", "shape")].append((fit.tail.shape, fit.tail.standard_errors["shape"]))
         truths = {("student_t", "df"): 3.0, ("student_t", "loc"): 0.0, ("student_t", "scale"): 1.0,

@@ -34,14 +34,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import _common
 
 import tf_adaptive
-from analysis_tools import (
-    HessianOperator,
-    Lanczos,
-    hutch_plus_plus,
-    hutchinson,
-    preconditioner_of,
-    slq,
-)
+from analysis_tools import HessianOperator, Lanczos, preconditioner_of
+from analysis_tools.curvature import hutch_plus_plus, hutchinson, slq
 
 FLAGS = flags.FLAGS
 flags.DEFINE_integer("width", 256, "Model width.")

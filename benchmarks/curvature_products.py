@@ -1,7 +1,7 @@
 r"""What one product costs for each curvature: Hessian, GGN, empirical Fisher and Fisher, side by side.
 
 On models of `tests/analysis_tools/zoo.py` (float32, one batch of 4 examples),
-each curvature's operator (`analysis_tools.curvature_operator`) is built over
+each curvature's operator (`analysis_tools.curvature.curvature_operator`) is built over
 the same probe set and one product v ↦ A v is timed: the median of
 ``--repeats`` calls after one untimed call, whose time (tracing and XLA
 compilation) is reported separately. The Hessian's product is reverse over
@@ -46,7 +46,7 @@ def measure(name, repeats):
     model, (x, y) = zoo.build(name, jit_compile=True)
     results = {}
     for curvature in CURVATURES:
-        operator = analysis_tools.curvature_operator(model, (x, y), curvature=curvature)
+        operator = analysis_tools.curvature.curvature_operator(model, (x, y), curvature=curvature)
         vector = tf.constant(np.random.default_rng(0).standard_normal(operator.dimension))
         start = time.perf_counter()
         operator.matvec(vector).numpy()

@@ -89,12 +89,8 @@ from _timing import TimedSharpnessCallback
 from absl import app, flags
 
 import tf_adaptive
-from analysis_tools import (
-    HessianOperator,
-    Lanczos,
-    preconditioner_of,
-    stability_threshold_of,
-)
+from analysis_tools import HessianOperator, Lanczos, preconditioner_of
+from analysis_tools.preconditioners import stability_threshold_of
 
 FLAGS = flags.FLAGS
 flags.DEFINE_enum("data", "digits", ["digits", "synthetic"],

@@ -83,7 +83,7 @@ def _measure(model, data, preconditioner, max_iterations, mode):
     preconditioned = float(analysis_tools.hessian_eigenvalues(operator, preconditioner=preconditioner,
                                                               **exact).eigenvalues[0])
     trace = analysis_tools.hessian_trace(operator, num_products=30, seed=0)
-    density = analysis_tools.spectral_density(operator, num_vectors=2, num_iterations=max_iterations, seed=0)
+    density = analysis_tools.curvature.spectral_density(operator, num_vectors=2, num_iterations=max_iterations, seed=0)
     return {"λ1(H)": sharpness, "λ1(P⁻¹H)": preconditioned, "tr(H)": float(trace.estimate),
             "tr SE": float(trace.standard_error), "m1": density.moment(1)[0], "m2": density.moment(2)[0],
             "parameters": int(np.sum([np.prod(v.shape) for v in model.trainable_variables]))}

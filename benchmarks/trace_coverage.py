@@ -57,7 +57,7 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    from analysis_tools import hutch_plus_plus, hutchinson
+    from analysis_tools.curvature import hutch_plus_plus, hutchinson
 
     print("| operator | estimator | products | seeds | sd of z | |z| > 2 | |z| > 3 | RMS error / tr |")
     print("|---|---|---:|---:|---:|---:|---:|---:|")

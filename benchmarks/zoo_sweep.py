@@ -26,7 +26,7 @@ own, the sweep runs:
   Hessian of the loss with those values held, which finite differences of the
   gradient do not see: the check then lets the stops through
   (`tf.stop_gradient` made the identity) and the row notes it;
-* **per-block discovery** (`analysis_tools.model_blocks`): how many blocks;
+* **per-block discovery** (`analysis_tools.curvature.model_blocks`): how many blocks;
 * its wall time and peak resident memory.
 
 Products are XLA-compiled (the default), as a user gets them. A model whose
@@ -228,7 +228,7 @@ def sweep_one(name, jit_compile=True):
         model.compile(optimizer=tf_adaptive.Adam(1e-3), loss=loss, jit_compile=False)
         row["parameters"] = int(sum(np.prod(v.shape) for v in model.trainable_variables))
         step = enter("blocks")
-        blocks = analysis_tools.model_blocks(model)
+        blocks = analysis_tools.curvature.model_blocks(model)
         row["blocks"] = len(blocks)
         row["block_names"] = list(blocks)[:6] + (["…"] if len(blocks) > 6 else [])
         last_block = list(blocks)[-1]
@@ -261,7 +261,7 @@ def sweep_one(name, jit_compile=True):
             "preconditioned_sharpness": analysis_tools.preconditioned_sharpness(operator, model.optimizer,
                                                                               tolerance=1e-3),
             "trace": analysis_tools.hessian_trace(operator, num_products=3).estimate,
-            "density": np.concatenate(analysis_tools.spectral_density(
+            "density": np.concatenate(analysis_tools.curvature.spectral_density(
                 operator, num_vectors=1, num_iterations=4).nodes),
             "noise_scale": analysis_tools.gradient_noise(model, (x, y), batch_size=2, num_batches=2,
                                                          jit_compile=jit_compile).noise_scale,

@@ -5,7 +5,7 @@ track the top eigenvalue of the preconditioned Hessian P_t⁻¹H_t: under
 full-batch Adam it rises to the stability threshold 38/η of the frozen-P
 dynamics and hovers there (Fig. 1, Fig. 5a). Here the whole spectrum of
 P⁻¹H is estimated by stochastic Lanczos quadrature
-(`analysis_tools.spectral_density`, Ghorbani et al. 2019; PyHessian's
+(`analysis_tools.curvature.spectral_density`, Ghorbani et al. 2019; PyHessian's
 density plot) at two points of the same run: early, before the top
 eigenvalue has reached the threshold, and at the end, once Adam trains at the
 edge. What it shows: at the edge, one outlier of P⁻¹H sits at 38/η, far above
@@ -49,13 +49,9 @@ import tensorflow as tf
 from absl import app, flags
 
 import tf_adaptive
-from analysis_tools import (
-    SharpnessCallback,
-    plot_spectral_density,
-    preconditioner_of,
-    spectral_density,
-    stability_threshold_of,
-)
+from analysis_tools import SharpnessCallback, preconditioner_of
+from analysis_tools.curvature import plot_spectral_density, spectral_density
+from analysis_tools.preconditioners import stability_threshold_of
 
 FLAGS = flags.FLAGS
 LOSS = keras.losses.MeanSquaredError()

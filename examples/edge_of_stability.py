@@ -105,13 +105,8 @@ import tensorflow as tf
 from absl import app, flags
 
 import tf_adaptive
-from analysis_tools import (
-    SharpnessCallback,
-    SharpnessTracker,
-    hessian_eigenvalues,
-    preconditioner_of,
-    stability_threshold_of,
-)
+from analysis_tools import SharpnessCallback, SharpnessTracker, hessian_eigenvalues, preconditioner_of
+from analysis_tools.preconditioners import stability_threshold_of
 
 EPSILON = 1e-7  # the paper's ε for every method (App. G.2)
 

@@ -83,13 +83,8 @@ import tensorflow as tf
 from absl import app, flags
 
 import tf_adaptive
-from analysis_tools import (
-    GradientNoiseCallback,
-    SharpnessCallback,
-    SharpnessTracker,
-    UpdateDistributionCallback,
-    stability_threshold_of,
-)
+from analysis_tools import GradientNoiseCallback, SharpnessCallback, SharpnessTracker, UpdateDistributionCallback
+from analysis_tools.preconditioners import stability_threshold_of
 
 FLAGS = flags.FLAGS
 VOCABULARY = 256  # bytes

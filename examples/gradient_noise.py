@@ -62,13 +62,8 @@ import keras
 import numpy as np
 from absl import app, flags
 
-from analysis_tools import (
-    SymmetricAlphaStable,
-    empirical_variance_vs_sample_size,
-    gradient_noise,
-    standardized_coordinates,
-    tail_index,
-)
+from analysis_tools import gradient_noise, tail_index
+from analysis_tools.noise import SymmetricAlphaStable, empirical_variance_vs_sample_size, standardized_coordinates
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", os.path.join("examples_output", "gradient_noise"), "Where figures and JSON go.")

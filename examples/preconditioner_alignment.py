@@ -46,7 +46,8 @@ import tensorflow as tf
 from absl import app, flags
 
 import tf_adaptive
-from analysis_tools import alignment, curvature_diagonal, curvature_operator, preconditioner_of
+from analysis_tools import preconditioner_of
+from analysis_tools.curvature import alignment, curvature_diagonal, curvature_operator
 
 FLAGS = flags.FLAGS
 CURVATURES = ("empirical_fisher", "fisher")

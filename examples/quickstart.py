@@ -20,7 +20,7 @@ from absl import app, flags
 from sklearn.model_selection import train_test_split
 
 import tf_adaptive
-from analysis_tools import stability_threshold_of
+from analysis_tools.preconditioners import stability_threshold_of
 
 # Learning rates that train this model well in a few epochs. The optimizers'
 # own defaults follow their papers, which trained much larger models. ACClip,
@@ -115,7 +115,7 @@ def main(argv):
               f"{result['test_loss']:>10.4f} {result['test_accuracy']:>9.3f} "
               f"{threshold_text:>20} {result['seconds']:>7.2f}", flush=True)
     print("\nstability threshold: the largest stable λ1(P⁻¹H) at the final learning rate "
-          "(Cohen et al. 2022, §2), read by analysis_tools.stability_threshold_of; none for "
+          "(Cohen et al. 2022, §2), read by analysis_tools.preconditioners.stability_threshold_of; none for "
           "sign descent, whose step has length η at any curvature.")
 
 

@@ -72,7 +72,7 @@ import tensorflow as tf
 from absl import app, flags
 
 import tf_adaptive
-from analysis_tools import (
+from analysis_tools.updates import (
     adaptive_lr_variance,
     adaptive_lr_variance_first_order,
     rectification,

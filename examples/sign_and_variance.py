@@ -68,11 +68,7 @@ import tensorflow as tf
 from absl import app, flags
 
 import tf_adaptive
-from analysis_tools import (
-    variance_adaptation_adam,
-    variance_adaptation_sgd,
-    variance_adaptation_sign,
-)
+from analysis_tools.updates import variance_adaptation_adam, variance_adaptation_sgd, variance_adaptation_sign
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("output_dir", os.path.join("examples_output", "sign_and_variance"),

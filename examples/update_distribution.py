@@ -55,9 +55,8 @@ import tensorflow as tf
 from absl import app, flags
 
 import tf_adaptive
-from analysis_tools import (
-    AdaptiveUpdate,
-    UpdateDistributionCallback,
+from analysis_tools import AdaptiveUpdate, UpdateDistributionCallback
+from analysis_tools.updates import (
     abs_update_variance,
     adagrad_normalization,
     find_modes,

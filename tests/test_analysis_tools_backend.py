@@ -53,7 +53,7 @@ SCRIPT = textwrap.dedent(r'''
     refuses(lambda: analysis_tools.GradientNoiseCallback((x, y)), "GradientNoiseCallback")
     refuses(lambda: analysis_tools.sharpness(model, (x, y)), "its Hessian")
     refuses(lambda: analysis_tools.gradient_noise(model, (x, y)), "its gradient noise")
-    refuses(lambda: analysis_tools.simulate_updates(tf_adaptive.Adam(0.1), "normal", 3, 5),
+    refuses(lambda: analysis_tools.updates.simulate_updates(tf_adaptive.Adam(0.1), "normal", 3, 5),
             "simulate_updates")
 
     # A fit with the callback is never reached: the constructor raised, no step was taken.
@@ -70,7 +70,7 @@ SCRIPT = textwrap.dedent(r'''
     for p, v in zip(preconditioner, model.trainable_variables):
         p = np.asarray(p)
         assert p.shape == tuple(v.shape) and np.all(np.isfinite(p)) and np.all(p > 0), p
-    assert analysis_tools.stability_threshold_of(optimizer) > 0
+    assert analysis_tools.preconditioners.stability_threshold_of(optimizer) > 0
     print("OK")
 ''')
 

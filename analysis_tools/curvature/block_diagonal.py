@@ -57,7 +57,7 @@ class BlockDiagonalOperator:
         blocks: {name: selection} (a selection is what ``variables=`` takes: a
             layer or block name, a layer, variables, or a list of them), or a
             list of selections (named by position); None: the model's
-            blocks (`analysis_tools.model_blocks`). The blocks must not share
+            blocks (`analysis_tools.curvature.model_blocks`). The blocks must not share
             variables.
 
     `stack` puts several of them (other curvatures, the preconditioned form,
@@ -207,7 +207,7 @@ def blockwise_eigenvalues(operator, k=1, max_iterations=40, tolerance=1e-3, seed
 
     Args:
         operator: A `BlockDiagonalOperator`, or a curvature operator (then
-            its model's blocks, `analysis_tools.model_blocks`).
+            its model's blocks, `analysis_tools.curvature.model_blocks`).
         k: How many eigenvalues per block (a block with fewer parameters
             gives as many as it has, the rest NaN).
         max_iterations: The most steps (products D v).

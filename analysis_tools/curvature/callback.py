@@ -116,7 +116,7 @@ class SharpnessCallback(StepMeasurementCallback):
       `trace_products` products each (`analysis_tools.hessian_trace`), and
       their standard errors ``..._standard_error``.
     * `curvature`: besides (or instead of) the Hessian, the Gauss-Newton
-      matrix and the Fishers (`analysis_tools.curvature_operator`): with
+      matrix and the Fishers (`analysis_tools.curvature.curvature_operator`): with
       ``curvature=("hessian", "ggn")`` every quantity above is measured for
       each, the Hessian's under the names above, another's named after it:
       ``ggn_sharpness``, ``ggn_preconditioned_sharpness``,
@@ -124,7 +124,7 @@ class SharpnessCallback(StepMeasurementCallback):
       The first curvature named is the one ``sharpness_ratio``, the density
       and ``top_subspace_fraction`` describe, and `operator` returns.
     * `alignment`: how well the optimizer's P follows each curvature's
-      diagonal d (`analysis_tools.alignment` of P with d^`alignment_power`):
+      diagonal d (`analysis_tools.curvature.alignment` of P with d^`alignment_power`):
       ``<curvature>_alignment_rank_correlation``, ``..._cosine`` and
       ``..._ratio_spread`` (``hessian_alignment_cosine``, ``ggn_...``). d is
       exact for the Fishers (per-example gradients, without regularization
@@ -143,7 +143,7 @@ class SharpnessCallback(StepMeasurementCallback):
       takes steps, not the sum over the problems. Each problem stops when its
       residuals are below `tolerance` (the residual criterion, stricter than
       the default certification) and starts cold (no warm start).
-    * `density`: the SLQ spectral density (`analysis_tools.spectral_density`)
+    * `density`: the SLQ spectral density (`analysis_tools.curvature.spectral_density`)
       of P⁻¹H (of H when not `preconditioned`), `density_vectors` ×
       `density_iterations` products, kept in the record and, with `log_dir`,
       written as a TensorBoard histogram ``spectral_density``: 10,000 values
@@ -198,7 +198,7 @@ class SharpnessCallback(StepMeasurementCallback):
             then stops only when certified, the gap test included).
         fraction_in_top_subspace: Whether to log ``top_subspace_fraction``.
         per_layer: False (default); True for the model's blocks
-            (`analysis_tools.model_blocks`: nested models and stacks of
+            (`analysis_tools.curvature.model_blocks`: nested models and stacks of
             blocks opened, so GPT-2's blocks are its ``transformer_layer_i``;
             a Functional cut where its graph narrows to one tensor and
             grouped into stages by name, so ResNet50's are ``conv1`` …
@@ -207,7 +207,7 @@ class SharpnessCallback(StepMeasurementCallback):
         blocks: Instead of `per_layer`, the blocks to measure, named by you:
             {name: what `variables=` takes (layer or block names, layers,
             variables)}; logged as ``sharpness/<name>``.
-            `analysis_tools.model_blocks(model)` gives `per_layer=True`'s
+            `analysis_tools.curvature.model_blocks(model)` gives `per_layer=True`'s
             blocks in this form, to edit.
         trace: Whether to log the Hessian trace(s).
         trace_products: Hessian-vector products per trace (Hutch++, ≥ 3).

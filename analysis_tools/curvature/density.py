@@ -189,7 +189,7 @@ def spectral_density(model, data=None, loss=None, preconditioner=None, num_vecto
         **operator_kwargs: `batch_size`, `differentiation`, `mode`, `dropout`,
             `include_regularization`, `jit_compile`, `strategy`, `variables`
             (see `analysis_tools.HessianOperator`), and ``curvature=``
-            (`analysis_tools.curvature_operator`).
+            (`analysis_tools.curvature.curvature_operator`).
 
     Returns:
         A `SpectralDensity` (`.nodes`, `.weights`, `.density(grid)`, `.moment(p)`).

@@ -59,10 +59,10 @@ def hessian_eigenvalues(
             (a layer or block: the eigenvalues of its diagonal block): see
             `analysis_tools.HessianOperator`; ``curvature=`` ("hessian", the
             default, "ggn", "fisher" with ``samples=`` and ``label_seed=``,
-            or "empirical_fisher"; `analysis_tools.curvature_operator`).
+            or "empirical_fisher"; `analysis_tools.curvature.curvature_operator`).
 
     Returns:
-        A `analysis_tools.LanczosResult` (eigenvalues descending,
+        A `analysis_tools.curvature.LanczosResult` (eigenvalues descending,
         float64; eigenvectors or None; residuals; iterations).
 
     Raises:

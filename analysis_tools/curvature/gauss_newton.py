@@ -263,7 +263,7 @@ class FisherOperator(_OutputCurvature):
         samples: Draws per product (default 1).
         label_seed: An int fixing the draws (default 0); a Lanczos or trace
             `seed` is another thing.
-        (the rest): As `HessianOperator`, without ``differentiation``.
+        **kwargs: As `HessianOperator`'s arguments, without ``differentiation``.
 
     Raises:
         ValueError: If the loss is not one of those three negative

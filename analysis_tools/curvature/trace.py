@@ -198,7 +198,7 @@ def hessian_trace(model, data=None, loss=None, preconditioner=None, num_products
             `dropout`, `include_regularization`, `jit_compile`, `strategy`,
             `variables` (a layer or block: the trace of its diagonal block);
             see `analysis_tools.HessianOperator`; and ``curvature=``
-            (`analysis_tools.curvature_operator`).
+            (`analysis_tools.curvature.curvature_operator`).
 
     Returns:
         A `TraceEstimate` (`.estimate`, `.standard_error`, `.num_products`).

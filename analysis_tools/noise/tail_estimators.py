@@ -61,7 +61,7 @@ the fraction of 100 seeds of 10,000 SαS draws whose ±1.96 SE interval covers
   tail) α is inf and the standard error NaN, with a note.
 
 Ranges and known biases (measured on 100k SαS draws from
-`analysis_tools.SymmetricAlphaStable`, see the tests):
+`analysis_tools.noise.SymmetricAlphaStable`, see the tests):
 
 * ``"simsekli"`` and ``"characteristic_function"`` are within ±0.03 of α for
   α ∈ {1.1, 1.5, 1.8, 2.0}. Both estimate a *stable* index, so the estimate is
@@ -77,7 +77,7 @@ stable-law estimator tests whether the data are stable. A Student-t(3)
 (finite variance) reads α̂ ≈ 1.8 with ``"simsekli"`` and ≈ 1.7 with
 ``"characteristic_function"``; pooling coordinates with different scales also
 pulls α̂ below the truth. Compare with ``"hill"`` and with
-`analysis_tools.fit_noise_distribution`, and standardise per layer
+`analysis_tools.noise.fit_noise_distribution`, and standardise per layer
 (`gradient_noise(..., per_layer=True)`) before pooling.
 """
 

@@ -134,7 +134,7 @@ class UpdateDistributionCallback(MeasurementCallback):
     * ``update_variance/<layer>``: Var(Δθ/η) (the paper's Corollary 1 predicts 1
       for x = s·Δθ/η);
     * ``abs_update_variance/<layer>``: Var|Δθ/η| (Corollary 2: see
-      `analysis_tools.abs_update_variance`);
+      `analysis_tools.updates.abs_update_variance`);
     * ``update_ks/<layer>``: the Kolmogorov–Smirnov distance of x = s·Δθ/η to
       `AdaptiveUpdate(m)`.
 
@@ -188,7 +188,7 @@ class UpdateDistributionCallback(MeasurementCallback):
     Args:
         layers: Layer names (nested names and ``"outer/inner"`` paths too)
             or layer objects to watch; default: the model's blocks
-            (`analysis_tools.model_blocks`: nested models opened, a
+            (`analysis_tools.curvature.model_blocks`: nested models opened, a
             Functional cut into its blocks and stages).
         steps: How many recorded steps keep per-coordinate values.
         every_n_steps: Record optimizer steps t that are multiples of this.

@@ -406,8 +406,10 @@ def fit_update_distribution(
         samples: Any shape; flattened; must be finite.
         mixture_components: Optional integer K ≥ 1 for the mixture fit.
         initial_m: Optional starting m (> max x²); default: the kurtosis estimate.
-        max_iterations, tolerance: L-BFGS limits for m.
-        mixture_max_iterations, mixture_tolerance: EM limits.
+        max_iterations: The L-BFGS iteration limit for m.
+        tolerance: The L-BFGS tolerance for m.
+        mixture_max_iterations: The EM iteration limit.
+        mixture_tolerance: The EM tolerance.
 
     Returns:
         An `UpdateDistributionFit`.

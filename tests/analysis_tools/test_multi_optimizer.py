@@ -200,6 +200,7 @@ def _dense_hessian(model, x, y):
     (False, lambda: tf_adaptive.RMSProp(0.01, epsilon=1e-3), None),
     (True, lambda: tf_adaptive.Adam(0.01, beta_2=0.8, epsilon=1e-3), 38.0 / 0.01),
 ], ids=["adam-rmsprop", "adam-adam_jit"])
+@pytest.mark.slow
 def test_sharpness_callback_logs_lambda_1_of_the_block_diagonal_p_inverse_h(jit_compile, make_rest, threshold):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 3))

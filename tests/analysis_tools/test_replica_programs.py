@@ -101,6 +101,7 @@ def _assert_tpu_shaped(programs, expected_names):
 
 
 @pytest.mark.parametrize("source", ["arrays", "dataset"])
+@pytest.mark.slow
 def test_every_replica_program_is_float32_with_static_shapes_and_traced_once(source):
     x, y = _data()
     strategy = _strategy()
@@ -115,10 +116,10 @@ def test_every_replica_program_is_float32_with_static_shapes_and_traced_once(sou
     hessian.gradient()
     ggn = analysis_tools.GGNOperator(model, data, batch_size=33)
     ggn.matvec(vector)
-    fisher = analysis_tools.FisherOperator(model, data, batch_size=33, include_regularization=False)
+    fisher = analysis_tools.curvature.FisherOperator(model, data, batch_size=33, include_regularization=False)
     fisher.matvec(vector)
     fisher.per_example_diagonal()
-    blocks = analysis_tools.BlockDiagonalOperator(hessian, analysis_tools.model_blocks(model))
+    blocks = analysis_tools.curvature.BlockDiagonalOperator(hessian, analysis_tools.curvature.model_blocks(model))
     blocks.matvec(tf.ones([blocks.dimension], tf.float64))
     blocks.matvec(tf.ones([blocks.dimension], tf.float64))
     sampler = _NoiseSampler(model, None, "train", True, True, True)
@@ -132,6 +133,7 @@ def test_every_replica_program_is_float32_with_static_shapes_and_traced_once(sou
     assert hessian.examples_per_replica == [52, 48]  # batches of 33, 33, 33, 1 in shares of 17: 17·3 + 1, 16·3 + 0
 
 
+@pytest.mark.slow
 def test_the_callbacks_replica_programs_in_fit_are_float32_with_static_shapes_and_traced_once():
     x, y = _data()
     strategy = _strategy()
@@ -146,6 +148,7 @@ def test_the_callbacks_replica_programs_in_fit_are_float32_with_static_shapes_an
                        ["a Hessian-vector product", "a mini-batch gradient", "the gradient over the probe set"])
 
 
+@pytest.mark.slow
 def test_padded_and_split_products_equal_the_dense_float64_hessian_and_the_single_device_ones():
     x, y = _data(dtype="float64")
     strategy = _strategy()
@@ -171,6 +174,7 @@ def test_padded_and_split_products_equal_the_dense_float64_hessian_and_the_singl
     assert operator.examples_per_replica == [52, 48]
 
 
+@pytest.mark.slow
 def test_float32_padded_products_under_the_strategy_equal_single_device_ones_to_rounding():
     x, y = _data()
     strategy = _strategy()

@@ -64,6 +64,7 @@ NORMALIZATIONS = {
 
 @pytest.mark.parametrize("jit_compile", [True, False])
 @pytest.mark.parametrize("kind", NORMALIZATIONS)
+@pytest.mark.slow
 def test_hessian_vector_product_matches_central_differences(kind, jit_compile):
     make = NORMALIZATIONS[kind]
     model, data = _model(None if make is None else make())
@@ -141,6 +142,7 @@ def test_resizing_has_an_exact_and_symmetric_hessian(kind, differentiation):
 
 
 @pytest.mark.parametrize("kind", ["bilinear", "nearest"])
+@pytest.mark.slow
 def test_resizing_rule_compiles_with_xla(kind):
     model, data = _resizing_model(RESIZINGS[kind])
     compiled = analysis_tools.HessianOperator(model, data, jit_compile=True)
@@ -181,6 +183,7 @@ def test_resize_rules_are_restored_outside_a_product():
     assert {name: ops._gradient_registry._registry.get(name) for name in before} == before
 
 
+@pytest.mark.slow
 def test_tensorflows_resize_rule_would_be_caught_as_asymmetric(monkeypatch):
     # With TensorFlow's own rules (ours removed), Lanczos sees an operator that is not symmetric and says so.
     import analysis_tools._second_order as second_order

@@ -42,6 +42,7 @@ def _dense(x, y, weights):
     return 2.0 * design.T @ design / len(x), 2.0 * design.T @ (design @ weights - y[:, 0]) / len(x)
 
 
+@pytest.mark.slow
 def test_sharpness_callback_measures_ssd_with_p_the_last_gradient():
     x, y = _regression()
     model = _model(tf_adaptive.SSD(RATE))
@@ -59,6 +60,7 @@ def test_sharpness_callback_measures_ssd_with_p_the_last_gradient():
     assert int(callback._reader._kept_step.numpy()) == 9
 
 
+@pytest.mark.slow
 def test_a_measurement_off_the_schedule_refuses_a_gradient_it_does_not_have():
     x, y = _regression()
     model = _model(tf_adaptive.SSD(RATE))
@@ -77,6 +79,7 @@ def test_steps_before_no_measurement_write_nothing():
     assert not callback.records and int(callback._reader._kept_step.numpy()) == -1
 
 
+@pytest.mark.slow
 def test_kept_gradients_are_summed_over_the_replicas_as_keras_sums_them():
     x, y = _regression()
     values = []
@@ -110,6 +113,7 @@ def test_listeners_share_one_wrapper_and_the_last_one_out_restores_apply():
     assert "apply" not in optimizer.__dict__
 
 
+@pytest.mark.slow
 def test_keras_adafactor_whose_p_needs_the_gradient_is_measured_too():
     x, y = _regression()
     model = _model(keras.optimizers.Adafactor(0.01))

@@ -25,6 +25,7 @@ def substrate():
     return substrate
 
 
+@pytest.mark.slow
 def test_adaptive_update_on_jax_matches_tensorflow(substrate):
     m = np.array([1.5, 2.0, 5.0, 20.0, 1e6])[:, None]  # one batch: JAX runs op by op, and each op once
     x = np.array([-0.9, -1e-7, 0.0, 0.4, 1.1]) * np.minimum(np.sqrt(m), 3.0)
@@ -51,6 +52,7 @@ def test_adaptive_update_on_jax_matches_tensorflow(substrate):
         assert samples.dtype == np.float64 and np.all(np.abs(samples) <= np.sqrt(m))
 
 
+@pytest.mark.slow
 def test_update_law_is_fitted_by_maximum_likelihood_on_jax(substrate):
     with jax.enable_x64(True):
         x = substrate.AdaptiveUpdate(jnp.float64(8.0)).sample(20_000, seed=jax.random.PRNGKey(3))
@@ -71,6 +73,7 @@ def test_update_law_is_fitted_by_maximum_likelihood_on_jax(substrate):
     assert m == pytest.approx(reference.m, rel=1e-6)  # the TensorFlow fit of the same samples
 
 
+@pytest.mark.slow
 def test_symmetric_alpha_stable_on_jax(substrate):
     with jax.enable_x64(True):
         law = substrate.SymmetricAlphaStable(jnp.float64(1.5), jnp.float64(2.0))

@@ -54,7 +54,7 @@ RENAMED_KEYWORDS = [
     ("preconditioned_sharpness(tol=)",
      lambda s, **kw: analysis_tools.preconditioned_sharpness(s["operator"], s["model"].optimizer, **kw),
      {"tol": 1e-2}, {"tolerance": 1e-2}),
-    ("hutchinson(num_samples=)", lambda s, **kw: analysis_tools.hutchinson(_matrix_matvec, 6, **kw).estimate,
+    ("hutchinson(num_samples=)", lambda s, **kw: analysis_tools.curvature.hutchinson(_matrix_matvec, 6, **kw).estimate,
      {"num_samples": 5}, {"num_products": 5}),
     ("hessian_trace(num_samples=)", lambda s, **kw: analysis_tools.hessian_trace(s["operator"], **kw).estimate,
      {"num_samples": 4}, {"num_products": 4}),
@@ -87,6 +87,7 @@ RENAMED_KEYWORDS = [
 
 
 @pytest.mark.parametrize("name, call, former, current", RENAMED_KEYWORDS, ids=[r[0] for r in RENAMED_KEYWORDS])
+@pytest.mark.slow
 def test_a_former_keyword_gives_the_same_result_with_a_deprecation_warning(setting, name, call, former, current):
     expected = call(setting, **current)
     (old,), (new,) = former, current
@@ -99,14 +100,15 @@ def test_a_former_keyword_gives_the_same_result_with_a_deprecation_warning(setti
         call(setting, **former, **current)
 
 
+@pytest.mark.slow
 def test_former_attributes_and_constants_read_the_new_ones_with_a_deprecation_warning(setting):
     operator = analysis_tools.HessianOperator(setting["model"], setting["data"], jit_compile=False,
                                              differentiation=FORWARD)
-    trace = analysis_tools.hutchinson(_matrix_matvec, 6, num_products=2)
+    trace = analysis_tools.curvature.hutchinson(_matrix_matvec, 6, num_products=2)
     tail = analysis_tools.tail_index(np.random.default_rng(1).standard_t(3, 500), estimator="hill")
     sharpness = analysis_tools.SharpnessCallback(setting["data"], tolerance=1e-2, trace_products=7)
     noise = analysis_tools.GradientNoiseCallback(setting["data"], tail_index_estimator="hill")
-    fit = analysis_tools.fit_update_distribution(analysis_tools.AdaptiveUpdate(8.0).sample(2000, seed=(1, 1)))
+    fit = analysis_tools.updates.fit_update_distribution(analysis_tools.AdaptiveUpdate(8.0).sample(2000, seed=(1, 1)))
     cases = [
         (lambda: fit.m_stderr, "m_stderr", "m_standard_error", fit.m_standard_error),
         (lambda: operator.method, "method", "differentiation", FORWARD),

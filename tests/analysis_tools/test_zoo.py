@@ -41,6 +41,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.parametrize("name", zoo.IN_SUITE)
+@pytest.mark.slow
 def test_every_instrument_in_and_out_of_fit(name):
     model, (x, y) = zoo.build(name, jit_compile=False, frozen_trunk=name in zoo.APPLICATIONS)
     block = zoo.BLOCKS[name]
@@ -82,7 +83,7 @@ def test_every_instrument_in_and_out_of_fit(name):
     trace = analysis_tools.hessian_trace(operator, num_products=6)
     assert np.isfinite(trace.estimate) and np.isfinite(trace.standard_error)
     preconditioner = analysis_tools.preconditioner_of(model.optimizer, model.trainable_variables)
-    density = analysis_tools.spectral_density(operator, preconditioner=preconditioner, num_vectors=1,
+    density = analysis_tools.curvature.spectral_density(operator, preconditioner=preconditioner, num_vectors=1,
                                               num_iterations=4)
     low, high = density.support
     assert low <= high <= preconditioned * (1.0 + 1e-2)  # SLQ's nodes lie within the spectrum of P⁻¹H
@@ -101,6 +102,7 @@ def test_every_instrument_in_and_out_of_fit(name):
 
 
 @pytest.mark.parametrize("name", ["gpt2", "bert", "llama"])
+@pytest.mark.slow
 def test_top_eigenpair_passes_finite_differences(name):
     """(g(θ+εv) − g(θ−εv)) / 2ε = λv for the top eigenpair (λ, v) of H, in float64."""
     model, data = zoo.build(name, dtype="float64", jit_compile=False)

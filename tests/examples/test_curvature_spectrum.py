@@ -12,7 +12,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
                                 "examples"))
 import curvature_spectrum
 
-from analysis_tools import SpectralDensity
+from analysis_tools.curvature import SpectralDensity
 
 
 def test_the_bulk_edge_is_the_weighted_quantile_of_the_spectral_mass():

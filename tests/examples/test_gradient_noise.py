@@ -6,7 +6,8 @@ import sys
 import numpy as np
 import pytest
 
-from analysis_tools import empirical_variance_vs_sample_size, tail_index
+from analysis_tools import tail_index
+from analysis_tools.noise import empirical_variance_vs_sample_size
 from tests.examples.runner import run_example
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),

@@ -41,6 +41,7 @@ EXECUTION_MODES = {
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
 @pytest.mark.parametrize("mode", EXECUTION_MODES)
+@pytest.mark.slow
 def test_graph_and_xla_match_eager(case, mode):
     eager = _apply_stream(case, lambda fn: fn)
     compiled = _apply_stream(case, EXECUTION_MODES[mode])
@@ -93,6 +94,7 @@ def test_fit_with_jit_compile_matches_an_eager_loop(case):
 
 
 @by_kind_of_state
+@pytest.mark.slow
 def test_mirrored_strategy_on_two_devices_matches_one_device(case):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
@@ -194,6 +196,7 @@ def test_keras_file_keeps_class_config_and_slots(case, tmp_path):
 
 
 @by_id
+@pytest.mark.slow
 def test_training_resumed_from_a_saved_model_continues_bit_exactly(case, tmp_path):
     x, y = _regression_data()
     uninterrupted = _fit(case, 8, jit_compile=False)
@@ -207,6 +210,7 @@ def test_training_resumed_from_a_saved_model_continues_bit_exactly(case, tmp_pat
 
 
 @by_id
+@pytest.mark.slow
 def test_tf_train_checkpoint_restores_the_optimizer_exactly(case, tmp_path):
     stream = list(gradient_stream(8))
     variables = [keras.Variable(v) for v in initial_values()]

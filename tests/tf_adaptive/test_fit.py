@@ -19,6 +19,7 @@ def _fit(case, **compile_kwargs):
 
 
 @pytest.mark.parametrize("case", ONE_PER_CLASS, ids=lambda c: c.id)
+@pytest.mark.slow
 def test_jit_compiled_fit_matches_eager_fit(case):
     compiled, compiled_loss = _fit(case, jit_compile=True)
     eager, eager_loss = _fit(case, run_eagerly=True)

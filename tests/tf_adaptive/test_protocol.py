@@ -317,6 +317,7 @@ def test_variance_adaptation_preconditioner_after_a_non_finite_gradient_is_nan_n
     assert p[2] == np.inf  # only zero gradients: γ = 0, documented +inf
 
 
+@pytest.mark.slow
 def test_momentum_and_preconditioner_inside_tf_function():
     if keras.backend.backend() != "tensorflow":
         pytest.skip("tf.function is TensorFlow's")

@@ -162,6 +162,7 @@ def test_stability_threshold_follows_the_momentum_type(case):
 
 @pytest.mark.parametrize("beta_1", [0.0, 0.9])
 @pytest.mark.parametrize("factor, diverges", [(0.99, False), (1.01, True)])
+@pytest.mark.slow
 def test_unclipped_gclip_on_a_quadratic_diverges_just_above_its_threshold(beta_1, factor, diverges):
     # With τ huge GClip is EMA heavy ball with P = I (plain GD at β1 = 0).
     optimizer = tf_adaptive.GClip(learning_rate=0.1, beta_1=beta_1, threshold=1e30)

@@ -342,6 +342,7 @@ NEAR_FROZEN = {
 
 @pytest.mark.parametrize("name", NEAR_FROZEN)
 @pytest.mark.parametrize("factor", [BOUNDED, DIVERGES])
+@pytest.mark.slow
 def test_threshold_of_the_frozen_preconditioner_holds_for_the_optimizer_itself(name, factor):
     make, prewarm, settle = NEAR_FROZEN[name]
     optimizer, x = _near_frozen(make, prewarm, settle)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import analysis_tools
-from analysis_tools import alignment, principal_angles
+from analysis_tools.curvature import alignment, principal_angles
 
 
 def test_a_preconditioner_that_is_a_power_of_the_diagonal_is_perfectly_aligned():
@@ -52,6 +52,7 @@ def test_principal_angles_match_scipy():
         principal_angles(a, rng.normal(size=(2, 5)))
 
 
+@pytest.mark.slow
 def test_adams_p_against_the_curvature_diagonals_of_a_trained_network():
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((6,), dtype="float64"),
@@ -65,7 +66,8 @@ def test_adams_p_against_the_curvature_diagonals_of_a_trained_network():
     p = analysis_tools.preconditioner_of(model.optimizer, model.trainable_variables)
     results = {}
     for curvature in ("ggn", "empirical_fisher", "hessian"):
-        d = analysis_tools.curvature_diagonal(model, (x, y), loss=loss, curvature=curvature, estimator="exact")
+        d = analysis_tools.curvature.curvature_diagonal(model, (x, y), loss=loss, curvature=curvature,
+                                                        estimator="exact")
         results[curvature] = alignment(p, d.estimate)
         assert -1.0 <= results[curvature].rank_correlation <= 1.0 and 0.0 < results[curvature].cosine <= 1.0
     assert results["ggn"].excluded == 0 or results["ggn"].coordinates > 0

@@ -27,8 +27,9 @@ import pytest
 import tensorflow as tf
 
 import analysis_tools
-from analysis_tools import HessianOperator, SharpnessCallback, model_blocks
+from analysis_tools import HessianOperator, SharpnessCallback
 from analysis_tools._blocks import layer_blocks
+from analysis_tools.curvature import model_blocks
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
 
@@ -182,6 +183,7 @@ def test_a_block_operator_shares_the_probe_set_and_is_the_dense_block():
         head.block("first")
 
 
+@pytest.mark.slow
 def test_sharpness_callback_blocks_by_name_match_the_dense_blocks():
     model, (x, y) = _mlp()
     callback = SharpnessCallback((x, y), every_n_steps=1, blocks={"body": ["first", "second"], "head": "head"},
@@ -247,6 +249,7 @@ def test_variables_accepts_a_block_name_of_layer_blocks():
     assert [v.path for v in by_block.variables] == [v.path for v in by_layers.variables]
 
 
+@pytest.mark.slow
 def test_deit_per_block_sharpness_in_fit():
     model, (x, y) = _deit()
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=LOSS, jit_compile=False)
@@ -276,6 +279,7 @@ def _dinov2():
     return model, (x, rng.integers(0, 3, 4))
 
 
+@pytest.mark.slow
 def test_dinov2_mask_token_is_a_zero_curvature_direction_named_in_the_result():
     model, data = _dinov2()
     with pytest.warns(UserWarning, match="mask_token"):
@@ -298,6 +302,7 @@ def test_dinov2_mask_token_is_a_zero_curvature_direction_named_in_the_result():
         np.testing.assert_allclose(top, analysis_tools.sharpness(reference, tolerance=1e-8), rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_dinov2_gradient_noise_and_callback_run_with_the_unused_token():
     model, (x, y) = _dinov2()
     with warnings.catch_warnings():
@@ -401,6 +406,7 @@ def _max_pool_model(dtype):
     return model, (x, np.array([0, 1, 0, 1]))
 
 
+@pytest.mark.slow
 def test_an_op_xla_cannot_compile_in_this_dtype_is_named():
     # TensorFlow's XLA bridge registers MaxPoolGradGrad for float32 only: a float64 product with
     # max pooling cannot be compiled, and XLA says so only when the compiled function first runs.

@@ -52,7 +52,7 @@ def _dense(matvec, n):
 
 def _reference(model, data, loss, curvature="hessian"):
     """(an operator on the arrays, in one batch: the same curvature, cheap products; its dense matrix)."""
-    operator = analysis_tools.curvature_operator(model, data, curvature=curvature, loss=loss)
+    operator = analysis_tools.curvature.curvature_operator(model, data, curvature=curvature, loss=loss)
     return operator, _dense(operator.matvec, operator.dimension)
 
 
@@ -64,10 +64,11 @@ def _positions(operator, layer):
 
 
 @pytest.mark.parametrize("curvature", ["hessian", "ggn"])
+@pytest.mark.slow
 def test_every_block_product_in_one_pass_equals_the_dense_blocks(curvature):
     model, (x, y), loss = _net()
     probe = _CountingProbe(x, y)
-    operator = analysis_tools.curvature_operator(model, probe.dataset(), curvature=curvature, loss=loss)
+    operator = analysis_tools.curvature.curvature_operator(model, probe.dataset(), curvature=curvature, loss=loss)
     _, dense = _reference(model, (x, y), loss, curvature)
     blocks = BlockDiagonalOperator(operator, {"head": "head", "first": "first", "second": "second"})
     assert blocks.names == ["head", "first", "second"] and blocks.dimension == operator.dimension
@@ -86,6 +87,7 @@ def test_every_block_product_in_one_pass_equals_the_dense_blocks(curvature):
         assert part.shape[0] == len(_positions(operator, name))
 
 
+@pytest.mark.slow
 def test_lockstep_lanczos_gives_every_blocks_top_eigenvalues_with_one_pass_per_step():
     model, (x, y), loss = _net()
     probe = _CountingProbe(x, y)
@@ -111,11 +113,12 @@ def test_lockstep_lanczos_gives_every_blocks_top_eigenvalues_with_one_pass_per_s
     assert int(results["2"].iterations) <= 15
 
 
+@pytest.mark.slow
 def test_a_loose_tolerance_stops_each_block_on_its_own_and_the_model_blocks_are_the_default():
     model, data, loss = _net()
     operator = analysis_tools.HessianOperator(model, data, loss=loss)
     results = blockwise_eigenvalues(operator, k=1, tolerance=1e-2, seed=0)
-    assert sorted(results) == sorted(analysis_tools.model_blocks(model))
+    assert sorted(results) == sorted(analysis_tools.curvature.model_blocks(model))
     dense = _dense(operator.matvec, operator.dimension)
     for name, result in results.items():
         exact = np.linalg.eigvalsh(dense[np.ix_(_positions(operator, name), _positions(operator, name))]).max()
@@ -138,6 +141,7 @@ def test_blocks_that_overlap_or_are_not_in_the_operator_are_refused():
         BlockDiagonalOperator(operator, {})
 
 
+@pytest.mark.slow
 def test_every_problem_of_a_measurement_in_one_pass_per_step():
     # λ1 of H and of the GGN, raw and preconditioned, for two blocks each: 8 problems, one probe set.
     model, (x, y), loss = _net()

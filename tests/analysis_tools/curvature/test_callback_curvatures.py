@@ -32,6 +32,7 @@ def _dense(operator):
     return np.stack([operator.matvec(e).numpy() for e in np.eye(operator.dimension)], axis=1)
 
 
+@pytest.mark.slow
 def test_each_curvature_is_logged_under_its_own_names_and_equals_its_dense_eigenvalues():
     callback = analysis_tools.SharpnessCallback(None, every_n_steps=1, curvature=("ggn", "hessian"), tolerance=1e-10,
                                                 max_iterations=31, per_layer=["hidden"], trace=True,
@@ -46,7 +47,7 @@ def test_each_curvature_is_logged_under_its_own_names_and_equals_its_dense_eigen
         model.optimizer, model.trainable_variables)])
     hidden = np.arange(3 * 4 + 4)  # the first layer's kernel and bias lead the flat vector
     for curvature, prefix in (("hessian", ""), ("ggn", "ggn_")):
-        dense = _dense(analysis_tools.curvature_operator(model, data, curvature=curvature, loss=loss))
+        dense = _dense(analysis_tools.curvature.curvature_operator(model, data, curvature=curvature, loss=loss))
         values = record.values
         assert values[prefix + "sharpness"] == pytest.approx(np.linalg.eigvalsh(dense).max(), rel=1e-8)
         exact = np.linalg.eigvals(dense / p[:, None]).real.max()
@@ -57,7 +58,7 @@ def test_each_curvature_is_logged_under_its_own_names_and_equals_its_dense_eigen
         # 93 products ≥ 3 × 31 parameters: Hutch++'s sketch spans the whole space, the trace is exact.
         assert values[trace_key] == pytest.approx(np.trace(dense), rel=1e-8)
     # The ratio is the first curvature's: the GGN's.
-    threshold = analysis_tools.stability_threshold_of(model.optimizer)
+    threshold = analysis_tools.preconditioners.stability_threshold_of(model.optimizer)
     assert record.values["sharpness_ratio"] == pytest.approx(record.values["ggn_preconditioned_sharpness"] / threshold)
     assert callback.operator.curvature == "ggn"
     assert set(record.eigenvalues) == {"raw", "preconditioned", "raw/hidden", "preconditioned/hidden", "ggn:raw",
@@ -66,11 +67,12 @@ def test_each_curvature_is_logged_under_its_own_names_and_equals_its_dense_eigen
     assert record.eigenvalues["ggn:raw"][0] >= 0
 
 
+@pytest.mark.slow
 def test_the_fisher_takes_its_options_and_a_bad_curvature_is_refused():
     callback = analysis_tools.SharpnessCallback(None, every_n_steps=1, curvature="fisher", samples=2, label_seed=4,
                                                 raw=True, preconditioned=False, warm_start=False, tolerance=1e-10)
     model, data, loss, history = _fitted(callback, epochs=1)
-    fisher = analysis_tools.FisherOperator(model, data, loss=loss, samples=2, label_seed=4)
+    fisher = analysis_tools.curvature.FisherOperator(model, data, loss=loss, samples=2, label_seed=4)
     assert history.history["fisher_sharpness"][-1] == pytest.approx(
         np.linalg.eigvalsh(_dense(fisher)).max(), rel=1e-8)
     with pytest.raises(ValueError, match="curvature"):
@@ -81,6 +83,7 @@ def test_the_fisher_takes_its_options_and_a_bad_curvature_is_refused():
         analysis_tools.SharpnessCallback(None, curvature="ggn", samples=3)
 
 
+@pytest.mark.slow
 def test_alignment_of_p_with_each_curvature_diagonal_is_logged_and_equals_the_dense_diagonals():
     callback = analysis_tools.SharpnessCallback(None, every_n_steps=1, curvature=("empirical_fisher", "ggn"),
                                                 preconditioned=False, alignment=True, alignment_products=31)
@@ -92,13 +95,14 @@ def test_alignment_of_p_with_each_curvature_diagonal_is_logged_and_equals_the_de
     p = analysis_tools.preconditioner_of(model.optimizer, model.trainable_variables)
     for curvature in ("empirical_fisher", "ggn"):
         # Both diagonals are exact here: per-example gradients, and 31 products for 31 parameters.
-        dense = _dense(analysis_tools.curvature_operator(model, data, curvature=curvature, loss=loss))
-        expected = analysis_tools.alignment(p, np.diag(dense))
+        dense = _dense(analysis_tools.curvature.curvature_operator(model, data, curvature=curvature, loss=loss))
+        expected = analysis_tools.curvature.alignment(p, np.diag(dense))
         for statistic in ("rank_correlation", "cosine", "ratio_spread"):
             assert record.values[f"{curvature}_alignment_{statistic}"] == pytest.approx(
                 getattr(expected, statistic), rel=1e-9, abs=1e-12)
 
 
+@pytest.mark.slow
 def test_lockstep_measures_every_problem_in_one_pass_per_step_and_agrees_with_the_sequential_runs():
     settings = dict(every_n_steps=1, curvature=("hessian", "ggn"), per_layer=["hidden", "head"], tolerance=1e-8,
                     max_iterations=31, warm_start=False)
@@ -117,6 +121,7 @@ def test_lockstep_measures_every_problem_in_one_pass_per_step_and_agrees_with_th
         analysis_tools.SharpnessCallback(None, lockstep=True, fraction_in_top_subspace=True)
 
 
+@pytest.mark.slow
 def test_the_angles_between_the_curvatures_top_eigenspaces_are_those_of_the_dense_eigenvectors():
     callback = analysis_tools.SharpnessCallback(None, every_n_steps=1, curvature=("hessian", "ggn", "empirical_fisher"),
                                                 k=2, track_angles=True, tolerance=1e-10, max_iterations=31,
@@ -125,11 +130,11 @@ def test_the_angles_between_the_curvatures_top_eigenspaces_are_those_of_the_dens
     record = callback.measure()
     tops = {}
     for curvature in ("hessian", "ggn", "empirical_fisher"):
-        values, vectors = np.linalg.eigh(_dense(analysis_tools.curvature_operator(model, data, curvature=curvature,
-                                                                                 loss=loss)))
+        operator = analysis_tools.curvature.curvature_operator(model, data, curvature=curvature, loss=loss)
+        values, vectors = np.linalg.eigh(_dense(operator))
         tops[curvature] = vectors[:, -2:].T
     for first, second in (("hessian", "ggn"), ("hessian", "empirical_fisher"), ("ggn", "empirical_fisher")):
-        expected = analysis_tools.principal_angles(tops[first], tops[second]).max()
+        expected = analysis_tools.curvature.principal_angles(tops[first], tops[second]).max()
         assert record.values[f"principal_angle/{first}_{second}"] == pytest.approx(expected, abs=1e-6)
     with pytest.raises(ValueError, match="two curvatures"):
         analysis_tools.SharpnessCallback(None, track_angles=True)

@@ -14,7 +14,7 @@ import pytest
 import tensorflow as tf
 
 import analysis_tools
-from analysis_tools import curvature_diagonal, hutchinson_diagonal
+from analysis_tools.curvature import curvature_diagonal, hutchinson_diagonal
 
 
 def _cnn():
@@ -28,9 +28,10 @@ def _cnn():
 
 
 @pytest.mark.parametrize("curvature", ["hessian", "ggn", "empirical_fisher"])
+@pytest.mark.slow
 def test_hutchinson_diagonal_is_within_its_standard_errors_and_those_are_right(curvature):
     model, data, loss = _cnn()
-    operator = analysis_tools.curvature_operator(model, data, curvature=curvature, loss=loss)
+    operator = analysis_tools.curvature.curvature_operator(model, data, curvature=curvature, loss=loss)
     dense = np.stack([operator.matvec(e).numpy() for e in np.eye(operator.dimension)], axis=1)
     exact = curvature_diagonal(operator, estimator="exact")
     np.testing.assert_allclose(exact.estimate, np.diag(dense), rtol=1e-12, atol=1e-15)
@@ -44,6 +45,7 @@ def test_hutchinson_diagonal_is_within_its_standard_errors_and_those_are_right(c
     assert np.mean(np.abs(z) > 2) < 0.09 and np.mean(np.abs(z) > 3) < 0.02, (np.mean(np.abs(z) > 2), np.abs(z).max())
 
 
+@pytest.mark.slow
 def test_the_preconditioned_diagonal_is_the_diagonal_over_p_and_arguments_are_checked():
     model, data, loss = _cnn()
     operator = analysis_tools.GGNOperator(model, data, loss=loss)
@@ -64,16 +66,17 @@ def test_the_preconditioned_diagonal_is_the_diagonal_over_p_and_arguments_are_ch
         hutchinson_diagonal(tf.identity, 0)
 
 
+@pytest.mark.slow
 def test_per_example_diagonals_of_the_fishers_are_exact_for_a_classifier():
     model, data, loss = _cnn()
-    empirical = analysis_tools.EmpiricalFisherOperator(model, data, loss=loss, batch_size=4,
+    empirical = analysis_tools.curvature.EmpiricalFisherOperator(model, data, loss=loss, batch_size=4,
                                                        include_regularization=False)
     dense = np.stack([empirical.matvec(e).numpy() for e in np.eye(empirical.dimension)], axis=1)
     estimate = curvature_diagonal(empirical, estimator="per_example")
     np.testing.assert_allclose(estimate.estimate, np.diag(dense), rtol=1e-10, atol=1e-14)
     assert np.all(estimate.standard_error == 0) and estimate.estimator == "per_example"
     # The Fisher: one term per example, so each draw's per-example diagonal is the operator's own.
-    fisher = analysis_tools.FisherOperator(model, data, loss=loss, batch_size=4, samples=3, label_seed=5)
+    fisher = analysis_tools.curvature.FisherOperator(model, data, loss=loss, batch_size=4, samples=3, label_seed=5)
     dense = np.stack([fisher.matvec(e).numpy() for e in np.eye(fisher.dimension)], axis=1)
     estimate = curvature_diagonal(fisher, estimator="per_example")
     np.testing.assert_allclose(estimate.estimate, np.diag(dense), rtol=1e-10, atol=1e-14)

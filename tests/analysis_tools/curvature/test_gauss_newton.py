@@ -146,6 +146,7 @@ def _relative(a, b):
 
 
 @pytest.mark.parametrize("net", NETS)
+@pytest.mark.slow
 def test_ggn_equals_the_dense_jacobian_reference(net):
     model, (x, y), loss = NETS[net]()
     operator = GGNOperator(model, (x, y), loss=loss, batch_size=3)  # several batches, a ragged last one
@@ -159,6 +160,7 @@ def test_ggn_equals_the_dense_jacobian_reference(net):
 
 
 @pytest.mark.parametrize("net", NETS)
+@pytest.mark.slow
 def test_empirical_fisher_equals_per_example_gradients(net):
     model, (x, y), loss = NETS[net]()
     operator = EmpiricalFisherOperator(model, (x, y), loss=loss, batch_size=3, include_regularization=False)
@@ -170,6 +172,7 @@ def test_empirical_fisher_equals_per_example_gradients(net):
 
 
 @pytest.mark.parametrize("net,loss", [("transformer_softmax", None), ("mlp_mse", "mse"), ("mlp_bce", "bce")])
+@pytest.mark.slow
 def test_fisher_draws_average_to_the_ggn_within_three_standard_errors(net, loss):
     if net == "mlp_bce":
         model, (x, y), _ = _mlp(loss="bce")
@@ -191,6 +194,7 @@ def test_fisher_draws_average_to_the_ggn_within_three_standard_errors(net, loss)
     assert spread > 1e-6 * np.linalg.norm(ggn)  # a draw is random, not the GGN itself
 
 
+@pytest.mark.slow
 def test_fisher_is_a_fixed_operator_for_a_seed_and_symmetric_psd():
     model, data, loss = _cnn()
     operator = FisherOperator(model, data, loss=loss, samples=2, label_seed=7)
@@ -213,6 +217,7 @@ def test_preconditioned_composition_has_the_eigenvalues_of_the_dense_p_inverse_a
     np.testing.assert_allclose(np.sort(np.linalg.eigvalsh(composed)), expected, atol=1e-9 * expected.max())
 
 
+@pytest.mark.slow
 def test_a_block_of_the_ggn_is_the_dense_block():
     model, (x, y), loss = _transformer()
     operator = GGNOperator(model, (x, y), loss=loss)
@@ -248,6 +253,7 @@ def test_fisher_refuses_a_loss_that_is_not_a_likelihood_and_bad_samples():
         curvature_operator(model, data, curvature="hessain")
 
 
+@pytest.mark.slow
 def test_every_curvature_function_takes_curvature():
     model, data, loss = _cnn()
     reference, _ = _ggn_reference(model, *data, loss)
@@ -262,6 +268,7 @@ def test_every_curvature_function_takes_curvature():
 
 
 @pytest.mark.parametrize("curvature", ["ggn", "empirical_fisher", "fisher"])
+@pytest.mark.slow
 def test_under_a_mirrored_strategy_each_replica_takes_its_share_and_the_operator_is_the_one_device_one(curvature):
     model, (x, y), loss = _mlp()  # with its L2 penalty, which one replica's share carries once
     v = np.random.default_rng(3).normal(size=sum(int(np.prod(w.shape)) for w in model.trainable_variables))
@@ -282,6 +289,7 @@ def test_under_a_mirrored_strategy_each_replica_takes_its_share_and_the_operator
 
 
 @pytest.mark.parametrize("curvature", ["ggn", "empirical_fisher", "fisher"])
+@pytest.mark.slow
 def test_a_bfloat16_model_gives_finite_products_near_float32(curvature):
     def build(policy):
         keras.config.set_dtype_policy(policy)

@@ -62,6 +62,7 @@ def _mean_output(y_true, y_pred):
     return keras.ops.mean(y_pred)
 
 
+@pytest.mark.slow
 def test_top_three_eigenvalues_match_the_explicit_hessian_of_a_tiny_network():
     model, data = _mlp(), _data()
     operator = HessianOperator(model, data, loss="mse")
@@ -112,6 +113,7 @@ def _adam_trained_mlp(epochs):
     return model, data, optimizer, HessianOperator(model, data)
 
 
+@pytest.mark.slow
 def test_preconditioned_sharpness_is_the_top_eigenvalue_of_p_inverse_h():
     model, data, optimizer, operator = _adam_trained_mlp(epochs=5)
     hessian = _explicit_hessian(operator)
@@ -214,6 +216,7 @@ def _batchnorm_dropout_model():
     return model, (x, y)
 
 
+@pytest.mark.slow
 def test_products_are_deterministic_and_leave_batchnorm_and_dropout_state_alone():
     model, data = _batchnorm_dropout_model()
     before = [keras.ops.convert_to_numpy(v).copy() for v in model.variables]
@@ -322,6 +325,7 @@ def test_a_probe_set_is_checked_on_the_model_itself_where_it_cannot_be_traced_sy
         HessianOperator(model, (x[:, :4], y), loss="mse")
 
 
+@pytest.mark.slow
 def test_functions_on_an_operator_reuse_its_lanczos_loop_and_return_what_a_new_solver_returns():
     model, data, optimizer, operator = _adam_trained_mlp(epochs=3)
     first = analysis_tools.hessian_eigenvalues(operator, tolerance=1e-3, seed=3)
@@ -343,8 +347,8 @@ def test_functions_on_an_operator_reuse_its_lanczos_loop_and_return_what_a_new_s
     # their own, sharing a basis by length.
     analysis_tools.preconditioned_sharpness(operator, optimizer)
     analysis_tools.preconditioned_sharpness(operator, optimizer, tolerance=1e-6)
-    analysis_tools.spectral_density(operator, num_vectors=2, num_iterations=40)
-    analysis_tools.spectral_density(operator, num_vectors=1, num_iterations=12)
+    analysis_tools.curvature.spectral_density(operator, num_vectors=2, num_iterations=40)
+    analysis_tools.curvature.spectral_density(operator, num_vectors=1, num_iterations=12)
     assert set(operator._solvers) == {(False, 12, 1, False), (False, 40, 1, False), ("scratch", 40, 1, False)}
     assert all(s._function.experimental_get_tracing_count() == 1 for s in operator._solvers.values())
     assert operator._solvers[("scratch", 40, 1, False)]._basis is solver._basis
@@ -358,6 +362,7 @@ def test_functions_on_an_operator_reuse_its_lanczos_loop_and_return_what_a_new_s
         analysis_tools.sharpness(operator, tolerance=0.0)
 
 
+@pytest.mark.slow
 def test_sharpness_callback_and_the_functions_share_the_operator_solvers():
     model, data = _mlp(), _data()
     model.compile(optimizer=tf_adaptive.Adam(learning_rate=0.01), loss="mse")

@@ -80,6 +80,7 @@ def test_residual_stop_accuracy_and_error_bound(gapped):
     np.testing.assert_allclose(np.linalg.norm(gapped @ y - theta * y), residual, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_warm_start_from_top_eigenvector_converges_at_once(gapped):
     w, q = np.linalg.eigh(gapped)
     solver = Lanczos(300, max_iterations=40, tolerance=1e-6)
@@ -219,6 +220,7 @@ def test_compensated_dot_refuses_what_it_cannot_sum_exactly():
 
 
 @pytest.mark.parametrize("device_type", ["CPU", "GPU", "TPU"])
+@pytest.mark.slow
 def test_float32_basis_on_the_accelerator_matches_the_float64_basis(gapped, device_type):
     # The arithmetic follows the basis's device; here every kind runs on the CPU.
     exact = top(gapped, 3)
@@ -263,6 +265,7 @@ def _float32_solver_graph(device_type):
     return float64_ops, matmuls
 
 
+@pytest.mark.slow
 def test_float32_basis_on_a_tpu_keeps_float64_on_the_host_and_off_the_matrix_units():
     # What a TPU needs: no float64 op outside the host (the dots are compensated float32 ones), and
     # no matmul on the basis (a TPU runs float32 matmuls as bfloat16 passes).
@@ -430,6 +433,7 @@ def test_a_call_validates_min_iterations():
 
 
 @pytest.mark.parametrize("tolerance", [1e-3, 1e-6])
+@pytest.mark.slow
 def test_the_eigenvalue_criterion_stops_earlier_within_its_tolerance(gapped, tolerance):
     # The Kato–Temple bound r²/δ certifies θ1 before the residual r itself is small.
     exact = top(gapped)[0]
@@ -451,6 +455,7 @@ def test_the_criterion_is_validated():
         Lanczos(5, criterion="ritz")
 
 
+@pytest.mark.slow
 def test_per_call_tolerance_criterion_seed_and_call_match_a_new_instance_without_retracing(gapped):
     matvec = matvec_of(gapped)
     solver = Lanczos(300, max_iterations=60)

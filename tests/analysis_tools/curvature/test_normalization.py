@@ -142,6 +142,7 @@ def trained():
 
 
 @pytest.mark.parametrize("kind, mode", CASES)
+@pytest.mark.slow
 def test_normalization_block_sharpness_and_trace_are_those_of_the_dense_diagonal_block(trained, kind, mode):
     network = trained(kind)
     model, data, hessian = network["model"], network["data"], network["hessians"][mode]

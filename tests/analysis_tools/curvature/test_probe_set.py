@@ -59,6 +59,7 @@ def test_one_traced_model_whatever_the_number_of_batches():
     assert sizes[4] == sizes[64]
 
 
+@pytest.mark.slow
 def test_streamed_dataset_and_arrays_give_the_same_operator_for_any_batching():
     x, y = _data()
     model = _model()
@@ -84,6 +85,7 @@ def test_streamed_dataset_and_arrays_give_the_same_operator_for_any_batching():
     assert float(loss) == pytest.approx(float(reference_loss), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_xla_and_graph_products_give_the_same_sharpness():
     x, y = _data()
     model = _model()
@@ -96,6 +98,7 @@ def test_xla_and_graph_products_give_the_same_sharpness():
 
 
 @pytest.mark.parametrize("source", ["arrays", "dataset"])
+@pytest.mark.slow
 def test_each_replica_processes_its_share_and_the_operator_is_the_single_device_one(source):
     x, y = _data()
     model = _model()
@@ -112,6 +115,7 @@ def test_each_replica_processes_its_share_and_the_operator_is_the_single_device_
     assert single.examples_per_replica == [45]
 
 
+@pytest.mark.slow
 def test_sharpness_callback_under_mirrored_strategy_matches_one_device():
     x, y = _data(64)
     exact = dict(max_iterations=200, tolerance=1e-12, batch_size=16)
@@ -134,6 +138,7 @@ def test_sharpness_callback_under_mirrored_strategy_matches_one_device():
     assert record.values["preconditioned_sharpness"] == pytest.approx(float(preconditioned), rel=1e-6)
 
 
+@pytest.mark.slow
 def test_gradient_noise_reference_is_the_same_under_a_strategy():
     x, y = _data(64)
     strategy = _strategy()
@@ -147,6 +152,7 @@ def test_gradient_noise_reference_is_the_same_under_a_strategy():
     np.testing.assert_allclose(results[0].norms, results[1].norms, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_trace_density_and_a_layer_block_under_mirrored_strategy_match_one_device():
     x, y = _data()
     model = _model()
@@ -157,8 +163,8 @@ def test_trace_density_and_a_layer_block_under_mirrored_strategy_match_one_devic
         expected = analysis_tools.hessian_trace(model, (x, y), num_products=9, estimator=estimator, seed=3, **one)
         got = analysis_tools.hessian_trace(model, (x, y), num_products=9, estimator=estimator, seed=3, **split)
         assert got.estimate == pytest.approx(expected.estimate, rel=1e-5)
-    expected = analysis_tools.spectral_density(model, (x, y), num_vectors=2, num_iterations=8, seed=4, **one)
-    got = analysis_tools.spectral_density(model, (x, y), num_vectors=2, num_iterations=8, seed=4, **split)
+    expected = analysis_tools.curvature.spectral_density(model, (x, y), num_vectors=2, num_iterations=8, seed=4, **one)
+    got = analysis_tools.curvature.spectral_density(model, (x, y), num_vectors=2, num_iterations=8, seed=4, **split)
     for a, b in zip(got.nodes, expected.nodes):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5 * np.abs(b).max())
     layer = model.layers[-1].name

@@ -39,6 +39,7 @@ def _fit(make_optimizer, callbacks, epochs=4):
     lambda: tf_adaptive.Adam(learning_rate=1e-2),
     lambda: keras.optimizers.Adam(learning_rate=1e-2),
 ], ids=["tf_adaptive.Adam", "keras.Adam"])
+@pytest.mark.slow
 def test_callback_logs_reach_history_and_leave_the_trajectory_unchanged(make_optimizer, tmp_path):
     x, y = _problem()
     callback = SharpnessCallback((x, y), every_n_steps=3, k=2, log_dir=str(tmp_path), max_iterations=20)
@@ -63,6 +64,7 @@ def test_callback_logs_reach_history_and_leave_the_trajectory_unchanged(make_opt
     assert any(path.name.startswith("events.out.tfevents") for path in tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_warm_start_needs_fewer_products_than_a_cold_start():
     x, y = _problem()
     warm = SharpnessCallback((x, y), every_n_steps=1, raw=False, max_iterations=40, tolerance=1e-4)
@@ -78,6 +80,7 @@ def test_warm_start_needs_fewer_products_than_a_cold_start():
     )
 
 
+@pytest.mark.slow
 def test_top_subspace_fraction_is_a_fraction():
     x, y = _problem()
     callback = SharpnessCallback((x, y), every_n_steps=2, k=3, fraction_in_top_subspace=True)
@@ -86,6 +89,7 @@ def test_top_subspace_fraction_is_a_fraction():
     assert fractions and all(0.0 <= f <= 1.0 + 1e-12 for f in fractions)
 
 
+@pytest.mark.slow
 def test_a_diverged_network_logs_nan_and_training_goes_on():
     # SGD at η = 100 on this MLP overflows within a few steps; the callback must report NaN
     # (as the loss does) rather than fail inside the eigensolver.
@@ -165,6 +169,7 @@ def test_full_batch_adam_trains_at_the_adaptive_edge_of_stability():
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][arrival * 10]
 
 
+@pytest.mark.slow
 def test_a_reset_callback_serves_a_second_run_without_retracing():
     # One callback, one model, two runs from the same weights with a new optimizer each:
     # the second run's records equal a new callback's, and nothing is traced again.

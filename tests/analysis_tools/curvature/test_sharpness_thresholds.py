@@ -28,6 +28,7 @@ def _fit(optimizer, callback, epochs=2):
 
 
 @pytest.mark.parametrize("cls", [tf_adaptive.SSD, tf_adaptive.MSSD], ids=lambda c: c.__name__)
+@pytest.mark.slow
 def test_sign_descent_logs_no_threshold_and_no_ratio(cls):
     callback = SharpnessCallback(_problem(), every_n_steps=2, max_iterations=15)
     _, history = _fit(cls(learning_rate=1e-3), callback)
@@ -41,6 +42,7 @@ def test_sign_descent_logs_no_threshold_and_no_ratio(cls):
 
 @pytest.mark.parametrize("threshold, clipped", [(1e-4, True), (1e30, False)])
 @pytest.mark.parametrize("cls", [tf_adaptive.CClip, tf_adaptive.GClip], ids=lambda c: c.__name__)
+@pytest.mark.slow
 def test_clipping_methods_log_the_clipped_fraction_beside_the_ratio(cls, threshold, clipped):
     callback = SharpnessCallback(_problem(), every_n_steps=2, max_iterations=20)
     model, history = _fit(cls(learning_rate=0.05, threshold=threshold), callback)
@@ -60,6 +62,7 @@ def test_clipping_methods_log_the_clipped_fraction_beside_the_ratio(cls, thresho
             record.values["sharpness"], rel=1e-3)
 
 
+@pytest.mark.slow
 def test_acclip_logs_its_clipped_fraction_and_adam_none():
     callback = SharpnessCallback(_problem(), every_n_steps=2, max_iterations=15, raw=False)
     model, _ = _fit(tf_adaptive.ACClip(learning_rate=0.1), callback)

@@ -12,18 +12,8 @@ import pytest
 import tensorflow as tf
 
 import analysis_tools
-from analysis_tools import (
-    HessianOperator,
-    SharpnessCallback,
-    hessian_eigenvalues,
-    hessian_trace,
-    hutch_plus_plus,
-    hutchinson,
-    plot_spectral_density,
-    preconditioner_of,
-    slq,
-    spectral_density,
-)
+from analysis_tools import HessianOperator, SharpnessCallback, hessian_eigenvalues, hessian_trace, preconditioner_of
+from analysis_tools.curvature import hutch_plus_plus, hutchinson, plot_spectral_density, slq, spectral_density
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")  # a float64 Hessian
 
@@ -56,6 +46,7 @@ def trained():
                 preconditioned=scale[:, None] * hessian * scale[None, :])
 
 
+@pytest.mark.slow
 def test_the_network_is_small_and_its_hessian_has_outliers(trained):
     eigenvalues = np.linalg.eigvalsh(trained["hessian"])
     assert trained["hessian"].shape == (467, 467)
@@ -65,6 +56,7 @@ def test_the_network_is_small_and_its_hessian_has_outliers(trained):
 
 @pytest.mark.parametrize("estimator", ["hutch++", "hutchinson"])
 @pytest.mark.parametrize("preconditioned", [False, True])
+@pytest.mark.slow
 def test_hessian_trace_lies_within_three_standard_errors_of_the_exact_trace(trained, estimator, preconditioned):
     exact = np.trace(trained["preconditioned"] if preconditioned else trained["hessian"])
     p = trained["preconditioner"] if preconditioned else None
@@ -80,6 +72,7 @@ def test_hessian_trace_lies_within_three_standard_errors_of_the_exact_trace(trai
         np.testing.assert_allclose(exact, np.sum(np.diag(trained["hessian"]) / p), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_hutch_plus_plus_has_a_smaller_error_than_hutchinson_at_the_same_number_of_products(trained):
     operator = HessianOperator(trained["model"], trained["data"], loss=LOSS)
     exact = np.trace(trained["hessian"])
@@ -93,6 +86,7 @@ def test_hutch_plus_plus_has_a_smaller_error_than_hutchinson_at_the_same_number_
 
 
 @pytest.mark.parametrize("preconditioned", [False, True])
+@pytest.mark.slow
 def test_trace_standard_errors_are_the_rademacher_variance_and_cover(trained, preconditioned):
     # A term zᵀAz has variance 2(‖A‖_F² − Σ A_ii²); the estimators read it off the products' vectors.
     matrix = trained["preconditioned"] if preconditioned else trained["hessian"]
@@ -142,6 +136,7 @@ def test_trace_arguments_are_checked(trained):
 
 
 @pytest.mark.parametrize("preconditioned", [False, True])
+@pytest.mark.slow
 def test_slq_moments_match_the_exact_spectrum(trained, preconditioned):
     matrix = trained["preconditioned"] if preconditioned else trained["hessian"]
     eigenvalues = np.linalg.eigvalsh(matrix)
@@ -184,7 +179,7 @@ def test_slq_to_the_full_dimension_recovers_every_eigenvalue_and_its_weight():
 
 
 def test_smoothed_density_integrates_to_one_and_peaks_at_a_point_mass():
-    from analysis_tools import SpectralDensity
+    from analysis_tools.curvature import SpectralDensity
 
     density = SpectralDensity([np.array([0.0, 1.0]), np.array([0.0, 1.0])],
                               [np.array([0.75, 0.25]), np.array([0.25, 0.75])], dimension=2, num_products=4)
@@ -210,6 +205,7 @@ def test_a_diverged_network_gives_nan_traces_and_densities_not_numbers(trained):
 
 
 @pytest.mark.parametrize("selection", ["second", ["second"], "layer", "variables"])
+@pytest.mark.slow
 def test_per_layer_sharpness_is_the_top_eigenvalue_of_the_dense_diagonal_block(trained, selection):
     model = trained["model"]
     layer = model.get_layer("second")
@@ -235,6 +231,7 @@ def test_per_layer_sharpness_is_the_top_eigenvalue_of_the_dense_diagonal_block(t
     np.testing.assert_array_equal(gradient.numpy(), full.numpy()[block])
 
 
+@pytest.mark.slow
 def test_per_layer_preconditioned_sharpness_restricts_p_to_the_block(trained):
     model = trained["model"]
     start = 8 * 16 + 16
@@ -289,6 +286,7 @@ def test_plot_marks_the_threshold_on_a_log_density_axis(trained):
     plt.close(figure)
 
 
+@pytest.mark.slow
 def test_sharpness_callback_logs_per_layer_sharpness_trace_and_density(trained, tmp_path):
     model = keras.models.clone_model(trained["model"])
     model.set_weights(trained["model"].get_weights())

@@ -60,6 +60,7 @@ def _quadratic_hessian(x):
 
 
 @pytest.mark.parametrize("num_products", [1, 3])
+@pytest.mark.slow
 def test_each_estimator_is_exact_on_a_quadratic(num_products):
     x, y = _regression()
     model = _linear(tf_adaptive.Adam(RATE))
@@ -117,6 +118,7 @@ def test_critical_sharpness_of_gradient_descent_is_the_rayleigh_quotient_along_t
                                    record.values["update_curvature"], rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_batch_sharpness_is_each_batch_rayleigh_quotient_along_its_gradient_on_a_quadratic():
     x, y = _regression(n=48)
     model = _linear(tf_adaptive.Adam(RATE))
@@ -239,6 +241,22 @@ def test_logs_reach_history_and_the_schedule_is_kept():
     assert all(r.forward_passes == 0 and r.products == 0 for r in tracker.records)
 
 
+def test_a_weight_acclip_does_not_move_has_p_inf_and_every_estimate_stays_finite():
+    """An input that is always 0 gives its weights zero gradients: ACClip's τ = 0 there, so P = +inf."""
+    x, y = _regression()
+    x[:, 2] = 0.0
+    model = _linear(tf_adaptive.ACClip(RATE))
+    tracker = SharpnessTracker((x, y), estimators=ALL, batch_size=len(x))
+    recorder = _Recorder()
+    _fit(model, x, y, tracker, 4, recorder)
+    assert np.isinf(recorder.after[4][1]).sum() == 1  # the kernel's weight on the zero input
+    for record in tracker.records[1:]:
+        for key in ("preconditioned_update_curvature", "power_preconditioned_sharpness",
+                    "preconditioned_batch_sharpness"):
+            assert np.isfinite(record.values[key]) and record.values[key] > 0.0, (record.step, key, record.values)
+
+
+@pytest.mark.slow
 def test_same_values_under_mirrored_strategy():
     x, y = _regression()
     single = _linear(tf_adaptive.Adam(RATE))
@@ -261,6 +279,7 @@ def test_same_values_under_mirrored_strategy():
             np.testing.assert_allclose(ours.values[key], value, rtol=2e-4, err_msg=key)
 
 
+@pytest.mark.slow
 def test_save_and_resume_continue_the_uninterrupted_values(tmp_path):
     x, y = _regression()
     straight = _linear(tf_adaptive.Adam(RATE))
@@ -280,6 +299,7 @@ def test_save_and_resume_continue_the_uninterrupted_values(tmp_path):
             np.testing.assert_allclose(ours.values[key], theirs.values[key], rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_a_tracker_reused_with_a_new_optimizer_keeps_its_probe_programs_and_measures_the_new_run():
     x, y = _regression()
     model = _linear(tf_adaptive.Adam(RATE))

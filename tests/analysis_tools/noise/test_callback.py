@@ -29,6 +29,7 @@ def _fit(callbacks):
     return model, history
 
 
+@pytest.mark.slow
 def test_callback_logs_records_and_leaves_training_bit_identical(tmp_path):
     callback = GradientNoiseCallback((_setup()[1], _setup()[2]), every_n_epochs=2, batch_size=32,
                                      num_batches=40, num_coordinates=200, log_dir=str(tmp_path))
@@ -51,6 +52,7 @@ def test_callback_logs_records_and_leaves_training_bit_identical(tmp_path):
     assert any(name.startswith("events.out.tfevents") for name in os.listdir(tmp_path))
 
 
+@pytest.mark.slow
 def test_a_measurement_is_what_gradient_noise_returns_at_those_weights():
     model, x, y = _setup()
     callback = GradientNoiseCallback((x, y), batch_size=16, num_batches=30, num_coordinates=50, seed=3)
@@ -124,6 +126,7 @@ def _summary_steps(log_dir, tag):
     return sorted(steps)
 
 
+@pytest.mark.slow
 def test_every_n_steps_measures_on_the_optimizer_step_clock_and_tensorboard_uses_it(tmp_path):
     # 512 examples in batches of 32: 16 steps an epoch. Every 10 steps: at the start of steps 11, 21 and
     # 31 (the weights after 10, 20, 30 updates); the end of epoch 2 (32 updates) is not a multiple.
@@ -143,6 +146,7 @@ def test_every_n_steps_measures_on_the_optimizer_step_clock_and_tensorboard_uses
     assert _summary_steps(str(tmp_path / "epochs"), "noise_scale") == [0, 16, 32, 48, 64]
 
 
+@pytest.mark.slow
 def test_the_gradient_functions_are_traced_once_across_measurements_and_fits():
     model, x, y = _setup()
     callback = GradientNoiseCallback((x, y), every_n_epochs=1, batch_size=32, num_batches=8, num_coordinates=4)

@@ -20,6 +20,7 @@ def _t_norms(n, d, df, rng):
     return _gaussian_norms(n, d, rng) / np.sqrt(rng.chisquare(df, n) / df)
 
 
+@pytest.mark.slow
 def test_gaussian_coordinates_pick_the_gaussian():
     fit = fit_noise_distribution(np.random.default_rng(1).normal(2.0, 3.0, 20_000))
     assert fit.kind == "coordinates" and fit.best == "normal"
@@ -36,6 +37,7 @@ def test_student_t_one_and_a_half_picks_the_heavy_tail():
     assert fit.verdict.startswith("student_t is decisively better than normal")
 
 
+@pytest.mark.slow
 def test_norms_of_gaussian_vectors_pick_the_chi_law_with_the_dimension():
     fit = fit_noise_distribution(3.0 * _gaussian_norms(5000, 40, np.random.default_rng(3)))
     assert fit.kind == "norms" and fit.best == "scaled_chi"
@@ -45,6 +47,7 @@ def test_norms_of_gaussian_vectors_pick_the_chi_law_with_the_dimension():
 
 
 @pytest.mark.parametrize("k", [1e4, 1e5, 1e6])
+@pytest.mark.slow
 def test_very_concentrated_norms_of_high_dimensional_noise_stay_finite_and_pick_the_chi_law(k):
     # Noise of a model with many parameters: 200 norms of a k-dimensional Gaussian vector.
     r = 0.01 * np.sqrt(np.random.default_rng(6).chisquare(k, 200))
@@ -53,6 +56,7 @@ def test_very_concentrated_norms_of_high_dimensional_noise_stay_finite_and_pick_
     assert fit.light.parameters["k"] == pytest.approx(k, rel=0.3)
 
 
+@pytest.mark.slow
 def test_norms_of_multivariate_t_vectors_pick_the_heavy_law():
     fit = fit_noise_distribution(_t_norms(5000, 40, 1.5, np.random.default_rng(4)))
     assert fit.best == "multivariate_t_norm" and fit.delta_aic > 10
@@ -100,6 +104,7 @@ def test_bad_input_is_refused():
 # Standard errors and distribution objects (coverage over 100 seeds: benchmarks/coverage.py, RESULTS.md).
 
 
+@pytest.mark.slow
 def test_each_fit_comes_with_its_distribution():
     rng = np.random.default_rng(7)
     x = 2.0 * rng.standard_t(3.0, 4000) + 1.0

@@ -52,6 +52,7 @@ def _regression_off_the_optimum(num_examples, seed):
     return model, x.astype("float32"), y.astype("float32")
 
 
+@pytest.mark.slow
 def test_linear_regression_noise_scale_is_the_analytic_21():
     model, x, y = _regression_off_the_optimum(20000, seed=0)
     noise = gradient_noise(model, (x, y), loss="mse", batch_size=100, num_batches=3000, seed=0)
@@ -67,6 +68,7 @@ def test_linear_regression_noise_scale_is_the_analytic_21():
     np.testing.assert_allclose(noise.full_gradient_norm, np.linalg.norm(per_example.mean(axis=0)), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_per_layer_noise_scales_match_the_per_example_gradients_of_a_small_data_set():
     # N = 16 and |B| = 8: the finite-population factor (N − 1) / (N − |B|) is 1.9, and Σ with 1/(N − 1)
     # instead of 1/N would read 6 % higher, ≥ 7 standard errors for the kernel and the total.
@@ -104,6 +106,7 @@ def test_a_dataset_uses_the_infinite_population_limit_and_its_own_batch_size():
     assert noise.noise_scale == pytest.approx(noise.trace_covariance / noise.full_gradient_norm**2, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_undefined_noise_scales_are_nan():
     model, x, y = _regression_off_the_optimum(40, seed=3)
     # |B| = N: every mini-batch is the data set, ξ_B = 0 and tr Σ cannot be seen.
@@ -139,6 +142,7 @@ def _tiny_problem():
     return model, x, y
 
 
+@pytest.mark.slow
 def test_callback_logs_the_noise_scale_and_per_layer_scales_when_asked():
     model, x, y = _tiny_problem()
     callback = GradientNoiseCallback((x, y), batch_size=16, num_batches=10, num_coordinates=0, per_layer=True)

@@ -33,6 +33,7 @@ def _per_example_gradients(x, y, w, b):
     return np.concatenate([2 * residual[:, None] * x, 2 * residual[:, None]], axis=1)
 
 
+@pytest.mark.slow
 def test_linear_regression_noise_trace_matches_the_analytic_covariance():
     model, x, y, w, b = _regression()
     batch = 32
@@ -48,6 +49,7 @@ def test_linear_regression_noise_trace_matches_the_analytic_covariance():
     np.testing.assert_allclose(noise.full_gradient_norm, np.linalg.norm(per_example.mean(axis=0)), rtol=1e-10)
 
 
+@pytest.mark.slow
 def test_a_wrong_batch_size_would_be_caught():
     model, x, y, w, b = _regression()
     noise = gradient_noise(model, (x, y), batch_size=8, num_batches=2000)
@@ -56,6 +58,7 @@ def test_a_wrong_batch_size_would_be_caught():
     assert noise.trace_estimate > 3 * np.trace(sigma) / 32
 
 
+@pytest.mark.slow
 def test_measurement_leaves_model_and_optimizer_untouched():
     keras.utils.set_random_seed(1)
     model = keras.Sequential([
@@ -90,6 +93,7 @@ def test_per_layer_norms_coordinates_and_batch_noise_agree():
     np.testing.assert_array_equal(again.norms, noise.norms)
 
 
+@pytest.mark.slow
 def test_explicit_reference_and_datasets():
     model, x, y, w, b = _regression(seed=4)
     exact = _per_example_gradients(x, y, w, b).mean(axis=0)

@@ -82,6 +82,7 @@ def test_entropy_is_not_implemented_for_lack_of_a_density():
         SymmetricAlphaStable(1.5).entropy()
 
 
+@pytest.mark.slow
 def test_sampling_and_the_characteristic_function_compile_under_xla():
     d = SymmetricAlphaStable(tf.constant([1.1, 1.9], tf.float64))
 

@@ -174,6 +174,7 @@ def test_cdf_gradients_are_finite_at_the_median_and_match_finite_differences(m):
 
 
 @pytest.mark.parametrize("m", [1.5, 2.0, 5.0, 20.0, 1e6])
+@pytest.mark.slow
 def test_quantile_gradients_in_p_and_m(m):
     # Filed: d quantile/dp NaN at p = 1/2, and no gradient with respect to m at all.
     density_0 = float(law64(m).prob(0.0))
@@ -191,6 +192,7 @@ def test_quantile_gradients_in_p_and_m(m):
     assert _gradient(lambda mm: AdaptiveUpdate(mm).quantile(tf.constant(0.5, tf.float64)), m) == 0.0
 
 
+@pytest.mark.slow
 def test_sample_gradients_are_reparameterized():
     # The samples' gradient in m (TFP's implicit reparameterization of the Beta draw) is unbiased for
     # d/dm E g(X): with g = |x|, the derivative of Corollary 2's E|X|, by autodiff of the closed form.
@@ -257,6 +259,7 @@ def test_entropy_against_the_beta_law_quadrature_and_closed_forms(m):
         assert float(law64(m).entropy()) == pytest.approx(math.log(2.0 * math.sqrt(3.0)), rel=1e-14)
 
 
+@pytest.mark.slow
 def test_every_method_compiles_under_xla():
     m = tf.constant([1.5, 5.0, 1e6], tf.float64)
     x = tf.constant([-0.3, 0.0, 1.2], tf.float64)

@@ -76,6 +76,7 @@ def test_adagrad_updates_in_fit_follow_theorem_1():
     assert history.history["update_variance/dense"][-1] == callback.records[-1].variance["dense"]
 
 
+@pytest.mark.slow
 def test_adam_ema_update_deviates_from_the_simple_average_law():
     # β1 = 0, β2 = 0.9: the EMA stands for m ≈ 19 samples, but its unequal
     # weights put Var(x) near 0.92, not 1, and cut x² at t = 2 below 1 + β2 < 2.
@@ -130,6 +131,7 @@ def _small_problem(optimizer, callbacks, steps_per_execution=1):
     return model, history
 
 
+@pytest.mark.slow
 def test_callback_logs_reach_history_and_leave_training_unchanged(tmp_path):
     callback = UpdateDistributionCallback(steps=5, log_dir=str(tmp_path), histogram_bins=8)
     with_callback, history = _small_problem(keras.optimizers.Adam(1e-2), [callback])

@@ -19,6 +19,7 @@ tfb = tfp.bijectors
 # Fits.
 
 
+@pytest.mark.slow
 def test_fit_recovers_m_5():
     x = AdaptiveUpdate(np.float64(5.0)).sample(50_000, seed=(31, 1))
     fit = fit_update_distribution(x)
@@ -77,6 +78,7 @@ def test_goodness_of_fit_separates_right_and_wrong_laws():
     assert float(ks_statistic(z, AdaptiveUpdate(np.float64(3.0))).pvalue) < 1e-20
 
 
+@pytest.mark.slow
 def test_mixture_fit_separates_two_shifted_modes():
     left = AdaptiveUpdate(np.float64(10.0)).sample(3_000, seed=(36, 1)).numpy() - 3.0
     right = AdaptiveUpdate(np.float64(4.0)).sample(7_000, seed=(36, 2)).numpy() + 3.0

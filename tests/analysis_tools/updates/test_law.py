@@ -42,6 +42,7 @@ def simple_average_updates(m, n, seed, normalization=None):
 
 
 @pytest.mark.parametrize("m", [2.5, 3.0, 5.0, 10.0, 50.0])
+@pytest.mark.slow
 def test_density_integrates_to_one(m):
     d = AdaptiveUpdate(tf.constant(m, tf.float64))
     root_m = math.sqrt(m)
