@@ -13,3 +13,12 @@ if keras.backend.backend() == "tensorflow":
     tf.config.set_logical_device_configuration(
         _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
     )
+
+
+def pytest_collection_modifyitems(config, items):
+    """The `slow` tests first (in collection order), then the rest.
+
+    The two workers take tests as they free up (`--dist worksteal`), so with the long tests
+    started first, the short ones fill in at the end and the workers finish together.
+    """
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
