@@ -39,15 +39,13 @@ memory at m_max·n·4 bytes); α and β are always float64. Reorthogonalization
 reads only the rows filled so far, one block of rows at a time (block
 Gram–Schmidt: classical within a block, modified across blocks), so that it
 never copies more than one block, 4 rows or 64 MiB, out of the variable. Rows
-are stored with a scatter update: a strided-slice assignment switches the
-variable to copy-on-read and copied the whole basis at every step (the peak
-resident memory grew by 2.7× the float64 basis at n = 5·10⁶, m_max = 10,
-against 1.5× now). The Ritz
+are stored with a scatter update, in place (a strided-slice assignment would
+switch the variable to copy-on-read and copy the whole basis). The Ritz
 pairs of the small T_m come from a dense symmetric eigensolver on the m×m
 tridiagonal matrix, on the CPU (m ≤ m_max, so this is negligible next to a
 Hessian-vector product; ``tf.linalg.eigh_tridiagonal`` needs a static size
-and runs its bisection as a graph loop of small ops, 13–60× slower:
-`benchmarks/tridiagonal_eigensolver.py`).
+and runs its bisection as a graph loop of small ops, which is slower:
+`benchmarks/tridiagonal_eigensolver.py` compares them).
 
 Stopping rule
 -------------
@@ -71,10 +69,9 @@ it, so the eigenvalue converges like the square of the residual and needs
 fewer steps than the residual itself. The Ritz gap only estimates the
 spectral gap (interlacing puts θ_(j+1) at or below the eigenvalue it
 approximates, so early on the Ritz gap can exceed the true one). The
-warm-started runs of `SharpnessCallback` use this criterion; on a 2.5 M-
-parameter transformer's P⁻¹H the bound exceeded the true error by about 2×
-at every step (`benchmarks/RESULTS.md`). It also stops on a lucky breakdown, β_m below ~1e-12 (float64 basis;
-100 ε for float32) times the largest |α|, β seen: the Krylov space is then
+warm-started runs of `SharpnessCallback` use this criterion. It also stops
+on a lucky breakdown, β_m below ~1e-12 (float64 basis; 100 ε for float32)
+times the largest |α|, β seen: the Krylov space is then
 invariant and the Ritz values are eigenvalues of A to rounding. A breakdown
 before k Ritz values exist (say a start vector that is itself an eigenvector,
 with k > 1) continues from a fresh random vector orthogonal to the basis. A
@@ -85,18 +82,17 @@ Cost
 ----
 One matvec per step, plus O(i·n) for the two reorthogonalization passes at
 step i, plus an O(i³) eigensolve of T_i with i ≤ m_max (tiny). Memory: about
-(m_max + c)·n entries, c = 8 to 14 (see `Lanczos`). On Hessians and
-preconditioned Hessians of small neural networks (λ2/λ1 ≈ 0.95–0.98) a
-relative error of 1e-3 on λ1 took 8–23 matvecs and 1e-6 took 13–32.
+(m_max + c)·n entries, c = 8 to 14 (see `Lanczos`). `benchmarks/RESULTS.md`
+gives the number of products that each tolerance takes on neural networks.
 
 Why not power iteration
 -----------------------
-Power iteration uses the same matvec but keeps only the last vector. On the
-same operators it needed 3–7× more matvecs than Lanczos for the same accuracy
-on λ1; its usual stopping rule (relative change of the estimate below 1e-3)
-stopped with errors of 0.5–4 % while the estimate was still creeping up; and
-it converges to the largest *magnitude* eigenvalue, the wrong one for an
-indefinite operator.
+Power iteration uses the same matvec but keeps only the last vector, so it
+needs more matvecs than Lanczos for the same accuracy on λ1 when λ2/λ1 is
+close to 1, as on neural-network Hessians; its usual stopping rule (a small
+relative change of the estimate) stops while the estimate is still creeping
+up; and it converges to the largest *magnitude* eigenvalue, the wrong one for
+an indefinite operator.
 
 Use
 ---
@@ -540,114 +536,28 @@ class Lanczos:
 
     def _iterate(self, matvec, v0, min_iterations, certify_gap, tolerance, eigenvalue_criterion,
                  seed):
-        n, m_max, k = self.dimension, self.max_iterations, self.k
-        dtype = self.basis_dtype
-        basis = self._basis
-        f64 = tf.float64
-        # A float32 basis keeps every float64 value (α, β, T and its eigenproblem, the norms) on the
-        # host. Off the CPU no matrix unit touches it: TF32 on GPUs and bfloat16 passes on TPUs would
-        # round its projections to 10 or 8 bits. Where there is no float64 (a TPU), its dot products
-        # are compensated float32 ones; elsewhere products of float32s are exact in float64.
-        single = dtype == tf.float32
-        elementwise = single and self._device_type != "CPU"
-        compensated = single and self._device_type == "TPU"
+        """The Lanczos recurrence with full reorthogonalization, in one `tf.while_loop`.
 
-        def on_host():
-            return tf.device(_HOST) if single else contextlib.nullcontext()
+        Step i multiplies the basis vector v_i by A, takes α_i = v_iᵀ A v_i,
+        orthogonalizes A v_i against v_0 … v_i (`_Basis.orthogonalize`) and
+        stores v_(i+1) = w / β_i; it stops once the top-k Ritz pairs of T_m
+        meet `_converged`, at an invariant subspace with k Ritz values, or
+        on a non-finite product (the result is then NaN).
+        """
+        n, m_max, k = self.dimension, self.max_iterations, self.k
+        arithmetic = _Arithmetic(self.basis_dtype, self._device_type)
+        basis = _Basis(self._basis, self._block_rows, arithmetic)
+        dtype, on_host = arithmetic.dtype, arithmetic.on_host
 
         def random_vector(index):
             return tf.random.stateless_normal(
                 [n], seed=tf.random.experimental.stateless_fold_in(seed, index), dtype=dtype)
 
-        def blocks(m, step):
-            """Runs ``x = step(rows, first, x)`` over the first m basis rows, a block at a time.
-
-            ``rows`` is a gather of at most ``self._block_rows`` rows starting at row ``first``.
-            """
-            size = self._block_rows
-
-            def run(x):
-                def block(start, x):
-                    # After the previous block's update, so that its rows are freed first.
-                    with tf.control_dependencies([x]):
-                        rows = basis.sparse_read(tf.range(start, tf.minimum(start + size, m)))
-                    return start + size, step(rows, start, x)
-
-                # One block at a time: parallel iterations would gather every block at once.
-                return tf.while_loop(lambda start, x: start < m, block, [tf.constant(0), x],
-                                     parallel_iterations=1)[1]
-            return run
-
-        def orthogonalize(w, m):
-            """Two block Gram–Schmidt passes against the first m basis rows."""
-            def project_out(rows, first, w):
-                if elementwise:  # products and sums: full float32 on every device
-                    return w - tf.reduce_sum(rows * tf.reduce_sum(rows * w, axis=1)[:, None], axis=0)
-                return w - tf.linalg.matvec(rows, tf.linalg.matvec(rows, w), transpose_a=True)
-
-            for _ in range(2):
-                w = blocks(m, project_out)(w)
-            return w
-
-        def store(row, vector):
-            # A scatter writes the row in place; a strided-slice assignment would copy the basis.
-            return basis.scatter_update(tf.IndexedSlices(vector[None], row[None]))
-
-        def dot64(x, y):
-            if compensated:
-                return compensated_dot(x, y)
-            return tf.tensordot(tf.cast(x, f64), tf.cast(y, f64), 1)
-
-        def norm64(x):
-            square = dot64(x, x)
-            with on_host():
-                return tf.sqrt(square)
-
-        def normalized(x):
-            norm = norm64(x)
-            if single:
-                with on_host():
-                    norm = tf.cast(norm, dtype)
-                return x / norm
-            return tf.cast(tf.cast(x, f64) / norm, dtype)
-
-        v0_norm = norm64(v0)
+        v0_norm = arithmetic.norm64(v0)
         with on_host():
             start_ok = tf.logical_and(v0_norm > 0, tf.math.is_finite(v0_norm))
-        v = tf.cond(start_ok, lambda: v0, lambda: random_vector(0))
-        v = normalized(v)
-        store(tf.constant(0), v)
-
-        def ritz(alpha, beta, m):
-            """θ (ascending) and eigenvectors (columns) of T_m."""
-            a = alpha[:m]
-            b = beta[:m - 1]
-            t = tf.linalg.diag(a) + tf.linalg.diag(b, k=1) + tf.linalg.diag(b, k=-1)
-            return tf.linalg.eigh(t)
-
-        def finite(alpha, beta, m):
-            return tf.logical_and(tf.reduce_all(tf.math.is_finite(alpha[:m])),
-                                  tf.reduce_all(tf.math.is_finite(beta[:m])))
-
-        def top(alpha, beta, m):
-            """Top-k Ritz values (descending), their residuals, T_m eigenvectors [m, k] and gaps.
-
-            The gap of each is its distance to the next Ritz value below (0
-            where there is none yet). All NaN when T_m is not finite (a NaN or
-            inf product, e.g. from a diverged network), where eigh would fail.
-            """
-            # A ≤ m_max × m_max eigenproblem: on the CPU, whatever device runs the matvec.
-            with tf.device(_HOST):
-                ok = finite(alpha, beta, m)
-                theta, s = ritz(tf.where(ok, alpha, 0.0), tf.where(ok, beta, 0.0), m)
-                # m < k only when a non-finite product stopped the run early.
-                index = tf.maximum(m - 1 - tf.range(k), 0)
-                values = tf.gather(theta, index)
-                last = tf.gather(s[m - 1], index)
-                gaps = tf.where(index > 0, values - tf.gather(theta, tf.maximum(index - 1, 0)), 0.0)
-                nan = tf.constant(np.nan, f64)
-                return (tf.where(ok, values, nan), tf.where(ok, tf.abs(beta[m - 1] * last), nan),
-                        tf.where(ok, tf.gather(s, index, axis=1), nan), tf.where(ok, gaps, nan))
+        v = arithmetic.normalized(tf.cond(start_ok, lambda: v0, lambda: random_vector(0)))
+        basis.store(tf.constant(0), v)
 
         def cond(i, v, alpha, beta, scale, asymmetry, done):
             return tf.logical_and(i < m_max, tf.logical_not(done))
@@ -657,12 +567,11 @@ class Lanczos:
                 product = matvec(v)
             w = tf.reshape(tf.cast(product, dtype), [n])
             m = i + 1
-            a = dot64(v, w)
+            a = arithmetic.dot64(v, w)
             # Symmetry, for free: v_(i-1)ᵀ A v_i must equal β_(i-1) = v_iᵀ A v_(i-1).
-            previous = basis.sparse_read(tf.maximum(i - 1, 0)[None])[0]
-            previous_coupling = dot64(previous, w)
-            w = orthogonalize(w, m)
-            b = norm64(w)
+            previous_coupling = arithmetic.dot64(basis.row(tf.maximum(i - 1, 0)), w)
+            w = basis.orthogonalize(w, m)
+            b = arithmetic.norm64(w)
             with on_host():
                 coupling = tf.where(i > 0, tf.abs(previous_coupling - beta[tf.maximum(i - 1, 0)]), 0.0)
                 alpha = tf.tensor_scatter_nd_update(alpha, [[i]], [a])
@@ -670,28 +579,14 @@ class Lanczos:
                 scale = tf.maximum(scale, tf.maximum(tf.abs(a), b))
                 asymmetry = tf.maximum(asymmetry, coupling)
                 breakdown = tf.logical_not(b > self._breakdown * scale)
-
-            def converged():
-                values, residuals, _, gaps = top(alpha, beta, m)
-                bound = tolerance * tf.abs(values)
-                # The gap test: each top-k residual below half the gap to the next Ritz value.
-                separated = residuals <= 0.5 * gaps
-                small = residuals <= bound
-                # With the "eigenvalue" criterion, Kato–Temple: |λ - θ| ≤ r²/δ once the
-                # residual is below the gap δ.
-                small = tf.logical_or(small, tf.logical_and(
-                    eigenvalue_criterion, tf.logical_and(separated, residuals**2 <= bound * gaps)))
-                return tf.reduce_all(tf.logical_and(
-                    small, tf.logical_or(tf.logical_not(certify_gap), separated)))
-
-            with on_host():
                 done = tf.logical_or(
                     tf.logical_and(breakdown, m >= k),
-                    tf.logical_and(m >= min_iterations,
-                                   tf.cond(m >= min_iterations, converged,
-                                           lambda: tf.constant(False))))
-                # A non-finite product ends the run: the result is NaN (see `top`).
-                done = tf.logical_or(done, tf.logical_not(finite(alpha, beta, m)))
+                    tf.logical_and(m >= min_iterations, tf.cond(
+                        m >= min_iterations,
+                        lambda: _converged(*_top(alpha, beta, m, k), tolerance, eigenvalue_criterion, certify_gap),
+                        lambda: tf.constant(False))))
+                # A non-finite product ends the run: the result is NaN (see `_top`).
+                done = tf.logical_or(done, tf.logical_not(_finite(alpha, beta, m)))
                 more = tf.logical_and(tf.logical_not(done), m < m_max)
                 b_single = tf.cast(b, dtype)
 
@@ -699,18 +594,15 @@ class Lanczos:
                 # Invariant subspace found before k Ritz values exist: continue from a
                 # random vector orthogonal to it, with a zero coupling in T.
                 with on_host():
-                    zero = tf.constant(0.0, f64)
-                return normalized(orthogonalize(random_vector(m), m)), zero
+                    zero = tf.constant(0.0, tf.float64)
+                return arithmetic.normalized(basis.orthogonalize(random_vector(m), m)), zero
 
-            def proceed():
-                return tf.math.divide_no_nan(w, b_single), b
-
-            v_next, b_next = tf.cond(tf.logical_and(breakdown, more), restart, proceed)
+            v_next, b_next = tf.cond(tf.logical_and(breakdown, more), restart,
+                                     lambda: (tf.math.divide_no_nan(w, b_single), b))
             with on_host():
                 beta = tf.tensor_scatter_nd_update(beta, [[i]], [b_next])
-
             def store_next():
-                store(m, v_next)
+                basis.store(m, v_next)
                 return tf.constant(True)
 
             # Every loop output waits for the store, so the next step reads the new row.
@@ -722,33 +614,165 @@ class Lanczos:
                 return m, v_next, alpha, beta, scale, asymmetry, done
 
         with on_host():
-            zeros = tf.zeros([m_max], f64)
-            state = [tf.constant(0), v, zeros, zeros, tf.constant(0.0, f64), tf.constant(0.0, f64),
+            zeros = tf.zeros([m_max], tf.float64)
+            state = [tf.constant(0), v, zeros, zeros, tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64),
                      tf.constant(False)]
         m, _, alpha, beta, scale, asymmetry, _ = tf.while_loop(cond, body, state, maximum_iterations=m_max)
         with on_host():
             asymmetry = tf.math.divide_no_nan(asymmetry, scale)
-            values, residuals, s, _ = top(alpha, beta, m)
-            coefficients = tf.cast(tf.transpose(s), dtype)  # [k, m]
+            values, residuals, s, _ = _top(alpha, beta, m, k)
         if self.return_vectors:
-            def add_block(rows, first, y):
-                block = coefficients[:, first:first + tf.shape(rows)[0]]
-                if elementwise:  # as in the reorthogonalization
-                    return y + tf.reduce_sum(block[:, :, None] * rows[None], axis=1)
-                return y + tf.matmul(block, rows)
-
-            y = blocks(m, add_block)(tf.zeros([k, n], dtype))
-            if single:
-                norms = [norm64(y[j]) for j in range(k)]
-                with on_host():
-                    vectors = tf.cast(y, f64) / tf.stack(norms)[:, None]
-            else:
-                y = tf.cast(y, f64)
-                vectors = y / tf.norm(y, axis=1, keepdims=True)
+            vectors = basis.ritz_vectors(s, m, k, n)
         else:
             with on_host():
-                vectors = tf.zeros([0, n], f64)
+                vectors = tf.zeros([0, n], tf.float64)
         return values, vectors, residuals, m, alpha, beta, asymmetry
+
+
+class _Arithmetic:
+    """How a basis of one dtype, on one device type, takes its dot products and norms.
+
+    A float32 basis keeps every float64 value (α, β, T and its eigenproblem,
+    the norms) on the host. Off the CPU no matrix unit touches it: TF32 on
+    GPUs and bfloat16 passes on TPUs would round its projections to 10 or 8
+    bits (`elementwise`). Where there is no float64 (a TPU), its dot products
+    are compensated float32 ones (`compensated`); elsewhere products of
+    float32s are exact in float64.
+    """
+
+    def __init__(self, dtype, device_type):
+        self.dtype = dtype
+        self.single = dtype == tf.float32
+        self.elementwise = self.single and device_type != "CPU"
+        self.compensated = self.single and device_type == "TPU"
+
+    def on_host(self):
+        """The device scope of float64 work on a float32 basis: the host (else no scope)."""
+        return tf.device(_HOST) if self.single else contextlib.nullcontext()
+
+    def dot64(self, x, y):
+        """xᵀy in float64 (compensated float32 on a TPU)."""
+        if self.compensated:
+            return compensated_dot(x, y)
+        return tf.tensordot(tf.cast(x, tf.float64), tf.cast(y, tf.float64), 1)
+
+    def norm64(self, x):
+        square = self.dot64(x, x)
+        with self.on_host():
+            return tf.sqrt(square)
+
+    def normalized(self, x):
+        """x / ‖x‖ in the basis dtype, the norm taken in float64."""
+        norm = self.norm64(x)
+        if self.single:
+            with self.on_host():
+                norm = tf.cast(norm, self.dtype)
+            return x / norm
+        return tf.cast(tf.cast(x, tf.float64) / norm, self.dtype)
+
+
+class _Basis:
+    """The Lanczos basis variable, [m_max + 1, n], read a block of rows at a time."""
+
+    def __init__(self, variable, block_rows, arithmetic):
+        self.variable = variable
+        self.block_rows = block_rows
+        self.arithmetic = arithmetic
+
+    def row(self, index):
+        return self.variable.sparse_read(index[None])[0]
+
+    def store(self, row, vector):
+        """Writes `vector` into `row` in place (a strided-slice assignment would copy the basis)."""
+        return self.variable.scatter_update(tf.IndexedSlices(vector[None], row[None]))
+
+    def over_rows(self, m, step, x):
+        """Runs ``x = step(rows, first, x)`` over the first m rows, a gather of at most `block_rows` at a time."""
+        size = self.block_rows
+
+        def block(start, x):
+            # After the previous block's update, so that its rows are freed first.
+            with tf.control_dependencies([x]):
+                rows = self.variable.sparse_read(tf.range(start, tf.minimum(start + size, m)))
+            return start + size, step(rows, start, x)
+
+        # One block at a time: parallel iterations would gather every block at once.
+        return tf.while_loop(lambda start, x: start < m, block, [tf.constant(0), x], parallel_iterations=1)[1]
+
+    def orthogonalize(self, w, m):
+        """Two block Gram–Schmidt passes of w against the first m rows."""
+        elementwise = self.arithmetic.elementwise
+
+        def project_out(rows, first, w):
+            if elementwise:  # products and sums: full float32 on every device
+                return w - tf.reduce_sum(rows * tf.reduce_sum(rows * w, axis=1)[:, None], axis=0)
+            return w - tf.linalg.matvec(rows, tf.linalg.matvec(rows, w), transpose_a=True)
+
+        for _ in range(2):
+            w = self.over_rows(m, project_out, w)
+        return w
+
+    def ritz_vectors(self, s, m, k, n):
+        """The k Ritz vectors V_m s_j, unit norm, in float64: [k, n]."""
+        arithmetic = self.arithmetic
+        with arithmetic.on_host():
+            coefficients = tf.cast(tf.transpose(s), arithmetic.dtype)  # [k, m]
+
+        def add_block(rows, first, y):
+            block = coefficients[:, first:first + tf.shape(rows)[0]]
+            if arithmetic.elementwise:  # as in the reorthogonalization
+                return y + tf.reduce_sum(block[:, :, None] * rows[None], axis=1)
+            return y + tf.matmul(block, rows)
+
+        y = self.over_rows(m, add_block, tf.zeros([k, n], arithmetic.dtype))
+        if arithmetic.single:
+            norms = [arithmetic.norm64(y[j]) for j in range(k)]
+            with arithmetic.on_host():
+                return tf.cast(y, tf.float64) / tf.stack(norms)[:, None]
+        y = tf.cast(y, tf.float64)
+        return y / tf.norm(y, axis=1, keepdims=True)
+
+
+def _finite(alpha, beta, m):
+    return tf.logical_and(tf.reduce_all(tf.math.is_finite(alpha[:m])), tf.reduce_all(tf.math.is_finite(beta[:m])))
+
+
+def _top(alpha, beta, m, k):
+    """Top-k Ritz values of T_m (descending), their residuals, T_m eigenvectors [m, k] and gaps.
+
+    The gap of each is its distance to the next Ritz value below (0 where
+    there is none yet). All NaN when T_m is not finite (a NaN or inf
+    product, e.g. from a diverged network), where eigh would fail. A
+    ≤ m_max × m_max eigenproblem: on the host CPU, whatever device runs the
+    product.
+    """
+    with tf.device(_HOST):
+        ok = _finite(alpha, beta, m)
+        a = tf.where(ok, alpha, 0.0)[:m]
+        b = tf.where(ok, beta, 0.0)[:m - 1]
+        theta, s = tf.linalg.eigh(tf.linalg.diag(a) + tf.linalg.diag(b, k=1) + tf.linalg.diag(b, k=-1))
+        # m < k only when a non-finite product stopped the run early.
+        index = tf.maximum(m - 1 - tf.range(k), 0)
+        values = tf.gather(theta, index)
+        last = tf.gather(s[m - 1], index)
+        gaps = tf.where(index > 0, values - tf.gather(theta, tf.maximum(index - 1, 0)), 0.0)
+        nan = tf.constant(np.nan, tf.float64)
+        return (tf.where(ok, values, nan), tf.where(ok, tf.abs(beta[m - 1] * last), nan),
+                tf.where(ok, tf.gather(s, index, axis=1), nan), tf.where(ok, gaps, nan))
+
+
+def _converged(values, residuals, vectors, gaps, tolerance, eigenvalue_criterion, certify_gap):
+    """Whether every top-k Ritz pair meets the stopping rule.
+
+    Its residual is at most `tolerance` |θ|, or, with the "eigenvalue"
+    criterion, r²/δ ≤ `tolerance` |θ| once r ≤ δ/2 (Kato–Temple: |λ - θ| ≤ r²/δ,
+    δ the gap to the next Ritz value); with `certify_gap`, r ≤ δ/2 as well.
+    """
+    bound = tolerance * tf.abs(values)
+    separated = residuals <= 0.5 * gaps
+    small = tf.logical_or(residuals <= bound, tf.logical_and(
+        eigenvalue_criterion, tf.logical_and(separated, residuals**2 <= bound * gaps)))
+    return tf.reduce_all(tf.logical_and(small, tf.logical_or(tf.logical_not(certify_gap), separated)))
 
 
 def _check_tolerance(tolerance):
