@@ -172,11 +172,9 @@ class SharpnessCallback(StepMeasurementCallback):
     `warm_min_iterations` products (a cold start takes at least 10); a warm
     run must pass the gap test even when its residual alone is small. How
     much the warm start saves depends on how far the top eigenvector turns
-    between measurements: on a 2.5 M-parameter transformer trained with
-    Adam it had turned almost completely after 100 steps, and a measurement
-    took 7 products where a cold one takes 10. Measure only what you read
-    (`raw=False` halves the cost). `benchmarks/RESULTS.md` has the overhead
-    on that transformer and the accuracy against a cold 80-step reference.
+    between measurements. Measure only what you read (`raw=False` halves the
+    cost). `benchmarks/RESULTS.md` has the overhead on a transformer and the
+    accuracy against a cold reference.
 
     Args:
         data: The probe set ((x, y) arrays or a `tf.data.Dataset`): the

@@ -64,12 +64,9 @@ to the block (P_B⁻¹ H_BB: the preconditioned dynamics of the block alone).
 
 In float32 and 16-bit models the product is computed, and all-reduced, in
 float32; each batch's result is added in float64 on the host and returned in
-the dtype of the input vector (the Lanczos basis is float64). Measured
-against a float64 twin of the same weights (`benchmarks/precision.py`): on
-the zoo's GPT-2, BERT and ConvNeXtTiny, λ1(H), λ1(P⁻¹H), the trace and the
-density's moments agree to 1e-6 relative or better, on ResNet50 λ1(H) to
-3.5e-6 (inference mode), and mixed_bfloat16 twins agree to 1e-4 to 1e-2 on
-λ1 and within 0.15 standard errors on the trace. A model
+the dtype of the input vector (the Lanczos basis is float64), so the result
+is the float32 curvature to float32's rounding (`benchmarks/precision.py`
+compares it with float64 twins of the zoo's models). A model
 whose float32 computation is badly conditioned gives the float32 Hessian of
 that computation: on MobileNetV3Small with training-mode BatchNorm over 4
 examples, λ1 differs from the float64 one by 5 % (and Lanczos warns of the

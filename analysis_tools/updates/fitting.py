@@ -62,12 +62,9 @@ class UpdateDistributionFit:
             regular (Smith 1985: for m < 3 m̂ is the edge itself, converging
             faster than 1/√n; for 3 < m ≤ 5 the expected information is
             infinite and 1/√J understates the spread). For m > 5 it matches the
-            spread of m̂ over seeds (3.53 against 3.77 at m = 20, n = 5,000),
-            but m̂'s law is skewed while it is a sizeable fraction of m, so
-            m̂ ± 1.96 SE covers m less often than 95 % (84 % at m = 20, n = 5,000;
-            `benchmarks/coverage.py`). For a sense of scale: at n = 50,000 it
-            is about 1.7 % of m for m = 20, since the law changes slowly with m
-            once m is large.
+            spread of m̂ over seeds, but m̂'s law is skewed while the standard
+            error is a sizeable fraction of m, so m̂ ± 1.96 SE covers m less
+            often than 95 % (`benchmarks/coverage.py` measures the coverage).
         distribution: `AdaptiveUpdate(m)` in the samples' floating dtype
             (float32 otherwise), with m rounded up into that dtype.
         log_likelihood: Σ log p(x_i) at m (float).
@@ -417,8 +414,7 @@ def fit_update_distribution(
     Raises:
         ValueError: If there are fewer than 2 samples, a sample is not
             finite, the samples are constant (all zero, or all equal: there
-            is no spread to fit, and the fit used to report converged=True
-            at a meaningless m), or `mixture_components` < 1.
+            is no spread to fit), or `mixture_components` < 1.
     """
     values = np.asarray(tf.reshape(tf.convert_to_tensor(samples), [-1]))
     dtype = tf.as_dtype(values.dtype) if np.issubdtype(values.dtype, np.floating) else tf.float32
