@@ -47,7 +47,7 @@ def test_every_instrument_in_and_out_of_fit(name):
     block = zoo.BLOCKS[name]
     jit = name in zoo.TRANSFORMERS
     sharpness = analysis_tools.SharpnessCallback(
-        (x, y), every_n_steps=2, per_layer=[block], trace=True, trace_products=3, density=True,
+        (x, y), every_n_steps=4, per_layer=[block], trace=True, trace_products=3, density=True,
         density_iterations=4, tolerance=1e-3, warm_start=False, jit_compile=jit)
     noise = analysis_tools.GradientNoiseCallback(
         (x, y), batch_size=2, num_batches=2, num_coordinates=0, per_layer=True, at_start=False, jit_compile=jit)

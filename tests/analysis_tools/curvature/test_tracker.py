@@ -175,19 +175,27 @@ def _tanh_hessian(flat, x, y):
     return outer.jacobian(gradient, flat).numpy()
 
 
+def _tanh_losses(flats, x, y):
+    """The float64 loss of `_tanh_loss` at each row of `flats` ([s, 31]), in NumPy."""
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    kernel, bias = flats[:, :18].reshape(-1, 3, 6), flats[:, 18:24]
+    head, head_bias = flats[:, 24:30], flats[:, 30]
+    hidden = np.tanh(np.einsum("nd,sdh->snh", x, kernel) + bias[:, None, :])
+    return np.mean((np.einsum("snh,sh->sn", hidden, head) + head_bias[:, None] - y[None, :, 0]) ** 2, axis=1)
+
+
 def _critical_scale(start, update, x, y):
     """The smallest s > 0 with L(start + s·update) = L(start), in float64 (a fine scan, then bisection)."""
-    x, y = tf.constant(x, tf.float64), tf.constant(y, tf.float64)
-
-    def rise(s):
-        return float(_tanh_loss(tf.constant(start + s * update), x, y) - _tanh_loss(tf.constant(start), x, y))
+    def rise(scales):
+        return _tanh_losses(start[None] + np.asarray(scales)[:, None] * update[None], x, y) - _tanh_losses(
+            start[None], x, y)[0]
 
     scales = np.geomspace(1e-3, 1e4, 2000)
-    high = next(s for s in scales if rise(s) > 0.0)
+    high = scales[np.argmax(rise(scales) > 0.0)]
     low = scales[np.searchsorted(scales, high) - 1]
     for _ in range(60):
         middle = 0.5 * (low + high)
-        low, high = (low, middle) if rise(middle) > 0.0 else (middle, high)
+        low, high = (low, middle) if rise([middle])[0] > 0.0 else (middle, high)
     return 0.5 * (low + high)
 
 
@@ -214,14 +222,14 @@ def test_estimators_against_a_dense_preconditioned_hessian_on_a_tanh_network():
         # Power iteration: a Rayleigh quotient of S H S (S = P^{-1/2}) at θ_t, and an eigenvalue within its
         # residual.
         scale = 1.0 / np.sqrt(recorder.after[t][1])
-        eigenvalues = np.linalg.eigvalsh(scale[:, None] * _tanh_hessian(after, x, y) * scale[None, :])
+        hessian = _tanh_hessian(after, x, y)
+        eigenvalues = np.linalg.eigvalsh(scale[:, None] * hessian * scale[None, :])
         quotient = record.values["power_preconditioned_sharpness"]
         assert quotient <= eigenvalues[-1] * (1 + 1e-5)
         assert np.min(np.abs(eigenvalues - quotient)) <= record.values["power_preconditioned_sharpness_residual"] * (
             1 + 1e-4) + 1e-6 * abs(eigenvalues[-1])
         # Batch sharpness: one batch is the whole set here, so it is the quotient along the full gradient.
         gradient = _tanh_gradient(after, x, y)
-        hessian = _tanh_hessian(after, x, y)
         np.testing.assert_allclose(record.values["batch_sharpness"],
                                    gradient @ hessian @ gradient / (gradient @ gradient), rtol=1e-4)
         step = gradient / recorder.after[t][1]
