@@ -31,7 +31,10 @@ APPLICATIONS = ("resnet50", "mobilenet_v3_small", "efficientnet_v2_b0", "convnex
 MODELS = TRANSFORMERS + APPLICATIONS
 # What the suite runs every instrument on: ResNet50 and ConvNeXtTiny (23-28 M parameters) would take
 # about half of the suite's time budget; benchmarks/zoo_cost.py measures them whole.
-IN_SUITE = TRANSFORMERS + ("mobilenet_v3_small", "efficientnet_v2_b0")
+# One keras.applications network in the suite: MobileNetV3Small holds the kinds of layer of the
+# others (depthwise convolutions, batch normalization, squeeze-and-excitation, hard-swish, the
+# residual addition); benchmarks/zoo_sweep.py checks each of them by finite differences (docs/ZOO_SWEEP.md).
+IN_SUITE = TRANSFORMERS + ("mobilenet_v3_small",)
 
 # The blocks a per-block measurement names in each model (a nested layer's name).
 BLOCKS = {
