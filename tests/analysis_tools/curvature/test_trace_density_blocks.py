@@ -37,7 +37,9 @@ def trained():
     labels = rng.integers(0, 3, 128).astype("int32")
     x = rng.standard_normal((3, 8))[labels] * 1.5 + rng.standard_normal((128, 8))
     model.compile(keras.optimizers.Adam(1e-2), LOSS)
-    model.fit(x, labels, epochs=50, batch_size=128, verbose=0)
+    # 50 full-batch steps in one epoch.
+    model.fit(tf.data.Dataset.from_tensors((x, labels)).repeat(), steps_per_epoch=50, epochs=1, shuffle=False,
+              verbose=0)
     data = (x, labels)
     hessian = _explicit(HessianOperator(model, data, loss=LOSS))
     p = np.concatenate([np.ravel(t) for t in preconditioner_of(model.optimizer, model.trainable_variables)])
