@@ -22,7 +22,7 @@ Three subpackages, one per study, and two shared modules:
 
 The top level holds the names a user imports first; everything else is
 imported from its subpackage (`analysis_tools.curvature.GGNOperator`). The
-names the top level held before 0.4.0 still resolve, with a
+names the top level held in 0.2.0 still resolve, with a
 `DeprecationWarning` that names the new path, for one release.
 """
 
@@ -62,17 +62,19 @@ __all__ = [
     "tail_index",
 ]
 
-# Where each name the top level exported before 0.4.0, and no longer does, lives now.
+# Where each name the top level exported in 0.2.0, and no longer does, lives now (of thresholds, the top
+# level exported the two functions, not the constants).
 _MOVED = {
     name: module.__name__
-    for module in (curvature, updates, noise, preconditioners, thresholds)
+    for module in (curvature, updates, noise, preconditioners)
     for name in module.__all__
     if name not in __all__
 }
+_MOVED.update(asymptotic_growth_factor=thresholds.__name__, stability_threshold=thresholds.__name__)
 
 
 def __getattr__(name):
-    """Serves a name that moved to a subpackage in 0.4.0, with a `DeprecationWarning`."""
+    """Serves a name that moved to a subpackage in 0.3.0, with a `DeprecationWarning`."""
     if name not in _MOVED:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     _deprecation.warn_renamed(f"analysis_tools.{name}", f"{_MOVED[name]}.{name}")

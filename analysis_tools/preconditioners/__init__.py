@@ -61,7 +61,8 @@ Supported optimizers
   Lion, Muon, Ftrl and ScheduleFreeAdamW take no step of the form -η P⁻¹u
   with a diagonal P: the functions raise a `TypeError` that says why.
 
-The functions read an optimizer in one order (`_dispatch`): a
+`preconditioner_of`, `momentum_of`, `stability_threshold_of` and
+`second_moment_of` read an optimizer in one order (`_dispatch`): a
 LossScaleOptimizer is unwrapped, a MultiOptimizer is read per sub-optimizer,
 an object with the protocol is delegated to, and a Keras class goes to its
 rule.
@@ -147,7 +148,10 @@ __all__ = [
 
 
 def _dispatch(optimizer, function, multi, protocol, keras_rule):
-    """Reads `optimizer` the one way every public function does.
+    """Reads `optimizer` the one way the readings of P, u, the threshold and the second moment do.
+
+    (`last_learning_rate_of` and `clipped_fraction_of` need no per-class rule:
+    they unwrap and split a MultiOptimizer themselves.)
 
     A LossScaleOptimizer is unwrapped; then `multi(optimizer)` for a
     MultiOptimizer, `protocol(optimizer)` for an object with the tf_adaptive
