@@ -152,35 +152,41 @@ ARRIVAL = 0.9  # λ1(P⁻¹H)/threshold at which a run counts as having reached 
 CEILING = 1.15  # how far above the threshold a non-adaptive run may hover ("at, or just above", Fig. 5)
 
 FLAGS = flags.FLAGS
-flags.DEFINE_multi_enum("optimizer", ["adam", "frozen_adam"], list(OPTIMIZERS),
-                        "Optimizers to run (repeat the flag for several), each at every learning rate.")
-flags.DEFINE_list("learning_rates", None,
-                  "Learning rates η, one run each, for every optimizer but frozen_adam "
-                  "(default: a grid per optimizer).")
-flags.DEFINE_list("frozen_initial_ratios", ["0.8", "1.0", "1.25"],
-                  "frozen_adam's η, one run each, as λ1(P⁻¹H₀)/(38/η) at the initial weights.")
-flags.DEFINE_integer("steps", 300, "Full-batch optimizer steps per run.", lower_bound=1)
-flags.DEFINE_bool("jit_compile", False, "XLA for the train step (on 300 small full-batch steps its compilation "
-                  "costs more than it saves).")
-flags.DEFINE_integer("measure_every", 25, "Steps between sharpness measurements.", lower_bound=1)
-flags.DEFINE_integer("track_every", 1, "Steps between the SharpnessTracker's estimates of λ1(P⁻¹H).", lower_bound=1)
-flags.DEFINE_integer("track_products", 2, "Hessian-vector products per tracker estimate (warm-started Lanczos).",
-                     lower_bound=1)
-flags.DEFINE_float("tolerance", 1e-2, "Relative accuracy to which each λ1 is certified (the verdict bands are ±30 %).",
-                   lower_bound=1e-12)
-flags.DEFINE_float("beta_2", 0.99, "β2 of the second-moment EMA (Adam family, RMSProp, LaProp, RAdam).")
-flags.DEFINE_float("freeze_learning_rate", 1e-3, "η of the Adam run that frozen Adam takes P from.")
-flags.DEFINE_integer("freeze_step", 100, "Step of that run at which P is frozen.", lower_bound=1)
-_common.define_image_flags(num_examples=512)  # the full batch
-flags.DEFINE_integer("hidden_layers", 5, "Hidden tanh layers.", lower_bound=1)
-flags.DEFINE_integer("hidden_units", 200, "Units per hidden layer.", lower_bound=1)
-flags.DEFINE_enum("labels", "true", ["true", "random"],
-                  "true: the images' own labels. random: the same labels randomly permuted over the "
-                  "images (seeded by --seed; class counts kept, labels independent of the images), "
-                  "which the network must memorize, so it trains for longer and sharpens as it does.")
-flags.DEFINE_integer("seed", 0, "Seed of the subset, the random labels and the initial weights.")
-flags.DEFINE_string("output_dir", os.path.join("examples_output", "edge_of_stability"),
-                    "Where the figures and results.json go.")
+
+
+def define_flags():
+    """The command-line flags; defined only when run as a script, so that tests can import the module."""
+    flags.DEFINE_multi_enum("optimizer", ["adam", "frozen_adam"], list(OPTIMIZERS),
+                            "Optimizers to run (repeat the flag for several), each at every learning rate.")
+    flags.DEFINE_list("learning_rates", None,
+                      "Learning rates η, one run each, for every optimizer but frozen_adam "
+                      "(default: a grid per optimizer).")
+    flags.DEFINE_list("frozen_initial_ratios", ["0.8", "1.0", "1.25"],
+                      "frozen_adam's η, one run each, as λ1(P⁻¹H₀)/(38/η) at the initial weights.")
+    flags.DEFINE_integer("steps", 300, "Full-batch optimizer steps per run.", lower_bound=1)
+    flags.DEFINE_bool("jit_compile", False, "XLA for the train step (on 300 small full-batch steps its compilation "
+                      "costs more than it saves).")
+    flags.DEFINE_integer("measure_every", 25, "Steps between sharpness measurements.", lower_bound=1)
+    flags.DEFINE_integer("track_every", 1, "Steps between the SharpnessTracker's estimates of λ1(P⁻¹H).", lower_bound=1)
+    flags.DEFINE_integer("track_products", 2, "Hessian-vector products per tracker estimate (warm-started Lanczos).",
+                         lower_bound=1)
+    flags.DEFINE_float("tolerance", 1e-2,
+                       "Relative accuracy to which each λ1 is certified (the verdict bands are ±30 %).",
+                       lower_bound=1e-12)
+    flags.DEFINE_float("beta_2", 0.99, "β2 of the second-moment EMA (Adam family, RMSProp, LaProp, RAdam).")
+    flags.DEFINE_float("freeze_learning_rate", 1e-3, "η of the Adam run that frozen Adam takes P from.")
+    flags.DEFINE_integer("freeze_step", 100, "Step of that run at which P is frozen.", lower_bound=1)
+    _common.define_image_flags(num_examples=512)  # the full batch
+    flags.DEFINE_integer("hidden_layers", 5, "Hidden tanh layers.", lower_bound=1)
+    flags.DEFINE_integer("hidden_units", 200, "Units per hidden layer.", lower_bound=1)
+    flags.DEFINE_enum("labels", "true", ["true", "random"],
+                      "true: the images' own labels. random: the same labels randomly permuted over the "
+                      "images (seeded by --seed; class counts kept, labels independent of the images), "
+                      "which the network must memorize, so it trains for longer and sharpens as it does.")
+    flags.DEFINE_integer("seed", 0, "Seed of the subset, the random labels and the initial weights.")
+    flags.DEFINE_string("output_dir", os.path.join("examples_output", "edge_of_stability"),
+                        "Where the figures and results.json go.")
+
 
 LOSS = keras.losses.MeanSquaredError()
 
@@ -499,4 +505,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

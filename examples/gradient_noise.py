@@ -66,26 +66,31 @@ from analysis_tools import gradient_noise, tail_index
 from analysis_tools.noise import SymmetricAlphaStable, empirical_variance_vs_sample_size, standardized_coordinates
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", os.path.join("examples_output", "gradient_noise"), "Where figures and JSON go.")
-_common.define_text_flags()
-flags.DEFINE_integer("sequence_length", 64, "Bytes per training window.", lower_bound=2)
-flags.DEFINE_integer("num_windows", 2000, "Training windows drawn from the corpus.", lower_bound=64)
-flags.DEFINE_integer("model_dim", 64, "Width of the transformer blocks.", lower_bound=8)
-flags.DEFINE_integer("num_blocks", 2, "Transformer blocks.", lower_bound=1)
-flags.DEFINE_integer("num_heads", 4, "Attention heads.", lower_bound=1)
-flags.DEFINE_integer("batch_size", 32, "Mini-batch size of the noise and of training.", lower_bound=1)
-flags.DEFINE_integer("num_batches", 200, "Mini-batches (noise vectors) per measurement.", lower_bound=16)
-flags.DEFINE_integer("num_coordinates", 2000, "Random noise coordinates of the coordinate view.", lower_bound=1)
-flags.DEFINE_enum("view", "vectors", ["vectors", "coordinates"],
-                  "Tail-index view behind the figures and verdicts: the paper's noise vectors (App. H), "
-                  "or Simsekli et al.'s standardized, pooled coordinates.")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (data subset, weights, mini-batches); one run each.")
-flags.DEFINE_integer("train_steps", 200, "Adam steps on the text models before the second measurement "
-                              "(0: measure at initialization only).", lower_bound=0)
-flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate for the training stretch.")
-flags.DEFINE_bool("jit_compile", True, "XLA-compile the noise's gradient work (as in the published run). "
-                  "Off, the eight models skip a compilation each: on a 2-core CPU, 1 seed at 200 batches took "
-                  "50 s instead of 69 s.")
+
+
+def define_flags():
+    """The command-line flags; defined only when run as a script, so that tests can import the module."""
+    flags.DEFINE_string("output_dir", os.path.join("examples_output", "gradient_noise"), "Where figures and JSON go.")
+    _common.define_text_flags()
+    flags.DEFINE_integer("sequence_length", 64, "Bytes per training window.", lower_bound=2)
+    flags.DEFINE_integer("num_windows", 2000, "Training windows drawn from the corpus.", lower_bound=64)
+    flags.DEFINE_integer("model_dim", 64, "Width of the transformer blocks.", lower_bound=8)
+    flags.DEFINE_integer("num_blocks", 2, "Transformer blocks.", lower_bound=1)
+    flags.DEFINE_integer("num_heads", 4, "Attention heads.", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 32, "Mini-batch size of the noise and of training.", lower_bound=1)
+    flags.DEFINE_integer("num_batches", 200, "Mini-batches (noise vectors) per measurement.", lower_bound=16)
+    flags.DEFINE_integer("num_coordinates", 2000, "Random noise coordinates of the coordinate view.", lower_bound=1)
+    flags.DEFINE_enum("view", "vectors", ["vectors", "coordinates"],
+                      "Tail-index view behind the figures and verdicts: the paper's noise vectors (App. H), "
+                      "or Simsekli et al.'s standardized, pooled coordinates.")
+    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (data subset, weights, mini-batches); one run each.")
+    flags.DEFINE_integer("train_steps", 200, "Adam steps on the text models before the second measurement "
+                                  "(0: measure at initialization only).", lower_bound=0)
+    flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate for the training stretch.")
+    flags.DEFINE_bool("jit_compile", True, "XLA-compile the noise's gradient work (as in the published run). "
+                      "Off, the eight models skip a compilation each: on a 2-core CPU, 1 seed at 200 batches took "
+                      "50 s instead of 69 s.")
+
 
 ARCHITECTURES = ("attention", "mlp")
 MODELS = ("attention+text", "attention+gaussian", "mlp+text", "mlp+gaussian")
@@ -409,4 +414,5 @@ def plot_tail_indices(plt, runs, seeds):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -54,16 +54,21 @@ OPTIMIZERS = [name for name in tf_adaptive.__all__
               if issubclass(getattr(tf_adaptive, name), keras.optimizers.Optimizer)]
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("optimizer", "all", ["all", *OPTIMIZERS],
-                  "The tf_adaptive optimizer to run, or `all` of them.")
-flags.DEFINE_integer("epochs", 15, "Passes over the training set.", lower_bound=1)
-flags.DEFINE_float("learning_rate", None,
-                   "Learning rate of the tf_adaptive optimizer (default: a suggested one per optimizer).")
-flags.DEFINE_float("adam_learning_rate", 1e-3, "Learning rate of the keras.optimizers.Adam baseline.")
-flags.DEFINE_integer("batch_size", 64, "Mini-batch size.", lower_bound=1)
-flags.DEFINE_integer("hidden_units", 64, "Width of the two hidden layers.", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed for the split, the initial weights and the batch order.")
-flags.DEFINE_boolean("jit_compile", True, "Compile the train step with XLA.")
+
+
+def define_flags():
+    """The command-line flags; defined only when run as a script, so that tests can import the module."""
+    flags.DEFINE_enum("optimizer", "all", ["all", *OPTIMIZERS],
+                      "The tf_adaptive optimizer to run, or `all` of them.")
+    flags.DEFINE_integer("epochs", 15, "Passes over the training set.", lower_bound=1)
+    flags.DEFINE_float("learning_rate", None,
+                       "Learning rate of the tf_adaptive optimizer (default: a suggested one per optimizer).")
+    flags.DEFINE_float("adam_learning_rate", 1e-3, "Learning rate of the keras.optimizers.Adam baseline.")
+    flags.DEFINE_integer("batch_size", 64, "Mini-batch size.", lower_bound=1)
+    flags.DEFINE_integer("hidden_units", 64, "Width of the two hidden layers.", lower_bound=1)
+    flags.DEFINE_integer("seed", 0, "Seed for the split, the initial weights and the batch order.")
+    flags.DEFINE_boolean("jit_compile", True, "Compile the train step with XLA.")
+
 
 
 def load_data(seed):
@@ -120,4 +125,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

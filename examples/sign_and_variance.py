@@ -71,24 +71,29 @@ import tf_adaptive
 from analysis_tools.updates import variance_adaptation_adam, variance_adaptation_sgd, variance_adaptation_sign
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", os.path.join("examples_output", "sign_and_variance"),
-                    "Where the figures and results.json go.")
-flags.DEFINE_integer("quadratic_steps", 1000, "Steps of every quadratic run.", lower_bound=20)
-flags.DEFINE_integer("dimension", 100, "Dimension d of the quadratic problems.", lower_bound=10)
-flags.DEFINE_integer("replicates", 4, "Independent starts and noise draws per quadratic problem.",
-                     lower_bound=1)
-flags.DEFINE_list("noise_levels", ["0", "0.1", "1"],
-                  "Standard deviations σ of the additive gradient noise (one column each).")
-flags.register_validator(
-    "noise_levels", lambda levels: len(levels) >= 2 and float(levels[0]) == 0.0
-    and all(float(v) > 0.0 for v in levels[1:]),
-    "--noise_levels: 0 first (the noise-free column), then one or more positive levels.")
-flags.DEFINE_integer("epochs", 20, "Epochs of every digits run.", lower_bound=1)
-flags.DEFINE_integer("seeds", 3, "Digits runs per (optimizer, learning rate): initial weights and batch order.",
-                     lower_bound=1)
-flags.DEFINE_integer("batch_size", 64, "Digits mini-batch size.", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed of the quadratics, the digits split and the first digits run.")
-_common.define_image_flags()
+
+
+def define_flags():
+    """The command-line flags; defined only when run as a script, so that tests can import the module."""
+    flags.DEFINE_string("output_dir", os.path.join("examples_output", "sign_and_variance"),
+                        "Where the figures and results.json go.")
+    flags.DEFINE_integer("quadratic_steps", 1000, "Steps of every quadratic run.", lower_bound=20)
+    flags.DEFINE_integer("dimension", 100, "Dimension d of the quadratic problems.", lower_bound=10)
+    flags.DEFINE_integer("replicates", 4, "Independent starts and noise draws per quadratic problem.",
+                         lower_bound=1)
+    flags.DEFINE_list("noise_levels", ["0", "0.1", "1"],
+                      "Standard deviations σ of the additive gradient noise (one column each).")
+    flags.register_validator(
+        "noise_levels", lambda levels: len(levels) >= 2 and float(levels[0]) == 0.0
+        and all(float(v) > 0.0 for v in levels[1:]),
+        "--noise_levels: 0 first (the noise-free column), then one or more positive levels.")
+    flags.DEFINE_integer("epochs", 20, "Epochs of every digits run.", lower_bound=1)
+    flags.DEFINE_integer("seeds", 3, "Digits runs per (optimizer, learning rate): initial weights and batch order.",
+                         lower_bound=1)
+    flags.DEFINE_integer("batch_size", 64, "Digits mini-batch size.", lower_bound=1)
+    flags.DEFINE_integer("seed", 0, "Seed of the quadratics, the digits split and the first digits run.")
+    _common.define_image_flags()
+
 
 WELL, ILL = "well-conditioned", "ill-conditioned"
 ALIGNED, ROTATED = "axis-aligned", "rotated"
@@ -466,4 +471,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

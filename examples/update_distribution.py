@@ -66,19 +66,24 @@ from analysis_tools.updates import (
 )
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("output_dir", os.path.join("examples_output", "update_distribution"),
-                    "Where the figures and results.json go.")
-flags.DEFINE_integer("steps", 100, "Optimizer steps of the Var-vs-m curves (synthetic and network); "
-                     "the histograms show m = 1 … min(10, steps).", lower_bound=5)
-flags.DEFINE_integer("num_parameters", 100_000,
-                     "Independent coordinates (samples per step) of the synthetic simulations.",
-                     lower_bound=1000)
-flags.DEFINE_list("learning_rates", ["0.001", "0.01"],
-                  "Adagrad's η for the network, one training run each; the histograms show the first.")
-flags.DEFINE_integer("batch_size", 32, "Mini-batch size of the network.", lower_bound=1)
-flags.DEFINE_integer("hidden_units", 64, "Width of the network's two hidden tanh layers.", lower_bound=1)
-flags.DEFINE_integer("seed", 0, "Seed of the gradient draws, the initial weights and the batch order.")
-_common.define_image_flags()
+
+
+def define_flags():
+    """The command-line flags; defined only when run as a script, so that tests can import the module."""
+    flags.DEFINE_string("output_dir", os.path.join("examples_output", "update_distribution"),
+                        "Where the figures and results.json go.")
+    flags.DEFINE_integer("steps", 100, "Optimizer steps of the Var-vs-m curves (synthetic and network); "
+                         "the histograms show m = 1 … min(10, steps).", lower_bound=5)
+    flags.DEFINE_integer("num_parameters", 100_000,
+                         "Independent coordinates (samples per step) of the synthetic simulations.",
+                         lower_bound=1000)
+    flags.DEFINE_list("learning_rates", ["0.001", "0.01"],
+                      "Adagrad's η for the network, one training run each; the histograms show the first.")
+    flags.DEFINE_integer("batch_size", 32, "Mini-batch size of the network.", lower_bound=1)
+    flags.DEFINE_integer("hidden_units", 64, "Width of the network's two hidden tanh layers.", lower_bound=1)
+    flags.DEFINE_integer("seed", 0, "Seed of the gradient draws, the initial weights and the batch order.")
+    _common.define_image_flags()
+
 
 MAX_HISTOGRAM_M = 10
 # §6's gradient laws (names of `update_simulation.GRADIENT_LAWS`), with the paper's figure.
@@ -438,4 +443,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
+    define_flags()
     app.run(main)

@@ -36,7 +36,7 @@ def test_gradient_noise_runs_two_seeds_both_views_and_gates_its_verdicts(tmp_pat
         "gradient_noise", tmp_path,
         ["--seeds=0,1", "--num_windows=400", "--num_batches=30", "--num_coordinates=500", "--train_steps=20",
          "--num_blocks=1", "--nojit_compile"],
-        figures=FIGURES, results_file="gradient_noise.json", timeout=600,
+        figures=FIGURES, results_file="gradient_noise.json",
     )
     assert results["view"] == "vectors" and results["seeds"] == [0, 1]
     for seed in ("0", "1"):

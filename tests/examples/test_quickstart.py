@@ -1,36 +1,28 @@
 """The README's main example runs on the embedded data and every optimizer learns."""
 
 import math
-import os
-import subprocess
-import sys
 
 import keras
 import pytest
 
 import tf_adaptive
+from tests.examples.runner import run_script
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OPTIMIZERS = [name for name in tf_adaptive.__all__
               if issubclass(getattr(tf_adaptive, name), keras.optimizers.Optimizer)]
 
 
 @pytest.mark.slow
 def test_quickstart_trains_every_optimizer_and_prints_the_table():
-    result = subprocess.run(
-        # Without XLA: the table in half the time (every optimizer's XLA-compiled fit is
-        # tests/tf_adaptive/test_execution.py's).
-        [sys.executable, os.path.join("examples", "quickstart.py"), "--epochs=3", "--nojit_compile"],
-        cwd=ROOT, capture_output=True, text=True, timeout=900,
-        env=dict(os.environ, PYTHONPATH=ROOT),
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
+    # Without XLA: the table in half the time (every optimizer's XLA-compiled fit is
+    # tests/tf_adaptive/test_execution.py's).
+    stdout = run_script("quickstart", ["--epochs=3", "--nojit_compile"])
     rows = {}
-    for line in result.stdout.splitlines():
+    for line in stdout.splitlines():
         fields = line.rsplit(maxsplit=6)
         if len(fields) == 7 and fields[0] in ("keras Adam", *OPTIMIZERS):
             rows[fields[0]] = [None if f == "none" else float(f) for f in fields[1:]]
-    assert len(rows) == 1 + len(OPTIMIZERS), result.stdout
+    assert len(rows) == 1 + len(OPTIMIZERS), stdout
     for name, (learning_rate, train_loss, test_loss, accuracy, threshold, seconds) in rows.items():
         # Cross-entropy at chance is ln 10 ≈ 2.30; every method must be well below it.
         assert train_loss < 0.5 * math.log(10.0), (name, train_loss)
