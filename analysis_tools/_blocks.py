@@ -71,8 +71,12 @@ def _is_stack(layer):
     counts = {}
     for child in _children(layer):
         kind = type(child)
-        if (_weighted(child) and _children(child) and not kind.__module__.startswith("keras.")
-                and not isinstance(child, keras.layers.MultiHeadAttention)):
+        if (
+            _weighted(child)
+            and _children(child)
+            and not kind.__module__.startswith("keras.")
+            and not isinstance(child, keras.layers.MultiHeadAttention)
+        ):
             counts[kind] = counts.get(kind, 0) + 1
     return any(count >= 2 for count in counts.values())
 
@@ -222,8 +226,11 @@ def find_layer(model, name):
     if "/" in name:
         layer = model
         for part in name.split("/"):
-            children = [child for child in getattr(layer, "_flatten_layers", lambda **_: [])(
-                include_self=False, recursive=False) if child.name == part]
+            children = [
+                child
+                for child in getattr(layer, "_flatten_layers", lambda **_: [])(include_self=False, recursive=False)
+                if child.name == part
+            ]
             if len(children) != 1:
                 break
             layer = children[0]
@@ -233,11 +240,12 @@ def find_layer(model, name):
     if len(matches) == 1:
         return next(iter(matches.values()))
     if matches:
-        raise ValueError(f"`variables`: the model has {len(matches)} layers named {name!r}; name one by its "
-                         "path of layer names (\"outer/inner\").")
+        raise ValueError(
+            f"`variables`: the model has {len(matches)} layers named {name!r}; name one by its "
+            'path of layer names ("outer/inner").'
+        )
     names = [block_name for block_name, _ in layer_blocks(model)]
-    raise ValueError(f"`variables`: the model has no layer named {name!r}; its blocks (`layer_blocks`) are "
-                     f"{names}.")
+    raise ValueError(f"`variables`: the model has no layer named {name!r}; its blocks (`layer_blocks`) are {names}.")
 
 
 def _named(model, name):
@@ -298,7 +306,9 @@ def block_indices(model, variables, selection, purpose):
             raise ValueError(f"`variables`: {label} has no trainable variables.")
         for variable in entries:
             if id(variable) not in position:
-                raise ValueError(f"`variables`: {label} is not among the model's trainable variables "
-                                 f"({getattr(variable, 'path', variable)!r}).")
+                raise ValueError(
+                    f"`variables`: {label} is not among the model's trainable variables "
+                    f"({getattr(variable, 'path', variable)!r})."
+                )
             chosen.add(position[id(variable)])
     return sorted(chosen)

@@ -50,14 +50,17 @@ def renamed(**new_names):
         **new_names: old keyword → new keyword (several old names may map
             to one new name).
     """
+
     def decorate(function):
         @functools.wraps(function)
         def wrapper(*args, **kwargs):
             for old, new in new_names.items():
                 if old in kwargs:
                     if new in kwargs:
-                        raise TypeError(f"{function.__qualname__}() got both `{old}` and `{new}`: `{old}` "
-                                        f"is the deprecated name of `{new}`; pass `{new}` only.")
+                        raise TypeError(
+                            f"{function.__qualname__}() got both `{old}` and `{new}`: `{old}` "
+                            f"is the deprecated name of `{new}`; pass `{new}` only."
+                        )
                     warn_renamed(old, new)
                     kwargs[new] = kwargs.pop(old)
             return function(*args, **kwargs)
@@ -69,6 +72,7 @@ def renamed(**new_names):
 
 def renamed_attribute(old, new):
     """A read-only property `old` that returns the attribute `new`, with a `DeprecationWarning`."""
+
     def getter(self):
         warn_renamed(old, new)
         return getattr(self, new)
@@ -81,6 +85,7 @@ def renamed_constants(namespace, **new_names):
 
     Use as ``__getattr__ = renamed_constants(globals(), METHODS="ESTIMATORS")``.
     """
+
     def __getattr__(name):
         if name not in new_names:
             raise AttributeError(f"module {namespace['__name__']!r} has no attribute {name!r}")

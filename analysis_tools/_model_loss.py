@@ -32,12 +32,28 @@ MODES = ("train", "inference")
 
 # Keras's losses that compare targets and outputs element by element (after aligning a trailing axis
 # of size 1), and the one that takes integer labels without the outputs' class axis.
-_SAME_SHAPE_LOSSES = frozenset({
-    "binary_crossentropy", "binary_focal_crossentropy", "categorical_crossentropy",
-    "categorical_focal_crossentropy", "categorical_hinge", "cosine_similarity", "dice", "hinge", "huber",
-    "kl_divergence", "log_cosh", "mean_absolute_error", "mean_absolute_percentage_error",
-    "mean_squared_error", "mean_squared_logarithmic_error", "poisson", "squared_hinge", "tversky",
-})
+_SAME_SHAPE_LOSSES = frozenset(
+    {
+        "binary_crossentropy",
+        "binary_focal_crossentropy",
+        "categorical_crossentropy",
+        "categorical_focal_crossentropy",
+        "categorical_hinge",
+        "cosine_similarity",
+        "dice",
+        "hinge",
+        "huber",
+        "kl_divergence",
+        "log_cosh",
+        "mean_absolute_error",
+        "mean_absolute_percentage_error",
+        "mean_squared_error",
+        "mean_squared_logarithmic_error",
+        "poisson",
+        "squared_hinge",
+        "tversky",
+    }
+)
 _SPARSE_LOSSES = frozenset({"sparse_categorical_crossentropy"})
 
 
@@ -85,7 +101,9 @@ def _warn_if_loss_is_coarser(loss, dtype):
         warnings.warn(
             f"The loss {type(loss).__name__} computes in {loss_dtype.name} (its `dtype`) while the model's weights "
             f"are {dtype.name}: it casts the outputs to {loss_dtype.name}, so the curvature is only "
-            f"{loss_dtype.name}-accurate. Pass the loss with dtype={dtype.name!r}.", stacklevel=3)
+            f"{loss_dtype.name}-accurate. Pass the loss with dtype={dtype.name!r}.",
+            stacklevel=3,
+        )
 
 
 class ModelLoss:
@@ -156,7 +174,8 @@ class ModelLoss:
             warnings.warn(
                 f"The loss does not depend on the trainable variables {new}: they have no gradient (Keras's "
                 "`fit` skips them) and are measured as directions of zero gradient and zero curvature.",
-                stacklevel=2)
+                stacklevel=2,
+            )
 
     def unconnected_variables(self, batch_spec):
         """The trainable variables the loss does not depend on (their paths), for batches shaped like `batch_spec`.
@@ -210,7 +229,9 @@ class ModelLoss:
                 f"{'value that depends' if len(names) == 1 else 'values that depend'} on the weights "
                 f"(in {shown}): every gradient and curvature measured is that of the loss with those values "
                 "held at their current values, not of the loss itself (finite differences of the gradient "
-                "disagree). See `HessianOperator.stopped_gradients`.", stacklevel=3)
+                "disagree). See `HessianOperator.stopped_gradients`.",
+                stacklevel=3,
+            )
 
     def values(self):
         """The trainable values now (in `dtype`) and the non-trainable ones, as tensors."""
@@ -279,21 +300,24 @@ class ModelLoss:
                 raise ValueError(
                     "The loss returns one value for the whole batch, so padded examples cannot be left out of it: "
                     "return one value per example (as Keras's loss functions do), or choose a batch size that "
-                    "divides the number of examples and is a multiple of the replicas.")
+                    "divides the number of examples and is a multiple of the replicas."
+                )
             return scale * count * values
         if weights is not None:
             weights = tf.reshape(weights, [-1] + [1] * (values.shape.rank - 1))
         if keras_mask is not None or reduction == "sum":
-            elementwise = (tf.ones_like(values) if keras_mask is None
-                           else tf.cast(keras_mask, self.dtype) * tf.ones_like(values))
+            elementwise = (
+                tf.ones_like(values) if keras_mask is None else tf.cast(keras_mask, self.dtype) * tf.ones_like(values)
+            )
             if weights is not None:
                 elementwise = elementwise * weights
             total = tf.reduce_sum(values * elementwise)
             if reduction != "sum":
                 total = tf.math.divide_no_nan(total, tf.reduce_sum(elementwise))
             return scale * count * total
-        per_example = (tf.reduce_mean(values, axis=list(range(1, values.shape.rank))) if values.shape.rank > 1
-                       else values)
+        per_example = (
+            tf.reduce_mean(values, axis=list(range(1, values.shape.rank))) if values.shape.rank > 1 else values
+        )
         if weights is not None:
             per_example = per_example * tf.reshape(weights, [-1])
         return scale * tf.reduce_sum(per_example)
@@ -352,8 +376,7 @@ class ModelLoss:
                 output = self.model.stateless_call(trainable, non_trainable, x, training=self.training)[0]
             except Exception as error:
                 raise ValueError(
-                    f"The model cannot run on the first batch of {source} (inputs of shape "
-                    f"{_shapes(x_spec)}): {error}"
+                    f"The model cannot run on the first batch of {source} (inputs of shape {_shapes(x_spec)}): {error}"
                 ) from error
         if tf.nest.is_nested(output) or tf.nest.is_nested(y_spec):
             return
@@ -440,9 +463,11 @@ class _DropoutOff:
 
     def __init__(self, model):
         kinds = (keras.layers.Dropout, keras.layers.GaussianDropout, keras.layers.AlphaDropout)
-        self.layers = [] if model is None else [
-            layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, kinds)
-        ]
+        self.layers = (
+            []
+            if model is None
+            else [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, kinds)]
+        )
 
     def __enter__(self):
         self.rates = [layer.rate for layer in self.layers]

@@ -21,8 +21,16 @@ import tensorflow as tf
 
 from analysis_tools._second_order import explained
 
-__all__ = ["FullGradient", "ProbeSet", "ReplicaProgram", "Replicas", "batch_count", "check_data", "probe_dataset",
-           "probe_share"]
+__all__ = [
+    "FullGradient",
+    "ProbeSet",
+    "ReplicaProgram",
+    "Replicas",
+    "batch_count",
+    "check_data",
+    "probe_dataset",
+    "probe_share",
+]
 
 
 def probe_dataset(data, batch_size=None):
@@ -82,6 +90,7 @@ def check_data(model_loss, data, batch_size, source):
 
         def first_batch():
             return tf.nest.map_structure(lambda a: a[:size], tuple(data))
+
     model_loss.check_batch(spec, first_batch, source)
 
 
@@ -94,6 +103,7 @@ def _batch_spec(array):
 
 def _count(dataset):
     """(examples, batches, largest batch) of a probe dataset, in one pass over it."""
+
     def add(state, element):
         size = tf.shape(tf.nest.flatten(element[1])[0], out_type=tf.int64)[0]
         return state[0] + size, state[1] + 1, tf.maximum(state[2], size)
@@ -157,17 +167,21 @@ class Replicas:
                 f"examples (batch size {self.batch_size}), so they are padded; the model has BatchNormalization, "
                 "which in training mode would normalize with statistics of the padded batch and give a different "
                 "curvature. Choose a batch size that divides the number of examples and is a multiple of the "
-                "replicas, or measure with mode=\"inference\".")
+                'replicas, or measure with mode="inference".'
+            )
 
     def _too_large(self, count=None):
         batch = "A batch" if count is None else f"A batch of {count} examples"
-        return (f"{batch} is larger than the {self.padded_size} examples the replica programs were built for "
-                "(the first or largest batch): give batches of at most that size.")
+        return (
+            f"{batch} is larger than the {self.padded_size} examples the replica programs were built for "
+            "(the first or largest batch): give batches of at most that size."
+        )
 
     def pad_indices(self, start, count):
         """Indices start … start + count − 1, then start + count − 1 repeated, to `padded_size` (static)."""
-        with tf.control_dependencies([tf.debugging.assert_less_equal(
-                count, self.padded_size, message=self._too_large())]):
+        with tf.control_dependencies(
+            [tf.debugging.assert_less_equal(count, self.padded_size, message=self._too_large())]
+        ):
             return start + tf.minimum(tf.range(self.padded_size), count - 1)
 
     def pad(self, batch, model_loss=None, source="`data`"):
@@ -212,6 +226,7 @@ class Replicas:
         `program` is a `ReplicaProgram` (or any function of per-replica
         tensors) returning a tuple; each output is all-reduced in its dtype.
         """
+
         def on_replica(*arguments):
             *leading, global_batch, global_mask = arguments
             x, y = self.part(global_batch)
@@ -256,7 +271,8 @@ class ReplicaProgram:
             raise ValueError(
                 f"The replica program for {self.name} was built for inputs {self.signature} and is now called "
                 f"with {signature}: it would be traced and compiled again. Keep the batch size and the "
-                "weights' shapes fixed, or build a new operator.")
+                "weights' shapes fixed, or build a new operator."
+            )
         if self.concrete is None:
             # One concrete function for every replica: a `tf.function` would trace again per replica device.
             self.concrete = self.function.get_concrete_function(*args)
@@ -336,8 +352,10 @@ class ProbeSet:
         tf.nest.assert_same_structure(data, self._arrays)
         for new, old in zip(tf.nest.flatten(data), tf.nest.flatten(self._arrays)):
             if new.shape != old.shape or new.dtype != old.dtype:
-                raise ValueError(f"The new arrays must match the probe set's: {new.shape} {new.dtype.name} "
-                                 f"against {old.shape} {old.dtype.name}.")
+                raise ValueError(
+                    f"The new arrays must match the probe set's: {new.shape} {new.dtype.name} "
+                    f"against {old.shape} {old.dtype.name}."
+                )
             old.assign(new)
 
     @property
@@ -352,8 +370,7 @@ class ProbeSet:
     def batch_spec(self):
         """(x, y) of one batch as `tf.TensorSpec` structures, the batch dimension None."""
         if self._arrays is None:
-            return tf.nest.map_structure(
-                lambda s: tf.TensorSpec((None,) + tuple(s.shape[1:]), s.dtype), self._spec)
+            return tf.nest.map_structure(lambda s: tf.TensorSpec((None,) + tuple(s.shape[1:]), s.dtype), self._spec)
         return tf.nest.map_structure(lambda a: tf.TensorSpec((None,) + tuple(a.shape[1:]), a.dtype), self._arrays)
 
     def sum(self, program, initial, *args):

@@ -138,7 +138,8 @@ def _separable_rule(resize):
 _RESIZE_RULES = {
     "ResizeBilinear": _separable_rule(lambda x, size, **a: tf.raw_ops.ResizeBilinear(images=x, size=size, **a)),
     "ResizeNearestNeighbor": _separable_rule(
-        lambda x, size, **a: tf.raw_ops.ResizeNearestNeighbor(images=x, size=size, **a)),
+        lambda x, size, **a: tf.raw_ops.ResizeNearestNeighbor(images=x, size=size, **a)
+    ),
     "ResizeBicubic": _separable_rule(lambda x, size, **a: tf.raw_ops.ResizeBicubic(images=x, size=size, **a)),
 }
 
@@ -189,7 +190,8 @@ def _dynamic_update_slice_gradient(op, grad):
 
 
 _NO_XLA_KERNEL = re.compile(
-    r"Detected unsupported operations when trying to compile graph \S+ on (?P<device>\w+): (?P<type>\w+)")
+    r"Detected unsupported operations when trying to compile graph \S+ on (?P<device>\w+): (?P<type>\w+)"
+)
 _REQUESTED_TYPE = re.compile(r"Requested Attributes: T=DT_(?P<dtype>\w+)")
 
 _NO_RULE = (
@@ -233,14 +235,16 @@ def explained(purpose):
                     f"TensorFlow has no gradient rule for the op {match['type']}{where}, which this model's "
                     f"gradient runs. {subject} differentiates the gradient again, so it cannot be computed "
                     f"for this model: register a rule for it (`tf.RegisterGradient({match['type']!r})`), or "
-                    "replace the layer that runs it.") from error
+                    "replace the layer that runs it."
+                ) from error
         raise
     except tf.errors.InvalidArgumentError as error:
         if "Reading input as constant from a dynamic tensor" in str(error):
             raise ValueError(
                 f"XLA cannot compile {purpose} for this model: it reads a tensor's shape as a constant where "
                 "XLA sees a shape that depends on the data. Pass `jit_compile=False` (the same numbers, "
-                "without XLA).") from error
+                "without XLA)."
+            ) from error
         match = _NO_XLA_KERNEL.search(str(error))
         if match:
             dtype = _REQUESTED_TYPE.search(str(error))

@@ -59,8 +59,11 @@ class StepHook:
         variables = self.optimizer._trainable_variables if trainable_variables is None else list(trainable_variables)
         grads = list(grads)
         scale = self.optimizer.loss_scale_factor
-        gradients = {id(variable): (gradient if scale is None else gradient / scale)
-                     for gradient, variable in zip(grads, variables) if gradient is not None}
+        gradients = {
+            id(variable): (gradient if scale is None else gradient / scale)
+            for gradient, variable in zip(grads, variables)
+            if gradient is not None
+        }
         for listener in self.listeners:
             listener.before(gradients)
         result = self._original(grads, trainable_variables)
@@ -91,11 +94,19 @@ class PreconditionerReader:
             return
         local = dict(trainable=False, synchronization=tf.VariableSynchronization.ON_READ)
         with model.distribute_strategy.scope(), tf.init_scope():
-            self._kept = [tf.Variable(tf.zeros(v.shape, tf.float32), name="kept_gradient",
-                                      aggregation=tf.VariableAggregation.SUM, **local) for v in self.variables]
+            self._kept = [
+                tf.Variable(
+                    tf.zeros(v.shape, tf.float32), name="kept_gradient", aggregation=tf.VariableAggregation.SUM, **local
+                )
+                for v in self.variables
+            ]
             # The optimizer step count after the kept update (-1: none kept).
-            self._kept_step = tf.Variable(tf.constant(-1, tf.int64), name="kept_step",
-                                          aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA, **local)
+            self._kept_step = tf.Variable(
+                tf.constant(-1, tf.int64),
+                name="kept_step",
+                aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+                **local,
+            )
             self._armed = tf.Variable(False, trainable=False, name="keep_gradients")
         self._hook = StepHook.attach(self.optimizer, self)
 
@@ -122,8 +133,11 @@ class PreconditionerReader:
         def keep():
             for kept, variable in zip(self._kept, self.variables):
                 gradient = gradients.get(id(variable))
-                kept.assign(tf.zeros(variable.shape, tf.float32) if gradient is None
-                            else tf.cast(tf.convert_to_tensor(gradient), tf.float32))
+                kept.assign(
+                    tf.zeros(variable.shape, tf.float32)
+                    if gradient is None
+                    else tf.cast(tf.convert_to_tensor(gradient), tf.float32)
+                )
             self._kept_step.assign(tf.cast(self.optimizer.iterations, tf.int64))
             return tf.constant(True)
 
@@ -146,7 +160,8 @@ class PreconditionerReader:
                 f"P of {type(self.optimizer).__name__} is made of the latest gradient, which only the steps "
                 f"before a scheduled measurement keep; step {step}'s was not kept. Measure on the callback's "
                 "schedule (`every_n_steps`), or pass `preconditioner_of(optimizer, variables, gradients)` "
-                "yourself.")
+                "yourself."
+            )
         kept = {id(v): k for v, k in zip(self.variables, self._kept)}
         gradients = [tf.convert_to_tensor(kept[id(v)]) for v in variables] if step > 0 else None
         return preconditioner_of(self.optimizer, variables, gradients)

@@ -20,9 +20,7 @@ def as_float_tensor(*values, dtype=None):
                     dtypes.add(value_dtype)
         dtype = dtypes.pop() if len(dtypes) == 1 else tf.float64
     tensors = [
-        tf.cast(tf.convert_to_tensor(v), dtype)
-        if hasattr(v, "dtype")
-        else tf.convert_to_tensor(v, dtype)
+        tf.cast(tf.convert_to_tensor(v), dtype) if hasattr(v, "dtype") else tf.convert_to_tensor(v, dtype)
         for v in values
     ]
     return tensors[0] if len(tensors) == 1 else tensors

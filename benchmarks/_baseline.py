@@ -40,8 +40,14 @@ def against_baseline(script, baseline, settings, rounds):
 
     def run(code, setting):
         env = dict(os.environ, PYTHONPATH=code + os.pathsep + os.path.join(root, "benchmarks"))
-        output = subprocess.run([sys.executable, os.path.abspath(script), f"--child={setting}"], cwd=code, env=env,
-                                capture_output=True, text=True, check=True).stdout
+        output = subprocess.run(
+            [sys.executable, os.path.abspath(script), f"--child={setting}"],
+            cwd=code,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
         return json.loads(output.strip().splitlines()[-1])
 
     results = {}

@@ -82,8 +82,9 @@ except ImportError:  # not installed: the package next to benchmarks/
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("cases", ["large", "small", "train"], "Which measurements: large, small, train.")
-flags.DEFINE_integer("large_side", 0, "Side of the large case's square arrays "
-                     "(0: 4096 on a GPU or TPU, 1024 on a CPU).", lower_bound=0)
+flags.DEFINE_integer(
+    "large_side", 0, "Side of the large case's square arrays (0: 4096 on a GPU or TPU, 1024 on a CPU).", lower_bound=0
+)
 flags.DEFINE_integer("large_count", 8, "Number of arrays in the large case.", lower_bound=1)
 flags.DEFINE_integer("small_side", 256, "Side of the small case's square arrays.", lower_bound=1)
 flags.DEFINE_integer("small_count", 200, "Number of arrays in the small case.", lower_bound=1)
@@ -92,8 +93,11 @@ flags.DEFINE_integer("repeats", 10, "Round-robin timings per row; the minimum is
 flags.DEFINE_bool("quick", False, "Fewer steps and repeats (3 and 4), a shorter train step timing.")
 flags.DEFINE_float("learning_rate", 1e-4, "Learning rate of every optimizer.")
 flags.DEFINE_list("optimizers", [], "Only these update rows (names as printed); the floor is always timed.")
-flags.DEFINE_list("pairing_optimizers", ["keras Adam", "keras SGD(momentum)", "Adam", "HeavyBall"],
-                  "Rows of the last table (donation with stateless_apply's own output order); empty: none.")
+flags.DEFINE_list(
+    "pairing_optimizers",
+    ["keras Adam", "keras SGD(momentum)", "Adam", "HeavyBall"],
+    "Rows of the last table (donation with stateless_apply's own output order); empty: none.",
+)
 flags.DEFINE_integer("width", 0, "Transformer width (0: 512 on a GPU or TPU, 128 on a CPU).", lower_bound=0)
 flags.DEFINE_integer("blocks", 2, "Transformer blocks.", lower_bound=1)
 flags.DEFINE_integer("heads", 4, "Attention heads.", lower_bound=1)
@@ -108,16 +112,16 @@ NOT_ELEMENTWISE = ("Adafactor",)
 # Element-wise, with a remark printed under the table.
 REMARKS = {
     "GClip": "clips by the global norm of the new momentum: a reduction over all arrays before the "
-             "update, so a second pass over the momentum",
+    "update, so a second pass over the momentum",
     "FrozenAdam": "its frozen preconditioner (all ones here) is read, never written (without donation XLA "
-                  "still copies it to a new buffer: 8 floats moved, not 6)",
+    "still copies it to a new buffer: 8 floats moved, not 6)",
     "ACClip": "default weight_decay=1e-5 (decoupled), one more multiply-add",
     "Padam": "amsgrad=True by default: a third slot (the running maximum of v)",
     "keras Lion": "the parameter's update and the momentum's both read the old momentum and the gradient: "
-                  "unless XLA fuses them into one kernel, both arrays are read twice (7 floats, not 5), and "
-                  "the donated step also copies the momentum (the copies column)",
+    "unless XLA fuses them into one kernel, both arrays are read twice (7 floats, not 5), and "
+    "the donated step also copies the momentum (the copies column)",
     "SSD": "no state: reads g and x, writes x, the 3 floats of sign descent (its P = |g| is read from the "
-           "step's gradient, which the measurement callbacks keep only on the steps they measure)",
+    "step's gradient, which the measurement callbacks keep only on the steps they measure)",
 }
 FLOOR = "fused Adam (floor)"
 FUSED_MOMENTUM = "fused SGD(momentum)"
@@ -179,8 +183,8 @@ def big_copies(compiled):
         text = compiled.as_text()
     except Exception:  # some runtimes do not expose the text
         return None
-    entry = text[text.find("\nENTRY"):]
-    entry = entry[:entry.find("\n}")]
+    entry = text[text.find("\nENTRY") :]
+    entry = entry[: entry.find("\n}")]
     return len(re.findall(r"= \w+\[\d[\d,]*\][^ ]* copy(?:-start)?\(", entry))
 
 
@@ -198,8 +202,9 @@ class Stepper:
         for mode, (fn, donate, wrap) in modes.items():
             # keep_unused: a donated slot that the update overwrites without reading keeps its own buffer
             # (otherwise JAX drops the input and the pairing of donated buffers to outputs shifts).
-            compiled = jax.jit(fn, donate_argnums=donate, keep_unused=bool(donate)).lower(
-                *self.state, *consts).compile()
+            compiled = (
+                jax.jit(fn, donate_argnums=donate, keep_unused=bool(donate)).lower(*self.state, *consts).compile()
+            )
             self.modes[mode] = (compiled, wrap)
             self.copies[mode] = big_copies(compiled)
 
@@ -282,8 +287,10 @@ def optimizer_modes(optimizer, pairing):
 
 
 def update_case(label, shapes, rng):
-    print(f"### update, {label}: {len(shapes)} arrays of {shapes[0]} float32 "
-          f"({sum(int(np.prod(s)) for s in shapes) / 1e6:.1f} M parameters)\n")
+    print(
+        f"### update, {label}: {len(shapes)} arrays of {shapes[0]} float32 "
+        f"({sum(int(np.prod(s)) for s in shapes) / 1e6:.1f} M parameters)\n"
+    )
     np_rng = np.random.default_rng(FLAGS.seed)
     params = [np_rng.normal(scale=0.05, size=s).astype("float32") for s in shapes]
     grads = [jnp.asarray(np_rng.normal(scale=1e-2, size=s).astype("float32")) for s in shapes]
@@ -295,19 +302,24 @@ def update_case(label, shapes, rng):
     p = [jnp.asarray(x) for x in params]
     zeros = [jnp.zeros(s, "float32") for s in shapes]
     adam_state = (p, zeros, [jnp.zeros(s, "float32") for s in shapes], jnp.zeros((), "int32"))
-    steppers[FLOOR] = Stepper(adam_state, {"plain": (fused_adam, (), identity),
-                                           "donated": (fused_adam, (0, 1, 2), identity)}, (grads,))
+    steppers[FLOOR] = Stepper(
+        adam_state, {"plain": (fused_adam, (), identity), "donated": (fused_adam, (0, 1, 2), identity)}, (grads,)
+    )
     bytes_moved[FLOOR] = traffic(fused_adam, adam_state, (grads,))
     slots[FLOOR] = 2
     momentum_state = ([jnp.asarray(x) for x in params], [jnp.zeros(s, "float32") for s in shapes])
-    steppers[FUSED_MOMENTUM] = Stepper(momentum_state, {"plain": (fused_momentum, (), identity),
-                                                        "donated": (fused_momentum, (0, 1), identity)}, (grads,))
+    steppers[FUSED_MOMENTUM] = Stepper(
+        momentum_state,
+        {"plain": (fused_momentum, (), identity), "donated": (fused_momentum, (0, 1), identity)},
+        (grads,),
+    )
     bytes_moved[FUSED_MOMENTUM] = traffic(fused_momentum, momentum_state, (grads,))
     slots[FUSED_MOMENTUM] = 1
     # The cost of calling a jitted function on this many arrays: a donated no-op on an Adam-sized state.
     overhead_state = ([jnp.zeros(s, "float32") for s in shapes] for _ in range(3))
-    overhead = Stepper((*overhead_state, jnp.zeros((), "int32")),
-                       {"donated": (no_op, (0, 1, 2, 3), identity)}, (grads,))
+    overhead = Stepper(
+        (*overhead_state, jnp.zeros((), "int32")), {"donated": (no_op, (0, 1, 2, 3), identity)}, (grads,)
+    )
 
     factories = update_factories()
     if FLAGS.optimizers:
@@ -335,24 +347,30 @@ def update_case(label, shapes, rng):
         return min(times[name, "plain"], times[name, "donated"])
 
     floor_bandwidth = bytes_moved[FLOOR] / better(FLOOR)
-    header = ("| optimizer | slots | floats/param | ms, no donation | ms, donated | donated ÷ no donation "
-              "| array copies, donated | GB/s | × fused-Adam floor |")
+    header = (
+        "| optimizer | slots | floats/param | ms, no donation | ms, donated | donated ÷ no donation "
+        "| array copies, donated | GB/s | × fused-Adam floor |"
+    )
     print(header)
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name in steppers:
         best = better(name)
         ratio = best / (bytes_moved[name] / floor_bandwidth)
-        print(f"| {name} | {slots[name]:g} | {bytes_moved[name] / (4 * n):.2f} "
-              f"| {1e3 * times[name, 'plain']:.3f} | {1e3 * times[name, 'donated']:.3f} "
-              f"| {times[name, 'donated'] / times[name, 'plain']:.2f} | {steppers[name].copies['donated']} "
-              f"| {bytes_moved[name] / best / 1e9:.1f} | {ratio:.2f} |")
+        print(
+            f"| {name} | {slots[name]:g} | {bytes_moved[name] / (4 * n):.2f} "
+            f"| {1e3 * times[name, 'plain']:.3f} | {1e3 * times[name, 'donated']:.3f} "
+            f"| {times[name, 'donated'] / times[name, 'plain']:.2f} | {steppers[name].copies['donated']} "
+            f"| {bytes_moved[name] / best / 1e9:.1f} | {ratio:.2f} |"
+        )
     print()
-    print(f"Floor: {floor_bandwidth / 1e9:.1f} GB/s ({bytes_moved[FLOOR] / (4 * n):.0f} floats per parameter "
-          f"in {1e3 * better(FLOOR):.3f} ms). Ratio = the better of the two times ÷ (the row's bytes ÷ the "
-          f"floor's GB/s). Minimum of {repeats} round-robin timings of {steps} steps; "
-          f"compiling the optimizer rows took {compile_seconds:.0f} s. Call overhead: a jitted no-op on "
-          f"an Adam-sized state of these arrays (donated, passed through) takes "
-          f"{1e3 * times[OVERHEAD, 'donated']:.3f} ms per step.")
+    print(
+        f"Floor: {floor_bandwidth / 1e9:.1f} GB/s ({bytes_moved[FLOOR] / (4 * n):.0f} floats per parameter "
+        f"in {1e3 * better(FLOOR):.3f} ms). Ratio = the better of the two times ÷ (the row's bytes ÷ the "
+        f"floor's GB/s). Minimum of {repeats} round-robin timings of {steps} steps; "
+        f"compiling the optimizer rows took {compile_seconds:.0f} s. Call overhead: a jitted no-op on "
+        f"an Adam-sized state of these arrays (donated, passed through) takes "
+        f"{1e3 * times[OVERHEAD, 'donated']:.3f} ms per step."
+    )
     for name, remark in REMARKS.items():
         if name in steppers:
             print(f"- {name}: {remark}.")
@@ -361,14 +379,18 @@ def update_case(label, shapes, rng):
     pairing = [name for name in steppers if "donated, own order" in steppers[name].modes]
     if pairing:
         print(f"### donation and output order, {label}\n")
-        print("| optimizer | ms, no donation | ms, donated, outputs in input order | ms, donated, "
-              "stateless_apply's order | array copies in HLO: input order | stateless_apply's order |")
+        print(
+            "| optimizer | ms, no donation | ms, donated, outputs in input order | ms, donated, "
+            "stateless_apply's order | array copies in HLO: input order | stateless_apply's order |"
+        )
         print("|---|---:|---:|---:|---:|---:|")
         for name in pairing:
             s = steppers[name]
-            print(f"| {name} | {1e3 * times[name, 'plain']:.3f} | {1e3 * times[name, 'donated']:.3f} "
-                  f"| {1e3 * times[name, 'donated, own order']:.3f} | {s.copies['donated']} "
-                  f"| {s.copies['donated, own order']} |")
+            print(
+                f"| {name} | {1e3 * times[name, 'plain']:.3f} | {1e3 * times[name, 'donated']:.3f} "
+                f"| {1e3 * times[name, 'donated, own order']:.3f} | {s.copies['donated']} "
+                f"| {s.copies['donated, own order']} |"
+            )
         print()
     return times
 
@@ -412,8 +434,10 @@ def train_case(rng):
     x = jnp.asarray(np_rng.integers(0, FLAGS.vocab, size=(batch, seq_len)).astype("int32"))
     y = jnp.asarray(np_rng.integers(0, FLAGS.vocab, size=(batch, seq_len)).astype("int32"))
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-    factories = {"keras Adam": lambda: keras.optimizers.Adam(FLAGS.learning_rate),
-                 "Adam": lambda: tf_adaptive.Adam(FLAGS.learning_rate)}
+    factories = {
+        "keras Adam": lambda: keras.optimizers.Adam(FLAGS.learning_rate),
+        "Adam": lambda: tf_adaptive.Adam(FLAGS.learning_rate),
+    }
     steppers = {}
     parameters = None
     for name, factory in factories.items():
@@ -426,12 +450,14 @@ def train_case(rng):
             def loss_of(trainable):
                 logits, non_trainable_out = model.stateless_call(trainable, non_trainable, x, training=True)
                 return loss_fn(y, logits), non_trainable_out
+
             return jax.value_and_grad(loss_of, has_aux=True)(trainable)
 
         # Outputs in the order of the inputs (see the module docstring); the loss is dropped: the
         # updated variables depend on it anyway.
-        def train_step(trainable, non_trainable, optimizer_variables, x, y,
-                       optimizer=optimizer, forward_backward=forward_backward):
+        def train_step(
+            trainable, non_trainable, optimizer_variables, x, y, optimizer=optimizer, forward_backward=forward_backward
+        ):
             (_, non_trainable), grads = forward_backward(trainable, non_trainable, x, y)
             trainable, optimizer_variables = optimizer.stateless_apply(optimizer_variables, grads, trainable)
             return trainable, non_trainable, optimizer_variables
@@ -439,30 +465,45 @@ def train_case(rng):
         # The same with the updated optimizer variables before the trainable ones.
         def swapped(trainable, non_trainable, optimizer_variables, x, y, train_step=train_step):
             trainable, non_trainable, optimizer_variables = train_step(
-                trainable, non_trainable, optimizer_variables, x, y)
+                trainable, non_trainable, optimizer_variables, x, y
+            )
             return optimizer_variables, non_trainable, trainable
 
         def unswap(outputs):
             return outputs[2], outputs[1], outputs[0]
 
-        state = ([v.value for v in model.trainable_variables], [v.value for v in model.non_trainable_variables],
-                 [v.value for v in optimizer.variables])
-        modes = {"plain": (train_step, (), identity), "donated": (train_step, (0, 1, 2), identity),
-                 "donated, swapped": (swapped, (0, 1, 2), unswap)}
+        state = (
+            [v.value for v in model.trainable_variables],
+            [v.value for v in model.non_trainable_variables],
+            [v.value for v in optimizer.variables],
+        )
+        modes = {
+            "plain": (train_step, (), identity),
+            "donated": (train_step, (0, 1, 2), identity),
+            "donated, swapped": (swapped, (0, 1, 2), unswap),
+        }
         steppers[name] = Stepper(state, modes, (x, y))
     times = time_round_robin(steppers, rng, steps, repeats)
-    print(f"### train step: causal transformer, width {width}, {FLAGS.blocks} blocks, {FLAGS.heads} heads, "
-          f"{parameters:,} parameters, batch {batch} × {seq_len} tokens\n")
-    print("| optimizer | ms, no donation | ms, donated | ms, donated, optimizer outputs first "
-          "| array copies in HLO: donated | swapped |")
+    print(
+        f"### train step: causal transformer, width {width}, {FLAGS.blocks} blocks, {FLAGS.heads} heads, "
+        f"{parameters:,} parameters, batch {batch} × {seq_len} tokens\n"
+    )
+    print(
+        "| optimizer | ms, no donation | ms, donated | ms, donated, optimizer outputs first "
+        "| array copies in HLO: donated | swapped |"
+    )
     print("|---|---:|---:|---:|---:|---:|")
     for name, s in steppers.items():
-        print(f"| {name} | {1e3 * times[name, 'plain']:.2f} | {1e3 * times[name, 'donated']:.2f} "
-              f"| {1e3 * times[name, 'donated, swapped']:.2f} | {s.copies['donated']} "
-              f"| {s.copies['donated, swapped']} |")
-    print(f"\nMinimum of {repeats} round-robin timings of {steps} steps. \"Optimizer outputs first\" returns "
-          f"(optimizer variables, non-trainable, trainable) for inputs (trainable, non-trainable, optimizer "
-          f"variables), all donated.\n")
+        print(
+            f"| {name} | {1e3 * times[name, 'plain']:.2f} | {1e3 * times[name, 'donated']:.2f} "
+            f"| {1e3 * times[name, 'donated, swapped']:.2f} | {s.copies['donated']} "
+            f"| {s.copies['donated, swapped']} |"
+        )
+    print(
+        f'\nMinimum of {repeats} round-robin timings of {steps} steps. "Optimizer outputs first" returns '
+        f"(optimizer variables, non-trainable, trainable) for inputs (trainable, non-trainable, optimizer "
+        f"variables), all donated.\n"
+    )
 
 
 def main(argv):
@@ -473,9 +514,11 @@ def main(argv):
     if unknown:
         raise app.UsageError(f"unknown --cases {sorted(unknown)}; choose from large, small, train")
     device = jax.devices()[0]
-    print(f"Device: {device.device_kind} ({device.platform}, {jax.device_count()} device(s)); "
-          f"jax {jax.__version__}, jaxlib {jaxlib.__version__}, Keras {keras.__version__}, "
-          f"tf_adaptive {tf_adaptive.__version__}; TensorFlow imported: {sys.modules.get('tensorflow') is not None}\n")
+    print(
+        f"Device: {device.device_kind} ({device.platform}, {jax.device_count()} device(s)); "
+        f"jax {jax.__version__}, jaxlib {jaxlib.__version__}, Keras {keras.__version__}, "
+        f"tf_adaptive {tf_adaptive.__version__}; TensorFlow imported: {sys.modules.get('tensorflow') is not None}\n"
+    )
     rng = np.random.default_rng(FLAGS.seed)
     start = time.perf_counter()
     if "large" in FLAGS.cases:

@@ -39,10 +39,13 @@ from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["DenseNet121", "InceptionV3"], "keras.applications constructors.")
-flags.DEFINE_list("products", ["shared", "own"],
-                  "How block products are made: `shared` (HessianOperator.block: the network's one product "
-                  "and Lanczos loop, restricted), `shared_own_loops` (the shared product, a loop per block) "
-                  "and/or `own` (HessianOperator(variables=...): each block's own product).")
+flags.DEFINE_list(
+    "products",
+    ["shared", "own"],
+    "How block products are made: `shared` (HessianOperator.block: the network's one product "
+    "and Lanczos loop, restricted), `shared_own_loops` (the shared product, a loop per block) "
+    "and/or `own` (HessianOperator(variables=...): each block's own product).",
+)
 flags.DEFINE_bool("jit_compile", True, "Whether products are XLA-compiled (the default of HessianOperator).")
 flags.DEFINE_string("child", None, "Internal: NETWORK:PRODUCTS, measured in this process.")
 
@@ -58,31 +61,36 @@ def measure(name, products, jit_compile):
 
     keras.utils.set_random_seed(0)
     size = SIZES.get(name, 32)
-    model = getattr(keras.applications, name)(weights=None, input_shape=(size, size, 3), classes=4,
-                                              classifier_activation=None)
+    model = getattr(keras.applications, name)(
+        weights=None, input_shape=(size, size, 3), classes=4, classifier_activation=None
+    )
     rng = np.random.default_rng(0)
     x, y = rng.uniform(size=(4, size, size, 3)).astype("float32"), rng.integers(0, 4, 4)
-    model.compile(optimizer=tf_adaptive.Adam(1e-3),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer=tf_adaptive.Adam(1e-3), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, batch_size=4, epochs=1, verbose=0)
     blocks = analysis_tools.curvature.model_blocks(model)
     network = analysis_tools.HessianOperator(model, (x, y), jit_compile=jit_compile)
     if products in ("shared", "shared_own_loops"):
         operators = {block: network.block(variables) for block, variables in blocks.items()}
     else:
-        operators = {block: analysis_tools.HessianOperator(model, (x, y), variables=variables,
-                                                     jit_compile=jit_compile)
-                     for block, variables in blocks.items()}
+        operators = {
+            block: analysis_tools.HessianOperator(model, (x, y), variables=variables, jit_compile=jit_compile)
+            for block, variables in blocks.items()
+        }
     if products == "shared_own_loops":  # as before blocks shared their parent's loop: a Lanczos per block
-        solvers = {block: analysis_tools.Lanczos(operator.dimension, max_iterations=40)
-                   for block, operator in operators.items()}
+        solvers = {
+            block: analysis_tools.Lanczos(operator.dimension, max_iterations=40)
+            for block, operator in operators.items()
+        }
     else:
         solvers = {block: operator.solver() for block, operator in operators.items()}
 
     def measurement(call):
         start = time.perf_counter()
-        results = {block: solvers[block](operators[block].matvec, tolerance=1e-3, criterion="eigenvalue", call=call)
-                   for block in operators}
+        results = {
+            block: solvers[block](operators[block].matvec, tolerance=1e-3, criterion="eigenvalue", call=call)
+            for block in operators
+        }
         return time.perf_counter() - start, sum(int(r.iterations) for r in results.values()), results
 
     first, first_products, _ = measurement(0)
@@ -109,18 +117,31 @@ def main(argv):
         name, products = FLAGS.child.split(":")
         print(json.dumps(measure(name, products, FLAGS.jit_compile)))
         return
-    print("| network | block products | parameters | layers with weights | blocks | 1st measurement s | "
-          "2nd s | products (1st, 2nd) | peak RSS GB |")
+    print(
+        "| network | block products | parameters | layers with weights | blocks | 1st measurement s | "
+        "2nd s | products (1st, 2nd) | peak RSS GB |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for name in FLAGS.models:
         for products in FLAGS.products:
-            output = subprocess.run([sys.executable, os.path.abspath(__file__), f"--child={name}:{products}",
-                                     f"--jit_compile={FLAGS.jit_compile}"],
-                                    capture_output=True, text=True, check=True).stdout
+            output = subprocess.run(
+                [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    f"--child={name}:{products}",
+                    f"--jit_compile={FLAGS.jit_compile}",
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
             row = json.loads(output.strip().splitlines()[-1])
-            print(f"| {name} | {products} | {row['parameters']:,} | {row['layers_with_weights']} | "
-                  f"{row['blocks']} | {row['first_s']:.1f} | {row['second_s']:.1f} | "
-                  f"{row['first_products']}, {row['second_products']} | {row['peak_rss_gb']:.2f} |", flush=True)
+            print(
+                f"| {name} | {products} | {row['parameters']:,} | {row['layers_with_weights']} | "
+                f"{row['blocks']} | {row['first_s']:.1f} | {row['second_s']:.1f} | "
+                f"{row['first_products']}, {row['second_products']} | {row['peak_rss_gb']:.2f} |",
+                flush=True,
+            )
             print("  λ1 per block: " + ", ".join(f"{b} {v:.4g}" for b, v in row["sharpness"].items()), flush=True)
 
 

@@ -63,9 +63,13 @@ def measure(model_name, way, count):
         for t in tokens:
             yield {"token_ids": t, "padding_mask": np.ones_like(t, bool)}, np.roll(t, -1, axis=1)
 
-    spec = ({"token_ids": tf.TensorSpec([None, zoo.SEQUENCE], tf.int32),
-             "padding_mask": tf.TensorSpec([None, zoo.SEQUENCE], tf.bool)},
-            tf.TensorSpec([None, zoo.SEQUENCE], tf.int64))
+    spec = (
+        {
+            "token_ids": tf.TensorSpec([None, zoo.SEQUENCE], tf.int32),
+            "padding_mask": tf.TensorSpec([None, zoo.SEQUENCE], tf.bool),
+        },
+        tf.TensorSpec([None, zoo.SEQUENCE], tf.int64),
+    )
     data = tf.data.Dataset.from_generator(source, output_signature=spec)
     operator = analysis_tools.HessianOperator(model, data)
     blocks = dict(list(analysis_tools.curvature.model_blocks(model).items())[:count])
@@ -74,8 +78,10 @@ def measure(model_name, way, count):
         if way == "lockstep":
             results = blockwise_eigenvalues(BlockDiagonalOperator(operator, blocks), tolerance=TOLERANCE)
         else:
-            results = {name: analysis_tools.hessian_eigenvalues(operator.block(selection), tolerance=TOLERANCE)
-                       for name, selection in blocks.items()}
+            results = {
+                name: analysis_tools.hessian_eigenvalues(operator.block(selection), tolerance=TOLERANCE)
+                for name, selection in blocks.items()
+            }
         return {name: (float(r.eigenvalues[0]), int(r.iterations)) for name, r in results.items()}
 
     run()
@@ -84,9 +90,15 @@ def measure(model_name, way, count):
     values = run()
     seconds = time.perf_counter() - start
     products = sum(i for _, i in values.values())  # block products (a stopped block's are skipped)
-    return dict(way=way, blocks=len(blocks), passes=passes[0] - before, products=products, seconds=seconds,
-                peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-                sharpness={name: v for name, (v, _) in values.items()})
+    return dict(
+        way=way,
+        blocks=len(blocks),
+        passes=passes[0] - before,
+        products=products,
+        seconds=seconds,
+        peak_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        sharpness={name: v for name, (v, _) in values.items()},
+    )
 
 
 def main(argv):
@@ -105,19 +117,28 @@ def main(argv):
     rows = []
     for count in sorted({1, max(1, total // 2), total}):
         for way in ("separate", "lockstep"):
-            output = subprocess.run([sys.executable, os.path.abspath(__file__), f"--model={FLAGS.model}",
-                                     f"--child={way}:{count}"], capture_output=True, text=True, check=True,
-                                    cwd=ROOT).stdout
+            output = subprocess.run(
+                [sys.executable, os.path.abspath(__file__), f"--model={FLAGS.model}", f"--child={way}:{count}"],
+                capture_output=True,
+                text=True,
+                check=True,
+                cwd=ROOT,
+            ).stdout
             rows.append(json.loads(next(line for line in output.splitlines() if line.startswith("RESULT "))[7:]))
-    print(f"{FLAGS.model}: λ1 of each block's diagonal block of H to {TOLERANCE:g}, {BATCHES} probe batches; "
-          f"{total} blocks")
+    print(
+        f"{FLAGS.model}: λ1 of each block's diagonal block of H to {TOLERANCE:g}, {BATCHES} probe batches; "
+        f"{total} blocks"
+    )
     print(f"{'blocks':>6} {'way':>9} {'passes':>7} {'products':>9} {'seconds':>8} {'peak MB':>8} {'max |Δλ1|/λ1':>13}")
     for row in rows:
         other = next(r for r in rows if r["blocks"] == row["blocks"] and r is not row)
-        gap = max(abs(row["sharpness"][n] - other["sharpness"][n]) / abs(other["sharpness"][n])
-                  for n in row["sharpness"])
-        print(f"{row['blocks']:>6} {row['way']:>9} {row['passes']:>7} {row['products']:>9} {row['seconds']:>8.2f} "
-              f"{row['peak_mb']:>8.0f} {gap:>13.1e}")
+        gap = max(
+            abs(row["sharpness"][n] - other["sharpness"][n]) / abs(other["sharpness"][n]) for n in row["sharpness"]
+        )
+        print(
+            f"{row['blocks']:>6} {row['way']:>9} {row['passes']:>7} {row['products']:>9} {row['seconds']:>8.2f} "
+            f"{row['peak_mb']:>8.0f} {gap:>13.1e}"
+        )
 
 
 if __name__ == "__main__":

@@ -46,8 +46,11 @@ def _row(name, truth, pairs):
     estimates, errors = (np.array(v, dtype=float) for v in zip(*pairs))
     defined = np.isfinite(errors)
     coverage = float(np.mean(np.abs(estimates[defined] - truth) <= Z * errors[defined])) if defined.any() else math.nan
-    print(f"| {name} | {truth:g} | {coverage:.2f} | {np.mean(estimates):.4g} | {np.std(estimates):.3g} | "
-          f"{np.nanmean(errors) if defined.any() else math.nan:.3g} | {int(defined.sum())} |", flush=True)
+    print(
+        f"| {name} | {truth:g} | {coverage:.2f} | {np.mean(estimates):.4g} | {np.std(estimates):.3g} | "
+        f"{np.nanmean(errors) if defined.any() else math.nan:.3g} | {int(defined.sum())} |",
+        flush=True,
+    )
 
 
 def main(argv):
@@ -56,8 +59,9 @@ def main(argv):
     from analysis_tools.noise.tail_estimators import ESTIMATORS
     from analysis_tools.updates.law import AdaptiveUpdate
 
-    print("| estimator | true value | coverage (±1.96 SE) | mean estimate | sd over seeds | mean SE | "
-          "seeds with an SE |")
+    print(
+        "| estimator | true value | coverage (±1.96 SE) | mean estimate | sd over seeds | mean SE | seeds with an SE |"
+    )
     print("|---|---|---|---|---|---|---|")
     seeds = range(FLAGS.seeds)
     if "tail" in FLAGS.only:
@@ -70,9 +74,10 @@ def main(argv):
     if "update" in FLAGS.only:
         for m in (2.0, 5.0, 20.0):
             law = AdaptiveUpdate(np.float64(m))
-            fits = [analysis_tools.updates.fit_update_distribution(
-                        law.sample(FLAGS.update_samples, seed=(8, s)).numpy())
-                    for s in seeds]
+            fits = [
+                analysis_tools.updates.fit_update_distribution(law.sample(FLAGS.update_samples, seed=(8, s)).numpy())
+                for s in seeds
+            ]
             _row("fit_update_distribution m", m, [(f.m, f.m_standard_error) for f in fits])
     if "noise" in FLAGS.only:
         rows = {("student_t", p): [] for p in ("df", "loc", "scale")}
@@ -80,8 +85,9 @@ def main(argv):
         rows[("generalized_pareto", "shape")] = []
         for seed in seeds:
             rng = np.random.default_rng(seed)
-            fit = analysis_tools.noise.fit_noise_distribution(rng.standard_t(3.0, FLAGS.noise_samples),
-                                                              kind="coordinates")
+            fit = analysis_tools.noise.fit_noise_distribution(
+                rng.standard_t(3.0, FLAGS.noise_samples), kind="coordinates"
+            )
             for p in ("df", "loc", "scale"):
                 rows[("student_t", p)].append((fit.heavy.parameters[p], fit.heavy.standard_errors[p]))
             norms = np.linalg.norm(rng.standard_normal((FLAGS.noise_samples, 10)), axis=1)
@@ -89,11 +95,18 @@ def main(argv):
             for p in ("k", "scale"):
                 rows[("scaled_chi", p)].append((fit.light.parameters[p], fit.light.standard_errors[p]))
             pareto = rng.pareto(3.0, FLAGS.noise_samples) + 1.0
-            fit = analysis_tools.noise.fit_noise_distribution(pareto * rng.choice([-1.0, 1.0], FLAGS.noise_samples),
-                                                        kind="coordinates")
+            fit = analysis_tools.noise.fit_noise_distribution(
+                pareto * rng.choice([-1.0, 1.0], FLAGS.noise_samples), kind="coordinates"
+            )
             rows[("generalized_pareto", "shape")].append((fit.tail.shape, fit.tail.standard_errors["shape"]))
-        truths = {("student_t", "df"): 3.0, ("student_t", "loc"): 0.0, ("student_t", "scale"): 1.0,
-                  ("scaled_chi", "k"): 10.0, ("scaled_chi", "scale"): 1.0, ("generalized_pareto", "shape"): 1 / 3}
+        truths = {
+            ("student_t", "df"): 3.0,
+            ("student_t", "loc"): 0.0,
+            ("student_t", "scale"): 1.0,
+            ("scaled_chi", "k"): 10.0,
+            ("scaled_chi", "scale"): 1.0,
+            ("generalized_pareto", "shape"): 1 / 3,
+        }
         for (law, p), pairs in rows.items():
             _row(f"fit_noise_distribution {law} {p}", truths[(law, p)], pairs)
 

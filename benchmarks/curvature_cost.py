@@ -48,16 +48,22 @@ flags.DEFINE_integer("probe_batches", 1, "Training batches in the probe set.")
 flags.DEFINE_integer("trace_products", 30, "Hessian-vector products per trace estimate.")
 flags.DEFINE_integer("density_vectors", 1, "SLQ start vectors.")
 flags.DEFINE_integer("density_iterations", 30, "Lanczos steps per SLQ vector.")
-flags.DEFINE_list("layers", ["multi_head_attention", "dense_4", "dense_6"],
-                  "Blocks for the per-layer rows (top-level layer names of the model).")
+flags.DEFINE_list(
+    "layers",
+    ["multi_head_attention", "dense_4", "dense_6"],
+    "Blocks for the per-layer rows (top-level layer names of the model).",
+)
 flags.DEFINE_integer("seed", 0, "Seed of the weights and the windows.")
 
 
 def _model():
     keras.utils.set_random_seed(FLAGS.seed)
     model = _common.byte_transformer(FLAGS.sequence_length, FLAGS.width, FLAGS.blocks, 4, "gelu")
-    model.compile(optimizer=tf_adaptive.Adam(1e-3), jit_compile=True,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=tf_adaptive.Adam(1e-3),
+        jit_compile=True,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     return model
 
 
@@ -71,8 +77,7 @@ def _timed(function):
 def main(argv):
     del argv
     tokens = _common.text_corpus()
-    (x, y), _ = _common.text_windows(tokens, FLAGS.sequence_length, num_windows=FLAGS.batch_size * 40,
-                                     seed=FLAGS.seed)
+    (x, y), _ = _common.text_windows(tokens, FLAGS.sequence_length, num_windows=FLAGS.batch_size * 40, seed=FLAGS.seed)
     model = _model()
     batch = FLAGS.batch_size
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(batch, drop_remainder=True).repeat()
@@ -80,11 +85,14 @@ def main(argv):
     start = time.perf_counter()
     model.fit(dataset, epochs=1, steps_per_epoch=FLAGS.timed_steps, verbose=0)
     step = (time.perf_counter() - start) / FLAGS.timed_steps
-    print(f"model: {model.count_params():,} parameters; train step {step * 1e3:.0f} ms; probe "
-          f"{FLAGS.probe_batches} batch(es) of {batch} × {FLAGS.sequence_length} bytes", flush=True)
+    print(
+        f"model: {model.count_params():,} parameters; train step {step * 1e3:.0f} ms; probe "
+        f"{FLAGS.probe_batches} batch(es) of {batch} × {FLAGS.sequence_length} bytes",
+        flush=True,
+    )
     for name in FLAGS.layers:
         model.get_layer(name)  # fails early on a wrong name
-    probe = (x[:batch * FLAGS.probe_batches], y[:batch * FLAGS.probe_batches])
+    probe = (x[: batch * FLAGS.probe_batches], y[: batch * FLAGS.probe_batches])
     preconditioner = preconditioner_of(model.optimizer, model.trainable_variables)
     rows = []
 
@@ -101,8 +109,12 @@ def main(argv):
         vector = tf.constant(np.random.default_rng(0).normal(size=operator.dimension))
         _, compile_seconds = _timed(lambda: operator.matvec(vector).numpy())
         _, seconds = _timed(lambda: [operator.matvec(vector).numpy() for _ in range(3)])
-        row(f"one product, {label} ({operator.dimension:,} parameters)", 1, seconds / 3,
-            f"first call {compile_seconds:.1f} s (tracing, XLA)")
+        row(
+            f"one product, {label} ({operator.dimension:,} parameters)",
+            1,
+            seconds / 3,
+            f"first call {compile_seconds:.1f} s (tracing, XLA)",
+        )
     full = operators[None]
     full.set_preconditioner(preconditioner)
 
@@ -110,18 +122,28 @@ def main(argv):
         solver = Lanczos(full.dimension, max_iterations=40, tolerance=1e-3)
         solver(matvec)  # traces the loop
         result, seconds = _timed(lambda: solver(matvec))
-        row(f"{what}, Lanczos tolerance 1e-3 (cold)", int(result.iterations), seconds,
-            f"{float(result.eigenvalues[0]):.5g}")
+        row(
+            f"{what}, Lanczos tolerance 1e-3 (cold)",
+            int(result.iterations),
+            seconds,
+            f"{float(result.eigenvalues[0]):.5g}",
+        )
     for what, matvec in (("tr(H)", full.matvec), ("tr(P⁻¹H)", full.preconditioned_matvec)):
         for name, estimator in (("Hutch++", hutch_plus_plus), ("Hutchinson", hutchinson)):
             result, seconds = _timed(lambda: estimator(matvec, full.dimension, FLAGS.trace_products, FLAGS.seed))
-            row(f"{what}, {name}", result.num_products, seconds,
-                f"{result.estimate:.5g} ± {result.standard_error:.2g}")
-    density, seconds = _timed(lambda: slq(full.preconditioned_matvec, full.dimension, FLAGS.density_vectors,
-                                          FLAGS.density_iterations, FLAGS.seed))
+            row(f"{what}, {name}", result.num_products, seconds, f"{result.estimate:.5g} ± {result.standard_error:.2g}")
+    density, seconds = _timed(
+        lambda: slq(
+            full.preconditioned_matvec, full.dimension, FLAGS.density_vectors, FLAGS.density_iterations, FLAGS.seed
+        )
+    )
     low, high = density.support
-    row(f"density of P⁻¹H, SLQ {FLAGS.density_vectors} × {FLAGS.density_iterations}", density.num_products,
-        seconds, f"nodes in [{low:.4g}, {high:.4g}]")
+    row(
+        f"density of P⁻¹H, SLQ {FLAGS.density_vectors} × {FLAGS.density_iterations}",
+        density.num_products,
+        seconds,
+        f"nodes in [{low:.4g}, {high:.4g}]",
+    )
     for name in FLAGS.layers:
         operator = operators[name]
         solver = Lanczos(operator.dimension, max_iterations=40, tolerance=1e-3)

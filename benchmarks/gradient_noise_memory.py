@@ -43,30 +43,43 @@ def main(argv):
     rng = np.random.default_rng(FLAGS.seed)
     x = rng.normal(size=(FLAGS.examples, FLAGS.inputs)).astype("float32")
     y = rng.integers(0, 10, size=FLAGS.examples).astype("int32")
-    model = keras.Sequential([
-        keras.Input((FLAGS.inputs,)),
-        keras.layers.Dense(FLAGS.width, activation="relu"),
-        keras.layers.Dense(FLAGS.width, activation="relu"),
-        keras.layers.Dense(10),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((FLAGS.inputs,)),
+            keras.layers.Dense(FLAGS.width, activation="relu"),
+            keras.layers.Dense(FLAGS.width, activation="relu"),
+            keras.layers.Dense(10),
+        ]
+    )
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     parameters = model.count_params()
-    print(f"MLP {FLAGS.inputs}-{FLAGS.width}-{FLAGS.width}-10: {parameters:,} parameters "
-          f"({parameters * 4 / 2**20:.0f} MB in float32); {FLAGS.examples} examples")
+    print(
+        f"MLP {FLAGS.inputs}-{FLAGS.width}-{FLAGS.width}-10: {parameters:,} parameters "
+        f"({parameters * 4 / 2**20:.0f} MB in float32); {FLAGS.examples} examples"
+    )
 
-    gradient_noise(model, (x, y), batch_size=FLAGS.batch_size, num_batches=2,
-                   num_coordinates=FLAGS.num_coordinates)
+    gradient_noise(model, (x, y), batch_size=FLAGS.batch_size, num_batches=2, num_coordinates=FLAGS.num_coordinates)
     before = peak_rss_mb()
     start = time.perf_counter()
-    noise = gradient_noise(model, (x, y), batch_size=FLAGS.batch_size, num_batches=FLAGS.num_batches,
-                           num_coordinates=FLAGS.num_coordinates, per_layer=True)
+    noise = gradient_noise(
+        model,
+        (x, y),
+        batch_size=FLAGS.batch_size,
+        num_batches=FLAGS.num_batches,
+        num_coordinates=FLAGS.num_coordinates,
+        per_layer=True,
+    )
     seconds = time.perf_counter() - start
     after = peak_rss_mb()
     stacked = FLAGS.num_batches * parameters * 4 / 2**20
-    print(f"gradient_noise, {FLAGS.num_batches} batches of {FLAGS.batch_size} plus the full gradient: "
-          f"{seconds:.1f} s; median noise norm {np.median(noise.norms):.4g}")
-    print(f"peak RSS {before:,.0f} MB after the warm-up call, {after:,.0f} MB after the measured call "
-          f"(+{after - before:,.0f} MB)")
+    print(
+        f"gradient_noise, {FLAGS.num_batches} batches of {FLAGS.batch_size} plus the full gradient: "
+        f"{seconds:.1f} s; median noise norm {np.median(noise.norms):.4g}"
+    )
+    print(
+        f"peak RSS {before:,.0f} MB after the warm-up call, {after:,.0f} MB after the measured call "
+        f"(+{after - before:,.0f} MB)"
+    )
     print(f"stacking the {FLAGS.num_batches} mini-batch gradients instead: {stacked:,.0f} MB")
 
 

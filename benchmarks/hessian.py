@@ -93,11 +93,19 @@ from analysis_tools import HessianOperator, Lanczos, preconditioner_of
 from analysis_tools.preconditioners import stability_threshold_of
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("data", "digits", ["digits", "synthetic"],
-                  "scikit-learn's load_digits, or Gaussian inputs with labels from a random linear map.")
+flags.DEFINE_enum(
+    "data",
+    "digits",
+    ["digits", "synthetic"],
+    "scikit-learn's load_digits, or Gaussian inputs with labels from a random linear map.",
+)
 flags.DEFINE_integer("examples", 1000, "Training (and probe) set size.")
-flags.DEFINE_enum("loss", "mse", ["mse", "crossentropy"],
-                  "Mean squared error on one-hot targets (as Cohen et al. mostly use), or softmax cross-entropy.")
+flags.DEFINE_enum(
+    "loss",
+    "mse",
+    ["mse", "crossentropy"],
+    "Mean squared error on one-hot targets (as Cohen et al. mostly use), or softmax cross-entropy.",
+)
 flags.DEFINE_integer("width", 256, "Width of the two hidden layers.")
 flags.DEFINE_integer("probe_batch_size", 0, "Batch size of the probe set in parts 1 and 2 (0: one batch).")
 flags.DEFINE_integer("repeats", 30, "Part 1: round-robin timings per callable.")
@@ -147,8 +155,8 @@ def dataset():
         digits = load_digits()
         if FLAGS.examples > len(digits.target):
             raise app.UsageError(f"--examples: load_digits has {len(digits.target)} images.")
-        x = (digits.data[:FLAGS.examples] / 16.0).astype("float32")
-        y = digits.target[:FLAGS.examples].astype("int32")
+        x = (digits.data[: FLAGS.examples] / 16.0).astype("float32")
+        y = digits.target[: FLAGS.examples].astype("int32")
     else:
         x = rng.normal(size=(FLAGS.examples, 64)).astype("float32")
         y = np.argmax(x @ rng.normal(size=(64, 10)), axis=1).astype("int32")
@@ -159,12 +167,14 @@ def dataset():
 
 def build_model():
     keras.utils.set_random_seed(FLAGS.seed)
-    return keras.Sequential([
-        keras.Input((64,)),
-        keras.layers.Dense(FLAGS.width, activation="tanh"),
-        keras.layers.Dense(FLAGS.width, activation="tanh"),
-        keras.layers.Dense(10),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(FLAGS.width, activation="tanh"),
+            keras.layers.Dense(FLAGS.width, activation="tanh"),
+            keras.layers.Dense(10),
+        ]
+    )
 
 
 def loss_function():
@@ -197,8 +207,9 @@ def print_table(header, rows):
 # ------------------------------------------------------------- 1. HVP ÷ gradient
 def time_products(model, x, y, rng):
     operators = {
-        differentiation: HessianOperator(model, (x, y), loss=loss_function(), batch_size=probe_batch_size(),
-                                         differentiation=differentiation)
+        differentiation: HessianOperator(
+            model, (x, y), loss=loss_function(), batch_size=probe_batch_size(), differentiation=differentiation
+        )
         for differentiation in ("reverse_over_reverse", "forward_over_reverse")
     }
     vector = tf.constant(rng.normal(size=operators["reverse_over_reverse"].dimension))
@@ -220,19 +231,28 @@ def time_products(model, x, y, rng):
             samples[name].append((time.perf_counter() - start) / FLAGS.calls)
     samples = {name: np.array(s) for name, s in samples.items()}
     gradient = samples["gradient"]
-    print(f"1. HVP ÷ gradient: `HessianOperator.matvec` ÷ `HessianOperator.gradient()`, probe set "
-          f"{len(x)} examples in {operators['reverse_over_reverse'].num_batches} batch(es); "
-          f"{FLAGS.repeats} round-robin timings of {FLAGS.calls} calls. Target: median ≤ {HVP_TARGET}.\n")
+    print(
+        f"1. HVP ÷ gradient: `HessianOperator.matvec` ÷ `HessianOperator.gradient()`, probe set "
+        f"{len(x)} examples in {operators['reverse_over_reverse'].num_batches} batch(es); "
+        f"{FLAGS.repeats} round-robin timings of {FLAGS.calls} calls. Target: median ≤ {HVP_TARGET}.\n"
+    )
     rows = [["gradient()", f"{1e3 * np.median(gradient):.2f}", f"{1e3 * gradient.min():.2f}", "1.00", "1.00", ""]]
     for differentiation in operators:
         hvp = samples[differentiation]
         median = float(np.median(hvp / gradient))
         least = float(hvp.min() / gradient.min())
         verdict = "met" if median <= HVP_TARGET else "missed"
-        rows.append([f"matvec, {differentiation}", f"{1e3 * np.median(hvp):.2f}", f"{1e3 * hvp.min():.2f}",
-                     f"{median:.2f}", f"{least:.2f}", verdict])
-    print_table(["call", "median ms", "min ms", "÷ grad (median)", "÷ grad (min)",
-                 f"median ≤ {HVP_TARGET}"], rows)
+        rows.append(
+            [
+                f"matvec, {differentiation}",
+                f"{1e3 * np.median(hvp):.2f}",
+                f"{1e3 * hvp.min():.2f}",
+                f"{median:.2f}",
+                f"{least:.2f}",
+                verdict,
+            ]
+        )
+    print_table(["call", "median ms", "min ms", "÷ grad (median)", "÷ grad (min)", f"median ≤ {HVP_TARGET}"], rows)
     print()
 
 
@@ -244,12 +264,19 @@ class Study:
         self.name = name
         self.matvec = matvec
         self.dimension = operator.dimension
-        self.reference_solver = Lanczos(self.dimension, max_iterations=REFERENCE_STEPS, k=2,
-                                        tolerance=REFERENCE_TOLERANCE, seed=FLAGS.seed)
+        self.reference_solver = Lanczos(
+            self.dimension, max_iterations=REFERENCE_STEPS, k=2, tolerance=REFERENCE_TOLERANCE, seed=FLAGS.seed
+        )
         self.rule_solvers = {
-            minimum: Lanczos(self.dimension, max_iterations=FLAGS.max_lanczos, k=1,
-                             tolerance=FLAGS.accuracy, min_iterations=minimum, return_vectors=True,
-                             seed=FLAGS.seed)
+            minimum: Lanczos(
+                self.dimension,
+                max_iterations=FLAGS.max_lanczos,
+                k=1,
+                tolerance=FLAGS.accuracy,
+                min_iterations=minimum,
+                return_vectors=True,
+                seed=FLAGS.seed,
+            )
             for minimum in (None, 1)
         }
         self.previous_vector = None
@@ -266,8 +293,9 @@ class Study:
 
         def error(m):
             if m not in errors:
-                solver = Lanczos(self.dimension, max_iterations=m, min_iterations=m, k=1,
-                                 tolerance=1e-14, seed=FLAGS.seed)
+                solver = Lanczos(
+                    self.dimension, max_iterations=m, min_iterations=m, k=1, tolerance=1e-14, seed=FLAGS.seed
+                )
                 errors[m] = relative_error(float(solver(self.matvec, start).eigenvalues[0]), reference)
             return errors[m]
 
@@ -320,11 +348,15 @@ class Study:
         reached, pyhessian = self.power_iteration(start, reference)
         self.previous_vector = self.next_vector
         return {
-            "lambda": reference, "gap": second / reference, "residual": residual,
+            "lambda": reference,
+            "gap": second / reference,
+            "residual": residual,
             "reference steps": reference_steps,
             "fewest": self.fewest_lanczos_steps(start, reference),
-            "rule": rule[None], "rule min 1": rule[1],
-            "power": reached, "pyhessian": pyhessian,
+            "rule": rule[None],
+            "rule min 1": rule[1],
+            "power": reached,
+            "pyhessian": pyhessian,
         }
 
 
@@ -336,8 +368,7 @@ def count_products(model, x, y, rng):
     optimizer = model.optimizer
     operator = HessianOperator(model, (x, y), loss=loss_function(), batch_size=probe_batch_size())
     operator.set_preconditioner(preconditioner_of(optimizer, model.trainable_variables))
-    studies = [Study("H", operator, operator.matvec),
-               Study("P⁻¹H", operator, operator.preconditioned_matvec)]
+    studies = [Study("H", operator, operator.matvec), Study("P⁻¹H", operator, operator.preconditioned_matvec)]
     start = tf.constant(rng.normal(size=operator.dimension))
     threshold = stability_threshold_of(optimizer)
     results = []
@@ -350,35 +381,58 @@ def count_products(model, x, y, rng):
     for study in studies:
         results.append((study.name, f"warm, step {steps}", study.measure(study.previous_vector)))
     results.sort(key=lambda r: r[0] != "H")  # stable: H cold, H warm, P⁻¹H cold, P⁻¹H warm
-    print(f"2. Products (HVPs) to a relative error of {FLAGS.accuracy:g} on λ1, after full-batch "
-          f"tf_adaptive.Adam(η={FLAGS.learning_rate:g}) training, loss {FLAGS.loss} (stability threshold "
-          f"of λ1(P⁻¹H): 38/η = {threshold:g}). Reference: Lanczos, at most {REFERENCE_STEPS} steps, "
-          f"tolerance {REFERENCE_TOLERANCE:g} (its relative residual and steps in the column). Errors are "
-          f"signed, (estimate − λ1)/λ1. Cold: one random start shared by all methods; warm: the top Ritz "
-          f"vector of the previous own-rule run, after {FLAGS.more_steps} more steps. Targets (own rule, "
-          f"P⁻¹H): ≤ {COLD_TARGET} cold, ≤ {WARM_TARGET} warm.\n")
+    print(
+        f"2. Products (HVPs) to a relative error of {FLAGS.accuracy:g} on λ1, after full-batch "
+        f"tf_adaptive.Adam(η={FLAGS.learning_rate:g}) training, loss {FLAGS.loss} (stability threshold "
+        f"of λ1(P⁻¹H): 38/η = {threshold:g}). Reference: Lanczos, at most {REFERENCE_STEPS} steps, "
+        f"tolerance {REFERENCE_TOLERANCE:g} (its relative residual and steps in the column). Errors are "
+        f"signed, (estimate − λ1)/λ1. Cold: one random start shared by all methods; warm: the top Ritz "
+        f"vector of the previous own-rule run, after {FLAGS.more_steps} more steps. Targets (own rule, "
+        f"P⁻¹H): ≤ {COLD_TARGET} cold, ≤ {WARM_TARGET} warm.\n"
+    )
     rows = []
     for name, start_name, r in results:
-        rows.append([
-            name, start_name, f"{r['lambda']:.6g}", f"{r['gap']:.3f}",
-            f"{r['residual']:.0e} ({r['reference steps']})",
-            "—" if r["fewest"] is None else str(r["fewest"]),
-            f"{r['rule'][0]} ({r['rule'][1]:+.0e})",
-            f"{r['rule min 1'][0]} ({r['rule min 1'][1]:+.0e})",
-            f">{FLAGS.power_iterations}" if r["power"] is None else str(r["power"]),
-            "—" if r["pyhessian"] is None else f"{r['pyhessian'][0]} ({r['pyhessian'][1]:+.1e})",
-        ])
-    print_table(["operator", "start", "λ1", "λ2/λ1", "reference", "Lanczos fewest",
-                 "own rule (err)", "own rule, min_it 1 (err)", "power to 1e-3",
-                 "PyHessian stop (err)"], rows)
-    print("   Lanczos fewest: smallest m within the accuracy; own rule: Lanczos(max_iterations="
-          f"{FLAGS.max_lanczos}, tolerance={FLAGS.accuracy:g}) with its default min_iterations (10), "
-          "as SharpnessCallback runs it.")
+        rows.append(
+            [
+                name,
+                start_name,
+                f"{r['lambda']:.6g}",
+                f"{r['gap']:.3f}",
+                f"{r['residual']:.0e} ({r['reference steps']})",
+                "—" if r["fewest"] is None else str(r["fewest"]),
+                f"{r['rule'][0]} ({r['rule'][1]:+.0e})",
+                f"{r['rule min 1'][0]} ({r['rule min 1'][1]:+.0e})",
+                f">{FLAGS.power_iterations}" if r["power"] is None else str(r["power"]),
+                "—" if r["pyhessian"] is None else f"{r['pyhessian'][0]} ({r['pyhessian'][1]:+.1e})",
+            ]
+        )
+    print_table(
+        [
+            "operator",
+            "start",
+            "λ1",
+            "λ2/λ1",
+            "reference",
+            "Lanczos fewest",
+            "own rule (err)",
+            "own rule, min_it 1 (err)",
+            "power to 1e-3",
+            "PyHessian stop (err)",
+        ],
+        rows,
+    )
+    print(
+        "   Lanczos fewest: smallest m within the accuracy; own rule: Lanczos(max_iterations="
+        f"{FLAGS.max_lanczos}, tolerance={FLAGS.accuracy:g}) with its default min_iterations (10), "
+        "as SharpnessCallback runs it."
+    )
     for name, start_name, r in results:
         if name == "P⁻¹H":
             target = COLD_TARGET if start_name.startswith("cold") else WARM_TARGET
-            print(f"   P⁻¹H {start_name}: own rule took {r['rule'][0]} products, target ≤ {target}: "
-                  f"{'met' if r['rule'][0] <= target else 'missed'}")
+            print(
+                f"   P⁻¹H {start_name}: own rule took {r['rule'][0]} products, target ≤ {target}: "
+                f"{'met' if r['rule'][0] <= target else 'missed'}"
+            )
     print()
 
 
@@ -409,8 +463,15 @@ class FitTimer:
         epochs = math.ceil(steps / self.steps_per_epoch)
         callbacks = [self.callback] if self.callback is not None else []
         start = time.perf_counter()
-        self.model.fit(self.x, self.y, batch_size=FLAGS.fit_batch_size, epochs=epochs, shuffle=False,
-                       verbose=0, callbacks=callbacks)
+        self.model.fit(
+            self.x,
+            self.y,
+            batch_size=FLAGS.fit_batch_size,
+            epochs=epochs,
+            shuffle=False,
+            verbose=0,
+            callbacks=callbacks,
+        )
         self.model.trainable_variables[0].numpy()
         return time.perf_counter() - start, epochs * self.steps_per_epoch
 
@@ -430,7 +491,7 @@ def hvp_milliseconds(model, data):
 
 
 def time_callback(x, y, rng):
-    probe = (x[:FLAGS.fit_probe_examples], y[:FLAGS.fit_probe_examples])
+    probe = (x[: FLAGS.fit_probe_examples], y[: FLAGS.fit_probe_examples])
     n = FLAGS.every_n_steps
 
     def callback(data, raw, every=n):
@@ -463,16 +524,20 @@ def time_callback(x, y, rng):
     base, hook = best["no callback"], best["hook only"]
     step_ms = 1e3 * base / steps
     trained = timers["no callback"].model  # at the end of a timed fit, as the callbacks' last measurement
-    hvp_ms = {len(data[0]): hvp_milliseconds(trained, data)
-              for _, data in configurations.values() if data is not None}
-    print(f"3. SharpnessCallback(every_n_steps={n}, tolerance=1e-3, max_iterations=40, warm_start=True) in "
-          f"`model.fit`: {steps} steps of batch {FLAGS.fit_batch_size} over {len(x)} examples "
-          f"({step_ms:.2f} ms per step without the callback); min of {FLAGS.fit_repeats} round-robin "
-          f"fits after one warm-up fit each. Target: ≤ {OVERHEAD_TARGET:.0%} overhead.\n")
+    hvp_ms = {len(data[0]): hvp_milliseconds(trained, data) for _, data in configurations.values() if data is not None}
+    print(
+        f"3. SharpnessCallback(every_n_steps={n}, tolerance=1e-3, max_iterations=40, warm_start=True) in "
+        f"`model.fit`: {steps} steps of batch {FLAGS.fit_batch_size} over {len(x)} examples "
+        f"({step_ms:.2f} ms per step without the callback); min of {FLAGS.fit_repeats} round-robin "
+        f"fits after one warm-up fit each. Target: ≤ {OVERHEAD_TARGET:.0%} overhead.\n"
+    )
     records = {name: t.callback.records if t.callback is not None else [] for name, t in timers.items()}
     # measure() inside the timed fits (the warm-up fits excluded), per measurement.
-    inside = {name: 1e3 * float(np.mean(t.callback.seconds[1:]))
-              for name, t in timers.items() if t.callback is not None and len(t.callback.seconds) > 1}
+    inside = {
+        name: 1e3 * float(np.mean(t.callback.seconds[1:]))
+        for name, t in timers.items()
+        if t.callback is not None and len(t.callback.seconds) > 1
+    }
     rows = []
     for name, timer in timers.items():
         measured = len(records[name])
@@ -482,30 +547,52 @@ def time_callback(x, y, rng):
         in_products = sum(products) / measured * hvp_ms[len(data[0])] if measured else None
         overhead = best[name] / base - 1
         paired = float(np.median(np.array(samples[name]) / np.array(samples["no callback"]))) - 1
-        rows.append([
-            name, f"{best[name]:.3f}", f"{best[name] / base:.3f}", f"{100 * overhead:+.1f} %",
-            f"{100 * paired:+.1f} %", str(measured),
-            " ".join(str(p) for p in products) or "—",
-            "—" if per_measurement is None else f"{per_measurement:.0f}",
-            f"{inside[name]:.0f}" if name in inside else "—",
-            f"{100 * measured * inside[name] / 1e3 / base:.1f} %" if name in inside and measured else "—",
-            "—" if in_products is None else f"{in_products:.0f}",
-            "—" if per_measurement is None else f"{per_measurement / step_ms:.0f}",
-            "" if timer.callback is None else ("met" if overhead <= OVERHEAD_TARGET else "missed"),
-        ])
-    print_table(["configuration", "fit s", "× none", "overhead", "paired median", "measurements",
-                 "HVPs per measurement",
-                 "ms per measurement", "measure() in fit", "Σ measure() ÷ fit", "HVPs alone", "≈ train steps",
-                 f"≤ {OVERHEAD_TARGET:.0%}"], rows)
-    print(f"   hook only: every_n_steps beyond the run, so no measurement: the per-step check alone, "
-          f"{1e3 * (hook - base) / steps:.3f} ms per step from the fit times, {check_ms:.3f} ms per call "
-          f"when the batch hooks are called directly. ms per measurement: (fit − hook only) ÷ "
-          f"measurements; measure() in fit: the mean time of the callback's `measure()` calls in the "
-          f"timed fits; Σ measure() ÷ fit: measurements × that ÷ the fit without a callback, the "
-          f"overhead the measurements alone account for; HVPs alone: the mean HVPs per measurement × one "
-          f"`matvec` timed alone ("
-          + ", ".join(f"{ms:.1f} ms on {size}" for size, ms in hvp_ms.items())
-          + "); ≈ train steps: ms per measurement ÷ ms per step.")
+        rows.append(
+            [
+                name,
+                f"{best[name]:.3f}",
+                f"{best[name] / base:.3f}",
+                f"{100 * overhead:+.1f} %",
+                f"{100 * paired:+.1f} %",
+                str(measured),
+                " ".join(str(p) for p in products) or "—",
+                "—" if per_measurement is None else f"{per_measurement:.0f}",
+                f"{inside[name]:.0f}" if name in inside else "—",
+                f"{100 * measured * inside[name] / 1e3 / base:.1f} %" if name in inside and measured else "—",
+                "—" if in_products is None else f"{in_products:.0f}",
+                "—" if per_measurement is None else f"{per_measurement / step_ms:.0f}",
+                "" if timer.callback is None else ("met" if overhead <= OVERHEAD_TARGET else "missed"),
+            ]
+        )
+    print_table(
+        [
+            "configuration",
+            "fit s",
+            "× none",
+            "overhead",
+            "paired median",
+            "measurements",
+            "HVPs per measurement",
+            "ms per measurement",
+            "measure() in fit",
+            "Σ measure() ÷ fit",
+            "HVPs alone",
+            "≈ train steps",
+            f"≤ {OVERHEAD_TARGET:.0%}",
+        ],
+        rows,
+    )
+    print(
+        f"   hook only: every_n_steps beyond the run, so no measurement: the per-step check alone, "
+        f"{1e3 * (hook - base) / steps:.3f} ms per step from the fit times, {check_ms:.3f} ms per call "
+        f"when the batch hooks are called directly. ms per measurement: (fit − hook only) ÷ "
+        f"measurements; measure() in fit: the mean time of the callback's `measure()` calls in the "
+        f"timed fits; Σ measure() ÷ fit: measurements × that ÷ the fit without a callback, the "
+        f"overhead the measurements alone account for; HVPs alone: the mean HVPs per measurement × one "
+        f"`matvec` timed alone ("
+        + ", ".join(f"{ms:.1f} ms on {size}" for size, ms in hvp_ms.items())
+        + "); ≈ train steps: ms per measurement ÷ ms per step."
+    )
     print()
 
 
@@ -518,10 +605,12 @@ def main(argv):
     x, y = dataset()
     model = compiled_model()
     parameters = sum(int(np.prod(v.shape)) for v in model.trainable_variables)
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, CPU, no XLA; MLP 64→{FLAGS.width}→"
-          f"{FLAGS.width}→10 tanh ({parameters:,} parameters), {FLAGS.data} data, {len(x)} examples, "
-          f"loss {FLAGS.loss}"
-          f"{' (--quick)' if FLAGS.quick else ''}\n")
+    print(
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, CPU, no XLA; MLP 64→{FLAGS.width}→"
+        f"{FLAGS.width}→10 tanh ({parameters:,} parameters), {FLAGS.data} data, {len(x)} examples, "
+        f"loss {FLAGS.loss}"
+        f"{' (--quick)' if FLAGS.quick else ''}\n"
+    )
     start = time.perf_counter()
     # Parts 1 and 2 look at the model after full-batch training (part 1's timings do not depend on it).
     model.fit(x, y, batch_size=len(x), epochs=FLAGS.train_steps, shuffle=False, verbose=0)

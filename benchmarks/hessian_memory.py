@@ -38,11 +38,11 @@ FLAGS = flags.FLAGS
 flags.DEFINE_integer("width", 4800, "Width of the two hidden layers.", lower_bound=1)
 flags.DEFINE_integer("inputs", 512, "Input features.", lower_bound=1)
 flags.DEFINE_integer("examples", 32, "Examples in the probe batch.", lower_bound=1)
-flags.DEFINE_integer("iterations", 16, "Lanczos steps (Hessian-vector products) measured.",
-                     lower_bound=3)
+flags.DEFINE_integer("iterations", 16, "Lanczos steps (Hessian-vector products) measured.", lower_bound=3)
 flags.DEFINE_list("basis_dtypes", ["float64", "float32"], "Basis dtypes, one process each.")
-flags.DEFINE_string("only", None, "Measure this basis dtype in this process and print JSON "
-                    "(what the parent process runs).")
+flags.DEFINE_string(
+    "only", None, "Measure this basis dtype in this process and print JSON (what the parent process runs)."
+)
 flags.DEFINE_integer("seed", 0, "Seed of the data and the weights.")
 
 MB = 2.0**20
@@ -61,12 +61,14 @@ def measure(basis_dtype):
     rng = np.random.default_rng(FLAGS.seed)
     x = rng.normal(size=(FLAGS.examples, FLAGS.inputs)).astype("float32")
     y = rng.integers(0, 10, size=FLAGS.examples).astype("int32")
-    model = keras.Sequential([
-        keras.Input((FLAGS.inputs,)),
-        keras.layers.Dense(FLAGS.width, activation="tanh"),
-        keras.layers.Dense(FLAGS.width, activation="tanh"),
-        keras.layers.Dense(10),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((FLAGS.inputs,)),
+            keras.layers.Dense(FLAGS.width, activation="tanh"),
+            keras.layers.Dense(FLAGS.width, activation="tanh"),
+            keras.layers.Dense(10),
+        ]
+    )
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     operator = HessianOperator(model, (x, y))
     n = operator.dimension
@@ -77,16 +79,23 @@ def measure(basis_dtype):
     warm_up_seconds = time.perf_counter() - start
     before = peak_rss_mb()
     start = time.perf_counter()
-    solver = Lanczos(n, max_iterations=FLAGS.iterations, min_iterations=FLAGS.iterations,
-                     tolerance=1e-12, basis_dtype=dtype)
+    solver = Lanczos(
+        n, max_iterations=FLAGS.iterations, min_iterations=FLAGS.iterations, tolerance=1e-12, basis_dtype=dtype
+    )
     result = solver(operator.matvec)
     seconds = time.perf_counter() - start
     after = peak_rss_mb()
     return {
-        "parameters": n, "basis_dtype": basis_dtype, "iterations": int(result.iterations),
-        "sharpness": float(result.eigenvalues[0]), "seconds": seconds,
-        "warm_up_seconds": warm_up_seconds, "before": before, "after": after,
-        "tensorflow": tf.__version__, "keras": keras.__version__,
+        "parameters": n,
+        "basis_dtype": basis_dtype,
+        "iterations": int(result.iterations),
+        "sharpness": float(result.eigenvalues[0]),
+        "seconds": seconds,
+        "warm_up_seconds": warm_up_seconds,
+        "before": before,
+        "after": after,
+        "tensorflow": tf.__version__,
+        "keras": keras.__version__,
     }
 
 
@@ -99,19 +108,29 @@ def main(argv):
     for basis_dtype in FLAGS.basis_dtypes:
         if basis_dtype not in WORKING_VECTORS:
             raise ValueError(f"Unknown basis dtype {basis_dtype!r}; expected one of {list(WORKING_VECTORS)}.")
-        command = [sys.executable, os.path.abspath(__file__), f"--only={basis_dtype}",
-                   f"--width={FLAGS.width}", f"--inputs={FLAGS.inputs}",
-                   f"--examples={FLAGS.examples}", f"--iterations={FLAGS.iterations}",
-                   f"--seed={FLAGS.seed}"]
+        command = [
+            sys.executable,
+            os.path.abspath(__file__),
+            f"--only={basis_dtype}",
+            f"--width={FLAGS.width}",
+            f"--inputs={FLAGS.inputs}",
+            f"--examples={FLAGS.examples}",
+            f"--iterations={FLAGS.iterations}",
+            f"--seed={FLAGS.seed}",
+        ]
         output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         rows.append(json.loads(output.strip().splitlines()[-1]))
 
     first = rows[0]
-    print(f"MLP {FLAGS.inputs}-{FLAGS.width}-{FLAGS.width}-10: {first['parameters']:,} parameters; "
-          f"probe batch of {FLAGS.examples}; {FLAGS.iterations} Lanczos steps after a 2-step warm-up; "
-          f"TensorFlow {first['tensorflow']}, Keras {first['keras']}")
-    print("| basis | basis MB (m·n·b) | formula MB ((m + c)·n·b) | peak RSS after warm-up MB | "
-          "after measurement MB | growth MB | growth ÷ formula | measurement s | λ1 |")
+    print(
+        f"MLP {FLAGS.inputs}-{FLAGS.width}-{FLAGS.width}-10: {first['parameters']:,} parameters; "
+        f"probe batch of {FLAGS.examples}; {FLAGS.iterations} Lanczos steps after a 2-step warm-up; "
+        f"TensorFlow {first['tensorflow']}, Keras {first['keras']}"
+    )
+    print(
+        "| basis | basis MB (m·n·b) | formula MB ((m + c)·n·b) | peak RSS after warm-up MB | "
+        "after measurement MB | growth MB | growth ÷ formula | measurement s | λ1 |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         n, m = row["parameters"], row["iterations"]
@@ -119,9 +138,11 @@ def main(argv):
         basis = m * n * b / MB
         formula = (m + WORKING_VECTORS[row["basis_dtype"]]) * n * b / MB
         growth = row["after"] - row["before"]
-        print(f"| {row['basis_dtype']} | {basis:,.0f} | {formula:,.0f} | {row['before']:,.0f} | "
-              f"{row['after']:,.0f} | {growth:,.0f} | {growth / formula:.2f} | {row['seconds']:.1f} | "
-              f"{row['sharpness']:.4g} |")
+        print(
+            f"| {row['basis_dtype']} | {basis:,.0f} | {formula:,.0f} | {row['before']:,.0f} | "
+            f"{row['after']:,.0f} | {growth:,.0f} | {growth / formula:.2f} | {row['seconds']:.1f} | "
+            f"{row['sharpness']:.4g} |"
+        )
 
 
 if __name__ == "__main__":

@@ -29,8 +29,11 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from _baseline import compare, median
 from absl import app
 
-SETTINGS = {"float64": (2_000_000, {}), "float32": (8_000_000, {}),
-            "accelerator": (2_000_000, {"basis_device": "accelerator"})}
+SETTINGS = {
+    "float64": (2_000_000, {}),
+    "float32": (8_000_000, {}),
+    "accelerator": (2_000_000, {"basis_device": "accelerator"}),
+}
 STEPS = 20
 
 
@@ -42,8 +45,7 @@ def _measure(setting):
 
     n, options = SETTINGS[setting]
     try:
-        solver = Lanczos(n, max_iterations=STEPS, min_iterations=STEPS, tolerance=1e-15, return_vectors=True,
-                         **options)
+        solver = Lanczos(n, max_iterations=STEPS, min_iterations=STEPS, tolerance=1e-15, return_vectors=True, **options)
     except ValueError:  # a placement this version does not have
         return {"seconds": None, "peak_rss_mb": None}
     diagonal = tf.cast(tf.linspace(1.0, 2.0, n), solver.basis_dtype)
@@ -70,14 +72,18 @@ def main(argv):
     def text(value, form):
         return "—" if value is None else format(value, form)
 
-    print(f"{'setting':<13}{'n':>11}{'baseline s':>12}{'this s':>10}{'this / baseline':>17}"
-          f"{'baseline MB':>13}{'this MB':>10}")
+    print(
+        f"{'setting':<13}{'n':>11}{'baseline s':>12}{'this s':>10}{'this / baseline':>17}"
+        f"{'baseline MB':>13}{'this MB':>10}"
+    )
     for setting, runs in results.items():
         old, new = cell(runs["baseline"], "seconds"), cell(runs["this"], "seconds")
         ratio = None if old is None else new / old
-        print(f"{setting:<13}{SETTINGS[setting][0]:>11,}{text(old, '.3f'):>12}{text(new, '.3f'):>10}"
-              f"{text(ratio, '.2f'):>17}{text(cell(runs['baseline'], 'peak_rss_mb'), ',.0f'):>13}"
-              f"{text(cell(runs['this'], 'peak_rss_mb'), ',.0f'):>10}")
+        print(
+            f"{setting:<13}{SETTINGS[setting][0]:>11,}{text(old, '.3f'):>12}{text(new, '.3f'):>10}"
+            f"{text(ratio, '.2f'):>17}{text(cell(runs['baseline'], 'peak_rss_mb'), ',.0f'):>13}"
+            f"{text(cell(runs['this'], 'peak_rss_mb'), ',.0f'):>10}"
+        )
     this = {setting: cell(runs["this"], "seconds") for setting, runs in results.items()}
     print(f"accelerator / float64 basis at n = 2,000,000 (this version): {this['accelerator'] / this['float64']:.2f}")
 

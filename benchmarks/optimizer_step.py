@@ -36,8 +36,12 @@ flags.DEFINE_integer("batch_size", 256, "Batch size of the train step.")
 flags.DEFINE_integer("steps", 20, "Steps per timing.")
 flags.DEFINE_integer("repeats", 15, "Timings per optimizer (round-robin); the median is reported.")
 flags.DEFINE_integer("seed", 0, "Seed for data, weights and the round-robin order.")
-flags.DEFINE_enum("statistic", "min", ["min", "median"],
-                  "How the repeats are summarized: the minimum is the least disturbed by other load.")
+flags.DEFINE_enum(
+    "statistic",
+    "min",
+    ["min", "median"],
+    "How the repeats are summarized: the minimum is the least disturbed by other load.",
+)
 flags.DEFINE_list("optimizers", [], "Only these rows (names as printed); Keras's Adam is always timed.")
 
 BASELINE = "keras Adam"
@@ -90,8 +94,11 @@ class TrainStepTimer:
 
     def __init__(self, make_optimizer):
         self.model = build_model()
-        self.model.compile(optimizer=make_optimizer(), loss=keras.losses.SparseCategoricalCrossentropy(
-            from_logits=True), jit_compile=True)
+        self.model.compile(
+            optimizer=make_optimizer(),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            jit_compile=True,
+        )
         rng = np.random.default_rng(FLAGS.seed)
         self.x = tf.constant(rng.normal(size=(FLAGS.batch_size, FLAGS.width)).astype("float32"))
         self.y = tf.constant(rng.integers(0, 10, size=FLAGS.batch_size).astype("int32"))
@@ -127,17 +134,21 @@ def main(argv):
             raise app.UsageError(f"unknown --optimizers {sorted(unknown)}; choose from {list(factories)}")
         factories = {n: f for n, f in factories.items() if n == BASELINE or n in FLAGS.optimizers}
     parameters = sum(int(np.prod(v.shape)) for v in build_model().trainable_variables)
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, CPU, jit_compile=True; "
-          f"MLP {FLAGS.depth}×{FLAGS.width} ({parameters:,} parameters), batch {FLAGS.batch_size}; "
-          f"{FLAGS.statistic} of {FLAGS.repeats} round-robin timings of {FLAGS.steps} steps\n")
+    print(
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}, CPU, jit_compile=True; "
+        f"MLP {FLAGS.depth}×{FLAGS.width} ({parameters:,} parameters), batch {FLAGS.batch_size}; "
+        f"{FLAGS.statistic} of {FLAGS.repeats} round-robin timings of {FLAGS.steps} steps\n"
+    )
     update = time_round_robin({n: UpdateTimer(f) for n, f in factories.items()}, rng)
     train = time_round_robin({n: TrainStepTimer(f) for n, f in factories.items()}, rng)
     header = f"{'optimizer':<23} {'update ms':>10} {'× Adam':>7} {'train step ms':>14} {'× Adam':>7}"
     print(header)
     print("-" * len(header))
     for name in factories:
-        print(f"{name:<23} {1e3 * update[name]:>10.3f} {update[name] / update[BASELINE]:>7.2f} "
-              f"{1e3 * train[name]:>14.3f} {train[name] / train[BASELINE]:>7.2f}")
+        print(
+            f"{name:<23} {1e3 * update[name]:>10.3f} {update[name] / update[BASELINE]:>7.2f} "
+            f"{1e3 * train[name]:>14.3f} {train[name] / train[BASELINE]:>7.2f}"
+        )
 
 
 if __name__ == "__main__":

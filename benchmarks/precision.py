@@ -33,8 +33,12 @@ from absl import app, flags
 FLAGS = flags.FLAGS
 flags.DEFINE_list("models", ["gpt2", "bert", "resnet50", "convnext_tiny"], "Zoo models to compare.")
 flags.DEFINE_integer("max_iterations", 80, "Lanczos steps at most.")
-flags.DEFINE_enum("mode", "train", ["train", "inference"],
-                  "The operators' mode: inference measures BatchNorm models with their moving statistics.")
+flags.DEFINE_enum(
+    "mode",
+    "train",
+    ["train", "inference"],
+    "The operators' mode: inference measures BatchNorm models with their moving statistics.",
+)
 flags.DEFINE_string("child", None, "Internal: measure one model:policy twin and print JSON.")
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -58,8 +62,7 @@ def _twin(name, policy, weights):
     loss_dtype = "float64" if policy == "float64" else "float32"
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=loss_dtype))
     model(data[0])
-    model.set_weights([np.asarray(w, keras.backend.standardize_dtype(v.dtype))
-                       for w, v in zip(weights, model.weights)])
+    model.set_weights([np.asarray(w, keras.backend.standardize_dtype(v.dtype)) for w, v in zip(weights, model.weights)])
     return model, data
 
 
@@ -80,13 +83,20 @@ def _measure(model, data, preconditioner, max_iterations, mode):
             raise
         operator = analysis_tools.HessianOperator(model, data, jit_compile=False, mode=mode)
         sharpness = float(analysis_tools.hessian_eigenvalues(operator, **exact).eigenvalues[0])
-    preconditioned = float(analysis_tools.hessian_eigenvalues(operator, preconditioner=preconditioner,
-                                                              **exact).eigenvalues[0])
+    preconditioned = float(
+        analysis_tools.hessian_eigenvalues(operator, preconditioner=preconditioner, **exact).eigenvalues[0]
+    )
     trace = analysis_tools.hessian_trace(operator, num_products=30, seed=0)
     density = analysis_tools.curvature.spectral_density(operator, num_vectors=2, num_iterations=max_iterations, seed=0)
-    return {"λ1(H)": sharpness, "λ1(P⁻¹H)": preconditioned, "tr(H)": float(trace.estimate),
-            "tr SE": float(trace.standard_error), "m1": density.moment(1)[0], "m2": density.moment(2)[0],
-            "parameters": int(np.sum([np.prod(v.shape) for v in model.trainable_variables]))}
+    return {
+        "λ1(H)": sharpness,
+        "λ1(P⁻¹H)": preconditioned,
+        "tr(H)": float(trace.estimate),
+        "tr SE": float(trace.standard_error),
+        "m1": density.moment(1)[0],
+        "m2": density.moment(2)[0],
+        "parameters": int(np.sum([np.prod(v.shape) for v in model.trainable_variables])),
+    }
 
 
 def _child(name, policy, max_iterations, mode):
@@ -99,8 +109,7 @@ def _child(name, policy, max_iterations, mode):
 
     model, data = zoo.build(name)
     model.fit(data[0], data[1], batch_size=len(data[1]), epochs=2, verbose=0)
-    preconditioner = [np.asarray(p, np.float64) for p in preconditioner_of(model.optimizer,
-                                                                          model.trainable_variables)]
+    preconditioner = [np.asarray(p, np.float64) for p in preconditioner_of(model.optimizer, model.trainable_variables)]
     if policy != "float32":
         model, data = _twin(name, policy, [np.asarray(w) for w in model.get_weights()])
     return _measure(model, data, preconditioner, max_iterations, mode)
@@ -117,9 +126,17 @@ def main(argv):
         results = {}
         for policy in ("float64", "float32", "mixed_bfloat16"):
             process = subprocess.run(
-                [sys.executable, os.path.abspath(__file__), f"--child={name}:{policy}",
-                 f"--max_iterations={FLAGS.max_iterations}", f"--mode={FLAGS.mode}"],
-                cwd=ROOT, capture_output=True, text=True)
+                [
+                    sys.executable,
+                    os.path.abspath(__file__),
+                    f"--child={name}:{policy}",
+                    f"--max_iterations={FLAGS.max_iterations}",
+                    f"--mode={FLAGS.mode}",
+                ],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+            )
             if process.returncode:
                 raise SystemExit(f"{name}:{policy} failed:\n{process.stderr[-3000:]}")
             results[policy] = json.loads(process.stdout.strip().splitlines()[-1])

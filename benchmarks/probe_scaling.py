@@ -26,8 +26,9 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("configurations", ["4096:1", "4096:16", "4096:64", "16384:256"],
-                  "examples:batches pairs, one row each.")
+flags.DEFINE_list(
+    "configurations", ["4096:1", "4096:16", "4096:64", "16384:256"], "examples:batches pairs, one row each."
+)
 flags.DEFINE_string("code", None, "A checkout whose analysis_tools to measure (default: this one).")
 flags.DEFINE_string("child", None, "Internal: measure one examples:batches pair and print JSON.")
 
@@ -41,12 +42,14 @@ def _measure(examples, batches):
     from analysis_tools import HessianOperator
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((64,)),
-        keras.layers.Dense(256, activation="tanh"),
-        keras.layers.Dense(256, activation="tanh"),
-        keras.layers.Dense(10),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(256, activation="tanh"),
+            keras.layers.Dense(256, activation="tanh"),
+            keras.layers.Dense(10),
+        ]
+    )
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     rng = np.random.default_rng(0)
     x = rng.normal(size=(examples, 64)).astype("float32")
@@ -60,9 +63,16 @@ def _measure(examples, batches):
     start = time.perf_counter()
     operator.matvec(vector).numpy()
     second = time.perf_counter() - start
-    return dict(examples=examples, batches=batches, parameters=model.count_params(),
-                first_product_s=first, next_product_s=second,
-                peak_rss_mb=peak_rss_mb(), rss_before_mb=before, data_mb=(x.nbytes + y.nbytes) / 2**20)
+    return dict(
+        examples=examples,
+        batches=batches,
+        parameters=model.count_params(),
+        first_product_s=first,
+        next_product_s=second,
+        peak_rss_mb=peak_rss_mb(),
+        rss_before_mb=before,
+        data_mb=(x.nbytes + y.nbytes) / 2**20,
+    )
 
 
 def main(argv):
@@ -74,17 +84,24 @@ def main(argv):
     env = dict(os.environ)
     if FLAGS.code:
         env["PYTHONPATH"] = os.pathsep.join([FLAGS.code, env.get("PYTHONPATH", "")])
-    print(f"{'examples':>8} {'batches':>7} {'first product s':>15} {'next product s':>14} "
-          f"{'peak RSS MB':>11} {'data MB':>7}")
+    print(
+        f"{'examples':>8} {'batches':>7} {'first product s':>15} {'next product s':>14} "
+        f"{'peak RSS MB':>11} {'data MB':>7}"
+    )
     for configuration in FLAGS.configurations:
         output = subprocess.run(
             [sys.executable, os.path.abspath(__file__), f"--child={configuration}"],
-            env=env, capture_output=True, text=True, check=True,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         row = json.loads(output.strip().splitlines()[-1])
-        print(f"{row['examples']:>8} {row['batches']:>7} {row['first_product_s']:>15.2f} "
-              f"{row['next_product_s']:>14.3f} {row['peak_rss_mb']:>11.0f} {row['data_mb']:>7.1f}",
-              flush=True)
+        print(
+            f"{row['examples']:>8} {row['batches']:>7} {row['first_product_s']:>15.2f} "
+            f"{row['next_product_s']:>14.3f} {row['peak_rss_mb']:>11.0f} {row['data_mb']:>7.1f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

@@ -40,13 +40,21 @@ def _measure(setting):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(4000, 64)).astype("float32")
     y = rng.integers(0, 10, size=4000)
-    strategy = (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
-                                               cross_device_ops=tf.distribute.ReductionToOneDevice())
-                if setting == "mirrored" else tf.distribute.get_strategy())
+    strategy = (
+        tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
+        if setting == "mirrored"
+        else tf.distribute.get_strategy()
+    )
     with strategy.scope():
         keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input((64,)), keras.layers.Dense(256, activation="tanh"),
-                                  keras.layers.Dense(256, activation="tanh"), keras.layers.Dense(10)])
+        model = keras.Sequential(
+            [
+                keras.Input((64,)),
+                keras.layers.Dense(256, activation="tanh"),
+                keras.layers.Dense(256, activation="tanh"),
+                keras.layers.Dense(10),
+            ]
+        )
         model.compile("sgd", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     start = time.perf_counter()
     operator = analysis_tools.HessianOperator(model, (x, y), batch_size=512, strategy=strategy)
@@ -54,8 +62,11 @@ def _measure(setting):
     operator.matvec(vector).numpy()
     first = time.perf_counter() - start
     operator.gradient()[0].numpy()
-    return {"first": first, "product": median_seconds(lambda: operator.matvec(vector).numpy(), 5),
-            "gradient": median_seconds(lambda: operator.gradient()[0].numpy(), 5)}
+    return {
+        "first": first,
+        "product": median_seconds(lambda: operator.matvec(vector).numpy(), 5),
+        "gradient": median_seconds(lambda: operator.gradient()[0].numpy(), 5),
+    }
 
 
 def main(argv):
@@ -63,8 +74,11 @@ def main(argv):
     results = compare(__file__, _measure, ("single", "mirrored"))
     if results is None:
         return
-    rows = [(setting, key, median(r[key] for r in runs["baseline"]), median(r[key] for r in runs["this"]))
-            for setting, runs in results.items() for key in ("first", "product", "gradient")]
+    rows = [
+        (setting, key, median(r[key] for r in runs["baseline"]), median(r[key] for r in runs["this"]))
+        for setting, runs in results.items()
+        for key in ("first", "product", "gradient")
+    ]
     print(f"{'setting':<10}{'measure':<10}{'baseline s':>12}{'this s':>10}{'this / baseline':>17}")
     for setting, key, old, new in rows:
         print(f"{setting:<10}{key:<10}{old:>12.4f}{new:>10.4f}{new / old:>17.2f}")

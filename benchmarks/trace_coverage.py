@@ -34,9 +34,13 @@ def _matrices():
     import analysis_tools
 
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((8,), dtype="float64")] + [
-        keras.layers.Dense(units, activation=activation, dtype="float64")
-        for units, activation in ((16, "tanh"), (16, "tanh"), (3, None))])
+    model = keras.Sequential(
+        [keras.Input((8,), dtype="float64")]
+        + [
+            keras.layers.Dense(units, activation=activation, dtype="float64")
+            for units, activation in ((16, "tanh"), (16, "tanh"), (3, None))
+        ]
+    )
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 128).astype("int32")
     x = rng.standard_normal((3, 8))[labels] * 1.5 + rng.standard_normal((128, 8))
@@ -46,8 +50,9 @@ def _matrices():
     operator = analysis_tools.HessianOperator(model, (x, labels), loss=loss)
     columns = np.stack([operator.matvec(e).numpy() for e in np.eye(operator.dimension)], axis=1)
     hessian = 0.5 * (columns + columns.T)
-    p = np.concatenate([np.ravel(t) for t in analysis_tools.preconditioner_of(model.optimizer,
-                                                                               model.trainable_variables)])
+    p = np.concatenate(
+        [np.ravel(t) for t in analysis_tools.preconditioner_of(model.optimizer, model.trainable_variables)]
+    )
     scale = 1.0 / np.sqrt(p)
     return {"H": hessian, "P⁻¹H": scale[:, None] * hessian * scale[None, :]}
 
@@ -73,9 +78,12 @@ def main(argv):
                 results = [function(matvec, matrix.shape[0], products, seed=seed) for seed in range(FLAGS.seeds)]
                 errors = np.array([r.estimate - exact for r in results])
                 z = errors / np.array([r.standard_error for r in results])
-                print(f"| {name} | {estimator} | {products} | {FLAGS.seeds} | {z.std():.2f} | "
-                      f"{np.mean(np.abs(z) > 2):.1%} | {np.mean(np.abs(z) > 3):.1%} | "
-                      f"{np.sqrt(np.mean(errors ** 2)) / abs(exact):.3f} |", flush=True)
+                print(
+                    f"| {name} | {estimator} | {products} | {FLAGS.seeds} | {z.std():.2f} | "
+                    f"{np.mean(np.abs(z) > 2):.1%} | {np.mean(np.abs(z) > 3):.1%} | "
+                    f"{np.sqrt(np.mean(errors**2)) / abs(exact):.3f} |",
+                    flush=True,
+                )
 
 
 if __name__ == "__main__":

@@ -47,8 +47,9 @@ from _timing import TimedSharpnessTracker
 import tf_adaptive
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("arms", ["plain", "update_curvature", "critical_sharpness", "power_iteration", "batch_sharpness"],
-                 "Arms to time.")
+flags.DEFINE_list(
+    "arms", ["plain", "update_curvature", "critical_sharpness", "power_iteration", "batch_sharpness"], "Arms to time."
+)
 flags.DEFINE_integer("segment", 20, "Steps per timed segment.")
 flags.DEFINE_integer("rounds", 9, "Timed segments per arm.")
 flags.DEFINE_integer("every_n_steps", 20, "Period of the probe-set estimators.")
@@ -74,8 +75,11 @@ class _Clock(keras.callbacks.Callback):
 def _model():
     keras.utils.set_random_seed(FLAGS.seed)
     model = _common.byte_transformer(SEQUENCE, 256, 3, 4, "gelu")
-    model.compile(optimizer=tf_adaptive.Adam(1e-3), jit_compile=True,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=tf_adaptive.Adam(1e-3),
+        jit_compile=True,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     return model
 
 
@@ -111,8 +115,10 @@ def main(argv):
     plain = np.median(arms["plain"][3]) if "plain" in arms else None
     fastest = min(arms["plain"][3]) if "plain" in arms else None
     step = plain / FLAGS.segment if plain else None
-    print(f"\n{'arm':>20} {'median s':>9} {'min s':>7} {'vs plain':>9} {'min vs min':>10} {'measurement':>12} "
-          f"{'in steps':>9} {'period for 5 %':>15}")
+    print(
+        f"\n{'arm':>20} {'median s':>9} {'min s':>7} {'vs plain':>9} {'min vs min':>10} {'measurement':>12} "
+        f"{'in steps':>9} {'period for 5 %':>15}"
+    )
     for arm, (model, tracker, _, times) in arms.items():
         median = np.median(times)
         ratio = f"{median / plain:.3f}" if plain else "-"
@@ -121,8 +127,10 @@ def main(argv):
         measurement = f"{1e3 * seconds:.1f} ms" if seconds is not None else "-"
         in_steps = f"{seconds / step:.2f}" if seconds is not None and step else "-"
         period = f"{seconds / step / 0.05:.0f}" if seconds is not None and step and arm != "update_curvature" else "-"
-        print(f"{arm:>20} {median:>9.2f} {min(times):>7.2f} {ratio:>9} {ratio_min:>10} {measurement:>12} "
-              f"{in_steps:>9} {period:>15}")
+        print(
+            f"{arm:>20} {median:>9.2f} {min(times):>7.2f} {ratio:>9} {ratio_min:>10} {measurement:>12} "
+            f"{in_steps:>9} {period:>15}"
+        )
     for arm, (_, _, _, times) in arms.items():
         print(f"{arm}: segments {', '.join(f'{t:.2f}' for t in times)} s")
     if step:

@@ -57,15 +57,20 @@ import tf_adaptive
 from analysis_tools import SharpnessCallback, SharpnessTracker
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("problem", "digits", ["digits", "transformer"],
-                  "digits: full batch at the adaptive edge of stability; transformer: mini-batch (pass "
-                  "--learning_rates=1e-3 --seeds=0 --steps=200 --every_n_steps=25).")
+flags.DEFINE_enum(
+    "problem",
+    "digits",
+    ["digits", "transformer"],
+    "digits: full batch at the adaptive edge of stability; transformer: mini-batch (pass "
+    "--learning_rates=1e-3 --seeds=0 --steps=200 --every_n_steps=25).",
+)
 flags.DEFINE_list("learning_rates", ["1e-3", "2e-3", "4e-3"], "Adam's η.")
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the subset and the initial weights.")
 flags.DEFINE_integer("steps", 300, "Full-batch steps per run.")
 flags.DEFINE_integer("every_n_steps", 5, "Steps between Lanczos measurements.")
-flags.DEFINE_integer("tracker_every_n_steps", 5, "Steps between the tracker's measurements "
-                     "(a divisor of every_n_steps).")
+flags.DEFINE_integer(
+    "tracker_every_n_steps", 5, "Steps between the tracker's measurements (a divisor of every_n_steps)."
+)
 flags.DEFINE_integer("num_products", 3, "The tracker's power-iteration products per measurement and problem.")
 flags.DEFINE_float("tolerance", 1e-3, "Lanczos's certified relative accuracy.")
 flags.DEFINE_string("output", None, "Optional JSON file for every measurement.")
@@ -91,19 +96,27 @@ def _run(rate, seed):
     model = _common.tanh_network(x.shape[1], 10, 5, 200, seed)
     model.compile(optimizer=tf_adaptive.Adam(rate, beta_2=0.99, epsilon=1e-7), loss=LOSS)
     lanczos = SharpnessCallback(data, every_n_steps=FLAGS.every_n_steps, loss=LOSS, tolerance=FLAGS.tolerance)
-    tracker = SharpnessTracker(data, estimators=("update_curvature", "critical_sharpness", "power_iteration",
-                                                 "batch_sharpness"),
-                               every_n_steps=FLAGS.tracker_every_n_steps, num_products=FLAGS.num_products,
-                               loss=LOSS, seed=seed)
+    tracker = SharpnessTracker(
+        data,
+        estimators=("update_curvature", "critical_sharpness", "power_iteration", "batch_sharpness"),
+        every_n_steps=FLAGS.tracker_every_n_steps,
+        num_products=FLAGS.num_products,
+        loss=LOSS,
+        seed=seed,
+    )
     full_batch = tf.data.Dataset.from_tensors(data).repeat()
     model.fit(full_batch, steps_per_epoch=FLAGS.steps, epochs=1, verbose=0, callbacks=[lanczos, tracker])
     rows = []
     estimates = {record.step: record for record in tracker.records}
     for certified in lanczos.records:
         estimated = estimates[certified.step]
-        rows.append(dict(step=certified.step, **{k: certified.values[k] for k in ("sharpness",
-                                                                                   "preconditioned_sharpness")},
-                         **estimated.values))
+        rows.append(
+            dict(
+                step=certified.step,
+                **{k: certified.values[k] for k in ("sharpness", "preconditioned_sharpness")},
+                **estimated.values,
+            )
+        )
     return rows
 
 
@@ -115,26 +128,42 @@ def _run_transformer(rate, seed):
     probe = (x[:64], y[:64])
     keras.utils.set_random_seed(seed)
     model = _common.byte_transformer(32, 256, 3, 4, "gelu")
-    model.compile(optimizer=tf_adaptive.Adam(rate), jit_compile=True,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        optimizer=tf_adaptive.Adam(rate),
+        jit_compile=True,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+    )
     every = FLAGS.every_n_steps
     lanczos = SharpnessCallback(probe, every_n_steps=every, tolerance=FLAGS.tolerance, batch_size=64)
     trackers = [
-        SharpnessTracker(probe, estimators=("update_curvature", "power_iteration"), batch_size=64,
-                         every_n_steps=FLAGS.tracker_every_n_steps, num_products=FLAGS.num_products, seed=seed),
+        SharpnessTracker(
+            probe,
+            estimators=("update_curvature", "power_iteration"),
+            batch_size=64,
+            every_n_steps=FLAGS.tracker_every_n_steps,
+            num_products=FLAGS.num_products,
+            seed=seed,
+        ),
         SharpnessTracker(probe, estimators="critical_sharpness", batch_size=64, every_n_steps=every),
         SharpnessTracker((x, y), estimators="batch_sharpness", batch_size=64, every_n_steps=every),
     ]
-    dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).repeat().batch(
-        64, drop_remainder=True)
+    dataset = (
+        tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).repeat().batch(64, drop_remainder=True)
+    )
     model.fit(dataset, steps_per_epoch=FLAGS.steps, epochs=1, verbose=0, callbacks=[lanczos, *trackers])
     estimates = {}
     for tracker in trackers:
         for record in tracker.records:
             estimates.setdefault(record.step, {}).update(record.values)
-    return [dict(step=r.step, sharpness=r.values["sharpness"],
-                 preconditioned_sharpness=r.values["preconditioned_sharpness"], **estimates[r.step])
-            for r in lanczos.records]
+    return [
+        dict(
+            step=r.step,
+            sharpness=r.values["sharpness"],
+            preconditioned_sharpness=r.values["preconditioned_sharpness"],
+            **estimates[r.step],
+        )
+        for r in lanczos.records
+    ]
 
 
 def _summary(ratios):
@@ -142,8 +171,13 @@ def _summary(ratios):
     if not len(ratios):
         return None
     low, median, high = np.percentile(ratios, [10, 50, 90])
-    return dict(median=median, p10=low, p90=high, within_10_percent=float(np.mean(np.abs(ratios - 1.0) <= 0.1)),
-                count=len(ratios))
+    return dict(
+        median=median,
+        p10=low,
+        p90=high,
+        within_10_percent=float(np.mean(np.abs(ratios - 1.0) <= 0.1)),
+        count=len(ratios),
+    )
 
 
 def main(argv):
@@ -154,12 +188,18 @@ def main(argv):
         for seed in (int(s) for s in FLAGS.seeds):
             began = time.perf_counter()
             runs[(rate, seed)] = (_run if FLAGS.problem == "digits" else _run_transformer)(rate, seed)
-            arrived = [r["step"] for r in runs[(rate, seed)]
-                       if r["preconditioned_sharpness"] >= ARRIVAL * THRESHOLD / rate]
-            print(f"η={rate:g} seed {seed}: {len(runs[(rate, seed)])} measurements, arrival at step "
-                  f"{arrived[0] if arrived else 'never'} ({time.perf_counter() - began:.0f} s)", flush=True)
-    print(f"\nratio estimator ÷ reference: median [10th, 90th percentile] over {len(FLAGS.seeds)} seeds; "
-          "'within' = fraction of the measurements after arrival within 10 % of 1")
+            arrived = [
+                r["step"] for r in runs[(rate, seed)] if r["preconditioned_sharpness"] >= ARRIVAL * THRESHOLD / rate
+            ]
+            print(
+                f"η={rate:g} seed {seed}: {len(runs[(rate, seed)])} measurements, arrival at step "
+                f"{arrived[0] if arrived else 'never'} ({time.perf_counter() - began:.0f} s)",
+                flush=True,
+            )
+    print(
+        f"\nratio estimator ÷ reference: median [10th, 90th percentile] over {len(FLAGS.seeds)} seeds; "
+        "'within' = fraction of the measurements after arrival within 10 % of 1"
+    )
     header = f"{'estimator':>32} {'η':>7} {'before arrival':>26} {'after arrival':>26} {'within':>7} {'n':>4}"
     print(header)
     table = {}
@@ -183,8 +223,12 @@ def main(argv):
             print(f"{key:>32} {rate:>7g} {text(first):>26} {text(second):>26} {within:>7} {count:>4}")
     if FLAGS.output:
         with open(FLAGS.output, "w") as handle:
-            json.dump(dict(runs={f"{r:g}/{s}": rows for (r, s), rows in runs.items()}, table=table), handle,
-                      indent=1, default=float)
+            json.dump(
+                dict(runs={f"{r:g}/{s}": rows for (r, s), rows in runs.items()}, table=table),
+                handle,
+                indent=1,
+                default=float,
+            )
     print(f"\n{time.perf_counter() - start:.0f} s")
 
 

@@ -21,8 +21,11 @@ import numpy as np
 from absl import app, flags
 
 FLAGS = flags.FLAGS
-flags.DEFINE_list("backends", ["tensorflow", "jax", "torch"],
-                  "Backends to time, each in a subprocess; `current` times this process's backend.")
+flags.DEFINE_list(
+    "backends",
+    ["tensorflow", "jax", "torch"],
+    "Backends to time, each in a subprocess; `current` times this process's backend.",
+)
 flags.DEFINE_integer("width", 128, "Transformer width.")
 flags.DEFINE_integer("blocks", 2, "Transformer blocks.")
 flags.DEFINE_integer("heads", 4, "Attention heads.")
@@ -82,15 +85,24 @@ def main(argv):
     rows = []
     for backend in FLAGS.backends:
         env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="2", JAX_PLATFORMS="cpu")
-        flags_here = [f"--{name}={FLAGS[name].value}" for name in
-                      ("width", "blocks", "heads", "seq_len", "batch_size", "steps", "repeats")]
-        result = subprocess.run([sys.executable, __file__, "--backends=current", *flags_here], env=env,
-                                capture_output=True, text=True, check=True)
+        flags_here = [
+            f"--{name}={FLAGS[name].value}"
+            for name in ("width", "blocks", "heads", "seq_len", "batch_size", "steps", "repeats")
+        ]
+        result = subprocess.run(
+            [sys.executable, __file__, "--backends=current", *flags_here],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         rows.append(json.loads(result.stdout.strip().splitlines()[-1]))
         print(f"  {backend}: done", file=sys.stderr, flush=True)
-    print(f"Train step: causal transformer, width {FLAGS.width}, {FLAGS.blocks} blocks, {FLAGS.heads} heads, "
-          f"{rows[0]['parameters']:,} parameters, batch {FLAGS.batch_size} × {FLAGS.seq_len} tokens, "
-          f"`model.train_on_batch`; minimum of {FLAGS.repeats} round-robin timings of {FLAGS.steps} steps\n")
+    print(
+        f"Train step: causal transformer, width {FLAGS.width}, {FLAGS.blocks} blocks, {FLAGS.heads} heads, "
+        f"{rows[0]['parameters']:,} parameters, batch {FLAGS.batch_size} × {FLAGS.seq_len} tokens, "
+        f"`model.train_on_batch`; minimum of {FLAGS.repeats} round-robin timings of {FLAGS.steps} steps\n"
+    )
     print("| backend | keras Adam, ms | tf_adaptive Adam, ms | ours ÷ Keras |")
     print("|---|---:|---:|---:|")
     for row in rows:

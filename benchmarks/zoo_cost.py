@@ -58,8 +58,7 @@ def measure(name, repeats):
     step_compile = time.perf_counter() - start
     # The compiled step itself, as `fit` calls it, without fit's per-epoch set-up.
     iterator = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
-    step = median_seconds(lambda: tf.nest.map_structure(
-        lambda t: t.numpy(), model.train_function(iterator)), repeats)
+    step = median_seconds(lambda: tf.nest.map_structure(lambda t: t.numpy(), model.train_function(iterator)), repeats)
 
     operator = analysis_tools.HessianOperator(model, (x, y))
     vector = tf.constant(np.random.default_rng(0).standard_normal(operator.dimension))
@@ -101,22 +100,30 @@ def main(argv):
     from tests.analysis_tools import zoo
 
     names = FLAGS.models or list(zoo.MODELS)
-    print(f"{'model':20s} {'params':>10s} {'step s':>8s} {'HVP s':>8s} {'HVP/step':>9s} "
-          f"{'λ1(P⁻¹H)':>10s} {'products':>9s} {'λ1 s':>7s} {'again':>12s} {'compile s (step, HVP)':>22s} "
-          f"{'peak RSS GB':>12s}")
+    print(
+        f"{'model':20s} {'params':>10s} {'step s':>8s} {'HVP s':>8s} {'HVP/step':>9s} "
+        f"{'λ1(P⁻¹H)':>10s} {'products':>9s} {'λ1 s':>7s} {'again':>12s} {'compile s (step, HVP)':>22s} "
+        f"{'peak RSS GB':>12s}"
+    )
     for name in names:
         completed = subprocess.run(
             [sys.executable, os.path.abspath(__file__), f"--child={name}", f"--repeats={FLAGS.repeats}"],
-            capture_output=True, text=True, cwd=ROOT)
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
         if completed.returncode != 0 or not lines:
             print(f"{name:20s} failed:\n{completed.stderr[-2000:]}")
             continue
-        r = json.loads(lines[-1][len("RESULT "):])
-        print(f"{r['model']:20s} {r['parameters']:>10,d} {r['step_s']:8.3f} {r['product_s']:8.3f} "
-              f"{r['ratio']:9.2f} {r['lambda']:10.4g} {r['lambda_products']:9d} {r['lambda_s']:7.1f} "
-              f"{r['lambda_again_s']:5.1f} ({r['lambda_again_products']:3d}) "
-              f"{r['step_compile_s']:10.1f}, {r['product_compile_s']:9.1f} {r['peak_rss_gb']:12.2f}", flush=True)
+        r = json.loads(lines[-1][len("RESULT ") :])
+        print(
+            f"{r['model']:20s} {r['parameters']:>10,d} {r['step_s']:8.3f} {r['product_s']:8.3f} "
+            f"{r['ratio']:9.2f} {r['lambda']:10.4g} {r['lambda_products']:9d} {r['lambda_s']:7.1f} "
+            f"{r['lambda_again_s']:5.1f} ({r['lambda_again_products']:3d}) "
+            f"{r['step_compile_s']:10.1f}, {r['product_compile_s']:9.1f} {r['peak_rss_gb']:12.2f}",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

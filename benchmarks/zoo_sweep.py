@@ -69,16 +69,28 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("models", None, "Catalog names to sweep (default: all).")
 flags.DEFINE_bool("list", False, "Print the catalog's names and stop.")
 flags.DEFINE_string("output", os.path.join(ROOT, "docs", "ZOO_SWEEP.md"), "Where the table goes.")
-flags.DEFINE_string("results", os.path.join(ROOT, "benchmarks", "zoo_sweep.jsonl"),
-                    "One JSON line per model; models already there are not run again (delete it to rerun).")
+flags.DEFINE_string(
+    "results",
+    os.path.join(ROOT, "benchmarks", "zoo_sweep.jsonl"),
+    "One JSON line per model; models already there are not run again (delete it to rerun).",
+)
 flags.DEFINE_integer("timeout", 900, "Seconds a model may take.")
-flags.DEFINE_string("shard", None, "k/n: sweep only every n-th model of the catalog, from the k-th (k = 0 … n-1), "
-                    "so that n processes (or machines) share the sweep; they may append to one results file.")
+flags.DEFINE_string(
+    "shard",
+    None,
+    "k/n: sweep only every n-th model of the catalog, from the k-th (k = 0 … n-1), "
+    "so that n processes (or machines) share the sweep; they may append to one results file.",
+)
 flags.DEFINE_string("child", None, "Internal: sweep this one model and print one result line.")
-flags.DEFINE_bool("uncompiled", False, "Internal: run the instruments without XLA (after a compiled run passed "
-                  "--memory_limit).")
-flags.DEFINE_float("memory_limit", 16.0, "GB of resident memory a model's process may hold; past it the process "
-                   "stops, and the model runs again with the instruments uncompiled.")
+flags.DEFINE_bool(
+    "uncompiled", False, "Internal: run the instruments without XLA (after a compiled run passed --memory_limit)."
+)
+flags.DEFINE_float(
+    "memory_limit",
+    16.0,
+    "GB of resident memory a model's process may hold; past it the process "
+    "stops, and the model runs again with the instruments uncompiled.",
+)
 
 FD_TOLERANCE = 2e-4
 # What the float64 check's Lanczos basis may hold.
@@ -89,8 +101,18 @@ BASIS_BYTES = 2 * 2**30
 # difference above rounding down to ε = 1e-10).
 EPSILONS = (1e-2, 1e-3, 1e-4, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10)
 # Ops that move or cast values without computing: not counted as computing in float32.
-_PLUMBING = {"Cast", "Const", "Identity", "IdentityN", "Placeholder", "ReadVariableOp", "StopGradient",
-             "PartitionedCall", "StatefulPartitionedCall", "NoOp"}
+_PLUMBING = {
+    "Cast",
+    "Const",
+    "Identity",
+    "IdentityN",
+    "Placeholder",
+    "ReadVariableOp",
+    "StopGradient",
+    "PartitionedCall",
+    "StatefulPartitionedCall",
+    "NoOp",
+}
 
 LIMITATIONS = """## Limitations that TensorFlow and KerasHub place
 
@@ -210,8 +232,11 @@ def sweep_one(name, jit_compile=True):
 
     def enter(name):  # the parent names the step a timed-out model was in
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-        print(f"step {name} at {time.perf_counter() - start:.0f} s (peak RSS so far {rss:.1f} GB)", file=sys.stderr,
-              flush=True)
+        print(
+            f"step {name} at {time.perf_counter() - start:.0f} s (peak RSS so far {rss:.1f} GB)",
+            file=sys.stderr,
+            flush=True,
+        )
         return name
 
     def finite(values, what):
@@ -235,17 +260,33 @@ def sweep_one(name, jit_compile=True):
 
         step = enter("fit")
         sharpness = analysis_tools.SharpnessCallback(
-            (x, y), every_n_steps=1, per_layer=[last_block], trace=True, trace_products=3, density=True,
-            density_iterations=4, tolerance=1e-3, warm_start=False, jit_compile=jit_compile)
-        noise = analysis_tools.GradientNoiseCallback((x, y), batch_size=2, num_batches=2, at_start=False,
-                                                     jit_compile=jit_compile)
+            (x, y),
+            every_n_steps=1,
+            per_layer=[last_block],
+            trace=True,
+            trace_products=3,
+            density=True,
+            density_iterations=4,
+            tolerance=1e-3,
+            warm_start=False,
+            jit_compile=jit_compile,
+        )
+        noise = analysis_tools.GradientNoiseCallback(
+            (x, y), batch_size=2, num_batches=2, at_start=False, jit_compile=jit_compile
+        )
         updates = analysis_tools.UpdateDistributionCallback(layers=None, steps=1)
-        history = model.fit(x, y, batch_size=2, epochs=1, verbose=0, shuffle=False,
-                            callbacks=[sharpness, noise, updates])
+        history = model.fit(
+            x, y, batch_size=2, epochs=1, verbose=0, shuffle=False, callbacks=[sharpness, noise, updates]
+        )
         # Standard errors are NaN by design where Hutch++'s few products leave no spread to estimate.
         logs = {key: values[-1] for key, values in history.history.items() if not key.endswith("_standard_error")}
-        for key in ("sharpness", "preconditioned_sharpness", "hessian_trace", "preconditioned_hessian_trace",
-                    f"sharpness/{last_block}"):
+        for key in (
+            "sharpness",
+            "preconditioned_sharpness",
+            "hessian_trace",
+            "preconditioned_hessian_trace",
+            f"sharpness/{last_block}",
+        ):
             if key not in logs:
                 raise AssertionError(f"fit logged no {key}")
         finite(logs, "fit")
@@ -258,13 +299,16 @@ def sweep_one(name, jit_compile=True):
         if abs(top - sharpness.records[-1].values["sharpness"]) > 1e-2 * abs(top):
             raise AssertionError(f"sharpness {top} against the callback's {sharpness.records[-1].values['sharpness']}")
         values = {
-            "preconditioned_sharpness": analysis_tools.preconditioned_sharpness(operator, model.optimizer,
-                                                                              tolerance=1e-3),
+            "preconditioned_sharpness": analysis_tools.preconditioned_sharpness(
+                operator, model.optimizer, tolerance=1e-3
+            ),
             "trace": analysis_tools.hessian_trace(operator, num_products=3).estimate,
-            "density": np.concatenate(analysis_tools.curvature.spectral_density(
-                operator, num_vectors=1, num_iterations=4).nodes),
-            "noise_scale": analysis_tools.gradient_noise(model, (x, y), batch_size=2, num_batches=2,
-                                                         jit_compile=jit_compile).noise_scale,
+            "density": np.concatenate(
+                analysis_tools.curvature.spectral_density(operator, num_vectors=1, num_iterations=4).nodes
+            ),
+            "noise_scale": analysis_tools.gradient_noise(
+                model, (x, y), batch_size=2, num_batches=2, jit_compile=jit_compile
+            ).noise_scale,
         }
         finite(values, "functions")
 
@@ -274,8 +318,10 @@ def sweep_one(name, jit_compile=True):
             # differences of the gradient cannot see (they move those values). The check is of the
             # product machinery on this architecture: with the stops let through, H v is the loss's own.
             tf.stop_gradient = tf.identity
-            row["note"] = (f"stop_gradient on {row['stopped_gradients']} weight-dependent values: H is the loss's "
-                           "with them held; checked with them let through")
+            row["note"] = (
+                f"stop_gradient on {row['stopped_gradients']} weight-dependent values: H is the loss's "
+                "with them held; checked with them let through"
+            )
         try:
             model64, data64, loss64 = zoo_catalog.build(name, dtype="float64")
         except zoo_catalog.Unbuildable as reason:  # a KerasHub defect in float64 only: no check, stated
@@ -283,6 +329,7 @@ def sweep_one(name, jit_compile=True):
             return row
         model64.compile(optimizer=tf_adaptive.Adam(1e-3), loss=loss64, jit_compile=False)
         model64.fit(*data64, batch_size=2, epochs=1, verbose=0, shuffle=False)
+
         def top_pair(jit_compile):
             operator = analysis_tools.HessianOperator(model64, data64, jit_compile=jit_compile)
             # The basis holds one vector per step: at most BASIS_BYTES of them (a 28M-parameter ConvNeXt at
@@ -290,8 +337,8 @@ def sweep_one(name, jit_compile=True):
             # Lanczos reaches; the Ritz residual says how far that is from an eigenvector.
             size = operator.dimension * default_basis_dtype(operator.dimension).size
             return operator, analysis_tools.hessian_eigenvalues(
-                operator, tolerance=1e-8, max_iterations=int(min(80, max(10, BASIS_BYTES // size))),
-                return_vectors=True)
+                operator, tolerance=1e-8, max_iterations=int(min(80, max(10, BASIS_BYTES // size))), return_vectors=True
+            )
 
         try:
             operator64, result = top_pair(jit_compile=jit_compile)
@@ -300,8 +347,9 @@ def sweep_one(name, jit_compile=True):
                 raise
             # A limitation of TensorFlow's XLA bridge (MaxPoolGradGrad is float32-only), stated by the
             # library's error; the float64 check then runs the products uncompiled, as the error advises.
-            row["note"] = "; ".join(filter(None, [row.get("note"),
-                                                  "float64 products uncompiled: " + str(error).split(", and ")[0]]))
+            row["note"] = "; ".join(
+                filter(None, [row.get("note"), "float64 products uncompiled: " + str(error).split(", and ")[0]])
+            )
             operator64, result = top_pair(jit_compile=False)
         row["float32_ops"] = _float32_ops(model64, data64[0])
         eigenvalue, vector = float(result.eigenvalues[0]), result.eigenvectors[0].numpy()
@@ -310,8 +358,9 @@ def sweep_one(name, jit_compile=True):
         errors = zoo.finite_difference_errors(operator64, eigenvalue, vector, epsilons=EPSILONS, expected=product)
         row["fd_error"] = min(errors.values())
         if not row["fd_error"] < FD_TOLERANCE:
-            row.update(status="limited", step=step,
-                       error=f"H v agrees with finite differences to {row['fd_error']:.1e} only")
+            row.update(
+                status="limited", step=step, error=f"H v agrees with finite differences to {row['fd_error']:.1e} only"
+            )
     except Exception as error:  # a row names what failed; the sweep goes on
         row.update(status="failed", step=step, error=_first_line(error))
     finally:
@@ -348,7 +397,7 @@ def _float32_ops(model, x):
 def _last_step(stderr):
     """The step a model's process was in when it stopped, from its "step …" lines (`sweep_one`)."""
     steps = [line for line in stderr.splitlines() if line.startswith("step ")]
-    return steps[-1][len("step "):] if steps else "build"
+    return steps[-1][len("step ") :] if steps else "build"
 
 
 def _run_child(name, uncompiled=False):
@@ -358,8 +407,12 @@ def _run_child(name, uncompiled=False):
         process = subprocess.run(command, capture_output=True, text=True, timeout=FLAGS.timeout, cwd=ROOT)
     except subprocess.TimeoutExpired as timeout:
         stderr = timeout.stderr.decode() if isinstance(timeout.stderr, bytes) else timeout.stderr or ""
-        return {"model": name, "status": "failed", "step": "timeout",
-                "error": f"did not finish in {FLAGS.timeout} s (in {_last_step(stderr)})"}
+        return {
+            "model": name,
+            "status": "failed",
+            "step": "timeout",
+            "error": f"did not finish in {FLAGS.timeout} s (in {_last_step(stderr)})",
+        }
     for line in reversed(process.stdout.splitlines()):
         if line.startswith("{"):
             return json.loads(line)
@@ -369,13 +422,23 @@ def _run_child(name, uncompiled=False):
         # (DenseNet121's Hessian-vector product: 8.2 GB and 126 s to compile, against 2.5 GB and the same
         # 0.2 s a product uncompiled). Such a model runs again with the instruments uncompiled.
         row = _run_child(name, uncompiled=True)
-        row["note"] = "; ".join(filter(None, [
-            f"instruments uncompiled: compiled, the process passed {FLAGS.memory_limit:g} GB (in {where})",
-            row.get("note")]))
+        row["note"] = "; ".join(
+            filter(
+                None,
+                [
+                    f"instruments uncompiled: compiled, the process passed {FLAGS.memory_limit:g} GB (in {where})",
+                    row.get("note"),
+                ],
+            )
+        )
         return row
     if process.returncode == _OVER_MEMORY:
-        return {"model": name, "status": "failed", "step": "memory",
-                "error": f"passed {FLAGS.memory_limit:g} GB uncompiled too (in {where})"}
+        return {
+            "model": name,
+            "status": "failed",
+            "step": "memory",
+            "error": f"passed {FLAGS.memory_limit:g} GB uncompiled too (in {where})",
+        }
     tail = (process.stderr.strip().splitlines() or ["no output"])[-1]
     return {"model": name, "status": "failed", "step": "process", "error": tail[:300]}
 
@@ -399,7 +462,8 @@ def write_table(rows, path, catalog):
         "(16 GB) and ran again with every instrument uncompiled.",
         "",
         f"{len(rows)} of the catalog's {len(catalog)} architectures swept: "
-        + ", ".join(f"{counts[s]} {_MARKS[s]}" for s in _MARKS) + ".",
+        + ", ".join(f"{counts[s]} {_MARKS[s]}" for s in _MARKS)
+        + ".",
         "",
         "| model | status | FD error | Ritz residual | blocks | parameters | s | peak RSS GB | notes |",
         "|---|---|---|---|---|---|---|---|---|",
@@ -416,8 +480,10 @@ def write_table(rows, path, catalog):
         notes = notes.replace("|", "\\|")
         seconds = f"{row['seconds']:.0f}" if row.get("seconds") is not None else ""
         rss = f"{row['peak_rss_gb']:.2f}" if row.get("peak_rss_gb") is not None else ""
-        lines.append(f"| {row['model']} | {_MARKS[row['status']]} | {fd} | {residual} | {row.get('blocks', '')} | "
-                     f"{row.get('parameters', '')} | {seconds} | {rss} | {notes} |")
+        lines.append(
+            f"| {row['model']} | {_MARKS[row['status']]} | {fd} | {residual} | {row.get('blocks', '')} | "
+            f"{row.get('parameters', '')} | {seconds} | {rss} | {notes} |"
+        )
     if pending:
         lines += ["", f"Not swept yet ({len(pending)}): " + ", ".join(pending) + "."]
     lines += ["", LIMITATIONS.rstrip()]
@@ -446,7 +512,7 @@ def main(argv):
         match = re.fullmatch(r"(\d+)/(\d+)", FLAGS.shard)
         if not match or not int(match[1]) < int(match[2]):
             raise SystemExit(f"--shard must be k/n with 0 <= k < n, got {FLAGS.shard!r}")
-        names = names[int(match[1])::int(match[2])]
+        names = names[int(match[1]) :: int(match[2])]
     done = {}
     if os.path.exists(FLAGS.results):
         with open(FLAGS.results) as f:

@@ -79,13 +79,19 @@ def define_image_flags(num_examples=None, flag_values=None):
     from absl import flags
 
     values = flags.FLAGS if flag_values is None else flag_values
-    flags.DEFINE_enum("dataset", "digits", list(IMAGE_DATASETS),
-                      "Image data set: the bundled digits, or mnist/cifar10 through keras.datasets.",
-                      flag_values=values)
-    flags.DEFINE_string("data_dir", None, "Folder with <dataset>.npz (x_train, y_train) to read instead.",
-                        flag_values=values)
-    flags.DEFINE_integer("num_examples", num_examples, "Training examples (default: all of them).",
-                         lower_bound=10, flag_values=values)
+    flags.DEFINE_enum(
+        "dataset",
+        "digits",
+        list(IMAGE_DATASETS),
+        "Image data set: the bundled digits, or mnist/cifar10 through keras.datasets.",
+        flag_values=values,
+    )
+    flags.DEFINE_string(
+        "data_dir", None, "Folder with <dataset>.npz (x_train, y_train) to read instead.", flag_values=values
+    )
+    flags.DEFINE_integer(
+        "num_examples", num_examples, "Training examples (default: all of them).", lower_bound=10, flag_values=values
+    )
 
 
 def define_text_flags(flag_values=None):
@@ -95,8 +101,12 @@ def define_text_flags(flag_values=None):
     """
     from absl import flags
 
-    flags.DEFINE_string("data_dir", None, "Optional folder with corpus.txt to use instead of the embedded text.",
-                        flag_values=flags.FLAGS if flag_values is None else flag_values)
+    flags.DEFINE_string(
+        "data_dir",
+        None,
+        "Optional folder with corpus.txt to use instead of the embedded text.",
+        flag_values=flags.FLAGS if flag_values is None else flag_values,
+    )
 
 
 def text_corpus(data_dir=None):
@@ -150,12 +160,14 @@ def mlp(num_features, hidden_units, seed, activation="relu", num_classes=10):
     import keras
 
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input((num_features,)),
-        keras.layers.Dense(hidden_units, activation=activation, name="hidden_1"),
-        keras.layers.Dense(hidden_units, activation=activation, name="hidden_2"),
-        keras.layers.Dense(num_classes, name="output"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((num_features,)),
+            keras.layers.Dense(hidden_units, activation=activation, name="hidden_1"),
+            keras.layers.Dense(hidden_units, activation=activation, name="hidden_2"),
+            keras.layers.Dense(num_classes, name="output"),
+        ]
+    )
 
 
 def tanh_network(num_features, num_classes, hidden_layers, hidden_units, seed):
@@ -174,14 +186,15 @@ def tanh_network(num_features, num_classes, hidden_layers, hidden_units, seed):
         return keras.initializers.VarianceScaling(1.0, "fan_in", "untruncated_normal")
 
     layers = [keras.Input((num_features,))]
-    layers += [keras.layers.Dense(hidden_units, activation="tanh", kernel_initializer=initializer())
-               for _ in range(hidden_layers)]
+    layers += [
+        keras.layers.Dense(hidden_units, activation="tanh", kernel_initializer=initializer())
+        for _ in range(hidden_layers)
+    ]
     layers.append(keras.layers.Dense(num_classes, kernel_initializer=initializer()))
     return keras.Sequential(layers)
 
 
-def byte_transformer(sequence_length, width, num_blocks, num_heads, activation, attention=True,
-                     vector_inputs=False):
+def byte_transformer(sequence_length, width, num_blocks, num_heads, activation, attention=True, vector_inputs=False):
     """A causal post-LayerNorm transformer over bytes (Vaswani et al. 2017, decoder only).
 
     Byte embedding (256) plus a learned position embedding, then `num_blocks`
@@ -367,18 +380,28 @@ def gated_verdict(claim, label_a, a, label_b, b, relation, digits=2):
 
     measured = f"{values(label_a, a)} vs {values(label_b, b)}; "
     if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        return dict(claim=claim, measured=measured + "no verdict: not measured at every seed (NaN)",
-                    verdict="no verdict", gap=gap, spread=spread)
+        return dict(
+            claim=claim,
+            measured=measured + "no verdict: not measured at every seed (NaN)",
+            verdict="no verdict",
+            gap=gap,
+            spread=spread,
+        )
     if relation in ("<", ">"):
         if abs(gap) > spread:
             row = verdict(claim, measured + f"gap {abs(gap):.{digits}f} > spread {spread:.{digits}f}", gap > 0)
         else:
-            row = dict(claim=claim,
-                       measured=measured + f"no verdict: gap {abs(gap):.{digits}f} within spread {spread:.{digits}f}",
-                       verdict="no verdict")
+            row = dict(
+                claim=claim,
+                measured=measured + f"no verdict: gap {abs(gap):.{digits}f} within spread {spread:.{digits}f}",
+                verdict="no verdict",
+            )
     else:
         within = gap <= spread
-        text = (f"gap {gap:.{digits}f} within spread {spread:.{digits}f}" if within
-                else f"gap {gap:.{digits}f} > spread {spread:.{digits}f}")
+        text = (
+            f"gap {gap:.{digits}f} within spread {spread:.{digits}f}"
+            if within
+            else f"gap {gap:.{digits}f} > spread {spread:.{digits}f}"
+        )
         row = verdict(claim, measured + text, within)
     return dict(row, gap=gap, spread=spread)

@@ -90,12 +90,17 @@ OPTIMIZERS = ("SGD", "GClip", "Adam", "ACClip")
 
 def define_flags():
     """The command-line flags; defined only when run as a script, so that tests can import the module."""
-    flags.DEFINE_string("output_dir", os.path.join("examples_output", "acclip_vs_adam"),
-                        "Where the figures and results.json go.")
+    flags.DEFINE_string(
+        "output_dir", os.path.join("examples_output", "acclip_vs_adam"), "Where the figures and results.json go."
+    )
     _common.define_text_flags()
     flags.DEFINE_integer("steps", 300, "Training steps per run (a multiple of --eval_every).", lower_bound=1)
-    flags.DEFINE_integer("warmup_steps", 30, "Linear warmup steps T_w of the schedule (0: none); then linear "
-                         "decay to η / (T + 1 − T_w) at the last step.", lower_bound=0)
+    flags.DEFINE_integer(
+        "warmup_steps",
+        30,
+        "Linear warmup steps T_w of the schedule (0: none); then linear decay to η / (T + 1 − T_w) at the last step.",
+        lower_bound=0,
+    )
     flags.DEFINE_integer("eval_every", 50, "Steps between validation evaluations.", lower_bound=1)
     flags.DEFINE_integer("batch_size", 32, "Windows per training batch.", lower_bound=1)
     flags.DEFINE_integer("sequence_length", 64, "Bytes per window.", lower_bound=2)
@@ -109,17 +114,26 @@ def define_flags():
     flags.DEFINE_float("gclip_threshold", 0.1, "GClip's τ on the global momentum norm.", lower_bound=0.0)
     flags.DEFINE_list("adam_learning_rates", ["2e-3", "4e-3", "8e-3", "1.6e-2"], "Peak-η grid of Adam.")
     flags.DEFINE_list("acclip_learning_rates", ["0.25", "0.5", "1", "2"], "Peak-η grid of ACClip.")
-    flags.DEFINE_float("acclip_paper_rate", 1e-4, "One more ACClip run per seed at the paper's BERT η, kept "
-                       "out of the best-η choice (0: skip it).", lower_bound=0.0)
+    flags.DEFINE_float(
+        "acclip_paper_rate",
+        1e-4,
+        "One more ACClip run per seed at the paper's BERT η, kept out of the best-η choice (0: skip it).",
+        lower_bound=0.0,
+    )
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the initial weights and the batch order.")
-    flags.register_validator("optimizers", lambda names: set(names) <= set(OPTIMIZERS),
-                             "--optimizers: a subset of SGD, GClip, Adam, ACClip.")
+    flags.register_validator(
+        "optimizers", lambda names: set(names) <= set(OPTIMIZERS), "--optimizers: a subset of SGD, GClip, Adam, ACClip."
+    )
     flags.register_multi_flags_validator(
-        ["steps", "eval_every"], lambda f: f["steps"] % f["eval_every"] == 0,
-        "--steps must be a multiple of --eval_every.")
+        ["steps", "eval_every"],
+        lambda f: f["steps"] % f["eval_every"] == 0,
+        "--steps must be a multiple of --eval_every.",
+    )
     flags.register_multi_flags_validator(
-        ["steps", "warmup_steps"], lambda f: f["warmup_steps"] < f["steps"],
-        "--warmup_steps must be smaller than --steps.")
+        ["steps", "warmup_steps"],
+        lambda f: f["warmup_steps"] < f["steps"],
+        "--warmup_steps must be smaller than --steps.",
+    )
 
 
 COLORS = {"SGD": "tab:blue", "GClip": "tab:purple", "Adam": "tab:orange", "ACClip": "tab:green"}
@@ -137,10 +151,13 @@ class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, peak_learning_rate, warmup_steps, total_steps):
         if not 0 <= int(warmup_steps) < int(total_steps):
-            raise ValueError(f"WarmupThenDecay needs 0 <= warmup_steps < total_steps; got warmup_steps="
-                             f"{warmup_steps}, total_steps={total_steps}.")
-        self.peak = keras.Variable(float(peak_learning_rate), dtype="float32", trainable=False,
-                                   name="peak_learning_rate")
+            raise ValueError(
+                f"WarmupThenDecay needs 0 <= warmup_steps < total_steps; got warmup_steps="
+                f"{warmup_steps}, total_steps={total_steps}."
+            )
+        self.peak = keras.Variable(
+            float(peak_learning_rate), dtype="float32", trainable=False, name="peak_learning_rate"
+        )
         self.warmup_steps = int(warmup_steps)
         self.total_steps = int(total_steps)
 
@@ -152,8 +169,11 @@ class WarmupThenDecay(keras.optimizers.schedules.LearningRateSchedule):
         return self.peak * keras.ops.maximum(keras.ops.minimum(rise, fall), 0.0)
 
     def get_config(self):
-        return dict(peak_learning_rate=float(keras.ops.convert_to_numpy(self.peak)),
-                    warmup_steps=self.warmup_steps, total_steps=self.total_steps)
+        return dict(
+            peak_learning_rate=float(keras.ops.convert_to_numpy(self.peak)),
+            warmup_steps=self.warmup_steps,
+            total_steps=self.total_steps,
+        )
 
 
 def make_optimizer(name, schedule):
@@ -161,13 +181,16 @@ def make_optimizer(name, schedule):
     if name == "SGD":
         return tf_adaptive.HeavyBall(schedule, momentum=0.9), FLAGS.sgd_learning_rates
     if name == "GClip":
-        return (tf_adaptive.GClip(schedule, beta_1=0.9, threshold=FLAGS.gclip_threshold),
-                FLAGS.gclip_learning_rates)
+        return (tf_adaptive.GClip(schedule, beta_1=0.9, threshold=FLAGS.gclip_threshold), FLAGS.gclip_learning_rates)
     if name == "Adam":
-        return (tf_adaptive.Adam(schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.01),
-                FLAGS.adam_learning_rates)
-    return (tf_adaptive.ACClip(schedule, beta_1=0.9, beta_2=0.99, epsilon=1e-5, alpha=1.0, weight_decay=1e-5),
-            FLAGS.acclip_learning_rates)
+        return (
+            tf_adaptive.Adam(schedule, beta_1=0.9, beta_2=0.999, epsilon=1e-8, weight_decay=0.01),
+            FLAGS.adam_learning_rates,
+        )
+    return (
+        tf_adaptive.ACClip(schedule, beta_1=0.9, beta_2=0.99, epsilon=1e-5, alpha=1.0, weight_decay=1e-5),
+        FLAGS.acclip_learning_rates,
+    )
 
 
 class TokenAndPositionEmbedding(keras.layers.Layer):
@@ -210,9 +233,10 @@ def train_all(model, x_train, y_train, x_val, y_val, seeds):
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
     initial = {seed: build_model(seed).get_weights() for seed in seeds}
     chunks = FLAGS.steps // FLAGS.eval_every
-    batches = {seed: np.random.default_rng(seed).integers(0, len(x_train), (chunks, FLAGS.eval_every,
-                                                                              FLAGS.batch_size))
-               for seed in seeds}
+    batches = {
+        seed: np.random.default_rng(seed).integers(0, len(x_train), (chunks, FLAGS.eval_every, FLAGS.batch_size))
+        for seed in seeds
+    }
 
     @tf.function(jit_compile=True)
     def evaluate():
@@ -234,10 +258,21 @@ def train_all(model, x_train, y_train, x_val, y_val, seeds):
         seconds = time.perf_counter() - start
         final = val_loss[-1] if math.isfinite(val_loss[-1]) else math.inf
         moved = distance(model.get_weights(), initial[seed])
-        print(f"  {label}  seed {seed}  train {np.mean(train_loss[-FLAGS.eval_every:]):.3f}  val {final:.3f}  "
-              f"byte accuracy {val_accuracy[-1]:.3f}  ‖θ − θ0‖ {moved:.3g}  ({seconds:.1f} s)", flush=True)
-        return dict(seed=seed, train_loss=train_loss, val_loss=val_loss, val_accuracy=val_accuracy,
-                    final_val_loss=final, final_val_accuracy=val_accuracy[-1], distance=moved, seconds=seconds)
+        print(
+            f"  {label}  seed {seed}  train {np.mean(train_loss[-FLAGS.eval_every :]):.3f}  val {final:.3f}  "
+            f"byte accuracy {val_accuracy[-1]:.3f}  ‖θ − θ0‖ {moved:.3g}  ({seconds:.1f} s)",
+            flush=True,
+        )
+        return dict(
+            seed=seed,
+            train_loss=train_loss,
+            val_loss=val_loss,
+            val_accuracy=val_accuracy,
+            final_val_loss=final,
+            final_val_accuracy=val_accuracy[-1],
+            distance=moved,
+            seconds=seconds,
+        )
 
     runs, paper_runs = {}, []
     for name in FLAGS.optimizers:
@@ -269,11 +304,13 @@ def summarize(runs):
         mean = {rate: float(np.mean([run["final_val_loss"] for run in seeds])) for rate, seeds in by_rate.items()}
         best = min(mean, key=mean.get)
         summary[name] = dict(
-            best_learning_rate=best, mean_val_loss=mean[best],
+            best_learning_rate=best,
+            mean_val_loss=mean[best],
             val_loss=[run["final_val_loss"] for run in by_rate[best]],
             val_accuracy=[run["final_val_accuracy"] for run in by_rate[best]],
             distance=[run["distance"] for run in by_rate[best]],
-            at_grid_edge=len(by_rate) > 1 and best in (min(by_rate), max(by_rate)))
+            at_grid_edge=len(by_rate) > 1 and best in (min(by_rate), max(by_rate)),
+        )
     return summary
 
 
@@ -305,8 +342,11 @@ def figure_curves(plt, runs, summary, seeds):
         top = min(max(tops[axis]), UNIFORM_LOSS) + 0.1
         axis.set(xlabel="step", ylabel=f"{what}, nats/byte", ylim=(None, top))
         axis.legend(fontsize=8)
-    figure.suptitle("Byte-level transformer LM, best peak η each, warmup then linear decay; mean over seeds "
-                    f"{seeds}, range shaded (Zhang et al. 2020, Fig. 3 in miniature)", fontsize=10)
+    figure.suptitle(
+        "Byte-level transformer LM, best peak η each, warmup then linear decay; mean over seeds "
+        f"{seeds}, range shaded (Zhang et al. 2020, Fig. 3 in miniature)",
+        fontsize=10,
+    )
     return figure
 
 
@@ -317,14 +357,28 @@ def figure_sweep(plt, runs, paper_runs):
             rates = sorted(by_rate)
             values = np.minimum([[run[key] for run in by_rate[r]] for r in rates], cap)
             mean = values.mean(axis=1)
-            axis.errorbar(rates, mean, yerr=[mean - values.min(axis=1), values.max(axis=1) - mean], marker="o",
-                          capsize=3, color=COLORS[name], label=name)
+            axis.errorbar(
+                rates,
+                mean,
+                yerr=[mean - values.min(axis=1), values.max(axis=1) - mean],
+                marker="o",
+                capsize=3,
+                color=COLORS[name],
+                label=name,
+            )
         if paper_runs:
             values = np.minimum([run[key] for run in paper_runs], cap)
-            axis.errorbar([FLAGS.acclip_paper_rate], [values.mean()],
-                          yerr=[[values.mean() - values.min()], [values.max() - values.mean()]], marker="o",
-                          mfc="none", capsize=3, color=COLORS["ACClip"], linestyle="none",
-                          label="ACClip at the paper's η")
+            axis.errorbar(
+                [FLAGS.acclip_paper_rate],
+                [values.mean()],
+                yerr=[[values.mean() - values.min()], [values.max() - values.mean()]],
+                marker="o",
+                mfc="none",
+                capsize=3,
+                color=COLORS["ACClip"],
+                linestyle="none",
+                label="ACClip at the paper's η",
+            )
     left.axhline(UNIFORM_LOSS, color="gray", linestyle=":", linewidth=1)
     left.annotate("ln 256", (0.02, UNIFORM_LOSS), xycoords=("axes fraction", "data"), va="bottom", fontsize=8)
     left.set(xscale="log", xlabel="peak learning rate η", ylabel="final validation loss (capped at 2 ln 256)")
@@ -346,25 +400,59 @@ def verdicts(summary):
     if adaptive and plain:
         worse = max(adaptive, key=mean.get)
         better = min(plain, key=mean.get)
-        rows.append(_common.gated_verdict(
-            "Fig. 3: a large gap remains between (clipped) SGD momentum and the adaptive methods",
-            f"val loss, worse adaptive ({worse})", loss[worse], f"better non-adaptive ({better})", loss[better],
-            "<", digits=3))
+        rows.append(
+            _common.gated_verdict(
+                "Fig. 3: a large gap remains between (clipped) SGD momentum and the adaptive methods",
+                f"val loss, worse adaptive ({worse})",
+                loss[worse],
+                f"better non-adaptive ({better})",
+                loss[better],
+                "<",
+                digits=3,
+            )
+        )
     if {"SGD", "GClip"} <= set(loss):
-        rows.append(_common.gated_verdict(
-            "Fig. 3: clipping (GClip) reaches a lower validation loss than SGD momentum",
-            "val loss GClip", loss["GClip"], "SGD", loss["SGD"], "<", digits=3))
+        rows.append(
+            _common.gated_verdict(
+                "Fig. 3: clipping (GClip) reaches a lower validation loss than SGD momentum",
+                "val loss GClip",
+                loss["GClip"],
+                "SGD",
+                loss["SGD"],
+                "<",
+                digits=3,
+            )
+        )
     if {"Adam", "ACClip"} <= set(loss):
-        rows.append(_common.gated_verdict(
-            "Fig. 3 / Table 2: ACClip reaches a lower validation loss than Adam (1.877 vs 1.907)",
-            "val loss ACClip", loss["ACClip"], "Adam", loss["Adam"], "<", digits=3))
-        rows.append(_common.gated_verdict(
-            "Table 2: ACClip reaches a higher accuracy than Adam (63.85 vs 63.45 %)",
-            "byte accuracy % ACClip", accuracy["ACClip"], "Adam", accuracy["Adam"], ">", digits=2))
-    rows.append(_common.verdict(
-        f"(sanity) every optimizer learns: validation loss below ln 256 = {UNIFORM_LOSS:.2f} at every seed",
-        ", ".join(f"{n} ≤ {max(v):.3f}" for n, v in loss.items()),
-        all(max(v) < UNIFORM_LOSS for v in loss.values())))
+        rows.append(
+            _common.gated_verdict(
+                "Fig. 3 / Table 2: ACClip reaches a lower validation loss than Adam (1.877 vs 1.907)",
+                "val loss ACClip",
+                loss["ACClip"],
+                "Adam",
+                loss["Adam"],
+                "<",
+                digits=3,
+            )
+        )
+        rows.append(
+            _common.gated_verdict(
+                "Table 2: ACClip reaches a higher accuracy than Adam (63.85 vs 63.45 %)",
+                "byte accuracy % ACClip",
+                accuracy["ACClip"],
+                "Adam",
+                accuracy["Adam"],
+                ">",
+                digits=2,
+            )
+        )
+    rows.append(
+        _common.verdict(
+            f"(sanity) every optimizer learns: validation loss below ln 256 = {UNIFORM_LOSS:.2f} at every seed",
+            ", ".join(f"{n} ≤ {max(v):.3f}" for n, v in loss.items()),
+            all(max(v) < UNIFORM_LOSS for v in loss.values()),
+        )
+    )
     return rows
 
 
@@ -376,8 +464,11 @@ def print_table(runs, summary, paper_runs, seeds):
         for rate in sorted(by_rate):
             values = np.asarray([run["final_val_loss"] for run in by_rate[rate]])
             star = "*" if rate == summary[name]["best_learning_rate"] else " "
-            print(f"  {star}{name + ', η = ' + format(rate, 'g'):<23}" + "".join(f"{v:>9.3f}" for v in values)
-                  + f"   mean {values.mean():.3f}  spread {np.ptp(values):.3f}")
+            print(
+                f"  {star}{name + ', η = ' + format(rate, 'g'):<23}"
+                + "".join(f"{v:>9.3f}" for v in values)
+                + f"   mean {values.mean():.3f}  spread {np.ptp(values):.3f}"
+            )
     edges = [name for name, entry in summary.items() if entry["at_grid_edge"]]
     if edges:
         print(f"  best η at the edge of its grid: {', '.join(edges)} (the grid may not bracket the best η)")
@@ -386,9 +477,11 @@ def print_table(runs, summary, paper_runs, seeds):
         losses = ", ".join(f"{run['final_val_loss']:.3f}" for run in paper_runs)
         moved = ", ".join(f"{run['distance']:.3g}" for run in paper_runs)
         adam = ", ".join(f"{d:.3g}" for d in summary["Adam"]["distance"])
-        print(f"\nACClip at the paper's η = {FLAGS.acclip_paper_rate:g}: val loss {losses}; it moved the weights "
-              f"‖θ_T − θ_0‖ = {moved}, Adam at its best η {adam}: "
-              f"{ratio.min():.0f}–{ratio.max():.0f} times farther")
+        print(
+            f"\nACClip at the paper's η = {FLAGS.acclip_paper_rate:g}: val loss {losses}; it moved the weights "
+            f"‖θ_T − θ_0‖ = {moved}, Adam at its best η {adam}: "
+            f"{ratio.min():.0f}–{ratio.max():.0f} times farther"
+        )
 
 
 def main(argv):
@@ -401,10 +494,12 @@ def main(argv):
     keep = np.linspace(0, len(x_val) - 1, min(FLAGS.validation_windows, len(x_val))).astype(int)
     x_val, y_val = x_val[keep], y_val[keep]
     model = build_model(seeds[0])
-    print(f"corpus {len(tokens):,} bytes: {len(x_train)} training windows, {len(x_val)} validation windows "
-          f"of {FLAGS.sequence_length} bytes; transformer {FLAGS.num_blocks} block(s), d_model {FLAGS.model_dim}, "
-          f"{model.count_params():,} parameters; {FLAGS.steps} steps of batch {FLAGS.batch_size}, warmup "
-          f"{FLAGS.warmup_steps} then linear decay; seeds {seeds}")
+    print(
+        f"corpus {len(tokens):,} bytes: {len(x_train)} training windows, {len(x_val)} validation windows "
+        f"of {FLAGS.sequence_length} bytes; transformer {FLAGS.num_blocks} block(s), d_model {FLAGS.model_dim}, "
+        f"{model.count_params():,} parameters; {FLAGS.steps} steps of batch {FLAGS.batch_size}, warmup "
+        f"{FLAGS.warmup_steps} then linear decay; seeds {seeds}"
+    )
 
     runs, paper_runs = train_all(model, x_train, y_train, x_val, y_val, seeds)
     summary = summarize(runs)
@@ -416,16 +511,47 @@ def main(argv):
     _common.save_figure(figure_sweep(plt, runs, paper_runs), FLAGS.output_dir, "lr_sweep.png")
     rows = verdicts(summary)
     seconds = time.perf_counter() - start
-    _common.write_json(FLAGS.output_dir, "results.json", dict(
-        flags={name: FLAGS[name].value for name in (
-            "steps", "warmup_steps", "eval_every", "batch_size", "sequence_length", "model_dim", "num_heads",
-            "num_blocks", "validation_windows", "optimizers", "sgd_learning_rates", "gclip_learning_rates",
-            "gclip_threshold", "adam_learning_rates", "acclip_learning_rates", "acclip_paper_rate", "seeds")},
-        parameters=model.count_params(), uniform_loss=UNIFORM_LOSS, seeds=seeds, summary=summary,
-        runs={name: {f"{rate:g}": by_seed for rate, by_seed in by_rate.items()} for name, by_rate in runs.items()},
-        paper_rate_runs=paper_runs, verdicts=rows, seconds=seconds))
-    _common.print_verdicts(rows, title=f"Paper claim vs this run (seeds {seeds}; a verdict only when the gap "
-                                       "between the means over seeds exceeds the larger range over seeds)")
+    _common.write_json(
+        FLAGS.output_dir,
+        "results.json",
+        dict(
+            flags={
+                name: FLAGS[name].value
+                for name in (
+                    "steps",
+                    "warmup_steps",
+                    "eval_every",
+                    "batch_size",
+                    "sequence_length",
+                    "model_dim",
+                    "num_heads",
+                    "num_blocks",
+                    "validation_windows",
+                    "optimizers",
+                    "sgd_learning_rates",
+                    "gclip_learning_rates",
+                    "gclip_threshold",
+                    "adam_learning_rates",
+                    "acclip_learning_rates",
+                    "acclip_paper_rate",
+                    "seeds",
+                )
+            },
+            parameters=model.count_params(),
+            uniform_loss=UNIFORM_LOSS,
+            seeds=seeds,
+            summary=summary,
+            runs={name: {f"{rate:g}": by_seed for rate, by_seed in by_rate.items()} for name, by_rate in runs.items()},
+            paper_rate_runs=paper_runs,
+            verdicts=rows,
+            seconds=seconds,
+        ),
+    )
+    _common.print_verdicts(
+        rows,
+        title=f"Paper claim vs this run (seeds {seeds}; a verdict only when the gap "
+        "between the means over seeds exceeds the larger range over seeds)",
+    )
     print(f"\ntotal {seconds:.0f} s")
 
 

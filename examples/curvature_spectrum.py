@@ -64,8 +64,9 @@ BULK_QUANTILE = 0.99  # the bulk edge: this quantile of the spectral mass
 
 def define_flags():
     """The command-line flags; defined only when run as a script, so that tests can import the module."""
-    flags.DEFINE_string("output_dir", os.path.join("examples_output", "curvature_spectrum"),
-                        "Where the figure and results.json go.")
+    flags.DEFINE_string(
+        "output_dir", os.path.join("examples_output", "curvature_spectrum"), "Where the figure and results.json go."
+    )
     _common.define_image_flags(num_examples=512)
     flags.DEFINE_float("learning_rate", 2e-3, "Adam's η (threshold 38/η).", lower_bound=0.0)
     flags.DEFINE_float("beta_2", 0.99, "Adam's β2.")
@@ -78,8 +79,10 @@ def define_flags():
     flags.DEFINE_integer("hidden_units", 200, "Units per hidden layer.", lower_bound=1)
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the subset and the initial weights.")
     flags.register_multi_flags_validator(
-        ["steps", "before_step"], lambda f: f["before_step"] < f["steps"],
-        "--before_step must come before the last step (--steps).")
+        ["steps", "before_step"],
+        lambda f: f["before_step"] < f["steps"],
+        "--before_step must come before the last step (--steps).",
+    )
 
 
 def weighted_quantile(density, quantile):
@@ -96,9 +99,16 @@ def describe(density, threshold):
     low, high = density.support
     bulk = weighted_quantile(density, BULK_QUANTILE)
     mean, error = density.mean_eigenvalue
-    return dict(top=high, bottom=low, top_ratio=high / threshold, bulk_edge=bulk,
-                top_over_bulk=high / bulk if bulk > 0 else math.inf,
-                mean_eigenvalue=mean, mean_eigenvalue_standard_error=error, products=density.num_products)
+    return dict(
+        top=high,
+        bottom=low,
+        top_ratio=high / threshold,
+        bulk_edge=bulk,
+        top_over_bulk=high / bulk if bulk > 0 else math.inf,
+        mean_eigenvalue=mean,
+        mean_eigenvalue_standard_error=error,
+        products=density.num_products,
+    )
 
 
 def run_seed(seed):
@@ -115,23 +125,43 @@ def run_seed(seed):
 
     def density_now(label):
         densities[label] = spectral_density(
-            model, (x, y), preconditioner=preconditioner_of(optimizer, model.trainable_variables),
-            num_vectors=FLAGS.density_vectors, num_iterations=FLAGS.density_iterations, seed=seed)
+            model,
+            (x, y),
+            preconditioner=preconditioner_of(optimizer, model.trainable_variables),
+            num_vectors=FLAGS.density_vectors,
+            num_iterations=FLAGS.density_iterations,
+            seed=seed,
+        )
         summary = describe(densities[label], threshold)
-        print(f"  seed {seed}  step {int(optimizer.iterations):>4}  P⁻¹H spectrum: top {summary['top']:.4g} "
-              f"= {summary['top_ratio']:.3f} × 38/η, bulk edge (99 % of the mass) {summary['bulk_edge']:.3g}, "
-              f"mean eigenvalue {summary['mean_eigenvalue']:.3g} ± {summary['mean_eigenvalue_standard_error']:.1g}",
-              flush=True)
+        print(
+            f"  seed {seed}  step {int(optimizer.iterations):>4}  P⁻¹H spectrum: top {summary['top']:.4g} "
+            f"= {summary['top_ratio']:.3f} × 38/η, bulk edge (99 % of the mass) {summary['bulk_edge']:.3g}, "
+            f"mean eigenvalue {summary['mean_eigenvalue']:.3g} ± {summary['mean_eigenvalue_standard_error']:.1g}",
+            flush=True,
+        )
         return dict(step=int(optimizer.iterations), **summary)
 
     model.fit(full_batch, steps_per_epoch=1, epochs=FLAGS.before_step, verbose=0, callbacks=[sharpness])
     before = density_now("before")
-    model.fit(full_batch, steps_per_epoch=1, initial_epoch=FLAGS.before_step, epochs=FLAGS.steps, verbose=0,
-              callbacks=[sharpness])
+    model.fit(
+        full_batch,
+        steps_per_epoch=1,
+        initial_epoch=FLAGS.before_step,
+        epochs=FLAGS.steps,
+        verbose=0,
+        callbacks=[sharpness],
+    )
     after = density_now("after")
     trajectory = [dict(step=r.step, ratio=r.values["sharpness_ratio"]) for r in sharpness.records]
-    return dict(seed=seed, threshold=threshold, before=before, after=after, trajectory=trajectory,
-                parameters=model.count_params(), seconds=time.perf_counter() - start), densities
+    return dict(
+        seed=seed,
+        threshold=threshold,
+        before=before,
+        after=after,
+        trajectory=trajectory,
+        parameters=model.count_params(),
+        seconds=time.perf_counter() - start,
+    ), densities
 
 
 def verdicts(runs):
@@ -144,15 +174,21 @@ def verdicts(runs):
         return ", ".join(f"{v:.3g}" for v in numbers) + f" (seeds {seeds})"
 
     return [
-        _common.verdict(f"Early (step {FLAGS.before_step}), the whole P⁻¹H spectrum lies below 38/η",
-                        f"top node / (38/η): {values(before)}; below {BELOW} at every seed",
-                        all(v < BELOW for v in before)),
-        _common.verdict("At the AEoS, the top eigenvalue of P⁻¹H sits at 38/η (Cohen et al. 2022, Figs. 1, 5a)",
-                        f"top node / (38/η) at step {FLAGS.steps}: {values(after)}; within ±{BAND:.0%}",
-                        all(abs(v - 1.0) <= BAND for v in after)),
-        _common.verdict("It is an outlier above the bulk of the spectrum",
-                        f"top node / 99 % bulk edge: {values(outlier)}; above {OUTLIER:g} at every seed",
-                        all(v > OUTLIER for v in outlier)),
+        _common.verdict(
+            f"Early (step {FLAGS.before_step}), the whole P⁻¹H spectrum lies below 38/η",
+            f"top node / (38/η): {values(before)}; below {BELOW} at every seed",
+            all(v < BELOW for v in before),
+        ),
+        _common.verdict(
+            "At the AEoS, the top eigenvalue of P⁻¹H sits at 38/η (Cohen et al. 2022, Figs. 1, 5a)",
+            f"top node / (38/η) at step {FLAGS.steps}: {values(after)}; within ±{BAND:.0%}",
+            all(abs(v - 1.0) <= BAND for v in after),
+        ),
+        _common.verdict(
+            "It is an outlier above the bulk of the spectrum",
+            f"top node / 99 % bulk edge: {values(outlier)}; above {OUTLIER:g} at every seed",
+            all(v > OUTLIER for v in outlier),
+        ),
     ]
 
 
@@ -162,23 +198,41 @@ def figure(plt, runs, densities):
     for column, (run, pair) in enumerate(zip(runs, densities)):
         top = axes[0, column]
         for label, color in (("before", "tab:blue"), ("after", "tab:red")):
-            plot_spectral_density(pair[label], ax=top, threshold=run["threshold"] if label == "after" else None,
-                                  color=color, label=f"step {run[label]['step']}")
+            plot_spectral_density(
+                pair[label],
+                ax=top,
+                threshold=run["threshold"] if label == "after" else None,
+                color=color,
+                label=f"step {run[label]['step']}",
+            )
         top.set_title(f"seed {run['seed']}: P⁻¹H spectrum, threshold 38/η = {run['threshold']:.4g}", fontsize=9)
         top.legend(fontsize=7)
         bottom = axes[1, column]
         steps = [r["step"] for r in run["trajectory"]]
-        bottom.plot(steps, [r["ratio"] for r in run["trajectory"]], marker=".", color="black",
-                    label="λ1(P⁻¹H) / (38/η), SharpnessCallback")
+        bottom.plot(
+            steps,
+            [r["ratio"] for r in run["trajectory"]],
+            marker=".",
+            color="black",
+            label="λ1(P⁻¹H) / (38/η), SharpnessCallback",
+        )
         for label, color in (("before", "tab:blue"), ("after", "tab:red")):
-            bottom.plot([run[label]["step"]], [run[label]["top_ratio"]], "o", color=color, markersize=8,
-                        label=f"top SLQ node, step {run[label]['step']}")
+            bottom.plot(
+                [run[label]["step"]],
+                [run[label]["top_ratio"]],
+                "o",
+                color=color,
+                markersize=8,
+                label=f"top SLQ node, step {run[label]['step']}",
+            )
         bottom.axhline(1.0, color="gray", linestyle="--", linewidth=1)
         bottom.set(xlabel="step", ylabel="λ1(P⁻¹H) / (38/η)")
         bottom.legend(fontsize=7)
-    fig.suptitle(f"Full-batch Adam (η = {FLAGS.learning_rate:g}) on {FLAGS.num_examples} digits: the P⁻¹H "
-                 "density by stochastic Lanczos quadrature before and at the adaptive edge of stability",
-                 fontsize=10)
+    fig.suptitle(
+        f"Full-batch Adam (η = {FLAGS.learning_rate:g}) on {FLAGS.num_examples} digits: the P⁻¹H "
+        "density by stochastic Lanczos quadrature before and at the adaptive edge of stability",
+        fontsize=10,
+    )
     return fig
 
 
@@ -190,19 +244,41 @@ def main(argv):
         run, pair = run_seed(seed)
         runs.append(run)
         densities.append(pair)
-    print(f"\n{runs[0]['parameters']:,} parameters; each density {runs[0]['after']['products']} "
-          "Hessian-vector products")
+    print(
+        f"\n{runs[0]['parameters']:,} parameters; each density {runs[0]['after']['products']} Hessian-vector products"
+    )
     plt = _common.pyplot()
     _common.save_figure(figure(plt, runs, densities), FLAGS.output_dir, "density.png")
     rows = verdicts(runs)
     seconds = time.perf_counter() - start
-    _common.write_json(FLAGS.output_dir, "results.json", dict(
-        flags={name: FLAGS[name].value for name in (
-            "learning_rate", "beta_2", "steps", "before_step", "measure_every", "density_vectors",
-            "density_iterations", "hidden_layers", "hidden_units", "seeds", "num_examples")},
-        runs=runs, densities=[{label: dict(nodes=d.nodes, weights=d.weights) for label, d in pair.items()}
-                              for pair in densities],
-        verdicts=rows, seconds=seconds))
+    _common.write_json(
+        FLAGS.output_dir,
+        "results.json",
+        dict(
+            flags={
+                name: FLAGS[name].value
+                for name in (
+                    "learning_rate",
+                    "beta_2",
+                    "steps",
+                    "before_step",
+                    "measure_every",
+                    "density_vectors",
+                    "density_iterations",
+                    "hidden_layers",
+                    "hidden_units",
+                    "seeds",
+                    "num_examples",
+                )
+            },
+            runs=runs,
+            densities=[
+                {label: dict(nodes=d.nodes, weights=d.weights) for label, d in pair.items()} for pair in densities
+            ],
+            verdicts=rows,
+            seconds=seconds,
+        ),
+    )
     _common.print_verdicts(rows)
     print(f"\ntotal {seconds:.0f} s")
 

@@ -113,36 +113,59 @@ EPSILON = 1e-7  # the paper's ε for every method (App. G.2)
 # name: (label, figure of the paper, default learning rates, constructor(η, β2)).
 Choice = collections.namedtuple("Choice", "label figure learning_rates make")
 OPTIMIZERS = {
-    "adam": Choice("Adam", "Fig. 5a", (1e-3, 2e-3, 4e-3),
-                   lambda lr, b2: tf_adaptive.Adam(lr, beta_2=b2, epsilon=EPSILON)),
+    "adam": Choice(
+        "Adam", "Fig. 5a", (1e-3, 2e-3, 4e-3), lambda lr, b2: tf_adaptive.Adam(lr, beta_2=b2, epsilon=EPSILON)
+    ),
     "adam_no_bias_correction": Choice(
-        "Adam, no bias correction", "Fig. 1", (1e-3, 2e-3, 4e-3),
-        lambda lr, b2: tf_adaptive.Adam(lr, beta_2=b2, epsilon=EPSILON, bias_correction=False)),
-    "adamw": Choice("AdamW (Keras)", "Fig. 5b", (1e-3, 2e-3, 4e-3),
-                    lambda lr, b2: keras.optimizers.AdamW(lr, beta_2=b2, epsilon=EPSILON)),
-    "amsgrad": Choice("AMSGrad", "Fig. 5d", (1e-3, 2e-3, 4e-3),
-                      lambda lr, b2: tf_adaptive.Adam(lr, beta_2=b2, epsilon=EPSILON,
-                                                      bias_correction=False, amsgrad=True)),
-    "padam": Choice("Padam (p = 1/4)", "Fig. 5e", (0.05, 0.1, 0.2),
-                    lambda lr, b2: tf_adaptive.Padam(lr, beta_2=b2, epsilon=EPSILON)),
-    "nadam": Choice("Nadam", "Fig. 5f", (2.5e-4, 5e-4, 1e-3),
-                    lambda lr, b2: tf_adaptive.Nadam(lr, beta_2=b2, epsilon=EPSILON,
-                                                     bias_correction=False)),
-    "rmsprop": Choice("RMSProp", "Fig. 5g", (5e-5, 1e-4, 2e-4),
-                      lambda lr, b2: tf_adaptive.RMSProp(lr, beta_2=b2, epsilon=EPSILON)),
-    "adagrad": Choice("Adagrad", "Fig. 5h", (1e-3, 2.5e-3, 5e-3),
-                      lambda lr, b2: tf_adaptive.Adagrad(lr, epsilon=EPSILON)),
-    "adafactor": Choice("Adafactor (β1 = 0.9)", "Fig. 5c", (1e-3, 2e-3, 4e-3),
-                        lambda lr, b2: tf_adaptive.Adafactor(lr, beta_1=0.9, epsilon=EPSILON)),
+        "Adam, no bias correction",
+        "Fig. 1",
+        (1e-3, 2e-3, 4e-3),
+        lambda lr, b2: tf_adaptive.Adam(lr, beta_2=b2, epsilon=EPSILON, bias_correction=False),
+    ),
+    "adamw": Choice(
+        "AdamW (Keras)",
+        "Fig. 5b",
+        (1e-3, 2e-3, 4e-3),
+        lambda lr, b2: keras.optimizers.AdamW(lr, beta_2=b2, epsilon=EPSILON),
+    ),
+    "amsgrad": Choice(
+        "AMSGrad",
+        "Fig. 5d",
+        (1e-3, 2e-3, 4e-3),
+        lambda lr, b2: tf_adaptive.Adam(lr, beta_2=b2, epsilon=EPSILON, bias_correction=False, amsgrad=True),
+    ),
+    "padam": Choice(
+        "Padam (p = 1/4)", "Fig. 5e", (0.05, 0.1, 0.2), lambda lr, b2: tf_adaptive.Padam(lr, beta_2=b2, epsilon=EPSILON)
+    ),
+    "nadam": Choice(
+        "Nadam",
+        "Fig. 5f",
+        (2.5e-4, 5e-4, 1e-3),
+        lambda lr, b2: tf_adaptive.Nadam(lr, beta_2=b2, epsilon=EPSILON, bias_correction=False),
+    ),
+    "rmsprop": Choice(
+        "RMSProp", "Fig. 5g", (5e-5, 1e-4, 2e-4), lambda lr, b2: tf_adaptive.RMSProp(lr, beta_2=b2, epsilon=EPSILON)
+    ),
+    "adagrad": Choice(
+        "Adagrad", "Fig. 5h", (1e-3, 2.5e-3, 5e-3), lambda lr, b2: tf_adaptive.Adagrad(lr, epsilon=EPSILON)
+    ),
+    "adafactor": Choice(
+        "Adafactor (β1 = 0.9)",
+        "Fig. 5c",
+        (1e-3, 2e-3, 4e-3),
+        lambda lr, b2: tf_adaptive.Adafactor(lr, beta_1=0.9, epsilon=EPSILON),
+    ),
     "frozen_adam": Choice("Frozen Adam", "Fig. 3b", None, None),
-    "heavy_ball": Choice("EMA heavy ball (P = I)", "§2, App. A", (7.0, 8.5, 10.0),
-                         lambda lr, b2: tf_adaptive.HeavyBall(lr)),
-    "nesterov": Choice("EMA Nesterov (P = I)", "§2, App. A", (2.0, 2.5, 3.0),
-                       lambda lr, b2: tf_adaptive.Nesterov(lr)),
-    "laprop": Choice("LaProp", None, (1e-3, 2e-3, 4e-3),
-                     lambda lr, b2: tf_adaptive.LaProp(lr, beta_2=b2, epsilon=EPSILON)),
-    "radam": Choice("RAdam", None, (1e-3, 2e-3, 4e-3),
-                    lambda lr, b2: tf_adaptive.RAdam(lr, beta_2=b2, epsilon=EPSILON)),
+    "heavy_ball": Choice(
+        "EMA heavy ball (P = I)", "§2, App. A", (7.0, 8.5, 10.0), lambda lr, b2: tf_adaptive.HeavyBall(lr)
+    ),
+    "nesterov": Choice("EMA Nesterov (P = I)", "§2, App. A", (2.0, 2.5, 3.0), lambda lr, b2: tf_adaptive.Nesterov(lr)),
+    "laprop": Choice(
+        "LaProp", None, (1e-3, 2e-3, 4e-3), lambda lr, b2: tf_adaptive.LaProp(lr, beta_2=b2, epsilon=EPSILON)
+    ),
+    "radam": Choice(
+        "RAdam", None, (1e-3, 2e-3, 4e-3), lambda lr, b2: tf_adaptive.RAdam(lr, beta_2=b2, epsilon=EPSILON)
+    ),
     "acclip": Choice("ACClip", None, (6.0, 8.0, 10.0), lambda lr, b2: tf_adaptive.ACClip(lr)),
     "msvag": Choice("M-SVAG", None, (0.5, 1.0, 2.0), lambda lr, b2: tf_adaptive.MSVAG(lr)),
 }
@@ -156,36 +179,57 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """The command-line flags; defined only when run as a script, so that tests can import the module."""
-    flags.DEFINE_multi_enum("optimizer", ["adam", "frozen_adam"], list(OPTIMIZERS),
-                            "Optimizers to run (repeat the flag for several), each at every learning rate.")
-    flags.DEFINE_list("learning_rates", None,
-                      "Learning rates η, one run each, for every optimizer but frozen_adam "
-                      "(default: a grid per optimizer).")
-    flags.DEFINE_list("frozen_initial_ratios", ["0.8", "1.0", "1.25"],
-                      "frozen_adam's η, one run each, as λ1(P⁻¹H₀)/(38/η) at the initial weights.")
+    flags.DEFINE_multi_enum(
+        "optimizer",
+        ["adam", "frozen_adam"],
+        list(OPTIMIZERS),
+        "Optimizers to run (repeat the flag for several), each at every learning rate.",
+    )
+    flags.DEFINE_list(
+        "learning_rates",
+        None,
+        "Learning rates η, one run each, for every optimizer but frozen_adam (default: a grid per optimizer).",
+    )
+    flags.DEFINE_list(
+        "frozen_initial_ratios",
+        ["0.8", "1.0", "1.25"],
+        "frozen_adam's η, one run each, as λ1(P⁻¹H₀)/(38/η) at the initial weights.",
+    )
     flags.DEFINE_integer("steps", 300, "Full-batch optimizer steps per run.", lower_bound=1)
-    flags.DEFINE_bool("jit_compile", False, "XLA for the train step (on 300 small full-batch steps its compilation "
-                      "costs more than it saves).")
+    flags.DEFINE_bool(
+        "jit_compile",
+        False,
+        "XLA for the train step (on 300 small full-batch steps its compilation costs more than it saves).",
+    )
     flags.DEFINE_integer("measure_every", 25, "Steps between sharpness measurements.", lower_bound=1)
     flags.DEFINE_integer("track_every", 1, "Steps between the SharpnessTracker's estimates of λ1(P⁻¹H).", lower_bound=1)
-    flags.DEFINE_integer("track_products", 2, "Hessian-vector products per tracker estimate (warm-started Lanczos).",
-                         lower_bound=1)
-    flags.DEFINE_float("tolerance", 1e-2,
-                       "Relative accuracy to which each λ1 is certified (the verdict bands are ±30 %).",
-                       lower_bound=1e-12)
+    flags.DEFINE_integer(
+        "track_products", 2, "Hessian-vector products per tracker estimate (warm-started Lanczos).", lower_bound=1
+    )
+    flags.DEFINE_float(
+        "tolerance",
+        1e-2,
+        "Relative accuracy to which each λ1 is certified (the verdict bands are ±30 %).",
+        lower_bound=1e-12,
+    )
     flags.DEFINE_float("beta_2", 0.99, "β2 of the second-moment EMA (Adam family, RMSProp, LaProp, RAdam).")
     flags.DEFINE_float("freeze_learning_rate", 1e-3, "η of the Adam run that frozen Adam takes P from.")
     flags.DEFINE_integer("freeze_step", 100, "Step of that run at which P is frozen.", lower_bound=1)
     _common.define_image_flags(num_examples=512)  # the full batch
     flags.DEFINE_integer("hidden_layers", 5, "Hidden tanh layers.", lower_bound=1)
     flags.DEFINE_integer("hidden_units", 200, "Units per hidden layer.", lower_bound=1)
-    flags.DEFINE_enum("labels", "true", ["true", "random"],
-                      "true: the images' own labels. random: the same labels randomly permuted over the "
-                      "images (seeded by --seed; class counts kept, labels independent of the images), "
-                      "which the network must memorize, so it trains for longer and sharpens as it does.")
+    flags.DEFINE_enum(
+        "labels",
+        "true",
+        ["true", "random"],
+        "true: the images' own labels. random: the same labels randomly permuted over the "
+        "images (seeded by --seed; class counts kept, labels independent of the images), "
+        "which the network must memorize, so it trains for longer and sharpens as it does.",
+    )
     flags.DEFINE_integer("seed", 0, "Seed of the subset, the random labels and the initial weights.")
-    flags.DEFINE_string("output_dir", os.path.join("examples_output", "edge_of_stability"),
-                        "Where the figures and results.json go.")
+    flags.DEFINE_string(
+        "output_dir", os.path.join("examples_output", "edge_of_stability"), "Where the figures and results.json go."
+    )
 
 
 LOSS = keras.losses.MeanSquaredError()
@@ -223,10 +267,12 @@ class Progress(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         step = epoch + 1
         if step % self.every == 0 and "sharpness_ratio" in logs:
-            print(f"  {self.name:<23} η={self.learning_rate:<8.3g} step {step:>5}/{self.steps}  "
-                  f"loss {logs['loss']:.3e}  λ1(P⁻¹H) {logs['preconditioned_sharpness']:.4g} "
-                  f"= {logs['sharpness_ratio']:.3f} × threshold  λ1(H) {logs['sharpness']:.4g}",
-                  flush=True)
+            print(
+                f"  {self.name:<23} η={self.learning_rate:<8.3g} step {step:>5}/{self.steps}  "
+                f"loss {logs['loss']:.3e}  λ1(P⁻¹H) {logs['preconditioned_sharpness']:.4g} "
+                f"= {logs['sharpness_ratio']:.3f} × threshold  λ1(H) {logs['sharpness']:.4g}",
+                flush=True,
+            )
 
 
 def train(name, optimizer, data, model, sharpness, tracker, initial_weights):
@@ -251,8 +297,14 @@ def train(name, optimizer, data, model, sharpness, tracker, initial_weights):
     record_loss = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: losses.append(logs["loss"]))
     try:
         # One epoch per step, so that every step's loss is logged.
-        model.fit(full_batch, steps_per_epoch=1, epochs=FLAGS.steps, verbose=0, shuffle=False,
-                  callbacks=[record_loss, keras.callbacks.TerminateOnNaN(), sharpness, tracker, progress])
+        model.fit(
+            full_batch,
+            steps_per_epoch=1,
+            epochs=FLAGS.steps,
+            verbose=0,
+            shuffle=False,
+            callbacks=[record_loss, keras.callbacks.TerminateOnNaN(), sharpness, tracker, progress],
+        )
     except tf.errors.InvalidArgumentError:
         # A measurement fell due while the loss blew up: Lanczos fails on the
         # non-finite Hessian products of a diverged network.
@@ -261,14 +313,32 @@ def train(name, optimizer, data, model, sharpness, tracker, initial_weights):
     diverged = has_diverged(losses)
     if diverged:
         print(f"  {name:<23} η={learning_rate:<8.3g} diverged at step {len(losses)}", flush=True)
-    records = [dict(step=r.step, preconditioned_sharpness=r.values["preconditioned_sharpness"],
-                    sharpness=r.values["sharpness"], stability_threshold=r.values["stability_threshold"],
-                    ratio=r.values["sharpness_ratio"]) for r in sharpness.records]
-    tracked = [dict(step=r.step, preconditioned_sharpness=r.values.get("power_preconditioned_sharpness"))
-               for r in tracker.records if "power_preconditioned_sharpness" in r.values]
-    return dict(optimizer=name, learning_rate=learning_rate, threshold_constant=threshold_constant(optimizer),
-                losses=losses, records=records, tracked=tracked, diverged=diverged,
-                seconds=time.perf_counter() - start, **summarize(records))
+    records = [
+        dict(
+            step=r.step,
+            preconditioned_sharpness=r.values["preconditioned_sharpness"],
+            sharpness=r.values["sharpness"],
+            stability_threshold=r.values["stability_threshold"],
+            ratio=r.values["sharpness_ratio"],
+        )
+        for r in sharpness.records
+    ]
+    tracked = [
+        dict(step=r.step, preconditioned_sharpness=r.values.get("power_preconditioned_sharpness"))
+        for r in tracker.records
+        if "power_preconditioned_sharpness" in r.values
+    ]
+    return dict(
+        optimizer=name,
+        learning_rate=learning_rate,
+        threshold_constant=threshold_constant(optimizer),
+        losses=losses,
+        records=records,
+        tracked=tracked,
+        diverged=diverged,
+        seconds=time.perf_counter() - start,
+        **summarize(records),
+    )
 
 
 def has_diverged(losses):
@@ -279,21 +349,28 @@ def has_diverged(losses):
 def summarize(records):
     """Late-training median of λ1(P⁻¹H)/threshold, arrival at the threshold, raw sharpness after it."""
     if not records:
-        return dict(initial_ratio=None, late_median_ratio=None, late_max_ratio=None, arrival_step=None,
-                    raw_sharpness_growth_after_arrival=None)
+        return dict(
+            initial_ratio=None,
+            late_median_ratio=None,
+            late_max_ratio=None,
+            arrival_step=None,
+            raw_sharpness_growth_after_arrival=None,
+        )
     steps = np.array([r["step"] for r in records])
     ratios = np.array([r["ratio"] for r in records])
     raw = np.array([r["sharpness"] for r in records])
     late = steps > FLAGS.steps / 2
     arrived = np.flatnonzero(ratios >= ARRIVAL)
-    summary = dict(initial_ratio=float(ratios[0]),
-                   late_median_ratio=float(np.median(ratios[late])) if late.any() else None,
-                   late_max_ratio=float(np.max(ratios[late])) if late.any() else None,
-                   arrival_step=int(steps[arrived[0]]) if arrived.size else None,
-                   raw_sharpness_growth_after_arrival=None)
+    summary = dict(
+        initial_ratio=float(ratios[0]),
+        late_median_ratio=float(np.median(ratios[late])) if late.any() else None,
+        late_max_ratio=float(np.max(ratios[late])) if late.any() else None,
+        arrival_step=int(steps[arrived[0]]) if arrived.size else None,
+        raw_sharpness_growth_after_arrival=None,
+    )
     if arrived.size and arrived[0] < len(records) - 1:
         # Median λ1(H) over the later half of the measurements from arrival on, over the earlier half.
-        after = raw[arrived[0]:]
+        after = raw[arrived[0] :]
         half = len(after) // 2
         summary["raw_sharpness_growth_after_arrival"] = float(np.median(after[half:]) / np.median(after[:half]))
     return summary
@@ -308,11 +385,15 @@ def freeze_adam(data, initial_weights):
     x, y = data
     model = build_model(x.shape[1], y.shape[1])
     model.set_weights(initial_weights)
-    source = tf_adaptive.Adam(FLAGS.freeze_learning_rate, beta_2=FLAGS.beta_2, epsilon=EPSILON,
-                              bias_correction=False)
+    source = tf_adaptive.Adam(FLAGS.freeze_learning_rate, beta_2=FLAGS.beta_2, epsilon=EPSILON, bias_correction=False)
     model.compile(optimizer=source, loss=LOSS, jit_compile=FLAGS.jit_compile)
-    model.fit(tf.data.Dataset.from_tensors((x, y)).repeat(), steps_per_epoch=FLAGS.freeze_step,
-              epochs=1, verbose=0, shuffle=False)
+    model.fit(
+        tf.data.Dataset.from_tensors((x, y)).repeat(),
+        steps_per_epoch=FLAGS.freeze_step,
+        epochs=1,
+        verbose=0,
+        shuffle=False,
+    )
     variables = model.trainable_variables
     preconditioner = [keras.ops.convert_to_numpy(p) for p in preconditioner_of(source, variables)]
 
@@ -328,11 +409,15 @@ def frozen_learning_rates(data, initial_weights, preconditioner):
     x, y = data
     model = build_model(x.shape[1], y.shape[1])
     model.set_weights(initial_weights)
-    initial = float(hessian_eigenvalues(model, (x, y), loss=LOSS, preconditioner=preconditioner,
-                                        tolerance=1e-4).eigenvalues[0])
+    initial = float(
+        hessian_eigenvalues(model, (x, y), loss=LOSS, preconditioner=preconditioner, tolerance=1e-4).eigenvalues[0]
+    )
     constant = threshold_constant(tf_adaptive.FrozenAdam(1.0))
-    print(f"  frozen P (Adam, η = {FLAGS.freeze_learning_rate:g}, step {FLAGS.freeze_step}): "
-          f"λ1(P⁻¹H₀) = {initial:.4g} at the initial weights", flush=True)
+    print(
+        f"  frozen P (Adam, η = {FLAGS.freeze_learning_rate:g}, step {FLAGS.freeze_step}): "
+        f"λ1(P⁻¹H₀) = {initial:.4g} at the initial weights",
+        flush=True,
+    )
     return initial, [float(ratio) * constant / initial for ratio in FLAGS.frozen_initial_ratios]
 
 
@@ -348,23 +433,38 @@ def figure_trajectories(plt, groups):
         colors = plt.cm.viridis(np.linspace(0.0, 0.85, len(runs)))
         for run, color in zip(runs, colors):
             label = f"η = {run['learning_rate']:.3g}"
-            row[0].plot(np.arange(1, len(run["losses"]) + 1), run["losses"], color=color, linewidth=1,
-                        label=label)
+            row[0].plot(np.arange(1, len(run["losses"]) + 1), run["losses"], color=color, linewidth=1, label=label)
             steps = [r["step"] for r in run["records"]]
-            row[1].plot([r["step"] for r in run["tracked"]], [r["preconditioned_sharpness"] for r in run["tracked"]],
-                        "-", color=color, linewidth=0.8, alpha=0.8)
-            row[1].plot(steps, [r["preconditioned_sharpness"] for r in run["records"]], "o",
-                        color=color, markersize=3.5, markeredgecolor="black", markeredgewidth=0.4, label=label)
+            row[1].plot(
+                [r["step"] for r in run["tracked"]],
+                [r["preconditioned_sharpness"] for r in run["tracked"]],
+                "-",
+                color=color,
+                linewidth=0.8,
+                alpha=0.8,
+            )
+            row[1].plot(
+                steps,
+                [r["preconditioned_sharpness"] for r in run["records"]],
+                "o",
+                color=color,
+                markersize=3.5,
+                markeredgecolor="black",
+                markeredgewidth=0.4,
+                label=label,
+            )
             row[1].axhline(run["threshold_constant"] / run["learning_rate"], color=color, linestyle="--")
-            row[2].plot(steps, [r["sharpness"] for r in run["records"]], "o-", color=color,
-                        markersize=3, label=label)
+            row[2].plot(steps, [r["sharpness"] for r in run["records"]], "o-", color=color, markersize=3, label=label)
         constant = runs[0]["threshold_constant"]
         title = f"{OPTIMIZERS[name].label}"
         if OPTIMIZERS[name].figure:
             title += f" (paper: {OPTIMIZERS[name].figure})"
         row[0].set(title=f"{title}\ntrain loss", yscale="log", xlabel="step")
-        row[1].set(title=f"λ1(P⁻¹H): tracker (line), Lanczos (points)\ndashed: threshold {threshold_label(constant)}",
-                   yscale="log", xlabel="step")
+        row[1].set(
+            title=f"λ1(P⁻¹H): tracker (line), Lanczos (points)\ndashed: threshold {threshold_label(constant)}",
+            yscale="log",
+            xlabel="step",
+        )
         row[2].set(title="sharpness λ1(H)", xlabel="step")
         row[0].legend(fontsize=8, loc="lower left")
     figure.tight_layout()
@@ -377,13 +477,22 @@ def figure_ratios(plt, groups):
     for ax, (name, runs) in zip(axes[0], groups.items()):
         colors = plt.cm.viridis(np.linspace(0.0, 0.85, len(runs)))
         for run, color in zip(runs, colors):
-            ax.plot([r["step"] for r in run["records"]], [r["ratio"] for r in run["records"]], "o-",
-                    color=color, markersize=3, label=f"η = {run['learning_rate']:.3g}")
+            ax.plot(
+                [r["step"] for r in run["records"]],
+                [r["ratio"] for r in run["records"]],
+                "o-",
+                color=color,
+                markersize=3,
+                label=f"η = {run['learning_rate']:.3g}",
+            )
         ax.axhline(1.0, color="black", linestyle="--", linewidth=1)
         ax.axhspan(*BAND, color="gray", alpha=0.12)
         ax.axvline(FLAGS.steps / 2, color="gray", linestyle=":", linewidth=1)
-        ax.set(title=f"{OPTIMIZERS[name].label}: λ1(P⁻¹H) / ({threshold_label(runs[0]['threshold_constant'])})",
-               xlabel="step (late half right of the dotted line)", ylim=(0, 1.6))
+        ax.set(
+            title=f"{OPTIMIZERS[name].label}: λ1(P⁻¹H) / ({threshold_label(runs[0]['threshold_constant'])})",
+            xlabel="step (late half right of the dotted line)",
+            ylim=(0, 1.6),
+        )
         ax.legend(fontsize=8)
     figure.tight_layout()
     return figure
@@ -392,13 +501,19 @@ def figure_ratios(plt, groups):
 # ------------------------------------------------------------------ verdicts
 def _ratios_text(runs):
     return ", ".join(
-        "diverged" if run["diverged"] else "not measured" if run["late_median_ratio"] is None
-        else f"{run['late_median_ratio']:.2f}" for run in runs)
+        "diverged"
+        if run["diverged"]
+        else "not measured"
+        if run["late_median_ratio"] is None
+        else f"{run['late_median_ratio']:.2f}"
+        for run in runs
+    )
 
 
 def _in_band(run):
-    return (not run["diverged"] and run["late_median_ratio"] is not None
-            and BAND[0] <= run["late_median_ratio"] <= BAND[1])
+    return (
+        not run["diverged"] and run["late_median_ratio"] is not None and BAND[0] <= run["late_median_ratio"] <= BAND[1]
+    )
 
 
 def verdicts(groups):
@@ -408,47 +523,72 @@ def verdicts(groups):
         threshold = threshold_label(runs[0]["threshold_constant"])
         rates = ", ".join(f"{run['learning_rate']:.3g}" for run in runs)
         source = f"{choice.figure}: " if choice.figure else "AEoS prediction (not in the paper): "
-        rows.append(_common.verdict(
-            f"{source}full-batch {choice.label}'s λ1(P⁻¹H) equilibrates at {threshold}",
-            f"late-half median λ1(P⁻¹H)/({threshold}) = {_ratios_text(runs)} at η = {rates} "
-            f"(agree if all in [{BAND[0]}, {BAND[1]}])",
-            all(_in_band(run) for run in runs)))
+        rows.append(
+            _common.verdict(
+                f"{source}full-batch {choice.label}'s λ1(P⁻¹H) equilibrates at {threshold}",
+                f"late-half median λ1(P⁻¹H)/({threshold}) = {_ratios_text(runs)} at η = {rates} "
+                f"(agree if all in [{BAND[0]}, {BAND[1]}])",
+                all(_in_band(run) for run in runs),
+            )
+        )
         initial = [run["initial_ratio"] for run in runs if run["initial_ratio"] is not None]
-        arrivals = ", ".join("never" if run["arrival_step"] is None else str(run["arrival_step"])
-                             for run in runs)
+        arrivals = ", ".join("never" if run["arrival_step"] is None else str(run["arrival_step"]) for run in runs)
         all_arrive = all(run["arrival_step"] is not None for run in runs)
         if name == "frozen_adam":
-            rows.append(_common.verdict(
-                f"{source}it rises until it reaches 38/η",
-                f"from initial ratios {', '.join(FLAGS.frozen_initial_ratios)}: reaches {ARRIVAL} at step "
-                f"{arrivals} (agree if all arrive)", all_arrive))
-            late_max = [run["late_max_ratio"] for run in runs
-                        if not run["diverged"] and run["late_max_ratio"] is not None]
-            rows.append(_common.verdict(
-                "§6: frozen Adam is repelled from λ1(P⁻¹H) > 38/η, started below, at or above it",
-                f"late-half max λ1(P⁻¹H)/(38/η) = {', '.join(f'{r:.2f}' for r in late_max)} "
-                f"(agree if all ≤ {CEILING})",
-                len(late_max) == len(runs) and max(late_max) <= CEILING))
+            rows.append(
+                _common.verdict(
+                    f"{source}it rises until it reaches 38/η",
+                    f"from initial ratios {', '.join(FLAGS.frozen_initial_ratios)}: reaches {ARRIVAL} at step "
+                    f"{arrivals} (agree if all arrive)",
+                    all_arrive,
+                )
+            )
+            late_max = [
+                run["late_max_ratio"] for run in runs if not run["diverged"] and run["late_max_ratio"] is not None
+            ]
+            rows.append(
+                _common.verdict(
+                    "§6: frozen Adam is repelled from λ1(P⁻¹H) > 38/η, started below, at or above it",
+                    f"late-half max λ1(P⁻¹H)/(38/η) = {', '.join(f'{r:.2f}' for r in late_max)} "
+                    f"(agree if all ≤ {CEILING})",
+                    len(late_max) == len(runs) and max(late_max) <= CEILING,
+                )
+            )
         else:
-            rows.append(_common.verdict(
-                f"{source}it rises to the threshold from below",
-                f"first measured ratio {', '.join(f'{r:.2f}' for r in initial)}; reaches {ARRIVAL} "
-                f"at step {arrivals} (agree if first < {ARRIVAL}, all arrive)",
-                bool(initial) and max(initial) < ARRIVAL and all_arrive))
-        growth = [run["raw_sharpness_growth_after_arrival"] for run in runs
-                  if run["raw_sharpness_growth_after_arrival"] is not None]
-        growth_text = (", ".join(f"×{g:.2f}" for g in growth) + f" ({len(growth)} of {len(runs)} runs arrived)"
-                       if growth else "no run reached the threshold")
+            rows.append(
+                _common.verdict(
+                    f"{source}it rises to the threshold from below",
+                    f"first measured ratio {', '.join(f'{r:.2f}' for r in initial)}; reaches {ARRIVAL} "
+                    f"at step {arrivals} (agree if first < {ARRIVAL}, all arrive)",
+                    bool(initial) and max(initial) < ARRIVAL and all_arrive,
+                )
+            )
+        growth = [
+            run["raw_sharpness_growth_after_arrival"]
+            for run in runs
+            if run["raw_sharpness_growth_after_arrival"] is not None
+        ]
+        growth_text = (
+            ", ".join(f"×{g:.2f}" for g in growth) + f" ({len(growth)} of {len(runs)} runs arrived)"
+            if growth
+            else "no run reached the threshold"
+        )
         if name == "frozen_adam":
-            rows.append(_common.verdict(
-                "Fig. 3c: frozen Adam's raw λ1(H) mostly stops rising once at the EoS",
-                f"λ1(H) after arrival, later half / earlier half: {growth_text} (agree if all ≤ ×1.2)",
-                bool(growth) and max(growth) <= 1.2))
+            rows.append(
+                _common.verdict(
+                    "Fig. 3c: frozen Adam's raw λ1(H) mostly stops rising once at the EoS",
+                    f"λ1(H) after arrival, later half / earlier half: {growth_text} (agree if all ≤ ×1.2)",
+                    bool(growth) and max(growth) <= 1.2,
+                )
+            )
         elif name in ("adam", "adam_no_bias_correction"):
-            rows.append(_common.verdict(
-                f"Fig. 8: {choice.label}'s raw λ1(H) keeps rising at the AEoS",
-                f"λ1(H) after arrival, later half / earlier half: {growth_text} (agree if all > ×1.1)",
-                bool(growth) and min(growth) > 1.1))
+            rows.append(
+                _common.verdict(
+                    f"Fig. 8: {choice.label}'s raw λ1(H) keeps rising at the AEoS",
+                    f"λ1(H) after arrival, later half / earlier half: {growth_text} (agree if all > ×1.1)",
+                    bool(growth) and min(growth) > 1.1,
+                )
+            )
     return rows
 
 
@@ -463,12 +603,21 @@ def main(argv):
     model = build_model(x.shape[1], num_classes)
     initial_weights = model.get_weights()
     sharpness = SharpnessCallback(data, every_n_steps=FLAGS.measure_every, loss=LOSS, tolerance=FLAGS.tolerance)
-    tracker = SharpnessTracker(data, estimators="power_iteration", every_n_steps=FLAGS.track_every,
-                               num_products=FLAGS.track_products, raw=False, loss=LOSS)
-    print(f"{FLAGS.dataset}: {len(x)} examples, {x.shape[1]} features, {FLAGS.labels} labels "
-          f"({label_agreement:.0%} equal to the true ones); MLP with {FLAGS.hidden_layers} "
-          f"hidden tanh layers of {FLAGS.hidden_units}; full batch, squared loss, {FLAGS.steps} steps, "
-          f"λ1 every {FLAGS.measure_every} steps\n", flush=True)
+    tracker = SharpnessTracker(
+        data,
+        estimators="power_iteration",
+        every_n_steps=FLAGS.track_every,
+        num_products=FLAGS.track_products,
+        raw=False,
+        loss=LOSS,
+    )
+    print(
+        f"{FLAGS.dataset}: {len(x)} examples, {x.shape[1]} features, {FLAGS.labels} labels "
+        f"({label_agreement:.0%} equal to the true ones); MLP with {FLAGS.hidden_layers} "
+        f"hidden tanh layers of {FLAGS.hidden_units}; full batch, squared loss, {FLAGS.steps} steps, "
+        f"λ1 every {FLAGS.measure_every} steps\n",
+        flush=True,
+    )
 
     groups, extra = {}, {}
     for name in dict.fromkeys(FLAGS.optimizer):
@@ -476,30 +625,53 @@ def main(argv):
         if name == "frozen_adam":
             make, preconditioner = freeze_adam(data, initial_weights)
             initial, rates = frozen_learning_rates(data, initial_weights, preconditioner)
-            extra["frozen_adam"] = dict(initial_preconditioned_sharpness=initial,
-                                        initial_ratios=[float(r) for r in FLAGS.frozen_initial_ratios],
-                                        freeze_learning_rate=FLAGS.freeze_learning_rate,
-                                        freeze_step=FLAGS.freeze_step)
+            extra["frozen_adam"] = dict(
+                initial_preconditioned_sharpness=initial,
+                initial_ratios=[float(r) for r in FLAGS.frozen_initial_ratios],
+                freeze_learning_rate=FLAGS.freeze_learning_rate,
+                freeze_step=FLAGS.freeze_step,
+            )
         else:
             rates = [float(rate) for rate in FLAGS.learning_rates or choice.learning_rates]
             make = choice.make
-        groups[name] = [train(name, make(rate, FLAGS.beta_2), data, model, sharpness, tracker, initial_weights)
-                        for rate in rates]
+        groups[name] = [
+            train(name, make(rate, FLAGS.beta_2), data, model, sharpness, tracker, initial_weights) for rate in rates
+        ]
 
     plt = _common.pyplot()
     _common.save_figure(figure_trajectories(plt, groups), FLAGS.output_dir, "trajectories.png")
     _common.save_figure(figure_ratios(plt, groups), FLAGS.output_dir, "ratios.png")
     rows = verdicts(groups)
     seconds = time.perf_counter() - start
-    _common.write_json(FLAGS.output_dir, "results.json", dict(
-        flags=dict(optimizer=list(groups), steps=FLAGS.steps, measure_every=FLAGS.measure_every,
-                   track_every=FLAGS.track_every, track_products=FLAGS.track_products,
-                   beta_2=FLAGS.beta_2, num_examples=len(x), dataset=FLAGS.dataset, labels=FLAGS.labels,
-                   label_agreement=label_agreement, freeze_learning_rate=FLAGS.freeze_learning_rate,
-                   freeze_step=FLAGS.freeze_step,
-                   hidden_layers=FLAGS.hidden_layers, hidden_units=FLAGS.hidden_units, seed=FLAGS.seed),
-        runs=groups, frozen_adam=extra.get("frozen_adam"), band=list(BAND), arrival_ratio=ARRIVAL,
-        verdicts=rows, seconds=seconds))
+    _common.write_json(
+        FLAGS.output_dir,
+        "results.json",
+        dict(
+            flags=dict(
+                optimizer=list(groups),
+                steps=FLAGS.steps,
+                measure_every=FLAGS.measure_every,
+                track_every=FLAGS.track_every,
+                track_products=FLAGS.track_products,
+                beta_2=FLAGS.beta_2,
+                num_examples=len(x),
+                dataset=FLAGS.dataset,
+                labels=FLAGS.labels,
+                label_agreement=label_agreement,
+                freeze_learning_rate=FLAGS.freeze_learning_rate,
+                freeze_step=FLAGS.freeze_step,
+                hidden_layers=FLAGS.hidden_layers,
+                hidden_units=FLAGS.hidden_units,
+                seed=FLAGS.seed,
+            ),
+            runs=groups,
+            frozen_adam=extra.get("frozen_adam"),
+            band=list(BAND),
+            arrival_ratio=ARRIVAL,
+            verdicts=rows,
+            seconds=seconds,
+        ),
+    )
     _common.print_verdicts(rows)
     print(f"\n{seconds:.0f} s")
 

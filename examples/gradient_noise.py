@@ -80,16 +80,28 @@ def define_flags():
     flags.DEFINE_integer("batch_size", 32, "Mini-batch size of the noise and of training.", lower_bound=1)
     flags.DEFINE_integer("num_batches", 200, "Mini-batches (noise vectors) per measurement.", lower_bound=16)
     flags.DEFINE_integer("num_coordinates", 2000, "Random noise coordinates of the coordinate view.", lower_bound=1)
-    flags.DEFINE_enum("view", "vectors", ["vectors", "coordinates"],
-                      "Tail-index view behind the figures and verdicts: the paper's noise vectors (App. H), "
-                      "or Simsekli et al.'s standardized, pooled coordinates.")
+    flags.DEFINE_enum(
+        "view",
+        "vectors",
+        ["vectors", "coordinates"],
+        "Tail-index view behind the figures and verdicts: the paper's noise vectors (App. H), "
+        "or Simsekli et al.'s standardized, pooled coordinates.",
+    )
     flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds (data subset, weights, mini-batches); one run each.")
-    flags.DEFINE_integer("train_steps", 200, "Adam steps on the text models before the second measurement "
-                                  "(0: measure at initialization only).", lower_bound=0)
+    flags.DEFINE_integer(
+        "train_steps",
+        200,
+        "Adam steps on the text models before the second measurement (0: measure at initialization only).",
+        lower_bound=0,
+    )
     flags.DEFINE_float("learning_rate", 1e-3, "Adam's learning rate for the training stretch.")
-    flags.DEFINE_bool("jit_compile", True, "XLA-compile the noise's gradient work (as in the published run). "
-                      "Off, the eight models skip a compilation each: on a 2-core CPU, 1 seed at 200 batches took "
-                      "50 s instead of 69 s.")
+    flags.DEFINE_bool(
+        "jit_compile",
+        True,
+        "XLA-compile the noise's gradient work (as in the published run). "
+        "Off, the eight models skip a compilation each: on a 2-core CPU, 1 seed at 200 batches took "
+        "50 s instead of 69 s.",
+    )
 
 
 ARCHITECTURES = ("attention", "mlp")
@@ -109,8 +121,15 @@ def build_model(attention, gaussian_inputs, seed):
     themselves: normalized Gaussian vectors of width `model_dim`.
     """
     keras.utils.set_random_seed(seed)
-    model = _common.byte_transformer(FLAGS.sequence_length, FLAGS.model_dim, FLAGS.num_blocks, FLAGS.num_heads,
-                                     "gelu", attention=attention, vector_inputs=gaussian_inputs)
+    model = _common.byte_transformer(
+        FLAGS.sequence_length,
+        FLAGS.model_dim,
+        FLAGS.num_blocks,
+        FLAGS.num_heads,
+        "gelu",
+        attention=attention,
+        vector_inputs=gaussian_inputs,
+    )
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
@@ -172,18 +191,28 @@ def summarize(noise):
 
 def split_views(vectors, seed):
     """The measurement in the form both views read: norms, isometric rows, `--num_coordinates` random columns."""
-    columns = np.random.default_rng(seed).choice(vectors.shape[1], min(FLAGS.num_coordinates, vectors.shape[1]),
-                                                 replace=False)
-    return {"norms": np.linalg.norm(vectors.astype(np.float64), axis=1), "vectors": isometric_rows(vectors),
-            "coordinates": vectors[:, np.sort(columns)]}
+    columns = np.random.default_rng(seed).choice(
+        vectors.shape[1], min(FLAGS.num_coordinates, vectors.shape[1]), replace=False
+    )
+    return {
+        "norms": np.linalg.norm(vectors.astype(np.float64), axis=1),
+        "vectors": isometric_rows(vectors),
+        "coordinates": vectors[:, np.sort(columns)],
+    }
 
 
 def measure(model, data, seed):
     """The noise of `num_batches` mini-batches at the model's current weights (`split_views`), and its summary."""
     dimension = model.count_params()
-    vectors = gradient_noise(model, data, batch_size=FLAGS.batch_size, num_batches=FLAGS.num_batches,
-                             num_coordinates=dimension, seed=seed,
-                             jit_compile=FLAGS.jit_compile).coordinates
+    vectors = gradient_noise(
+        model,
+        data,
+        batch_size=FLAGS.batch_size,
+        num_batches=FLAGS.num_batches,
+        num_coordinates=dimension,
+        seed=seed,
+        jit_compile=FLAGS.jit_compile,
+    ).coordinates
     noise = split_views(vectors, seed)
     return noise, dict(summarize(noise), parameters=dimension)
 
@@ -194,8 +223,9 @@ def train(model, x, y, steps, seed):
     passes = -(-steps * FLAGS.batch_size // len(x))
     order = np.concatenate([rng.permutation(len(x)) for _ in range(passes)])[: steps * FLAGS.batch_size]
     order = order.reshape(steps, FLAGS.batch_size)
-    loop = _common.xla_training_loop(model, keras.optimizers.Adam(FLAGS.learning_rate),
-                                     keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    loop = _common.xla_training_loop(
+        model, keras.optimizers.Adam(FLAGS.learning_rate), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     losses = loop(x[order], y[order]).numpy()
     return float(np.mean(losses[:10])), float(np.mean(losses[-10:]))
 
@@ -230,18 +260,25 @@ def run_seed(seed, tokens, keep_vectors, start):
                 norms[key] = noise["norms"]
                 if keep_vectors:
                     vectors[key] = noise
-                print_measurement(time.time() - start, seed, name, "init" if stage == "at_initialization" else
-                                  f"{FLAGS.train_steps} steps", run[stage][name])
-    run["gaussian_reference"] = gaussian_reference(run["at_initialization"]["attention+gaussian"]["parameters"],
-                                                   seed)
+                print_measurement(
+                    time.time() - start,
+                    seed,
+                    name,
+                    "init" if stage == "at_initialization" else f"{FLAGS.train_steps} steps",
+                    run[stage][name],
+                )
+    run["gaussian_reference"] = gaussian_reference(run["at_initialization"]["attention+gaussian"]["parameters"], seed)
     return run, norms, vectors
 
 
 def print_measurement(seconds, seed, name, stage, summary):
     vec, coord = summary["vectors"], summary["coordinates"]
-    print(f"  [{seconds:3.0f} s] seed {seed} {name:<19} {stage:<10} vectors α {vec['tail_index_unclipped']:.3f} "
-          f"(Hill on norms {vec['tail_index_hill']:.2f}) | coordinates α {coord['tail_index_unclipped']:.3f} | "
-          f"max/median norm {summary['norm_max_over_median']:.2f}", flush=True)
+    print(
+        f"  [{seconds:3.0f} s] seed {seed} {name:<19} {stage:<10} vectors α {vec['tail_index_unclipped']:.3f} "
+        f"(Hill on norms {vec['tail_index_hill']:.2f}) | coordinates α {coord['tail_index_unclipped']:.3f} | "
+        f"max/median norm {summary['norm_max_over_median']:.2f}",
+        flush=True,
+    )
 
 
 def main(argv):
@@ -250,17 +287,24 @@ def main(argv):
     plt = _common.pyplot()
     seeds = [int(seed) for seed in FLAGS.seeds]
     tokens = _common.text_corpus(FLAGS.data_dir)
-    print(f"{len(tokens):,} bytes of text; {FLAGS.num_windows} windows of {FLAGS.sequence_length}; "
-          f"{FLAGS.num_batches} mini-batches of {FLAGS.batch_size} per measurement; seeds {seeds}; "
-          f"verdicts on the {VIEW_LABELS[FLAGS.view]}")
+    print(
+        f"{len(tokens):,} bytes of text; {FLAGS.num_windows} windows of {FLAGS.sequence_length}; "
+        f"{FLAGS.num_batches} mini-batches of {FLAGS.batch_size} per measurement; seeds {seeds}; "
+        f"verdicts on the {VIEW_LABELS[FLAGS.view]}"
+    )
 
     runs, first = {}, None
     for seed in seeds:
         runs[seed], norms, vectors = run_seed(seed, tokens, first is None, start)
         if first is None:
             first = (norms, vectors)
-    results = {"view": FLAGS.view, "view_label": VIEW_LABELS[FLAGS.view], "seeds": seeds,
-               "spread_rule": SPREAD_RULE, "runs": runs}
+    results = {
+        "view": FLAGS.view,
+        "view_label": VIEW_LABELS[FLAGS.view],
+        "seeds": seeds,
+        "spread_rule": SPREAD_RULE,
+        "runs": runs,
+    }
 
     norms, vectors = first
     plot_histograms(plt, norms, runs[seeds[0]], seeds[0])
@@ -273,26 +317,43 @@ def main(argv):
     results["verdicts"] = rows
     results["verdicts_other_view"] = verdicts(runs, other)
     results["seconds"] = time.time() - start
-    results["flags"] = {name: FLAGS[name].value for name in (
-        "sequence_length", "num_windows", "model_dim", "num_blocks", "num_heads", "batch_size", "num_batches",
-        "num_coordinates", "view", "seeds", "train_steps", "learning_rate")}
+    results["flags"] = {
+        name: FLAGS[name].value
+        for name in (
+            "sequence_length",
+            "num_windows",
+            "model_dim",
+            "num_blocks",
+            "num_heads",
+            "batch_size",
+            "num_batches",
+            "num_coordinates",
+            "view",
+            "seeds",
+            "train_steps",
+            "learning_rate",
+        )
+    }
     _common.write_json(FLAGS.output_dir, "gradient_noise.json", results)
     print(f"\nTail index (Simsekli et al., unclipped) per seed {seeds}, both views:")
     for view in VIEWS:
         print(f"  {view}: {VIEW_LABELS[view]}")
         for stage in ("at_initialization", "after_training"):
             for name in MODELS:
-                values = [runs[s][stage][name][view]["tail_index_unclipped"] for s in seeds
-                          if name in runs[s][stage]]
+                values = [runs[s][stage][name][view]["tail_index_unclipped"] for s in seeds if name in runs[s][stage]]
                 if values:
                     print(f"    {stage:<17} {name:<19} " + "  ".join(f"{v:.3f}" for v in values))
         values = [runs[s]["gaussian_reference"][view]["tail_index_unclipped"] for s in seeds]
         print(f"    {'reference':<17} {'Gaussian vectors':<19} " + "  ".join(f"{v:.3f}" for v in values))
-    _common.print_verdicts(results["verdicts_other_view"],
-                           title=f"For comparison, the same claims on the {VIEW_LABELS[other]}")
-    _common.print_verdicts(rows, title=f"Paper claim vs this run (tail index of the {VIEW_LABELS[FLAGS.view]}; "
-                                       f"a verdict only when the gap between the means over seeds {seeds} "
-                                       f"exceeds {SPREAD_RULE})")
+    _common.print_verdicts(
+        results["verdicts_other_view"], title=f"For comparison, the same claims on the {VIEW_LABELS[other]}"
+    )
+    _common.print_verdicts(
+        rows,
+        title=f"Paper claim vs this run (tail index of the {VIEW_LABELS[FLAGS.view]}; "
+        f"a verdict only when the gap between the means over seeds {seeds} "
+        f"exceeds {SPREAD_RULE})",
+    )
     print(f"\ntotal {time.time() - start:.0f} s")
 
 
@@ -310,22 +371,50 @@ def verdicts(runs, view):
     slope = [runs[s]["at_initialization"]["attention+text"][view]["variance_growth_slope"] for s in seeds]
     slope_gauss = [runs[s]["at_initialization"]["mlp+gaussian"][view]["variance_growth_slope"] for s in seeds]
     rows = [
-        _common.gated_verdict("Attention noise is heavier-tailed than without attention, same text (Figs. 2, 4a/c)",
-                              "tail index: attention", alpha("attention+text"), "no attention", alpha("mlp+text"), "<"),
-        _common.gated_verdict("Attention noise stays heavy-tailed with Gaussian inputs (Fig. 4b)",
-                              "tail index: attention + Gaussian input", alpha("attention+gaussian"),
-                              "Gaussian noise vectors", reference, "<"),
-        _common.gated_verdict("Without attention, text gives heavier-tailed noise than Gaussian inputs (Fig. 4c/d)",
-                              "tail index: text", alpha("mlp+text"), "Gaussian input", alpha("mlp+gaussian"), "<"),
-        _common.gated_verdict("Heavy-tailed noise: the empirical variance keeps growing with n (Fig. 2c/f)",
-                              "growth slope: attention + text", slope,
-                              "no attention + Gaussian input", slope_gauss, ">"),
+        _common.gated_verdict(
+            "Attention noise is heavier-tailed than without attention, same text (Figs. 2, 4a/c)",
+            "tail index: attention",
+            alpha("attention+text"),
+            "no attention",
+            alpha("mlp+text"),
+            "<",
+        ),
+        _common.gated_verdict(
+            "Attention noise stays heavy-tailed with Gaussian inputs (Fig. 4b)",
+            "tail index: attention + Gaussian input",
+            alpha("attention+gaussian"),
+            "Gaussian noise vectors",
+            reference,
+            "<",
+        ),
+        _common.gated_verdict(
+            "Without attention, text gives heavier-tailed noise than Gaussian inputs (Fig. 4c/d)",
+            "tail index: text",
+            alpha("mlp+text"),
+            "Gaussian input",
+            alpha("mlp+gaussian"),
+            "<",
+        ),
+        _common.gated_verdict(
+            "Heavy-tailed noise: the empirical variance keeps growing with n (Fig. 2c/f)",
+            "growth slope: attention + text",
+            slope,
+            "no attention + Gaussian input",
+            slope_gauss,
+            ">",
+        ),
     ]
     if all(runs[s]["after_training"] for s in seeds):
-        rows.append(_common.gated_verdict(
-            f"Attention noise concentrates during training (Fig. 5a; {FLAGS.train_steps} Adam steps)",
-            "max/median norm: trained", other("norm_max_over_median", "attention+text", "after_training"),
-            "at initialization", other("norm_max_over_median", "attention+text"), "<"))
+        rows.append(
+            _common.gated_verdict(
+                f"Attention noise concentrates during training (Fig. 5a; {FLAGS.train_steps} Adam steps)",
+                "max/median norm: trained",
+                other("norm_max_over_median", "attention+text", "after_training"),
+                "at initialization",
+                other("norm_max_over_median", "attention+text"),
+                "<",
+            )
+        )
     return rows
 
 
@@ -346,8 +435,9 @@ def plot_histograms(plt, norms, run, seed):
     stable = SymmetricAlphaStable(1.5).sample((FLAGS.num_batches, 1000), seed=(seed, 1)).numpy()
     axes[1, 2].hist(np.linalg.norm(stable, axis=1), bins=40, density=True, color="C3")
     axes[1, 2].set_title("norm of an α-stable vector, α = 1.5 (Fig. 2e)")
-    figure.suptitle(f"Gradient-noise norms at initialization (seed {seed}); α: tail index of the "
-                    f"{VIEW_LABELS[FLAGS.view]}")
+    figure.suptitle(
+        f"Gradient-noise norms at initialization (seed {seed}); α: tail index of the {VIEW_LABELS[FLAGS.view]}"
+    )
     figure.tight_layout()
     _common.save_figure(figure, FLAGS.output_dir, "noise_histograms.png")
 
@@ -370,13 +460,17 @@ def plot_training(plt, norms, run, seed):
     figure, axes = plt.subplots(2, 2, figsize=(8, 6), squeeze=False)
     for row, architecture in enumerate(ARCHITECTURES):
         name = f"{architecture}+text"
-        for column, (stage, label) in enumerate((("at_initialization", "initialization"),
-                                                 ("after_training", f"{FLAGS.train_steps} Adam steps"))):
+        for column, (stage, label) in enumerate(
+            (("at_initialization", "initialization"), ("after_training", f"{FLAGS.train_steps} Adam steps"))
+        ):
             summary = run[stage][name]
             axis = axes[row, column]
             axis.hist(norms[name if column == 0 else f"{name} trained"], bins=30, density=True, color=f"C{row}")
-            axis.set_title(f"{architecture}, {label}: α = {summary[FLAGS.view]['tail_index_unclipped']:.2f}, "
-                           f"max/median {summary['norm_max_over_median']:.2f}", fontsize=9)
+            axis.set_title(
+                f"{architecture}, {label}: α = {summary[FLAGS.view]['tail_index_unclipped']:.2f}, "
+                f"max/median {summary['norm_max_over_median']:.2f}",
+                fontsize=9,
+            )
             axis.set_xlabel("noise norm", fontsize=8)
     figure.suptitle(f"The noise-norm histogram over training (Fig. 5), seed {seed}; α: {FLAGS.view} view")
     figure.tight_layout()
@@ -395,8 +489,14 @@ def plot_tail_indices(plt, runs, seeds):
                 values = [runs[s][stage][name][view]["tail_index_unclipped"] for s in seeds if name in runs[s][stage]]
                 if values:
                     x = position + 0.25 * offset
-                    axis.scatter([x] * len(values), values, marker=marker, color=f"C{position}",
-                                 label=label if position == 0 else None, facecolors="none" if offset else None)
+                    axis.scatter(
+                        [x] * len(values),
+                        values,
+                        marker=marker,
+                        color=f"C{position}",
+                        label=label if position == 0 else None,
+                        facecolors="none" if offset else None,
+                    )
                     axis.hlines(np.mean(values), x - 0.1, x + 0.1, color="k")
             ticks.append(name)
         reference = [runs[s]["gaussian_reference"][view]["tail_index_unclipped"] for s in seeds]
@@ -407,8 +507,10 @@ def plot_tail_indices(plt, runs, seeds):
         axis.set_title(f"{view} ({title})", fontsize=10)
         axis.legend(fontsize=8)
     axes[0].set_ylabel("tail index α (Simsekli et al., unclipped)")
-    figure.suptitle(f"Tail index per seed {seeds} (bars: means): noise vectors (the paper's view) "
-                    "vs standardized pooled coordinates")
+    figure.suptitle(
+        f"Tail index per seed {seeds} (bars: means): noise vectors (the paper's view) "
+        "vs standardized pooled coordinates"
+    )
     figure.tight_layout()
     _common.save_figure(figure, FLAGS.output_dir, "tail_index_by_seed.png")
 

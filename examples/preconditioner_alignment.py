@@ -57,8 +57,11 @@ STATISTICS = ("rank_correlation", "cosine", "ratio_spread")
 
 def define_flags():
     """The command-line flags; defined only when run as a script, so that tests can import the module."""
-    flags.DEFINE_string("output_dir", os.path.join("examples_output", "preconditioner_alignment"),
-                        "Where the figure and results.json go.")
+    flags.DEFINE_string(
+        "output_dir",
+        os.path.join("examples_output", "preconditioner_alignment"),
+        "Where the figure and results.json go.",
+    )
     _common.define_text_flags()
     flags.DEFINE_integer("sequence_length", 32, "Bytes per window.", lower_bound=2)
     flags.DEFINE_integer("width", 32, "Transformer width.", lower_bound=2)
@@ -81,9 +84,12 @@ def run_seed(seed, x, y, probe):
     optimizer = tf_adaptive.Adam(FLAGS.learning_rate)
     model.compile(optimizer=optimizer, loss=loss)
     batches = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=seed).repeat().batch(FLAGS.batch_size)
-    operators = {"empirical_fisher": curvature_operator(model, probe, curvature="empirical_fisher", loss=loss),
-                 "fisher": curvature_operator(model, probe, curvature="fisher", loss=loss,
-                                              samples=FLAGS.fisher_samples, label_seed=seed)}
+    operators = {
+        "empirical_fisher": curvature_operator(model, probe, curvature="empirical_fisher", loss=loss),
+        "fisher": curvature_operator(
+            model, probe, curvature="fisher", loss=loss, samples=FLAGS.fisher_samples, label_seed=seed
+        ),
+    }
     records, done = [], 0
     while done < FLAGS.steps:
         steps = min(FLAGS.measure_every, FLAGS.steps - done)
@@ -95,10 +101,17 @@ def run_seed(seed, x, y, probe):
             diagonal = curvature_diagonal(operator, estimator="per_example")
             measured = alignment(p, diagonal.estimate)
             # The median coordinate's standard error relative to its value (0 for the exact empirical Fisher).
-            record[curvature] = dict(measured._asdict(), diagonal_standard_error=float(
-                np.median(diagonal.standard_error / np.maximum(np.abs(diagonal.estimate), 1e-30))))
-        print(f"  seed {seed}  step {done:>5}  loss {record['loss']:.3f}  rank correlation of P with diag^½: "
-              + ", ".join(f"{NAMES[c]} {record[c]['rank_correlation']:.3f}" for c in CURVATURES), flush=True)
+            record[curvature] = dict(
+                measured._asdict(),
+                diagonal_standard_error=float(
+                    np.median(diagonal.standard_error / np.maximum(np.abs(diagonal.estimate), 1e-30))
+                ),
+            )
+        print(
+            f"  seed {seed}  step {done:>5}  loss {record['loss']:.3f}  rank correlation of P with diag^½: "
+            + ", ".join(f"{NAMES[c]} {record[c]['rank_correlation']:.3f}" for c in CURVATURES),
+            flush=True,
+        )
         records.append(record)
     return dict(seed=seed, parameters=model.count_params(), records=records)
 
@@ -109,8 +122,13 @@ def verdicts(runs):
     return [
         _common.gated_verdict(
             f"Adam's P follows the empirical Fisher more than the Fisher (Kunstner et al. 2019), step {step}",
-            "ρ(P, F_emp) − ρ(P, F) per seed", final["empirical_fisher"] - final["fisher"], "0", [0.0], ">",
-            digits=3),
+            "ρ(P, F_emp) − ρ(P, F) per seed",
+            final["empirical_fisher"] - final["fisher"],
+            "0",
+            [0.0],
+            ">",
+            digits=3,
+        ),
     ]
 
 
@@ -120,14 +138,16 @@ def figure(plt, runs):
     for curvature in CURVATURES:
         for ax, statistic in zip(axes, ("rank_correlation", "ratio_spread")):
             values = np.array([[r[curvature][statistic] for r in run["records"]] for run in runs])
-            line, = ax.plot(steps, values.mean(0), marker="o", label=NAMES[curvature])
+            (line,) = ax.plot(steps, values.mean(0), marker="o", label=NAMES[curvature])
             ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
     axes[0].set(xlabel="step", ylabel="Spearman ρ(P, diag(A))", title="rank correlation of P with diag(A)")
     axes[1].set(xlabel="step", ylabel="std of log10(P / diag(A)^½)", title="spread of P / diag(A)^½ (decades)")
     axes[0].legend(fontsize=8)
-    fig.suptitle(f"tf_adaptive.Adam (η = {FLAGS.learning_rate:g}) on a {FLAGS.num_blocks}-block byte transformer: "
-                 f"P against curvature diagonals, mean over seeds {[run['seed'] for run in runs]} (band: min-max)",
-                 fontsize=9)
+    fig.suptitle(
+        f"tf_adaptive.Adam (η = {FLAGS.learning_rate:g}) on a {FLAGS.num_blocks}-block byte transformer: "
+        f"P against curvature diagonals, mean over seeds {[run['seed'] for run in runs]} (band: min-max)",
+        fontsize=9,
+    )
     return fig
 
 
@@ -136,19 +156,42 @@ def main(argv):
     start = time.perf_counter()
     tokens = _common.text_corpus(FLAGS.data_dir)
     (x, y), (x_probe, y_probe) = _common.text_windows(tokens, FLAGS.sequence_length, FLAGS.windows, seed=0)
-    probe = (x_probe[:FLAGS.probe_windows], y_probe[:FLAGS.probe_windows])
+    probe = (x_probe[: FLAGS.probe_windows], y_probe[: FLAGS.probe_windows])
     runs = [run_seed(int(seed), x, y, probe) for seed in FLAGS.seeds]
-    print(f"\n{runs[0]['parameters']:,} parameters; probe set {len(probe[0])} held-out windows; "
-          f"the Fisher's diagonal from {FLAGS.fisher_samples} label draws")
+    print(
+        f"\n{runs[0]['parameters']:,} parameters; probe set {len(probe[0])} held-out windows; "
+        f"the Fisher's diagonal from {FLAGS.fisher_samples} label draws"
+    )
     plt = _common.pyplot()
     _common.save_figure(figure(plt, runs), FLAGS.output_dir, "alignment.png")
     rows = verdicts(runs)
     seconds = time.perf_counter() - start
-    _common.write_json(FLAGS.output_dir, "results.json", dict(
-        flags={name: FLAGS[name].value for name in (
-            "sequence_length", "width", "num_blocks", "num_heads", "windows", "batch_size", "learning_rate",
-            "steps", "measure_every", "probe_windows", "fisher_samples", "seeds")},
-        runs=runs, verdicts=rows, seconds=seconds))
+    _common.write_json(
+        FLAGS.output_dir,
+        "results.json",
+        dict(
+            flags={
+                name: FLAGS[name].value
+                for name in (
+                    "sequence_length",
+                    "width",
+                    "num_blocks",
+                    "num_heads",
+                    "windows",
+                    "batch_size",
+                    "learning_rate",
+                    "steps",
+                    "measure_every",
+                    "probe_windows",
+                    "fisher_samples",
+                    "seeds",
+                )
+            },
+            runs=runs,
+            verdicts=rows,
+            seconds=seconds,
+        ),
+    )
     _common.print_verdicts(rows)
     print(f"\ntotal {seconds:.0f} s")
 

@@ -50,25 +50,25 @@ SUGGESTED_LEARNING_RATES = {
 }
 
 # The optimizers among tf_adaptive's public names (it also exports their protocol's description classes).
-OPTIMIZERS = [name for name in tf_adaptive.__all__
-              if issubclass(getattr(tf_adaptive, name), keras.optimizers.Optimizer)]
+OPTIMIZERS = [
+    name for name in tf_adaptive.__all__ if issubclass(getattr(tf_adaptive, name), keras.optimizers.Optimizer)
+]
 
 FLAGS = flags.FLAGS
 
 
 def define_flags():
     """The command-line flags; defined only when run as a script, so that tests can import the module."""
-    flags.DEFINE_enum("optimizer", "all", ["all", *OPTIMIZERS],
-                      "The tf_adaptive optimizer to run, or `all` of them.")
+    flags.DEFINE_enum("optimizer", "all", ["all", *OPTIMIZERS], "The tf_adaptive optimizer to run, or `all` of them.")
     flags.DEFINE_integer("epochs", 15, "Passes over the training set.", lower_bound=1)
-    flags.DEFINE_float("learning_rate", None,
-                       "Learning rate of the tf_adaptive optimizer (default: a suggested one per optimizer).")
+    flags.DEFINE_float(
+        "learning_rate", None, "Learning rate of the tf_adaptive optimizer (default: a suggested one per optimizer)."
+    )
     flags.DEFINE_float("adam_learning_rate", 1e-3, "Learning rate of the keras.optimizers.Adam baseline.")
     flags.DEFINE_integer("batch_size", 64, "Mini-batch size.", lower_bound=1)
     flags.DEFINE_integer("hidden_units", 64, "Width of the two hidden layers.", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Seed for the split, the initial weights and the batch order.")
     flags.DEFINE_boolean("jit_compile", True, "Compile the train step with XLA.")
-
 
 
 def load_data(seed):
@@ -81,16 +81,20 @@ def train(optimizer, data, initial_weights):
     x_train, x_test, y_train, y_test = data
     model = _common.mlp(x_train.shape[1], FLAGS.hidden_units, FLAGS.seed)
     model.set_weights(initial_weights)
-    model.compile(optimizer=optimizer,
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                  metrics=["accuracy"], jit_compile=FLAGS.jit_compile)
+    model.compile(
+        optimizer=optimizer,
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+        jit_compile=FLAGS.jit_compile,
+    )
     keras.utils.set_random_seed(FLAGS.seed)
     start = time.perf_counter()
     history = model.fit(x_train, y_train, batch_size=FLAGS.batch_size, epochs=FLAGS.epochs, verbose=0)
     seconds = time.perf_counter() - start
     test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
-    return dict(train_loss=history.history["loss"][-1], test_loss=test_loss,
-                test_accuracy=test_accuracy, seconds=seconds)
+    return dict(
+        train_loss=history.history["loss"][-1], test_loss=test_loss, test_accuracy=test_accuracy, seconds=seconds
+    )
 
 
 def main(argv):
@@ -99,29 +103,37 @@ def main(argv):
     initial_weights = _common.mlp(data[0].shape[1], FLAGS.hidden_units, FLAGS.seed).get_weights()
     names = OPTIMIZERS if FLAGS.optimizer == "all" else [FLAGS.optimizer]
 
-    runs = [("keras Adam", FLAGS.adam_learning_rate,
-             keras.optimizers.Adam(learning_rate=FLAGS.adam_learning_rate))]
+    runs = [("keras Adam", FLAGS.adam_learning_rate, keras.optimizers.Adam(learning_rate=FLAGS.adam_learning_rate))]
     for name in names:
         learning_rate = FLAGS.learning_rate or SUGGESTED_LEARNING_RATES[name]
         runs.append((name, learning_rate, getattr(tf_adaptive, name)(learning_rate=learning_rate)))
 
-    print(f"load_digits: {len(data[0])} train / {len(data[1])} test images, "
-          f"MLP 64-{FLAGS.hidden_units}-{FLAGS.hidden_units}-10, {FLAGS.epochs} epochs, "
-          f"batch {FLAGS.batch_size}, jit_compile={FLAGS.jit_compile}\n")
-    header = (f"{'optimizer':<12} {'lr':>8} {'train loss':>11} {'test loss':>10} "
-              f"{'test acc':>9} {'stability threshold':>20} {'fit s':>7}")
+    print(
+        f"load_digits: {len(data[0])} train / {len(data[1])} test images, "
+        f"MLP 64-{FLAGS.hidden_units}-{FLAGS.hidden_units}-10, {FLAGS.epochs} epochs, "
+        f"batch {FLAGS.batch_size}, jit_compile={FLAGS.jit_compile}\n"
+    )
+    header = (
+        f"{'optimizer':<12} {'lr':>8} {'train loss':>11} {'test loss':>10} "
+        f"{'test acc':>9} {'stability threshold':>20} {'fit s':>7}"
+    )
     print(header)
     print("-" * len(header))
     for name, learning_rate, optimizer in runs:
         result = train(optimizer, data, initial_weights)
         threshold = stability_threshold_of(optimizer)
         threshold_text = "none" if threshold is None else f"{threshold:.4g}"
-        print(f"{name:<12} {learning_rate:>8.3g} {result['train_loss']:>11.4f} "
-              f"{result['test_loss']:>10.4f} {result['test_accuracy']:>9.3f} "
-              f"{threshold_text:>20} {result['seconds']:>7.2f}", flush=True)
-    print("\nstability threshold: the largest stable λ1(P⁻¹H) at the final learning rate "
-          "(Cohen et al. 2022, §2), read by analysis_tools.preconditioners.stability_threshold_of; none for "
-          "sign descent, whose step has length η at any curvature.")
+        print(
+            f"{name:<12} {learning_rate:>8.3g} {result['train_loss']:>11.4f} "
+            f"{result['test_loss']:>10.4f} {result['test_accuracy']:>9.3f} "
+            f"{threshold_text:>20} {result['seconds']:>7.2f}",
+            flush=True,
+        )
+    print(
+        "\nstability threshold: the largest stable λ1(P⁻¹H) at the final learning rate "
+        "(Cohen et al. 2022, §2), read by analysis_tools.preconditioners.stability_threshold_of; none for "
+        "sign descent, whose step has length η at any curvature."
+    )
 
 
 if __name__ == "__main__":

@@ -85,30 +85,51 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """The command-line flags; defined only when run as a script, so that tests can import the module."""
-    flags.DEFINE_string("output_dir", os.path.join("examples_output", "radam_warmup"),
-                        "Where the figures and results.json go.")
+    flags.DEFINE_string(
+        "output_dir", os.path.join("examples_output", "radam_warmup"), "Where the figures and results.json go."
+    )
     flags.DEFINE_integer("steps", 250, "Training steps of each language-model run.", lower_bound=1)
     flags.DEFINE_list("learning_rates", ["1e-3", "3e-3", "1e-2", "3e-2"], "The swept peak learning rates η.")
     flags.DEFINE_float("beta_2", 0.98, "β2 of every optimizer in the sweep (β1 = 0.9).")
-    flags.DEFINE_integer("warmup_steps", None, "Linear warmup length of Adam with warmup in the η sweep "
-                         "(default 2/(1 − β2)); --warmup_multipliers scale it.")
-    flags.DEFINE_list("warmup_multipliers", ["0.25", "1", "4"],
-                      "Warmup lengths of the warmup comparison, as multiples of --warmup_steps.")
-    flags.DEFINE_float("warmup_learning_rate", None, "Peak η of the warmup comparison "
-                       "(default: the largest of --learning_rates, where warmup matters most).")
-    flags.DEFINE_integer("eval_every", 25, "Steps between validation measurements (--steps is rounded "
-                         "down to a multiple of it).", lower_bound=1)
+    flags.DEFINE_integer(
+        "warmup_steps",
+        None,
+        "Linear warmup length of Adam with warmup in the η sweep (default 2/(1 − β2)); --warmup_multipliers scale it.",
+    )
+    flags.DEFINE_list(
+        "warmup_multipliers",
+        ["0.25", "1", "4"],
+        "Warmup lengths of the warmup comparison, as multiples of --warmup_steps.",
+    )
+    flags.DEFINE_float(
+        "warmup_learning_rate",
+        None,
+        "Peak η of the warmup comparison (default: the largest of --learning_rates, where warmup matters most).",
+    )
+    flags.DEFINE_integer(
+        "eval_every",
+        25,
+        "Steps between validation measurements (--steps is rounded down to a multiple of it).",
+        lower_bound=1,
+    )
     flags.DEFINE_integer("batch_size", 32, "Sequences per batch.", lower_bound=1)
     flags.DEFINE_integer("sequence_length", 32, "Bytes per training sequence.", lower_bound=2)
     flags.DEFINE_integer("model_dim", 64, "Width of the transformer.", lower_bound=4)
     flags.DEFINE_integer("num_layers", 2, "Transformer blocks.", lower_bound=1)
     flags.DEFINE_integer("validation_windows", 256, "Held-out sequences for the validation loss.", lower_bound=1)
-    flags.DEFINE_integer("simulation_coordinates", 100_000,
-                         "Independent coordinates of the Fig. 9 simulation and samples per ρ of the Monte Carlo.",
-                         lower_bound=1000)
+    flags.DEFINE_integer(
+        "simulation_coordinates",
+        100_000,
+        "Independent coordinates of the Fig. 9 simulation and samples per ρ of the Monte Carlo.",
+        lower_bound=1000,
+    )
     flags.DEFINE_integer("simulation_steps", 1000, "Steps of the Fig. 9 simulation.", lower_bound=10)
-    flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds of the language-model runs (initial weights, training "
-                      "windows, batch order, validation windows); the simulations use the first.")
+    flags.DEFINE_list(
+        "seeds",
+        ["0", "1", "2"],
+        "Seeds of the language-model runs (initial weights, training "
+        "windows, batch order, validation windows); the simulations use the first.",
+    )
     _common.define_text_flags()
 
 
@@ -144,11 +165,15 @@ def variance_curves(rng):
     monte_carlo = []
     for value in MONTE_CARLO_RHO:
         psi = np.sqrt(value / rng.chisquare(value, size=10 * FLAGS.simulation_coordinates))
-        monte_carlo.append(dict(rho=value, variance=float(np.var(psi)),
-                                exact=float(adaptive_lr_variance(value)),
-                                first_order=float(adaptive_lr_variance_first_order(value))))
-    return dict(rho=rho.tolist(), exact=exact.tolist(), first_order=first_order.tolist(),
-                monte_carlo=monte_carlo)
+        monte_carlo.append(
+            dict(
+                rho=value,
+                variance=float(np.var(psi)),
+                exact=float(adaptive_lr_variance(value)),
+                first_order=float(adaptive_lr_variance_first_order(value)),
+            )
+        )
+    return dict(rho=rho.tolist(), exact=exact.tolist(), first_order=first_order.tolist(), monte_carlo=monte_carlo)
 
 
 # ------------------------------------------------ Fig. 9: simulated Var ψ_t
@@ -165,11 +190,18 @@ def simulate_adaptive_learning_rate(beta_2, rng):
     rho = np.asarray(sma_length(t, beta_2), dtype="float64")
     rho_inf = float(sma_length_limit(beta_2))
     r = rectification(rho, rho_inf).numpy()
-    return dict(beta_2=beta_2, t=t.astype(int).tolist(), rho=rho.tolist(), variance=variance.tolist(),
-                rectified_variance=(r**2 * variance).tolist(), sma_model=adaptive_lr_variance(rho).numpy().tolist(),
-                limit=float(adaptive_lr_variance(rho_inf)), rho_inf=rho_inf,
-                # tf_adaptive.RAdam's default threshold: the first step that takes r_t ψ_t.
-                first_rectified_step=int(np.argmax(rho > 5.0)) + 1)
+    return dict(
+        beta_2=beta_2,
+        t=t.astype(int).tolist(),
+        rho=rho.tolist(),
+        variance=variance.tolist(),
+        rectified_variance=(r**2 * variance).tolist(),
+        sma_model=adaptive_lr_variance(rho).numpy().tolist(),
+        limit=float(adaptive_lr_variance(rho_inf)),
+        rho_inf=rho_inf,
+        # tf_adaptive.RAdam's default threshold: the first step that takes r_t ψ_t.
+        first_rectified_step=int(np.argmax(rho > 5.0)) + 1,
+    )
 
 
 # --------------------------------------------------- Fig. 6: the η sweep
@@ -200,13 +232,20 @@ def train_seed(corpus, seed, warmup_steps, warmup_lengths, warmup_rate):
     warmup comparison shares with the η sweep is trained once.
     """
     (x_train, y_train), (x_val, y_val) = _common.text_windows(
-        corpus, FLAGS.sequence_length, seed=seed,
-        num_windows=max(FLAGS.steps * FLAGS.batch_size, 4 * FLAGS.validation_windows))
-    held_out = np.random.default_rng(seed).permutation(len(x_val))[:FLAGS.validation_windows]
+        corpus,
+        FLAGS.sequence_length,
+        seed=seed,
+        num_windows=max(FLAGS.steps * FLAGS.batch_size, 4 * FLAGS.validation_windows),
+    )
+    held_out = np.random.default_rng(seed).permutation(len(x_val))[: FLAGS.validation_windows]
     x_val, y_val = x_val[held_out], y_val[held_out]
     # The dataset shuffles itself (fit's `shuffle` is for arrays).
-    train = (tf.data.Dataset.from_tensor_slices((x_train, y_train))
-             .shuffle(len(x_train), seed=seed).repeat().batch(FLAGS.batch_size))
+    train = (
+        tf.data.Dataset.from_tensor_slices((x_train, y_train))
+        .shuffle(len(x_train), seed=seed)
+        .repeat()
+        .batch(FLAGS.batch_size)
+    )
     initial_weights = language_model(seed).get_weights()
     periods = max(1, FLAGS.steps // FLAGS.eval_every)
     steps_per_period = FLAGS.steps // periods
@@ -219,31 +258,54 @@ def train_seed(corpus, seed, warmup_steps, warmup_lengths, warmup_rate):
         start = time.perf_counter()
         model = language_model(seed)
         model.set_weights(initial_weights)
-        model.compile(optimizer=make_optimizer(name, learning_rate, warmup),
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        history = model.fit(train, epochs=periods, steps_per_epoch=steps_per_period, shuffle=False,
-                            validation_data=(x_val, y_val), validation_batch_size=128, verbose=0)
+        model.compile(
+            optimizer=make_optimizer(name, learning_rate, warmup),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        history = model.fit(
+            train,
+            epochs=periods,
+            steps_per_epoch=steps_per_period,
+            shuffle=False,
+            validation_data=(x_val, y_val),
+            validation_batch_size=128,
+            verbose=0,
+        )
         validation = [bits(v) for v in history.history["val_loss"]]
         cache[key] = dict(
-            learning_rate=learning_rate, warmup_steps=key[2],
+            learning_rate=learning_rate,
+            warmup_steps=key[2],
             step=[steps_per_period * (k + 1) for k in range(periods)],
             train_bits=[bits(v) for v in history.history["loss"]],
             validation_bits=validation,
             final_bits=validation[-1],
-            diverged=not all(math.isfinite(v) for v in history.history["loss"]))
+            diverged=not all(math.isfinite(v) for v in history.history["loss"]),
+        )
         label = name if key[2] is None else f"{name} ({key[2]})"
-        print(f"  seed {seed}  {label:<20} η = {learning_rate:<7g} validation {validation[-1]:.3f} bits/byte "
-              f"({time.perf_counter() - start:.0f} s)", flush=True)
+        print(
+            f"  seed {seed}  {label:<20} η = {learning_rate:<7g} validation {validation[-1]:.3f} bits/byte "
+            f"({time.perf_counter() - start:.0f} s)",
+            flush=True,
+        )
         return cache[key]
 
     runs = {name: [] for name in OPTIMIZERS}
     for learning_rate in (float(rate) for rate in FLAGS.learning_rates):
         for name in OPTIMIZERS:
             runs[name].append(run(name, learning_rate, warmup_steps))
-    warmup = dict(learning_rate=warmup_rate, adam=run("Adam", warmup_rate), radam=run("RAdam", warmup_rate),
-                  runs=[run("Adam + warmup", warmup_rate, length) for length in warmup_lengths])
-    return dict(seed=seed, runs=runs, warmup=warmup, steps=periods * steps_per_period,
-                num_parameters=int(sum(np.prod(w.shape) for w in initial_weights)))
+    warmup = dict(
+        learning_rate=warmup_rate,
+        adam=run("Adam", warmup_rate),
+        radam=run("RAdam", warmup_rate),
+        runs=[run("Adam + warmup", warmup_rate, length) for length in warmup_lengths],
+    )
+    return dict(
+        seed=seed,
+        runs=runs,
+        warmup=warmup,
+        steps=periods * steps_per_period,
+        num_parameters=int(sum(np.prod(w.shape) for w in initial_weights)),
+    )
 
 
 def sweep(seeds, warmup_steps, warmup_multipliers, warmup_rate):
@@ -253,22 +315,34 @@ def sweep(seeds, warmup_steps, warmup_multipliers, warmup_rate):
     p = counts[counts > 0] / counts.sum()
     unigram_bits = float(-(p * np.log2(p)).sum())
     warmup_lengths = [max(1, int(round(m * warmup_steps))) for m in warmup_multipliers]
-    print(f"\nbyte-level post-LN transformer: {FLAGS.num_layers} blocks, width {FLAGS.model_dim}; "
-          f"{FLAGS.steps} steps of {FLAGS.batch_size}×{FLAGS.sequence_length} bytes; β2 = {FLAGS.beta_2}, "
-          f"warmup {warmup_steps} steps in the η sweep, {warmup_lengths} steps at η = {warmup_rate:g}; "
-          f"seeds {seeds}; unigram entropy {unigram_bits:.2f} bits/byte", flush=True)
+    print(
+        f"\nbyte-level post-LN transformer: {FLAGS.num_layers} blocks, width {FLAGS.model_dim}; "
+        f"{FLAGS.steps} steps of {FLAGS.batch_size}×{FLAGS.sequence_length} bytes; β2 = {FLAGS.beta_2}, "
+        f"warmup {warmup_steps} steps in the η sweep, {warmup_lengths} steps at η = {warmup_rate:g}; "
+        f"seeds {seeds}; unigram entropy {unigram_bits:.2f} bits/byte",
+        flush=True,
+    )
     per_seed = [train_seed(corpus, seed, warmup_steps, warmup_lengths, warmup_rate) for seed in seeds]
-    return dict(seeds=list(seeds), per_seed=per_seed, unigram_bits=unigram_bits, warmup_steps=warmup_steps,
-                warmup_multipliers=list(warmup_multipliers), warmup_lengths=warmup_lengths,
-                warmup_learning_rate=warmup_rate, learning_rates=[float(r) for r in FLAGS.learning_rates],
-                steps=per_seed[0]["steps"], num_parameters=per_seed[0]["num_parameters"])
+    return dict(
+        seeds=list(seeds),
+        per_seed=per_seed,
+        unigram_bits=unigram_bits,
+        warmup_steps=warmup_steps,
+        warmup_multipliers=list(warmup_multipliers),
+        warmup_lengths=warmup_lengths,
+        warmup_learning_rate=warmup_rate,
+        learning_rates=[float(r) for r in FLAGS.learning_rates],
+        steps=per_seed[0]["steps"],
+        num_parameters=per_seed[0]["num_parameters"],
+    )
 
 
 def summarize(result):
     """Per-seed arrays of the sweep: final bits/byte [seed, η], the range over η, the warmup comparison."""
     per_seed = result["per_seed"]
-    final = {name: np.array([[run["final_bits"] for run in seed["runs"][name]] for seed in per_seed])
-             for name in OPTIMIZERS}
+    final = {
+        name: np.array([[run["final_bits"] for run in seed["runs"][name]] for seed in per_seed]) for name in OPTIMIZERS
+    }
     return dict(
         final=final,
         range_over_rates={name: np.ptp(values, axis=1) for name, values in final.items()},
@@ -277,13 +351,17 @@ def summarize(result):
         seed_noise={name: np.ptp(values, axis=0) for name, values in final.items()},
         warmup=np.array([[run["final_bits"] for run in seed["warmup"]["runs"]] for seed in per_seed]),
         warmup_adam=np.array([seed["warmup"]["adam"]["final_bits"] for seed in per_seed]),
-        warmup_radam=np.array([seed["warmup"]["radam"]["final_bits"] for seed in per_seed]))
+        warmup_radam=np.array([seed["warmup"]["radam"]["final_bits"] for seed in per_seed]),
+    )
 
 
 def format_row(label, values):
     values = np.asarray(values, dtype=np.float64)
-    return (f"  {label:<30}" + "".join(f"{v:>8.3f}" for v in values)
-            + f"   mean {values.mean():.3f}  spread {np.ptp(values):.3f}")
+    return (
+        f"  {label:<30}"
+        + "".join(f"{v:>8.3f}" for v in values)
+        + f"   mean {values.mean():.3f}  spread {np.ptp(values):.3f}"
+    )
 
 
 def print_tables(result, summary):
@@ -305,8 +383,10 @@ def print_tables(result, summary):
         print(format_row(f"Adam + warmup {multiplier:g}× ({length} steps)", summary["warmup"][:, k]))
     print(format_row("RAdam", summary["warmup_radam"]))
     noise = np.concatenate([summary["seed_noise"][name] for name in OPTIMIZERS])
-    print(f"\nSeed-to-seed movement of one run (max − min over seeds, per optimizer and η): median "
-          f"{np.median(noise):.2f}, largest {noise.max():.2f} bits/byte")
+    print(
+        f"\nSeed-to-seed movement of one run (max − min over seeds, per optimizer and η): median "
+        f"{np.median(noise):.2f}, largest {noise.max():.2f} bits/byte"
+    )
 
 
 # -------------------------------------------------------------------- figures
@@ -318,8 +398,14 @@ def figure_variance(plt, curves):
     left.loglog(rho, first_order, "--", color="tab:orange", label="first order ρ/(2(ρ−2)(ρ−4))")
     left.loglog(rho, np.abs(first_order - exact), color="tab:gray", label="|difference|")
     mc = curves["monte_carlo"]
-    left.loglog([row["rho"] for row in mc], [row["variance"] for row in mc], "o", color="black",
-                markersize=4, label="Monte Carlo of sqrt(ρ/χ²_ρ)")
+    left.loglog(
+        [row["rho"] for row in mc],
+        [row["variance"] for row in mc],
+        "o",
+        color="black",
+        markersize=4,
+        label="Monte Carlo of sqrt(ρ/χ²_ρ)",
+    )
     left.set_xlabel("ρ")
     left.set_ylabel("Var ψ (σ = 1)")
     left.set_title("Var of the adaptive learning rate (Liu et al. Fig. 8)")
@@ -340,11 +426,21 @@ def figure_simulation(plt, simulations):
         t = np.asarray(sim["t"])
         shown = t >= 5  # as in the paper: ψ_t has infinite variance for ρ_t ≤ 2 (t ≤ 2 or so)
         axis.semilogy(t[shown], np.asarray(sim["variance"])[shown], color="tab:blue", label="Var ψ_t (simulated)")
-        axis.semilogy(t[shown], np.asarray(sim["sma_model"])[shown], "--", color="tab:blue", linewidth=1,
-                      label="exact Var ψ at ρ_t (SMA model)")
+        axis.semilogy(
+            t[shown],
+            np.asarray(sim["sma_model"])[shown],
+            "--",
+            color="tab:blue",
+            linewidth=1,
+            label="exact Var ψ at ρ_t (SMA model)",
+        )
         rectified = t >= sim["first_rectified_step"]
-        axis.semilogy(t[rectified], np.asarray(sim["rectified_variance"])[rectified], color="tab:red",
-                      label="Var r_t ψ_t (simulated)")
+        axis.semilogy(
+            t[rectified],
+            np.asarray(sim["rectified_variance"])[rectified],
+            color="tab:red",
+            label="Var r_t ψ_t (simulated)",
+        )
         axis.axhline(sim["limit"], color="black", linestyle=":", label="Var ψ at ρ_∞")
         axis.set_xscale("log")
         axis.set_xlabel("step t")
@@ -378,9 +474,14 @@ def figure_sweep(plt, result, summary):
         values = summary["final"][name]
         mean = values.mean(axis=0)
         shift = 1.0 + 0.04 * (j - 1)  # side by side on the log axis
-        final_axis.errorbar(np.asarray(rates) * shift, mean,
-                            yerr=[mean - values.min(axis=0), values.max(axis=0) - mean],
-                            marker=marker, capsize=3, label=name)
+        final_axis.errorbar(
+            np.asarray(rates) * shift,
+            mean,
+            yerr=[mean - values.min(axis=0), values.max(axis=0) - mean],
+            marker=marker,
+            capsize=3,
+            label=name,
+        )
         ranges = summary["range_over_rates"][name]
         range_axis.plot(np.full(len(ranges), j), ranges, marker, color=f"C{j}", alpha=0.6)
         range_axis.plot([j - 0.25, j + 0.25], [ranges.mean()] * 2, color=f"C{j}")
@@ -402,8 +503,10 @@ def figure_warmup(plt, result, summary):
     per_seed = result["per_seed"]
     lengths = np.asarray(result["warmup_lengths"])
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for values, color, label in ((summary["warmup_radam"], "C2", "RAdam (no warmup)"),
-                                 (summary["warmup_adam"], "C0", "Adam, no warmup")):
+    for values, color, label in (
+        (summary["warmup_radam"], "C2", "RAdam (no warmup)"),
+        (summary["warmup_adam"], "C0", "Adam, no warmup"),
+    ):
         left.axhline(values.mean(), color=color, label=f"{label}: mean, min–max")
         left.axhspan(values.min(), values.max(), color=color, alpha=0.15)
     for values in summary["warmup"]:
@@ -415,16 +518,19 @@ def figure_warmup(plt, result, summary):
     left.minorticks_off()
     left.set_xlabel("linear warmup length (steps)")
     left.set_ylabel(f"validation bits/byte after {result['steps']} steps")
-    left.set_title(f"Does RAdam remove the need to tune the warmup? η = {result['warmup_learning_rate']:g}",
-                   fontsize=9)
+    left.set_title(f"Does RAdam remove the need to tune the warmup? η = {result['warmup_learning_rate']:g}", fontsize=9)
     left.legend(fontsize=7)
     step = per_seed[0]["warmup"]["radam"]["step"]
     mean_curve = lambda runs: np.mean([run["validation_bits"] for run in runs], axis=0)  # noqa: E731
     right.plot(step, mean_curve([seed["warmup"]["adam"] for seed in per_seed]), color="C0", label="Adam, no warmup")
     shades = plt.cm.Oranges(np.linspace(0.45, 0.95, len(lengths)))
     for k, (length, shade) in enumerate(zip(lengths, shades)):
-        right.plot(step, mean_curve([seed["warmup"]["runs"][k] for seed in per_seed]), color=shade,
-                   label=f"Adam + warmup {length} steps")
+        right.plot(
+            step,
+            mean_curve([seed["warmup"]["runs"][k] for seed in per_seed]),
+            color=shade,
+            label=f"Adam + warmup {length} steps",
+        )
     right.plot(step, mean_curve([seed["warmup"]["radam"] for seed in per_seed]), color="C2", label="RAdam")
     right.axhline(result["unigram_bits"], color="gray", linestyle=":", linewidth=1)
     right.set_ylim(top=min(CHANCE_BITS, 1.3 * result["unigram_bits"]))
@@ -459,16 +565,27 @@ def warmup_verdicts(result, summary):
     name = lambda k: f"{multipliers[k]:g}× ({lengths[k]} steps)"  # noqa: E731
     needs_tuning = _common.gated_verdict(
         f"Warmup ({rate}): Adam + warmup's result depends on the warmup length, so it needs tuning",
-        f"worst {name(worst)}", warmup[:, worst], f"best {name(best)}", warmup[:, best], ">")
+        f"worst {name(worst)}",
+        warmup[:, worst],
+        f"best {name(best)}",
+        warmup[:, best],
+        ">",
+    )
     claim = f"Warmup ({rate}): RAdam removes the need to tune the warmup (RAdam no worse than the best length)"
     if needs_tuning["verdict"] != "agree":
-        removes = dict(claim=claim, verdict="no verdict", gap=needs_tuning["gap"], spread=needs_tuning["spread"],
-                       measured=f"RAdam {summary['warmup_radam'].mean():.2f}, best warmup {name(best)} "
-                                f"{means[best]:.2f}; no verdict: the warmup length matters by gap "
-                                f"{abs(needs_tuning['gap']):.2f} within spread {needs_tuning['spread']:.2f}")
+        removes = dict(
+            claim=claim,
+            verdict="no verdict",
+            gap=needs_tuning["gap"],
+            spread=needs_tuning["spread"],
+            measured=f"RAdam {summary['warmup_radam'].mean():.2f}, best warmup {name(best)} "
+            f"{means[best]:.2f}; no verdict: the warmup length matters by gap "
+            f"{abs(needs_tuning['gap']):.2f} within spread {needs_tuning['spread']:.2f}",
+        )
     else:
-        removes = _common.gated_verdict(claim, "RAdam", summary["warmup_radam"], f"best warmup {name(best)}",
-                                warmup[:, best], "≲")
+        removes = _common.gated_verdict(
+            claim, "RAdam", summary["warmup_radam"], f"best warmup {name(best)}", warmup[:, best], "≲"
+        )
     return [needs_tuning, removes]
 
 
@@ -478,65 +595,117 @@ def verdicts(curves, simulations, result, summary):
     mc = curves["monte_carlo"]
     worst = max(abs(row["variance"] / row["exact"] - 1.0) for row in mc)
     rhos = ", ".join(f"{row['rho']:g}" for row in mc)
-    rows.append(_common.verdict(
-        "Eq. 4: the exact Var ψ of Scale-inv-χ²(ρ)",
-        f"Monte Carlo at ρ = {rhos}: max rel. error {worst:.3f} (agree if ≤ 0.03)",
-        worst <= 0.03))
+    rows.append(
+        _common.verdict(
+            "Eq. 4: the exact Var ψ of Scale-inv-χ²(ρ)",
+            f"Monte Carlo at ρ = {rhos}: max rel. error {worst:.3f} (agree if ≤ 0.03)",
+            worst <= 0.03,
+        )
+    )
 
     exact = np.asarray(curves["exact"])
-    rows.append(_common.verdict(
-        "Thm. 1: Var ψ decreases monotonically in ρ",
-        f"{exact[0]:.3g} at ρ = {curves['rho'][0]:.3g} → {exact[-1]:.3g} at ρ = {curves['rho'][-1]:g}, "
-        f"monotone: {bool(np.all(np.diff(exact) < 0))}",
-        np.all(np.diff(exact) < 0)))
+    rows.append(
+        _common.verdict(
+            "Thm. 1: Var ψ decreases monotonically in ρ",
+            f"{exact[0]:.3g} at ρ = {curves['rho'][0]:.3g} → {exact[-1]:.3g} at ρ = {curves['rho'][-1]:g}, "
+            f"monotone: {bool(np.all(np.diff(exact) < 0))}",
+            np.all(np.diff(exact) < 0),
+        )
+    )
 
     gaps = {rho: relative_gap(rho) for rho in (5.0, 10.0, 50.0, 1000.0)}
-    rows.append(_common.verdict(
-        "Fig. 8: first-order approximation ≈ exact Var ψ",
-        "first order/exact − 1: " + ", ".join(f"{gap:+.1%} (ρ = {rho:g})" for rho, gap in gaps.items())
-        + " (agree if |gap| ≤ 5 % for ρ ≥ 50)",
-        abs(gaps[50.0]) <= 0.05 and abs(gaps[1000.0]) <= 0.05))
+    rows.append(
+        _common.verdict(
+            "Fig. 8: first-order approximation ≈ exact Var ψ",
+            "first order/exact − 1: "
+            + ", ".join(f"{gap:+.1%} (ρ = {rho:g})" for rho, gap in gaps.items())
+            + " (agree if |gap| ≤ 5 % for ρ ≥ 50)",
+            abs(gaps[50.0]) <= 0.05 and abs(gaps[1000.0]) <= 0.05,
+        )
+    )
 
     for sim in simulations:
         t0 = sim["first_rectified_step"]
-        variance = np.asarray(sim["variance"])[t0 - 1:]
-        rectified = np.asarray(sim["rectified_variance"])[t0 - 1:]
-        model = np.asarray(sim["sma_model"])[t0 - 1:]
-        rows.append(_common.verdict(
-            f"Fig. 9 (β2 = {sim['beta_2']}): Var ψ_t large early, falls with t",
-            f"Var ψ_t/Var ψ_∞ = {variance[0] / sim['limit']:.0f} at t = {t0} → "
-            f"{variance[-1] / sim['limit']:.2f} at t = {sim['t'][-1]}; SMA model within "
-            f"{np.max(np.abs(variance / model - 1.0)):.0%}",
-            variance[0] > 10.0 * variance[-1]))
+        variance = np.asarray(sim["variance"])[t0 - 1 :]
+        rectified = np.asarray(sim["rectified_variance"])[t0 - 1 :]
+        model = np.asarray(sim["sma_model"])[t0 - 1 :]
+        rows.append(
+            _common.verdict(
+                f"Fig. 9 (β2 = {sim['beta_2']}): Var ψ_t large early, falls with t",
+                f"Var ψ_t/Var ψ_∞ = {variance[0] / sim['limit']:.0f} at t = {t0} → "
+                f"{variance[-1] / sim['limit']:.2f} at t = {sim['t'][-1]}; SMA model within "
+                f"{np.max(np.abs(variance / model - 1.0)):.0%}",
+                variance[0] > 10.0 * variance[-1],
+            )
+        )
         ratio = rectified / sim["limit"]
         settled = np.flatnonzero(np.abs(ratio - 1.0) > 0.25)
-        settled_text = (f"within 25 % from t = {t0 + settled[-1] + 1}" if settled.size < ratio.size
-                        else "never within 25 %")
-        rows.append(_common.verdict(
-            f"Fig. 9 (β2 = {sim['beta_2']}): Var r_tψ_t = Var ψ_∞ at every rectified step",
-            f"Var r_tψ_t/Var ψ_∞ in [{ratio.min():.2f}, {ratio.max():.2f}] for t ≥ {t0}, {settled_text} "
-            f"(unrectified: up to {(variance / sim['limit']).max():.0f}); agree if all within 25 %",
-            settled.size == 0))
+        settled_text = (
+            f"within 25 % from t = {t0 + settled[-1] + 1}" if settled.size < ratio.size else "never within 25 %"
+        )
+        rows.append(
+            _common.verdict(
+                f"Fig. 9 (β2 = {sim['beta_2']}): Var r_tψ_t = Var ψ_∞ at every rectified step",
+                f"Var r_tψ_t/Var ψ_∞ in [{ratio.min():.2f}, {ratio.max():.2f}] for t ≥ {t0}, {settled_text} "
+                f"(unrectified: up to {(variance / sim['limit']).max():.0f}); agree if all within 25 %",
+                settled.size == 0,
+            )
+        )
 
     # The language-model rows: means over seeds, each seed's value in brackets, gated on the spread.
     final, ranges, best = summary["final"], summary["range_over_rates"], summary["best"]
     rates = result["learning_rates"]
     largest = f"η = {rates[-1]:g}"
-    rows.append(_common.gated_verdict(
-        f"Fig. 6: Adam without warmup degrades at large η ({largest}): worse than RAdam",
-        f"bits/byte at {largest}: Adam", final["Adam"][:, -1], "RAdam", final["RAdam"][:, -1], ">"))
-    rows.append(_common.gated_verdict(
-        "Fig. 6: RAdam is less sensitive to η than Adam (range of final bits/byte over η)",
-        "range over η: RAdam", ranges["RAdam"], "Adam", ranges["Adam"], "<"))
-    rows.append(_common.gated_verdict(
-        f"Fig. 6: RAdam performs consistently across η = {rates[0]:g}…{rates[-1]:g} (range ≤ 0.2 bits/byte)",
-        "RAdam range over η", ranges["RAdam"], "threshold", [0.2], "<"))
-    rows.append(_common.gated_verdict(
-        "Table 3: RAdam matches Adam with warmup at their best η",
-        "best bits/byte: RAdam", best["RAdam"], "Adam + warmup", best["Adam + warmup"], "≈"))
-    rows.append(_common.gated_verdict(
-        "Slides: Adam with warmup is more sensitive to η than RAdam",
-        "range over η: Adam + warmup", ranges["Adam + warmup"], "RAdam", ranges["RAdam"], ">"))
+    rows.append(
+        _common.gated_verdict(
+            f"Fig. 6: Adam without warmup degrades at large η ({largest}): worse than RAdam",
+            f"bits/byte at {largest}: Adam",
+            final["Adam"][:, -1],
+            "RAdam",
+            final["RAdam"][:, -1],
+            ">",
+        )
+    )
+    rows.append(
+        _common.gated_verdict(
+            "Fig. 6: RAdam is less sensitive to η than Adam (range of final bits/byte over η)",
+            "range over η: RAdam",
+            ranges["RAdam"],
+            "Adam",
+            ranges["Adam"],
+            "<",
+        )
+    )
+    rows.append(
+        _common.gated_verdict(
+            f"Fig. 6: RAdam performs consistently across η = {rates[0]:g}…{rates[-1]:g} (range ≤ 0.2 bits/byte)",
+            "RAdam range over η",
+            ranges["RAdam"],
+            "threshold",
+            [0.2],
+            "<",
+        )
+    )
+    rows.append(
+        _common.gated_verdict(
+            "Table 3: RAdam matches Adam with warmup at their best η",
+            "best bits/byte: RAdam",
+            best["RAdam"],
+            "Adam + warmup",
+            best["Adam + warmup"],
+            "≈",
+        )
+    )
+    rows.append(
+        _common.gated_verdict(
+            "Slides: Adam with warmup is more sensitive to η than RAdam",
+            "range over η: Adam + warmup",
+            ranges["Adam + warmup"],
+            "RAdam",
+            ranges["RAdam"],
+            ">",
+        )
+    )
     rows.extend(warmup_verdicts(result, summary))
     return rows
 
@@ -549,15 +718,17 @@ def main(argv):
     rng = np.random.default_rng(seeds[0])
     warmup_steps = FLAGS.warmup_steps or int(round(2.0 / (1.0 - FLAGS.beta_2)))
     warmup_multipliers = [float(m) for m in FLAGS.warmup_multipliers]
-    warmup_rate = (float(FLAGS.learning_rates[-1]) if FLAGS.warmup_learning_rate is None
-                   else FLAGS.warmup_learning_rate)
+    warmup_rate = float(FLAGS.learning_rates[-1]) if FLAGS.warmup_learning_rate is None else FLAGS.warmup_learning_rate
 
     print("Var ψ: exact (Eq. 4) vs first order, and a Monte Carlo", flush=True)
     curves = variance_curves(rng)
     simulations = []
     for beta_2 in sorted({PAPER_BETA_2, FLAGS.beta_2}, reverse=True):
-        print(f"simulating ψ_t for β2 = {beta_2}: {FLAGS.simulation_steps} steps × "
-              f"{FLAGS.simulation_coordinates} coordinates", flush=True)
+        print(
+            f"simulating ψ_t for β2 = {beta_2}: {FLAGS.simulation_steps} steps × "
+            f"{FLAGS.simulation_coordinates} coordinates",
+            flush=True,
+        )
         simulations.append(simulate_adaptive_learning_rate(beta_2, rng))
     result = sweep(seeds, warmup_steps, warmup_multipliers, warmup_rate)
     summary = summarize(result)
@@ -570,25 +741,50 @@ def main(argv):
     rows = verdicts(curves, simulations, result, summary)
     seconds = time.perf_counter() - start
     noise = np.concatenate([summary["seed_noise"][name] for name in OPTIMIZERS])
-    _common.write_json(FLAGS.output_dir, "results.json", dict(
-        flags=dict(steps=FLAGS.steps, learning_rates=[float(r) for r in FLAGS.learning_rates],
-                   beta_2=FLAGS.beta_2, warmup_steps=warmup_steps, warmup_multipliers=warmup_multipliers,
-                   warmup_learning_rate=warmup_rate, batch_size=FLAGS.batch_size,
-                   sequence_length=FLAGS.sequence_length, model_dim=FLAGS.model_dim,
-                   num_layers=FLAGS.num_layers, simulation_coordinates=FLAGS.simulation_coordinates,
-                   simulation_steps=FLAGS.simulation_steps, seeds=seeds),
-        variance=curves, simulation=simulations, sweep=result,
-        summary=dict(
-            final_bits={name: values for name, values in summary["final"].items()},
-            range_over_rates=summary["range_over_rates"], best_bits=summary["best"],
-            seed_noise=summary["seed_noise"],
-            seed_noise_median=float(np.median(noise)), seed_noise_max=float(noise.max()),
-            warmup_bits=summary["warmup"], warmup_adam_bits=summary["warmup_adam"],
-            warmup_radam_bits=summary["warmup_radam"], spread_rule=SPREAD_RULE),
-        verdicts=rows, seconds=seconds))
+    _common.write_json(
+        FLAGS.output_dir,
+        "results.json",
+        dict(
+            flags=dict(
+                steps=FLAGS.steps,
+                learning_rates=[float(r) for r in FLAGS.learning_rates],
+                beta_2=FLAGS.beta_2,
+                warmup_steps=warmup_steps,
+                warmup_multipliers=warmup_multipliers,
+                warmup_learning_rate=warmup_rate,
+                batch_size=FLAGS.batch_size,
+                sequence_length=FLAGS.sequence_length,
+                model_dim=FLAGS.model_dim,
+                num_layers=FLAGS.num_layers,
+                simulation_coordinates=FLAGS.simulation_coordinates,
+                simulation_steps=FLAGS.simulation_steps,
+                seeds=seeds,
+            ),
+            variance=curves,
+            simulation=simulations,
+            sweep=result,
+            summary=dict(
+                final_bits={name: values for name, values in summary["final"].items()},
+                range_over_rates=summary["range_over_rates"],
+                best_bits=summary["best"],
+                seed_noise=summary["seed_noise"],
+                seed_noise_median=float(np.median(noise)),
+                seed_noise_max=float(noise.max()),
+                warmup_bits=summary["warmup"],
+                warmup_adam_bits=summary["warmup_adam"],
+                warmup_radam_bits=summary["warmup_radam"],
+                spread_rule=SPREAD_RULE,
+            ),
+            verdicts=rows,
+            seconds=seconds,
+        ),
+    )
     print_tables(result, summary)
-    _common.print_verdicts(rows, title=f"Paper claim vs this run (language-model rows: means over seeds {seeds}, "
-                                       f"a directional verdict only when the gap exceeds the {SPREAD_RULE})")
+    _common.print_verdicts(
+        rows,
+        title=f"Paper claim vs this run (language-model rows: means over seeds {seeds}, "
+        f"a directional verdict only when the gap exceeds the {SPREAD_RULE})",
+    )
     print(f"\n{seconds:.0f} s")
 
 

@@ -75,21 +75,24 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """The command-line flags; defined only when run as a script, so that tests can import the module."""
-    flags.DEFINE_string("output_dir", os.path.join("examples_output", "sign_and_variance"),
-                        "Where the figures and results.json go.")
+    flags.DEFINE_string(
+        "output_dir", os.path.join("examples_output", "sign_and_variance"), "Where the figures and results.json go."
+    )
     flags.DEFINE_integer("quadratic_steps", 1000, "Steps of every quadratic run.", lower_bound=20)
     flags.DEFINE_integer("dimension", 100, "Dimension d of the quadratic problems.", lower_bound=10)
-    flags.DEFINE_integer("replicates", 4, "Independent starts and noise draws per quadratic problem.",
-                         lower_bound=1)
-    flags.DEFINE_list("noise_levels", ["0", "0.1", "1"],
-                      "Standard deviations σ of the additive gradient noise (one column each).")
+    flags.DEFINE_integer("replicates", 4, "Independent starts and noise draws per quadratic problem.", lower_bound=1)
+    flags.DEFINE_list(
+        "noise_levels", ["0", "0.1", "1"], "Standard deviations σ of the additive gradient noise (one column each)."
+    )
     flags.register_validator(
-        "noise_levels", lambda levels: len(levels) >= 2 and float(levels[0]) == 0.0
-        and all(float(v) > 0.0 for v in levels[1:]),
-        "--noise_levels: 0 first (the noise-free column), then one or more positive levels.")
+        "noise_levels",
+        lambda levels: len(levels) >= 2 and float(levels[0]) == 0.0 and all(float(v) > 0.0 for v in levels[1:]),
+        "--noise_levels: 0 first (the noise-free column), then one or more positive levels.",
+    )
     flags.DEFINE_integer("epochs", 20, "Epochs of every digits run.", lower_bound=1)
-    flags.DEFINE_integer("seeds", 3, "Digits runs per (optimizer, learning rate): initial weights and batch order.",
-                         lower_bound=1)
+    flags.DEFINE_integer(
+        "seeds", 3, "Digits runs per (optimizer, learning rate): initial weights and batch order.", lower_bound=1
+    )
     flags.DEFINE_integer("batch_size", 64, "Digits mini-batch size.", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Seed of the quadratics, the digits split and the first digits run.")
     _common.define_image_flags()
@@ -101,15 +104,19 @@ QUADRATIC_RATES = 10.0 ** np.arange(-4.0, 0.01, 0.25)
 MOMENTUM = 0.9
 # Five learning rates per method, a factor ≈ 3 apart, bracketing the best one on this MLP.
 DIGITS_METHODS = {
-    "M-SGD": (lambda lr: tf_adaptive.HeavyBall(lr, momentum=MOMENTUM, ema=True),
-              (0.1, 0.3, 1.0, 3.0, 10.0)),
+    "M-SGD": (lambda lr: tf_adaptive.HeavyBall(lr, momentum=MOMENTUM, ema=True), (0.1, 0.3, 1.0, 3.0, 10.0)),
     "M-SSD": (lambda lr: tf_adaptive.MSSD(lr, beta=MOMENTUM), (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)),
     "M-SVAG": (lambda lr: tf_adaptive.MSVAG(lr, beta=MOMENTUM), (0.1, 0.3, 1.0, 3.0, 10.0)),
-    "Adam": (lambda lr: tf_adaptive.Adam(lr, beta_1=MOMENTUM, beta_2=0.999),
-             (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
+    "Adam": (lambda lr: tf_adaptive.Adam(lr, beta_1=MOMENTUM, beta_2=0.999), (3e-4, 1e-3, 3e-3, 1e-2, 3e-2)),
 }
-COLORS = {"SGD": "tab:blue", "SSD": "tab:red", "M-SGD": "tab:blue", "M-SSD": "tab:red",
-          "M-SVAG": "tab:green", "Adam": "tab:orange"}
+COLORS = {
+    "SGD": "tab:blue",
+    "SSD": "tab:red",
+    "M-SGD": "tab:blue",
+    "M-SSD": "tab:red",
+    "M-SVAG": "tab:green",
+    "Adam": "tab:orange",
+}
 
 
 # ------------------------------------------------------------------ quadratics
@@ -159,9 +166,11 @@ def run_quadratics(noise_levels):
 
     tail = max(1, FLAGS.quadratic_steps // 10)
     curves = {}  # (method, rate) -> f[step, key] averaged over replicates
-    print(f"(a) quadratics: {len(problems)} problems × {len(noise_levels)} noise levels × "
-          f"{FLAGS.replicates} replicates, d = {FLAGS.dimension}, {FLAGS.quadratic_steps} steps, "
-          f"{len(QUADRATIC_RATES)} learning rates per method")
+    print(
+        f"(a) quadratics: {len(problems)} problems × {len(noise_levels)} noise levels × "
+        f"{FLAGS.replicates} replicates, d = {FLAGS.dimension}, {FLAGS.quadratic_steps} steps, "
+        f"{len(QUADRATIC_RATES)} learning rates per method"
+    )
     for method, optimizer in (("SGD", tf_adaptive.HeavyBall(momentum=0.0)), ("SSD", tf_adaptive.SSD())):
         run = make_quadratic_run(optimizer, x, hessians, noise_scale, FLAGS.quadratic_steps)
         start = time.perf_counter()
@@ -178,20 +187,30 @@ def run_quadratics(noise_levels):
     results = {}
     for index, (problem, sigma) in enumerate(keys):
         eigenvalues, hessian = problems[problem]
-        entry = dict(conditioning=problem[0], orientation=problem[1], noise=sigma, curve_steps=curve_steps,
-                     diagonal_fraction=np.abs(np.diag(hessian)).sum() / np.abs(hessian).sum(),
-                     condition_number=eigenvalues.max() / eigenvalues.min())
+        entry = dict(
+            conditioning=problem[0],
+            orientation=problem[1],
+            noise=sigma,
+            curve_steps=curve_steps,
+            diagonal_fraction=np.abs(np.diag(hessian)).sum() / np.abs(hessian).sum(),
+            condition_number=eigenvalues.max() / eigenvalues.min(),
+        )
         for method in ("SGD", "SSD"):
             finals = np.array([curves[(method, r)][-tail:, index].mean() for r in QUADRATIC_RATES])
             finals = np.where(np.isfinite(finals), finals, np.inf)
             best = int(np.argmin(finals))
-            entry[method] = dict(best_learning_rate=QUADRATIC_RATES[best], final_loss=finals[best],
-                                 final_loss_per_rate=finals,
-                                 curve=curves[(method, QUADRATIC_RATES[best])][curve_steps, index])
+            entry[method] = dict(
+                best_learning_rate=QUADRATIC_RATES[best],
+                final_loss=finals[best],
+                final_loss_per_rate=finals,
+                curve=curves[(method, QUADRATIC_RATES[best])][curve_steps, index],
+            )
         results[f"{problem[0]}, {problem[1]}, sigma={sigma:g}"] = entry
     for name, entry in results.items():
-        print(f"  {name:<42} SGD {entry['SGD']['final_loss']:9.3g} (η={entry['SGD']['best_learning_rate']:.2g})"
-              f"   SSD {entry['SSD']['final_loss']:9.3g} (η={entry['SSD']['best_learning_rate']:.2g})")
+        print(
+            f"  {name:<42} SGD {entry['SGD']['final_loss']:9.3g} (η={entry['SGD']['best_learning_rate']:.2g})"
+            f"   SSD {entry['SSD']['final_loss']:9.3g} (η={entry['SSD']['best_learning_rate']:.2g})"
+        )
     spectra = {conditioning: problems[(conditioning, ALIGNED)][0] for conditioning in (WELL, ILL)}
     return results, spectra
 
@@ -211,8 +230,10 @@ def run_digits():
         logits = model(x_test)
         return loss_fn(y_train, model(x_train)), _common.accuracy(y_test, logits)
 
-    print(f"\n(b) {FLAGS.dataset}: {len(x_train)} train / {len(x_test)} test, MLP {x.shape[1]}-100-100-10, "
-          f"{FLAGS.epochs} epochs × {batches} steps, {FLAGS.seeds} seeds")
+    print(
+        f"\n(b) {FLAGS.dataset}: {len(x_train)} train / {len(x_test)} test, MLP {x.shape[1]}-100-100-10, "
+        f"{FLAGS.epochs} epochs × {batches} steps, {FLAGS.seeds} seeds"
+    )
     runs = {}
     for method, (make, rates) in DIGITS_METHODS.items():
         optimizer = make(rates[0])
@@ -228,17 +249,23 @@ def run_digits():
                 order_rng = np.random.default_rng(FLAGS.seed + seed)
                 losses[seed, 0], accuracies[seed, 0] = (float(v) for v in evaluate())
                 for epoch in range(1, FLAGS.epochs + 1):
-                    order = order_rng.permutation(len(x_train))[:batches * FLAGS.batch_size]
-                    train_epoch(x_train[order].reshape(batches, FLAGS.batch_size, -1),
-                                y_train[order].reshape(batches, FLAGS.batch_size))
+                    order = order_rng.permutation(len(x_train))[: batches * FLAGS.batch_size]
+                    train_epoch(
+                        x_train[order].reshape(batches, FLAGS.batch_size, -1),
+                        y_train[order].reshape(batches, FLAGS.batch_size),
+                    )
                     losses[seed, epoch], accuracies[seed, epoch] = (float(v) for v in evaluate())
                 if method == "M-SVAG":
                     factors.append(svag_factors(optimizer, model))
             losses = np.where(np.isfinite(losses), losses, np.inf)
-            runs[(method, rate)] = dict(train_loss=losses, test_accuracy=accuracies,
-                                        svag_factor=np.concatenate(factors) if factors else None)
-            print(f"  {method:<7} η={rate:<7g} final train loss {losses[:, -1].mean():9.3g}  "
-                  f"test accuracy {accuracies[:, -1].mean():.3f}", flush=True)
+            runs[(method, rate)] = dict(
+                train_loss=losses, test_accuracy=accuracies, svag_factor=np.concatenate(factors) if factors else None
+            )
+            print(
+                f"  {method:<7} η={rate:<7g} final train loss {losses[:, -1].mean():9.3g}  "
+                f"test accuracy {accuracies[:, -1].mean():.3f}",
+                flush=True,
+            )
         print(f"  {method}: {len(rates)} rates × {FLAGS.seeds} seeds in {time.perf_counter() - start:.1f} s")
 
     results = {}
@@ -247,18 +274,23 @@ def run_digits():
         best = rates[int(np.argmin(finals))]
         run = runs[(method, best)]
         results[method] = dict(
-            best_learning_rate=best, learning_rates=rates, final_train_loss_per_rate=finals,
+            best_learning_rate=best,
+            learning_rates=rates,
+            final_train_loss_per_rate=finals,
             final_test_accuracy_per_rate=[runs[(method, r)]["test_accuracy"][:, -1].mean() for r in rates],
-            train_loss_mean=run["train_loss"].mean(axis=0), train_loss_std=run["train_loss"].std(axis=0),
+            train_loss_mean=run["train_loss"].mean(axis=0),
+            train_loss_std=run["train_loss"].std(axis=0),
             test_accuracy_mean=run["test_accuracy"].mean(axis=0),
             test_accuracy_std=run["test_accuracy"].std(axis=0),
             train_loss_range=(run["train_loss"].min(axis=0), run["train_loss"].max(axis=0)),
             test_accuracy_range=(run["test_accuracy"].min(axis=0), run["test_accuracy"].max(axis=0)),
             final_train_loss=run["train_loss"][:, -1].mean(),
-            final_test_accuracy=run["test_accuracy"][:, -1].mean())
+            final_test_accuracy=run["test_accuracy"][:, -1].mean(),
+        )
     factors = runs[("M-SVAG", results["M-SVAG"]["best_learning_rate"])]["svag_factor"]
     results["M-SVAG"]["variance_factor_quantiles"] = dict(
-        zip(("q10", "q50", "q90"), np.quantile(factors, [0.1, 0.5, 0.9])))
+        zip(("q10", "q50", "q90"), np.quantile(factors, [0.1, 0.5, 0.9]))
+    )
     return results, factors, len(x_test)
 
 
@@ -268,15 +300,15 @@ def svag_factors(optimizer, model):
     From the preconditioner protocol: P_t = (1 − β^t) / γ_t (tf_adaptive.MSVAG).
     """
     correction = 1.0 - MOMENTUM ** int(optimizer.iterations)
-    return np.concatenate([correction / np.ravel(optimizer.preconditioner(v))
-                           for v in model.trainable_variables])
+    return np.concatenate([correction / np.ravel(optimizer.preconditioner(v)) for v in model.trainable_variables])
 
 
 # --------------------------------------------------------------------- figures
 def figure_quadratics(plt, results, spectra, noise_levels):
     rows = [(WELL, ALIGNED), (WELL, ROTATED), (ILL, ALIGNED), (ILL, ROTATED)]
-    figure, axes = plt.subplots(len(rows), len(noise_levels) + 1, figsize=(2.7 * (len(noise_levels) + 1), 8.4),
-                                squeeze=False, sharex="col")
+    figure, axes = plt.subplots(
+        len(rows), len(noise_levels) + 1, figsize=(2.7 * (len(noise_levels) + 1), 8.4), squeeze=False, sharex="col"
+    )
     for i, (conditioning, orientation) in enumerate(rows):
         axis = axes[i, 0]
         axis.plot(np.sort(spectra[conditioning])[::-1], ".", color="k", markersize=3)
@@ -287,10 +319,19 @@ def figure_quadratics(plt, results, spectra, noise_levels):
             entry = results[f"{conditioning}, {orientation}, sigma={sigma:g}"]
             axis = axes[i, j + 1]
             for k, method in enumerate(("SGD", "SSD")):
-                axis.plot(entry["curve_steps"], np.maximum(entry[method]["curve"], 1e-12), color=COLORS[method],
-                          label=method)
-                axis.text(0.97, 0.92 - 0.12 * k, f"η={entry[method]['best_learning_rate']:.2g}",
-                          color=COLORS[method], transform=axis.transAxes, ha="right", va="top", fontsize=8)
+                axis.plot(
+                    entry["curve_steps"], np.maximum(entry[method]["curve"], 1e-12), color=COLORS[method], label=method
+                )
+                axis.text(
+                    0.97,
+                    0.92 - 0.12 * k,
+                    f"η={entry[method]['best_learning_rate']:.2g}",
+                    color=COLORS[method],
+                    transform=axis.transAxes,
+                    ha="right",
+                    va="top",
+                    fontsize=8,
+                )
             axis.set_yscale("log")
             axis.set_title(f"σ = {sigma:g}, diag. fraction {entry['diagonal_fraction']:.2f}", fontsize=9)
         axes[i, 1].set_ylabel("f(x)")
@@ -298,8 +339,11 @@ def figure_quadratics(plt, results, spectra, noise_levels):
         axis.set_xlabel("step")
     axes[-1, 0].set_xlabel("index i")
     axes[0, 1].legend(loc="lower left", fontsize=8)
-    figure.suptitle("SGD vs stochastic sign descent on noisy quadratics (Balles & Hennig 2018, Fig. 2)\n"
-                    "f over steps at each method's best η (mean over replicates, shown down to 1e-12)", fontsize=11)
+    figure.suptitle(
+        "SGD vs stochastic sign descent on noisy quadratics (Balles & Hennig 2018, Fig. 2)\n"
+        "f over steps at each method's best η (mean over replicates, shown down to 1e-12)",
+        fontsize=11,
+    )
     figure.subplots_adjust(hspace=0.35, wspace=0.4, top=0.9)
     return figure
 
@@ -307,14 +351,21 @@ def figure_quadratics(plt, results, spectra, noise_levels):
 def figure_quadratic_sweep(plt, results, noise_levels):
     figure, axes = plt.subplots(2, 2, figsize=(9, 6.5), sharex=True)
     styles = dict(zip(noise_levels, ("-", "--", ":", "-.")))
-    for axis, (conditioning, orientation) in zip(axes.flat, [(WELL, ALIGNED), (WELL, ROTATED),
-                                                               (ILL, ALIGNED), (ILL, ROTATED)]):
+    for axis, (conditioning, orientation) in zip(
+        axes.flat, [(WELL, ALIGNED), (WELL, ROTATED), (ILL, ALIGNED), (ILL, ROTATED)]
+    ):
         for sigma in noise_levels:
             entry = results[f"{conditioning}, {orientation}, sigma={sigma:g}"]
             for method in ("SGD", "SSD"):
                 finals = np.asarray(entry[method]["final_loss_per_rate"], dtype="float64")
-                axis.plot(QUADRATIC_RATES, np.clip(finals, 1e-12, 1e6), styles.get(sigma, "-"),
-                          color=COLORS[method], marker=".", label=f"{method}, σ={sigma:g}")
+                axis.plot(
+                    QUADRATIC_RATES,
+                    np.clip(finals, 1e-12, 1e6),
+                    styles.get(sigma, "-"),
+                    color=COLORS[method],
+                    marker=".",
+                    label=f"{method}, σ={sigma:g}",
+                )
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_title(f"{conditioning}, {orientation}", fontsize=10)
@@ -335,19 +386,25 @@ def figure_digits(plt, results, factors):
             low, high = entry[f"{key}_range"]
             axis.plot(epochs, entry[f"{key}_mean"], color=COLORS[method], label=label)
             axis.fill_between(epochs, low, high, color=COLORS[method], alpha=0.2)
-        axes[1, 0].plot(entry["learning_rates"], np.clip(entry["final_train_loss_per_rate"], 1e-8, 1e2),
-                        marker="o", color=COLORS[method], label=method)
+        axes[1, 0].plot(
+            entry["learning_rates"],
+            np.clip(entry["final_train_loss_per_rate"], 1e-8, 1e2),
+            marker="o",
+            color=COLORS[method],
+            label=method,
+        )
     axes[0, 0].set(yscale="log", xlabel="epoch", ylabel="training loss (whole training set)")
     axes[0, 1].set(xlabel="epoch", ylabel="test accuracy", ylim=(0.8, 1.0))
-    axes[1, 0].set(xscale="log", yscale="log", xlabel="learning rate η",
-                   ylabel="final training loss (mean over seeds)")
+    axes[1, 0].set(xscale="log", yscale="log", xlabel="learning rate η", ylabel="final training loss (mean over seeds)")
     for axis in (axes[0, 0], axes[0, 1], axes[1, 0]):
         axis.legend(fontsize=8)
     axis = axes[1, 1]
     eta = np.linspace(0.0, 4.0, 200)
-    for function, style, label in ((variance_adaptation_sgd, "-", "(1+η²)⁻¹  (SGD-optimal)"),
-                                   (variance_adaptation_sign, "--", "erf[(√2η)⁻¹]  (sign-optimal)"),
-                                   (variance_adaptation_adam, ":", "(1+η²)^(-1/2)  (Adam)")):
+    for function, style, label in (
+        (variance_adaptation_sgd, "-", "(1+η²)⁻¹  (SGD-optimal)"),
+        (variance_adaptation_sign, "--", "erf[(√2η)⁻¹]  (sign-optimal)"),
+        (variance_adaptation_adam, ":", "(1+η²)^(-1/2)  (Adam)"),
+    ):
         axis.plot(eta, function(eta).numpy(), style, color="k", label=label)
     axis.set(xlabel="relative standard deviation η = σ/|∇L|", ylabel="variance adaptation factor γ")
     inset = axis.inset_axes([0.52, 0.56, 0.45, 0.3])
@@ -355,8 +412,11 @@ def figure_digits(plt, results, factors):
     inset.set_title("M-SVAG's γ per weight, end of training", fontsize=7)
     inset.tick_params(labelsize=7)
     axis.legend(fontsize=8, loc="lower left")
-    figure.suptitle("Dissected Adam on digits (Balles & Hennig 2018, Fig. 5 in miniature; Fig. 3 bottom right)\n"
-                    f"curves: mean over {FLAGS.seeds} seed(s), shaded min–max", fontsize=11)
+    figure.suptitle(
+        "Dissected Adam on digits (Balles & Hennig 2018, Fig. 5 in miniature; Fig. 3 bottom right)\n"
+        f"curves: mean over {FLAGS.seeds} seed(s), shaded min–max",
+        fontsize=11,
+    )
     figure.subplots_adjust(hspace=0.3, wspace=0.3, top=0.91)
     return figure
 
@@ -376,34 +436,41 @@ def quadratic_verdicts(results, noise_levels):
     def entry(conditioning, orientation, sigma):
         return results[f"{conditioning}, {orientation}, sigma={sigma:g}"]
 
-    ratio = {(c, o, s): _ratio(entry(c, o, s))
-             for c in (WELL, ILL) for o in (ALIGNED, ROTATED) for s in noise_levels}
+    ratio = {(c, o, s): _ratio(entry(c, o, s)) for c in (WELL, ILL) for o in (ALIGNED, ROTATED) for s in noise_levels}
     top = noise_levels[-1]  # --noise_levels starts at 0 and has a noisy level (checked by a validator)
     rows = [
         _common.verdict(
             "Fig. 2: well-conditioned, noise-free: SGD vastly outperforms SSD (10×, both orientations)",
             "; ".join(f"{o}: {_losses_text(entry(WELL, o, 0.0))}" for o in (ALIGNED, ROTATED)),
-            all(ratio[(WELL, o, 0.0)] > 10.0 for o in (ALIGNED, ROTATED))),
+            all(ratio[(WELL, o, 0.0)] > 10.0 for o in (ALIGNED, ROTATED)),
+        ),
         _common.verdict(
             f"Fig. 2: well-conditioned: noise evens the SGD/SSD gap out (σ={top:g}: within 3×)",
             "f_SSD/f_SGD " + ", ".join(f"{o} {ratio[(WELL, o, top)]:.2g}" for o in (ALIGNED, ROTATED)),
-            all(1 / 3 <= ratio[(WELL, o, top)] <= 3.0 for o in (ALIGNED, ROTATED))),
+            all(1 / 3 <= ratio[(WELL, o, top)] <= 3.0 for o in (ALIGNED, ROTATED)),
+        ),
         _common.verdict(
             "Fig. 2: well-conditioned: the orientation has little effect (same winner both ways)",
-            "f_SSD/f_SGD aligned/rotated " + ", ".join(
-                f"σ={s:g} {ratio[(WELL, ALIGNED, s)]:.2g}/{ratio[(WELL, ROTATED, s)]:.2g}"
-                for s in noise_levels),
-            all((ratio[(WELL, ALIGNED, s)] > 1.0) == (ratio[(WELL, ROTATED, s)] > 1.0)
-                for s in noise_levels)),
+            "f_SSD/f_SGD aligned/rotated "
+            + ", ".join(
+                f"σ={s:g} {ratio[(WELL, ALIGNED, s)]:.2g}/{ratio[(WELL, ROTATED, s)]:.2g}" for s in noise_levels
+            ),
+            all((ratio[(WELL, ALIGNED, s)] > 1.0) == (ratio[(WELL, ROTATED, s)] > 1.0) for s in noise_levels),
+        ),
         _common.verdict(
             "Fig. 2: ill-conditioned, rotated: SGD and SSD perform roughly equally (within 3×)",
             "f_SSD/f_SGD " + ", ".join(f"σ={s:g} {ratio[(ILL, ROTATED, s)]:.2g}" for s in noise_levels),
-            all(1 / 3 <= ratio[(ILL, ROTATED, s)] <= 3.0 for s in noise_levels)),
+            all(1 / 3 <= ratio[(ILL, ROTATED, s)] <= 3.0 for s in noise_levels),
+        ),
     ]
     for sigma in noise_levels:
-        rows.append(_common.verdict(
-            f"Fig. 2: ill-conditioned, axis-aligned, σ={sigma:g}: SSD clearly outperforms SGD (3×)",
-            _losses_text(entry(ILL, ALIGNED, sigma)), ratio[(ILL, ALIGNED, sigma)] < 1 / 3))
+        rows.append(
+            _common.verdict(
+                f"Fig. 2: ill-conditioned, axis-aligned, σ={sigma:g}: SSD clearly outperforms SGD (3×)",
+                _losses_text(entry(ILL, ALIGNED, sigma)),
+                ratio[(ILL, ALIGNED, sigma)] < 1 / 3,
+            )
+        )
     return rows
 
 
@@ -426,21 +493,25 @@ def digits_verdicts(results, num_test):
         _common.verdict(
             "Fig. 5: the sign drives Adam: Adam's loss curve is closer to M-SSD's than to M-SGD's/M-SVAG's",
             f"mean |Δlog10 loss| Adam–M-SSD {to_ssd:.2f}, –M-SGD {to_sgd:.2f}, –M-SVAG {to_svag:.2f}",
-            to_ssd < min(to_sgd, to_svag)),
+            to_ssd < min(to_sgd, to_svag),
+        ),
         _common.verdict(
             "Fig. 5: variance adaptation helps: M-SVAG reaches a lower training loss than M-SGD",
             f"final training loss M-SVAG {loss['M-SVAG']:.2g} vs M-SGD {loss['M-SGD']:.2g}",
-            loss["M-SVAG"] < loss["M-SGD"]),
+            loss["M-SVAG"] < loss["M-SGD"],
+        ),
         _common.verdict(
             "Fig. 5: variance adaptation helps: Adam reaches a lower training loss than M-SSD",
             f"final training loss Adam {loss['Adam']:.2g} vs M-SSD {loss['M-SSD']:.2g}",
-            loss["Adam"] < loss["M-SSD"]),
+            loss["Adam"] < loss["M-SSD"],
+        ),
         # "Better" must be by at least one test image (the resolution of the accuracy).
         _common.verdict(
             "Abstract: the sign hurts generalisation: M-SGD/M-SVAG test accuracy > Adam/M-SSD",
             f"best test accuracy non-sign {100 * plain_accuracy:.2f} % vs sign {100 * sign_accuracy:.2f} % "
             f"(one image: {100 / num_test:.2f} %)",
-            plain_accuracy - sign_accuracy >= 1.0 / num_test),
+            plain_accuracy - sign_accuracy >= 1.0 / num_test,
+        ),
     ]
 
 
@@ -451,21 +522,37 @@ def main(argv):
     plt = _common.pyplot()
     plt.rcParams["text.antialiased"] = False  # antialiased text is most of a PNG's bytes here
     quadratics, spectra = run_quadratics(noise_levels)
-    _common.save_figure(figure_quadratics(plt, quadratics, spectra, noise_levels),
-                        FLAGS.output_dir, "quadratics.png")
-    _common.save_figure(figure_quadratic_sweep(plt, quadratics, noise_levels),
-                        FLAGS.output_dir, "quadratic_sweep.png")
+    _common.save_figure(figure_quadratics(plt, quadratics, spectra, noise_levels), FLAGS.output_dir, "quadratics.png")
+    _common.save_figure(figure_quadratic_sweep(plt, quadratics, noise_levels), FLAGS.output_dir, "quadratic_sweep.png")
     digits, factors, num_test = run_digits()
     _common.save_figure(figure_digits(plt, digits, factors), FLAGS.output_dir, "digits.png")
 
     rows = quadratic_verdicts(quadratics, noise_levels) + digits_verdicts(digits, num_test)
     seconds = time.perf_counter() - start
-    _common.write_json(FLAGS.output_dir, "results.json", dict(
-        flags={name: FLAGS[name].value for name in (
-            "quadratic_steps", "dimension", "replicates", "noise_levels", "epochs", "seeds",
-            "batch_size", "seed")},
-        quadratic_learning_rates=QUADRATIC_RATES, quadratics=quadratics, digits=digits,
-        verdicts=rows, seconds=seconds))
+    _common.write_json(
+        FLAGS.output_dir,
+        "results.json",
+        dict(
+            flags={
+                name: FLAGS[name].value
+                for name in (
+                    "quadratic_steps",
+                    "dimension",
+                    "replicates",
+                    "noise_levels",
+                    "epochs",
+                    "seeds",
+                    "batch_size",
+                    "seed",
+                )
+            },
+            quadratic_learning_rates=QUADRATIC_RATES,
+            quadratics=quadratics,
+            digits=digits,
+            verdicts=rows,
+            seconds=seconds,
+        ),
+    )
     _common.print_verdicts(rows)
     print(f"\ntotal {seconds:.0f} s")
 

@@ -70,15 +70,26 @@ FLAGS = flags.FLAGS
 
 def define_flags():
     """The command-line flags; defined only when run as a script, so that tests can import the module."""
-    flags.DEFINE_string("output_dir", os.path.join("examples_output", "update_distribution"),
-                        "Where the figures and results.json go.")
-    flags.DEFINE_integer("steps", 100, "Optimizer steps of the Var-vs-m curves (synthetic and network); "
-                         "the histograms show m = 1 … min(10, steps).", lower_bound=5)
-    flags.DEFINE_integer("num_parameters", 100_000,
-                         "Independent coordinates (samples per step) of the synthetic simulations.",
-                         lower_bound=1000)
-    flags.DEFINE_list("learning_rates", ["0.001", "0.01"],
-                      "Adagrad's η for the network, one training run each; the histograms show the first.")
+    flags.DEFINE_string(
+        "output_dir", os.path.join("examples_output", "update_distribution"), "Where the figures and results.json go."
+    )
+    flags.DEFINE_integer(
+        "steps",
+        100,
+        "Optimizer steps of the Var-vs-m curves (synthetic and network); the histograms show m = 1 … min(10, steps).",
+        lower_bound=5,
+    )
+    flags.DEFINE_integer(
+        "num_parameters",
+        100_000,
+        "Independent coordinates (samples per step) of the synthetic simulations.",
+        lower_bound=1000,
+    )
+    flags.DEFINE_list(
+        "learning_rates",
+        ["0.001", "0.01"],
+        "Adagrad's η for the network, one training run each; the histograms show the first.",
+    )
     flags.DEFINE_integer("batch_size", 32, "Mini-batch size of the network.", lower_bound=1)
     flags.DEFINE_integer("hidden_units", 64, "Width of the network's two hidden tanh layers.", lower_bound=1)
     flags.DEFINE_integer("seed", 0, "Seed of the gradient draws, the initial weights and the batch order.")
@@ -127,8 +138,11 @@ def simulate_laws(num_histograms):
         start = time.perf_counter()
         x = simulate_updates(adagrad, law, steps, FLAGS.num_parameters, seed=FLAGS.seed + index)
         updates[law] = (x * adagrad_normalization(steps)).astype("float64")
-        print(f"  simulated {label:<11} ({figure}): {steps} steps × {FLAGS.num_parameters} "
-              f"coordinates in {time.perf_counter() - start:.1f} s", flush=True)
+        print(
+            f"  simulated {label:<11} ({figure}): {steps} steps × {FLAGS.num_parameters} "
+            f"coordinates in {time.perf_counter() - start:.1f} s",
+            flush=True,
+        )
     return updates
 
 
@@ -139,8 +153,14 @@ def summarize_laws(updates, num_histograms):
         rows = []
         for m in range(1, num_histograms + 1):
             x = updates[law][m - 1]
-            row = dict(m=m, modes=find_modes(x).tolist(), skewness=skewness(x), mean=float(np.mean(x)),
-                       std=float(np.std(x)), max_abs_over_root_m=float(np.max(np.abs(x)) / np.sqrt(m)))
+            row = dict(
+                m=m,
+                modes=find_modes(x).tolist(),
+                skewness=skewness(x),
+                mean=float(np.mean(x)),
+                std=float(np.std(x)),
+                max_abs_over_root_m=float(np.max(np.abs(x)) / np.sqrt(m)),
+            )
             if m > 1:
                 row["ks_statistic"], row["ks_pvalue"] = ks(x, m)
             rows.append(row)
@@ -151,9 +171,12 @@ def summarize_laws(updates, num_histograms):
 def moment_curves(x):
     """Var Δθ and Var|Δθ| per step of a [steps, n] array, against Corollaries 1 and 2."""
     m = np.arange(1, len(x) + 1)
-    return dict(m=m.tolist(), variance=np.var(x, axis=1).tolist(),
-                abs_variance=np.var(np.abs(x), axis=1).tolist(),
-                corollary_2=abs_update_variance(m.astype("float64")).numpy().tolist())
+    return dict(
+        m=m.tolist(),
+        variance=np.var(x, axis=1).tolist(),
+        abs_variance=np.var(np.abs(x), axis=1).tolist(),
+        corollary_2=abs_update_variance(m.astype("float64")).numpy().tolist(),
+    )
 
 
 # -------------------------------------------------------------------- network
@@ -162,17 +185,16 @@ def train_network(learning_rate, num_histograms):
     x, y = _common.image_data(FLAGS.dataset, FLAGS.data_dir, FLAGS.num_examples, FLAGS.seed)
     x = x[:, x.std(axis=0) > 0]  # constant pixels have zero gradients: Δθ = 0/0, not a sample
     model = _common.mlp(x.shape[1], FLAGS.hidden_units, FLAGS.seed, activation="tanh")
-    model.compile(optimizer=adagrad(learning_rate),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(optimizer=adagrad(learning_rate), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     # The dataset shuffles itself (fit's `shuffle` is for arrays).
-    data = (tf.data.Dataset.from_tensor_slices((x, y))
-            .shuffle(len(x), seed=FLAGS.seed).repeat().batch(FLAGS.batch_size))
+    data = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(len(x), seed=FLAGS.seed).repeat().batch(FLAGS.batch_size)
     callback = UpdateDistributionCallback(steps=num_histograms, seed=FLAGS.seed)
-    print(f"\n{FLAGS.dataset} MLP {x.shape[1]}-{FLAGS.hidden_units}-{FLAGS.hidden_units}-10 (tanh), "
-          f"Adagrad η = {learning_rate:g} (ε = 0), batch {FLAGS.batch_size}, {FLAGS.steps} steps",
-          flush=True)
-    history = model.fit(data, epochs=1, steps_per_epoch=FLAGS.steps, shuffle=False, verbose=2,
-                        callbacks=[callback])
+    print(
+        f"\n{FLAGS.dataset} MLP {x.shape[1]}-{FLAGS.hidden_units}-{FLAGS.hidden_units}-10 (tanh), "
+        f"Adagrad η = {learning_rate:g} (ε = 0), batch {FLAGS.batch_size}, {FLAGS.steps} steps",
+        flush=True,
+    )
+    history = model.fit(data, epochs=1, steps_per_epoch=FLAGS.steps, shuffle=False, verbose=2, callbacks=[callback])
     return callback, float(history.history["loss"][-1])
 
 
@@ -198,8 +220,7 @@ def summarize_network(callback):
 def draw_histogram(axis, x, m, reference_style="-", bins=50):
     """Histogram of x with AdaptiveUpdate(m)'s density (m > 1) over [−√m, √m]."""
     edge = 1.03 * np.sqrt(m)
-    counts, _, _ = axis.hist(x, bins=bins, range=(-edge, edge), density=True, color="#7fb0d8",
-                             linewidth=0)
+    counts, _, _ = axis.hist(x, bins=bins, range=(-edge, edge), density=True, color="#7fb0d8", linewidth=0)
     top = counts.max()
     if m > 1:
         grid = np.linspace(-np.sqrt(m), np.sqrt(m), 401)[1:-1]
@@ -240,16 +261,19 @@ def figure_normal(plt, x, num_histograms, summary):
         axis.set_title(f"m = {m}  ({note})", fontsize=8)
     for axis in axes.flat[num_histograms:]:
         axis.set_visible(False)
-    figure.suptitle(f"Δθ for N(0,1) gradients (histogram, {FLAGS.num_parameters} coordinates) "
-                    "vs AdaptiveUpdate(m) (line)", fontsize=10)
+    figure.suptitle(
+        f"Δθ for N(0,1) gradients (histogram, {FLAGS.num_parameters} coordinates) vs AdaptiveUpdate(m) (line)",
+        fontsize=10,
+    )
     figure.tight_layout()
     return figure
 
 
 def figure_grid(plt, rows, num_histograms, title):
     """rows: [(label, [x at m = 1 … num_histograms])], one row of histograms each."""
-    figure, axes = plt.subplots(len(rows), num_histograms, squeeze=False,
-                                figsize=(1.25 * num_histograms, 1.0 * len(rows)))
+    figure, axes = plt.subplots(
+        len(rows), num_histograms, squeeze=False, figsize=(1.25 * num_histograms, 1.0 * len(rows))
+    )
     for r, (label, xs) in enumerate(rows):
         for m in range(1, num_histograms + 1):
             axis = axes[r, m - 1]
@@ -295,66 +319,90 @@ def verdicts(summary, synthetic_curves, runs, num_histograms):
 
     tested = normal[1:]
     worst = max(tested, key=lambda row: row["ks_statistic"])
-    rows.append(_common.verdict(
-        f"Thm. 1: N(0,1) gradients give AdaptiveUpdate(m), m = 2…{num_histograms}",
-        f"max KS D {worst['ks_statistic']:.4f} (m = {worst['m']}), min p {min(r['ks_pvalue'] for r in tested):.2g}",
-        min(r["ks_pvalue"] for r in tested) > 0.01 / len(tested)))  # Bonferroni at 1 %
+    rows.append(
+        _common.verdict(
+            f"Thm. 1: N(0,1) gradients give AdaptiveUpdate(m), m = 2…{num_histograms}",
+            f"max KS D {worst['ks_statistic']:.4f} (m = {worst['m']}), min p {min(r['ks_pvalue'] for r in tested):.2g}",
+            min(r["ks_pvalue"] for r in tested) > 0.01 / len(tested),
+        )
+    )  # Bonferroni at 1 %
 
     bound = max(row["max_abs_over_root_m"] for row in normal)
-    rows.append(_common.verdict("Thm. 1: support is [−√m, √m]", f"max |Δθ|/√m = {bound:.6f}",
-                                bound <= 1.0 + 1e-5))
+    rows.append(_common.verdict("Thm. 1: support is [−√m, √m]", f"max |Δθ|/√m = {bound:.6f}", bound <= 1.0 + 1e-5))
 
     counts = [len(row["modes"]) for row in normal]
     unimodal_from = [row["m"] for row in normal if row["m"] >= 4]
     two_poles = len(normal[1]["modes"]) == 2 and np.allclose(np.abs(normal[1]["modes"]), np.sqrt(2), atol=0.1)
-    rows.append(_common.verdict(
-        "Fig. 1: bimodal (arcsine, poles ±√2) at m = 2, unimodal for m ≥ 4",
-        f"modes at m = 2: {np.round(normal[1]['modes'], 2).tolist()}; counts m=1…{num_histograms}: {counts}",
-        two_poles and all(counts[m - 1] == 1 for m in unimodal_from)))
+    rows.append(
+        _common.verdict(
+            "Fig. 1: bimodal (arcsine, poles ±√2) at m = 2, unimodal for m ≥ 4",
+            f"modes at m = 2: {np.round(normal[1]['modes'], 2).tolist()}; counts m=1…{num_histograms}: {counts}",
+            two_poles and all(counts[m - 1] == 1 for m in unimodal_from),
+        )
+    )
 
     variance = np.asarray(synthetic_curves["variance"])
     tolerance = 5.0 * np.sqrt(2.0 / n)  # 5 standard errors of a variance (Var x² ≤ 2 here)
-    rows.append(_common.verdict(
-        f"Cor. 1: Var Δθ = 1 for every m (m = 1…{FLAGS.steps})",
-        f"max |Var − 1| = {np.max(np.abs(variance - 1.0)):.4f} (tolerance {tolerance:.4f})",
-        np.max(np.abs(variance - 1.0)) <= tolerance))
+    rows.append(
+        _common.verdict(
+            f"Cor. 1: Var Δθ = 1 for every m (m = 1…{FLAGS.steps})",
+            f"max |Var − 1| = {np.max(np.abs(variance - 1.0)):.4f} (tolerance {tolerance:.4f})",
+            np.max(np.abs(variance - 1.0)) <= tolerance,
+        )
+    )
 
     abs_variance = np.asarray(synthetic_curves["abs_variance"])
     corollary_2 = np.asarray(synthetic_curves["corollary_2"])
     deviation = np.max(np.abs(abs_variance - corollary_2))
     m5 = min(5, len(abs_variance))
-    rows.append(_common.verdict(
-        f"Cor. 2: Var|Δθ| = {corollary_2[m5 - 1]:.4f} at m = {m5}, increasing in m",
-        f"{abs_variance[m5 - 1]:.4f} at m = {m5}; max |Δ| over m = {deviation:.4f}",
-        deviation <= tolerance and np.all(np.diff(corollary_2) > 0)))
+    rows.append(
+        _common.verdict(
+            f"Cor. 2: Var|Δθ| = {corollary_2[m5 - 1]:.4f} at m = {m5}, increasing in m",
+            f"{abs_variance[m5 - 1]:.4f} at m = {m5}; max |Δ| over m = {deviation:.4f}",
+            deviation <= tolerance and np.all(np.diff(corollary_2) > 0),
+        )
+    )
 
     def last_bimodal(law):
         bimodal = [row["m"] for row in summary[law]["steps"] if len(row["modes"]) >= 2]
         return max(bimodal, default=0)
 
     growing, shrinking = last_bimodal("normal_growing"), last_bimodal("normal_shrinking")
-    rows.append(_common.verdict(
-        "Fig. 5: N(0,t²) stays bimodal longer than N(0,1/t²)",
-        f"last bimodal m: {growing} vs {shrinking}", growing > shrinking))
+    rows.append(
+        _common.verdict(
+            "Fig. 5: N(0,t²) stays bimodal longer than N(0,1/t²)",
+            f"last bimodal m: {growing} vs {shrinking}",
+            growing > shrinking,
+        )
+    )
 
     shifted, drifting = summary["shifted"]["steps"], summary["drifting"]["steps"]
     first, last = shifted[1], shifted[-1]
-    rows.append(_common.verdict(
-        "Fig. 6: N(−1,1) skewed, less so as m grows",
-        f"skewness {first['skewness']:.2f} (m = 2) → {last['skewness']:.2f} (m = {last['m']})",
-        first["skewness"] < 0 and abs(last["skewness"]) < abs(first["skewness"])))
-    rows.append(_common.verdict(
-        "Fig. 6: N(−t,1) thinner and less skewed than N(−1,1)",
-        f"m = {last['m']}: std {drifting[-1]['std']:.3f} vs {last['std']:.3f}, "
-        f"|skew| {abs(drifting[-1]['skewness']):.2f} vs {abs(last['skewness']):.2f}",
-        drifting[-1]["std"] < last["std"] and abs(drifting[-1]["skewness"]) < abs(last["skewness"])))
+    rows.append(
+        _common.verdict(
+            "Fig. 6: N(−1,1) skewed, less so as m grows",
+            f"skewness {first['skewness']:.2f} (m = 2) → {last['skewness']:.2f} (m = {last['m']})",
+            first["skewness"] < 0 and abs(last["skewness"]) < abs(first["skewness"]),
+        )
+    )
+    rows.append(
+        _common.verdict(
+            "Fig. 6: N(−t,1) thinner and less skewed than N(−1,1)",
+            f"m = {last['m']}: std {drifting[-1]['std']:.3f} vs {last['std']:.3f}, "
+            f"|skew| {abs(drifting[-1]['skewness']):.2f} vs {abs(last['skewness']):.2f}",
+            drifting[-1]["std"] < last["std"] and abs(drifting[-1]["skewness"]) < abs(last["skewness"]),
+        )
+    )
 
     cauchy = {row["m"]: len(row["modes"]) for row in summary["cauchy"]["steps"]}
     shown = [m for m in (2, 3, 5) if m in cauchy]
-    rows.append(_common.verdict(
-        "Fig. 7: Cauchy gradients give a tri-modal update",
-        "modes at m = " + ", ".join(f"{m}: {cauchy[m]}" for m in shown),
-        all(cauchy[m] == 3 for m in shown)))
+    rows.append(
+        _common.verdict(
+            "Fig. 7: Cauchy gradients give a tri-modal update",
+            "modes at m = " + ", ".join(f"{m}: {cauchy[m]}" for m in shown),
+            all(cauchy[m] == 3 for m in shown),
+        )
+    )
 
     for run in runs:
         rows.extend(network_verdicts(run, num_histograms))
@@ -365,21 +413,27 @@ def network_verdicts(run, num_histograms):
     """Figs. 2 and 3 on one training run of the digits MLP."""
     layers, rate = run["layers"], f"η = {run['learning_rate']:g}"
     distances = [d for layer in layers.values() for d in layer["ks_statistic"][1:num_histograms]]
-    rows = [_common.verdict(
-        f"Fig. 2: real layers follow AdaptiveUpdate(m), m = 2…{num_histograms} ({rate})",
-        f"KS D over {', '.join(layers)}: median {np.median(distances):.3f}, max {np.max(distances):.3f} "
-        "(agree if median ≤ 0.05)",
-        np.median(distances) <= 0.05)]
+    rows = [
+        _common.verdict(
+            f"Fig. 2: real layers follow AdaptiveUpdate(m), m = 2…{num_histograms} ({rate})",
+            f"KS D over {', '.join(layers)}: median {np.median(distances):.3f}, max {np.max(distances):.3f} "
+            "(agree if median ≤ 0.05)",
+            np.median(distances) <= 0.05,
+        )
+    ]
 
     # A layer has 650 to 4,160 coordinates, too few to count modes reliably; the kurtosis
     # 3m/(m + 2) of AdaptiveUpdate(m) crosses the uniform law's 1.8 where the modes merge (m = 3).
     at_two = [layer["kurtosis"][1] for layer in layers.values()]
     later = [k for layer in layers.values() for k in layer["kurtosis"][3:num_histograms]]
-    rows.append(_common.verdict(
-        f"Fig. 2: real layers bimodal at m = 2, unimodal from m = 4 ({rate})",
-        f"kurtosis at m = 2: {', '.join(f'{k:.2f}' for k in at_two)} (theory 1.5); "
-        f"m = 4…{num_histograms}: {min(later):.2f}–{max(later):.2f} (theory 2.0–2.5); agree if < 1.8 then > 1.8",
-        max(at_two) < 1.8 and min(later) > 1.8))
+    rows.append(
+        _common.verdict(
+            f"Fig. 2: real layers bimodal at m = 2, unimodal from m = 4 ({rate})",
+            f"kurtosis at m = 2: {', '.join(f'{k:.2f}' for k in at_two)} (theory 1.5); "
+            f"m = 4…{num_histograms}: {min(later):.2f}–{max(later):.2f} (theory 2.0–2.5); agree if < 1.8 then > 1.8",
+            max(at_two) < 1.8 and min(later) > 1.8,
+        )
+    )
 
     early = [v for layer in layers.values() for v in layer["variance"][1:num_histograms]]
     late = [v for layer in layers.values() for v in layer["variance"][num_histograms:]]
@@ -387,9 +441,13 @@ def network_verdicts(run, num_histograms):
     if late:
         measured += f"; m > {num_histograms}: {np.mean(late):.2f}"
     measured += f"; max {np.max(early + late):.2f} (agree if early within 0.2 of 1, max ≤ 1.5)"
-    rows.append(_common.verdict(
-        f"Fig. 3: real-layer Var Δθ ≈ 1 for m ≤ 10 and never anomalously large ({rate})",
-        measured, abs(np.mean(early) - 1.0) <= 0.2 and np.max(early + late) <= 1.5))
+    rows.append(
+        _common.verdict(
+            f"Fig. 3: real-layer Var Δθ ≈ 1 for m ≤ 10 and never anomalously large ({rate})",
+            measured,
+            abs(np.mean(early) - 1.0) <= 0.2 and np.max(early + late) <= 1.5,
+        )
+    )
     return rows
 
 
@@ -408,36 +466,59 @@ def main(argv):
     for learning_rate in (float(rate) for rate in FLAGS.learning_rates):
         callback, final_loss = train_network(learning_rate, num_histograms)
         callbacks.append(callback)
-        runs.append(dict(learning_rate=learning_rate, final_loss=final_loss,
-                         layers=summarize_network(callback)))
+        runs.append(dict(learning_rate=learning_rate, final_loss=final_loss, layers=summarize_network(callback)))
 
     _common.save_figure(figure_theory(plt), FLAGS.output_dir, "theory.png")
-    _common.save_figure(figure_normal(plt, updates["normal"], num_histograms, summary),
-                        FLAGS.output_dir, "normal.png")
+    _common.save_figure(figure_normal(plt, updates["normal"], num_histograms, summary), FLAGS.output_dir, "normal.png")
     law_rows = [(f"{label}\n{figure}", updates[law]) for law, label, figure in LAWS[1:]]
     _common.save_figure(
-        figure_grid(plt, law_rows, num_histograms,
-                    "Δθ under the gradient laws of §6 (histogram) vs AdaptiveUpdate(m) for N(0,σ²) (dashed)"),
-        FLAGS.output_dir, "gradient_laws.png")
-    network_rows = [(f"{name}\nη = {run['learning_rate']:g}",
-                     [np.sqrt(m) * v for m, v in enumerate(values, start=1)])
-                    for run, callback in zip(runs, callbacks) for name, values in callback.values.items()]
+        figure_grid(
+            plt,
+            law_rows,
+            num_histograms,
+            "Δθ under the gradient laws of §6 (histogram) vs AdaptiveUpdate(m) for N(0,σ²) (dashed)",
+        ),
+        FLAGS.output_dir,
+        "gradient_laws.png",
+    )
+    network_rows = [
+        (f"{name}\nη = {run['learning_rate']:g}", [np.sqrt(m) * v for m, v in enumerate(values, start=1)])
+        for run, callback in zip(runs, callbacks)
+        for name, values in callback.values.items()
+    ]
     _common.save_figure(
-        figure_grid(plt, network_rows, num_histograms,
-                    f"Δθ of each layer of the digits MLP in model.fit (histogram; Adagrad, batch "
-                    f"{FLAGS.batch_size}) vs AdaptiveUpdate(m) (dashed)"),
-        FLAGS.output_dir, "network.png")
+        figure_grid(
+            plt,
+            network_rows,
+            num_histograms,
+            f"Δθ of each layer of the digits MLP in model.fit (histogram; Adagrad, batch "
+            f"{FLAGS.batch_size}) vs AdaptiveUpdate(m) (dashed)",
+        ),
+        FLAGS.output_dir,
+        "network.png",
+    )
     _common.save_figure(figure_variance(plt, synthetic_curves, runs), FLAGS.output_dir, "variance.png")
 
     rows = verdicts(summary, synthetic_curves, runs, num_histograms)
     seconds = time.perf_counter() - start
-    _common.write_json(FLAGS.output_dir, "results.json", dict(
-        flags=dict(steps=FLAGS.steps, num_parameters=FLAGS.num_parameters,
-                   learning_rates=[run["learning_rate"] for run in runs], batch_size=FLAGS.batch_size,
-                   hidden_units=FLAGS.hidden_units, seed=FLAGS.seed),
-        synthetic=dict(laws=summary, normal_moments=synthetic_curves),
-        network=runs,
-        verdicts=rows, seconds=seconds))
+    _common.write_json(
+        FLAGS.output_dir,
+        "results.json",
+        dict(
+            flags=dict(
+                steps=FLAGS.steps,
+                num_parameters=FLAGS.num_parameters,
+                learning_rates=[run["learning_rate"] for run in runs],
+                batch_size=FLAGS.batch_size,
+                hidden_units=FLAGS.hidden_units,
+                seed=FLAGS.seed,
+            ),
+            synthetic=dict(laws=summary, normal_moments=synthetic_curves),
+            network=runs,
+            verdicts=rows,
+            seconds=seconds,
+        ),
+    )
     _common.print_verdicts(rows)
     print(f"\n{seconds:.0f} s")
 

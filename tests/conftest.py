@@ -10,15 +10,17 @@ if keras.backend.backend() == "tensorflow":
     import tensorflow as tf
 
     _cpus = tf.config.list_physical_devices("CPU")
-    tf.config.set_logical_device_configuration(
-        _cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2
-    )
+    tf.config.set_logical_device_configuration(_cpus[0], [tf.config.LogicalDeviceConfiguration()] * 2)
 
 
 # The files with the longest tests (a minute each, some in a subprocess), started before the other slow ones:
 # a long test that starts last decides when the suite ends.
-_LONGEST_FIRST = ("tests/test_other_backends.py", "tests/test_readme.py", "tests/analysis_tools/test_zoo.py",
-                  "tests/examples/")
+_LONGEST_FIRST = (
+    "tests/test_other_backends.py",
+    "tests/test_readme.py",
+    "tests/analysis_tools/test_zoo.py",
+    "tests/examples/",
+)
 
 
 def _start_order(item):

@@ -17,7 +17,7 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-SCRIPT = textwrap.dedent(r'''
+SCRIPT = textwrap.dedent(r"""
     import keras
     import numpy as np
 
@@ -72,13 +72,15 @@ SCRIPT = textwrap.dedent(r'''
         assert p.shape == tuple(v.shape) and np.all(np.isfinite(p)) and np.all(p > 0), p
     assert analysis_tools.preconditioners.stability_threshold_of(optimizer) > 0
     print("OK")
-''')
+""")
 
 
 @pytest.mark.slow
 def test_measurements_and_callbacks_refuse_other_backends_before_any_training_step():
     env = dict(os.environ, KERAS_BACKEND="jax", JAX_PLATFORMS="cpu")
-    result = subprocess.run([sys.executable, "-c", SCRIPT], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0 and result.stdout.strip().endswith("OK"), (
-        result.stdout[-3000:] + result.stderr[-3000:])
+        result.stdout[-3000:] + result.stderr[-3000:]
+    )

@@ -55,20 +55,52 @@ def test_all_lists_functions_and_classes_not_modules():
 
 # The public surface, pinned: a name added or removed at the top is a decision, made here as well.
 TOP_LEVEL = {
-    "AdaptiveUpdate", "GGNOperator", "GradientNoiseCallback", "HessianOperator", "Lanczos", "SharpnessCallback",
-    "SharpnessTracker", "UpdateDistributionCallback", "gradient_noise", "hessian_eigenvalues", "hessian_trace",
-    "preconditioned_sharpness", "preconditioner_of", "sharpness", "tail_index",
+    "AdaptiveUpdate",
+    "GGNOperator",
+    "GradientNoiseCallback",
+    "HessianOperator",
+    "Lanczos",
+    "SharpnessCallback",
+    "SharpnessTracker",
+    "UpdateDistributionCallback",
+    "gradient_noise",
+    "hessian_eigenvalues",
+    "hessian_trace",
+    "preconditioned_sharpness",
+    "preconditioner_of",
+    "sharpness",
+    "tail_index",
 }
 OPTIMIZERS = {
-    "ACClip", "Adafactor", "Adagrad", "Adam", "CClip", "FrozenAdam", "GClip", "HeavyBall", "LaProp", "MSSD",
-    "MSVAG", "Nadam", "Nesterov", "Padam", "RAdam", "RMSProp", "SSD", "SVAG", "SecondMoment",
+    "ACClip",
+    "Adafactor",
+    "Adagrad",
+    "Adam",
+    "CClip",
+    "FrozenAdam",
+    "GClip",
+    "HeavyBall",
+    "LaProp",
+    "MSSD",
+    "MSVAG",
+    "Nadam",
+    "Nesterov",
+    "Padam",
+    "RAdam",
+    "RMSProp",
+    "SSD",
+    "SVAG",
+    "SecondMoment",
 }
 
 
 def _public_names(package):
     """The names `dir(package)` shows that are neither private nor modules."""
-    return {name for name in dir(package)
-            if not name.startswith("_") and not isinstance(getattr(package, name), types.ModuleType)}
+    return {
+        name
+        for name in dir(package)
+        if not name.startswith("_") and not isinstance(getattr(package, name), types.ModuleType)
+    }
 
 
 def test_the_top_level_public_surface_is_pinned():

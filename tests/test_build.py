@@ -88,8 +88,13 @@ def test_the_pip_dependencies_are_setup_cfgs(build):
 
     def names(section, option):
         lines = [line.strip() for line in config[section][option].splitlines()]
-        return sorted({re.split(r"[\[<>=!~; ]", line, maxsplit=1)[0].lower()
-                       for line in lines if line and not line.startswith("#")})
+        return sorted(
+            {
+                re.split(r"[\[<>=!~; ]", line, maxsplit=1)[0].lower()
+                for line in lines
+                if line and not line.startswith("#")
+            }
+        )
 
     assert sorted(namespace["PIP_DEPENDENCIES"]) == names("options", "install_requires")
     assert sorted(namespace["TEST_PIP_DEPENDENCIES"]) == names("options.extras_require", "test")

@@ -25,9 +25,23 @@ def test_optimizer_tests_pass_on_another_backend(backend):
     pytest.importorskip(backend)  # both are in the `test` extra: CI runs both
     env = dict(os.environ, **ENVIRONMENTS[backend])
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n", "0",
-         os.path.join("tests", "tf_adaptive"), os.path.join("tests", "analysis_tools")],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-n",
+            "0",
+            os.path.join("tests", "tf_adaptive"),
+            os.path.join("tests", "analysis_tools"),
+        ],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
     )
     summary = result.stdout[-3000:] + result.stderr[-2000:]
     assert result.returncode == 0, summary
@@ -37,5 +51,9 @@ def test_optimizer_tests_pass_on_another_backend(backend):
 def _backend_line(env):
     return subprocess.run(
         [sys.executable, "-c", "import keras; print(keras.backend.backend())"],
-        cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     ).stdout

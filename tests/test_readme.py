@@ -20,8 +20,9 @@ import tf_adaptive
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
 # The guide's pages with code, in the order the documentation's navigation gives them.
-GUIDE = [os.path.join(ROOT, "docs", "guide", f"{page}.md")
-         for page in ("optimizers", "curvature", "updates", "noise", "tpu")]
+GUIDE = [
+    os.path.join(ROOT, "docs", "guide", f"{page}.md") for page in ("optimizers", "curvature", "updates", "noise", "tpu")
+]
 _PYTHON_BLOCK = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 
 
@@ -59,8 +60,9 @@ def test_every_python_block_runs_as_written_in_order():
     namespace = {"__name__": "readme"}
     with warnings.catch_warnings():
         # The README speaks the current vocabulary: a deprecated name of analysis_tools fails the block.
-        warnings.filterwarnings("error", message=r"`[\w.]+` is deprecated; use", category=DeprecationWarning,
-                                module="readme")
+        warnings.filterwarnings(
+            "error", message=r"`[\w.]+` is deprecated; use", category=DeprecationWarning, module="readme"
+        )
         for path in [README] + GUIDE:
             for number, (line, source) in enumerate(python_blocks(path), 1):
                 # Padded so that a traceback gives the block's line numbers in the file.

@@ -28,8 +28,12 @@ def _quickstart():
 def test_the_built_wheel_runs_the_quickstart_outside_the_source_tree(tmp_path):
     dist = tmp_path / "dist"
     # No isolation: the build backend (setuptools) is taken from this environment, nothing is fetched.
-    subprocess.run([sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(ROOT)],
-                   check=True, capture_output=True, text=True)
+    subprocess.run(
+        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(ROOT)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     wheels, sdists = list(dist.glob("*.whl")), list(dist.glob("*.tar.gz"))
     assert len(wheels) == 1 and len(sdists) == 1
     with tarfile.open(sdists[0]) as sdist:
@@ -44,7 +48,8 @@ def test_the_built_wheel_runs_the_quickstart_outside_the_source_tree(tmp_path):
     script.write_text(
         _quickstart().replace("model.fit(x, y, epochs=15)", "model.fit(x, y, epochs=1, verbose=0)")
         + "\nimport analysis_tools\n"
-        + "print(tf_adaptive.__file__, analysis_tools.__file__, optimizer.stability_threshold())\n")
+        + "print(tf_adaptive.__file__, analysis_tools.__file__, optimizer.stability_threshold())\n"
+    )
     environment = dict(os.environ, PYTHONPATH="", TF_CPP_MIN_LOG_LEVEL="2")
     run = subprocess.run([str(python), str(script)], cwd=tmp_path, capture_output=True, text=True, env=environment)
     assert run.returncode == 0, run.stderr[-3000:]

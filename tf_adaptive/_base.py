@@ -227,9 +227,7 @@ class PreconditionedOptimizer(keras.optimizers.Optimizer):
     hyperparameter_attributes = {}
 
     def __init__(self, learning_rate, name, **kwargs):
-        super().__init__(
-            learning_rate=check_learning_rate(learning_rate), name=name, **kwargs
-        )
+        super().__init__(learning_rate=check_learning_rate(learning_rate), name=name, **kwargs)
 
     # ----------------------------------------------------------- coefficients
     def _apply_weight_decay(self, variables):
@@ -263,13 +261,10 @@ class PreconditionedOptimizer(keras.optimizers.Optimizer):
         """`hook(index, dtype)` for `variable`, broadcast to its shape, in its compute dtype."""
         if not self.built:
             raise ValueError(
-                f"{type(self).__name__} is not built yet: call "
-                "`optimizer.build(variables)` or take a step first."
+                f"{type(self).__name__} is not built yet: call `optimizer.build(variables)` or take a step first."
             )
         dtype = compute_dtype(variable)
-        return ops.broadcast_to(
-            ops.cast(hook(self._get_variable_index(variable), dtype), dtype), variable.shape
-        )
+        return ops.broadcast_to(ops.cast(hook(self._get_variable_index(variable), dtype), dtype), variable.shape)
 
     @property
     def preconditioner_needs_gradient(self):
@@ -416,9 +411,7 @@ class PreconditionedOptimizer(keras.optimizers.Optimizer):
         config = dict(config)
         for name in cls.hyperparameter_names:
             if isinstance(config.get(name), dict):
-                config[name] = keras.saving.deserialize_keras_object(
-                    config[name], custom_objects=custom_objects
-                )
+                config[name] = keras.saving.deserialize_keras_object(config[name], custom_objects=custom_objects)
         return super().from_config(config, custom_objects=custom_objects)
 
 
@@ -465,9 +458,7 @@ def register_optimizer(cls=None, /, **substitutions):
         return functools.partial(register_optimizer, **substitutions)
     from keras.src.optimizers import base_optimizer
 
-    substitutions.setdefault(
-        "base_optimizer_keyword_args", base_optimizer.base_optimizer_keyword_args
-    )
+    substitutions.setdefault("base_optimizer_keyword_args", base_optimizer.base_optimizer_keyword_args)
     if cls.__doc__ is not None:
         for field, text in substitutions.items():
             cls.__doc__ = cls.__doc__.replace("{{%s}}" % field, text)

@@ -105,9 +105,7 @@ class ACClip(ClippingOptimizer):
         if self.built:
             return
         super().build(var_list)
-        self._momentums, self._alpha_moments = self.add_optimizer_variables(
-            var_list, ["momentum", "alpha_moment"]
-        )
+        self._momentums, self._alpha_moments = self.add_optimizer_variables(var_list, ["momentum", "alpha_moment"])
 
     def _threshold(self, alpha_moment):
         if self.alpha == 1.0:

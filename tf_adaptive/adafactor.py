@@ -85,9 +85,7 @@ class Adafactor(PreconditionedOptimizer):
         self.epsilon = check_nonnegative("epsilon", epsilon)
         if self.epsilon_1 == 0.0 and self.epsilon == 0.0:
             raise ValueError("`epsilon_1` and `epsilon` cannot both be 0: S_t would be 0 for g = 0.")
-        self.clip_threshold = (
-            None if clip_threshold is None else check_positive("clip_threshold", clip_threshold)
-        )
+        self.clip_threshold = None if clip_threshold is None else check_positive("clip_threshold", clip_threshold)
         self.momentum_type = thresholds.EMA_HEAVY_BALL if self.beta_1 > 0.0 else thresholds.NONE
 
     def build(self, var_list):
@@ -99,12 +97,12 @@ class Adafactor(PreconditionedOptimizer):
             shape = tuple(variable.shape)
             factored = len(shape) >= 2
             self._rows.append(
-                self.add_variable(shape[:-1], dtype=variable.dtype, name=f"{variable.name}_row")
-                if factored else None
+                self.add_variable(shape[:-1], dtype=variable.dtype, name=f"{variable.name}_row") if factored else None
             )
             self._columns.append(
                 self.add_variable(shape[:-2] + shape[-1:], dtype=variable.dtype, name=f"{variable.name}_column")
-                if factored else None
+                if factored
+                else None
             )
             self._second_moments.append(
                 None if factored else self.add_variable_from_reference(variable, "second_moment")

@@ -59,9 +59,7 @@ class Adagrad(PreconditionedOptimizer):
     ):
         super().__init__(learning_rate, name, **kwargs)
         self.epsilon = check_nonnegative("epsilon", epsilon)
-        self.initial_accumulator_value = check_nonnegative(
-            "initial_accumulator_value", initial_accumulator_value
-        )
+        self.initial_accumulator_value = check_nonnegative("initial_accumulator_value", initial_accumulator_value)
 
     def build(self, var_list):
         if self.built:

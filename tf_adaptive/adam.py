@@ -47,9 +47,7 @@ class _AdaptiveMomentum(PreconditionedOptimizer):
     hyperparameter_names = ("beta_1", "beta_2", "epsilon", "bias_correction", "amsgrad")
     power = 0.5
 
-    def __init__(
-        self, learning_rate, beta_1, beta_2, epsilon, bias_correction, amsgrad, name, **kwargs
-    ):
+    def __init__(self, learning_rate, beta_1, beta_2, epsilon, bias_correction, amsgrad, name, **kwargs):
         super().__init__(learning_rate, name, **kwargs)
         self.beta_1 = check_beta("beta_1", beta_1)
         self.beta_2 = check_beta("beta_2", beta_2)
@@ -65,9 +63,7 @@ class _AdaptiveMomentum(PreconditionedOptimizer):
         if self.built:
             return
         super().build(var_list)
-        self._momentums, self._velocities = self.add_optimizer_variables(
-            var_list, ["momentum", "velocity"]
-        )
+        self._momentums, self._velocities = self.add_optimizer_variables(var_list, ["momentum", "velocity"])
         if self.amsgrad:
             self._velocity_maxima = self.add_optimizer_variables(var_list, "velocity_max")
 
@@ -96,9 +92,7 @@ class _AdaptiveMomentum(PreconditionedOptimizer):
             velocity_max = self._velocity_maxima[index]
             nu = ops.maximum(ops.cast(velocity_max, dtype), v)
             self.assign(velocity_max, nu)
-        step = step_size * safe_divide(self.epsilon)(
-            self._direction(m, g), self._scaled_root(nu, second_scale)
-        )
+        step = step_size * safe_divide(self.epsilon)(self._direction(m, g), self._scaled_root(nu, second_scale))
 
         self.assign(momentum, m)
         self.assign(velocity, v)
@@ -180,9 +174,7 @@ class Adam(_AdaptiveMomentum):
         name="adam",
         **kwargs,
     ):
-        super().__init__(
-            learning_rate, beta_1, beta_2, epsilon, bias_correction, amsgrad, name, **kwargs
-        )
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, bias_correction, amsgrad, name, **kwargs)
 
 
 @register_optimizer(common_args=_COMMON_ARGS_DOC)
@@ -235,9 +227,7 @@ class Padam(_AdaptiveMomentum):
         name="padam",
         **kwargs,
     ):
-        super().__init__(
-            learning_rate, beta_1, beta_2, epsilon, bias_correction, amsgrad, name, **kwargs
-        )
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, bias_correction, amsgrad, name, **kwargs)
         self.partial = check_positive("partial", partial)
         if self.partial > 0.5:
             raise ValueError(f"`partial` must be in (0, 0.5], got {partial}.")
@@ -295,6 +285,4 @@ class Nadam(_AdaptiveMomentum):
         name="nadam",
         **kwargs,
     ):
-        super().__init__(
-            learning_rate, beta_1, beta_2, epsilon, bias_correction, False, name, **kwargs
-        )
+        super().__init__(learning_rate, beta_1, beta_2, epsilon, bias_correction, False, name, **kwargs)

@@ -168,9 +168,7 @@ class GClip(_ClippedMomentum):
         self._clip_factors = {}
 
     def _global_momentum_norm(self):
-        return ops.sqrt(
-            sum(ops.sum(ops.square(ops.cast(m, "float32"))) for m in self._momentums)
-        )
+        return ops.sqrt(sum(ops.sum(ops.square(ops.cast(m, "float32"))) for m in self._momentums))
 
     def _in_two_passes(self, run_pass):
         """Run `update_step` over every variable twice: momentum first, then the step."""
@@ -202,9 +200,7 @@ class GClip(_ClippedMomentum):
             momentum, m = self._new_momentum(gradient, variable, dtype)
             m = ops.cast(m, momentum.dtype)  # the value the slot will hold
             self._new_momentums[(device, index)] = m
-            self._squared_norms.setdefault(device, []).append(
-                ops.sum(ops.square(ops.cast(m, "float32")))
-            )
+            self._squared_norms.setdefault(device, []).append(ops.sum(ops.square(ops.cast(m, "float32"))))
             return
         if device not in self._clip_factors:
             norm = ops.sqrt(sum(self._squared_norms[device]))

@@ -117,9 +117,7 @@ class FrozenAdam(PreconditionedOptimizer):
     @staticmethod
     def _check_shapes(values, variables):
         if len(values) != len(variables):
-            raise ValueError(
-                f"`preconditioner` has {len(values)} arrays for {len(variables)} variables."
-            )
+            raise ValueError(f"`preconditioner` has {len(values)} arrays for {len(variables)} variables.")
         for value, variable in zip(values, variables):
             if tuple(np.shape(value)) != tuple(variable.shape):
                 raise ValueError(

@@ -82,9 +82,7 @@ class LaProp(PreconditionedOptimizer):
         if self.built:
             return
         super().build(var_list)
-        self._momentums, self._velocities = self.add_optimizer_variables(
-            var_list, ["momentum", "velocity"]
-        )
+        self._momentums, self._velocities = self.add_optimizer_variables(var_list, ["momentum", "velocity"])
 
     def _corrections(self, t):
         return moment_corrections(t, self.beta_1, self.beta_2, bias_correction=self.bias_correction)

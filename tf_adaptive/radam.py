@@ -121,23 +121,16 @@ class RAdam(PreconditionedOptimizer):
         self.beta_1 = check_beta("beta_1", beta_1)
         self.beta_2 = check_beta("beta_2", beta_2)
         self.epsilon = check_nonnegative("epsilon", epsilon)
-        self.rectification_threshold = check_nonnegative(
-            "rectification_threshold", rectification_threshold
-        )
+        self.rectification_threshold = check_nonnegative("rectification_threshold", rectification_threshold)
         if self.rectification_threshold < 4.0:
-            raise ValueError(
-                "`rectification_threshold` must be >= 4, got "
-                f"{rectification_threshold}."
-            )
+            raise ValueError(f"`rectification_threshold` must be >= 4, got {rectification_threshold}.")
         self.degenerated_to_sgd = bool(degenerated_to_sgd)
 
     def build(self, var_list):
         if self.built:
             return
         super().build(var_list)
-        self._momentums, self._velocities = self.add_optimizer_variables(
-            var_list, ["momentum", "velocity"]
-        )
+        self._momentums, self._velocities = self.add_optimizer_variables(var_list, ["momentum", "velocity"])
 
     def _coefficients(self, t):
         """Scalars of step t (float32): (1 - β1^t, 1 - β2^t, rectified?, r_t)."""
@@ -145,9 +138,7 @@ class RAdam(PreconditionedOptimizer):
         first_correction, second_correction = bias_corrections(t, self.beta_1, self.beta_2)
         rho = sma_length(t, self.beta_2)
         rectified = rho > self.rectification_threshold
-        rectifier = ops.sqrt(
-            (rho - 4.0) * (rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho)
-        )
+        rectifier = ops.sqrt((rho - 4.0) * (rho - 2.0) * rho_inf / ((rho_inf - 4.0) * (rho_inf - 2.0) * rho))
         return first_correction, second_correction, rectified, rectifier
 
     def update_step(self, gradient, variable, learning_rate):
@@ -156,16 +147,10 @@ class RAdam(PreconditionedOptimizer):
         momentum, velocity = self._momentums[index], self._velocities[index]
         g = dense_gradient(gradient, variable, dtype)
         lr = ops.cast(learning_rate, "float32")
-        first_correction, second_correction, rectified, rectifier = self._coefficients(
-            self._update_step_count()
-        )
+        first_correction, second_correction, rectified, rectifier = self._coefficients(self._update_step_count())
         momentum_coefficient = 1.0 if self.degenerated_to_sgd else 0.0
-        adaptive_scale = ops.cast(
-            ops.where(rectified, lr * rectifier / first_correction, 0.0), dtype
-        )
-        momentum_scale = ops.cast(
-            ops.where(rectified, 0.0, lr * momentum_coefficient / first_correction), dtype
-        )
+        adaptive_scale = ops.cast(ops.where(rectified, lr * rectifier / first_correction, 0.0), dtype)
+        momentum_scale = ops.cast(ops.where(rectified, 0.0, lr * momentum_coefficient / first_correction), dtype)
         velocity_scale = ops.cast(1.0 / ops.sqrt(second_correction), dtype)
 
         m = ops.cast(momentum, dtype)
@@ -179,9 +164,7 @@ class RAdam(PreconditionedOptimizer):
         self.assign_sub(variable, step + momentum_scale * m)
 
     def _preconditioner(self, index, dtype):
-        first_correction, second_correction, rectified, rectifier = self._coefficients(
-            self._completed_step_count()
-        )
+        first_correction, second_correction, rectified, rectifier = self._coefficients(self._completed_step_count())
         v = ops.cast(self._velocities[index], "float32")
         adaptive = first_correction * (ops.sqrt(v / second_correction) + self.epsilon) / rectifier
         unadapted = first_correction if self.degenerated_to_sgd else float("inf")

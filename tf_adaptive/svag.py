@@ -43,9 +43,7 @@ class _VarianceAdaptation(PreconditionedOptimizer):
         if self.built:
             return
         super().build(var_list)
-        self._momentums, self._second_moments = self.add_optimizer_variables(
-            var_list, ["momentum", "second_moment"]
-        )
+        self._momentums, self._second_moments = self.add_optimizer_variables(var_list, ["momentum", "second_moment"])
 
     def _scalars(self, t, dtype):
         """(1 - β^t, ρ_t, 1 / (1 - ρ_t)) of step t, computed in float32.
@@ -82,15 +80,11 @@ class _VarianceAdaptation(PreconditionedOptimizer):
         m_tilde = m_tilde + (g - m_tilde) * (1.0 - self.beta)
         v_tilde = ops.cast(second_moment, dtype)
         v_tilde = v_tilde + (ops.square(g) - v_tilde) * (1.0 - self.beta)
-        factor, _, m = self._adaptation_factor(
-            m_tilde, v_tilde, self._update_step_count(), dtype
-        )
+        factor, _, m = self._adaptation_factor(m_tilde, v_tilde, self._update_step_count(), dtype)
 
         self.assign(momentum, m_tilde)
         self.assign(second_moment, v_tilde)
-        self.assign_sub(
-            variable, ops.cast(learning_rate, dtype) * factor * self._direction(g, m)
-        )
+        self.assign_sub(variable, ops.cast(learning_rate, dtype) * factor * self._direction(g, m))
 
     def _preconditioner(self, index, dtype):
         m_tilde = ops.cast(self._momentums[index], dtype)

@@ -36,13 +36,9 @@ MOMENTUM_TYPES = (NONE, HEAVY_BALL, NESTEROV, EMA_HEAVY_BALL, EMA_NESTEROV)
 
 def _check(momentum, learning_rate, beta):
     if momentum not in MOMENTUM_TYPES:
-        raise ValueError(
-            f"`momentum` must be one of {MOMENTUM_TYPES}, got {momentum!r}."
-        )
+        raise ValueError(f"`momentum` must be one of {MOMENTUM_TYPES}, got {momentum!r}.")
     if not learning_rate > 0:
-        raise ValueError(
-            f"`learning_rate` must be > 0 for a stability threshold, got {learning_rate}."
-        )
+        raise ValueError(f"`learning_rate` must be > 0 for a stability threshold, got {learning_rate}.")
     if not 0.0 <= beta < 1.0:
         raise ValueError(f"`beta` must be in [0, 1), got {beta}.")
 

@@ -93,7 +93,7 @@ def alignment(preconditioner, diagonal, power=0.5):
     if count < 2:
         return Alignment(nan, nan, nan, count, int(p.size - count))
     p, d = p[used], d[used]
-    target = d ** power
+    target = d**power
     cosine = float(p @ target / (np.linalg.norm(p) * np.linalg.norm(target)))
     rp, rd = _ranks(p), _ranks(d)
     rp, rd = rp - rp.mean(), rd - rd.mean()

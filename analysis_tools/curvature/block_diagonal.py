@@ -91,10 +91,11 @@ class BlockDiagonalOperator:
         if isinstance(operator, PreconditionedOperator):
             base, scale = operator.base, operator.preconditioner_scale
         if not isinstance(base, HessianOperator) or base._within is not None:
-            raise ValueError("BlockDiagonalOperator takes a curvature operator (HessianOperator, GGNOperator, a "
-                             "Fisher) built for the network or a block, or one preconditioned; got "
-                             f"{type(base).__name__}" + (" made with `block()`" if isinstance(base, HessianOperator)
-                                                         else "") + ".")
+            raise ValueError(
+                "BlockDiagonalOperator takes a curvature operator (HessianOperator, GGNOperator, a "
+                "Fisher) built for the network or a block, or one preconditioned; got "
+                f"{type(base).__name__}" + (" made with `block()`" if isinstance(base, HessianOperator) else "") + "."
+            )
         if blocks is None:
             blocks = dict(layer_blocks(base.model))
         elif not isinstance(blocks, dict):
@@ -144,8 +145,13 @@ class BlockDiagonalOperator:
         if any(o.probe is not operators[0].probe for o in operators):
             raise ValueError("The operators stream different probe sets: build them on one operator's `probe`.")
         stacked = cls.__new__(cls)
-        stacked._set(operators[0].base, names, [p for o in operators for p in o.operators],
-                     [p for o in operators for p in o.positions], [s for o in operators for s in o.scales])
+        stacked._set(
+            operators[0].base,
+            names,
+            [p for o in operators for p in o.operators],
+            [p for o in operators for p in o.positions],
+            [s for o in operators for s in o.scales],
+        )
         return stacked
 
     def _set(self, base, names, parts, positions, scales):
@@ -157,23 +163,32 @@ class BlockDiagonalOperator:
         self.segments = np.repeat(np.arange(len(names), dtype=np.int32), self.dimensions)
         self.probe = base.probe
         self.num_passes = 0
-        self._replica_products = ReplicaProgram(self._replica_block_products, base.jit_compile,
-                                                f"{base._product_name} per block")
+        self._replica_products = ReplicaProgram(
+            self._replica_block_products, base.jit_compile, f"{base._product_name} per block"
+        )
         self._products = tf.function(self._block_products, reduce_retracing=True)
 
     def _replica_block_products(self, trainable, non_trainable, vectors, x, y, mask, first):
         """Every block's share of its product on this replica's share of a batch."""
         with explained(self.base._product_name), ExactResizeGradients():
             # A block whose Lanczos has stopped has a zero vector: its product is skipped, not computed.
-            return tuple(tf.cond(tf.reduce_any(tf.not_equal(v, 0.0)),
-                                 lambda part=part, v=v: part._share_product(trainable, non_trainable, v, x, y, mask,
-                                                                            first),
-                                 lambda v=v: tf.zeros_like(v))
-                         for part, v in zip(self.operators, vectors))
+            return tuple(
+                tf.cond(
+                    tf.reduce_any(tf.not_equal(v, 0.0)),
+                    lambda part=part, v=v: part._share_product(trainable, non_trainable, v, x, y, mask, first),
+                    lambda v=v: tf.zeros_like(v),
+                )
+                for part, v in zip(self.operators, vectors)
+            )
 
     def _block_products(self, trainable, non_trainable, vectors):
-        return self.probe.sum(self._replica_products, tuple(tf.zeros([d], tf.float64) for d in self.dimensions),
-                              trainable, non_trainable, vectors)
+        return self.probe.sum(
+            self._replica_products,
+            tuple(tf.zeros([d], tf.float64) for d in self.dimensions),
+            trainable,
+            non_trainable,
+            vectors,
+        )
 
     @tf.autograph.experimental.do_not_convert
     def matvec(self, vector):
@@ -252,7 +267,7 @@ def blockwise_eigenvalues(operator, k=1, max_iterations=40, tolerance=1e-3, seed
         w = tf.cast(operator.matvec(tf.cast(v, dtype)), f64)
         a = per_block(w * v).numpy()
         w = w - spread(a) * v - spread(beta[:, i - 1] if i else np.zeros(count)) * previous
-        rows = tf.constant(basis[:i + 1], f64)
+        rows = tf.constant(basis[: i + 1], f64)
         for _ in range(2):  # full reorthogonalization, per block
             coefficients = tf.transpose(tf.math.unsorted_segment_sum(tf.transpose(rows * w), segments, count))
             w = w - tf.reduce_sum(rows * tf.gather(coefficients, segments, axis=1), axis=0)  # [i+1, n] rows
@@ -279,9 +294,15 @@ def blockwise_eigenvalues(operator, k=1, max_iterations=40, tolerance=1e-3, seed
         values[:top] = theta[::-1][:top]
         residuals = np.full(k, np.nan)
         residuals[:top] = np.abs(beta[block, m - 1] * s[m - 1, ::-1][:top])
-        results[name] = LanczosResult(tf.constant(values), None, tf.constant(residuals), tf.constant(m, tf.int32),
-                                      tf.constant(alpha[block]), tf.constant(beta[block]),
-                                      tf.constant(np.nan, f64))
+        results[name] = LanczosResult(
+            tf.constant(values),
+            None,
+            tf.constant(residuals),
+            tf.constant(m, tf.int32),
+            tf.constant(alpha[block]),
+            tf.constant(beta[block]),
+            tf.constant(np.nan, f64),
+        )
     return results
 
 

@@ -280,8 +280,10 @@ class SharpnessCallback(StepMeasurementCallback):
         self.per_layer = per_layer if isinstance(per_layer, bool) else list(per_layer)
         if blocks is not None:
             if not isinstance(blocks, dict) or not blocks:
-                raise ValueError("`blocks` must be a non-empty dict {block name: layer names, layers or "
-                                 f"variables}}, got {blocks!r}.")
+                raise ValueError(
+                    "`blocks` must be a non-empty dict {block name: layer names, layers or "
+                    f"variables}}, got {blocks!r}."
+                )
             if per_layer is not False:
                 raise ValueError("Pass `per_layer` or `blocks`, not both: `blocks` names the blocks itself.")
             blocks = {str(name): selection for name, selection in blocks.items()}
@@ -294,8 +296,10 @@ class SharpnessCallback(StepMeasurementCallback):
         self.density_vectors = int(density_vectors)
         self.density_iterations = int(density_iterations)
         if self.density and (self.density_vectors < 1 or self.density_iterations < 1):
-            raise ValueError("`density_vectors` and `density_iterations` must be >= 1, got "
-                             f"{density_vectors} and {density_iterations}.")
+            raise ValueError(
+                "`density_vectors` and `density_iterations` must be >= 1, got "
+                f"{density_vectors} and {density_iterations}."
+            )
         self.lockstep = bool(lockstep)
         self.track_angles = bool(track_angles)
         if self.lockstep and self.fraction_in_top_subspace:
@@ -308,17 +312,22 @@ class SharpnessCallback(StepMeasurementCallback):
         curvatures = (curvature,) if isinstance(curvature, str) else tuple(curvature)
         unknown = [c for c in curvatures if c not in CURVATURES]
         if not curvatures or unknown or len(set(curvatures)) != len(curvatures):
-            raise ValueError(f"`curvature` must be one of {sorted(CURVATURES)} or a tuple of distinct ones, got "
-                             f"{curvature!r}.")
+            raise ValueError(
+                f"`curvature` must be one of {sorted(CURVATURES)} or a tuple of distinct ones, got {curvature!r}."
+            )
         self.curvature = curvatures if len(curvatures) > 1 else curvatures[0]
         self._curvatures = curvatures
         for option, owners in _OWN_OPTIONS.items():
             if option in operator_kwargs and not set(owners) & set(curvatures):
-                raise ValueError(f"`{option}` is an option of the {' and '.join(owners)} operator, which "
-                                 f"`curvature={curvature!r}` does not measure.")
+                raise ValueError(
+                    f"`{option}` is an option of the {' and '.join(owners)} operator, which "
+                    f"`curvature={curvature!r}` does not measure."
+                )
         if self.track_angles and (len(curvatures) < 2 or not self.raw or self.lockstep):
-            raise ValueError("`track_angles` compares the raw top-k eigenspaces of two curvatures or more, with "
-                             "Ritz vectors: name two in `curvature`, keep `raw`, and do not use `lockstep`.")
+            raise ValueError(
+                "`track_angles` compares the raw top-k eigenspaces of two curvatures or more, with "
+                "Ritz vectors: name two in `curvature`, keep `raw`, and do not use `lockstep`."
+            )
         self.operator_kwargs = operator_kwargs
         if "variables" in operator_kwargs:
             raise ValueError("`variables` is not an option of SharpnessCallback: use `per_layer`.")
@@ -344,23 +353,27 @@ class SharpnessCallback(StepMeasurementCallback):
         # mode "scratch", traced once, that every preconditioned operator of this one shares.
         self._operators, self._block_operators, self._solvers = {}, {}, {}
         for curvature in self._curvatures:
-            options = {key: value for key, value in self.operator_kwargs.items()
-                       if curvature in _OWN_OPTIONS.get(key, (curvature,))}
+            options = {
+                key: value
+                for key, value in self.operator_kwargs.items()
+                if curvature in _OWN_OPTIONS.get(key, (curvature,))
+            }
             # One probe set for every curvature: the first operator's copy of the data and its stream.
             data = self._operators[self._curvatures[0]].probe if self._operators else self.data
-            operator = self._operators[curvature] = curvature_operator(
-                self.model, data, curvature=curvature, **options)
+            operator = self._operators[curvature] = curvature_operator(self.model, data, curvature=curvature, **options)
             blocks = self._block_operators[curvature] = {}
             sequential = not self.lockstep  # lockstep has no Lanczos of its own per problem
             for kind in self._kinds() if sequential else ():
                 self._solvers[_problem_name(curvature, kind)] = operator.solver(
-                    _MODES[kind], self.max_iterations, self.k, return_vectors)
+                    _MODES[kind], self.max_iterations, self.k, return_vectors
+                )
             for name, selection in selections.items():
                 # One probe set and loss for all: `block` refuses a selection with no trainable weights.
                 blocks[name] = operator.block(selection)
                 for kind in self._kinds() if sequential else ():
                     self._solvers[f"{_problem_name(curvature, kind)}/{name}"] = blocks[name].solver(
-                        _MODES[kind], self.max_iterations, self.k, self.warm_start)
+                        _MODES[kind], self.max_iterations, self.k, self.warm_start
+                    )
         self._operator = self._operators[self._curvatures[0]]
         self._layer_operators = self._block_operators[self._curvatures[0]]
         if self.lockstep:
@@ -372,8 +385,11 @@ class SharpnessCallback(StepMeasurementCallback):
                     name = _problem_name(curvature, kind)
                     parts.append(BlockDiagonalOperator(operator, {name: list(operator.variables)}))
                     if selections:
-                        parts.append(BlockDiagonalOperator(
-                            operator, {f"{name}/{layer}": selection for layer, selection in selections.items()}))
+                        parts.append(
+                            BlockDiagonalOperator(
+                                operator, {f"{name}/{layer}": selection for layer, selection in selections.items()}
+                            )
+                        )
                     # The network and each block: one problem each.
                     curvatures += [curvature if kind == "preconditioned" else None] * (1 + len(selections))
             self._lockstep = BlockDiagonalOperator.stack(parts)
@@ -386,8 +402,7 @@ class SharpnessCallback(StepMeasurementCallback):
 
     def _problems(self, operator, preconditioner):
         """{kind: `operator` (H) or ``operator.preconditioned(P)`` (P^{-1/2} H P^{-1/2})}; nothing is stored in it."""
-        return {kind: operator if kind == "raw" else operator.preconditioned(preconditioner)
-                for kind in self._kinds()}
+        return {kind: operator if kind == "raw" else operator.preconditioned(preconditioner) for kind in self._kinds()}
 
     def _solve_lockstep(self, problems):
         """{problem name: `LanczosResult`} of every problem at once (`lockstep`), P's S set first."""
@@ -395,20 +410,21 @@ class SharpnessCallback(StepMeasurementCallback):
         for i, curvature in self._lockstep_scaled:
             scale = problems[curvature]["preconditioned"].preconditioner_scale
             operator.scales[i] = tf.gather(scale, operator.positions[i])
-        return blockwise_eigenvalues(operator, k=self.k, max_iterations=self.max_iterations,
-                                     tolerance=self.tolerance, seed=len(self.records))
+        return blockwise_eigenvalues(
+            operator, k=self.k, max_iterations=self.max_iterations, tolerance=self.tolerance, seed=len(self.records)
+        )
 
     def _diagonal(self, curvature, operator):
         """The curvature's diagonal for `alignment`: exact where that is cheap, else Hutchinson's."""
-        if curvature in ("fisher", "empirical_fisher") and not (
-                operator.include_regularization and self.model.losses):
+        if curvature in ("fisher", "empirical_fisher") and not (operator.include_regularization and self.model.losses):
             estimator = "per_example"
         elif self.alignment_products >= operator.dimension:
             estimator = "exact"
         else:
             estimator = "hutchinson"
-        return curvature_diagonal(operator, estimator=estimator, num_products=self.alignment_products,
-                                  seed=len(self.records))
+        return curvature_diagonal(
+            operator, estimator=estimator, num_products=self.alignment_products, seed=len(self.records)
+        )
 
     @staticmethod
     def _solver_of(problem, shared):
@@ -459,9 +475,7 @@ class SharpnessCallback(StepMeasurementCallback):
         else:
             # The previous top-k Ritz vectors (orthonormal) plus a fresh random direction.
             start = tf.reduce_sum(tf.cast(previous, tf.float64), axis=0)
-            direction = tf.random.stateless_normal(
-                [solver.dimension], seed=[len(self.records), 7], dtype=tf.float64
-            )
+            direction = tf.random.stateless_normal([solver.dimension], seed=[len(self.records), 7], dtype=tf.float64)
             start += 0.05 * tf.norm(start) * direction / tf.norm(direction)
             result = solver(matvec, start, min_iterations=self.warm_min_iterations, certify_gap=True, **settings)
         if result.eigenvectors is not None and np.all(np.isfinite(result.eigenvalues)):
@@ -514,8 +528,7 @@ class SharpnessCallback(StepMeasurementCallback):
                     if not self.lockstep:
                         problem = operator if kind == "raw" else operator.preconditioned(preconditioner)
                         results[name] = self._solve(name, kind, problem)
-                    values[f"{_key(curvature, _SHARPNESS_KEYS[kind])}/{layer}"] = float(
-                        results[name].eigenvalues[0])
+                    values[f"{_key(curvature, _SHARPNESS_KEYS[kind])}/{layer}"] = float(results[name].eigenvalues[0])
         # What the density and the top-subspace fraction describe: P⁻¹A when measured, else A (A the first curvature).
         primary = "preconditioned" if self.preconditioned else "raw"
         traces, densities, histograms = {}, {}, {}
@@ -523,27 +536,35 @@ class SharpnessCallback(StepMeasurementCallback):
             for curvature, by_kind in problems.items():
                 for kind, problem in by_kind.items():
                     key, name = _key(curvature, _TRACE_KEYS[kind]), _problem_name(curvature, kind)
-                    traces[name] = hutch_plus_plus(problem.matvec, problem.dimension, self.trace_products,
-                                                   len(self.records))
+                    traces[name] = hutch_plus_plus(
+                        problem.matvec, problem.dimension, self.trace_products, len(self.records)
+                    )
                     values[key] = traces[name].estimate
                     values[f"{key}_standard_error"] = traces[name].standard_error
         if self.track_angles:
             for i, first_curvature in enumerate(self._curvatures):
-                for second in self._curvatures[i + 1:]:
-                    angles = principal_angles(results[_problem_name(first_curvature, "raw")].eigenvectors,
-                                              results[_problem_name(second, "raw")].eigenvectors)
+                for second in self._curvatures[i + 1 :]:
+                    angles = principal_angles(
+                        results[_problem_name(first_curvature, "raw")].eigenvectors,
+                        results[_problem_name(second, "raw")].eigenvectors,
+                    )
                     values[f"principal_angle/{first_curvature}_{second}"] = float(angles.max())
         if self.alignment:
             for curvature, operator in self._operators.items():
-                measured = alignment_of(preconditioner, self._diagonal(curvature, operator).estimate,
-                                        self.alignment_power)
+                measured = alignment_of(
+                    preconditioner, self._diagonal(curvature, operator).estimate, self.alignment_power
+                )
                 for statistic in ("rank_correlation", "cosine", "ratio_spread"):
                     values[f"{curvature}_alignment_{statistic}"] = getattr(measured, statistic)
         if self.density:
             problem = problems[first][primary]
-            densities[primary] = slq_with(self._solver_of(problem, self._density_solver), problem.matvec,
-                                          self.density_vectors, np.random.default_rng([11, len(self.records)]),
-                                          seed=11)
+            densities[primary] = slq_with(
+                self._solver_of(problem, self._density_solver),
+                problem.matvec,
+                self.density_vectors,
+                np.random.default_rng([11, len(self.records)]),
+                seed=11,
+            )
             histograms["spectral_density"] = density_sample(densities[primary])
         if self.fraction_in_top_subspace:
             gradient, _ = self._operator.gradient()

@@ -48,8 +48,10 @@ class Composable:
 
     def __matmul__(self, vector):
         if isinstance(vector, Composable):
-            raise TypeError("`A @ B` of two operators is not symmetric in general; compose with "
-                            "`preconditioned`, `block`, sums and scalings, or multiply vectors: `A @ v`.")
+            raise TypeError(
+                "`A @ B` of two operators is not symmetric in general; compose with "
+                "`preconditioned`, `block`, sums and scalings, or multiply vectors: `A @ v`."
+            )
         return self.matvec(vector)
 
     def __add__(self, other):
@@ -104,16 +106,20 @@ def _flat_scale(operator, preconditioner):
     if every is not None and positions is not None and len(preconditioner) == every != len(operator.variables):
         preconditioner = [preconditioner[i] for i in positions]
     if len(preconditioner) != len(operator.variables):
-        raise ValueError(f"`preconditioner` has {len(preconditioner)} tensors for {len(operator.variables)} "
-                         "trainable variables.")
+        raise ValueError(
+            f"`preconditioner` has {len(preconditioner)} tensors for {len(operator.variables)} trainable variables."
+        )
     for p, v in zip(preconditioner, operator.variables):
         if tuple(tf.convert_to_tensor(p).shape) != tuple(v.shape):
-            raise ValueError(f"`preconditioner`: the tensor for {v.path} has shape "
-                             f"{tuple(tf.convert_to_tensor(p).shape)}, the variable {tuple(v.shape)}.")
+            raise ValueError(
+                f"`preconditioner`: the tensor for {v.path} has shape "
+                f"{tuple(tf.convert_to_tensor(p).shape)}, the variable {tuple(v.shape)}."
+            )
     flat = tf.concat([tf.reshape(tf.cast(p, tf.float64), [-1]) for p in preconditioner], axis=0)
     if not bool(tf.reduce_all(flat > 0.0)):  # NaN fails the comparison; +inf passes (S = 0)
-        raise ValueError("The preconditioner must be positive (+inf allowed) in every coordinate; "
-                         "it is NaN or not positive in some.")
+        raise ValueError(
+            "The preconditioner must be positive (+inf allowed) in every coordinate; it is NaN or not positive in some."
+        )
     return tf.math.rsqrt(flat)
 
 
@@ -157,8 +163,10 @@ class _Derived(Composable):
         (`preconditioned`).
         """
         if preconditioned:
-            raise ValueError(f"{type(self).__name__} has no stored preconditioner: use `.preconditioned(P)`, "
-                             "whose solver is `solver()`.")
+            raise ValueError(
+                f"{type(self).__name__} has no stored preconditioner: use `.preconditioned(P)`, "
+                "whose solver is `solver()`."
+            )
         m = min(check_positive_int("max_iterations", max_iterations), self.dimension)
         key = (m, check_positive_int("k", k), check_bool("return_vectors", return_vectors))
         if key not in self._solvers:
@@ -249,8 +257,14 @@ class _ScratchSolver:
         operator = self._operator
         if matvec != operator.matvec:
             if self._own is None:
-                self._own = for_model(operator.model, self.dimension, max_iterations=self.max_iterations, k=self.k,
-                                      return_vectors=self.return_vectors, basis_dtype=self.basis_dtype)
+                self._own = for_model(
+                    operator.model,
+                    self.dimension,
+                    max_iterations=self.max_iterations,
+                    k=self.k,
+                    return_vectors=self.return_vectors,
+                    basis_dtype=self.basis_dtype,
+                )
             return self._own(matvec, *args, **kwargs)
         base = operator.base
         base._assign_scratch_scale(operator.preconditioner_scale)
@@ -278,14 +292,20 @@ class LinearCombination(_Derived):
         first = flat[0][1]
         for _, operator in flat[1:]:
             if operator.dimension != first.dimension or [v.path for v in operator.variables] != [
-                    v.path for v in first.variables]:
-                raise ValueError(f"Operators over different variables cannot be added: {first.dimension} and "
-                                 f"{operator.dimension} parameters.")
+                v.path for v in first.variables
+            ]:
+                raise ValueError(
+                    f"Operators over different variables cannot be added: {first.dimension} and "
+                    f"{operator.dimension} parameters."
+                )
         super().__init__(first)
         self.terms = tuple(flat)
         self.curvature = " ".join(
-            (("- " if c < 0 else "+ ") if i else ("-" if c < 0 else "")) + (f"{abs(c):g}·" if abs(c) != 1 else "")
-            + str(getattr(a, "curvature", type(a).__name__)) for i, (c, a) in enumerate(flat))
+            (("- " if c < 0 else "+ ") if i else ("-" if c < 0 else ""))
+            + (f"{abs(c):g}·" if abs(c) != 1 else "")
+            + str(getattr(a, "curvature", type(a).__name__))
+            for i, (c, a) in enumerate(flat)
+        )
 
     @tf.autograph.experimental.do_not_convert
     def matvec(self, vector):

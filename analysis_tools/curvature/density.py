@@ -166,8 +166,9 @@ def slq_with(solver, matvec, num_vectors, rng, seed=None):
     return SpectralDensity(nodes, weights, dimension, products)
 
 
-def spectral_density(model, data=None, loss=None, preconditioner=None, num_vectors=5, num_iterations=60, seed=0,
-                     **operator_kwargs):
+def spectral_density(
+    model, data=None, loss=None, preconditioner=None, num_vectors=5, num_iterations=60, seed=0, **operator_kwargs
+):
     """The spectral density of H, or of P⁻¹H with a preconditioner, by SLQ over the probe set `data`.
 
     Args:
@@ -239,8 +240,7 @@ def plot_spectral_density(density, ax=None, threshold=None, sigma=None, grid_siz
     floor = 1e-8 * max(float(np.max(values)), 1e-300)  # log axis: keep the empty stretches finite
     ax.semilogy(grid, np.maximum(values, floor), label=label, **plot_kwargs)
     if threshold is not None:
-        ax.axvline(threshold, color="black", linestyle="--", linewidth=1,
-                   label=f"stability threshold {threshold:.4g}")
+        ax.axvline(threshold, color="black", linestyle="--", linewidth=1, label=f"stability threshold {threshold:.4g}")
     ax.set_xlabel("eigenvalue")
     ax.set_ylabel("density (smoothed SLQ)")
     return ax

@@ -99,8 +99,16 @@ def exact_diagonal(matvec, dimension):
     return DiagonalEstimate(diagonal, np.zeros(dimension), dimension, "exact")
 
 
-def curvature_diagonal(model, data=None, loss=None, preconditioner=None, num_products=100, estimator="hutchinson",
-                       seed=0, **operator_kwargs):
+def curvature_diagonal(
+    model,
+    data=None,
+    loss=None,
+    preconditioner=None,
+    num_products=100,
+    estimator="hutchinson",
+    seed=0,
+    **operator_kwargs,
+):
     """diag(A) of the curvature A over the probe set `data`, or of P^{-1/2} A P^{-1/2} (= diag(A) / P).
 
     Args:
@@ -129,12 +137,15 @@ def curvature_diagonal(model, data=None, loss=None, preconditioner=None, num_pro
     operator, matvec = operator_and_matvec(model, data, loss, preconditioner, **operator_kwargs)
     if estimator == "per_example":
         if operator.curvature not in ("empirical_fisher", "fisher"):
-            raise ValueError(f"estimator='per_example' needs the empirical Fisher or the Fisher, not "
-                             f"{type(operator).__name__}'s curvature; use 'hutchinson' or 'exact'.")
+            raise ValueError(
+                f"estimator='per_example' needs the empirical Fisher or the Fisher, not "
+                f"{type(operator).__name__}'s curvature; use 'hutchinson' or 'exact'."
+            )
         rows = operator.per_example_diagonal().numpy()  # a preconditioned operator's are divided by P
         if rows.shape[0] == 1:
-            error = (np.zeros(rows.shape[1]) if operator.curvature == "empirical_fisher"
-                     else np.full(rows.shape[1], np.nan))
+            error = (
+                np.zeros(rows.shape[1]) if operator.curvature == "empirical_fisher" else np.full(rows.shape[1], np.nan)
+            )
         else:
             error = rows.std(axis=0, ddof=1) / np.sqrt(rows.shape[0])
         return DiagonalEstimate(rows.mean(axis=0), error, 0, "per_example")

@@ -74,11 +74,31 @@ class _OutputCurvature(HessianOperator):
     product is always forward mode for J v and reverse mode for Jᵀu).
     """
 
-    def __init__(self, model, data, loss=None, batch_size=None, mode="train", dropout=True,
-                 include_regularization=True, jit_compile=True, strategy=None, variables=None):
-        super().__init__(model, data, loss=loss, batch_size=batch_size, mode=mode, dropout=dropout,
-                         include_regularization=include_regularization, jit_compile=jit_compile,
-                         strategy=strategy, variables=variables)
+    def __init__(
+        self,
+        model,
+        data,
+        loss=None,
+        batch_size=None,
+        mode="train",
+        dropout=True,
+        include_regularization=True,
+        jit_compile=True,
+        strategy=None,
+        variables=None,
+    ):
+        super().__init__(
+            model,
+            data,
+            loss=loss,
+            batch_size=batch_size,
+            mode=mode,
+            dropout=dropout,
+            include_regularization=include_regularization,
+            jit_compile=jit_compile,
+            strategy=strategy,
+            variables=variables,
+        )
         self.differentiation = None
 
     def _share_product(self, trainable, non_trainable, vector, x, y, mask, first):
@@ -93,7 +113,8 @@ class _OutputCurvature(HessianOperator):
                 if self._loss.include_regularization:
                     regularization_gradient = [
                         tf.convert_to_tensor(g)
-                        for g in inner.gradient(regularization, block, unconnected_gradients=_ZERO)]
+                        for g in inner.gradient(regularization, block, unconnected_gradients=_ZERO)
+                    ]
         if not isinstance(y_pred, tf.Tensor) and tf.nest.is_nested(y_pred):
             raise ValueError(f"{type(self).__name__} needs a model with one output tensor.")
         jv = accumulator.jvp(y_pred, unconnected_gradients=_ZERO)
@@ -124,15 +145,22 @@ class _OutputCurvature(HessianOperator):
                 has any (their Hessian's diagonal is not computed here).
         """
         if self._loss.include_regularization and self.model.losses:
-            raise ValueError("The per-example diagonal leaves out the regularization losses' Hessian: build the "
-                             "operator with include_regularization=False, or use curvature_diagonal's Hutchinson.")
+            raise ValueError(
+                "The per-example diagonal leaves out the regularization losses' Hessian: build the "
+                "operator with include_regularization=False, or use curvature_diagonal's Hutchinson."
+            )
         if getattr(self, "_diagonal_function", None) is None:
-            self._replica_diagonal_function = ReplicaProgram(self._replica_diagonal, self.jit_compile,
-                                                             f"the per-example diagonal of {self._purpose}")
+            self._replica_diagonal_function = ReplicaProgram(
+                self._replica_diagonal, self.jit_compile, f"the per-example diagonal of {self._purpose}"
+            )
             self._diagonal_function = tf.function(
                 lambda trainable, non_trainable: self.probe.sum(
-                    self._replica_diagonal_function, (tf.zeros([self._diagonal_rows, self.dimension], tf.float64),),
-                    trainable, non_trainable)[0])
+                    self._replica_diagonal_function,
+                    (tf.zeros([self._diagonal_rows, self.dimension], tf.float64),),
+                    trainable,
+                    non_trainable,
+                )[0]
+            )
         trainable, non_trainable = self._current_values()
         with explained(f"the per-example diagonal of {self._purpose}"):
             return self._diagonal_function(trainable, non_trainable)
@@ -216,10 +244,14 @@ class EmpiricalFisherOperator(_OutputCurvature):
 # The predictive distributions of the losses that are negative log-likelihoods: Keras's class and function
 # names, and how the model's outputs parametrize the distribution.
 _LIKELIHOODS = {
-    "SparseCategoricalCrossentropy": "categorical", "sparse_categorical_crossentropy": "categorical",
-    "CategoricalCrossentropy": "categorical", "categorical_crossentropy": "categorical",
-    "BinaryCrossentropy": "bernoulli", "binary_crossentropy": "bernoulli",
-    "MeanSquaredError": "gaussian", "mean_squared_error": "gaussian",
+    "SparseCategoricalCrossentropy": "categorical",
+    "sparse_categorical_crossentropy": "categorical",
+    "CategoricalCrossentropy": "categorical",
+    "categorical_crossentropy": "categorical",
+    "BinaryCrossentropy": "bernoulli",
+    "binary_crossentropy": "bernoulli",
+    "MeanSquaredError": "gaussian",
+    "mean_squared_error": "gaussian",
 }
 
 
@@ -231,11 +263,14 @@ def _likelihood(loss):
         raise ValueError(
             f"FisherOperator samples labels from the model's predictive distribution, which it knows for softmax "
             f"cross-entropy (sparse or one-hot), sigmoid (binary) cross-entropy and mean squared error; the loss "
-            f"is {name}. Use GGNOperator or EmpiricalFisherOperator.")
+            f"is {name}. Use GGNOperator or EmpiricalFisherOperator."
+        )
     config = loss.get_config() if isinstance(loss, keras.losses.Loss) else {}
     if config.get("label_smoothing"):
-        raise ValueError("With label smoothing the loss is not the negative log-likelihood of the model's "
-                         "predictive distribution: FisherOperator does not apply. Use GGNOperator.")
+        raise ValueError(
+            "With label smoothing the loss is not the negative log-likelihood of the model's "
+            "predictive distribution: FisherOperator does not apply. Use GGNOperator."
+        )
     if config.get("axis", -1) != -1 or config.get("ignore_class") is not None:
         raise ValueError("FisherOperator needs the classes on the last axis and no ignored class.")
     return kind, bool(config.get("from_logits", False))
@@ -289,14 +324,17 @@ class FisherOperator(_OutputCurvature):
             logits = f if self.from_logits else tf.math.log(f / tf.reduce_sum(f, axis=-1, keepdims=True))
             drawn = tf.random.stateless_categorical(
                 tf.reshape(tf.cast(logits, tf.float32) if logits.dtype == tf.bfloat16 else logits, [-1, classes]),
-                1, seed)
+                1,
+                seed,
+            )
             labels = tf.stop_gradient(tf.reshape(drawn, tf.shape(f)[:-1]))
             return lambda out: keras.losses.sparse_categorical_crossentropy(labels, out, from_logits=self.from_logits)
         if self.likelihood == "bernoulli":
             p = tf.sigmoid(f) if self.from_logits else f
             bits = tf.stop_gradient(tf.cast(tf.random.stateless_uniform(tf.shape(f), seed, dtype=f.dtype) < p, f.dtype))
-            return lambda out: keras.losses.binary_crossentropy(bits[..., None], out[..., None],
-                                                                from_logits=self.from_logits)
+            return lambda out: keras.losses.binary_crossentropy(
+                bits[..., None], out[..., None], from_logits=self.from_logits
+            )
         noise = tf.random.stateless_normal(tf.shape(f), seed, dtype=f.dtype)
         targets = tf.stop_gradient(f + noise * np.sqrt(0.5))
         return lambda out: tf.square(targets - out)
@@ -321,8 +359,12 @@ class FisherOperator(_OutputCurvature):
                 if mask is not None:
                     weights = weights * tf.reshape(tf.cast(mask, self.dtype), [-1] + [1] * (terms.shape.rank - 1))
                 share = tf.reduce_sum(terms * weights)
-            draws.append((tf.cast(tape.gradient(share, y_pred, unconnected_gradients=_ZERO), self.dtype),
-                          per_example / self.probe.scale))
+            draws.append(
+                (
+                    tf.cast(tape.gradient(share, y_pred, unconnected_gradients=_ZERO), self.dtype),
+                    per_example / self.probe.scale,
+                )
+            )
         return draws
 
     def _example_gradients(self, y, y_pred, mask):

@@ -204,8 +204,9 @@ class HessianOperator(Composable):
         self.sizes = [self._loss.sizes[i] for i in self._block]
         self.dimension = sum(self.sizes)
         offsets = np.cumsum([0] + self._loss.sizes)
-        self._gather = None if block is None else np.concatenate(
-            [np.arange(offsets[i], offsets[i + 1]) for i in self._block])
+        self._gather = (
+            None if block is None else np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i in self._block])
+        )
         self.dtype = self._loss.dtype
         self.num_replicas = self.probe.num_replicas
         self._scale = None
@@ -237,8 +238,10 @@ class HessianOperator(Composable):
         local = {position: i for i, position in enumerate(self._block)}
         outside = [self._loss.variables[p].path for p in selected if p not in local]
         if outside:
-            raise ValueError(f"`variables`: {outside} are not in this operator's block; take the block from "
-                             "an operator of the whole network.")
+            raise ValueError(
+                f"`variables`: {outside} are not in this operator's block; take the block from "
+                "an operator of the whole network."
+            )
         offsets = np.cumsum([0] + self.sizes)
         positions = np.concatenate([np.arange(offsets[local[p]], offsets[local[p] + 1]) for p in selected])
         block = copy.copy(self)
@@ -267,6 +270,7 @@ class HessianOperator(Composable):
 
     def _share_product(self, trainable, non_trainable, vector, x, y, mask, first):
         """A replica's share of the product on its share (x, y) of a batch (`mask`: its real examples), flat."""
+
         def share():
             return probe_share(self._loss, self.probe, trainable, non_trainable, x, y, mask, first)
 
@@ -442,16 +446,16 @@ class HessianOperator(Composable):
     def _lanczos(self, m, k, return_vectors):
         """A new `Lanczos` of this operator's length, on the basis its solvers of length m share."""
         basis = self._bases.get((m, default_basis_dtype(self.dimension)))
-        solver = for_model(self.model, self.dimension, max_iterations=m, k=k, return_vectors=return_vectors,
-                           basis=basis)
+        solver = for_model(
+            self.model, self.dimension, max_iterations=m, k=k, return_vectors=return_vectors, basis=basis
+        )
         self._bases[(m, solver.basis_dtype)] = solver._basis
         return solver
 
     def _in_parent(self, vector):
         """A block's vector in its parent's coordinates (float64, zero outside the block)."""
         parent, positions = self._within
-        return tf.scatter_nd(positions[:, None], tf.reshape(tf.cast(vector, tf.float64), [-1]),
-                             [parent.dimension])
+        return tf.scatter_nd(positions[:, None], tf.reshape(tf.cast(vector, tf.float64), [-1]), [parent.dimension])
 
     def _masked_solver(self, preconditioned, max_iterations, k, return_vectors):
         """The one Lanczos, over this operator's whole length, that every block of `block()` runs in.
@@ -469,8 +473,9 @@ class HessianOperator(Composable):
         if key not in self._solvers:
             if self._block_weights is None:
                 with tf.init_scope():
-                    self._block_weights = tf.Variable(tf.zeros([self.dimension], tf.float64), trainable=False,
-                                                      name="block_weights")
+                    self._block_weights = tf.Variable(
+                        tf.zeros([self.dimension], tf.float64), trainable=False, name="block_weights"
+                    )
             self._solvers[key] = self._lanczos(m, k, return_vectors)
         return self._solvers[key]
 
@@ -529,17 +534,38 @@ class _BlockSolver:
     def reset_seed(self):
         self._calls = 0
 
-    def __call__(self, matvec, initial_vector=None, min_iterations=None, certify_gap=False, *, tolerance=None,
-                 criterion=None, seed=None, call=None):
+    def __call__(
+        self,
+        matvec,
+        initial_vector=None,
+        min_iterations=None,
+        certify_gap=False,
+        *,
+        tolerance=None,
+        criterion=None,
+        seed=None,
+        call=None,
+    ):
         block = self._block
         parent, positions = block._within
-        product = {False: block.matvec, True: block.preconditioned_matvec,
-                   "scratch": block._scratch_preconditioned_matvec}[self._mode]
+        product = {
+            False: block.matvec,
+            True: block.preconditioned_matvec,
+            "scratch": block._scratch_preconditioned_matvec,
+        }[self._mode]
         if matvec != product:
             if self._own is None:
                 self._own = block._lanczos(self.max_iterations, self.k, self.return_vectors)
-            return self._own(matvec, initial_vector, min_iterations, certify_gap, tolerance=tolerance,
-                             criterion=criterion, seed=seed, call=call)
+            return self._own(
+                matvec,
+                initial_vector,
+                min_iterations,
+                certify_gap,
+                tolerance=tolerance,
+                criterion=criterion,
+                seed=seed,
+                call=call,
+            )
         if self._mode:
             scale = block._scale if self._mode is True else block._scratch_scale
             if scale is None:
@@ -555,8 +581,16 @@ class _BlockSolver:
         # A zero or non-finite start falls back to a random one, as in `Lanczos`, but drawn inside the block.
         if given is None or not (np.all(np.isfinite(given)) and np.any(given)):
             initial_vector = tf.random.stateless_normal([block.dimension], seed=[seed, call], dtype=tf.float64)
-        result = self._shared(parent._weighted_matvec, block._in_parent(initial_vector), min_iterations, certify_gap,
-                              tolerance=tolerance, criterion=criterion, seed=seed, call=call)
+        result = self._shared(
+            parent._weighted_matvec,
+            block._in_parent(initial_vector),
+            min_iterations,
+            certify_gap,
+            tolerance=tolerance,
+            criterion=criterion,
+            seed=seed,
+            call=call,
+        )
         vectors = result.eigenvectors
         if vectors is not None:
             vectors = tf.gather(vectors, positions, axis=1)
@@ -592,12 +626,14 @@ def operator_and_matvec(model, data, loss=None, preconditioner=None, **operator_
     if isinstance(model, Composable):
         if operator_kwargs.get("curvature", getattr(model, "curvature", None)) == getattr(model, "curvature", None):
             operator_kwargs.pop("curvature", None)
-        given = (sorted(operator_kwargs) + (["data"] if data is not None else [])
-                 + (["loss"] if loss is not None else []))
+        given = (
+            sorted(operator_kwargs) + (["data"] if data is not None else []) + (["loss"] if loss is not None else [])
+        )
         if given:
             raise ValueError(
                 f"An operator fixes its probe set, loss and options; got {given} as well. Pass the "
-                "model instead, or build another operator.")
+                "model instead, or build another operator."
+            )
         operator = model
     else:
         if data is None:

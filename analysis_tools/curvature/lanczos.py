@@ -161,7 +161,7 @@ class LanczosResult(NamedTuple):
     def tridiagonal(self):
         """(α_1 … α_m, β_1 … β_(m-1)): T_m's diagonal and off-diagonal, as tensors (sliced to m)."""
         m = self.iterations
-        return self.alpha[:m], self.beta[:tf.maximum(m - 1, 0)]
+        return self.alpha[:m], self.beta[: tf.maximum(m - 1, 0)]
 
 
 # Reorthogonalization reads the basis in blocks of max(_BLOCK_ROWS rows, _BLOCK_BYTES) (at most
@@ -209,8 +209,7 @@ def default_basis_dtype(dimension, float64_dimension_limit=5_000_000):
 
 def _split(x):
     """x = high + low exactly, each with at most 12 significant bits (float32 in, float32 out)."""
-    high = tf.bitcast(tf.bitwise.bitwise_and(tf.bitcast(x, tf.int32), tf.constant(_HIGH_BITS, tf.int32)),
-                      tf.float32)
+    high = tf.bitcast(tf.bitwise.bitwise_and(tf.bitcast(x, tf.int32), tf.constant(_HIGH_BITS, tf.int32)), tf.float32)
     return high, x - high
 
 
@@ -234,10 +233,17 @@ def compensated_dot(x, y):
     float32 product.
     """
     x, y = tf.convert_to_tensor(x), tf.convert_to_tensor(y)
-    if (x.dtype != tf.float32 or y.dtype != tf.float32 or x.shape.rank != 1 or not x.shape.is_fully_defined()
-            or x.shape != y.shape):
-        raise ValueError("`compensated_dot` takes two float32 vectors of one static length, got "
-                         f"{x.dtype.name} {x.shape} and {y.dtype.name} {y.shape}.")
+    if (
+        x.dtype != tf.float32
+        or y.dtype != tf.float32
+        or x.shape.rank != 1
+        or not x.shape.is_fully_defined()
+        or x.shape != y.shape
+    ):
+        raise ValueError(
+            "`compensated_dot` takes two float32 vectors of one static length, got "
+            f"{x.dtype.name} {x.shape} and {y.dtype.name} {y.shape}."
+        )
     n = int(x.shape[0])
     chunk = min(_CHUNK, 1 << max(n - 1, 0).bit_length())
     padded = -(-n // chunk) * chunk
@@ -357,20 +363,28 @@ class Lanczos:
     #: The relative asymmetry above which a call warns; `for_model` raises it for 16-bit models.
     asymmetry_warning = ASYMMETRY_WARNING
 
-    def __init__(self, dimension: int, max_iterations: int = 40, k: int = 1,
-                 tolerance: float = 1e-3, criterion: str = "residual",
-                 min_iterations: int | None = None,
-                 basis_dtype=None, float64_dimension_limit: int = 5_000_000,
-                 return_vectors: bool = False, seed: int = 0, basis_device=None, basis=None):
+    def __init__(
+        self,
+        dimension: int,
+        max_iterations: int = 40,
+        k: int = 1,
+        tolerance: float = 1e-3,
+        criterion: str = "residual",
+        min_iterations: int | None = None,
+        basis_dtype=None,
+        float64_dimension_limit: int = 5_000_000,
+        return_vectors: bool = False,
+        seed: int = 0,
+        basis_device=None,
+        basis=None,
+    ):
         n = check_positive_int("dimension", dimension)
         max_iterations = check_positive_int("max_iterations", max_iterations)
         k = check_positive_int("k", k)
-        float64_dimension_limit = check_positive_int(
-            "float64_dimension_limit", float64_dimension_limit)
+        float64_dimension_limit = check_positive_int("float64_dimension_limit", float64_dimension_limit)
         m_max = min(max_iterations, n)
         if k > m_max:
-            raise ValueError(
-                f"`k` must be at most min(max_iterations, dimension) = {m_max}, got {k}.")
+            raise ValueError(f"`k` must be at most min(max_iterations, dimension) = {m_max}, got {k}.")
         tolerance = _check_tolerance(tolerance)
         criterion = _check_criterion(criterion)
         if min_iterations is None:
@@ -384,21 +398,21 @@ class Lanczos:
         if basis_device is None and tf.config.list_logical_devices("TPU"):
             basis_device = "host"  # float64 α, β, reorthogonalization: not on a TPU
         if basis_dtype is None:
-            basis_dtype = tf.float32 if basis_device == "accelerator" else default_basis_dtype(
-                n, float64_dimension_limit)
+            basis_dtype = (
+                tf.float32 if basis_device == "accelerator" else default_basis_dtype(n, float64_dimension_limit)
+            )
         else:
             try:
                 basis_dtype = tf.as_dtype(basis_dtype)
             except TypeError as error:
-                raise ValueError(
-                    f"`basis_dtype` must be tf.float32 or tf.float64, got {basis_dtype!r}.") from error
+                raise ValueError(f"`basis_dtype` must be tf.float32 or tf.float64, got {basis_dtype!r}.") from error
             if basis_dtype not in (tf.float32, tf.float64):
-                raise ValueError(
-                    f"`basis_dtype` must be tf.float32 or tf.float64, got {basis_dtype!r}.")
+                raise ValueError(f"`basis_dtype` must be tf.float32 or tf.float64, got {basis_dtype!r}.")
             if basis_device == "accelerator" and basis_dtype != tf.float32:
                 raise ValueError(
-                    "`basis_device=\"accelerator\"` keeps a float32 basis (a TPU has no float64), got "
-                    f"`basis_dtype={basis_dtype.name}`; for a float64 basis on a GPU, leave `basis_device` None.")
+                    '`basis_device="accelerator"` keeps a float32 basis (a TPU has no float64), got '
+                    f"`basis_dtype={basis_dtype.name}`; for a float64 basis on a GPU, leave `basis_device` None."
+                )
 
         self.dimension = n
         self.max_iterations = m_max
@@ -415,27 +429,31 @@ class Lanczos:
         self._block_rows = min(m_max, max(_BLOCK_ROWS, _BLOCK_BYTES // (n * basis_dtype.size)))
         if basis is None:
             with self._on_basis_device():
-                basis = tf.Variable(tf.zeros([m_max, n], basis_dtype), trainable=False,
-                                    name="lanczos_basis")
-        elif (not isinstance(basis, tf.Variable) or basis.dtype != basis_dtype
-              or tuple(basis.shape) != (m_max, n)):
+                basis = tf.Variable(tf.zeros([m_max, n], basis_dtype), trainable=False, name="lanczos_basis")
+        elif not isinstance(basis, tf.Variable) or basis.dtype != basis_dtype or tuple(basis.shape) != (m_max, n):
             raise ValueError(
-                f"`basis` must be a tf.Variable of shape {(m_max, n)} and dtype {basis_dtype.name}, "
-                f"got {basis!r}.")
+                f"`basis` must be a tf.Variable of shape {(m_max, n)} and dtype {basis_dtype.name}, got {basis!r}."
+            )
         self._basis = basis
         # What the basis's device computes exactly decides how a float32 basis is projected and dotted.
         self._device_type = tf.DeviceSpec.from_string(basis.device).device_type or "CPU"
-        self._calls = tf.Variable(tf.constant(0, tf.int64), trainable=False,
-                                  name="lanczos_calls")
+        self._calls = tf.Variable(tf.constant(0, tf.int64), trainable=False, name="lanczos_calls")
         self._matvec = None
         self._function = None
         self.asymmetry = None
 
-    def __call__(self, matvec: Callable[[tf.Tensor], tf.Tensor],
-                 initial_vector=None, min_iterations: int | None = None,
-                 certify_gap: bool = False, *, tolerance: float | None = None,
-                 criterion: str | None = None, seed: int | None = None,
-                 call: int | None = None) -> LanczosResult:
+    def __call__(
+        self,
+        matvec: Callable[[tf.Tensor], tf.Tensor],
+        initial_vector=None,
+        min_iterations: int | None = None,
+        certify_gap: bool = False,
+        *,
+        tolerance: float | None = None,
+        criterion: str | None = None,
+        seed: int | None = None,
+        call: int | None = None,
+    ) -> LanczosResult:
         """Runs Lanczos on ``matvec`` from ``initial_vector`` (random if None or zero).
 
         ``min_iterations`` overrides the instance's for this call (a warm start
@@ -475,17 +493,22 @@ class Lanczos:
         if min_iterations is None:
             min_iterations = self.min_iterations
         else:
-            min_iterations = min(max(check_positive_int("min_iterations", min_iterations), self.k),
-                                 self.max_iterations)
+            min_iterations = min(max(check_positive_int("min_iterations", min_iterations), self.k), self.max_iterations)
         if self._function is None or not _same_callable(matvec, self._matvec):
             self._matvec = matvec
             self._function = tf.function(
                 lambda v0, fewest, gap, tolerance, eigenvalue, seed: self._run(
-                    matvec, v0, fewest, gap, tolerance, eigenvalue, seed),
-                input_signature=[tf.TensorSpec([self.dimension], self.basis_dtype),
-                                 tf.TensorSpec([], tf.int32), tf.TensorSpec([], tf.bool),
-                                 tf.TensorSpec([], tf.float64), tf.TensorSpec([], tf.bool),
-                                 tf.TensorSpec([2], tf.int64)])
+                    matvec, v0, fewest, gap, tolerance, eigenvalue, seed
+                ),
+                input_signature=[
+                    tf.TensorSpec([self.dimension], self.basis_dtype),
+                    tf.TensorSpec([], tf.int32),
+                    tf.TensorSpec([], tf.bool),
+                    tf.TensorSpec([], tf.float64),
+                    tf.TensorSpec([], tf.bool),
+                    tf.TensorSpec([2], tf.int64),
+                ],
+            )
         if initial_vector is None:
             v0 = tf.zeros([self.dimension], self.basis_dtype)
         else:
@@ -493,15 +516,18 @@ class Lanczos:
             if not (v0.dtype.is_floating or v0.dtype.is_integer):
                 raise ValueError(f"`initial_vector` must be real, got dtype {v0.dtype.name}.")
             if v0.shape.num_elements() not in (None, self.dimension):
-                raise ValueError(
-                    f"`initial_vector` must have {self.dimension} elements, got shape {v0.shape}.")
+                raise ValueError(f"`initial_vector` must have {self.dimension} elements, got shape {v0.shape}.")
             v0 = tf.reshape(tf.cast(v0, self.basis_dtype), [self.dimension])
         # XLA reports an op it cannot compile when the compiled product first runs, here.
         with explained("the operator's product"):
             eigenvalues, eigenvectors, residuals, iterations, alpha, beta, asymmetry = self._function(
-                v0, tf.constant(min_iterations, tf.int32), tf.constant(bool(certify_gap)),
-                tf.constant(tolerance, tf.float64), tf.constant(criterion == "eigenvalue"),
-                tf.stack([tf.constant(seed, tf.int64), tf.cast(call, tf.int64)]))
+                v0,
+                tf.constant(min_iterations, tf.int32),
+                tf.constant(bool(certify_gap)),
+                tf.constant(tolerance, tf.float64),
+                tf.constant(criterion == "eigenvalue"),
+                tf.stack([tf.constant(seed, tf.int64), tf.cast(call, tf.int64)]),
+            )
         if tf.executing_eagerly():
             self.asymmetry = float(asymmetry)
             if self.asymmetry > self.asymmetry_warning:
@@ -512,10 +538,13 @@ class Lanczos:
                     "derivative of its gradient rule (find the layer: per-block operators narrow it down; and "
                     "report it), or its float32 computation is ill-conditioned enough that rounding shows at "
                     "this level: BatchNorm in training mode over a few examples is one such case (measured: "
-                    "5 % off λ1 on a MobileNetV3), which mode=\"inference\" or a float64 twin of the model "
-                    "settles.", stacklevel=2)
-        return LanczosResult(eigenvalues, eigenvectors if self.return_vectors else None,
-                             residuals, iterations, alpha, beta, asymmetry)
+                    '5 % off λ1 on a MobileNetV3), which mode="inference" or a float64 twin of the model '
+                    "settles.",
+                    stacklevel=2,
+                )
+        return LanczosResult(
+            eigenvalues, eigenvectors if self.return_vectors else None, residuals, iterations, alpha, beta, asymmetry
+        )
 
     def reset_seed(self):
         """Restart the sequence of random start vectors, as in a new instance with the same seed."""
@@ -531,11 +560,9 @@ class Lanczos:
 
     def _run(self, matvec, v0, min_iterations, certify_gap, tolerance, eigenvalue_criterion, seed):
         with self._on_basis_device():
-            return self._iterate(matvec, v0, min_iterations, certify_gap, tolerance,
-                                 eigenvalue_criterion, seed)
+            return self._iterate(matvec, v0, min_iterations, certify_gap, tolerance, eigenvalue_criterion, seed)
 
-    def _iterate(self, matvec, v0, min_iterations, certify_gap, tolerance, eigenvalue_criterion,
-                 seed):
+    def _iterate(self, matvec, v0, min_iterations, certify_gap, tolerance, eigenvalue_criterion, seed):
         """The Lanczos recurrence with full reorthogonalization, in one `tf.while_loop`.
 
         Step i multiplies the basis vector v_i by A, takes α_i = v_iᵀ A v_i,
@@ -551,7 +578,8 @@ class Lanczos:
 
         def random_vector(index):
             return tf.random.stateless_normal(
-                [n], seed=tf.random.experimental.stateless_fold_in(seed, index), dtype=dtype)
+                [n], seed=tf.random.experimental.stateless_fold_in(seed, index), dtype=dtype
+            )
 
         v0_norm = arithmetic.norm64(v0)
         with on_host():
@@ -581,10 +609,15 @@ class Lanczos:
                 breakdown = tf.logical_not(b > self._breakdown * scale)
                 done = tf.logical_or(
                     tf.logical_and(breakdown, m >= k),
-                    tf.logical_and(m >= min_iterations, tf.cond(
+                    tf.logical_and(
                         m >= min_iterations,
-                        lambda: _converged(*_top(alpha, beta, m, k), tolerance, eigenvalue_criterion, certify_gap),
-                        lambda: tf.constant(False))))
+                        tf.cond(
+                            m >= min_iterations,
+                            lambda: _converged(*_top(alpha, beta, m, k), tolerance, eigenvalue_criterion, certify_gap),
+                            lambda: tf.constant(False),
+                        ),
+                    ),
+                )
                 # A non-finite product ends the run: the result is NaN (see `_top`).
                 done = tf.logical_or(done, tf.logical_not(_finite(alpha, beta, m)))
                 more = tf.logical_and(tf.logical_not(done), m < m_max)
@@ -597,10 +630,12 @@ class Lanczos:
                     zero = tf.constant(0.0, tf.float64)
                 return arithmetic.normalized(basis.orthogonalize(random_vector(m), m)), zero
 
-            v_next, b_next = tf.cond(tf.logical_and(breakdown, more), restart,
-                                     lambda: (tf.math.divide_no_nan(w, b_single), b))
+            v_next, b_next = tf.cond(
+                tf.logical_and(breakdown, more), restart, lambda: (tf.math.divide_no_nan(w, b_single), b)
+            )
             with on_host():
                 beta = tf.tensor_scatter_nd_update(beta, [[i]], [b_next])
+
             def store_next():
                 basis.store(m, v_next)
                 return tf.constant(True)
@@ -610,13 +645,21 @@ class Lanczos:
                 v_next = tf.identity(v_next)
                 with on_host():
                     m, alpha, beta, scale, asymmetry, done = (
-                        tf.identity(x) for x in (m, alpha, beta, scale, asymmetry, done))
+                        tf.identity(x) for x in (m, alpha, beta, scale, asymmetry, done)
+                    )
                 return m, v_next, alpha, beta, scale, asymmetry, done
 
         with on_host():
             zeros = tf.zeros([m_max], tf.float64)
-            state = [tf.constant(0), v, zeros, zeros, tf.constant(0.0, tf.float64), tf.constant(0.0, tf.float64),
-                     tf.constant(False)]
+            state = [
+                tf.constant(0),
+                v,
+                zeros,
+                zeros,
+                tf.constant(0.0, tf.float64),
+                tf.constant(0.0, tf.float64),
+                tf.constant(False),
+            ]
         m, _, alpha, beta, scale, asymmetry, _ = tf.while_loop(cond, body, state, maximum_iterations=m_max)
         with on_host():
             asymmetry = tf.math.divide_no_nan(asymmetry, scale)
@@ -719,7 +762,7 @@ class _Basis:
             coefficients = tf.cast(tf.transpose(s), arithmetic.dtype)  # [k, m]
 
         def add_block(rows, first, y):
-            block = coefficients[:, first:first + tf.shape(rows)[0]]
+            block = coefficients[:, first : first + tf.shape(rows)[0]]
             if arithmetic.elementwise:  # as in the reorthogonalization
                 return y + tf.reduce_sum(block[:, :, None] * rows[None], axis=1)
             return y + tf.matmul(block, rows)
@@ -749,7 +792,7 @@ def _top(alpha, beta, m, k):
     with tf.device(_HOST):
         ok = _finite(alpha, beta, m)
         a = tf.where(ok, alpha, 0.0)[:m]
-        b = tf.where(ok, beta, 0.0)[:m - 1]
+        b = tf.where(ok, beta, 0.0)[: m - 1]
         theta, s = tf.linalg.eigh(tf.linalg.diag(a) + tf.linalg.diag(b, k=1) + tf.linalg.diag(b, k=-1))
         # m < k only when a non-finite product stopped the run early.
         index = tf.maximum(m - 1 - tf.range(k), 0)
@@ -757,8 +800,12 @@ def _top(alpha, beta, m, k):
         last = tf.gather(s[m - 1], index)
         gaps = tf.where(index > 0, values - tf.gather(theta, tf.maximum(index - 1, 0)), 0.0)
         nan = tf.constant(np.nan, tf.float64)
-        return (tf.where(ok, values, nan), tf.where(ok, tf.abs(beta[m - 1] * last), nan),
-                tf.where(ok, tf.gather(s, index, axis=1), nan), tf.where(ok, gaps, nan))
+        return (
+            tf.where(ok, values, nan),
+            tf.where(ok, tf.abs(beta[m - 1] * last), nan),
+            tf.where(ok, tf.gather(s, index, axis=1), nan),
+            tf.where(ok, gaps, nan),
+        )
 
 
 def _converged(values, residuals, vectors, gaps, tolerance, eigenvalue_criterion, certify_gap):
@@ -770,14 +817,20 @@ def _converged(values, residuals, vectors, gaps, tolerance, eigenvalue_criterion
     """
     bound = tolerance * tf.abs(values)
     separated = residuals <= 0.5 * gaps
-    small = tf.logical_or(residuals <= bound, tf.logical_and(
-        eigenvalue_criterion, tf.logical_and(separated, residuals**2 <= bound * gaps)))
+    small = tf.logical_or(
+        residuals <= bound,
+        tf.logical_and(eigenvalue_criterion, tf.logical_and(separated, residuals**2 <= bound * gaps)),
+    )
     return tf.reduce_all(tf.logical_and(small, tf.logical_or(tf.logical_not(certify_gap), separated)))
 
 
 def _check_tolerance(tolerance):
-    if (isinstance(tolerance, bool) or not isinstance(tolerance, numbers.Real)
-            or not np.isfinite(tolerance) or tolerance <= 0):
+    if (
+        isinstance(tolerance, bool)
+        or not isinstance(tolerance, numbers.Real)
+        or not np.isfinite(tolerance)
+        or tolerance <= 0
+    ):
         raise ValueError(f"`tolerance` must be a positive finite number, got {tolerance!r}.")
     return float(tolerance)
 
@@ -803,14 +856,30 @@ def _same_callable(a, b):
         return False
 
 
-def lanczos(matvec, dimension, max_iterations=40, k=1, tolerance=1e-3, initial_vector=None,
-            return_vectors=False, seed=0, **kwargs) -> LanczosResult:
+def lanczos(
+    matvec,
+    dimension,
+    max_iterations=40,
+    k=1,
+    tolerance=1e-3,
+    initial_vector=None,
+    return_vectors=False,
+    seed=0,
+    **kwargs,
+) -> LanczosResult:
     """One-shot `Lanczos`: builds an instance (and traces it) and calls it once.
 
     ``kwargs`` go to `Lanczos` (``min_iterations``, ``basis_dtype``,
     ``float64_dimension_limit``). For repeated calls on the same problem,
     construct a `Lanczos` once and call it instead.
     """
-    solver = Lanczos(dimension, max_iterations=max_iterations, k=k, tolerance=tolerance,
-                     return_vectors=return_vectors, seed=seed, **kwargs)
+    solver = Lanczos(
+        dimension,
+        max_iterations=max_iterations,
+        k=k,
+        tolerance=tolerance,
+        return_vectors=return_vectors,
+        seed=seed,
+        **kwargs,
+    )
     return solver(matvec, initial_vector=initial_vector)

@@ -89,9 +89,9 @@ class _Terms:
 
     def __init__(self, dimension):
         self.values = []
-        self.frobenius = 0.0                 # Σ_i ‖A z_i‖²
+        self.frobenius = 0.0  # Σ_i ‖A z_i‖²
         self.diagonal = np.zeros(dimension)  # Σ_i z_i ⊙ A z_i
-        self.diagonal_squares = 0.0          # Σ_i ‖z_i ⊙ A z_i‖²
+        self.diagonal_squares = 0.0  # Σ_i ‖z_i ⊙ A z_i‖²
 
     def add(self, z, product):
         """One term, from a Rademacher z and A z."""
@@ -112,8 +112,14 @@ class _Terms:
 
     def estimate(self, sketch_trace, num_products, estimator):
         samples = np.asarray(self.values, dtype=np.float64)
-        return TraceEstimate(float(sketch_trace + np.mean(samples)), self.standard_error(), int(num_products),
-                             estimator, samples, float(sketch_trace))
+        return TraceEstimate(
+            float(sketch_trace + np.mean(samples)),
+            self.standard_error(),
+            int(num_products),
+            estimator,
+            samples,
+            float(sketch_trace),
+        )
 
 
 @renamed(num_samples="num_products")
@@ -178,8 +184,9 @@ def hutch_plus_plus(matvec, dimension, num_products=99, seed=0):
 
 
 @renamed(num_samples="num_products", method="estimator")
-def hessian_trace(model, data=None, loss=None, preconditioner=None, num_products=100, estimator="hutch++", seed=0,
-                  **operator_kwargs):
+def hessian_trace(
+    model, data=None, loss=None, preconditioner=None, num_products=100, estimator="hutch++", seed=0, **operator_kwargs
+):
     """tr(H), or tr(P⁻¹H) with a preconditioner, of the loss over the probe set `data`.
 
     Args:

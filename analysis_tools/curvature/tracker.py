@@ -102,8 +102,7 @@ ESTIMATORS = ("update_curvature", "critical_sharpness", "power_iteration", "batc
 _PROBE_ESTIMATORS = ("critical_sharpness", "power_iteration", "batch_sharpness")
 # Relative changes of a float32 loss below this are rounding: a root whose loss is this close to L(θ_t) is final.
 _LOSS_RESOLUTION = 1e-6
-_PROBE_OPTIONS = ("loss", "batch_size", "mode", "dropout", "include_regularization", "jit_compile",
-                  "differentiation")
+_PROBE_OPTIONS = ("loss", "batch_size", "mode", "dropout", "include_regularization", "jit_compile", "differentiation")
 
 
 @dataclasses.dataclass
@@ -144,11 +143,15 @@ class _UpdateSecant:
         self.optimizer = optimizer
         self.variables = list(variables)
         self.preconditioned = preconditioned
-        local = dict(trainable=False, synchronization=tf.VariableSynchronization.ON_READ,
-                     aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA)
+        local = dict(
+            trainable=False,
+            synchronization=tf.VariableSynchronization.ON_READ,
+            aggregation=tf.VariableAggregation.ONLY_FIRST_REPLICA,
+        )
         with strategy.scope(), tf.init_scope():
-            self.update = [tf.Variable(tf.zeros(v.shape, tf.float32), name="tracker_update", **local)
-                           for v in self.variables]
+            self.update = [
+                tf.Variable(tf.zeros(v.shape, tf.float32), name="tracker_update", **local) for v in self.variables
+            ]
             # ⟨g_t, Δ_t⟩, ⟨Δ_t, P_t Δ_t⟩, ⟨Δ_t, Δ_t⟩, and 1 once Δ_t is known.
             self.state = tf.Variable(tf.zeros([4], tf.float32), name="tracker_state", **local)
             # (preconditioned, raw) curvature of the latest secant; NaN before the second step.
@@ -162,8 +165,11 @@ class _UpdateSecant:
     @staticmethod
     def _dot(first, second):
         """Σ over the variables of ⟨first, second⟩ in float32 (None entries skipped)."""
-        terms = [tf.reduce_sum(tf.cast(a, tf.float32) * tf.cast(b, tf.float32))
-                 for a, b in zip(first, second) if a is not None and b is not None]
+        terms = [
+            tf.reduce_sum(tf.cast(a, tf.float32) * tf.cast(b, tf.float32))
+            for a, b in zip(first, second)
+            if a is not None and b is not None
+        ]
         return tf.add_n(terms) if terms else tf.zeros([], tf.float32)
 
     @staticmethod
@@ -183,8 +189,9 @@ class _UpdateSecant:
         previous, metric, raw_metric, known = tf.unstack(self.state.read_value())
         numerator = self._summed(self._dot(self._ordered(gradients), self.update)) - previous
         nan = tf.constant(math.nan, tf.float32)
-        self.estimates.assign(tf.where(known > 0.0, tf.stack([numerator / metric, numerator / raw_metric]),
-                                       tf.stack([nan, nan])))
+        self.estimates.assign(
+            tf.where(known > 0.0, tf.stack([numerator / metric, numerator / raw_metric]), tf.stack([nan, nan]))
+        )
         for update, variable in zip(self.update, self.variables):
             update.assign(tf.cast(variable.value, tf.float32))
 
@@ -199,8 +206,10 @@ class _UpdateSecant:
                 given = [g if g is None else self._summed(tf.convert_to_tensor(g)) for g in ordered]
             preconditioner = preconditioner_of(self.optimizer, self.variables, given)
             # P Δ with 0 where Δ = 0: a coordinate the optimizer does not move may have P = +inf (ACClip's).
-            metric = self._dot([tf.math.multiply_no_nan(tf.cast(p, tf.float32), u)
-                                for u, p in zip(self.update, preconditioner)], self.update)
+            metric = self._dot(
+                [tf.math.multiply_no_nan(tf.cast(p, tf.float32), u) for u, p in zip(self.update, preconditioner)],
+                self.update,
+            )
         else:
             metric = tf.constant(math.nan, tf.float32)
         raw_metric = self._dot(self.update, self.update)
@@ -277,9 +286,20 @@ class SharpnessTracker(StepMeasurementCallback):
             (it has no single learning rate η_t for λ_c = 2/η_c).
     """
 
-    def __init__(self, data=None, estimators=("update_curvature",), every_n_steps=1, raw=True,
-                 preconditioned=True, num_products=3, num_forward_passes=6, tolerance=1e-3, seed=0,
-                 log_dir=None, **probe_options):
+    def __init__(
+        self,
+        data=None,
+        estimators=("update_curvature",),
+        every_n_steps=1,
+        raw=True,
+        preconditioned=True,
+        num_products=3,
+        num_forward_passes=6,
+        tolerance=1e-3,
+        seed=0,
+        log_dir=None,
+        **probe_options,
+    ):
         super().__init__(every_n_steps=every_n_steps, log_dir=log_dir)
         estimators = (estimators,) if isinstance(estimators, str) else tuple(estimators)
         unknown = [name for name in estimators if name not in ESTIMATORS]
@@ -289,8 +309,10 @@ class SharpnessTracker(StepMeasurementCallback):
         if needs_data and data is None:
             raise ValueError(f"{needs_data} measure on a probe set: pass `data`.")
         if data is not None and not needs_data:
-            raise ValueError("`data` is a probe set for 'critical_sharpness' or 'power_iteration', which "
-                             f"`estimators={estimators!r}` does not include.")
+            raise ValueError(
+                "`data` is a probe set for 'critical_sharpness' or 'power_iteration', which "
+                f"`estimators={estimators!r}` does not include."
+            )
         if int(num_forward_passes) < 3:
             raise ValueError(f"`num_forward_passes` must be >= 3 (L(θ_t) and a bracket), got {num_forward_passes}.")
         for name in ("power_iteration", "batch_sharpness"):
@@ -302,8 +324,10 @@ class SharpnessTracker(StepMeasurementCallback):
         if extra:
             raise ValueError(f"Unknown options {extra}; the probe-set options are {list(_PROBE_OPTIONS)}.")
         if probe_options and not needs_data:
-            raise ValueError(f"{sorted(probe_options)} are options of the probe-set estimators, which "
-                             f"`estimators={estimators!r}` does not include.")
+            raise ValueError(
+                f"{sorted(probe_options)} are options of the probe-set estimators, which "
+                f"`estimators={estimators!r}` does not include."
+            )
         self.data = data
         self.estimators = estimators
         self.raw = bool(raw)
@@ -331,11 +355,15 @@ class SharpnessTracker(StepMeasurementCallback):
         model = self.model
         optimizer = _unwrap(model.optimizer)
         if getattr(optimizer, "gradient_accumulation_steps", None):
-            raise ValueError("SharpnessTracker does not support `gradient_accumulation_steps`: the optimizer's "
-                             "`apply` then accumulates, and the weights move only every k-th call.")
+            raise ValueError(
+                "SharpnessTracker does not support `gradient_accumulation_steps`: the optimizer's "
+                "`apply` then accumulates, and the weights move only every k-th call."
+            )
         if "critical_sharpness" in self.estimators and isinstance(optimizer, keras.optimizers.MultiOptimizer):
-            raise ValueError("'critical_sharpness' needs one learning rate η_t (λ_c = 2/η_c); a MultiOptimizer "
-                             "has one per sub-optimizer.")
+            raise ValueError(
+                "'critical_sharpness' needs one learning rate η_t (λ_c = 2/η_c); a MultiOptimizer "
+                "has one per sub-optimizer."
+            )
         new_model = self._built_for is None or self._built_for[0] is not model
         self._built_for = (model, optimizer)
         self._variables = list(model.trainable_variables)
@@ -360,8 +388,14 @@ class SharpnessTracker(StepMeasurementCallback):
         """The probe set, its loss and operators: traced once per model, whatever optimizer trains it."""
         strategy = model.distribute_strategy
         options = {key: value for key, value in self.probe_options.items() if key != "differentiation"}
-        model_loss = ModelLoss(model, options.get("loss"), options.get("mode", "train"), options.get("dropout", True),
-                               options.get("include_regularization", True), "its loss")
+        model_loss = ModelLoss(
+            model,
+            options.get("loss"),
+            options.get("mode", "train"),
+            options.get("dropout", True),
+            options.get("include_regularization", True),
+            "its loss",
+        )
         check_data(model_loss, self.data, options.get("batch_size"), "the probe set")
         self._probe = ProbeSet(self.data, options.get("batch_size"), strategy)
         self._model_loss = model_loss
@@ -373,11 +407,12 @@ class SharpnessTracker(StepMeasurementCallback):
         if "batch_sharpness" in self.estimators:
             size = self._probe.batch_size
             count = self._probe.num_examples // size
-            self._batches = [tf.nest.map_structure(lambda a, i=i: a[i * size:(i + 1) * size], tuple(self.data))
-                             for i in range(count)]
+            self._batches = [
+                tf.nest.map_structure(lambda a, i=i: a[i * size : (i + 1) * size], tuple(self.data))
+                for i in range(count)
+            ]
             self._batch_probe = ProbeSet(self._batches[0], size, strategy)
-            self._batch_operator = curvature_operator(model, self._batch_probe, curvature="hessian",
-                                                      **operator_options)
+            self._batch_operator = curvature_operator(model, self._batch_probe, curvature="hessian", **operator_options)
 
     def detach(self):
         """Removes the in-step listeners from the optimizer (the next `fit` traces its train step again)."""
@@ -455,11 +490,15 @@ class SharpnessTracker(StepMeasurementCallback):
             if not math.isfinite(start):
                 reason = "the probe loss at θ_t is not finite"
             elif low is None:
-                reason = (f"the probe loss rose above L(θ_t) at every step length tried, down to {tried[0]:g} times "
-                          "the update: the update does not descend the probe loss (η_c is below that, if any)")
+                reason = (
+                    f"the probe loss rose above L(θ_t) at every step length tried, down to {tried[0]:g} times "
+                    "the update: the update does not descend the probe loss (η_c is below that, if any)"
+                )
             else:
-                reason = (f"the probe loss stayed at or below L(θ_t) at every step length tried, up to "
-                          f"{tried[-1]:g} times the update: η_c is above that")
+                reason = (
+                    f"the probe loss stayed at or below L(θ_t) at every step length tried, up to "
+                    f"{tried[-1]:g} times the update: η_c is above that"
+                )
             notes["critical_sharpness"] = f"{reason} ({len(evaluations)} evaluations)"
             return len(evaluations)
         previous = None
@@ -489,14 +528,16 @@ class SharpnessTracker(StepMeasurementCallback):
         problems = {}
         if self.preconditioned and self._uses_p():
             problems["power_preconditioned_sharpness"] = self._operator.preconditioned(
-                self.preconditioner(self._operator.variables))
+                self.preconditioner(self._operator.variables)
+            )
         if self.raw:
             problems["power_sharpness"] = self._operator
         for key, problem in problems.items():
             vector = self._vectors.get(key)
             if vector is None:
-                vector = tf.random.stateless_normal([problem.dimension],
-                                                    seed=[self.seed, int(key == "power_sharpness")], dtype=tf.float64)
+                vector = tf.random.stateless_normal(
+                    [problem.dimension], seed=[self.seed, int(key == "power_sharpness")], dtype=tf.float64
+                )
                 vector /= tf.norm(vector)
             if self.num_products > 1:
                 values[key], values[f"{key}_residual"], self._vectors[key] = self._krylov(problem, vector)
@@ -531,8 +572,9 @@ class SharpnessTracker(StepMeasurementCallback):
             scaled = operator.preconditioned(self.preconditioner(operator.variables))
             problems["preconditioned_batch_sharpness"] = (scaled, scaled.preconditioner_scale * gradient)
         for key, (problem, direction) in problems.items():
-            values[key] = float(tf.tensordot(direction, problem.matvec(direction), 1) /
-                                tf.tensordot(direction, direction, 1))
+            values[key] = float(
+                tf.tensordot(direction, problem.matvec(direction), 1) / tf.tensordot(direction, direction, 1)
+            )
         return len(problems)
 
     def measure(self):

@@ -75,8 +75,9 @@ class SymmetricAlphaStable(tfd.AutoCompositeTensorDistribution):
         name: Name scope of the ops.
     """
 
-    def __init__(self, alpha, scale=1.0, loc=0.0, validate_args=False, allow_nan_stats=True,
-                 name="SymmetricAlphaStable"):
+    def __init__(
+        self, alpha, scale=1.0, loc=0.0, validate_args=False, allow_nan_stats=True, name="SymmetricAlphaStable"
+    ):
         parameters = dict(locals())
         with tf.name_scope(name) as name:
             dtype = dtype_util.common_dtype([alpha, scale, loc], dtype_hint=tf.float32)
@@ -99,7 +100,8 @@ class SymmetricAlphaStable(tfd.AutoCompositeTensorDistribution):
                 # In the parameter's dtype: a Sigmoid from Python floats is float32, and would refuse
                 # float64 parameters (`make_trainable(..., parameter_dtype=tf.float64)`).
                 default_constraining_bijector_fn=lambda: tfb.Sigmoid(
-                    low=tf.constant(0.0, dtype), high=tf.constant(2.0, dtype))
+                    low=tf.constant(0.0, dtype), high=tf.constant(2.0, dtype)
+                )
             ),
             scale=parameter_properties.ParameterProperties(
                 default_constraining_bijector_fn=lambda: tfb.Softplus(low=dtype_util.eps(dtype))
@@ -139,8 +141,7 @@ class SymmetricAlphaStable(tfd.AutoCompositeTensorDistribution):
         tiny = np.finfo(np.float64).tiny
         v = samplers.uniform(shape, minval=-half_pi, maxval=half_pi, dtype=tf.float64, seed=angle_seed)
         v = tf.clip_by_value(v, -half_pi + 1e-12, half_pi - 1e-12)
-        w = -tf.math.log(samplers.uniform(shape, minval=tiny, maxval=1.0, dtype=tf.float64,
-                                          seed=exponential_seed))
+        w = -tf.math.log(samplers.uniform(shape, minval=tiny, maxval=1.0, dtype=tf.float64, seed=exponential_seed))
         a = tf.broadcast_to(tf.cast(alpha, tf.float64), shape)
         log_cos_v = tf.math.log(tf.cos(v))
         # (1 − α)/α · log(cos((1 − α)V) / W), zero at α = 1 (Cauchy).
@@ -160,8 +161,9 @@ class SymmetricAlphaStable(tfd.AutoCompositeTensorDistribution):
         alpha = tf.broadcast_to(self.alpha, prefer_static.shape(loc))
         if self.allow_nan_stats:
             return tf.where(alpha > 1.0, loc, tf.constant(np.nan, self.dtype))
-        with tf.control_dependencies([tf.debugging.assert_greater(
-                alpha, tf.ones([], self.dtype), message="The mean exists only for alpha > 1.")]):
+        with tf.control_dependencies(
+            [tf.debugging.assert_greater(alpha, tf.ones([], self.dtype), message="The mean exists only for alpha > 1.")]
+        ):
             return tf.identity(loc)
 
     def _variance(self):
@@ -176,8 +178,9 @@ class SymmetricAlphaStable(tfd.AutoCompositeTensorDistribution):
         if is_init != tensor_util.is_ref(self._alpha):
             alpha = tf.convert_to_tensor(self._alpha)
             checks.append(tf.debugging.assert_positive(alpha, message="`alpha` must be > 0."))
-            checks.append(tf.debugging.assert_less_equal(
-                alpha, tf.constant(2.0, self.dtype), message="`alpha` must be <= 2."))
+            checks.append(
+                tf.debugging.assert_less_equal(alpha, tf.constant(2.0, self.dtype), message="`alpha` must be <= 2.")
+            )
         if is_init != tensor_util.is_ref(self._scale):
             checks.append(tf.debugging.assert_positive(self._scale, message="`scale` must be > 0."))
         return checks

@@ -135,13 +135,29 @@ class GradientNoiseCallback(MeasurementCallback):
     tail_index_method = renamed_attribute("tail_index_method", "tail_index_estimator")
 
     @renamed(tail_index_method="tail_index_estimator")
-    def __init__(self, data, every_n_epochs=None, batch_size=32, num_batches=100, loss=None,
-                 num_coordinates=1000, tail_index_estimator="simsekli", bins=30, at_start=True,
-                 log_dir=None, prefix="noise_", mode="train", seed=0, per_layer=False, jit_compile=True,
-                 every_n_steps=None):
+    def __init__(
+        self,
+        data,
+        every_n_epochs=None,
+        batch_size=32,
+        num_batches=100,
+        loss=None,
+        num_coordinates=1000,
+        tail_index_estimator="simsekli",
+        bins=30,
+        at_start=True,
+        log_dir=None,
+        prefix="noise_",
+        mode="train",
+        seed=0,
+        per_layer=False,
+        jit_compile=True,
+        every_n_steps=None,
+    ):
         if every_n_epochs is not None and every_n_steps is not None:
             raise ValueError(
-                f"Give one of `every_n_epochs` and `every_n_steps`, got {every_n_epochs} and {every_n_steps}.")
+                f"Give one of `every_n_epochs` and `every_n_steps`, got {every_n_epochs} and {every_n_steps}."
+            )
         if every_n_steps is None and every_n_epochs is None:
             every_n_epochs = 1
         super().__init__(every_n_steps=every_n_steps, every_n_epochs=every_n_epochs, log_dir=log_dir)
@@ -193,8 +209,16 @@ class GradientNoiseCallback(MeasurementCallback):
             epoch = self._epochs_done
         step = self.optimizer_steps()
         noise = self._sampler_for().sample(
-            self.data, self.batch_size, self.num_batches, "full", None, self.num_coordinates,
-            self.per_layer, False, self.seed + len(self.records))
+            self.data,
+            self.batch_size,
+            self.num_batches,
+            "full",
+            None,
+            self.num_coordinates,
+            self.per_layer,
+            False,
+            self.seed + len(self.records),
+        )
         norms = noise.norms
         counts, edges = np.histogram(norms, bins=self.bins)
         median = float(np.median(norms))

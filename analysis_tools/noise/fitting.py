@@ -132,13 +132,15 @@ def _maximize(log_likelihood, data, starts):
     The L-BFGS loop of each law is traced once per process and reused.
     """
     if log_likelihood not in _MINIMIZERS:
+
         @tf.function(reduce_retracing=True)
         def minimize(start, samples):
             def value_and_gradient(position):
                 return tfp.math.value_and_gradient(lambda p: -log_likelihood(p, samples), position)
 
-            return tfp.optimizer.lbfgs_minimize(value_and_gradient, initial_position=start,
-                                                tolerance=1e-10, max_iterations=500)
+            return tfp.optimizer.lbfgs_minimize(
+                value_and_gradient, initial_position=start, tolerance=1e-10, max_iterations=500
+            )
 
         _MINIMIZERS[log_likelihood] = minimize
     data = tf.constant(data, tf.float64)
@@ -188,8 +190,7 @@ def _standard_errors(log_likelihood, position, data, natural):
         return {name: math.nan for name in values}
     variances = np.einsum("ij,jk,ik->i", jacobian, np.linalg.inv(information), jacobian)
     capped = stacked.numpy() >= math.exp(_LOG_MAX_DEGREES) * (1.0 - 1e-12)
-    return {name: math.sqrt(v) if v > 0 and not cap else math.nan
-            for name, v, cap in zip(values, variances, capped)}
+    return {name: math.sqrt(v) if v > 0 and not cap else math.nan for name, v, cap in zip(values, variances, capped)}
 
 
 def _nested(heavy_name, heavy_value, heavy_parameters, light, limit, n, standard_errors, distribution):
@@ -202,12 +203,20 @@ def _nested(heavy_name, heavy_value, heavy_parameters, light, limit, n, standard
     the family, has no standard error (NaN).
     """
     if heavy_value * n >= light.log_likelihood:
-        return _aic(heavy_name, heavy_parameters, heavy_value, n, standard_errors=standard_errors(),
-                    distribution=distribution())
+        return _aic(
+            heavy_name, heavy_parameters, heavy_value, n, standard_errors=standard_errors(), distribution=distribution()
+        )
     parameters = dict(light.parameters, **limit)
     errors = dict(light.standard_errors, **{name: math.nan for name in limit})
-    return _aic(heavy_name, parameters, light.log_likelihood / n, n, num_parameters=len(heavy_parameters),
-                standard_errors=errors, distribution=light.distribution)
+    return _aic(
+        heavy_name,
+        parameters,
+        light.log_likelihood / n,
+        n,
+        num_parameters=len(heavy_parameters),
+        standard_errors=errors,
+        distribution=light.distribution,
+    )
 
 
 def _student_t_parameters(p):
@@ -224,17 +233,29 @@ def _fit_coordinates(x):
     mu, sigma = float(np.mean(x)), float(np.std(x))
     # The Normal's MLE has a closed form, and so has its information: Var μ̂ = σ²/n, Var σ̂ = σ²/(2n).
     law = tfd.Normal(tf.constant(mu, tf.float64), tf.constant(sigma, tf.float64))
-    normal = _aic("normal", {"loc": mu, "scale": sigma}, float(tf.reduce_mean(law.log_prob(x))), n,
-                  standard_errors={"loc": sigma / math.sqrt(n), "scale": sigma / math.sqrt(2.0 * n)},
-                  distribution=law)
+    normal = _aic(
+        "normal",
+        {"loc": mu, "scale": sigma},
+        float(tf.reduce_mean(law.log_prob(x))),
+        n,
+        standard_errors={"loc": sigma / math.sqrt(n), "scale": sigma / math.sqrt(2.0 * n)},
+        distribution=law,
+    )
     median = float(np.median(x))
     spread = 1.4826 * float(np.median(np.abs(x - median))) or sigma
     starts = [[math.log(df), median, math.log(spread)] for df in (2.0, 30.0)]
     value, p = _maximize(_student_t, x, starts)
     parameters = {name: float(v) for name, v in _student_t_parameters(tf.constant(p)).items()}
-    heavy = _nested("student_t", value, parameters, normal, {"df": math.inf}, n,
-                    lambda: _standard_errors(_student_t, p, x, _student_t_parameters),
-                    lambda: tfd.StudentT(*(tf.constant(parameters[k], tf.float64) for k in ("df", "loc", "scale"))))
+    heavy = _nested(
+        "student_t",
+        value,
+        parameters,
+        normal,
+        {"df": math.inf},
+        n,
+        lambda: _standard_errors(_student_t, p, x, _student_t_parameters),
+        lambda: tfd.StudentT(*(tf.constant(parameters[k], tf.float64) for k in ("df", "loc", "scale"))),
+    )
     return normal, heavy
 
 
@@ -252,9 +273,15 @@ def _log_t_norm(r, k, s, nu):
     """log density of r = s·sqrt(k F(k, ν)) (the module docstring's f)."""
     k, s, nu = (_as(v, r.dtype) for v in (k, s, nu))
     u = tf.square(r / s)
-    return (math.log(2.0) + tf.math.log(r) - 2.0 * tf.math.log(s) + (k / 2.0 - 1.0) * tf.math.log(u)
-            - (k + nu) / 2.0 * tf.math.log1p(u / nu) - k / 2.0 * tf.math.log(nu)
-            - tfp.math.lbeta(k / 2.0, nu / 2.0))
+    return (
+        math.log(2.0)
+        + tf.math.log(r)
+        - 2.0 * tf.math.log(s)
+        + (k / 2.0 - 1.0) * tf.math.log(u)
+        - (k + nu) / 2.0 * tf.math.log1p(u / nu)
+        - k / 2.0 * tf.math.log(nu)
+        - tfp.math.lbeta(k / 2.0, nu / 2.0)
+    )
 
 
 # Degrees of freedom beyond 1e8 are numerically meaningless here: the terms of
@@ -292,8 +319,7 @@ def _t_norm(p, r):
 
 def chi_norm_distribution(k, scale):
     """s·χ_k, the norm of a Gaussian vector (module docstring), as a float64 distribution."""
-    return tfd.TransformedDistribution(tfd.Chi(tf.constant(k, tf.float64)),
-                                       tfb.Scale(tf.constant(scale, tf.float64)))
+    return tfd.TransformedDistribution(tfd.Chi(tf.constant(k, tf.float64)), tfb.Scale(tf.constant(scale, tf.float64)))
 
 
 def t_norm_distribution(k, scale, df):
@@ -306,8 +332,9 @@ def t_norm_distribution(k, scale, df):
     k, scale, df = (tf.constant(v, tf.float64) for v in (k, scale, df))
     odds = tfb.Chain([tfb.Exp(), tfb.Invert(tfb.Sigmoid())])  # B ↦ B/(1 − B)
     return tfd.TransformedDistribution(
-        tfd.Beta(k / 2.0, df / 2.0), tfb.Chain([tfb.Scale(scale), tfb.Power(tf.constant(0.5, tf.float64)),
-                                                tfb.Scale(df), odds]))
+        tfd.Beta(k / 2.0, df / 2.0),
+        tfb.Chain([tfb.Scale(scale), tfb.Power(tf.constant(0.5, tf.float64)), tfb.Scale(df), odds]),
+    )
 
 
 def _fit_norms(r):
@@ -317,20 +344,35 @@ def _fit_norms(r):
     s0 = mean / math.sqrt(k0)
     value, p = _maximize(_chi, r, [[math.log(k0), math.log(s0)], [math.log(max(k0 / 4, 0.1)), math.log(s0)]])
     chi = {name: float(v) for name, v in _chi_parameters(tf.constant(p)).items()}
-    light = _aic("scaled_chi", chi, value, n, standard_errors=_standard_errors(_chi, p, r, _chi_parameters),
-                 distribution=chi_norm_distribution(chi["k"], chi["scale"]))
+    light = _aic(
+        "scaled_chi",
+        chi,
+        value,
+        n,
+        standard_errors=_standard_errors(_chi, p, r, _chi_parameters),
+        distribution=chi_norm_distribution(chi["k"], chi["scale"]),
+    )
     k_light, s_light = light.parameters["k"], light.parameters["scale"]
     # Heavy data make the χ fit's k useless as a start for the heavy law: also
     # start from a few dimensions, with s matching the median (r/s ≈ √k in the bulk).
     median = float(np.median(r))
-    starts = [[math.log(k), math.log(s), math.log(nu)]
-              for k, s in [(k_light, s_light)] + [(k, median / math.sqrt(k)) for k in (4.0, 32.0, 256.0)]
-              for nu in (2.0, 100.0)]
+    starts = [
+        [math.log(k), math.log(s), math.log(nu)]
+        for k, s in [(k_light, s_light)] + [(k, median / math.sqrt(k)) for k in (4.0, 32.0, 256.0)]
+        for nu in (2.0, 100.0)
+    ]
     value, p = _maximize(_t_norm, r, starts)
     t_norm = {name: float(v) for name, v in _t_norm_parameters(tf.constant(p)).items()}
-    heavy = _nested("multivariate_t_norm", value, t_norm, light, {"df": math.inf}, n,
-                    lambda: _standard_errors(_t_norm, p, r, _t_norm_parameters),
-                    lambda: t_norm_distribution(t_norm["k"], t_norm["scale"], t_norm["df"]))
+    heavy = _nested(
+        "multivariate_t_norm",
+        value,
+        t_norm,
+        light,
+        {"df": math.inf},
+        n,
+        lambda: _standard_errors(_t_norm, p, r, _t_norm_parameters),
+        lambda: t_norm_distribution(t_norm["k"], t_norm["scale"], t_norm["df"]),
+    )
     return light, heavy
 
 
@@ -359,11 +401,22 @@ def _fit_tail(magnitudes, tail_fraction):
     pareto = _aic("generalized_pareto", {"scale": scale, "shape": float(p[1])}, value, m)
     shape = pareto.parameters["shape"]
     heavy = pareto.aic < exponential.aic and shape > 0
-    errors = _standard_errors(_generalized_pareto, p, excess,
-                              lambda q: {"shape": q[1], "scale": _gpd_scale(q, largest)})
+    errors = _standard_errors(
+        _generalized_pareto, p, excess, lambda q: {"shape": q[1], "scale": _gpd_scale(q, largest)}
+    )
     distribution = tfd.GeneralizedPareto(*(tf.constant(v, tf.float64) for v in (threshold, scale, shape)))
-    return TailFit(threshold, m, shape, pareto.parameters["scale"], 1.0 / shape if shape > 0 else math.inf,
-                   pareto.aic, exponential.aic, heavy, errors, distribution)
+    return TailFit(
+        threshold,
+        m,
+        shape,
+        pareto.parameters["scale"],
+        1.0 / shape if shape > 0 else math.inf,
+        pareto.aic,
+        exponential.aic,
+        heavy,
+        errors,
+        distribution,
+    )
 
 
 def _strength(delta):
@@ -406,8 +459,10 @@ def fit_noise_distribution(samples, kind="auto", tail_fraction=None):
     delta = light.aic - heavy.aic
     best, other = (heavy, light) if delta > 0 else (light, heavy)
     per_sample = (heavy.log_likelihood - light.log_likelihood) / len(x)
-    verdict = (f"{best.name} is {_strength(delta)} {other.name} (ΔAIC = {abs(delta):.1f}, "
-               f"log-likelihood ratio {per_sample:+.4f} per sample); tail above the "
-               f"{1 - tail_fraction:.0%} quantile: ξ = {tail.shape:+.3f}"
-               + (f", a power tail with index {tail.tail_index:.2f}." if tail.heavy else ", no power tail."))
+    verdict = (
+        f"{best.name} is {_strength(delta)} {other.name} (ΔAIC = {abs(delta):.1f}, "
+        f"log-likelihood ratio {per_sample:+.4f} per sample); tail above the "
+        f"{1 - tail_fraction:.0%} quantile: ξ = {tail.shape:+.3f}"
+        + (f", a power tail with index {tail.tail_index:.2f}." if tail.heavy else ", no power tail.")
+    )
     return NoiseFit(kind, light, heavy, best.name, delta, per_sample, tail, verdict)

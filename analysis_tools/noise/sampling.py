@@ -132,8 +132,10 @@ class GradientNoise:
         if self.layer_norms is None:
             return None
         factor = _covariance_factor(self.batch_size, self.num_examples)
-        return {path: float(np.mean(np.square(norms, dtype=np.float64))) * factor
-                for path, norms in self.layer_norms.items()}
+        return {
+            path: float(np.mean(np.square(norms, dtype=np.float64))) * factor
+            for path, norms in self.layer_norms.items()
+        }
 
     @property
     def noise_scale(self):
@@ -209,8 +211,9 @@ class _NoiseSampler:
         """This replica's share of the mini-batch gradient: Σ_i mask_i ∇ℓ_i · scale (scale = 1 / |B|)."""
         with tf.GradientTape() as tape:
             tape.watch(trainable)
-            total = self.loss.share(trainable, non_trainable, x, y, mask, scale,
-                                    1.0 / self.strategy.num_replicas_in_sync)
+            total = self.loss.share(
+                trainable, non_trainable, x, y, mask, scale, 1.0 / self.strategy.num_replicas_in_sync
+            )
         return tuple(self.loss.gradients(tape, total, trainable, range(len(trainable))))
 
     def _replicas_for(self, batch_size):
@@ -228,16 +231,25 @@ class _NoiseSampler:
         kept = flat if keep_all else tf.zeros([0], flat.dtype)
         return tf.sqrt(tf.reduce_sum(layer_squares)), tf.sqrt(layer_squares), coordinates, kept
 
-    def sample(self, data, batch_size, num_batches, reference, reference_batch_size, num_coordinates,
-               per_layer, keep_batch_noise, seed):
+    def sample(
+        self,
+        data,
+        batch_size,
+        num_batches,
+        reference,
+        reference_batch_size,
+        num_coordinates,
+        per_layer,
+        keep_batch_noise,
+        seed,
+    ):
         """`gradient_noise` at the current weights, with this sampler's traced functions (`data` checked)."""
         num_examples = _num_examples(data)
         trainable, non_trainable = self.values()
         if isinstance(reference, str):
             if reference != "full":
                 raise ValueError(f'`reference` must be "full" or a list of tensors, got {reference!r}.')
-            reference = self.full_gradient(
-                    trainable, non_trainable, data, int(reference_batch_size or batch_size))
+            reference = self.full_gradient(trainable, non_trainable, data, int(reference_batch_size or batch_size))
         else:
             reference = [tf.cast(tf.convert_to_tensor(r), self.dtype) for r in reference]
             if [tuple(r.shape) for r in reference] != [tuple(v.shape) for v in self.variables]:
@@ -253,8 +265,15 @@ class _NoiseSampler:
             batch_sizes.add(count)
             batch, mask = self._replicas_for(count).pad((x, y), self.loss, "`data`")
             norm, layers, coordinate_values, flat = self.noise(
-                trainable, non_trainable, batch, mask, tf.constant(1.0 / count, self.dtype), reference,
-                indices_tensor, keep)
+                trainable,
+                non_trainable,
+                batch,
+                mask,
+                tf.constant(1.0 / count, self.dtype),
+                reference,
+                indices_tensor,
+                keep,
+            )
             norms.append(float(norm))
             if per_layer:
                 layer_norms.append(layers.numpy())
@@ -276,10 +295,12 @@ class _NoiseSampler:
             full_gradient_norm=math.sqrt(math.fsum(reference_squares)),
             batch_size=batch_sizes.pop() if len(batch_sizes) == 1 else None,
             num_examples=num_examples,
-            layer_norms=({v.path: column for v, column in zip(self.variables, np.array(layer_norms).T)}
-                         if per_layer else None),
-            layer_gradient_norms=({v.path: math.sqrt(s) for v, s in zip(self.variables, reference_squares)}
-                                  if per_layer else None),
+            layer_norms=(
+                {v.path: column for v, column in zip(self.variables, np.array(layer_norms).T)} if per_layer else None
+            ),
+            layer_gradient_norms=(
+                {v.path: math.sqrt(s) for v, s in zip(self.variables, reference_squares)} if per_layer else None
+            ),
             coordinates=np.array(coordinates) if len(indices) else None,
             coordinate_indices=indices if len(indices) else None,
             batch_noise=batch_noise,
@@ -314,9 +335,23 @@ def _num_examples(data):
     return sizes.pop()
 
 
-def gradient_noise(model, data, loss=None, batch_size=32, num_batches=100, reference="full",
-                   reference_batch_size=None, num_coordinates=0, per_layer=False, keep_batch_noise=False,
-                   mode="train", dropout=False, include_regularization=True, seed=0, jit_compile=True):
+def gradient_noise(
+    model,
+    data,
+    loss=None,
+    batch_size=32,
+    num_batches=100,
+    reference="full",
+    reference_batch_size=None,
+    num_coordinates=0,
+    per_layer=False,
+    keep_batch_noise=False,
+    mode="train",
+    dropout=False,
+    include_regularization=True,
+    seed=0,
+    jit_compile=True,
+):
     """Samples the mini-batch gradient noise ξ_B = g_B − ∇f at the model's current weights.
 
     Args:
@@ -362,8 +397,17 @@ def gradient_noise(model, data, loss=None, batch_size=32, num_batches=100, refer
     sampler = _NoiseSampler(model, loss, mode, dropout, include_regularization, jit_compile)
     _num_examples(data)
     check_data(sampler.loss, data, int(batch_size), "`data`")
-    return sampler.sample(data, batch_size, num_batches, reference, reference_batch_size, num_coordinates,
-                          per_layer, keep_batch_noise, seed)
+    return sampler.sample(
+        data,
+        batch_size,
+        num_batches,
+        reference,
+        reference_batch_size,
+        num_coordinates,
+        per_layer,
+        keep_batch_noise,
+        seed,
+    )
 
 
 class EmpiricalVariance(NamedTuple):

@@ -191,8 +191,12 @@ def simsekli(x, block_size=None, num_permutations=10, seed=0):
     within = float(np.var((np.asarray(log_y) - float(log_x)) / log_k, ddof=1)) if permutations > 1 else 0.0
     variance = max(one_blocking - within * (1.0 - 1.0 / permutations), one_blocking / permutations)
     alpha = 1.0 / inverse
-    return float(alpha), {"block_size": k, "num_blocks": blocks, "num_permutations": permutations,
-                          "standard_error": float(alpha * alpha * math.sqrt(variance))}
+    return float(alpha), {
+        "block_size": k,
+        "num_blocks": blocks,
+        "num_permutations": permutations,
+        "standard_error": float(alpha * alpha * math.sqrt(variance)),
+    }
 
 
 def _characteristic_function_1d(x, num_points):
@@ -219,7 +223,8 @@ def _characteristic_function_1d(x, num_points):
         )
     log_t, log_y = tf.math.log(t), tf.math.log(minus_log)
     slope = tf.reduce_sum((log_t - tf.reduce_mean(log_t)) * (log_y - tf.reduce_mean(log_y))) / tf.reduce_sum(
-        tf.square(log_t - tf.reduce_mean(log_t)))
+        tf.square(log_t - tf.reduce_mean(log_t))
+    )
     return float(slope), (float(t[0]), float(t[-1]))
 
 
@@ -242,8 +247,12 @@ def _jackknife_standard_error(estimate, x, seed):
     """
     n = int(tf.shape(x)[0])
     order = np.random.default_rng(seed + 1).permutation(n)
-    estimates = np.array([estimate(tf.gather(x, np.setdiff1d(order, group, assume_unique=True)))
-                          for group in np.array_split(order, JACKKNIFE_GROUPS)])
+    estimates = np.array(
+        [
+            estimate(tf.gather(x, np.setdiff1d(order, group, assume_unique=True)))
+            for group in np.array_split(order, JACKKNIFE_GROUPS)
+        ]
+    )
     groups = len(estimates)
     return float(math.sqrt((groups - 1) / groups * np.sum((estimates - estimates.mean()) ** 2)))
 
@@ -272,8 +281,12 @@ def characteristic_function(x, num_points=10, num_directions=8, seed=0):
             f"{num_directions} projections, e.g. {results[0][1]}."
         )
     error = _jackknife_standard_error(lambda rows: np.nanmean([a for a, _ in per_direction(rows)]), x, seed)
-    return float(np.nanmean(estimates)), {"num_points": num_points, "num_directions": num_directions,
-                                          "per_direction": estimates, "standard_error": error}
+    return float(np.nanmean(estimates)), {
+        "num_points": num_points,
+        "num_directions": num_directions,
+        "per_direction": estimates,
+        "standard_error": error,
+    }
 
 
 # Magnitudes whose mean log-excess over the threshold is below this are tied up to rounding (a few
@@ -316,12 +329,18 @@ def hill(x, min_tail=10, max_tail_fraction=0.1, num_candidates=60):
     # 5ξ²/k (nested Hill estimates: Var ξ̂(j) = ξ²/j, Cov = ξ²/max).
     half = k // 2
     xi = 2.0 * float(cumulative[half - 1] - half * logs[half]) / half - 1.0 / hill_alpha
-    parameters = {"k": k, "threshold": threshold, "ks_distance": distance, "hill": hill_alpha,
-                  "hill_standard_error": hill_alpha / math.sqrt(k)}
+    parameters = {
+        "k": k,
+        "threshold": threshold,
+        "ks_distance": distance,
+        "hill": hill_alpha,
+        "hill_standard_error": hill_alpha / math.sqrt(k),
+    }
     if not xi > 0:
         # ξ ≤ 0 is a light tail (Gumbel or Weibull domain): no power tail, an infinite index.
-        return math.inf, dict(parameters, standard_error=math.nan,
-                              note=f"the bias-reduced ξ = 1/α is {xi:.3g} ≤ 0: no power tail")
+        return math.inf, dict(
+            parameters, standard_error=math.nan, note=f"the bias-reduced ξ = 1/α is {xi:.3g} ≤ 0: no power tail"
+        )
     alpha = 1.0 / xi
     return alpha, dict(parameters, standard_error=math.sqrt(5.0) * alpha / math.sqrt(k))
 
@@ -359,5 +378,11 @@ def tail_index(samples, estimator="simsekli", **options):
     x = _as_samples(samples)
     raw, parameters = estimators[estimator](x, **options)
     alpha = raw if estimator == "hill" or not raw > 2.0 else 2.0
-    return TailIndex(alpha=alpha, unclipped=raw, estimator=estimator, num_samples=int(tf.shape(x)[0]),
-                     parameters=parameters, standard_error=parameters.pop("standard_error"))
+    return TailIndex(
+        alpha=alpha,
+        unclipped=raw,
+        estimator=estimator,
+        num_samples=int(tf.shape(x)[0]),
+        parameters=parameters,
+        standard_error=parameters.pop("standard_error"),
+    )

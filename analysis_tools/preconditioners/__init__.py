@@ -176,12 +176,19 @@ def _read_per_variable(function, optimizer, variables, gradients, protocol, need
     """
     variables = list(variables)
     return _dispatch(
-        optimizer, function.__name__,
+        optimizer,
+        function.__name__,
         multi=lambda multi: _by_sub_optimizer(multi, variables, gradients, function),
         protocol=lambda optimizer: protocol(optimizer, variables),
         keras_rule=lambda optimizer, rule: _per_variable(
-            optimizer, variables, gradients, function.__name__, needs_gradient(rule, optimizer),
-            getattr(rule, compute), at_start),
+            optimizer,
+            variables,
+            gradients,
+            function.__name__,
+            needs_gradient(rule, optimizer),
+            getattr(rule, compute),
+            at_start,
+        ),
     )
 
 
@@ -218,7 +225,9 @@ def last_learning_rate_of(optimizer, variables=None):
                 "`variables` to get the η_t of each variable's sub-optimizer."
             )
         return _by_sub_optimizer(
-            optimizer, variables, None,
+            optimizer,
+            variables,
+            None,
             lambda sub, block, _: [_last_learning_rate(sub)] * len(block),
         )
     if variables is not None:
@@ -275,14 +284,23 @@ def preconditioner_of(optimizer, variables, gradients=None):
         ValueError: if the optimizer is not built, a variable is unknown to
             it, or Adafactor's `gradients` are missing after the first update.
     """
+
     def protocol(optimizer, variables):
         if not getattr(optimizer, "preconditioner_needs_gradient", False):
             return [optimizer.preconditioner(variable) for variable in variables]
         given = _gradient_list(gradients, variables) or [None] * len(variables)
         return [optimizer.preconditioner(variable, gradient) for variable, gradient in zip(variables, given)]
 
-    return _read_per_variable(preconditioner_of, optimizer, variables, gradients, protocol,
-                              lambda rule, optimizer: rule.p_needs_gradient(optimizer), "preconditioner", ops.ones)
+    return _read_per_variable(
+        preconditioner_of,
+        optimizer,
+        variables,
+        gradients,
+        protocol,
+        lambda rule, optimizer: rule.p_needs_gradient(optimizer),
+        "preconditioner",
+        ops.ones,
+    )
 
 
 def momentum_of(optimizer, variables, gradients=None):
@@ -329,6 +347,7 @@ def momentum_of(optimizer, variables, gradients=None):
         ValueError: if the optimizer is not built, a variable is unknown to
             it, or needed `gradients` are missing after the first update.
     """
+
     def protocol(optimizer, variables):
         if not callable(getattr(optimizer, "momentum", None)):
             raise TypeError(
@@ -341,8 +360,16 @@ def momentum_of(optimizer, variables, gradients=None):
             return [optimizer.momentum(variable) for variable in variables]
         return [optimizer.momentum(v, g) for v, g in zip(variables, given)]
 
-    return _read_per_variable(momentum_of, optimizer, variables, gradients, protocol,
-                              lambda rule, optimizer: rule.u_needs_gradient(optimizer), "momentum", ops.zeros)
+    return _read_per_variable(
+        momentum_of,
+        optimizer,
+        variables,
+        gradients,
+        protocol,
+        lambda rule, optimizer: rule.u_needs_gradient(optimizer),
+        "momentum",
+        ops.zeros,
+    )
 
 
 def stability_threshold_of(optimizer):
@@ -402,6 +429,7 @@ def stability_threshold_of(optimizer):
         ValueError: for a MultiOptimizer that is not built and names no
             sub-optimizer yet (a callable optimizer map).
     """
+
     def multi(optimizer):
         optimizers = _sub_optimizers(optimizer)
         forms = {_frozen_form(sub) for sub in optimizers}
@@ -508,6 +536,7 @@ def second_moment_of(optimizer):
         ValueError: for a MultiOptimizer that is not built and names no
             sub-optimizer yet (a callable optimizer map).
     """
+
     def multi(optimizer):
         moments = {second_moment_of(sub) for sub in _sub_optimizers(optimizer)}
         return moments.pop() if len(moments) == 1 else SecondMoment(SecondMoment.NONE)
@@ -522,8 +551,9 @@ def second_moment_of(optimizer):
             )
         return moment
 
-    return _dispatch(optimizer, "second_moment_of", multi, protocol,
-                     lambda optimizer, rule: rule.second_moment(optimizer))
+    return _dispatch(
+        optimizer, "second_moment_of", multi, protocol, lambda optimizer, rule: rule.second_moment(optimizer)
+    )
 
 
 def preconditioner_unavailable(optimizer):

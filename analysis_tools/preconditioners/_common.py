@@ -38,22 +38,19 @@ def _has_protocol(optimizer):
 
 def _unsupported(optimizer, function):
     return TypeError(
-        f"`{function}` does not support {type(optimizer).__module__}."
-        f"{type(optimizer).__name__}. {_SUPPORTED_MESSAGE}"
+        f"`{function}` does not support {type(optimizer).__module__}.{type(optimizer).__name__}. {_SUPPORTED_MESSAGE}"
     )
 
 
 def _not_built(optimizer):
     return ValueError(
-        f"{type(optimizer).__name__} is not built yet: call "
-        "`optimizer.build(variables)` or take a step first."
+        f"{type(optimizer).__name__} is not built yet: call `optimizer.build(variables)` or take a step first."
     )
 
 
 def _unknown_variable(variable, optimizer):
     return ValueError(
-        f"Variable {getattr(variable, 'name', variable)!r} is not one the "
-        f"optimizer {optimizer.name!r} was built with."
+        f"Variable {getattr(variable, 'name', variable)!r} is not one the optimizer {optimizer.name!r} was built with."
     )
 
 

@@ -269,9 +269,7 @@ class _Adafactor(_Rule):
         opt = ctx.optimizer
         v = ctx.slot(opt._v)
         normalized = ctx.gradient / ops.sqrt(v)
-        clip = ops.maximum(
-            ctx.constant(1.0), _rms(normalized) / ctx.constant(opt.clip_threshold)
-        )
+        clip = ops.maximum(ctx.constant(1.0), _rms(normalized) / ctx.constant(opt.clip_threshold))
         clipped = normalized / clip
         rho = ops.minimum(ctx.eta, 1.0 / ops.sqrt(ctx.t))
         # s = max(ε2, RMS(x_{t-1})) from x_t = x_{t-1} - ρ s û.
@@ -373,14 +371,14 @@ _RULES = {
 
 _NO_DIAGONAL_P = {
     keras.optimizers.Lion: "its step is η · sign(c) of an interpolation c of momentum and gradient: a sign, "
-                           "not a division by a preconditioner (sign descent has no P; the tf_adaptive sign "
-                           "methods state their own convention)",
+    "not a division by a preconditioner (sign descent has no P; the tf_adaptive sign "
+    "methods state their own convention)",
     keras.optimizers.Muon: "its step on matrices is the orthogonalized momentum (Newton-Schulz), a whole-matrix "
-                           "map, not a per-coordinate division",
+    "map, not a per-coordinate division",
     keras.optimizers.Ftrl: "it sets the weights from accumulated sums (FTRL-proximal, dual averaging), not by a "
-                           "preconditioned step from the previous weights",
+    "preconditioned step from the previous weights",
     keras.optimizers.ScheduleFreeAdamW: "its weights are an interpolation of an averaged and a base sequence; "
-                                        "only the base sequence takes a preconditioned step, not the weights",
+    "only the base sequence takes a preconditioned step, not the weights",
 }
 
 
@@ -394,8 +392,9 @@ def _rule(optimizer, function):
     if rule is None:
         reason = _NO_DIAGONAL_P.get(cls)
         if reason is not None:
-            raise TypeError(f"`{function}` does not apply to keras.optimizers.{cls.__name__}: {reason}. "
-                            f"{_SUPPORTED_MESSAGE}")
+            raise TypeError(
+                f"`{function}` does not apply to keras.optimizers.{cls.__name__}: {reason}. {_SUPPORTED_MESSAGE}"
+            )
         raise _unsupported(optimizer, function)
     return rule
 

@@ -14,12 +14,16 @@ import types
 
 _IMPORTS = {
     "jax": (
-        ("import tensorflow as tf\n",
-         "from tensorflow_probability.python.internal.backend.jax.compat import v2 as tf\n"),
+        (
+            "import tensorflow as tf\n",
+            "from tensorflow_probability.python.internal.backend.jax.compat import v2 as tf\n",
+        ),
         ("import tensorflow_probability as tfp\n", "from tensorflow_probability.substrates import jax as tfp\n"),
         # The modules, not `...internal.reparameterization`, which TFP's substrates share with TensorFlow.
-        ("from tensorflow_probability.python.internal import ",
-         "from tensorflow_probability.substrates.jax.internal import "),
+        (
+            "from tensorflow_probability.python.internal import ",
+            "from tensorflow_probability.substrates.jax.internal import ",
+        ),
     ),
 }
 

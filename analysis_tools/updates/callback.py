@@ -248,8 +248,12 @@ class UpdateDistributionCallback(MeasurementCallback):
         if self.layers is None:
             chosen = layer_blocks(self.model)
         else:
-            chosen = [(layer.name, [layer]) for layer in (
-                find_layer(self.model, layer) if isinstance(layer, str) else layer for layer in self.layers)]
+            chosen = [
+                (layer.name, [layer])
+                for layer in (
+                    find_layer(self.model, layer) if isinstance(layer, str) else layer for layer in self.layers
+                )
+            ]
         watched = {}
         for name, layers in chosen:
             variables = [v for layer in layers for v in layer.trainable_weights]
@@ -288,8 +292,7 @@ class UpdateDistributionCallback(MeasurementCallback):
     def _read(self, name):
         """The watched coordinates of layer `name`, flattened, as a float32 tensor."""
         flat = tf.concat(
-            [tf.reshape(tf.cast(tf.convert_to_tensor(v.value), tf.float32), [-1])
-             for v in self._watched[name]],
+            [tf.reshape(tf.cast(tf.convert_to_tensor(v.value), tf.float32), [-1]) for v in self._watched[name]],
             axis=0,
         )
         indices = self._indices[name]

@@ -151,9 +151,9 @@ def _observed_information(x2, m):
     n = tf.cast(tf.size(x2), tf.float64)
     d = m - x2
     # ∂²/∂m² of −log B(1/2, (m−1)/2) − (1/2) log m, per sample.
-    normaliser = -0.25 * (
-        tf.math.polygamma(one, (m - 1.0) / 2.0) - tf.math.polygamma(one, m / 2.0)
-    ) + 0.5 / tf.square(m)
+    normaliser = -0.25 * (tf.math.polygamma(one, (m - 1.0) / 2.0) - tf.math.polygamma(one, m / 2.0)) + 0.5 / tf.square(
+        m
+    )
     # ∂²/∂m² of ((m−3)/2)(log(m − x²) − log m).
     shape = (1.0 / d - 1.0 / m) + ((m - 3.0) / 2.0) * (1.0 / tf.square(m) - 1.0 / tf.square(d))
     return -(n * normaliser + tf.reduce_sum(shape))
@@ -178,9 +178,7 @@ def _weighted_m_step(x, r, p0, max_iterations):
 
     def objective(p):
         y2 = tf.square(x - p[0])
-        floor = tf.maximum(
-            tf.reduce_max(tf.where(active, y2, tf.zeros_like(y2))), tf.constant(1.0, tf.float64)
-        )
+        floor = tf.maximum(tf.reduce_max(tf.where(active, y2, tf.zeros_like(y2))), tf.constant(1.0, tf.float64))
         s = tf.math.softplus(p[1]) + _tiny(floor)
         safe_y2 = tf.where(active, y2, tf.zeros_like(y2))
         ll = _log_density(safe_y2, floor, s)
@@ -196,9 +194,7 @@ def _weighted_m_step(x, r, p0, max_iterations):
     better = result.objective_value < start
     p = tf.where(better, result.position, p0)
     y2 = tf.square(x - p[0])
-    floor = tf.maximum(
-        tf.reduce_max(tf.where(active, y2, tf.zeros_like(y2))), tf.constant(1.0, tf.float64)
-    )
+    floor = tf.maximum(tf.reduce_max(tf.where(active, y2, tf.zeros_like(y2))), tf.constant(1.0, tf.float64))
     return p[0], floor + tf.math.softplus(p[1]) + _tiny(floor)
 
 
@@ -217,9 +213,7 @@ def _mixture_distribution(weights, locs, m, dtype):
 
 def _component_log_probs(x, locs, m):
     """[n, K] log f_{m_k}(x_i − μ_k) in float64."""
-    return AdaptiveUpdate(tf.constant(m, tf.float64)).log_prob(
-        x[:, tf.newaxis] - tf.constant(locs, tf.float64)
-    )
+    return AdaptiveUpdate(tf.constant(m, tf.float64)).log_prob(x[:, tf.newaxis] - tf.constant(locs, tf.float64))
 
 
 # Responsibilities below this do not hold a point inside a component's support
@@ -233,12 +227,7 @@ def _kmeans_1d(x, num_components, max_iterations=100):
     labels = np.zeros(x.shape[0], dtype=int)
     for _ in range(max_iterations):
         labels = np.argmin(np.abs(x[:, None] - centers[None, :]), axis=1)
-        new = np.array(
-            [
-                x[labels == k].mean() if np.any(labels == k) else centers[k]
-                for k in range(num_components)
-            ]
-        )
+        new = np.array([x[labels == k].mean() if np.any(labels == k) else centers[k] for k in range(num_components)])
         if np.allclose(new, centers, rtol=0.0, atol=1e-12):
             break
         centers = new

@@ -91,9 +91,7 @@ def _integration_range(x, distribution):
     """An interval that holds the samples and all but ~1e-10 of the distribution's mass."""
     x_min, x_max = x[0], x[-1]
     try:
-        ends = tf.cast(
-            distribution.quantile(tf.constant([1e-10, 1.0 - 1e-10], distribution.dtype)), tf.float64
-        )
+        ends = tf.cast(distribution.quantile(tf.constant([1e-10, 1.0 - 1e-10], distribution.dtype)), tf.float64)
         lo, hi = ends[0], ends[1]
     except NotImplementedError:
         try:

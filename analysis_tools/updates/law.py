@@ -158,7 +158,8 @@ def _cdf64(x, m):
     # Near the median. Every branch's inputs are kept where that branch is finite (and so are its
     # gradients, which tf.where would otherwise mix in as 0 · NaN).
     near = half + tf.exp(-_log_normalization(m)) * tf.where(series, x_in, zero) * _series_terms(
-        tf.where(series, z, zero), m)
+        tf.where(series, z, zero), m
+    )
     # Away from it.
     z_away = tf.where(series, half, z)
     one_minus = tf.where(series, half, (1.0 - ax / root_m) * (1.0 + ax / root_m))
@@ -337,9 +338,7 @@ class AdaptiveUpdate(tfd.AutoCompositeTensorDistribution):
     def _parameter_properties(cls, dtype, num_classes=None):
         return dict(
             m=parameter_properties.ParameterProperties(
-                default_constraining_bijector_fn=(
-                    lambda: tfb.Softplus(low=1.0 + dtype_util.eps(dtype))
-                )
+                default_constraining_bijector_fn=(lambda: tfb.Softplus(low=1.0 + dtype_util.eps(dtype)))
             )
         )
 
@@ -427,9 +426,7 @@ class AdaptiveUpdate(tfd.AutoCompositeTensorDistribution):
         assertions = []
         if not self.allow_nan_stats:
             assertions.append(
-                assert_util.assert_greater_equal(
-                    m, tf.constant(3.0, self.dtype), message="Mode undefined for m < 3."
-                )
+                assert_util.assert_greater_equal(m, tf.constant(3.0, self.dtype), message="Mode undefined for m < 3.")
             )
         with tf.control_dependencies(assertions):
             return tf.where(m >= 3.0, tf.zeros_like(m), tf.constant(np.nan, self.dtype))
@@ -438,8 +435,9 @@ class AdaptiveUpdate(tfd.AutoCompositeTensorDistribution):
         # √m tanh(y): |tanh| ≤ 1 in floating point, so fl(√m tanh(y)) ≤ √m passes `in_support`
         # (a Sigmoid from −√m to √m can round past √m). In the parameter's dtype.
         root_m = tf.sqrt(tf.convert_to_tensor(self.m))
-        return tfb.Chain([tfb.Scale(root_m, validate_args=self.validate_args), tfb.Tanh()],
-                         validate_args=self.validate_args)
+        return tfb.Chain(
+            [tfb.Scale(root_m, validate_args=self.validate_args), tfb.Tanh()], validate_args=self.validate_args
+        )
 
     def _sample_control_dependencies(self, x):
         if not self.validate_args:
@@ -456,7 +454,5 @@ class AdaptiveUpdate(tfd.AutoCompositeTensorDistribution):
         if not self.validate_args or is_init == tensor_util.is_ref(self.m):
             return []
         return [
-            assert_util.assert_greater(
-                self.m, tf.ones([], self.dtype), message="Argument `m` must be greater than 1."
-            )
+            assert_util.assert_greater(self.m, tf.ones([], self.dtype), message="Argument `m` must be greater than 1.")
         ]

@@ -162,7 +162,5 @@ def rectification(rho, rho_inf):
     valid = (rho > 4.0) & (rho_inf > 4.0)
     safe = tf.where(valid, rho, 5.0 * tf.ones_like(rho))
     safe_inf = tf.where(valid, rho_inf, 5.0 * tf.ones_like(rho_inf))
-    r = tf.sqrt(
-        (safe - 4.0) * (safe - 2.0) * safe_inf / ((safe_inf - 4.0) * (safe_inf - 2.0) * safe)
-    )
+    r = tf.sqrt((safe - 4.0) * (safe - 2.0) * safe_inf / ((safe_inf - 4.0) * (safe_inf - 2.0) * safe))
     return tf.cast(tf.where(valid, r, tf.constant(math.nan, tf.float64)), dtype)

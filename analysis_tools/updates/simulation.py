@@ -78,10 +78,12 @@ def _named_law(name, scale):
     if name == "drifting":  # N(−t, 1)
         return lambda step, shape, seed: normal(step, shape, seed) - t_of(step)
     if name == "cauchy":  # standard Cauchy, tan(π (u − 1/2)) with u uniform on (0, 1)
+
         def cauchy(step, shape, seed):
             u = tf.random.stateless_uniform(shape, seed, minval=0.0, maxval=1.0, dtype=tf.float32)
             u = tf.clip_by_value(u, 1e-7, 1.0 - 1e-7)
             return tf.tan(math.pi * (u - 0.5))
+
         return cauchy
     raise ValueError(f"Unknown gradient law {name!r}; expected one of {GRADIENT_LAWS} or a callable.")
 

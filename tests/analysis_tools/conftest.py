@@ -11,8 +11,18 @@ model zoo (`test_zoo.py`) measures with TensorFlow too.
 import keras
 
 collect_ignore_glob = (
-    [] if keras.backend.backend() == "tensorflow"
-    else ["curvature/*", "updates/*", "noise/*", "test_callback_base.py", "test_zoo.py",
-          "test_second_order.py", "test_vocabulary.py", "test_replica_programs.py", "test_step_hook.py",
-          "test_substrates.py"]
+    []
+    if keras.backend.backend() == "tensorflow"
+    else [
+        "curvature/*",
+        "updates/*",
+        "noise/*",
+        "test_callback_base.py",
+        "test_zoo.py",
+        "test_second_order.py",
+        "test_vocabulary.py",
+        "test_replica_programs.py",
+        "test_step_hook.py",
+        "test_substrates.py",
+    ]
 )

@@ -31,8 +31,7 @@ def numpy_values(tensors):
 
 def make_variables(seed=1):
     rng = np.random.default_rng(seed)
-    return {name: keras.Variable(rng.normal(size=shape).astype("float32"), name=name)
-            for name, shape in SHAPES.items()}
+    return {name: keras.Variable(rng.normal(size=shape).astype("float32"), name=name) for name, shape in SHAPES.items()}
 
 
 def three_sub_optimizers():
@@ -41,8 +40,9 @@ def three_sub_optimizers():
     sgd = keras.optimizers.SGD(0.03, momentum=0.9, nesterov=True)
     rmsprop = tf_adaptive.RMSProp(keras.optimizers.schedules.ExponentialDecay(0.02, 1, 0.5), epsilon=0.01)
     owner = {"kernel_0": adam, "kernel_1": adam, "bias_1": sgd, "bias_0": rmsprop}
-    multi = keras.optimizers.MultiOptimizer(keras.optimizers.OptimizerMap(
-        default_optimizer=rmsprop, optimizer_map={"kernel_.*": adam, "bias_1": sgd}))
+    multi = keras.optimizers.MultiOptimizer(
+        keras.optimizers.OptimizerMap(default_optimizer=rmsprop, optimizer_map={"kernel_.*": adam, "bias_1": sgd})
+    )
     return multi, owner
 
 
@@ -111,18 +111,31 @@ def built_pair(first, second):
     return multi
 
 
-@pytest.mark.parametrize("first, second, expected", [
-    (tf_adaptive.Adam(0.01), tf_adaptive.Adam(0.01, beta_2=0.99, epsilon=1e-3), 38.0 / 0.01),
-    (tf_adaptive.Adam(0.01), keras.optimizers.Adam(0.01, beta_2=0.9), 38.0 / 0.01),
-    (tf_adaptive.RMSProp(0.25), tf_adaptive.Adam(0.25, beta_1=0.0), 8.0),  # β = 0 is no momentum
-    (tf_adaptive.RMSProp(0.25), keras.optimizers.SGD(0.25), 8.0),
-    (tf_adaptive.Adam(0.01), tf_adaptive.Adam(0.02), None),  # η differs
-    (tf_adaptive.Adam(0.01), tf_adaptive.Adam(0.01, beta_1=0.8), None),  # β differs
-    (tf_adaptive.Adam(0.01), tf_adaptive.Nadam(0.01), None),  # EMA heavy ball, EMA Nesterov
-    (tf_adaptive.Adam(0.01), tf_adaptive.RMSProp(0.01), None),  # EMA heavy ball, none
-    (tf_adaptive.SSD(0.01), tf_adaptive.SSD(0.01), None),  # sign descent has none
-], ids=["adam-adam", "adam-keras_adam", "rmsprop-adam_beta0", "rmsprop-keras_sgd", "eta", "beta",
-        "adam-nadam", "adam-rmsprop", "ssd"])
+@pytest.mark.parametrize(
+    "first, second, expected",
+    [
+        (tf_adaptive.Adam(0.01), tf_adaptive.Adam(0.01, beta_2=0.99, epsilon=1e-3), 38.0 / 0.01),
+        (tf_adaptive.Adam(0.01), keras.optimizers.Adam(0.01, beta_2=0.9), 38.0 / 0.01),
+        (tf_adaptive.RMSProp(0.25), tf_adaptive.Adam(0.25, beta_1=0.0), 8.0),  # β = 0 is no momentum
+        (tf_adaptive.RMSProp(0.25), keras.optimizers.SGD(0.25), 8.0),
+        (tf_adaptive.Adam(0.01), tf_adaptive.Adam(0.02), None),  # η differs
+        (tf_adaptive.Adam(0.01), tf_adaptive.Adam(0.01, beta_1=0.8), None),  # β differs
+        (tf_adaptive.Adam(0.01), tf_adaptive.Nadam(0.01), None),  # EMA heavy ball, EMA Nesterov
+        (tf_adaptive.Adam(0.01), tf_adaptive.RMSProp(0.01), None),  # EMA heavy ball, none
+        (tf_adaptive.SSD(0.01), tf_adaptive.SSD(0.01), None),  # sign descent has none
+    ],
+    ids=[
+        "adam-adam",
+        "adam-keras_adam",
+        "rmsprop-adam_beta0",
+        "rmsprop-keras_sgd",
+        "eta",
+        "beta",
+        "adam-nadam",
+        "adam-rmsprop",
+        "ssd",
+    ],
+)
 def test_the_threshold_is_the_sub_optimizers_common_one_or_none(first, second, expected):
     threshold = pc.stability_threshold_of(built_pair(first, second))
     if expected is None:
@@ -140,8 +153,11 @@ def test_equal_thresholds_of_different_recurrences_are_no_common_threshold():
 
 def test_only_sub_optimizers_that_update_a_variable_count():
     adam = tf_adaptive.Adam(0.01)
-    multi = keras.optimizers.MultiOptimizer(keras.optimizers.OptimizerMap(
-        default_optimizer=tf_adaptive.SSD(0.01), optimizer_map={"kernel_0": adam, "bias_0": adam}))
+    multi = keras.optimizers.MultiOptimizer(
+        keras.optimizers.OptimizerMap(
+            default_optimizer=tf_adaptive.SSD(0.01), optimizer_map={"kernel_0": adam, "bias_0": adam}
+        )
+    )
     assert pc.stability_threshold_of(multi) is None  # unbuilt: the unused default counts
     assert pc.second_moment_of(multi) == SecondMoment(SecondMoment.NONE)
     variables = make_variables()
@@ -196,28 +212,36 @@ def _dense_hessian(model, x, y):
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="SharpnessCallback runs on TensorFlow")
-@pytest.mark.parametrize("jit_compile, make_rest, threshold", [
-    (False, lambda: tf_adaptive.RMSProp(0.01, epsilon=1e-3), None),
-    (True, lambda: tf_adaptive.Adam(0.01, beta_2=0.8, epsilon=1e-3), 38.0 / 0.01),
-], ids=["adam-rmsprop", "adam-adam_jit"])
+@pytest.mark.parametrize(
+    "jit_compile, make_rest, threshold",
+    [
+        (False, lambda: tf_adaptive.RMSProp(0.01, epsilon=1e-3), None),
+        (True, lambda: tf_adaptive.Adam(0.01, beta_2=0.8, epsilon=1e-3), 38.0 / 0.01),
+    ],
+    ids=["adam-rmsprop", "adam-adam_jit"],
+)
 @pytest.mark.slow
 def test_sharpness_callback_logs_lambda_1_of_the_block_diagonal_p_inverse_h(jit_compile, make_rest, threshold):
     rng = np.random.default_rng(0)
     x = rng.normal(size=(32, 3))
     y = np.tanh(x @ rng.normal(size=(3, 2)))
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((3,), dtype="float64"),
-        keras.layers.Dense(4, activation="tanh", dtype="float64"),
-        keras.layers.Dense(2, dtype="float64"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((3,), dtype="float64"),
+            keras.layers.Dense(4, activation="tanh", dtype="float64"),
+            keras.layers.Dense(2, dtype="float64"),
+        ]
+    )
     # tf_adaptive forms 1 - β2^t in float32; β2 ≤ 0.9 keeps it exact to ~1e-7 at t = 4.
     adam, rest = tf_adaptive.Adam(0.01, beta_2=0.9, epsilon=1e-3), make_rest()
-    multi = keras.optimizers.MultiOptimizer(keras.optimizers.OptimizerMap(
-        default_optimizer=rest, optimizer_map={".*/kernel": adam}))
+    multi = keras.optimizers.MultiOptimizer(
+        keras.optimizers.OptimizerMap(default_optimizer=rest, optimizer_map={".*/kernel": adam})
+    )
     model.compile(multi, keras.losses.MeanSquaredError(dtype="float64"), jit_compile=jit_compile)
-    callback = SharpnessCallback((x, y), every_n_steps=2, raw=False, tolerance=1e-10, max_iterations=26,
-                                 warm_start=False)
+    callback = SharpnessCallback(
+        (x, y), every_n_steps=2, raw=False, tolerance=1e-10, max_iterations=26, warm_start=False
+    )
     history = model.fit(x, y, batch_size=16, epochs=2, shuffle=False, verbose=0, callbacks=[callback])
 
     assert [r.step for r in callback.records] == [2, 4]
@@ -249,8 +273,9 @@ def test_update_distribution_divides_each_coordinate_by_its_sub_optimizers_eta()
         model.fit(x, np.ones((8, 3), "float32"), batch_size=8, epochs=1, verbose=0, callbacks=[callback])
         return callback
 
-    multi = keras.optimizers.MultiOptimizer(keras.optimizers.OptimizerMap(
-        keras.optimizers.SGD(0.4), {".*kernel": keras.optimizers.SGD(0.1)}))
+    multi = keras.optimizers.MultiOptimizer(
+        keras.optimizers.OptimizerMap(keras.optimizers.SGD(0.4), {".*kernel": keras.optimizers.SGD(0.1)})
+    )
     split, single = run(multi), run(keras.optimizers.SGD(0.25))
     np.testing.assert_allclose(split.values["dense"][0], single.values["dense"][0], rtol=1e-4, atol=1e-6)
     assert np.isnan(split.records[0].learning_rate) and single.records[0].learning_rate == 0.25

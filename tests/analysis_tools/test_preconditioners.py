@@ -27,8 +27,7 @@ schedules = keras.optimizers.schedules
 CONFIGS = {
     "Adam": lambda: keras.optimizers.Adam(0.05, epsilon=0.01),
     "Adam-amsgrad": lambda: keras.optimizers.Adam(0.05, beta_2=0.9, amsgrad=True),
-    "Adam-schedule": lambda: keras.optimizers.Adam(
-        schedules.ExponentialDecay(0.05, decay_steps=1, decay_rate=0.5)),
+    "Adam-schedule": lambda: keras.optimizers.Adam(schedules.ExponentialDecay(0.05, decay_steps=1, decay_rate=0.5)),
     "AdamW-wd0": lambda: keras.optimizers.AdamW(0.05, weight_decay=0.0),
     "AdamW-wd0.1": lambda: keras.optimizers.AdamW(0.05, weight_decay=0.1),
     "Nadam": lambda: keras.optimizers.Nadam(0.05, epsilon=0.01),
@@ -37,8 +36,8 @@ CONFIGS = {
     "RMSprop-momentum": lambda: keras.optimizers.RMSprop(0.02, momentum=0.5, epsilon=0.01),
     "RMSprop-centered": lambda: keras.optimizers.RMSprop(0.02, centered=True),
     "RMSprop-centered-momentum-schedule": lambda: keras.optimizers.RMSprop(
-        schedules.ExponentialDecay(0.02, decay_steps=1, decay_rate=0.7),
-        momentum=0.5, centered=True),
+        schedules.ExponentialDecay(0.02, decay_steps=1, decay_rate=0.7), momentum=0.5, centered=True
+    ),
     "Adagrad": lambda: keras.optimizers.Adagrad(0.05, epsilon=0.01),
     "Adagrad-default": lambda: keras.optimizers.Adagrad(0.05),
     "Adafactor": lambda: keras.optimizers.Adafactor(0.05),
@@ -49,7 +48,8 @@ CONFIGS = {
     "SGD": lambda: keras.optimizers.SGD(0.05),
     "SGD-momentum": lambda: keras.optimizers.SGD(0.05, momentum=0.9),
     "SGD-momentum-schedule": lambda: keras.optimizers.SGD(
-        schedules.ExponentialDecay(0.05, decay_steps=1, decay_rate=0.5), momentum=0.9),
+        schedules.ExponentialDecay(0.05, decay_steps=1, decay_rate=0.5), momentum=0.9
+    ),
     "SGD-nesterov": lambda: keras.optimizers.SGD(0.05, momentum=0.9, nesterov=True),
     "Adamax": lambda: keras.optimizers.Adamax(0.05, epsilon=0.01),
     "Adadelta": lambda: keras.optimizers.Adadelta(0.5, epsilon=0.01),
@@ -109,9 +109,7 @@ def test_last_update_is_minus_eta_u_over_p(name):
     variables = make_variables()
     before, grads = run(optimizer, variables)
     assert int(ops.convert_to_numpy(optimizer.iterations)) == STEPS
-    assert_last_update_matches(
-        optimizer, variables, before, grads, optimizer.weight_decay or 0.0
-    )
+    assert_last_update_matches(optimizer, variables, before, grads, optimizer.weight_decay or 0.0)
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
@@ -119,8 +117,7 @@ def test_before_the_first_update_p_is_one_and_u_is_zero(name):
     optimizer = CONFIGS[name]()
     variables = make_variables()
     optimizer.build(variables)
-    for p, u, v in zip(pc.preconditioner_of(optimizer, variables),
-                       pc.momentum_of(optimizer, variables), variables):
+    for p, u, v in zip(pc.preconditioner_of(optimizer, variables), pc.momentum_of(optimizer, variables), variables):
         np.testing.assert_array_equal(ops.convert_to_numpy(p), np.ones(v.shape))
         np.testing.assert_array_equal(ops.convert_to_numpy(u), np.zeros(v.shape))
 
@@ -190,14 +187,10 @@ def test_stability_threshold_of(optimizer, kind, beta):
 
 
 def test_stability_threshold_values():
-    np.testing.assert_allclose(
-        pc.stability_threshold_of(keras.optimizers.Adam(0.02)), 1900.0, rtol=1e-6)
-    np.testing.assert_allclose(
-        pc.stability_threshold_of(keras.optimizers.Nadam(0.02)), 13.5714285 / 0.02, rtol=1e-6)
-    np.testing.assert_allclose(
-        pc.stability_threshold_of(keras.optimizers.SGD(0.1, momentum=0.9)), 38.0, rtol=1e-6)
-    np.testing.assert_allclose(
-        pc.stability_threshold_of(keras.optimizers.Adagrad(0.1)), 20.0, rtol=1e-6)
+    np.testing.assert_allclose(pc.stability_threshold_of(keras.optimizers.Adam(0.02)), 1900.0, rtol=1e-6)
+    np.testing.assert_allclose(pc.stability_threshold_of(keras.optimizers.Nadam(0.02)), 13.5714285 / 0.02, rtol=1e-6)
+    np.testing.assert_allclose(pc.stability_threshold_of(keras.optimizers.SGD(0.1, momentum=0.9)), 38.0, rtol=1e-6)
+    np.testing.assert_allclose(pc.stability_threshold_of(keras.optimizers.Adagrad(0.1)), 20.0, rtol=1e-6)
 
 
 def test_loss_scale_optimizer_is_unwrapped():
@@ -215,16 +208,15 @@ def test_loss_scale_optimizer_is_unwrapped():
             # on JAX it runs statelessly only (as in a jitted train step).
             optimizer.build(variables)
             new_values, new_state = optimizer.stateless_apply(
-                [v.value for v in optimizer.variables], scaled, [v.value for v in variables])
-            for v, value in zip(list(variables) + list(optimizer.variables),
-                                list(new_values) + list(new_state)):
+                [v.value for v in optimizer.variables], scaled, [v.value for v in variables]
+            )
+            for v, value in zip(list(variables) + list(optimizer.variables), list(new_values) + list(new_state)):
                 v.assign(value)
         else:
             optimizer.apply(tensors(scaled), variables)
     assert int(ops.convert_to_numpy(inner.iterations)) == 3
     assert_last_update_matches(optimizer, variables, before, grads)
-    for a, b in zip(pc.preconditioner_of(optimizer, variables),
-                    pc.preconditioner_of(inner, variables)):
+    for a, b in zip(pc.preconditioner_of(optimizer, variables), pc.preconditioner_of(inner, variables)):
         np.testing.assert_array_equal(ops.convert_to_numpy(a), ops.convert_to_numpy(b))
     assert pc.stability_threshold_of(optimizer) == pc.stability_threshold_of(inner)
 
@@ -245,8 +237,12 @@ def test_optimizers_without_a_diagonal_p_say_why(name):
     optimizer = getattr(keras.optimizers, name)(0.01)
     variables = make_variables()
     optimizer.build(variables)
-    reason = {"Lion": "sign", "Muon": "orthogonalized", "Ftrl": "accumulated sums",
-              "ScheduleFreeAdamW": "interpolation"}[name]
+    reason = {
+        "Lion": "sign",
+        "Muon": "orthogonalized",
+        "Ftrl": "accumulated sums",
+        "ScheduleFreeAdamW": "interpolation",
+    }[name]
     with pytest.raises(TypeError, match=f"does not apply to keras.optimizers.{name}: .*{reason}"):
         pc.preconditioner_of(optimizer, variables)
     with pytest.raises(TypeError, match="does not apply"):
@@ -260,13 +256,24 @@ def test_unsupported_optimizer_type_error_lists_supported():
     variables = make_variables()
     for optimizer in (keras.optimizers.Lion(0.01), MyAdam(0.01), keras.optimizers.Ftrl(0.01)):
         optimizer.build(variables)
-        for call in (lambda: pc.preconditioner_of(optimizer, variables),
-                     lambda: pc.momentum_of(optimizer, variables),
-                     lambda: pc.stability_threshold_of(optimizer)):
+        for call in (
+            lambda: pc.preconditioner_of(optimizer, variables),
+            lambda: pc.momentum_of(optimizer, variables),
+            lambda: pc.stability_threshold_of(optimizer),
+        ):
             with pytest.raises(TypeError) as info:
                 call()
-            for name in ("Adam", "AdamW", "Nadam", "RMSprop", "Adagrad", "Adafactor",
-                         "SGD", "LossScaleOptimizer", "preconditioner"):
+            for name in (
+                "Adam",
+                "AdamW",
+                "Nadam",
+                "RMSprop",
+                "Adagrad",
+                "Adafactor",
+                "SGD",
+                "LossScaleOptimizer",
+                "preconditioner",
+            ):
                 assert name in str(info.value)
 
 
@@ -300,12 +307,12 @@ def test_tf_adaptive_optimizer_is_delegated_to():
     for candidate in (optimizer, wrapped):
         for got, own in zip(pc.preconditioner_of(candidate, variables), variables):
             np.testing.assert_array_equal(
-                ops.convert_to_numpy(got), ops.convert_to_numpy(optimizer.preconditioner(own)))
+                ops.convert_to_numpy(got), ops.convert_to_numpy(optimizer.preconditioner(own))
+            )
         assert pc.stability_threshold_of(candidate) == optimizer.stability_threshold()
     if callable(getattr(optimizer, "momentum", None)):
         for got, own in zip(pc.momentum_of(optimizer, variables), variables):
-            np.testing.assert_array_equal(
-                ops.convert_to_numpy(got), ops.convert_to_numpy(optimizer.momentum(own)))
+            np.testing.assert_array_equal(ops.convert_to_numpy(got), ops.convert_to_numpy(optimizer.momentum(own)))
     else:
         with pytest.raises(TypeError, match="momentum"):
             pc.momentum_of(optimizer, variables)
@@ -323,19 +330,25 @@ def test_any_object_with_the_protocol_is_delegated_to():
     assert pc.stability_threshold_of(Protocol()) == 7.0
 
 
-@pytest.mark.parametrize("optimizer, expected", [
-    (keras.optimizers.Adam(beta_2=0.99), tf_adaptive.SecondMoment("ema", 0.99, 0.5)),
-    (keras.optimizers.Adam(beta_2=0.9, amsgrad=True), tf_adaptive.SecondMoment("ema", 0.9, 0.5)),
-    (keras.optimizers.AdamW(beta_2=0.95), tf_adaptive.SecondMoment("ema", 0.95, 0.5)),
-    (keras.optimizers.Nadam(beta_2=0.98), tf_adaptive.SecondMoment("ema", 0.98, 0.5)),
-    (keras.optimizers.RMSprop(rho=0.8), tf_adaptive.SecondMoment("ema", 0.8, 0.5)),
-    (keras.optimizers.RMSprop(centered=True), tf_adaptive.SecondMoment("none")),
-    (keras.optimizers.Adagrad(), tf_adaptive.SecondMoment("sum", None, 0.5)),
-    (keras.optimizers.SGD(momentum=0.9), tf_adaptive.SecondMoment("none")),
-    (keras.optimizers.Adafactor(), tf_adaptive.SecondMoment("none")),
-    (keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(beta_2=0.9)),
-     tf_adaptive.SecondMoment("ema", 0.9, 0.5)),
-], ids=lambda value: type(value).__name__)
+@pytest.mark.parametrize(
+    "optimizer, expected",
+    [
+        (keras.optimizers.Adam(beta_2=0.99), tf_adaptive.SecondMoment("ema", 0.99, 0.5)),
+        (keras.optimizers.Adam(beta_2=0.9, amsgrad=True), tf_adaptive.SecondMoment("ema", 0.9, 0.5)),
+        (keras.optimizers.AdamW(beta_2=0.95), tf_adaptive.SecondMoment("ema", 0.95, 0.5)),
+        (keras.optimizers.Nadam(beta_2=0.98), tf_adaptive.SecondMoment("ema", 0.98, 0.5)),
+        (keras.optimizers.RMSprop(rho=0.8), tf_adaptive.SecondMoment("ema", 0.8, 0.5)),
+        (keras.optimizers.RMSprop(centered=True), tf_adaptive.SecondMoment("none")),
+        (keras.optimizers.Adagrad(), tf_adaptive.SecondMoment("sum", None, 0.5)),
+        (keras.optimizers.SGD(momentum=0.9), tf_adaptive.SecondMoment("none")),
+        (keras.optimizers.Adafactor(), tf_adaptive.SecondMoment("none")),
+        (
+            keras.optimizers.LossScaleOptimizer(keras.optimizers.Adam(beta_2=0.9)),
+            tf_adaptive.SecondMoment("ema", 0.9, 0.5),
+        ),
+    ],
+    ids=lambda value: type(value).__name__,
+)
 def test_second_moment_of_keras_builtins(optimizer, expected):
     moment = pc.second_moment_of(optimizer)
     assert moment.form == expected.form and moment.power == expected.power

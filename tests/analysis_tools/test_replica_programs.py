@@ -28,8 +28,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 
 def _strategy():
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
-                                          cross_device_ops=tf.distribute.ReductionToOneDevice())
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
 def _data(n=100, dtype="float32", seed=0):
@@ -39,8 +38,10 @@ def _data(n=100, dtype="float32", seed=0):
 
 def _model(dtype="float32", seed=0, batch_norm=False):
     keras.utils.set_random_seed(seed)
-    layers = [keras.Input((5,), dtype=dtype),
-              keras.layers.Dense(6, activation="tanh", kernel_regularizer=keras.regularizers.L2(1e-3), dtype=dtype)]
+    layers = [
+        keras.Input((5,), dtype=dtype),
+        keras.layers.Dense(6, activation="tanh", kernel_regularizer=keras.regularizers.L2(1e-3), dtype=dtype),
+    ]
     if batch_norm:
         layers.append(keras.layers.BatchNormalization(dtype=dtype))
     layers.append(keras.layers.Dense(3, dtype=dtype))
@@ -65,15 +66,19 @@ def replica_programs(root, seen=None, depth=0):
         children = list(getattr(root, "__dict__", {}).values())
     found = []
     for child in children:
-        if (isinstance(child, (ReplicaProgram, dict, list, tuple))
-                or type(child).__module__.startswith("analysis_tools")):
+        if isinstance(child, (ReplicaProgram, dict, list, tuple)) or type(child).__module__.startswith(
+            "analysis_tools"
+        ):
             found += replica_programs(child, seen, depth + 1)
     return found
 
 
 def _is_double(attr):
-    return (attr.type == types_pb2.DT_DOUBLE or types_pb2.DT_DOUBLE in attr.list.type
-            or attr.tensor.dtype == types_pb2.DT_DOUBLE)
+    return (
+        attr.type == types_pb2.DT_DOUBLE
+        or types_pb2.DT_DOUBLE in attr.list.type
+        or attr.tensor.dtype == types_pb2.DT_DOUBLE
+    )
 
 
 def audit(program):
@@ -82,8 +87,12 @@ def audit(program):
     graph_def = graph.as_graph_def()
     nodes = list(graph_def.node) + [n for f in graph_def.library.function for n in f.node_def]
     doubles = [n.name for n in nodes if any(_is_double(a) for a in n.attr.values())]
-    unknown = [f"{op.type} {op.name} {t.shape}" for op in graph.get_operations() for t in op.outputs
-               if not t.shape.is_fully_defined()]
+    unknown = [
+        f"{op.type} {op.name} {t.shape}"
+        for op in graph.get_operations()
+        for t in op.outputs
+        if not t.shape.is_fully_defined()
+    ]
     return program.tracing_count, doubles, unknown
 
 
@@ -126,10 +135,18 @@ def test_every_replica_program_is_float32_with_static_shapes_and_traced_once(sou
     noise_data = (x, y) if source == "arrays" else tf.data.Dataset.from_tensor_slices((x, y)).batch(33)
     sampler.sample(noise_data, 33, 4, "full", 33, 0, False, False, 0)  # dataset: 33, 33, 33 and 1 examples
     programs = replica_programs([hessian, ggn, fisher, blocks, sampler])
-    _assert_tpu_shaped(programs, ["a Hessian-vector product", "the gradient over the probe set",
-                                  "a Gauss-Newton-vector product", "a Fisher-vector product",
-                                  "the per-example diagonal of its Fisher", "a Hessian-vector product per block",
-                                  "a mini-batch gradient"])
+    _assert_tpu_shaped(
+        programs,
+        [
+            "a Hessian-vector product",
+            "the gradient over the probe set",
+            "a Gauss-Newton-vector product",
+            "a Fisher-vector product",
+            "the per-example diagonal of its Fisher",
+            "a Hessian-vector product per block",
+            "a mini-batch gradient",
+        ],
+    )
     assert hessian.examples_per_replica == [52, 48]  # batches of 33, 33, 33, 1 in shares of 17: 17·3 + 1, 16·3 + 0
 
 
@@ -139,13 +156,16 @@ def test_the_callbacks_replica_programs_in_fit_are_float32_with_static_shapes_an
     strategy = _strategy()
     with strategy.scope():
         model = _model()
-    sharpness = analysis_tools.SharpnessCallback((x, y), batch_size=33, every_n_steps=3, max_iterations=10,
-                                                 trace_products=2)
+    sharpness = analysis_tools.SharpnessCallback(
+        (x, y), batch_size=33, every_n_steps=3, max_iterations=10, trace_products=2
+    )
     noise = analysis_tools.GradientNoiseCallback((x, y), batch_size=33, num_batches=3, every_n_epochs=1)
     model.fit(x, y, batch_size=20, epochs=2, verbose=0, callbacks=[sharpness, noise])
     assert len(sharpness.records) >= 3 and len(noise.records) >= 2
-    _assert_tpu_shaped(replica_programs([sharpness, noise]),
-                       ["a Hessian-vector product", "a mini-batch gradient", "the gradient over the probe set"])
+    _assert_tpu_shaped(
+        replica_programs([sharpness, noise]),
+        ["a Hessian-vector product", "a mini-batch gradient", "the gradient over the probe set"],
+    )
 
 
 @pytest.mark.slow
@@ -165,8 +185,9 @@ def test_padded_and_split_products_equal_the_dense_float64_hessian_and_the_singl
         gradient = tf.concat([tf.reshape(g, [-1]) for g in inner.gradient(value, variables)], 0)
     dense = tf.concat([tf.reshape(j, [gradient.shape[0], -1]) for j in outer.jacobian(gradient, variables)], 1)
     vector = tf.random.stateless_normal([operator.dimension], [3, 4], dtype=tf.float64)
-    np.testing.assert_allclose(operator.matvec(vector).numpy(), tf.linalg.matvec(dense, vector).numpy(),
-                               rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        operator.matvec(vector).numpy(), tf.linalg.matvec(dense, vector).numpy(), rtol=1e-10, atol=1e-12
+    )
     np.testing.assert_allclose(operator.matvec(vector).numpy(), single.matvec(vector).numpy(), rtol=1e-12, atol=1e-14)
     flat, value_ = operator.gradient()
     np.testing.assert_allclose(flat.numpy(), gradient.numpy(), rtol=1e-10, atol=1e-13)
@@ -182,15 +203,18 @@ def test_float32_padded_products_under_the_strategy_equal_single_device_ones_to_
         model = _model()
     vector = tf.random.stateless_normal([model.count_params()], [5, 6], dtype=tf.float64)
     distributed = analysis_tools.GGNOperator(model, (x, y), batch_size=33).matvec(vector).numpy()
-    single = analysis_tools.GGNOperator(model, (x, y), batch_size=100,
-                                        strategy=tf.distribute.get_strategy()).matvec(vector).numpy()
+    single = (
+        analysis_tools.GGNOperator(model, (x, y), batch_size=100, strategy=tf.distribute.get_strategy())
+        .matvec(vector)
+        .numpy()
+    )
     np.testing.assert_allclose(distributed, single, rtol=1e-5, atol=1e-6 * np.abs(single).max())
 
 
 def test_batch_statistics_with_padding_are_refused_with_what_to_do():
     x, y = _data()
     model = _model(batch_norm=True)
-    with pytest.raises(ValueError, match="BatchNormalization.*mode=\"inference\""):
+    with pytest.raises(ValueError, match='BatchNormalization.*mode="inference"'):
         analysis_tools.HessianOperator(model, (x, y), batch_size=33)
     analysis_tools.HessianOperator(model, (x, y), batch_size=33, mode="inference")  # moving statistics: fine
     analysis_tools.HessianOperator(model, (x, y), batch_size=25)  # no padding: fine
@@ -201,8 +225,12 @@ def test_batch_statistics_with_padding_are_refused_with_what_to_do():
 def test_a_noise_batch_larger_than_the_first_is_refused_with_its_size():
     x, y = _data()
     model = _model()
-    growing = tf.data.Dataset.from_tensor_slices((x, y)).take(30).batch(10).concatenate(
-        tf.data.Dataset.from_tensor_slices((x, y)).batch(20))
+    growing = (
+        tf.data.Dataset.from_tensor_slices((x, y))
+        .take(30)
+        .batch(10)
+        .concatenate(tf.data.Dataset.from_tensor_slices((x, y)).batch(20))
+    )
     with pytest.raises(ValueError, match="`data`: A batch of 20 examples is larger than the 10"):
         analysis_tools.gradient_noise(model, growing, num_batches=4)
 
@@ -218,8 +246,11 @@ def test_a_loss_that_returns_one_value_per_batch_cannot_be_padded():
         analysis_tools.HessianOperator(model, (x, y), loss=batch_mean, batch_size=33).gradient()
     exact = analysis_tools.HessianOperator(model, (x, y), loss=batch_mean, batch_size=50).gradient()[1]
     per_example = analysis_tools.HessianOperator(
-        model, (x, y), loss=lambda t, p: keras.losses.sparse_categorical_crossentropy(t, p, from_logits=True),
-        batch_size=33).gradient()[1]
+        model,
+        (x, y),
+        loss=lambda t, p: keras.losses.sparse_categorical_crossentropy(t, p, from_logits=True),
+        batch_size=33,
+    ).gradient()[1]
     np.testing.assert_allclose(float(per_example), float(exact), rtol=1e-6)
 
 
@@ -255,8 +286,9 @@ def test_each_replica_program_is_xla_compiled_once_per_device():
         print("PROGRAMS", len(replica_programs([operator])) + 2)
     """)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", TF_CPP_VMODULE="device_compiler=1", PYTHONPATH=ROOT)
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     programs = int(result.stdout.split("PROGRAMS")[1])
     compilations = result.stderr.count("Compilation of XLA executable")

@@ -206,7 +206,8 @@ def test_a_float32_loss_on_a_float64_model_is_warned_about():
     model, data = _model(None)
     with pytest.warns(UserWarning, match="computes in float32.*dtype='float64'"):
         coarse = analysis_tools.HessianOperator(
-            model, data, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False)
+            model, data, loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=False
+        )
     exact = analysis_tools.HessianOperator(model, data, jit_compile=False)  # compiled with a float64 loss
     rng = np.random.default_rng(0)
     u, v = rng.standard_normal(exact.dimension), rng.standard_normal(exact.dimension)

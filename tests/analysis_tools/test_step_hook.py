@@ -83,12 +83,13 @@ def test_steps_before_no_measurement_write_nothing():
 def test_kept_gradients_are_summed_over_the_replicas_as_keras_sums_them():
     x, y = _regression()
     values = []
-    for strategy in (tf.distribute.get_strategy(), tf.distribute.MirroredStrategy(
-            ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())):
+    for strategy in (
+        tf.distribute.get_strategy(),
+        tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()),
+    ):
         with strategy.scope():
             model = _model(tf_adaptive.SSD(RATE), jit_compile=False)
-        tracker = SharpnessTracker((x, y), estimators="power_iteration", batch_size=len(x), every_n_steps=2,
-                                   raw=False)
+        tracker = SharpnessTracker((x, y), estimators="power_iteration", batch_size=len(x), every_n_steps=2, raw=False)
         model.fit(x, y, batch_size=len(x), epochs=4, verbose=0, shuffle=False, callbacks=[tracker])
         values.append([r.values["power_preconditioned_sharpness"] for r in tracker.records])
     np.testing.assert_allclose(values[1], values[0], rtol=1e-4)

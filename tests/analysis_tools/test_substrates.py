@@ -79,12 +79,16 @@ def test_symmetric_alpha_stable_on_jax(substrate):
         law = substrate.SymmetricAlphaStable(jnp.float64(1.5), jnp.float64(2.0))
         t = jnp.array([0.1, 0.5, 1.0])
         reference = SymmetricAlphaStable(tf.constant(1.5, tf.float64), tf.constant(2.0, tf.float64))
-        np.testing.assert_allclose(np.asarray(law.characteristic_function(t)),
-                                   reference.characteristic_function(np.asarray(t)).numpy(), rtol=1e-12)
+        np.testing.assert_allclose(
+            np.asarray(law.characteristic_function(t)),
+            reference.characteristic_function(np.asarray(t)).numpy(),
+            rtol=1e-12,
+        )
         samples = np.asarray(law.sample(20_000, seed=jax.random.PRNGKey(1)))
         # The empirical characteristic function of the JAX draws against the exact one.
         empirical = np.abs(np.mean(np.exp(1j * np.asarray(t)[:, None] * samples[None, :]), axis=1))
-        np.testing.assert_allclose(empirical, np.exp(-np.abs(2.0 * np.asarray(t)) ** 1.5), atol=0.02)
-        grad_alpha = jax.grad(lambda a: jnp.sum(jnp.tanh(
-            substrate.SymmetricAlphaStable(a).sample(100, seed=jax.random.PRNGKey(2)))))(jnp.float64(1.3))
+        np.testing.assert_allclose(empirical, np.exp(-(np.abs(2.0 * np.asarray(t)) ** 1.5)), atol=0.02)
+        grad_alpha = jax.grad(
+            lambda a: jnp.sum(jnp.tanh(substrate.SymmetricAlphaStable(a).sample(100, seed=jax.random.PRNGKey(2))))
+        )(jnp.float64(1.3))
         assert np.isfinite(float(grad_alpha))

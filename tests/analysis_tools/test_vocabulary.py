@@ -46,43 +46,88 @@ def _matrix_matvec(v):
 
 # (name, call(setting, **keywords) -> a comparable value, former keywords, current keywords)
 RENAMED_KEYWORDS = [
-    ("hessian_eigenvalues(tol=)",
-     lambda s, **kw: analysis_tools.hessian_eigenvalues(s["operator"], k=2, **kw).eigenvalues.numpy(),
-     {"tol": 1e-2}, {"tolerance": 1e-2}),
-    ("sharpness(tol=)", lambda s, **kw: analysis_tools.sharpness(s["operator"], **kw),
-     {"tol": 1e-2}, {"tolerance": 1e-2}),
-    ("preconditioned_sharpness(tol=)",
-     lambda s, **kw: analysis_tools.preconditioned_sharpness(s["operator"], s["model"].optimizer, **kw),
-     {"tol": 1e-2}, {"tolerance": 1e-2}),
-    ("hutchinson(num_samples=)", lambda s, **kw: analysis_tools.curvature.hutchinson(_matrix_matvec, 6, **kw).estimate,
-     {"num_samples": 5}, {"num_products": 5}),
-    ("hessian_trace(num_samples=)", lambda s, **kw: analysis_tools.hessian_trace(s["operator"], **kw).estimate,
-     {"num_samples": 4}, {"num_products": 4}),
-    ("hessian_trace(method=)",
-     lambda s, **kw: tuple(analysis_tools.hessian_trace(s["operator"], num_products=4, **kw)[:4]),
-     {"method": "hutchinson"}, {"estimator": "hutchinson"}),
-    ("hessian_trace(product_method=)",
-     lambda s, **kw: analysis_tools.hessian_trace(s["model"], s["data"], num_products=3, jit_compile=False,
-                                                  **kw).estimate,
-     {"product_method": FORWARD}, {"differentiation": FORWARD}),
-    ("HessianOperator(method=)",
-     lambda s, **kw: (lambda operator: (operator.differentiation, operator.matvec(np.ones(15)).numpy().tolist()))(
-         analysis_tools.HessianOperator(s["model"], s["data"], jit_compile=False, **kw)),
-     {"method": FORWARD}, {"differentiation": FORWARD}),
-    ("tail_index(method=)",
-     lambda s, **kw: analysis_tools.tail_index(np.random.default_rng(1).standard_t(3, 500), **kw)[:2],
-     {"method": "hill"}, {"estimator": "hill"}),
-    ("SharpnessCallback(tol=)", lambda s, **kw: analysis_tools.SharpnessCallback(s["data"], **kw).tolerance,
-     {"tol": 1e-2}, {"tolerance": 1e-2}),
-    ("SharpnessCallback(trace_samples=)",
-     lambda s, **kw: analysis_tools.SharpnessCallback(s["data"], trace=True, **kw).trace_products,
-     {"trace_samples": 5}, {"trace_products": 5}),
-    ("SharpnessCallback(method=)",
-     lambda s, **kw: analysis_tools.SharpnessCallback(s["data"], **kw).operator_kwargs,
-     {"method": FORWARD}, {"differentiation": FORWARD}),
-    ("GradientNoiseCallback(tail_index_method=)",
-     lambda s, **kw: analysis_tools.GradientNoiseCallback(s["data"], **kw).tail_index_estimator,
-     {"tail_index_method": "hill"}, {"tail_index_estimator": "hill"}),
+    (
+        "hessian_eigenvalues(tol=)",
+        lambda s, **kw: analysis_tools.hessian_eigenvalues(s["operator"], k=2, **kw).eigenvalues.numpy(),
+        {"tol": 1e-2},
+        {"tolerance": 1e-2},
+    ),
+    (
+        "sharpness(tol=)",
+        lambda s, **kw: analysis_tools.sharpness(s["operator"], **kw),
+        {"tol": 1e-2},
+        {"tolerance": 1e-2},
+    ),
+    (
+        "preconditioned_sharpness(tol=)",
+        lambda s, **kw: analysis_tools.preconditioned_sharpness(s["operator"], s["model"].optimizer, **kw),
+        {"tol": 1e-2},
+        {"tolerance": 1e-2},
+    ),
+    (
+        "hutchinson(num_samples=)",
+        lambda s, **kw: analysis_tools.curvature.hutchinson(_matrix_matvec, 6, **kw).estimate,
+        {"num_samples": 5},
+        {"num_products": 5},
+    ),
+    (
+        "hessian_trace(num_samples=)",
+        lambda s, **kw: analysis_tools.hessian_trace(s["operator"], **kw).estimate,
+        {"num_samples": 4},
+        {"num_products": 4},
+    ),
+    (
+        "hessian_trace(method=)",
+        lambda s, **kw: tuple(analysis_tools.hessian_trace(s["operator"], num_products=4, **kw)[:4]),
+        {"method": "hutchinson"},
+        {"estimator": "hutchinson"},
+    ),
+    (
+        "hessian_trace(product_method=)",
+        lambda s, **kw: (
+            analysis_tools.hessian_trace(s["model"], s["data"], num_products=3, jit_compile=False, **kw).estimate
+        ),
+        {"product_method": FORWARD},
+        {"differentiation": FORWARD},
+    ),
+    (
+        "HessianOperator(method=)",
+        lambda s, **kw: (lambda operator: (operator.differentiation, operator.matvec(np.ones(15)).numpy().tolist()))(
+            analysis_tools.HessianOperator(s["model"], s["data"], jit_compile=False, **kw)
+        ),
+        {"method": FORWARD},
+        {"differentiation": FORWARD},
+    ),
+    (
+        "tail_index(method=)",
+        lambda s, **kw: analysis_tools.tail_index(np.random.default_rng(1).standard_t(3, 500), **kw)[:2],
+        {"method": "hill"},
+        {"estimator": "hill"},
+    ),
+    (
+        "SharpnessCallback(tol=)",
+        lambda s, **kw: analysis_tools.SharpnessCallback(s["data"], **kw).tolerance,
+        {"tol": 1e-2},
+        {"tolerance": 1e-2},
+    ),
+    (
+        "SharpnessCallback(trace_samples=)",
+        lambda s, **kw: analysis_tools.SharpnessCallback(s["data"], trace=True, **kw).trace_products,
+        {"trace_samples": 5},
+        {"trace_products": 5},
+    ),
+    (
+        "SharpnessCallback(method=)",
+        lambda s, **kw: analysis_tools.SharpnessCallback(s["data"], **kw).operator_kwargs,
+        {"method": FORWARD},
+        {"differentiation": FORWARD},
+    ),
+    (
+        "GradientNoiseCallback(tail_index_method=)",
+        lambda s, **kw: analysis_tools.GradientNoiseCallback(s["data"], **kw).tail_index_estimator,
+        {"tail_index_method": "hill"},
+        {"tail_index_estimator": "hill"},
+    ),
 ]
 
 
@@ -102,8 +147,9 @@ def test_a_former_keyword_gives_the_same_result_with_a_deprecation_warning(setti
 
 @pytest.mark.slow
 def test_former_attributes_and_constants_read_the_new_ones_with_a_deprecation_warning(setting):
-    operator = analysis_tools.HessianOperator(setting["model"], setting["data"], jit_compile=False,
-                                             differentiation=FORWARD)
+    operator = analysis_tools.HessianOperator(
+        setting["model"], setting["data"], jit_compile=False, differentiation=FORWARD
+    )
     trace = analysis_tools.curvature.hutchinson(_matrix_matvec, 6, num_products=2)
     tail = analysis_tools.tail_index(np.random.default_rng(1).standard_t(3, 500), estimator="hill")
     sharpness = analysis_tools.SharpnessCallback(setting["data"], tolerance=1e-2, trace_products=7)
@@ -162,8 +208,11 @@ def test_no_public_signature_takes_a_former_name():
             continue
         checked += 1
         owner = name.split(".")[0]
-        offenders += [f"{name}({parameter})" for parameter in parameters
-                      if parameter in FORMER_NAMES and (owner, parameter) not in SAMPLE_COUNTS]
+        offenders += [
+            f"{name}({parameter})"
+            for parameter in parameters
+            if parameter in FORMER_NAMES and (owner, parameter) not in SAMPLE_COUNTS
+        ]
     assert checked > 100, checked
     assert not offenders, f"former names in public signatures: {offenders}"
 

@@ -47,19 +47,36 @@ def test_every_instrument_in_and_out_of_fit(name):
     block = zoo.BLOCKS[name]
     jit = name in zoo.TRANSFORMERS
     sharpness = analysis_tools.SharpnessCallback(
-        (x, y), every_n_steps=4, per_layer=[block], trace=True, trace_products=3, density=True,
-        density_iterations=4, tolerance=1e-3, warm_start=False, jit_compile=jit)
+        (x, y),
+        every_n_steps=4,
+        per_layer=[block],
+        trace=True,
+        trace_products=3,
+        density=True,
+        density_iterations=4,
+        tolerance=1e-3,
+        warm_start=False,
+        jit_compile=jit,
+    )
     noise = analysis_tools.GradientNoiseCallback(
-        (x, y), batch_size=2, num_batches=2, num_coordinates=0, per_layer=True, at_start=False, jit_compile=jit)
+        (x, y), batch_size=2, num_batches=2, num_coordinates=0, per_layer=True, at_start=False, jit_compile=jit
+    )
     updates = analysis_tools.UpdateDistributionCallback(layers=[block], steps=2)
-    history = model.fit(x, y, batch_size=2, epochs=2, verbose=0, shuffle=False,
-                        callbacks=[sharpness, noise, updates])
+    history = model.fit(x, y, batch_size=2, epochs=2, verbose=0, shuffle=False, callbacks=[sharpness, noise, updates])
 
     # In fit: every quantity logged, finite, consistent.
     logs = {key: values[-1] for key, values in history.history.items()}
-    for key in ("sharpness", "preconditioned_sharpness", "stability_threshold", "sharpness_ratio",
-                "hessian_trace", "preconditioned_hessian_trace", f"sharpness/{block}",
-                f"preconditioned_sharpness/{block}", "noise_scale"):
+    for key in (
+        "sharpness",
+        "preconditioned_sharpness",
+        "stability_threshold",
+        "sharpness_ratio",
+        "hessian_trace",
+        "preconditioned_hessian_trace",
+        f"sharpness/{block}",
+        f"preconditioned_sharpness/{block}",
+        "noise_scale",
+    ):
         assert np.isfinite(logs[key]), (name, key, logs[key])
     assert logs["sharpness"] > 0.0 and logs["preconditioned_sharpness"] > 0.0
     assert logs[f"sharpness/{block}"] <= logs["sharpness"] * (1.0 + 2e-2)  # a diagonal block's λ1 ≤ λ1
@@ -83,8 +100,9 @@ def test_every_instrument_in_and_out_of_fit(name):
     trace = analysis_tools.hessian_trace(operator, num_products=6)
     assert np.isfinite(trace.estimate) and np.isfinite(trace.standard_error)
     preconditioner = analysis_tools.preconditioner_of(model.optimizer, model.trainable_variables)
-    density = analysis_tools.curvature.spectral_density(operator, preconditioner=preconditioner, num_vectors=1,
-                                              num_iterations=4)
+    density = analysis_tools.curvature.spectral_density(
+        operator, preconditioner=preconditioner, num_vectors=1, num_iterations=4
+    )
     low, high = density.support
     assert low <= high <= preconditioned * (1.0 + 1e-2)  # SLQ's nodes lie within the spectrum of P⁻¹H
     # Every function ran on the callback's own solvers (`HessianOperator.solver`): no loop traced again.
@@ -96,8 +114,9 @@ def test_every_instrument_in_and_out_of_fit(name):
     np.testing.assert_allclose(block_sharpness, logs[f"sharpness/{block}"], rtol=1e-2)
     assert block_sharpness <= raw * (1.0 + 1e-2)
     if name == "gpt2":  # (the callback runs this function; checking its draw on one model is enough)
-        result = analysis_tools.gradient_noise(model, (x, y), batch_size=2, num_batches=2, per_layer=True,
-                                               seed=len(noise.records) - 1, jit_compile=jit)  # the callback's draw
+        result = analysis_tools.gradient_noise(
+            model, (x, y), batch_size=2, num_batches=2, per_layer=True, seed=len(noise.records) - 1, jit_compile=jit
+        )  # the callback's draw
         np.testing.assert_allclose(result.noise_scale, logs["noise_scale"], rtol=1e-6)
 
 

@@ -77,8 +77,15 @@ def _gpt2(dtype, rng):
     import keras_hub
 
     backbone = keras_hub.models.GPT2Backbone(
-        vocabulary_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
-        max_sequence_length=SEQUENCE, dropout=0.0, dtype=dtype)
+        vocabulary_size=VOCABULARY,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=SEQUENCE,
+        dropout=0.0,
+        dtype=dtype,
+    )
     return _causal_lm("GPT2CausalLM", backbone, rng)
 
 
@@ -86,8 +93,15 @@ def _llama(dtype, rng):
     import keras_hub
 
     backbone = keras_hub.models.LlamaBackbone(
-        vocabulary_size=VOCABULARY, num_layers=2, num_query_heads=2, num_key_value_heads=1, hidden_dim=16,
-        intermediate_dim=32, dropout=0.0, dtype=dtype)
+        vocabulary_size=VOCABULARY,
+        num_layers=2,
+        num_query_heads=2,
+        num_key_value_heads=1,
+        hidden_dim=16,
+        intermediate_dim=32,
+        dropout=0.0,
+        dtype=dtype,
+    )
     return _causal_lm("LlamaCausalLM", backbone, rng)
 
 
@@ -95,8 +109,16 @@ def _gemma(dtype, rng):
     import keras_hub
 
     backbone = keras_hub.models.GemmaBackbone(
-        vocabulary_size=VOCABULARY, num_layers=2, num_query_heads=2, num_key_value_heads=1, hidden_dim=16,
-        intermediate_dim=32, head_dim=8, dropout=0.0, dtype=dtype)
+        vocabulary_size=VOCABULARY,
+        num_layers=2,
+        num_query_heads=2,
+        num_key_value_heads=1,
+        hidden_dim=16,
+        intermediate_dim=32,
+        head_dim=8,
+        dropout=0.0,
+        dtype=dtype,
+    )
     return _causal_lm("GemmaCausalLM", backbone, rng)
 
 
@@ -104,12 +126,18 @@ def _bert(dtype, rng):
     import keras_hub
 
     backbone = keras_hub.models.BertBackbone(
-        vocabulary_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=16, intermediate_dim=32,
-        max_sequence_length=SEQUENCE, dropout=0.0, dtype=dtype)
+        vocabulary_size=VOCABULARY,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=16,
+        intermediate_dim=32,
+        max_sequence_length=SEQUENCE,
+        dropout=0.0,
+        dtype=dtype,
+    )
     task = keras_hub.models.BertTextClassifier(backbone, num_classes=CLASSES, preprocessor=None, dropout=0.0)
     tokens = _tokens(rng)
-    x = {"token_ids": tokens, "segment_ids": np.zeros_like(tokens),
-         "padding_mask": np.ones_like(tokens, dtype=bool)}
+    x = {"token_ids": tokens, "segment_ids": np.zeros_like(tokens), "padding_mask": np.ones_like(tokens, dtype=bool)}
     return task, (x, rng.integers(0, CLASSES, BATCH).astype("int32"))
 
 
@@ -121,8 +149,8 @@ def _vit(dtype, rng):
     import keras_hub
 
     backbone = keras_hub.models.ViTBackbone(
-        image_shape=(IMAGE, IMAGE, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32,
-        dtype=dtype)
+        image_shape=(IMAGE, IMAGE, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=16, mlp_dim=32, dtype=dtype
+    )
     task = keras_hub.models.ViTImageClassifier(backbone, num_classes=CLASSES, preprocessor=None)
     return task, (_images(rng), rng.integers(0, CLASSES, BATCH).astype("int32"))
 
@@ -132,11 +160,13 @@ def _application(constructor, **kwargs):
         previous = keras.config.floatx()
         keras.config.set_floatx(dtype)
         try:
-            model = constructor(weights=None, input_shape=(IMAGE, IMAGE, 3), classes=CLASSES,
-                                classifier_activation=None, **kwargs)
+            model = constructor(
+                weights=None, input_shape=(IMAGE, IMAGE, 3), classes=CLASSES, classifier_activation=None, **kwargs
+            )
         finally:
             keras.config.set_floatx(previous)
         return model, (_images(rng), rng.integers(0, CLASSES, BATCH).astype("int32"))
+
     return build
 
 

@@ -91,14 +91,34 @@ _TEXT = dict(vocabulary_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=W
 _TEXT_DROPOUT = dict(_TEXT, dropout=0.0)
 # T5Gemma and T5Gemma2 take the same encoder-decoder arguments.
 _T5GEMMA = dict(
-    vocabulary_size=VOCABULARY, encoder_hidden_dim=WIDTH, encoder_intermediate_dim=2 * WIDTH,
-    encoder_num_layers=2, encoder_num_attention_heads=2, encoder_num_key_value_heads=1, encoder_head_dim=8,
-    encoder_layer_types=["sliding_attention", "full_attention"], decoder_hidden_dim=WIDTH,
-    decoder_intermediate_dim=2 * WIDTH, decoder_num_layers=2, decoder_num_attention_heads=2,
-    decoder_num_key_value_heads=1, decoder_head_dim=8, decoder_layer_types=["sliding_attention", "full_attention"],
-    dropout_rate=0.0, attention_dropout=0.0, sliding_window=4, cross_attention_hidden_size=WIDTH)
-_GQA = dict(vocabulary_size=VOCABULARY, num_layers=2, num_query_heads=2, num_key_value_heads=1, hidden_dim=WIDTH,
-            intermediate_dim=2 * WIDTH)
+    vocabulary_size=VOCABULARY,
+    encoder_hidden_dim=WIDTH,
+    encoder_intermediate_dim=2 * WIDTH,
+    encoder_num_layers=2,
+    encoder_num_attention_heads=2,
+    encoder_num_key_value_heads=1,
+    encoder_head_dim=8,
+    encoder_layer_types=["sliding_attention", "full_attention"],
+    decoder_hidden_dim=WIDTH,
+    decoder_intermediate_dim=2 * WIDTH,
+    decoder_num_layers=2,
+    decoder_num_attention_heads=2,
+    decoder_num_key_value_heads=1,
+    decoder_head_dim=8,
+    decoder_layer_types=["sliding_attention", "full_attention"],
+    dropout_rate=0.0,
+    attention_dropout=0.0,
+    sliding_window=4,
+    cross_attention_hidden_size=WIDTH,
+)
+_GQA = dict(
+    vocabulary_size=VOCABULARY,
+    num_layers=2,
+    num_query_heads=2,
+    num_key_value_heads=1,
+    hidden_dim=WIDTH,
+    intermediate_dim=2 * WIDTH,
+)
 
 
 def _resnet(dtype, stages=2, image_shape=(None, None, 3)):
@@ -106,22 +126,50 @@ def _resnet(dtype, stages=2, image_shape=(None, None, 3)):
 
     filters = [64, 16, 16, 16, 16][:stages]  # ResNetBackbone requires 64 first
     return keras_hub.models.ResNetBackbone(
-        input_conv_filters=[64], input_conv_kernel_sizes=[3], stackwise_num_filters=filters,
-        stackwise_num_blocks=[1] * stages, stackwise_num_strides=[1] + [2] * (stages - 1),
-        block_type="basic_block", image_shape=image_shape, dtype=dtype)
+        input_conv_filters=[64],
+        input_conv_kernel_sizes=[3],
+        stackwise_num_filters=filters,
+        stackwise_num_blocks=[1] * stages,
+        stackwise_num_strides=[1] + [2] * (stages - 1),
+        block_type="basic_block",
+        image_shape=image_shape,
+        dtype=dtype,
+    )
 
 
-_MIT = dict(layerwise_depths=[1, 1], num_layers=2, hidden_dims=[8, WIDTH], layerwise_num_heads=[1, 2],
-            layerwise_sr_ratios=[4, 2], max_drop_path_rate=0.0, layerwise_patch_sizes=[7, 3],
-            layerwise_strides=[4, 2], image_shape=(IMAGE, IMAGE, 3))
-_DINOV2 = dict(patch_size=8, num_layers=2, hidden_dim=WIDTH, num_heads=2, intermediate_dim=2 * WIDTH,
-               image_shape=(IMAGE, IMAGE, 3), position_embedding_shape=(IMAGE, IMAGE, 3))
-_HGNETV2 = dict(stem_channels=[3, 8, 8], stackwise_stage_filters=[[8, 8, WIDTH, 1, 1, 3], [WIDTH, 8, 32, 1, 1, 3]],
-                apply_downsample=[False, True], use_lightweight_conv_block=[False, False], depths=[1, 1],
-                hidden_sizes=[WIDTH, 32], embedding_size=8, use_learnable_affine_block=True, hidden_act="relu",
-                image_shape=(IMAGE, IMAGE, 3))
-_VIT = dict(image_shape=(IMAGE, IMAGE, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=WIDTH,
-            mlp_dim=2 * WIDTH)
+_MIT = dict(
+    layerwise_depths=[1, 1],
+    num_layers=2,
+    hidden_dims=[8, WIDTH],
+    layerwise_num_heads=[1, 2],
+    layerwise_sr_ratios=[4, 2],
+    max_drop_path_rate=0.0,
+    layerwise_patch_sizes=[7, 3],
+    layerwise_strides=[4, 2],
+    image_shape=(IMAGE, IMAGE, 3),
+)
+_DINOV2 = dict(
+    patch_size=8,
+    num_layers=2,
+    hidden_dim=WIDTH,
+    num_heads=2,
+    intermediate_dim=2 * WIDTH,
+    image_shape=(IMAGE, IMAGE, 3),
+    position_embedding_shape=(IMAGE, IMAGE, 3),
+)
+_HGNETV2 = dict(
+    stem_channels=[3, 8, 8],
+    stackwise_stage_filters=[[8, 8, WIDTH, 1, 1, 3], [WIDTH, 8, 32, 1, 1, 3]],
+    apply_downsample=[False, True],
+    use_lightweight_conv_block=[False, False],
+    depths=[1, 1],
+    hidden_sizes=[WIDTH, 32],
+    embedding_size=8,
+    use_learnable_affine_block=True,
+    hidden_act="relu",
+    image_shape=(IMAGE, IMAGE, 3),
+)
+_VIT = dict(image_shape=(IMAGE, IMAGE, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=WIDTH, mlp_dim=2 * WIDTH)
 
 
 def _clip_like(family, projection=True):
@@ -130,12 +178,26 @@ def _clip_like(family, projection=True):
 
         models = keras_hub.models
         vision = getattr(models, f"{family}VisionEncoder")(
-            patch_size=8, hidden_dim=WIDTH, num_layers=2, num_heads=2, intermediate_dim=2 * WIDTH,
-            image_shape=(IMAGE, IMAGE, 3), dtype=dtype)
+            patch_size=8,
+            hidden_dim=WIDTH,
+            num_layers=2,
+            num_heads=2,
+            intermediate_dim=2 * WIDTH,
+            image_shape=(IMAGE, IMAGE, 3),
+            dtype=dtype,
+        )
         text = getattr(models, f"{family}TextEncoder")(
-            vocabulary_size=VOCABULARY, embedding_dim=WIDTH, hidden_dim=WIDTH, num_layers=2, num_heads=2,
-            intermediate_dim=2 * WIDTH, max_sequence_length=SEQUENCE, dtype=dtype)
+            vocabulary_size=VOCABULARY,
+            embedding_dim=WIDTH,
+            hidden_dim=WIDTH,
+            num_layers=2,
+            num_heads=2,
+            intermediate_dim=2 * WIDTH,
+            max_sequence_length=SEQUENCE,
+            dtype=dtype,
+        )
         return dict(vision_encoder=vision, text_encoder=text, **({"projection_dim": WIDTH} if projection else {}))
+
     return kwargs
 
 
@@ -146,10 +208,24 @@ _BACKBONES = {
     "DebertaV3Backbone": dict(_TEXT_DROPOUT, max_sequence_length=SEQUENCE, bucket_size=SEQUENCE),
     "DistilBertBackbone": dict(_TEXT_DROPOUT, max_sequence_length=SEQUENCE),
     "ESMBackbone": dict(_TEXT_DROPOUT, max_sequence_length=SEQUENCE),
-    "ElectraBackbone": dict(vocab_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=WIDTH, embedding_dim=WIDTH,
-                            intermediate_dim=2 * WIDTH, dropout=0.0, max_sequence_length=SEQUENCE),
-    "FNetBackbone": dict(vocabulary_size=VOCABULARY, num_layers=2, hidden_dim=WIDTH, intermediate_dim=2 * WIDTH,
-                         dropout=0.0, max_sequence_length=SEQUENCE),
+    "ElectraBackbone": dict(
+        vocab_size=VOCABULARY,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=WIDTH,
+        embedding_dim=WIDTH,
+        intermediate_dim=2 * WIDTH,
+        dropout=0.0,
+        max_sequence_length=SEQUENCE,
+    ),
+    "FNetBackbone": dict(
+        vocabulary_size=VOCABULARY,
+        num_layers=2,
+        hidden_dim=WIDTH,
+        intermediate_dim=2 * WIDTH,
+        dropout=0.0,
+        max_sequence_length=SEQUENCE,
+    ),
     "RobertaBackbone": dict(_TEXT_DROPOUT, max_sequence_length=SEQUENCE),
     "XLMRobertaBackbone": dict(_TEXT_DROPOUT, max_sequence_length=SEQUENCE),
     "RoformerV2Backbone": dict(_TEXT_DROPOUT, head_size=8),
@@ -157,18 +233,39 @@ _BACKBONES = {
     # --- decoders
     "GPT2Backbone": dict(_TEXT_DROPOUT, max_sequence_length=SEQUENCE),
     "BloomBackbone": dict(_TEXT_DROPOUT),
-    "FalconBackbone": dict(vocabulary_size=VOCABULARY, num_layers=2, num_attention_heads=2, hidden_dim=WIDTH,
-                           intermediate_dim=2 * WIDTH, attention_dropout_rate=0.0, feedforward_dropout_rate=0.0),
+    "FalconBackbone": dict(
+        vocabulary_size=VOCABULARY,
+        num_layers=2,
+        num_attention_heads=2,
+        hidden_dim=WIDTH,
+        intermediate_dim=2 * WIDTH,
+        attention_dropout_rate=0.0,
+        feedforward_dropout_rate=0.0,
+    ),
     "GPTNeoXBackbone": dict(_TEXT_DROPOUT, max_sequence_length=SEQUENCE),
     "OPTBackbone": dict(_TEXT_DROPOUT, max_sequence_length=SEQUENCE),
     "GemmaBackbone": dict(_GQA, head_dim=8, dropout=0.0),
     "Gemma3Backbone": dict(_GQA, head_dim=8, image_size=IMAGE, dropout=0.0),
     "Gemma3nBackbone": dict(
-        text_vocab_size=VOCABULARY, text_hidden_size=WIDTH, num_hidden_layers=2, pad_token_id=0,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=8, intermediate_size=[2 * WIDTH, 2 * WIDTH],
-        hidden_activation="gelu_approximate", layer_types=["sliding_attention", "full_attention"], sliding_window=4,
-        rope_theta=10000.0, max_position_embeddings=SEQUENCE, vocab_size_per_layer_input=VOCABULARY,
-        hidden_size_per_layer_input=2, altup_num_inputs=2, laurel_rank=1, attention_dropout=0.0),
+        text_vocab_size=VOCABULARY,
+        text_hidden_size=WIDTH,
+        num_hidden_layers=2,
+        pad_token_id=0,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        intermediate_size=[2 * WIDTH, 2 * WIDTH],
+        hidden_activation="gelu_approximate",
+        layer_types=["sliding_attention", "full_attention"],
+        sliding_window=4,
+        rope_theta=10000.0,
+        max_position_embeddings=SEQUENCE,
+        vocab_size_per_layer_input=VOCABULARY,
+        hidden_size_per_layer_input=2,
+        altup_num_inputs=2,
+        laurel_rank=1,
+        attention_dropout=0.0,
+    ),
     "Gemma4Backbone": dict(_GQA, head_dim=8, image_size=IMAGE, sliding_window_size=4, dropout=0.0),
     "GptOssBackbone": dict(_GQA, num_experts=4, top_k=2, sliding_window=4, head_dim=8, dropout=0.0),
     "LlamaBackbone": dict(_GQA, dropout=0.0),
@@ -178,139 +275,384 @@ _BACKBONES = {
     "Phi3Backbone": dict(_GQA, dropout=0.0),
     "QwenBackbone": dict(_GQA, dropout=0.0),
     "Qwen3Backbone": dict(_GQA, head_dim=8, dropout=0.0),
-    "QwenMoeBackbone": dict(_GQA, moe_intermediate_dim=WIDTH, shared_expert_intermediate_dim=2 * WIDTH, num_experts=4,
-                            top_k=2, dropout=0.0),
+    "QwenMoeBackbone": dict(
+        _GQA, moe_intermediate_dim=WIDTH, shared_expert_intermediate_dim=2 * WIDTH, num_experts=4, top_k=2, dropout=0.0
+    ),
     "Qwen3MoeBackbone": dict(_GQA, moe_intermediate_dim=WIDTH, num_experts=4, top_k=2, head_dim=8, dropout=0.0),
     "Qwen3_5Backbone": dict(
-        _GQA, head_dim=8, layer_types=["linear_attention", "full_attention"], linear_num_key_heads=2,
-        linear_num_value_heads=2, linear_key_head_dim=8, linear_value_head_dim=8, linear_conv_kernel_dim=4,
-        dropout=0.0),
+        _GQA,
+        head_dim=8,
+        layer_types=["linear_attention", "full_attention"],
+        linear_num_key_heads=2,
+        linear_num_value_heads=2,
+        linear_key_head_dim=8,
+        linear_value_head_dim=8,
+        linear_conv_kernel_dim=4,
+        dropout=0.0,
+    ),
     "Qwen3_5MoeBackbone": dict(
-        {k: v for k, v in _GQA.items() if k != "intermediate_dim"}, head_dim=8, moe_intermediate_dim=WIDTH,
-        shared_expert_intermediate_size=WIDTH, num_experts=4, top_k=2,
-        layer_types=["linear_attention", "full_attention"], linear_num_key_heads=2, linear_num_value_heads=2,
-        linear_key_head_dim=8, linear_value_head_dim=8, linear_conv_kernel_dim=4, dropout=0.0),
-    "RWKV7Backbone": dict(vocabulary_size=VOCABULARY, hidden_size=WIDTH, head_size=8, num_layers=2,
-                          intermediate_dim=2 * WIDTH, gate_lora=8, mv_lora=8, aaa_lora=8, decay_lora=8,
-                          dropout_rate=0.0),
+        {k: v for k, v in _GQA.items() if k != "intermediate_dim"},
+        head_dim=8,
+        moe_intermediate_dim=WIDTH,
+        shared_expert_intermediate_size=WIDTH,
+        num_experts=4,
+        top_k=2,
+        layer_types=["linear_attention", "full_attention"],
+        linear_num_key_heads=2,
+        linear_num_value_heads=2,
+        linear_key_head_dim=8,
+        linear_value_head_dim=8,
+        linear_conv_kernel_dim=4,
+        dropout=0.0,
+    ),
+    "RWKV7Backbone": dict(
+        vocabulary_size=VOCABULARY,
+        hidden_size=WIDTH,
+        head_size=8,
+        num_layers=2,
+        intermediate_dim=2 * WIDTH,
+        gate_lora=8,
+        mv_lora=8,
+        aaa_lora=8,
+        decay_lora=8,
+        dropout_rate=0.0,
+    ),
     "SmolLM3Backbone": dict(
-        vocabulary_size=VOCABULARY, hidden_dim=WIDTH, intermediate_dim=2 * WIDTH, num_layers=2,
-        num_attention_heads=2, num_key_value_heads=1, attention_bias=False, attention_dropout=0.0,
-        rope_layer_enabled_list=[True, True], layer_types=["attention", "attention"], mlp_bias=False,
-        layer_norm_epsilon=1e-5, max_position_embeddings=SEQUENCE, rope_theta=10000.0, partial_rotary_factor=1.0),
+        vocabulary_size=VOCABULARY,
+        hidden_dim=WIDTH,
+        intermediate_dim=2 * WIDTH,
+        num_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        attention_bias=False,
+        attention_dropout=0.0,
+        rope_layer_enabled_list=[True, True],
+        layer_types=["attention", "attention"],
+        mlp_bias=False,
+        layer_norm_epsilon=1e-5,
+        max_position_embeddings=SEQUENCE,
+        rope_theta=10000.0,
+        partial_rotary_factor=1.0,
+    ),
     # --- encoder-decoders
     "BartBackbone": dict(_TEXT_DROPOUT, max_sequence_length=SEQUENCE),
     "T5Backbone": dict(_TEXT_DROPOUT),
-    "EdRecBackbone": dict(vocab_size=VOCABULARY, num_layers_enc=2, num_layers_dec=2, hidden_dim=WIDTH,
-                          intermediate_dim=2 * WIDTH, num_heads=2, dropout=0.0),
+    "EdRecBackbone": dict(
+        vocab_size=VOCABULARY,
+        num_layers_enc=2,
+        num_layers_dec=2,
+        hidden_dim=WIDTH,
+        intermediate_dim=2 * WIDTH,
+        num_heads=2,
+        dropout=0.0,
+    ),
     "T5GemmaBackbone": _T5GEMMA,
-    "MoonshineBackbone": dict(vocabulary_size=VOCABULARY, filter_dim=WIDTH, encoder_num_layers=1, decoder_num_layers=1,
-                              hidden_dim=WIDTH, intermediate_dim=2 * WIDTH, encoder_num_heads=2, decoder_num_heads=2,
-                              max_position_embeddings=64, dropout=0.0, attention_dropout=0.0),
+    "MoonshineBackbone": dict(
+        vocabulary_size=VOCABULARY,
+        filter_dim=WIDTH,
+        encoder_num_layers=1,
+        decoder_num_layers=1,
+        hidden_dim=WIDTH,
+        intermediate_dim=2 * WIDTH,
+        encoder_num_heads=2,
+        decoder_num_heads=2,
+        max_position_embeddings=64,
+        dropout=0.0,
+        attention_dropout=0.0,
+    ),
     "T5Gemma2Backbone": _T5GEMMA,
-    "WhisperBackbone": dict(_TEXT_DROPOUT, num_mels=8, max_encoder_sequence_length=2 * SEQUENCE,
-                            max_decoder_sequence_length=SEQUENCE),
+    "WhisperBackbone": dict(
+        _TEXT_DROPOUT, num_mels=8, max_encoder_sequence_length=2 * SEQUENCE, max_decoder_sequence_length=SEQUENCE
+    ),
     # --- multimodal
     "CLIPBackbone": _clip_like("CLIP"),
     "MetaCLIP2Backbone": _clip_like("MetaCLIP2"),
     "SigLIPBackbone": _clip_like("SigLIP", projection=False),
-    "CLIPVisionEncoder": dict(patch_size=8, hidden_dim=WIDTH, num_layers=2, num_heads=2, intermediate_dim=2 * WIDTH,
-                              image_shape=(IMAGE, IMAGE, 3)),
-    "MetaCLIP2VisionEncoder": dict(patch_size=8, hidden_dim=WIDTH, num_layers=2, num_heads=2,
-                                   intermediate_dim=2 * WIDTH, image_shape=(IMAGE, IMAGE, 3)),
-    "SigLIPVisionEncoder": dict(patch_size=8, hidden_dim=WIDTH, num_layers=2, num_heads=2,
-                                intermediate_dim=2 * WIDTH, image_shape=(IMAGE, IMAGE, 3)),
-    "CLIPTextEncoder": dict(vocabulary_size=VOCABULARY, embedding_dim=WIDTH, hidden_dim=WIDTH, num_layers=2,
-                            num_heads=2, intermediate_dim=2 * WIDTH, max_sequence_length=SEQUENCE),
-    "MetaCLIP2TextEncoder": dict(vocabulary_size=VOCABULARY, embedding_dim=WIDTH, hidden_dim=WIDTH, num_layers=2,
-                                 num_heads=2, intermediate_dim=2 * WIDTH, max_sequence_length=SEQUENCE),
-    "SigLIPTextEncoder": dict(vocabulary_size=VOCABULARY, embedding_dim=WIDTH, hidden_dim=WIDTH, num_layers=2,
-                              num_heads=2, intermediate_dim=2 * WIDTH, max_sequence_length=SEQUENCE),
-    "PaliGemmaBackbone": dict(_GQA, head_dim=8, image_size=IMAGE, vit_patch_size=8, vit_num_heads=2,
-                              vit_hidden_dim=WIDTH, vit_num_layers=2, vit_intermediate_dim=2 * WIDTH, dropout=0.0),
+    "CLIPVisionEncoder": dict(
+        patch_size=8,
+        hidden_dim=WIDTH,
+        num_layers=2,
+        num_heads=2,
+        intermediate_dim=2 * WIDTH,
+        image_shape=(IMAGE, IMAGE, 3),
+    ),
+    "MetaCLIP2VisionEncoder": dict(
+        patch_size=8,
+        hidden_dim=WIDTH,
+        num_layers=2,
+        num_heads=2,
+        intermediate_dim=2 * WIDTH,
+        image_shape=(IMAGE, IMAGE, 3),
+    ),
+    "SigLIPVisionEncoder": dict(
+        patch_size=8,
+        hidden_dim=WIDTH,
+        num_layers=2,
+        num_heads=2,
+        intermediate_dim=2 * WIDTH,
+        image_shape=(IMAGE, IMAGE, 3),
+    ),
+    "CLIPTextEncoder": dict(
+        vocabulary_size=VOCABULARY,
+        embedding_dim=WIDTH,
+        hidden_dim=WIDTH,
+        num_layers=2,
+        num_heads=2,
+        intermediate_dim=2 * WIDTH,
+        max_sequence_length=SEQUENCE,
+    ),
+    "MetaCLIP2TextEncoder": dict(
+        vocabulary_size=VOCABULARY,
+        embedding_dim=WIDTH,
+        hidden_dim=WIDTH,
+        num_layers=2,
+        num_heads=2,
+        intermediate_dim=2 * WIDTH,
+        max_sequence_length=SEQUENCE,
+    ),
+    "SigLIPTextEncoder": dict(
+        vocabulary_size=VOCABULARY,
+        embedding_dim=WIDTH,
+        hidden_dim=WIDTH,
+        num_layers=2,
+        num_heads=2,
+        intermediate_dim=2 * WIDTH,
+        max_sequence_length=SEQUENCE,
+    ),
+    "PaliGemmaBackbone": dict(
+        _GQA,
+        head_dim=8,
+        image_size=IMAGE,
+        vit_patch_size=8,
+        vit_num_heads=2,
+        vit_hidden_dim=WIDTH,
+        vit_num_layers=2,
+        vit_intermediate_dim=2 * WIDTH,
+        dropout=0.0,
+    ),
     # --- vision
-    "CSPNetBackbone": dict(stem_filters=8, stem_kernel_size=3, stem_strides=1, stackwise_depth=[1, 1],
-                           stackwise_strides=2, stackwise_num_filters=[8, WIDTH], block_type="dark_block",
-                           stage_type="csp", down_growth=True, bottle_ratio=(0.5, 1.0), block_ratio=(1.0, 0.5),
-                           expand_ratio=(2.0, 1.0), stem_padding="same", image_shape=(IMAGE, IMAGE, 3)),
-    "DeiTBackbone": dict(image_shape=(IMAGE, IMAGE, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=WIDTH,
-                         intermediate_dim=2 * WIDTH),
+    "CSPNetBackbone": dict(
+        stem_filters=8,
+        stem_kernel_size=3,
+        stem_strides=1,
+        stackwise_depth=[1, 1],
+        stackwise_strides=2,
+        stackwise_num_filters=[8, WIDTH],
+        block_type="dark_block",
+        stage_type="csp",
+        down_growth=True,
+        bottle_ratio=(0.5, 1.0),
+        block_ratio=(1.0, 0.5),
+        expand_ratio=(2.0, 1.0),
+        stem_padding="same",
+        image_shape=(IMAGE, IMAGE, 3),
+    ),
+    "DeiTBackbone": dict(
+        image_shape=(IMAGE, IMAGE, 3),
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=WIDTH,
+        intermediate_dim=2 * WIDTH,
+    ),
     "DenseNetBackbone": dict(stackwise_num_repeats=[1, 1], growth_rate=4, image_shape=(IMAGE, IMAGE, 3)),
     "DINOV2Backbone": dict(_DINOV2),
-    "DINOV3Backbone": dict(patch_size=8, num_layers=2, hidden_dim=WIDTH, num_heads=2, intermediate_dim=2 * WIDTH,
-                           image_shape=(IMAGE, IMAGE, 3)),
+    "DINOV3Backbone": dict(
+        patch_size=8,
+        num_layers=2,
+        hidden_dim=WIDTH,
+        num_heads=2,
+        intermediate_dim=2 * WIDTH,
+        image_shape=(IMAGE, IMAGE, 3),
+    ),
     "EfficientNetBackbone": dict(
-        stackwise_width_coefficients=[1.0, 1.0], stackwise_depth_coefficients=[1.0, 1.0],
-        stackwise_kernel_sizes=[3, 3], stackwise_num_repeats=[1, 1], stackwise_input_filters=[8, 8],
-        stackwise_output_filters=[8, WIDTH], stackwise_expansion_ratios=[1, 4],
-        stackwise_squeeze_and_excite_ratios=[0.0, 0.25], stackwise_strides=[1, 2],
-        stackwise_block_types=["fused", "unfused"], stackwise_force_input_filters=[0, 0],
-        stackwise_nores_option=[False, False], dropout=0.0, num_features=32, input_shape=(IMAGE, IMAGE, 3)),
+        stackwise_width_coefficients=[1.0, 1.0],
+        stackwise_depth_coefficients=[1.0, 1.0],
+        stackwise_kernel_sizes=[3, 3],
+        stackwise_num_repeats=[1, 1],
+        stackwise_input_filters=[8, 8],
+        stackwise_output_filters=[8, WIDTH],
+        stackwise_expansion_ratios=[1, 4],
+        stackwise_squeeze_and_excite_ratios=[0.0, 0.25],
+        stackwise_strides=[1, 2],
+        stackwise_block_types=["fused", "unfused"],
+        stackwise_force_input_filters=[0, 0],
+        stackwise_nores_option=[False, False],
+        dropout=0.0,
+        num_features=32,
+        input_shape=(IMAGE, IMAGE, 3),
+    ),
     "HGNetV2Backbone": dict(_HGNETV2),
     "MiTBackbone": dict(_MIT),
     "MobileNetBackbone": dict(
-        stackwise_expansion=[[16, 24], [32]], stackwise_num_blocks=[2, 1], stackwise_num_filters=[[8, 8], [WIDTH]],
-        stackwise_kernel_size=[[3, 3], [5]], stackwise_num_strides=[[2, 1], [2]],
+        stackwise_expansion=[[16, 24], [32]],
+        stackwise_num_blocks=[2, 1],
+        stackwise_num_filters=[[8, 8], [WIDTH]],
+        stackwise_kernel_size=[[3, 3], [5]],
+        stackwise_num_strides=[[2, 1], [2]],
         stackwise_se_ratio=[[None, None], [0.25]],
         stackwise_activation=[["relu", "relu"], ["hard_swish"], ["hard_swish"]],  # one more: the last layer's
-        stackwise_padding=[[1, 1], [2]], output_num_filters=32, input_activation="hard_swish",
-        output_activation="hard_swish", input_num_filters=8, image_shape=(IMAGE, IMAGE, 3), depthwise_filters=8,
-        depthwise_stride=2, depthwise_residual=False, squeeze_and_excite=0.5, last_layer_filter=32),
+        stackwise_padding=[[1, 1], [2]],
+        output_num_filters=32,
+        input_activation="hard_swish",
+        output_activation="hard_swish",
+        input_num_filters=8,
+        image_shape=(IMAGE, IMAGE, 3),
+        depthwise_filters=8,
+        depthwise_stride=2,
+        depthwise_residual=False,
+        squeeze_and_excite=0.5,
+        last_layer_filter=32,
+    ),
     "MobileNetV5Backbone": dict(
-        stackwise_block_types=[["er"], ["uir"]], stackwise_num_blocks=[1, 1], stackwise_num_filters=[[8], [WIDTH]],
-        stackwise_strides=[[2], [2]], stackwise_act_layers=[["relu"], ["relu"]], stackwise_exp_ratios=[[4.0], [4.0]],
-        stackwise_se_ratios=[[0.0], [0.0]], stackwise_dw_kernel_sizes=[[0], [3]],
-        stackwise_dw_start_kernel_sizes=[[0], [0]], stackwise_dw_end_kernel_sizes=[[0], [0]],
-        stackwise_exp_kernel_sizes=[[3], [0]], stackwise_pw_kernel_sizes=[[1], [0]], stackwise_num_heads=[[0], [0]],
-        stackwise_key_dims=[[0], [0]], stackwise_value_dims=[[0], [0]], stackwise_kv_strides=[[0], [0]],
-        stackwise_use_cpe=[[False], [False]], stem_size=8, num_features=32, use_msfa=False,
-        image_shape=(IMAGE, IMAGE, 3)),
+        stackwise_block_types=[["er"], ["uir"]],
+        stackwise_num_blocks=[1, 1],
+        stackwise_num_filters=[[8], [WIDTH]],
+        stackwise_strides=[[2], [2]],
+        stackwise_act_layers=[["relu"], ["relu"]],
+        stackwise_exp_ratios=[[4.0], [4.0]],
+        stackwise_se_ratios=[[0.0], [0.0]],
+        stackwise_dw_kernel_sizes=[[0], [3]],
+        stackwise_dw_start_kernel_sizes=[[0], [0]],
+        stackwise_dw_end_kernel_sizes=[[0], [0]],
+        stackwise_exp_kernel_sizes=[[3], [0]],
+        stackwise_pw_kernel_sizes=[[1], [0]],
+        stackwise_num_heads=[[0], [0]],
+        stackwise_key_dims=[[0], [0]],
+        stackwise_value_dims=[[0], [0]],
+        stackwise_kv_strides=[[0], [0]],
+        stackwise_use_cpe=[[False], [False]],
+        stem_size=8,
+        num_features=32,
+        use_msfa=False,
+        image_shape=(IMAGE, IMAGE, 3),
+    ),
     "ResNetBackbone": lambda dtype: _resnet(dtype, image_shape=(IMAGE, IMAGE, 3)).get_config(),
-    "SwinTransformerBackbone": dict(image_shape=(IMAGE, IMAGE, 3), embed_dim=WIDTH, depths=(1, 1), num_heads=(2, 2),
-                                    window_size=4, patch_size=4, drop_path=0.0),
+    "SwinTransformerBackbone": dict(
+        image_shape=(IMAGE, IMAGE, 3),
+        embed_dim=WIDTH,
+        depths=(1, 1),
+        num_heads=(2, 2),
+        window_size=4,
+        patch_size=4,
+        drop_path=0.0,
+    ),
     "VGGBackbone": dict(stackwise_num_repeats=[1, 1], stackwise_num_filters=[8, WIDTH], image_shape=(IMAGE, IMAGE, 3)),
     "ViTBackbone": dict(_VIT),
-    "ViTDetBackbone": dict(hidden_size=WIDTH, num_layers=2, intermediate_dim=2 * WIDTH, num_heads=2,
-                           global_attention_layer_indices=[1], image_shape=(IMAGE, IMAGE, 3), patch_size=8,
-                           num_output_channels=8, window_size=2),
-    "XceptionBackbone": dict(stackwise_conv_filters=[[8, WIDTH], [WIDTH, WIDTH]], stackwise_pooling=[False, True],
-                             image_shape=(IMAGE, IMAGE, 3)),
-    "VideoPrismBackbone": dict(num_frames=2, patch_size=8, hidden_dim=WIDTH, intermediate_dim=2 * WIDTH, num_heads=2,
-                               num_spatial_layers=1, num_temporal_layers=1, num_auxiliary_layers=1,
-                               image_shape=(IMAGE, IMAGE, 3)),
+    "ViTDetBackbone": dict(
+        hidden_size=WIDTH,
+        num_layers=2,
+        intermediate_dim=2 * WIDTH,
+        num_heads=2,
+        global_attention_layer_indices=[1],
+        image_shape=(IMAGE, IMAGE, 3),
+        patch_size=8,
+        num_output_channels=8,
+        window_size=2,
+    ),
+    "XceptionBackbone": dict(
+        stackwise_conv_filters=[[8, WIDTH], [WIDTH, WIDTH]],
+        stackwise_pooling=[False, True],
+        image_shape=(IMAGE, IMAGE, 3),
+    ),
+    "VideoPrismBackbone": dict(
+        num_frames=2,
+        patch_size=8,
+        hidden_dim=WIDTH,
+        intermediate_dim=2 * WIDTH,
+        num_heads=2,
+        num_spatial_layers=1,
+        num_temporal_layers=1,
+        num_auxiliary_layers=1,
+        image_shape=(IMAGE, IMAGE, 3),
+    ),
     # --- backbones made of an image encoder and a head
-    "BASNetBackbone": lambda dtype: dict(image_encoder=_resnet(dtype, stages=4), num_classes=1,
-                                         image_shape=(IMAGE, IMAGE, 3), projection_filters=64),  # feeds ResNet's 64
+    "BASNetBackbone": lambda dtype: dict(
+        image_encoder=_resnet(dtype, stages=4), num_classes=1, image_shape=(IMAGE, IMAGE, 3), projection_filters=64
+    ),  # feeds ResNet's 64
     "DeepLabV3Backbone": lambda dtype: dict(
-        image_encoder=_resnet(dtype, stages=3), low_level_feature_key="P2", spatial_pyramid_pooling_key="P4",
-        upsampling_size=4, dilation_rates=[2, 4], projection_filters=8, image_shape=(IMAGE, IMAGE, 3)),
-    "RetinaNetBackbone": lambda dtype: dict(image_encoder=_resnet(dtype, stages=4), min_level=3, max_level=5,
-                                            use_p5=True, image_shape=(IMAGE, IMAGE, 3)),
+        image_encoder=_resnet(dtype, stages=3),
+        low_level_feature_key="P2",
+        spatial_pyramid_pooling_key="P4",
+        upsampling_size=4,
+        dilation_rates=[2, 4],
+        projection_filters=8,
+        image_shape=(IMAGE, IMAGE, 3),
+    ),
+    "RetinaNetBackbone": lambda dtype: dict(
+        image_encoder=_resnet(dtype, stages=4), min_level=3, max_level=5, use_p5=True, image_shape=(IMAGE, IMAGE, 3)
+    ),
     "SegFormerBackbone": lambda dtype: dict(image_encoder=_sub("MiTBackbone", dtype), projection_filters=8),
     "DepthAnythingBackbone": lambda dtype: dict(
         image_encoder=_sub("DINOV2Backbone", dtype, num_layers=4, patch_size=4, apply_layernorm=True),
-        reassemble_factors=[4, 2, 1, 0.5], neck_hidden_dims=[8, 8, WIDTH, WIDTH], fusion_hidden_dim=WIDTH,
-        head_hidden_dim=8, head_in_index=-1, feature_keys=["stage1", "stage2", "stage3", "stage4"]),
+        reassemble_factors=[4, 2, 1, 0.5],
+        neck_hidden_dims=[8, 8, WIDTH, WIDTH],
+        fusion_hidden_dim=WIDTH,
+        head_hidden_dim=8,
+        head_in_index=-1,
+        feature_keys=["stage1", "stage2", "stage3", "stage4"],
+    ),
     "PARSeqBackbone": lambda dtype: dict(
-        image_encoder=_sub("ViTBackbone", dtype, use_class_token=False), vocabulary_size=VOCABULARY,
-        max_label_length=SEQUENCE, decoder_hidden_dim=WIDTH, num_decoder_layers=1, num_decoder_heads=2,
-        decoder_mlp_dim=2 * WIDTH, dropout_rate=0.0, attention_dropout=0.0),
+        image_encoder=_sub("ViTBackbone", dtype, use_class_token=False),
+        vocabulary_size=VOCABULARY,
+        max_label_length=SEQUENCE,
+        decoder_hidden_dim=WIDTH,
+        num_decoder_layers=1,
+        num_decoder_heads=2,
+        decoder_mlp_dim=2 * WIDTH,
+        dropout_rate=0.0,
+        attention_dropout=0.0,
+    ),
     "DFineBackbone": lambda dtype: dict(
         backbone=_sub("HGNetV2Backbone", dtype, image_shape=(None, None, 3), out_features=["stage1", "stage2"]),
-        decoder_in_channels=[WIDTH, WIDTH], encoder_hidden_dim=WIDTH, num_labels=CLASSES, num_denoising=0,
-        hidden_dim=WIDTH, learn_initial_query=False, num_queries=8, anchor_image_size=(IMAGE, IMAGE),
-        feat_strides=[4, 8], num_feature_levels=2, encoder_in_channels=[WIDTH, 32], encode_proj_layers=[1],
-        num_attention_heads=2, encoder_ffn_dim=2 * WIDTH, num_encoder_layers=1, hidden_expansion=0.5,
-        depth_multiplier=0.5, eval_idx=-1, num_decoder_layers=2, decoder_attention_heads=2,
-        decoder_ffn_dim=2 * WIDTH, decoder_n_points=[2, 2], lqe_hidden_dim=8, num_lqe_layers=2,
-        out_features=["stage1", "stage2"], image_shape=(IMAGE, IMAGE, 3), seed=0),
+        decoder_in_channels=[WIDTH, WIDTH],
+        encoder_hidden_dim=WIDTH,
+        num_labels=CLASSES,
+        num_denoising=0,
+        hidden_dim=WIDTH,
+        learn_initial_query=False,
+        num_queries=8,
+        anchor_image_size=(IMAGE, IMAGE),
+        feat_strides=[4, 8],
+        num_feature_levels=2,
+        encoder_in_channels=[WIDTH, 32],
+        encode_proj_layers=[1],
+        num_attention_heads=2,
+        encoder_ffn_dim=2 * WIDTH,
+        num_encoder_layers=1,
+        hidden_expansion=0.5,
+        depth_multiplier=0.5,
+        eval_idx=-1,
+        num_decoder_layers=2,
+        decoder_attention_heads=2,
+        decoder_ffn_dim=2 * WIDTH,
+        decoder_n_points=[2, 2],
+        lqe_hidden_dim=8,
+        num_lqe_layers=2,
+        out_features=["stage1", "stage2"],
+        image_shape=(IMAGE, IMAGE, 3),
+        seed=0,
+    ),
     "BLIP2Backbone": lambda dtype: _blip2(dtype, "opt"),
     "SAMBackbone": lambda dtype: _sam(dtype),
     "SAM3PromptableConceptBackbone": lambda dtype: _sam3(dtype),
-    "FluxBackbone": dict(input_channels=8, hidden_size=WIDTH, mlp_ratio=2.0, num_heads=2, depth=1,
-                         depth_single_blocks=1, axes_dim=[2, 2, 4], theta=10_000, use_bias=True, guidance_embed=True,
-                         image_shape=(SEQUENCE, 8), text_shape=(SEQUENCE, WIDTH), image_ids_shape=(SEQUENCE, 3),
-                         text_ids_shape=(SEQUENCE, 3), y_shape=(WIDTH,)),
+    "FluxBackbone": dict(
+        input_channels=8,
+        hidden_size=WIDTH,
+        mlp_ratio=2.0,
+        num_heads=2,
+        depth=1,
+        depth_single_blocks=1,
+        axes_dim=[2, 2, 4],
+        theta=10_000,
+        use_bias=True,
+        guidance_embed=True,
+        image_shape=(SEQUENCE, 8),
+        text_shape=(SEQUENCE, WIDTH),
+        image_ids_shape=(SEQUENCE, 3),
+        text_ids_shape=(SEQUENCE, 3),
+        y_shape=(WIDTH,),
+    ),
     "StableDiffusion3Backbone": lambda dtype: _sd3(dtype),
 }
 
@@ -322,20 +664,58 @@ def _blip2(dtype, language):
     from keras_hub.src.models.blip2.blip2_vision_encoder import BLIP2VisionEncoder
 
     vision = BLIP2VisionEncoder(
-        image_size=IMAGE, patch_size=8, num_layers=2, num_heads=2, hidden_dim=WIDTH, intermediate_dim=2 * WIDTH,
-        use_patch_bias=True, use_class_token=True, use_mha_bias=True, use_mlp_bias=True, dropout_rate=0.0,
-        layer_norm_epsilon=1e-6, initializer_range=0.02, dtype=dtype)
+        image_size=IMAGE,
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=WIDTH,
+        intermediate_dim=2 * WIDTH,
+        use_patch_bias=True,
+        use_class_token=True,
+        use_mha_bias=True,
+        use_mlp_bias=True,
+        dropout_rate=0.0,
+        layer_norm_epsilon=1e-6,
+        initializer_range=0.02,
+        dtype=dtype,
+    )
     qformer = BLIP2QFormer(
-        num_query_tokens=2, num_layers=2, num_heads=2, hidden_dim=WIDTH, intermediate_dim=2 * WIDTH, vision_dim=WIDTH,
-        cross_attention_frequency=1, dropout=0.0, layer_norm_epsilon=1e-6, dtype=dtype)
+        num_query_tokens=2,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=WIDTH,
+        intermediate_dim=2 * WIDTH,
+        vision_dim=WIDTH,
+        cross_attention_frequency=1,
+        dropout=0.0,
+        layer_norm_epsilon=1e-6,
+        dtype=dtype,
+    )
     if language == "opt":
         lm = BLIP2CustomOPT(
-            vocabulary_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=WIDTH, intermediate_dim=2 * WIDTH,
-            num_query_tokens=2, qformer_hidden_dim=WIDTH, max_sequence_length=2 * SEQUENCE, dropout=0.0, dtype=dtype)
+            vocabulary_size=VOCABULARY,
+            num_layers=2,
+            num_heads=2,
+            hidden_dim=WIDTH,
+            intermediate_dim=2 * WIDTH,
+            num_query_tokens=2,
+            qformer_hidden_dim=WIDTH,
+            max_sequence_length=2 * SEQUENCE,
+            dropout=0.0,
+            dtype=dtype,
+        )
     else:
         lm = BLIP2FlanT5(
-            vocabulary_size=VOCABULARY, num_layers=2, num_heads=2, hidden_dim=WIDTH, intermediate_dim=2 * WIDTH,
-            num_query_tokens=2, qformer_hidden_dim=WIDTH, dropout=0.0, dtype=dtype)
+            vocabulary_size=VOCABULARY,
+            num_layers=2,
+            num_heads=2,
+            hidden_dim=WIDTH,
+            intermediate_dim=2 * WIDTH,
+            num_query_tokens=2,
+            qformer_hidden_dim=WIDTH,
+            dropout=0.0,
+            dtype=dtype,
+        )
     return dict(vision_encoder=vision, qformer=qformer, language_model=lm)
 
 
@@ -345,11 +725,23 @@ def _sam(dtype):
     encoder = _sub("ViTDetBackbone", dtype, image_shape=(IMAGE, IMAGE, 3))
     grid = IMAGE // 8
     prompt = keras_hub.layers.SAMPromptEncoder(
-        hidden_size=8, image_embedding_size=(grid, grid), input_image_size=(IMAGE, IMAGE), mask_in_channels=8,
-        dtype=dtype)
+        hidden_size=8,
+        image_embedding_size=(grid, grid),
+        input_image_size=(IMAGE, IMAGE),
+        mask_in_channels=8,
+        dtype=dtype,
+    )
     decoder = keras_hub.layers.SAMMaskDecoder(
-        num_layers=2, hidden_size=8, intermediate_dim=2 * WIDTH, num_heads=2, embedding_dim=8,
-        num_multimask_outputs=3, iou_head_depth=2, iou_head_hidden_dim=8, dtype=dtype)
+        num_layers=2,
+        hidden_size=8,
+        intermediate_dim=2 * WIDTH,
+        num_heads=2,
+        embedding_dim=8,
+        num_multimask_outputs=3,
+        iou_head_depth=2,
+        iou_head_hidden_dim=8,
+        dtype=dtype,
+    )
     return dict(image_encoder=encoder, prompt_encoder=prompt, mask_decoder=decoder)
 
 
@@ -361,15 +753,24 @@ def _sam3(dtype):
     common = dict(hidden_dim=WIDTH, intermediate_dim=2 * WIDTH, num_heads=2, dtype=dtype)
     return dict(
         vision_encoder=layers.SAM3VisionEncoder(
-            image_shape=(size, size, 3), patch_size=14, num_layers=2, fpn_hidden_dim=WIDTH,
-            fpn_scale_factors=[4.0, 2.0, 1.0, 0.5], pretrain_image_shape=(42, 42, 3), window_size=2,
-            global_attn_indexes=[1], **common),
+            image_shape=(size, size, 3),
+            patch_size=14,
+            num_layers=2,
+            fpn_hidden_dim=WIDTH,
+            fpn_scale_factors=[4.0, 2.0, 1.0, 0.5],
+            pretrain_image_shape=(42, 42, 3),
+            window_size=2,
+            global_attn_indexes=[1],
+            **common,
+        ),
         text_encoder=layers.SAM3TextEncoder(vocabulary_size=VOCABULARY, embedding_dim=WIDTH, num_layers=2, **common),
         geometry_encoder=layers.SAM3GeometryEncoder(num_layers=1, roi_size=7, **common),
         detr_encoder=layers.SAM3DetrEncoder(num_layers=1, **common),
-        detr_decoder=layers.SAM3DetrDecoder(image_shape=(size, size, 3), patch_size=14, num_layers=1, num_queries=8,
-                                            **common),
-        mask_decoder=layers.SAM3MaskDecoder(num_upsampling_stages=3, hidden_dim=WIDTH, num_heads=2, dtype=dtype))
+        detr_decoder=layers.SAM3DetrDecoder(
+            image_shape=(size, size, 3), patch_size=14, num_layers=1, num_queries=8, **common
+        ),
+        mask_decoder=layers.SAM3MaskDecoder(num_upsampling_stages=3, hidden_dim=WIDTH, num_heads=2, dtype=dtype),
+    )
 
 
 def _sd3(dtype):
@@ -377,16 +778,33 @@ def _sd3(dtype):
     from keras_hub.src.models.vae.vae_backbone import VAEBackbone
 
     # 32 filters: its GroupNormalization has 32 groups.
-    vae = VAEBackbone([32, 32, 32, 32], [1, 1, 1, 1], [32, 32, 32, 32], [1, 1, 1, 1], sampler_method="mode",
-                      dtype=dtype)
-    clip = dict(vocabulary_size=VOCABULARY, embedding_dim=WIDTH, hidden_dim=WIDTH, num_layers=2, num_heads=2,
-                intermediate_dim=2 * WIDTH, intermediate_output_index=-2, max_sequence_length=SEQUENCE, dtype=dtype)
+    vae = VAEBackbone(
+        [32, 32, 32, 32], [1, 1, 1, 1], [32, 32, 32, 32], [1, 1, 1, 1], sampler_method="mode", dtype=dtype
+    )
+    clip = dict(
+        vocabulary_size=VOCABULARY,
+        embedding_dim=WIDTH,
+        hidden_dim=WIDTH,
+        num_layers=2,
+        num_heads=2,
+        intermediate_dim=2 * WIDTH,
+        intermediate_output_index=-2,
+        max_sequence_length=SEQUENCE,
+        dtype=dtype,
+    )
     return dict(
-        mmdit_patch_size=2, mmdit_hidden_dim=WIDTH, mmdit_num_layers=1, mmdit_num_heads=2, mmdit_position_size=8,
-        mmdit_qk_norm=None, mmdit_dual_attention_indices=None, vae=vae,
+        mmdit_patch_size=2,
+        mmdit_hidden_dim=WIDTH,
+        mmdit_num_layers=1,
+        mmdit_num_heads=2,
+        mmdit_position_size=8,
+        mmdit_qk_norm=None,
+        mmdit_dual_attention_indices=None,
+        vae=vae,
         clip_l=keras_hub.models.CLIPTextEncoder(intermediate_activation="quick_gelu", name="clip_l", **clip),
         clip_g=keras_hub.models.CLIPTextEncoder(intermediate_activation="gelu", name="clip_g", **clip),
-        image_shape=(IMAGE, IMAGE, 3))
+        image_shape=(IMAGE, IMAGE, 3),
+    )
 
 
 def _sub(kind, dtype, **overrides):
@@ -412,18 +830,22 @@ def _backbone_kwargs(kind, dtype):
 # Classes that cannot be built small here, with the reason.
 
 _GENERATE_ONLY = "a generate-only pipeline: its fit() raises NotImplementedError ('Currently, `fit` is not supported')"
-_BASNET = ("48.6 M parameters at its smallest: its bridge and decoder are 8 x projection_filters = 512 channels "
-           "wide, and projection_filters must be 64 (it feeds ResNetBackbone's first stage, fixed at 64 filters)")
-_SAM3 = ("SAM3GeometryEncoder hands its (batch, prompt tokens) mask unexpanded to ops.dot_product_attention, which "
-         "broadcasts it only when batch == prompt tokens (KerasHub's test: batch 2, one box + CLS); at batch 4 the "
-         "forward pass fails with 'Incompatible shapes: [4,2,2,2] vs. [4,2]', and without a box prompt the DETR "
-         "encoder's mask is 3 tokens short ([4,2,4,36] vs. [4,1,4,33])")
+_BASNET = (
+    "48.6 M parameters at its smallest: its bridge and decoder are 8 x projection_filters = 512 channels "
+    "wide, and projection_filters must be 64 (it feeds ResNetBackbone's first stage, fixed at 64 filters)"
+)
+_SAM3 = (
+    "SAM3GeometryEncoder hands its (batch, prompt tokens) mask unexpanded to ops.dot_product_attention, which "
+    "broadcasts it only when batch == prompt tokens (KerasHub's test: batch 2, one box + CLS); at batch 4 the "
+    "forward pass fails with 'Incompatible shapes: [4,2,2,2] vs. [4,2]', and without a box prompt the DETR "
+    "encoder's mask is 3 tokens short ([4,2,4,36] vs. [4,1,4,33])"
+)
 _UNBUILDABLE = {
     "FluxTextToImage": _GENERATE_ONLY,
     "SAM3PromptableConceptBackbone": _SAM3,
     "SAM3PromptableConceptImageSegmenter": _SAM3,
     "PARSeqCausalLM": "its compute_loss does ops.logical_and(y != end_token_id, sample_weight), so fit(x, y) "
-                      "without sample weights fails with 'ValueError: None values not supported'",
+    "without sample weights fails with 'ValueError: None values not supported'",
     # Measured: 48.6 M parameters (32 x 32 input, the smallest ResNet encoder).
     "BASNetBackbone": _BASNET,
     "BASNetImageSegmenter": _BASNET,
@@ -431,12 +853,14 @@ _UNBUILDABLE = {
     "StableDiffusion3ImageToImage": _GENERATE_ONLY,
     "StableDiffusion3Inpaint": _GENERATE_ONLY,
     "Gemma4AssistantCausalLM": "a speculative-decoding draft model: its call() raises NotImplementedError "
-                               "('cannot be called standalone'), so fit has no forward pass",
+    "('cannot be called standalone'), so fit has no forward pass",
 }
 
 
-_MOE_FLOAT64 = ("in float64, fit fails: its sparse-MoE block casts the token mask to float32 in the training-only "
-                "router path ('Input 'y' of 'Mul' Op has type float32 that does not match type float64')")
+_MOE_FLOAT64 = (
+    "in float64, fit fails: its sparse-MoE block casts the token mask to float32 in the training-only "
+    "router path ('Input 'y' of 'Mul' Op has type float32 that does not match type float64')"
+)
 # Backbones (and their tasks) that build in float32 but not in float64.
 _UNBUILDABLE_FLOAT64 = {
     "MixtralBackbone": _MOE_FLOAT64,
@@ -444,12 +868,13 @@ _UNBUILDABLE_FLOAT64 = {
     "Qwen3MoeBackbone": _MOE_FLOAT64,
     "Qwen3_5MoeBackbone": _MOE_FLOAT64,
     "SAMBackbone": "in float64 the forward pass fails: SAMPromptEncoder's point embeddings stay float32 ('cannot "
-                   "compute AddV2 as input #1 was expected to be a double tensor but is a float tensor')",
+    "compute AddV2 as input #1 was expected to be a double tensor but is a float tensor')",
 }
 
 
 # ---------------------------------------------------------------------------------------------------------
 # Data.
+
 
 def _tokens(rng, shape=(BATCH, SEQUENCE), vocabulary=VOCABULARY):
     return rng.integers(1, vocabulary, shape).astype("int32")
@@ -479,7 +904,8 @@ _INPUT_SHAPES = {
     "SAM3PromptableConceptBackbone": {
         "boxes": lambda rng, dtype: rng.uniform(0.25, 0.75, (BATCH, 1, 5)).astype(dtype),
         "box_labels": lambda rng, dtype: np.ones((BATCH, 1), dtype),
-        "token_ids": (32,), "padding_mask": (32,),
+        "token_ids": (32,),
+        "padding_mask": (32,),
     },
 }
 
@@ -552,14 +978,22 @@ def _mse(dtype):
 # ---------------------------------------------------------------------------------------------------------
 # Wrapping a backbone into a one-output classifier, a dict-output task into a one-output model.
 
+
 def _float_outputs(outputs):
     """The floating-point output tensors of a model call (a tensor, or a dict / list of them), in a stable order."""
     if isinstance(outputs, dict):  # not features: attention masks, SAM's positional grid (one for the whole batch)
-        outputs = {k: v for k, v in outputs.items()
-                   if not k.endswith("_mask") and k != "prompt_dense_positional_embeddings"}
+        outputs = {
+            k: v for k, v in outputs.items() if not k.endswith("_mask") and k != "prompt_dense_positional_embeddings"
+        }
     tensors = keras.tree.flatten(outputs)  # dicts in sorted-key order
-    return [t for t in tensors if hasattr(t, "dtype") and "float" in keras.backend.standardize_dtype(t.dtype)
-            and len(t.shape) >= 2 and t.shape[-1] is not None]
+    return [
+        t
+        for t in tensors
+        if hasattr(t, "dtype")
+        and "float" in keras.backend.standardize_dtype(t.dtype)
+        and len(t.shape) >= 2
+        and t.shape[-1] is not None
+    ]
 
 
 def _pooled(feature):
@@ -614,6 +1048,7 @@ _CONTRASTIVE = ("CLIPBackbone", "MetaCLIP2Backbone", "SigLIPBackbone")
 # ---------------------------------------------------------------------------------------------------------
 # Builders.
 
+
 def _make_backbone(kind, dtype):
     import keras_hub
 
@@ -633,8 +1068,9 @@ def _accepts(cls, argument):
 # Task constructor arguments beyond (backbone, preprocessor=None, num_classes, dropout=0).
 _TASK_KWARGS = {
     # The speculative-decoding assistant; its projections and centroids serve `call_with_cache` only.
-    "Gemma4AssistantCausalLM": dict(backbone_hidden_size=WIDTH, num_centroids=4, centroid_intermediate_top_k=2,
-                                    use_ordered_embeddings=True),
+    "Gemma4AssistantCausalLM": dict(
+        backbone_hidden_size=WIDTH, num_centroids=4, centroid_intermediate_top_k=2, use_ordered_embeddings=True
+    ),
     "VGGImageClassifier": dict(pooling_hidden_dim=WIDTH),
     "RetinaNetObjectDetector": dict(pre_logits_num_conv_layers=1),  # its heads are 256 filters wide, fixed
     # Its default compile() reads preprocessor.tokenizer; the sweep compiles it with its own loss.
@@ -682,7 +1118,8 @@ def _build_task(cls, dtype, rng):
     if issubclass(cls, models.MaskedLM):
         task = cls(**_task_kwargs(cls, extra, backbone=backbone))
         data["mask_positions"] = np.stack([rng.choice(SEQUENCE, 2, replace=False) for _ in range(BATCH)]).astype(
-            "int32")
+            "int32"
+        )
         return task, (data, _tokens(rng, (BATCH, 2))), _sparse_ce(dtype)
     if issubclass(cls, (models.TextClassifier, models.ImageClassifier)):
         task = cls(**_task_kwargs(cls, extra, backbone=backbone, num_classes=CLASSES))
@@ -728,17 +1165,22 @@ def _application(constructor, size, parameters=None):
     def build(dtype, rng):
         if parameters is not None:
             count, smaller = parameters
-            family = (f"its family's smaller members ({smaller}) are in the sweep" if smaller
-                      else "no smaller member of its family exists")
+            family = (
+                f"its family's smaller members ({smaller}) are in the sweep"
+                if smaller
+                else "no smaller member of its family exists"
+            )
             raise Unbuildable(
                 f"{count / 1e6:.1f} M parameters at its smallest input ({size} x {size}, 4 classes) > "
-                f"{MAX_PARAMETERS / 1e6:.0f} M; keras.applications exposes no smaller configuration of it ({family})")
+                f"{MAX_PARAMETERS / 1e6:.0f} M; keras.applications exposes no smaller configuration of it ({family})"
+            )
         kwargs = dict(weights=None, input_shape=(size, size, 3), classes=CLASSES)  # dtype: floatx, set by build()
         if _accepts_kw(constructor, "classifier_activation"):
             kwargs["classifier_activation"] = None
         model = constructor(**kwargs)
         images = rng.uniform(0.0, 1.0, (BATCH, size, size, 3)).astype(dtype)
         return model, (images, _labels(rng)), _sparse_ce(dtype)
+
     return build
 
 
@@ -798,7 +1240,8 @@ def catalog():
         constructor = getattr(keras.applications, name)
         if name[:1].isupper() and callable(constructor):
             entries[f"applications.{name}"] = _application(
-                constructor, _APPLICATION_SIZE.get(name, IMAGE), _APPLICATION_PARAMETERS.get(name))
+                constructor, _APPLICATION_SIZE.get(name, IMAGE), _APPLICATION_PARAMETERS.get(name)
+            )
     return entries
 
 

@@ -9,8 +9,9 @@ import pytest
 
 from tests.examples.runner import run_example
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                "examples"))
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples")
+)
 import _common
 import acclip_vs_adam
 
@@ -35,8 +36,7 @@ def test_warmup_then_decay_follows_the_schedule_at_steps_one_to_t_and_is_zero_af
     assert values[total - 1] > 0.0  # the last step still moves
     if warmup:
         assert values[warmup - 1] == pytest.approx(0.2)  # the peak, reached at step T_w
-    assert schedule.get_config() == dict(peak_learning_rate=pytest.approx(0.2), warmup_steps=warmup,
-                                         total_steps=total)
+    assert schedule.get_config() == dict(peak_learning_rate=pytest.approx(0.2), warmup_steps=warmup, total_steps=total)
 
 
 @pytest.mark.parametrize("warmup, total", [(10, 10), (11, 10), (-1, 10)])
@@ -72,8 +72,12 @@ def fake_run(loss, accuracy=0.5, moved=1.0):
 def test_best_rate_is_the_lowest_mean_over_seeds_and_a_divergence_at_any_seed_disqualifies():
     runs = {
         # η = 2 wins seed 0 alone; η = 1 has the lower mean. η = 4 diverges at seed 1.
-        "Adam": {0.5: [fake_run(2.5), fake_run(2.5)], 1.0: [fake_run(2.1), fake_run(2.1)],
-                 2.0: [fake_run(2.0), fake_run(2.4)], 4.0: [fake_run(1.5), fake_run(math.inf)]},
+        "Adam": {
+            0.5: [fake_run(2.5), fake_run(2.5)],
+            1.0: [fake_run(2.1), fake_run(2.1)],
+            2.0: [fake_run(2.0), fake_run(2.4)],
+            4.0: [fake_run(1.5), fake_run(math.inf)],
+        },
         "ACClip": {0.25: [fake_run(3.0, 0.1), fake_run(3.2, 0.2)], 0.5: [fake_run(3.1), fake_run(3.3)]},
     }
     summary = acclip_vs_adam.summarize(runs)
@@ -106,10 +110,19 @@ def test_verdicts_are_gated_on_the_spread_at_the_best_rates():
 @pytest.mark.slow
 def test_acclip_vs_adam_writes_figures_and_the_language_model_learns_at_every_seed(tmp_path):
     _, results = run_example(
-        "acclip_vs_adam", tmp_path,
-        ["--steps=20", "--eval_every=10", "--warmup_steps=4", "--num_blocks=1", "--validation_windows=32",
-         "--optimizers=Adam,ACClip", "--adam_learning_rates=3e-3", "--acclip_learning_rates=0.5,1",
-         "--seeds=0,1"],
+        "acclip_vs_adam",
+        tmp_path,
+        [
+            "--steps=20",
+            "--eval_every=10",
+            "--warmup_steps=4",
+            "--num_blocks=1",
+            "--validation_windows=32",
+            "--optimizers=Adam,ACClip",
+            "--adam_learning_rates=3e-3",
+            "--acclip_learning_rates=0.5,1",
+            "--seeds=0,1",
+        ],
         figures=("curves.png", "lr_sweep.png"),
     )
 

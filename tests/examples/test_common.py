@@ -8,8 +8,9 @@ import sys
 import numpy as np
 import pytest
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                "examples"))
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples")
+)
 import _common
 
 
@@ -61,8 +62,11 @@ def test_text_windows_are_next_byte_pairs_split_without_overlap():
 
 
 def test_results_json_turns_numpy_and_non_finite_values_into_plain_json(tmp_path):
-    path = _common.write_json(str(tmp_path), "r.json", {
-        "a": np.float32(1.5), "b": np.arange(3), "c": [math.nan, math.inf, 2.0], 4: (np.int64(7),)})
+    path = _common.write_json(
+        str(tmp_path),
+        "r.json",
+        {"a": np.float32(1.5), "b": np.arange(3), "c": [math.nan, math.inf, 2.0], 4: (np.int64(7),)},
+    )
     with open(path) as handle:
         assert json.load(handle) == {"a": 1.5, "b": [0, 1, 2], "c": [None, None, 2.0], "4": [7]}
 
@@ -106,8 +110,11 @@ def test_mlp_is_seeded_two_hidden_layers_and_logits():
     model = _common.mlp(8, 5, seed=3, activation="tanh", num_classes=4)
     assert [layer.name for layer in model.layers] == ["hidden_1", "hidden_2", "output"]
     assert [tuple(w.shape) for w in model.get_weights()] == [(8, 5), (5,), (5, 5), (5,), (5, 4), (4,)]
-    assert [layer.activation for layer in model.layers] == [keras.activations.tanh, keras.activations.tanh,
-                                                            keras.activations.linear]
+    assert [layer.activation for layer in model.layers] == [
+        keras.activations.tanh,
+        keras.activations.tanh,
+        keras.activations.linear,
+    ]
     same = _common.mlp(8, 5, seed=3, activation="tanh", num_classes=4)
     for a, b in zip(model.get_weights(), same.get_weights()):
         np.testing.assert_array_equal(a, b)
@@ -202,10 +209,8 @@ def test_directional_verdict_only_when_the_gap_exceeds_the_seed_to_seed_spread()
     assert row["gap"] == pytest.approx(0.2167, abs=1e-3) and row["spread"] == pytest.approx(0.10)
     assert "gap 0.22 > spread 0.10" in row["measured"] and "(1.70, 1.75, 1.80)" in row["measured"]
     # The same gap the other way round contradicts the claim; ">" flips the claimed direction.
-    assert _common.gated_verdict(CLAIM, "a", [1.95, 2.00, 1.95], "b", [1.70, 1.75, 1.80], "<")["verdict"] \
-        == "disagree"
-    assert _common.gated_verdict(CLAIM, "a", [1.95, 2.00, 1.95], "b", [1.70, 1.75, 1.80], ">")["verdict"] \
-        == "agree"
+    assert _common.gated_verdict(CLAIM, "a", [1.95, 2.00, 1.95], "b", [1.70, 1.75, 1.80], "<")["verdict"] == "disagree"
+    assert _common.gated_verdict(CLAIM, "a", [1.95, 2.00, 1.95], "b", [1.70, 1.75, 1.80], ">")["verdict"] == "agree"
     # The case: η ranges of 1.29 vs 0.74 at seed 0 but 0.67 vs 0.67 at seed 1.
     row = _common.gated_verdict(CLAIM, "a", [0.74, 0.67], "b", [1.29, 0.67], "<")
     assert row["verdict"] == "no verdict"

@@ -8,8 +8,9 @@ import pytest
 
 from tests.examples.runner import run_example
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                "examples"))
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples")
+)
 import curvature_spectrum
 
 from analysis_tools.curvature import SpectralDensity
@@ -29,9 +30,19 @@ def test_the_bulk_edge_is_the_weighted_quantile_of_the_spectral_mass():
 @pytest.mark.slow
 def test_curvature_spectrum_writes_its_figure_and_measures_both_densities(tmp_path):
     _, results = run_example(
-        "curvature_spectrum", tmp_path,
-        ["--num_examples=64", "--hidden_layers=2", "--hidden_units=16", "--steps=12", "--before_step=4",
-         "--measure_every=4", "--density_vectors=2", "--density_iterations=8", "--seeds=0,1"],
+        "curvature_spectrum",
+        tmp_path,
+        [
+            "--num_examples=64",
+            "--hidden_layers=2",
+            "--hidden_units=16",
+            "--steps=12",
+            "--before_step=4",
+            "--measure_every=4",
+            "--density_vectors=2",
+            "--density_iterations=8",
+            "--seeds=0,1",
+        ],
         figures=("density.png",),
     )
     assert [run["seed"] for run in results["runs"]] == [0, 1]

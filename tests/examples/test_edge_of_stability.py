@@ -9,10 +9,18 @@ from tests.examples.runner import run_example
 @pytest.mark.slow
 def test_edge_of_stability_writes_figures_and_adam_equilibrates_at_38_over_eta(tmp_path):
     _, results = run_example(
-        "edge_of_stability", tmp_path,
-        ["--optimizer=adam_no_bias_correction", "--optimizer=frozen_adam", "--learning_rates=0.002",
-         "--frozen_initial_ratios=1.0", "--num_examples=128", "--steps=100", "--measure_every=10",
-         "--freeze_step=20"],
+        "edge_of_stability",
+        tmp_path,
+        [
+            "--optimizer=adam_no_bias_correction",
+            "--optimizer=frozen_adam",
+            "--learning_rates=0.002",
+            "--frozen_initial_ratios=1.0",
+            "--num_examples=128",
+            "--steps=100",
+            "--measure_every=10",
+            "--freeze_step=20",
+        ],
         figures=("trajectories.png", "ratios.png"),
     )
 
@@ -44,10 +52,20 @@ def test_edge_of_stability_writes_figures_and_adam_equilibrates_at_38_over_eta(t
 @pytest.mark.slow
 def test_edge_of_stability_random_labels_are_not_the_true_ones_and_the_run_completes(tmp_path):
     stdout, results = run_example(
-        "edge_of_stability", tmp_path,
-        ["--labels=random", "--optimizer=adam", "--optimizer=frozen_adam", "--learning_rates=0.0002",
-         "--frozen_initial_ratios=0.5", "--freeze_learning_rate=0.0002", "--freeze_step=10",
-         "--num_examples=128", "--steps=20", "--measure_every=10"],
+        "edge_of_stability",
+        tmp_path,
+        [
+            "--labels=random",
+            "--optimizer=adam",
+            "--optimizer=frozen_adam",
+            "--learning_rates=0.0002",
+            "--frozen_initial_ratios=0.5",
+            "--freeze_learning_rate=0.0002",
+            "--freeze_step=10",
+            "--num_examples=128",
+            "--steps=20",
+            "--measure_every=10",
+        ],
         figures=("trajectories.png", "ratios.png"),
     )
 

@@ -40,19 +40,41 @@ def test_gpt2_instruments_measures_a_block_and_writes_figure_json_and_tensorboar
     # Tracing and compiling dominate at this size: one block, no XLA (--nojit_compile) and one noise
     # measurement (each one traces the gradient anew) keep the run under half a minute on 2 cores.
     stdout, results = run_example(
-        "gpt2_instruments", tmp_path,
-        ["--num_windows=64", "--sequence_length=16", "--num_layers=1", "--hidden_dim=16", "--intermediate_dim=32",
-         "--num_heads=2", "--batch_size=8", "--steps=2", "--measure_every=2", "--noise_every=4", "--update_every=1",
-         "--probe_windows=8", "--num_batches=2", f"--blocks={BLOCK}", "--trace", "--trace_products=6",
-         "--nojit_compile"],
+        "gpt2_instruments",
+        tmp_path,
+        [
+            "--num_windows=64",
+            "--sequence_length=16",
+            "--num_layers=1",
+            "--hidden_dim=16",
+            "--intermediate_dim=32",
+            "--num_heads=2",
+            "--batch_size=8",
+            "--steps=2",
+            "--measure_every=2",
+            "--noise_every=4",
+            "--update_every=1",
+            "--probe_windows=8",
+            "--num_batches=2",
+            f"--blocks={BLOCK}",
+            "--trace",
+            "--trace_products=6",
+            "--nojit_compile",
+        ],
         figures=("instruments.png",),
     )
     assert results["blocks"] == [BLOCK]
     assert results["stability_threshold"] == pytest.approx(38 / 3e-3, rel=1e-6)
     [measurement] = results["sharpness"]
     assert measurement["step"] == 2
-    for key in ("sharpness", "preconditioned_sharpness", f"sharpness/{BLOCK}", f"preconditioned_sharpness/{BLOCK}",
-                "hessian_trace", "preconditioned_hessian_trace"):
+    for key in (
+        "sharpness",
+        "preconditioned_sharpness",
+        f"sharpness/{BLOCK}",
+        f"preconditioned_sharpness/{BLOCK}",
+        "hessian_trace",
+        "preconditioned_hessian_trace",
+    ):
         assert np.isfinite(measurement[key]) and measurement[key] != 0.0, key
     assert [r["step"] for r in results["noise"]] == [0]  # --noise_every beyond --steps: at the start only
     assert [r["step"] for r in results["updates"]] == [2]  # step 1 has no reference law (m ≤ 1)
@@ -71,10 +93,17 @@ def test_gpt2_instruments_measures_a_block_and_writes_figure_json_and_tensorboar
     assert "network" in stdout and "nan" not in stdout.split("At the last measurement")[1].split("\n\n")[0]
 
     # Keras's TensorBoard logs every instrument's values per epoch; each instrument writes its own run too.
-    runs = {name: tensorboard_scalars(os.path.join(tmp_path, "tensorboard", name))
-            for name in ("train", "sharpness", "noise", "updates")}
-    for run, tag in (("train", "epoch_preconditioned_sharpness"), ("train", "epoch_noise_scale"),
-                     ("train", f"epoch_update_ks/{BLOCK}"), ("sharpness", f"preconditioned_sharpness/{BLOCK}"),
-                     ("noise", "noise_scale"), ("updates", f"update_ks/{BLOCK}")):
+    runs = {
+        name: tensorboard_scalars(os.path.join(tmp_path, "tensorboard", name))
+        for name in ("train", "sharpness", "noise", "updates")
+    }
+    for run, tag in (
+        ("train", "epoch_preconditioned_sharpness"),
+        ("train", "epoch_noise_scale"),
+        ("train", f"epoch_update_ks/{BLOCK}"),
+        ("sharpness", f"preconditioned_sharpness/{BLOCK}"),
+        ("noise", "noise_scale"),
+        ("updates", f"update_ks/{BLOCK}"),
+    ):
         assert runs[run].get(tag), (run, tag, sorted(runs[run]))
         assert all(np.isfinite(value) for _, value in runs[run][tag]), (run, tag)

@@ -10,8 +10,9 @@ from analysis_tools import tail_index
 from analysis_tools.noise import empirical_variance_vs_sample_size
 from tests.examples.runner import run_example
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                "examples"))
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples")
+)
 import gradient_noise
 
 FIGURES = ("noise_histograms.png", "empirical_variance.png", "noise_over_training.png", "tail_index_by_seed.png")
@@ -22,21 +23,32 @@ def test_isometric_rows_leave_the_vector_view_unchanged():
     vectors = (rng.standard_t(3, size=(64, 500)) * rng.uniform(0.1, 3.0, size=500)).astype(np.float32)
     rows = gradient_noise.isometric_rows(vectors)
     assert rows.shape == (64, 64)
-    np.testing.assert_allclose(rows @ rows.T, vectors.astype(np.float64) @ vectors.T.astype(np.float64), rtol=1e-4,
-                               atol=1e-3)
+    np.testing.assert_allclose(
+        rows @ rows.T, vectors.astype(np.float64) @ vectors.T.astype(np.float64), rtol=1e-4, atol=1e-3
+    )
     for estimator in ("simsekli", "hill"):
         assert tail_index(rows, estimator).alpha == pytest.approx(tail_index(vectors, estimator).alpha, rel=1e-4)
-    np.testing.assert_allclose(empirical_variance_vs_sample_size(rows).variance,
-                               empirical_variance_vs_sample_size(vectors).variance, rtol=1e-4)
+    np.testing.assert_allclose(
+        empirical_variance_vs_sample_size(rows).variance, empirical_variance_vs_sample_size(vectors).variance, rtol=1e-4
+    )
 
 
 @pytest.mark.slow
 def test_gradient_noise_runs_two_seeds_both_views_and_gates_its_verdicts(tmp_path):
     _, results = run_example(
-        "gradient_noise", tmp_path,
-        ["--seeds=0,1", "--num_windows=400", "--num_batches=30", "--num_coordinates=500", "--train_steps=20",
-         "--num_blocks=1", "--nojit_compile"],
-        figures=FIGURES, results_file="gradient_noise.json",
+        "gradient_noise",
+        tmp_path,
+        [
+            "--seeds=0,1",
+            "--num_windows=400",
+            "--num_batches=30",
+            "--num_coordinates=500",
+            "--train_steps=20",
+            "--num_blocks=1",
+            "--nojit_compile",
+        ],
+        figures=FIGURES,
+        results_file="gradient_noise.json",
     )
     assert results["view"] == "vectors" and results["seeds"] == [0, 1]
     for seed in ("0", "1"):

@@ -8,9 +8,18 @@ from tests.examples.runner import run_example
 @pytest.mark.slow
 def test_preconditioner_alignment_measures_every_curvature_at_every_step(tmp_path):
     _, results = run_example(
-        "preconditioner_alignment", tmp_path,
-        ["--steps=20", "--measure_every=10", "--windows=64", "--probe_windows=16", "--fisher_samples=2",
-         "--width=16", "--num_blocks=1", "--seeds=0,1"],
+        "preconditioner_alignment",
+        tmp_path,
+        [
+            "--steps=20",
+            "--measure_every=10",
+            "--windows=64",
+            "--probe_windows=16",
+            "--fisher_samples=2",
+            "--width=16",
+            "--num_blocks=1",
+            "--seeds=0,1",
+        ],
         figures=("alignment.png",),
     )
     assert [run["seed"] for run in results["runs"]] == [0, 1]

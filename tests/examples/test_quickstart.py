@@ -8,8 +8,9 @@ import pytest
 import tf_adaptive
 from tests.examples.runner import run_script
 
-OPTIMIZERS = [name for name in tf_adaptive.__all__
-              if issubclass(getattr(tf_adaptive, name), keras.optimizers.Optimizer)]
+OPTIMIZERS = [
+    name for name in tf_adaptive.__all__ if issubclass(getattr(tf_adaptive, name), keras.optimizers.Optimizer)
+]
 
 
 @pytest.mark.slow

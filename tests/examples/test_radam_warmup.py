@@ -8,8 +8,9 @@ import pytest
 
 from tests.examples.runner import run_example
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
-                                "examples"))
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "examples")
+)
 import radam_warmup
 
 OPTIMIZERS = ("Adam", "Adam + warmup", "RAdam")
@@ -40,11 +41,22 @@ def test_warmup_claim_needs_a_length_dependence_beyond_the_spread():
 @pytest.mark.slow
 def test_radam_warmup_writes_figures_and_reproduces_the_variance_of_psi(tmp_path):
     _, results = run_example(
-        "radam_warmup", tmp_path,
-        ["--steps=10", "--eval_every=5", "--learning_rates=0.01,0.03", "--seeds=0,1",
-         "--warmup_multipliers=0.5,1", "--warmup_steps=4", "--simulation_coordinates=20000",
-         "--simulation_steps=40", "--num_layers=1", "--model_dim=16", "--sequence_length=16",
-         "--validation_windows=32"],
+        "radam_warmup",
+        tmp_path,
+        [
+            "--steps=10",
+            "--eval_every=5",
+            "--learning_rates=0.01,0.03",
+            "--seeds=0,1",
+            "--warmup_multipliers=0.5,1",
+            "--warmup_steps=4",
+            "--simulation_coordinates=20000",
+            "--simulation_steps=40",
+            "--num_layers=1",
+            "--model_dim=16",
+            "--sequence_length=16",
+            "--validation_windows=32",
+        ],
         figures=("variance.png", "simulation.png", "sweep.png", "warmup.png"),
     )
 
@@ -81,8 +93,9 @@ def test_radam_warmup_writes_figures_and_reproduces_the_variance_of_psi(tmp_path
         assert seed["warmup"]["runs"][1] == seed["runs"]["Adam + warmup"][1]
         assert seed["warmup"]["radam"] == seed["runs"]["RAdam"][1]
     # Different seeds draw different data and weights.
-    assert sweep["per_seed"][0]["runs"]["RAdam"][0]["final_bits"] != sweep["per_seed"][1]["runs"]["RAdam"][0][
-        "final_bits"]
+    assert (
+        sweep["per_seed"][0]["runs"]["RAdam"][0]["final_bits"] != sweep["per_seed"][1]["runs"]["RAdam"][0]["final_bits"]
+    )
     summary = results["summary"]
     assert len(summary["range_over_rates"]["RAdam"]) == 2 and len(summary["warmup_bits"]) == 2
     rows = results["verdicts"]

@@ -8,7 +8,8 @@ from tests.examples.runner import run_example
 @pytest.mark.slow
 def test_sign_and_variance_writes_figures_and_sign_descent_wins_on_axis_aligned_ill_conditioning(tmp_path):
     _, results = run_example(
-        "sign_and_variance", tmp_path,
+        "sign_and_variance",
+        tmp_path,
         ["--quadratic_steps=100", "--dimension=20", "--replicates=1", "--epochs=1", "--seeds=1"],
         figures=("quadratics.png", "quadratic_sweep.png", "digits.png"),
     )

@@ -20,8 +20,7 @@ class Adam(Reference):
     P = (1-β1^t)(sqrt(ν/(1-β2^t)) + ε) with bias correction, else sqrt(ν) + ε; u = m / P.
     """
 
-    def __init__(self, shapes, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 bias_correction=True, amsgrad=False):
+    def __init__(self, shapes, beta_1=0.9, beta_2=0.999, epsilon=1e-8, bias_correction=True, amsgrad=False):
         super().__init__(shapes)
         self.b1, self.b2, self.eps = beta_1, beta_2, epsilon
         self.bias_correction, self.amsgrad = bias_correction, amsgrad
@@ -59,10 +58,12 @@ class Adam(Reference):
 class Padam(Adam):
     """Adam/AMSGrad with sqrt replaced by the power `partial` (p ∈ (0, 1/2])."""
 
-    def __init__(self, shapes, beta_1=0.9, beta_2=0.999, epsilon=1e-8, partial=0.25,
-                 bias_correction=False, amsgrad=True):
-        super().__init__(shapes, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-                         bias_correction=bias_correction, amsgrad=amsgrad)
+    def __init__(
+        self, shapes, beta_1=0.9, beta_2=0.999, epsilon=1e-8, partial=0.25, bias_correction=False, amsgrad=True
+    ):
+        super().__init__(
+            shapes, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, bias_correction=bias_correction, amsgrad=amsgrad
+        )
         self.partial = partial
 
     def root(self, x):
@@ -73,8 +74,9 @@ class Nadam(Adam):
     """Adam's m, v and P; Nesterov direction d = β1 m_t + (1-β1) g_t; u = d / P."""
 
     def __init__(self, shapes, beta_1=0.9, beta_2=0.999, epsilon=1e-8, bias_correction=True):
-        super().__init__(shapes, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon,
-                         bias_correction=bias_correction, amsgrad=False)
+        super().__init__(
+            shapes, beta_1=beta_1, beta_2=beta_2, epsilon=epsilon, bias_correction=bias_correction, amsgrad=False
+        )
         self.d = _zeros(shapes)
 
     def updates(self, grads):
@@ -145,8 +147,7 @@ class Adafactor(Reference):
     clip_threshold is None); P = c·S; m = β1 m + (1-β1) g; u = m / P.
     """
 
-    def __init__(self, shapes, beta_1=0.0, decay_rate=0.8, epsilon_1=1e-30, epsilon=0.0,
-                 clip_threshold=1.0):
+    def __init__(self, shapes, beta_1=0.0, decay_rate=0.8, epsilon_1=1e-30, epsilon=0.0, clip_threshold=1.0):
         super().__init__(shapes)
         self.b1, self.decay, self.eps1, self.eps = beta_1, decay_rate, epsilon_1, epsilon
         self.clip = clip_threshold

@@ -16,10 +16,7 @@ class Reference:
 
     def step(self, params, grads, learning_rate):
         self.t += 1
-        return [
-            p - learning_rate * u
-            for p, u in zip(params, self.updates([np.asarray(g, np.float64) for g in grads]))
-        ]
+        return [p - learning_rate * u for p, u in zip(params, self.updates([np.asarray(g, np.float64) for g in grads]))]
 
 
 def _zeros(shapes):
@@ -93,8 +90,9 @@ class GClip(CClip):
 class RAdam(Reference):
     """Algorithm 2 of the RAdam paper, ε on the bias-corrected sqrt(v̂)."""
 
-    def __init__(self, shapes, beta_1=0.9, beta_2=0.999, epsilon=1e-8,
-                 rectification_threshold=5.0, degenerated_to_sgd=True):
+    def __init__(
+        self, shapes, beta_1=0.9, beta_2=0.999, epsilon=1e-8, rectification_threshold=5.0, degenerated_to_sgd=True
+    ):
         super().__init__(shapes)
         self.b1, self.b2, self.eps = beta_1, beta_2, epsilon
         self.threshold, self.degenerate = rectification_threshold, degenerated_to_sgd

@@ -20,7 +20,8 @@ by_id = pytest.mark.parametrize("case", ONE_PER_CLASS, ids=lambda c: c.id)
 # factored moments, clipping by a norm of the whole gradient and by coordinate, variance adaptation, signs.
 FIT_UNDER_STRATEGY = ("Adam", "RAdam", "Adafactor", "GClip", "ACClip", "MSVAG", "MSSD")
 by_kind_of_state = pytest.mark.parametrize(
-    "case", [c for c in ONE_PER_CLASS if c.id in FIT_UNDER_STRATEGY], ids=lambda c: c.id)
+    "case", [c for c in ONE_PER_CLASS if c.id in FIT_UNDER_STRATEGY], ids=lambda c: c.id
+)
 
 
 def _apply_stream(case, run, steps=30):
@@ -172,12 +173,14 @@ def test_embedding_model_trains_with_sparse_updates_under_fit(case):
     rng = np.random.default_rng(6)
     ids = rng.integers(0, 50, size=(64, 3))
     y = rng.normal(size=(64, 1)).astype("float32")
-    model = keras.Sequential([
-        keras.Input((3,), dtype="int32"),
-        keras.layers.Embedding(50, 4),
-        keras.layers.Flatten(),
-        keras.layers.Dense(1),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((3,), dtype="int32"),
+            keras.layers.Embedding(50, 4),
+            keras.layers.Flatten(),
+            keras.layers.Dense(1),
+        ]
+    )
     model.compile(optimizer=case.make_for_any_shapes(), loss="mse", jit_compile=True)
     history = model.fit(ids, y, batch_size=16, epochs=3, verbose=0)
     assert np.all(np.isfinite(history.history["loss"]))

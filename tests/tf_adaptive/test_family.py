@@ -72,9 +72,7 @@ def test_keras_adam_epsilon_is_ours_scaled_by_the_second_bias_correction(steps):
     # keras Adam(ε̂) adds ε̂ to the un-corrected sqrt(v): our ε = ε̂ / sqrt(1 - β2^t).
     beta_2, keras_epsilon = 0.99, 0.05
     theirs = keras.optimizers.Adam(learning_rate=0.01, beta_2=beta_2, epsilon=keras_epsilon)
-    ours = tf_adaptive.Adam(
-        learning_rate=0.01, beta_2=beta_2, epsilon=keras_epsilon / math.sqrt(1.0 - beta_2**steps)
-    )
+    ours = tf_adaptive.Adam(learning_rate=0.01, beta_2=beta_2, epsilon=keras_epsilon / math.sqrt(1.0 - beta_2**steps))
     ours_vars = [keras.Variable(v) for v in initial_values()]
     their_vars = [keras.Variable(v) for v in initial_values()]
     for grads in gradient_stream(steps):
@@ -105,22 +103,25 @@ FROZEN_FORMS = [
     ("ema_heavy_ball", lambda: tf_adaptive.HeavyBall(learning_rate=0.1, momentum=0.9), 1.0),
     ("nesterov", lambda: tf_adaptive.Nesterov(learning_rate=0.1, momentum=0.9, ema=False), 1.0),
     ("ema_nesterov", lambda: tf_adaptive.Nesterov(learning_rate=0.1, momentum=0.9), 1.0),
-    ("frozen_adam", lambda: tf_adaptive.FrozenAdam(
-        learning_rate=0.1, beta_1=0.9, preconditioner=[np.array([0.25], "float32")]), 0.25),
+    (
+        "frozen_adam",
+        lambda: tf_adaptive.FrozenAdam(learning_rate=0.1, beta_1=0.9, preconditioner=[np.array([0.25], "float32")]),
+        0.25,
+    ),
 ]
 
 
 @pytest.mark.parametrize("name, make, preconditioner", FROZEN_FORMS, ids=[f[0] for f in FROZEN_FORMS])
 @pytest.mark.parametrize("factor, diverges", [(0.99, False), (1.01, True)])
-def test_frozen_form_on_a_quadratic_diverges_just_above_the_threshold(
-    name, make, preconditioner, factor, diverges
-):
+def test_frozen_form_on_a_quadratic_diverges_just_above_the_threshold(name, make, preconditioner, factor, diverges):
     optimizer = make()
     threshold = optimizer.stability_threshold()
     curvature = factor * threshold * preconditioner  # λ1(P⁻¹H) = factor × threshold
     # Enough steps for the 1.01× growth factor to multiply |x| by 10⁴.
     growth = thresholds.asymptotic_growth_factor(
-        1.01 * threshold, float(_numpy(optimizer.learning_rate)), optimizer.momentum_type,
+        1.01 * threshold,
+        float(_numpy(optimizer.learning_rate)),
+        optimizer.momentum_type,
         getattr(optimizer, optimizer.momentum_coefficient_name) if optimizer.momentum_coefficient_name else 0.0,
     )
     steps = int(math.log(1e4) / math.log(growth)) + 50
@@ -206,8 +207,9 @@ BAD_HYPERPARAMETERS = [
 ]
 
 
-@pytest.mark.parametrize("cls, kwargs, argument", BAD_HYPERPARAMETERS,
-                         ids=[f"{c.__name__}-{a}" for c, _, a in BAD_HYPERPARAMETERS])
+@pytest.mark.parametrize(
+    "cls, kwargs, argument", BAD_HYPERPARAMETERS, ids=[f"{c.__name__}-{a}" for c, _, a in BAD_HYPERPARAMETERS]
+)
 def test_bad_hyperparameters_raise_value_error_naming_the_argument(cls, kwargs, argument):
     with pytest.raises(ValueError, match=f"`{argument}`"):
         cls(**kwargs)

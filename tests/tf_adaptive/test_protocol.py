@@ -19,27 +19,58 @@ from tf_adaptive import SecondMoment, thresholds
 from tf_adaptive.radam import sma_length
 
 PROTOCOL_CASES = CASES + [
-    Case("Adam-amsgrad", tf_adaptive.Adam, family.Adam,
-         dict(beta_1=0.9, beta_2=0.99, epsilon=1e-8, amsgrad=True), 0.01),
-    Case("Adam-uncorrected", tf_adaptive.Adam, family.Adam,
-         dict(beta_1=0.9, beta_2=0.99, epsilon=1e-8, bias_correction=False), 0.01),
-    Case("Nesterov-gd", tf_adaptive.Nesterov, family.Nesterov, dict(momentum=0.0, ema=True), 0.05,
-         thresholds.NONE),
+    Case(
+        "Adam-amsgrad", tf_adaptive.Adam, family.Adam, dict(beta_1=0.9, beta_2=0.99, epsilon=1e-8, amsgrad=True), 0.01
+    ),
+    Case(
+        "Adam-uncorrected",
+        tf_adaptive.Adam,
+        family.Adam,
+        dict(beta_1=0.9, beta_2=0.99, epsilon=1e-8, bias_correction=False),
+        0.01,
+    ),
+    Case("Nesterov-gd", tf_adaptive.Nesterov, family.Nesterov, dict(momentum=0.0, ema=True), 0.05, thresholds.NONE),
 ]
 
 # Where u_t comes from: stored as is in the momentum slot; the latest gradient,
 # which no slot keeps and `momentum(v, gradient)` is given; or computed from
 # the slots (and, for the Nesterov forms, the given gradient).
 U_IS_THE_MOMENTUM_SLOT = {
-    "ACClip", "ACClip-alpha1.5", "GClip", "CClip", "RAdam", "RAdam-no-sgd-phase", "MSSD", "MSVAG",
-    "Adam", "Adam-amsgrad-uncorrected", "Adam-amsgrad", "Adam-uncorrected", "Padam",
-    "Padam-corrected", "Adafactor", "HeavyBall", "HeavyBall-standard", "FrozenAdam",
+    "ACClip",
+    "ACClip-alpha1.5",
+    "GClip",
+    "CClip",
+    "RAdam",
+    "RAdam-no-sgd-phase",
+    "MSSD",
+    "MSVAG",
+    "Adam",
+    "Adam-amsgrad-uncorrected",
+    "Adam-amsgrad",
+    "Adam-uncorrected",
+    "Padam",
+    "Padam-corrected",
+    "Adafactor",
+    "HeavyBall",
+    "HeavyBall-standard",
+    "FrozenAdam",
 }
 U_IS_THE_GRADIENT = {
-    "SSD", "SVAG", "RMSProp", "Adagrad", "Adafactor-plain", "HeavyBall-gd", "Nesterov-gd",
+    "SSD",
+    "SVAG",
+    "RMSProp",
+    "Adagrad",
+    "Adafactor-plain",
+    "HeavyBall-gd",
+    "Nesterov-gd",
 }
 U_IS_COMPUTED = {
-    "Nadam", "Nadam-uncorrected", "Nesterov", "Nesterov-standard", "LaProp", "LaProp-uncorrected",
+    "Nadam",
+    "Nadam-uncorrected",
+    "Nesterov",
+    "Nesterov-standard",
+    "LaProp",
+    "LaProp-uncorrected",
 }
 
 # The cases whose u_t contains g_t, which no slot keeps (storing it would cost
@@ -234,8 +265,7 @@ def _expected_second_moment(case):
     h = case.hyperparameters
     if case.cls is tf_adaptive.Padam:
         return SecondMoment(SecondMoment.EMA, beta=h["beta_2"], power=h["partial"])
-    if case.cls in (tf_adaptive.Adam, tf_adaptive.Nadam, tf_adaptive.RAdam, tf_adaptive.LaProp,
-                    tf_adaptive.RMSProp):
+    if case.cls in (tf_adaptive.Adam, tf_adaptive.Nadam, tf_adaptive.RAdam, tf_adaptive.LaProp, tf_adaptive.RMSProp):
         return SecondMoment(SecondMoment.EMA, beta=h["beta_2"], power=0.5)
     if case.cls is tf_adaptive.Adagrad:
         return SecondMoment(SecondMoment.SUM, power=0.5)
@@ -266,9 +296,18 @@ def test_second_moment_is_read_only_and_validated():
     with pytest.raises(dataclasses.FrozenInstanceError):
         optimizer.second_moment.beta = 0.5
     assert (SecondMoment.SUM, SecondMoment.EMA, SecondMoment.FACTORED, SecondMoment.NONE) == (
-        "sum", "ema", "factored", "none")
-    for form, beta, power in [("mean", None, 0.5), ("ema", None, 0.5), ("sum", 0.9, 0.5), ("none", None, 0.5),
-                              ("ema", 0.9, None)]:
+        "sum",
+        "ema",
+        "factored",
+        "none",
+    )
+    for form, beta, power in [
+        ("mean", None, 0.5),
+        ("ema", None, 0.5),
+        ("sum", 0.9, 0.5),
+        ("none", None, 0.5),
+        ("ema", 0.9, None),
+    ]:
         with pytest.raises(ValueError):
             SecondMoment(form, beta=beta, power=power)
 
@@ -285,8 +324,9 @@ def test_heavy_ball_momentum_argument_is_the_beta_attribute():
 
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
-@pytest.mark.parametrize("make", [tf_adaptive.ACClip, tf_adaptive.CClip, tf_adaptive.GClip],
-                         ids=["ACClip", "CClip", "GClip"])
+@pytest.mark.parametrize(
+    "make", [tf_adaptive.ACClip, tf_adaptive.CClip, tf_adaptive.GClip], ids=["ACClip", "CClip", "GClip"]
+)
 def test_clipping_preconditioner_after_a_non_finite_gradient_is_nan_not_one(make, bad):
     # A NaN state fails the clipping comparison, which used to report P = 1.
     optimizer = make(learning_rate=0.1)
@@ -340,9 +380,7 @@ def test_momentum_and_preconditioner_inside_tf_function():
             steps, protocol = step([tf.constant(g) for g in grads])
         for variable, taken, (p, u), gradient in zip(variables, steps, protocol, grads):
             # Graph optimizations may reorder the arithmetic: equal to the eager value up to rounding.
-            np.testing.assert_allclose(
-                u.numpy(), _momentum(optimizer, variable, gradient).numpy(), rtol=1e-6
-            )
+            np.testing.assert_allclose(u.numpy(), _momentum(optimizer, variable, gradient).numpy(), rtol=1e-6)
             np.testing.assert_allclose(p.numpy(), _preconditioner(optimizer, variable, gradient).numpy(), rtol=1e-6)
             expected = _step_from_protocol(case.learning_rate, p.numpy(), u.numpy())
             tolerance = 2e-6 * np.abs(expected) + np.spacing(np.abs(variable.numpy()))

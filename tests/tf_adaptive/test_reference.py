@@ -32,9 +32,7 @@ def _run(case, steps=STEPS, dtype="float32", **overrides):
 def test_matches_numpy_reference_over_50_steps(case):
     _, variables, _, ref_params, _ = _run(case)
     for variable, expected in zip(variables, ref_params):
-        np.testing.assert_allclose(
-            keras.ops.convert_to_numpy(variable), expected, rtol=1e-5, atol=1e-6
-        )
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), expected, rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda c: c.id)
@@ -52,15 +50,12 @@ def test_preconditioner_is_the_one_the_last_step_divided_by(case):
         np.testing.assert_allclose(step, expected, rtol=2e-3, atol=1e-6)
 
 
-@pytest.mark.parametrize("case", [c for c in ONE_PER_CLASS if c.cls is not tf_adaptive.FrozenAdam],
-                         ids=lambda c: c.id)
+@pytest.mark.parametrize("case", [c for c in ONE_PER_CLASS if c.cls is not tf_adaptive.FrozenAdam], ids=lambda c: c.id)
 def test_preconditioner_is_identity_before_the_first_step(case):
     optimizer = case.make()
     variable = keras.Variable(np.ones((2, 3), "float32"))
     optimizer.build([variable])
-    np.testing.assert_array_equal(
-        keras.ops.convert_to_numpy(optimizer.preconditioner(variable)), np.ones((2, 3))
-    )
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(optimizer.preconditioner(variable)), np.ones((2, 3)))
 
 
 def test_gclip_clips_by_the_norm_over_all_variables():
@@ -74,7 +69,8 @@ def test_gclip_clips_by_the_norm_over_all_variables():
         np.testing.assert_allclose(keras.ops.convert_to_numpy(variable), -g / global_norm, rtol=1e-6)
         np.testing.assert_allclose(
             keras.ops.convert_to_numpy(optimizer.preconditioner(variable)),
-            np.full(g.shape, global_norm), rtol=1e-6,
+            np.full(g.shape, global_norm),
+            rtol=1e-6,
         )
 
 

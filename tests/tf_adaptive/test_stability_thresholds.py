@@ -75,8 +75,11 @@ def _assert_bounded_or_divergent(factor, start, final, peak):
 
 
 def test_every_optimizer_has_a_threshold_case_and_its_docstring_states_it():
-    optimizers = {getattr(tf_adaptive, name) for name in tf_adaptive.__all__
-                  if issubclass(getattr(tf_adaptive, name), keras.optimizers.Optimizer)}
+    optimizers = {
+        getattr(tf_adaptive, name)
+        for name in tf_adaptive.__all__
+        if issubclass(getattr(tf_adaptive, name), keras.optimizers.Optimizer)
+    }
     assert optimizers == set(CASES)
     for cls in CASES:
         assert "Stability threshold:" in cls.__doc__, cls.__name__
@@ -206,15 +209,18 @@ def _clipped_by_reference(ref):
 
 CLIPPING_RUNS = {
     # ACClip: |g| steady at 1, then 0.1 in half of the coordinates: there m lags behind τ.
-    "ACClip": (dict(beta_1=0.9, beta_2=0.5, epsilon=1e-5),
-               [[np.ones(4), np.ones(2)]] * 10 + [[np.array([1.0, 1.0, 0.1, 0.1]), np.array([1.0, 0.1])]],
-               0.5),
-    "CClip": (dict(beta_1=0.0, threshold=0.5),
-              [[np.array([2.0, 0.1, -3.0, 0.0]), np.array([0.2, 0.4])]], 2 / 6),
-    "GClip-clipped": (dict(beta_1=0.0, threshold=0.5),
-                      [[np.array([0.2, 0.1, -0.3, 0.0]), np.array([0.2, 0.4])]], 1.0),
-    "GClip-unclipped": (dict(beta_1=0.0, threshold=0.6),
-                        [[np.array([0.2, 0.1, -0.3, 0.0]), np.array([0.2, 0.1])]], 0.0),
+    "ACClip": (
+        dict(beta_1=0.9, beta_2=0.5, epsilon=1e-5),
+        [[np.ones(4), np.ones(2)]] * 10 + [[np.array([1.0, 1.0, 0.1, 0.1]), np.array([1.0, 0.1])]],
+        0.5,
+    ),
+    "CClip": (dict(beta_1=0.0, threshold=0.5), [[np.array([2.0, 0.1, -3.0, 0.0]), np.array([0.2, 0.4])]], 2 / 6),
+    "GClip-clipped": (dict(beta_1=0.0, threshold=0.5), [[np.array([0.2, 0.1, -0.3, 0.0]), np.array([0.2, 0.4])]], 1.0),
+    "GClip-unclipped": (
+        dict(beta_1=0.0, threshold=0.6),
+        [[np.array([0.2, 0.1, -0.3, 0.0]), np.array([0.2, 0.1])]],
+        0.0,
+    ),
 }
 
 
@@ -236,8 +242,7 @@ def test_clipped_fraction_counts_the_coordinates_the_last_update_clipped(name):
     counted = sum(int(np.sum(f)) for f in flags) / 6
     assert counted == pytest.approx(expected)
     assert _value(optimizer.clipped_fraction(variables)) == pytest.approx(expected)
-    assert clipped_fraction_of(keras.optimizers.LossScaleOptimizer(optimizer), variables) == (
-        pytest.approx(expected))
+    assert clipped_fraction_of(keras.optimizers.LossScaleOptimizer(optimizer), variables) == (pytest.approx(expected))
     # Clipped exactly where P > 1.
     for variable, flag in zip(variables, flags):
         p = keras.ops.convert_to_numpy(optimizer.preconditioner(variable))
@@ -293,8 +298,8 @@ def test_threshold_schedule_is_evaluated_at_k_equals_one_on_the_first_update(cls
             value = keras.ops.convert_to_numpy(variable)
             np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-7)
             np.testing.assert_allclose(
-                keras.ops.convert_to_numpy(optimizer.preconditioner(variable)), ref.preconditioner(i),
-                rtol=1e-5)
+                keras.ops.convert_to_numpy(optimizer.preconditioner(variable)), ref.preconditioner(i), rtol=1e-5
+            )
             if step == 0:
                 assert np.all(np.abs(value - before[i]) > 0), "the first update must move"
     assert ref.tau() == pytest.approx(slope * 6)
@@ -331,8 +336,7 @@ NEAR_FROZEN = {
     "Nadam": (lambda: tf_adaptive.Nadam(0.01, beta_2=0.9999, bias_correction=False), 50, 150),
     "RMSProp": (lambda: tf_adaptive.RMSProp(0.01, beta_2=0.9999), 50, 0),
     "Adagrad": (lambda: tf_adaptive.Adagrad(0.01), 50, 0),
-    "Adafactor": (lambda: tf_adaptive.Adafactor(0.01, beta_1=0.9, decay_rate=2.0, clip_threshold=None),
-                  50, 150),
+    "Adafactor": (lambda: tf_adaptive.Adafactor(0.01, beta_1=0.9, decay_rate=2.0, clip_threshold=None), 50, 150),
     "LaProp": (lambda: tf_adaptive.LaProp(0.01, beta_2=0.9999, bias_correction=False), 50, 150),
     "RAdam": (lambda: tf_adaptive.RAdam(0.01, beta_2=0.9999), 1000, 150),
     # SVAG steps along g, so its β (which sets γ_t's memory, not the threshold) can be near 1.

@@ -55,9 +55,13 @@ def test_principal_angles_match_scipy():
 @pytest.mark.slow
 def test_adams_p_against_the_curvature_diagonals_of_a_trained_network():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([keras.Input((6,), dtype="float64"),
-                              keras.layers.Dense(8, activation="tanh", dtype="float64"),
-                              keras.layers.Dense(3, dtype="float64")])
+    model = keras.Sequential(
+        [
+            keras.Input((6,), dtype="float64"),
+            keras.layers.Dense(8, activation="tanh", dtype="float64"),
+            keras.layers.Dense(3, dtype="float64"),
+        ]
+    )
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(64, 6)), rng.integers(0, 3, 64)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
@@ -66,14 +70,17 @@ def test_adams_p_against_the_curvature_diagonals_of_a_trained_network():
     p = analysis_tools.preconditioner_of(model.optimizer, model.trainable_variables)
     results = {}
     for curvature in ("ggn", "empirical_fisher", "hessian"):
-        d = analysis_tools.curvature.curvature_diagonal(model, (x, y), loss=loss, curvature=curvature,
-                                                        estimator="exact")
+        d = analysis_tools.curvature.curvature_diagonal(
+            model, (x, y), loss=loss, curvature=curvature, estimator="exact"
+        )
         results[curvature] = alignment(p, d.estimate)
         assert -1.0 <= results[curvature].rank_correlation <= 1.0 and 0.0 < results[curvature].cosine <= 1.0
     assert results["ggn"].excluded == 0 or results["ggn"].coordinates > 0
-    top_h = analysis_tools.hessian_eigenvalues(model, (x, y), loss=loss, k=3, return_vectors=True, tolerance=1e-8,
-                                              max_iterations=80).eigenvectors
-    top_g = analysis_tools.hessian_eigenvalues(model, (x, y), loss=loss, k=3, return_vectors=True, tolerance=1e-8,
-                                              max_iterations=80, curvature="ggn").eigenvectors
+    top_h = analysis_tools.hessian_eigenvalues(
+        model, (x, y), loss=loss, k=3, return_vectors=True, tolerance=1e-8, max_iterations=80
+    ).eigenvectors
+    top_g = analysis_tools.hessian_eigenvalues(
+        model, (x, y), loss=loss, k=3, return_vectors=True, tolerance=1e-8, max_iterations=80, curvature="ggn"
+    ).eigenvectors
     angles = principal_angles(top_h, top_g)
     assert angles.shape == (3,) and np.all((0.0 <= angles) & (angles <= np.pi / 2 + 1e-12))

@@ -53,8 +53,18 @@ def test_resnet50_is_grouped_into_its_stages():
 
 def test_densenet121_gives_stages_and_transitions_not_its_layers():
     model = _application(keras.applications.DenseNet121)
-    assert _names(model) == ["conv1", "conv2", "pool2", "conv3", "pool3", "conv4", "pool4", "conv5", "bn",
-                             "predictions"]
+    assert _names(model) == [
+        "conv1",
+        "conv2",
+        "pool2",
+        "conv3",
+        "pool3",
+        "conv4",
+        "pool4",
+        "conv5",
+        "bn",
+        "predictions",
+    ]
 
 
 def test_inception_v3_is_cut_at_its_modules():
@@ -80,8 +90,9 @@ def test_a_block_named_after_a_weightless_layer_is_measured_as_the_block():
     # block, not the weightless layer.
     inputs = keras.Input((4,))
     h = keras.layers.Dense(4, name="stem")(inputs)
-    mixed = keras.layers.Add(name="mix")([keras.layers.Dense(4, name="left")(h),
-                                          keras.layers.Dense(4, name="right")(h)])
+    mixed = keras.layers.Add(name="mix")(
+        [keras.layers.Dense(4, name="left")(h), keras.layers.Dense(4, name="right")(h)]
+    )
     outputs = keras.layers.Dense(2, name="head")(mixed)
     model = keras.Model(inputs, outputs)
     assert _names(model) == ["stem", "mix", "head"]
@@ -106,8 +117,14 @@ def _deit():
     keras_hub = pytest.importorskip("keras_hub")
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.DeiTBackbone(
-        image_shape=(16, 16, 3), patch_size=8, num_layers=2, num_heads=2, hidden_dim=8, intermediate_dim=16,
-        dtype="float64")
+        image_shape=(16, 16, 3),
+        patch_size=8,
+        num_layers=2,
+        num_heads=2,
+        hidden_dim=8,
+        intermediate_dim=16,
+        dtype="float64",
+    )
     model = keras_hub.models.DeiTImageClassifier(backbone, num_classes=3, preprocessor=None)
     rng = np.random.default_rng(0)
     x = rng.uniform(size=(4, 16, 16, 3))
@@ -125,10 +142,14 @@ def test_deit_encoder_a_layer_holding_blocks_is_opened_into_them():
 # ------------------------------------------------------------- block operators
 def _mlp(seed=0):
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((3,), dtype="float64"),
-                              keras.layers.Dense(4, activation="tanh", dtype="float64", name="first"),
-                              keras.layers.Dense(3, activation="tanh", dtype="float64", name="second"),
-                              keras.layers.Dense(2, dtype="float64", name="head")])
+    model = keras.Sequential(
+        [
+            keras.Input((3,), dtype="float64"),
+            keras.layers.Dense(4, activation="tanh", dtype="float64", name="first"),
+            keras.layers.Dense(3, activation="tanh", dtype="float64", name="second"),
+            keras.layers.Dense(2, dtype="float64", name="head"),
+        ]
+    )
     rng = np.random.default_rng(seed)
     x, y = rng.normal(size=(10, 3)), rng.integers(0, 2, 10)
     model.compile(optimizer="adam", loss=LOSS)
@@ -171,14 +192,19 @@ def test_a_block_operator_shares_the_probe_set_and_is_the_dense_block():
     p = [np.full(v.shape, 2.0) + np.arange(np.prod(v.shape)).reshape(v.shape) for v in model.trainable_variables]
     block.set_preconditioner(p)
     scale = 1.0 / np.sqrt(np.concatenate([q.ravel() for q in p])[selected])
-    np.testing.assert_allclose(block.preconditioned_matvec(vectors[0]).numpy(),
-                               scale * (expected @ (scale * vectors[0])), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        block.preconditioned_matvec(vectors[0]).numpy(),
+        scale * (expected @ (scale * vectors[0])),
+        rtol=1e-9,
+        atol=1e-12,
+    )
     # A block of a block is the smaller block; a block outside the operator's is refused.
     head = block.block("head")
     inner = _positions(model, model.layers[2].trainable_variables)
-    v = vectors[0][:head.dimension]
-    np.testing.assert_allclose(head.matvec(v).numpy(),
-                               _dense_hessian(model, x, y)[np.ix_(inner, inner)] @ v, rtol=1e-9, atol=1e-12)
+    v = vectors[0][: head.dimension]
+    np.testing.assert_allclose(
+        head.matvec(v).numpy(), _dense_hessian(model, x, y)[np.ix_(inner, inner)] @ v, rtol=1e-9, atol=1e-12
+    )
     with pytest.raises(ValueError, match="not in this operator's block"):
         head.block("first")
 
@@ -186,9 +212,16 @@ def test_a_block_operator_shares_the_probe_set_and_is_the_dense_block():
 @pytest.mark.slow
 def test_sharpness_callback_blocks_by_name_match_the_dense_blocks():
     model, (x, y) = _mlp()
-    callback = SharpnessCallback((x, y), every_n_steps=1, blocks={"body": ["first", "second"], "head": "head"},
-                                 preconditioned=False, tolerance=1e-10, max_iterations=40, warm_start=False,
-                                 jit_compile=False)
+    callback = SharpnessCallback(
+        (x, y),
+        every_n_steps=1,
+        blocks={"body": ["first", "second"], "head": "head"},
+        preconditioned=False,
+        tolerance=1e-10,
+        max_iterations=40,
+        warm_start=False,
+        jit_compile=False,
+    )
     callback.set_model(model)
     record = callback.measure()
     dense = _dense_hessian(model, x, y)
@@ -202,11 +235,15 @@ def test_every_block_runs_in_one_traced_lanczos_loop_and_finds_its_own_spectrum(
     # A block whose Hessian is negative definite: the top eigenvalue must be its own (-2 + the data part),
     # never the zeros of the rest of the network that the shared, network-length loop masks out.
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((3,), dtype="float64"),
-        keras.layers.Dense(4, activation="tanh", dtype="float64", name="first"),
-        keras.layers.Dense(2, dtype="float64", name="head",
-                           bias_regularizer=lambda b: -10.0 * tf.reduce_sum(tf.square(b)))])
+    model = keras.Sequential(
+        [
+            keras.Input((3,), dtype="float64"),
+            keras.layers.Dense(4, activation="tanh", dtype="float64", name="first"),
+            keras.layers.Dense(
+                2, dtype="float64", name="head", bias_regularizer=lambda b: -10.0 * tf.reduce_sum(tf.square(b))
+            ),
+        ]
+    )
     rng = np.random.default_rng(0)
     x, y = rng.normal(size=(10, 3)), rng.integers(0, 2, 10)
     operator = HessianOperator(model, (x, y), loss=LOSS, jit_compile=False)
@@ -253,8 +290,9 @@ def test_variables_accepts_a_block_name_of_layer_blocks():
 def test_deit_per_block_sharpness_in_fit():
     model, (x, y) = _deit()
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=LOSS, jit_compile=False)
-    callback = SharpnessCallback((x, y), every_n_steps=1, per_layer=True, preconditioned=False, tolerance=1e-3,
-                                 warm_start=False)
+    callback = SharpnessCallback(
+        (x, y), every_n_steps=1, per_layer=True, preconditioned=False, tolerance=1e-3, warm_start=False
+    )
     history = model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[callback])
     blocks = {key for key in history.history if key.startswith("sharpness/")}
     assert {"sharpness/transformer_block_1", "sharpness/transformer_block_2"} <= blocks
@@ -268,8 +306,15 @@ def _dinov2():
     keras_hub = pytest.importorskip("keras_hub")
     keras.utils.set_random_seed(0)
     backbone = keras_hub.models.DINOV2Backbone(
-        patch_size=8, num_layers=1, hidden_dim=8, num_heads=2, intermediate_dim=16, image_shape=(16, 16, 3),
-        position_embedding_shape=(16, 16, 3), dtype="float64")
+        patch_size=8,
+        num_layers=1,
+        hidden_dim=8,
+        num_heads=2,
+        intermediate_dim=16,
+        image_shape=(16, 16, 3),
+        position_embedding_shape=(16, 16, 3),
+        dtype="float64",
+    )
     inputs = keras.Input((16, 16, 3), dtype="float64")
     features = keras.layers.GlobalAveragePooling1D(dtype="float64")(backbone(inputs))
     model = keras.Model(inputs, keras.layers.Dense(3, dtype="float64")(features))
@@ -390,18 +435,32 @@ class _FractionalPool(keras.layers.Layer):
 
 @pytest.mark.parametrize("jit_compile", [True, False])
 def test_an_op_without_a_second_order_rule_is_named(jit_compile):
-    model = keras.Sequential([keras.Input((6, 6, 1)), keras.layers.Conv2D(2, 3, padding="same"), _FractionalPool(),
-                              keras.layers.Flatten(), keras.layers.Dense(2)])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 1)),
+            keras.layers.Conv2D(2, 3, padding="same"),
+            _FractionalPool(),
+            keras.layers.Flatten(),
+            keras.layers.Dense(2),
+        ]
+    )
     x, y = np.random.default_rng(0).uniform(size=(4, 6, 6, 1)).astype("float32"), np.array([0, 1, 0, 1])
     with pytest.raises(ValueError, match=r"no gradient rule for the op FractionalMaxPoolGrad.*RegisterGradient"):
-        analysis_tools.sharpness(model, (x, y), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                                 jit_compile=jit_compile)
+        analysis_tools.sharpness(
+            model, (x, y), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True), jit_compile=jit_compile
+        )
 
 
 def _max_pool_model(dtype):
-    model = keras.Sequential([keras.Input((6, 6, 1), dtype=dtype), keras.layers.Conv2D(2, 3, dtype=dtype),
-                              keras.layers.MaxPooling2D(2, dtype=dtype), keras.layers.Flatten(dtype=dtype),
-                              keras.layers.Dense(2, dtype=dtype)])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 1), dtype=dtype),
+            keras.layers.Conv2D(2, 3, dtype=dtype),
+            keras.layers.MaxPooling2D(2, dtype=dtype),
+            keras.layers.Flatten(dtype=dtype),
+            keras.layers.Dense(2, dtype=dtype),
+        ]
+    )
     x = np.random.default_rng(0).uniform(size=(4, 6, 6, 1)).astype(dtype)
     return model, (x, np.array([0, 1, 0, 1]))
 

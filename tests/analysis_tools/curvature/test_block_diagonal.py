@@ -18,12 +18,16 @@ from analysis_tools.curvature.gauss_newton import GGNOperator
 
 def _net():
     keras.utils.set_random_seed(6)
-    model = keras.Sequential([
-        keras.Input((3,), dtype="float64"),
-        keras.layers.Dense(5, activation="tanh", dtype="float64", name="first"),
-        keras.layers.Dense(4, activation="softplus", dtype="float64", name="second",
-                           kernel_regularizer=keras.regularizers.L2(0.05)),
-        keras.layers.Dense(3, dtype="float64", name="head")])
+    model = keras.Sequential(
+        [
+            keras.Input((3,), dtype="float64"),
+            keras.layers.Dense(5, activation="tanh", dtype="float64", name="first"),
+            keras.layers.Dense(
+                4, activation="softplus", dtype="float64", name="second", kernel_regularizer=keras.regularizers.L2(0.05)
+            ),
+            keras.layers.Dense(3, dtype="float64", name="head"),
+        ]
+    )
     rng = np.random.default_rng(3)
     x, y = rng.normal(size=(12, 3)), rng.integers(0, 3, 12)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
@@ -39,7 +43,7 @@ class _CountingProbe:
     def __call__(self):
         self.passes += 1
         for start in range(0, len(self.x), 4):
-            yield self.x[start:start + 4], self.y[start:start + 4]
+            yield self.x[start : start + 4], self.y[start : start + 4]
 
     def dataset(self):
         spec = (tf.TensorSpec([None, 3], tf.float64), tf.TensorSpec([None], tf.int64))
@@ -59,8 +63,13 @@ def _reference(model, data, loss, curvature="hessian"):
 def _positions(operator, layer):
     offsets = np.cumsum([0] + operator.sizes)
     weights = operator.model.get_layer(layer).trainable_variables
-    return np.concatenate([np.arange(offsets[i], offsets[i + 1]) for i, v in enumerate(operator.variables)
-                           if any(v is w for w in weights)])
+    return np.concatenate(
+        [
+            np.arange(offsets[i], offsets[i + 1])
+            for i, v in enumerate(operator.variables)
+            if any(v is w for w in weights)
+        ]
+    )
 
 
 @pytest.mark.parametrize("curvature", ["hessian", "ggn"])
@@ -106,7 +115,7 @@ def test_lockstep_lanczos_gives_every_blocks_top_eigenvalues_with_one_pass_per_s
         # The block's own Lanczos (an operator of its variables) agrees, and so does its T_m's spectrum.
         alone = analysis_tools.hessian_eigenvalues(reference.block(layer), k=2, tolerance=1e-10)
         np.testing.assert_allclose(result.eigenvalues.numpy(), alone.eigenvalues.numpy(), rtol=1e-8)
-        a, b = result.alpha.numpy()[:int(result.iterations)], result.beta.numpy()[:int(result.iterations) - 1]
+        a, b = result.alpha.numpy()[: int(result.iterations)], result.beta.numpy()[: int(result.iterations) - 1]
         top = np.linalg.eigvalsh(np.diag(a) + np.diag(b, 1) + np.diag(b, -1)).max()
         assert top == pytest.approx(exact[0], rel=1e-8)
     # The head (15 parameters) exhausts its Krylov space: its Ritz values are its eigenvalues.
@@ -152,9 +161,15 @@ def test_every_problem_of_a_measurement_in_one_pass_per_step():
     p = [np.random.default_rng(i).uniform(0.3, 3.0, v.shape) for i, v in enumerate(model.trainable_variables)]
     s = 1.0 / np.sqrt(np.concatenate([a.ravel() for a in p]))
     blocks = ["first", "head"]
-    parts = [BlockDiagonalOperator(operator, {f"{prefix}/{b}": b for b in blocks})
-             for operator, prefix in ((hessian, "h"), (hessian.preconditioned(p), "h_p"), (ggn, "g"),
-                                      (ggn.preconditioned(p), "g_p"))]
+    parts = [
+        BlockDiagonalOperator(operator, {f"{prefix}/{b}": b for b in blocks})
+        for operator, prefix in (
+            (hessian, "h"),
+            (hessian.preconditioned(p), "h_p"),
+            (ggn, "g"),
+            (ggn.preconditioned(p), "g_p"),
+        )
+    ]
     stacked = BlockDiagonalOperator.stack(parts)
     before = probe.passes
     results = blockwise_eigenvalues(stacked, k=1, tolerance=1e-10, max_iterations=40)

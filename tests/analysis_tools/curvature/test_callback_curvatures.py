@@ -15,10 +15,13 @@ import tf_adaptive
 
 def _fitted(callback, epochs=2):
     keras.utils.set_random_seed(9)
-    model = keras.Sequential([
-        keras.Input((3,), dtype="float64"),
-        keras.layers.Dense(4, activation="tanh", dtype="float64", name="hidden"),
-        keras.layers.Dense(3, dtype="float64", name="head")])
+    model = keras.Sequential(
+        [
+            keras.Input((3,), dtype="float64"),
+            keras.layers.Dense(4, activation="tanh", dtype="float64", name="hidden"),
+            keras.layers.Dense(3, dtype="float64", name="head"),
+        ]
+    )
     rng = np.random.default_rng(5)
     x, y = rng.normal(size=(16, 3)), rng.integers(0, 3, 16)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
@@ -34,17 +37,35 @@ def _dense(operator):
 
 @pytest.mark.slow
 def test_each_curvature_is_logged_under_its_own_names_and_equals_its_dense_eigenvalues():
-    callback = analysis_tools.SharpnessCallback(None, every_n_steps=1, curvature=("ggn", "hessian"), tolerance=1e-10,
-                                                max_iterations=31, per_layer=["hidden"], trace=True,
-                                                trace_products=93, warm_start=False)
+    callback = analysis_tools.SharpnessCallback(
+        None,
+        every_n_steps=1,
+        curvature=("ggn", "hessian"),
+        tolerance=1e-10,
+        max_iterations=31,
+        per_layer=["hidden"],
+        trace=True,
+        trace_products=93,
+        warm_start=False,
+    )
     model, data, loss, history = _fitted(callback)
-    for key in ("sharpness", "preconditioned_sharpness", "ggn_sharpness", "ggn_preconditioned_sharpness",
-                "ggn_sharpness/hidden", "sharpness/hidden", "ggn_trace", "preconditioned_ggn_trace",
-                "hessian_trace", "sharpness_ratio"):
+    for key in (
+        "sharpness",
+        "preconditioned_sharpness",
+        "ggn_sharpness",
+        "ggn_preconditioned_sharpness",
+        "ggn_sharpness/hidden",
+        "sharpness/hidden",
+        "ggn_trace",
+        "preconditioned_ggn_trace",
+        "hessian_trace",
+        "sharpness_ratio",
+    ):
         assert key in history.history, key
     record = callback.measure()  # at the final weights, where the references are built
-    p = np.concatenate([np.ravel(t) for t in analysis_tools.preconditioner_of(
-        model.optimizer, model.trainable_variables)])
+    p = np.concatenate(
+        [np.ravel(t) for t in analysis_tools.preconditioner_of(model.optimizer, model.trainable_variables)]
+    )
     hidden = np.arange(3 * 4 + 4)  # the first layer's kernel and bias lead the flat vector
     for curvature, prefix in (("hessian", ""), ("ggn", "ggn_")):
         dense = _dense(analysis_tools.curvature.curvature_operator(model, data, curvature=curvature, loss=loss))
@@ -61,20 +82,36 @@ def test_each_curvature_is_logged_under_its_own_names_and_equals_its_dense_eigen
     threshold = analysis_tools.preconditioners.stability_threshold_of(model.optimizer)
     assert record.values["sharpness_ratio"] == pytest.approx(record.values["ggn_preconditioned_sharpness"] / threshold)
     assert callback.operator.curvature == "ggn"
-    assert set(record.eigenvalues) == {"raw", "preconditioned", "raw/hidden", "preconditioned/hidden", "ggn:raw",
-                                       "ggn:preconditioned", "ggn:raw/hidden", "ggn:preconditioned/hidden"}
+    assert set(record.eigenvalues) == {
+        "raw",
+        "preconditioned",
+        "raw/hidden",
+        "preconditioned/hidden",
+        "ggn:raw",
+        "ggn:preconditioned",
+        "ggn:raw/hidden",
+        "ggn:preconditioned/hidden",
+    }
     # The GGN of softmax cross-entropy is positive semi-definite; the Hessian need not be.
     assert record.eigenvalues["ggn:raw"][0] >= 0
 
 
 @pytest.mark.slow
 def test_the_fisher_takes_its_options_and_a_bad_curvature_is_refused():
-    callback = analysis_tools.SharpnessCallback(None, every_n_steps=1, curvature="fisher", samples=2, label_seed=4,
-                                                raw=True, preconditioned=False, warm_start=False, tolerance=1e-10)
+    callback = analysis_tools.SharpnessCallback(
+        None,
+        every_n_steps=1,
+        curvature="fisher",
+        samples=2,
+        label_seed=4,
+        raw=True,
+        preconditioned=False,
+        warm_start=False,
+        tolerance=1e-10,
+    )
     model, data, loss, history = _fitted(callback, epochs=1)
     fisher = analysis_tools.curvature.FisherOperator(model, data, loss=loss, samples=2, label_seed=4)
-    assert history.history["fisher_sharpness"][-1] == pytest.approx(
-        np.linalg.eigvalsh(_dense(fisher)).max(), rel=1e-8)
+    assert history.history["fisher_sharpness"][-1] == pytest.approx(np.linalg.eigvalsh(_dense(fisher)).max(), rel=1e-8)
     with pytest.raises(ValueError, match="curvature"):
         analysis_tools.SharpnessCallback(None, curvature="kfac")
     with pytest.raises(ValueError, match="distinct"):
@@ -85,8 +122,14 @@ def test_the_fisher_takes_its_options_and_a_bad_curvature_is_refused():
 
 @pytest.mark.slow
 def test_alignment_of_p_with_each_curvature_diagonal_is_logged_and_equals_the_dense_diagonals():
-    callback = analysis_tools.SharpnessCallback(None, every_n_steps=1, curvature=("empirical_fisher", "ggn"),
-                                                preconditioned=False, alignment=True, alignment_products=31)
+    callback = analysis_tools.SharpnessCallback(
+        None,
+        every_n_steps=1,
+        curvature=("empirical_fisher", "ggn"),
+        preconditioned=False,
+        alignment=True,
+        alignment_products=31,
+    )
     model, data, loss, history = _fitted(callback)
     for curvature in ("empirical_fisher", "ggn"):
         for statistic in ("rank_correlation", "cosine", "ratio_spread"):
@@ -99,13 +142,20 @@ def test_alignment_of_p_with_each_curvature_diagonal_is_logged_and_equals_the_de
         expected = analysis_tools.curvature.alignment(p, np.diag(dense))
         for statistic in ("rank_correlation", "cosine", "ratio_spread"):
             assert record.values[f"{curvature}_alignment_{statistic}"] == pytest.approx(
-                getattr(expected, statistic), rel=1e-9, abs=1e-12)
+                getattr(expected, statistic), rel=1e-9, abs=1e-12
+            )
 
 
 @pytest.mark.slow
 def test_lockstep_measures_every_problem_in_one_pass_per_step_and_agrees_with_the_sequential_runs():
-    settings = dict(every_n_steps=1, curvature=("hessian", "ggn"), per_layer=["hidden", "head"], tolerance=1e-8,
-                    max_iterations=31, warm_start=False)
+    settings = dict(
+        every_n_steps=1,
+        curvature=("hessian", "ggn"),
+        per_layer=["hidden", "head"],
+        tolerance=1e-8,
+        max_iterations=31,
+        warm_start=False,
+    )
     lockstep = analysis_tools.SharpnessCallback(None, lockstep=True, **settings)
     _fitted(lockstep, epochs=1)
     sequential = analysis_tools.SharpnessCallback(None, **settings)
@@ -123,9 +173,16 @@ def test_lockstep_measures_every_problem_in_one_pass_per_step_and_agrees_with_th
 
 @pytest.mark.slow
 def test_the_angles_between_the_curvatures_top_eigenspaces_are_those_of_the_dense_eigenvectors():
-    callback = analysis_tools.SharpnessCallback(None, every_n_steps=1, curvature=("hessian", "ggn", "empirical_fisher"),
-                                                k=2, track_angles=True, tolerance=1e-10, max_iterations=31,
-                                                preconditioned=False)
+    callback = analysis_tools.SharpnessCallback(
+        None,
+        every_n_steps=1,
+        curvature=("hessian", "ggn", "empirical_fisher"),
+        k=2,
+        track_angles=True,
+        tolerance=1e-10,
+        max_iterations=31,
+        preconditioned=False,
+    )
     model, data, loss, _ = _fitted(callback)
     record = callback.measure()
     tops = {}

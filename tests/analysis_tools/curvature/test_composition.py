@@ -18,10 +18,13 @@ from analysis_tools.curvature.gauss_newton import GGNOperator
 
 def _net():
     keras.utils.set_random_seed(4)
-    model = keras.Sequential([
-        keras.Input((3,), dtype="float64"),
-        keras.layers.Dense(4, activation="tanh", dtype="float64", name="hidden"),
-        keras.layers.Dense(3, dtype="float64", name="head")])
+    model = keras.Sequential(
+        [
+            keras.Input((3,), dtype="float64"),
+            keras.layers.Dense(4, activation="tanh", dtype="float64", name="hidden"),
+            keras.layers.Dense(3, dtype="float64", name="head"),
+        ]
+    )
     rng = np.random.default_rng(0)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
     return model, (rng.normal(size=(10, 3)), rng.integers(0, 3, 10)), loss
@@ -102,8 +105,9 @@ def test_blocks_of_composed_operators_are_the_dense_blocks(operators):
     np.testing.assert_allclose(_dense(block), expected, rtol=1e-12, atol=1e-14)
     eigenvalue = analysis_tools.sharpness(block, tolerance=1e-12, max_iterations=block.dimension)
     assert eigenvalue == pytest.approx(np.linalg.eigvalsh(expected).max(), rel=1e-9)
-    np.testing.assert_allclose(_dense((hessian - ggn).block("hidden")),
-                               (_dense(hessian) - _dense(ggn))[np.ix_(rows, rows)], atol=1e-13)
+    np.testing.assert_allclose(
+        _dense((hessian - ggn).block("hidden")), (_dense(hessian) - _dense(ggn))[np.ix_(rows, rows)], atol=1e-13
+    )
 
 
 def test_an_infinite_preconditioner_removes_its_coordinates(operators):

@@ -19,9 +19,14 @@ from analysis_tools.curvature import curvature_diagonal, hutchinson_diagonal
 
 def _cnn():
     keras.utils.set_random_seed(2)
-    model = keras.Sequential([
-        keras.Input((6, 6, 2), dtype="float64"), keras.layers.Conv2D(3, 3, activation="softplus", dtype="float64"),
-        keras.layers.Flatten(dtype="float64"), keras.layers.Dense(4, dtype="float64")])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 2), dtype="float64"),
+            keras.layers.Conv2D(3, 3, activation="softplus", dtype="float64"),
+            keras.layers.Flatten(dtype="float64"),
+            keras.layers.Dense(4, dtype="float64"),
+        ]
+    )
     rng = np.random.default_rng(1)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")
     return model, (rng.normal(size=(6, 6, 6, 2)), rng.integers(0, 4, 6)), loss
@@ -38,7 +43,7 @@ def test_hutchinson_diagonal_is_within_its_standard_errors_and_those_are_right(c
     assert exact.num_products == operator.dimension and np.all(exact.standard_error == 0)
 
     estimate = curvature_diagonal(operator, num_products=200, seed=3)
-    analytic = np.sqrt((np.sum(dense ** 2, axis=1) - np.diag(dense) ** 2) / 200)
+    analytic = np.sqrt((np.sum(dense**2, axis=1) - np.diag(dense) ** 2) / 200)
     moving = analytic > 1e-9 * np.abs(dense).max()  # rows with no off-diagonal mass are exact
     np.testing.assert_allclose(estimate.standard_error[moving], analytic[moving], rtol=0.35)
     z = (estimate.estimate - np.diag(dense))[moving] / estimate.standard_error[moving]
@@ -51,8 +56,9 @@ def test_the_preconditioned_diagonal_is_the_diagonal_over_p_and_arguments_are_ch
     operator = analysis_tools.GGNOperator(model, data, loss=loss)
     p = [np.full(v.shape, 2.0) for v in model.trainable_variables]
     plain = curvature_diagonal(operator, estimator="exact").estimate
-    np.testing.assert_allclose(curvature_diagonal(operator, preconditioner=p, estimator="exact").estimate,
-                               plain / 2.0, rtol=1e-12)
+    np.testing.assert_allclose(
+        curvature_diagonal(operator, preconditioner=p, estimator="exact").estimate, plain / 2.0, rtol=1e-12
+    )
     direct = curvature_diagonal(model, data, loss=loss, curvature="ggn", estimator="exact").estimate
     np.testing.assert_allclose(direct, plain, rtol=1e-12)
     one = hutchinson_diagonal(lambda v: 3.0 * v, 4, num_products=1)
@@ -69,8 +75,9 @@ def test_the_preconditioned_diagonal_is_the_diagonal_over_p_and_arguments_are_ch
 @pytest.mark.slow
 def test_per_example_diagonals_of_the_fishers_are_exact_for_a_classifier():
     model, data, loss = _cnn()
-    empirical = analysis_tools.curvature.EmpiricalFisherOperator(model, data, loss=loss, batch_size=4,
-                                                       include_regularization=False)
+    empirical = analysis_tools.curvature.EmpiricalFisherOperator(
+        model, data, loss=loss, batch_size=4, include_regularization=False
+    )
     dense = np.stack([empirical.matvec(e).numpy() for e in np.eye(empirical.dimension)], axis=1)
     estimate = curvature_diagonal(empirical, estimator="per_example")
     np.testing.assert_allclose(estimate.estimate, np.diag(dense), rtol=1e-10, atol=1e-14)
@@ -82,8 +89,12 @@ def test_per_example_diagonals_of_the_fishers_are_exact_for_a_classifier():
     np.testing.assert_allclose(estimate.estimate, np.diag(dense), rtol=1e-10, atol=1e-14)
     assert np.all(np.isfinite(estimate.standard_error)) and np.median(estimate.standard_error) > 0
     p = [np.full(v.shape, 4.0) for v in model.trainable_variables]
-    np.testing.assert_allclose(curvature_diagonal(fisher, preconditioner=p, estimator="per_example").estimate,
-                               np.diag(dense) / 4.0, rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(
+        curvature_diagonal(fisher, preconditioner=p, estimator="per_example").estimate,
+        np.diag(dense) / 4.0,
+        rtol=1e-10,
+        atol=1e-14,
+    )
 
 
 @pytest.mark.slow

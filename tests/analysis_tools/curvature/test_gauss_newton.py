@@ -34,10 +34,13 @@ DTYPE = "float64"
 
 def _mlp(loss="mse", outputs=3):
     keras.utils.set_random_seed(1)
-    model = keras.Sequential([
-        keras.Input((4,), dtype=DTYPE),
-        keras.layers.Dense(5, activation="tanh", kernel_regularizer=keras.regularizers.L2(0.1), dtype=DTYPE),
-        keras.layers.Dense(outputs, dtype=DTYPE)])
+    model = keras.Sequential(
+        [
+            keras.Input((4,), dtype=DTYPE),
+            keras.layers.Dense(5, activation="tanh", kernel_regularizer=keras.regularizers.L2(0.1), dtype=DTYPE),
+            keras.layers.Dense(outputs, dtype=DTYPE),
+        ]
+    )
     rng = np.random.default_rng(0)
     x = rng.normal(size=(8, 4))
     y = rng.normal(size=(8, outputs)) if loss == "mse" else rng.integers(0, 2, (8, outputs)).astype("float64")
@@ -46,9 +49,14 @@ def _mlp(loss="mse", outputs=3):
 
 def _cnn():
     keras.utils.set_random_seed(2)
-    model = keras.Sequential([
-        keras.Input((6, 6, 2), dtype=DTYPE), keras.layers.Conv2D(3, 3, activation="softplus", dtype=DTYPE),
-        keras.layers.Flatten(dtype=DTYPE), keras.layers.Dense(4, dtype=DTYPE)])
+    model = keras.Sequential(
+        [
+            keras.Input((6, 6, 2), dtype=DTYPE),
+            keras.layers.Conv2D(3, 3, activation="softplus", dtype=DTYPE),
+            keras.layers.Flatten(dtype=DTYPE),
+            keras.layers.Dense(4, dtype=DTYPE),
+        ]
+    )
     rng = np.random.default_rng(1)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=DTYPE)
     return model, (rng.normal(size=(6, 6, 6, 2)), rng.integers(0, 4, 6)), loss
@@ -93,8 +101,9 @@ def _flat_model(model):
 
     def call(flat, x):
         values = [tf.reshape(p, s) for p, s in zip(tf.split(flat, sizes), shapes)]
-        outputs, _, losses = model.stateless_call(values, [v.value for v in model.non_trainable_variables], x,
-                                                  return_losses=True, training=True)
+        outputs, _, losses = model.stateless_call(
+            values, [v.value for v in model.non_trainable_variables], x, return_losses=True, training=True
+        )
         return outputs, (tf.add_n(losses) if losses else tf.zeros([], flat.dtype))
 
     return start, call
@@ -134,8 +143,8 @@ def _empirical_fisher_reference(model, x, y, loss):
     for n in range(len(x)):
         with tf.GradientTape() as tape:
             tape.watch(start)
-            outputs, _ = call(start, x[n:n + 1])
-            value = tf.reduce_mean(_loss_fn(loss)(y[n:n + 1], outputs))
+            outputs, _ = call(start, x[n : n + 1])
+            value = tf.reduce_mean(_loss_fn(loss)(y[n : n + 1], outputs))
         gradients.append(tape.gradient(value, start).numpy())
     gradients = np.stack(gradients)
     return gradients.T @ gradients / len(x)
@@ -181,8 +190,14 @@ def test_fisher_draws_average_to_the_ggn_within_three_standard_errors(net, loss)
         model, (x, y), loss = NETS[net]()
     v = np.random.default_rng(5).normal(size=sum(int(np.prod(w.shape)) for w in model.trainable_variables))
     ggn = GGNOperator(model, (x, y), loss=loss, batch_size=4).matvec(v).numpy()
-    draws = np.stack([FisherOperator(model, (x, y), loss=loss, batch_size=4, samples=4, label_seed=seed,
-                                     jit_compile=False).matvec(v).numpy() for seed in range(8)])
+    draws = np.stack(
+        [
+            FisherOperator(model, (x, y), loss=loss, batch_size=4, samples=4, label_seed=seed, jit_compile=False)
+            .matvec(v)
+            .numpy()
+            for seed in range(8)
+        ]
+    )
     # Scalar read-outs wᵀ F̂ v (w = v and two random directions), each a mean over 8 independent draws
     # with its standard error; and the whole vector: E‖mean − G v‖² is the sum of the coordinates' variances.
     directions = np.stack([v] + [np.random.default_rng(6 + i).normal(size=v.size) for i in range(2)])
@@ -223,9 +238,13 @@ def test_a_block_of_the_ggn_is_the_dense_block():
     operator = GGNOperator(model, (x, y), loss=loss)
     layer = model.layers[2]  # the first transformer block
     block = operator.block(layer.name)
-    positions = np.concatenate([np.arange(o, o + s) for o, s, v in zip(
-        np.cumsum([0] + operator.sizes)[:-1], operator.sizes, operator.variables)
-        if any(v is w for w in layer.trainable_variables)])
+    positions = np.concatenate(
+        [
+            np.arange(o, o + s)
+            for o, s, v in zip(np.cumsum([0] + operator.sizes)[:-1], operator.sizes, operator.variables)
+            if any(v is w for w in layer.trainable_variables)
+        ]
+    )
     reference, _ = _ggn_reference(model, x, y, loss)
     assert _relative(_dense(block), reference[np.ix_(positions, positions)]) < 1e-8
     own = GGNOperator(model, (x, y), loss=loss, variables=layer.name)
@@ -273,13 +292,28 @@ def test_under_a_mirrored_strategy_each_replica_takes_its_share_and_the_operator
     model, (x, y), loss = _mlp()  # with its L2 penalty, which one replica's share carries once
     v = np.random.default_rng(3).normal(size=sum(int(np.prod(w.shape)) for w in model.trainable_variables))
     single = curvature_operator(model, (x, y), curvature=curvature, loss=loss, batch_size=3)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
-                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
+    strategy = tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
     if curvature == "fisher":
         # The draws follow each replica's part of a batch, so only E F̂ = G is shared: vᵀF̂v over 5 seeds.
-        readouts = [v @ curvature_operator(model, (x, y), curvature=curvature, loss=loss, batch_size=3,
-                                           strategy=strategy, samples=8, label_seed=seed,
-                                           jit_compile=False).matvec(v).numpy() for seed in range(5)]
+        readouts = [
+            v
+            @ curvature_operator(
+                model,
+                (x, y),
+                curvature=curvature,
+                loss=loss,
+                batch_size=3,
+                strategy=strategy,
+                samples=8,
+                label_seed=seed,
+                jit_compile=False,
+            )
+            .matvec(v)
+            .numpy()
+            for seed in range(5)
+        ]
         expected = v @ GGNOperator(model, (x, y), loss=loss).matvec(v).numpy()
         assert abs(np.mean(readouts) - expected) < 3 * np.std(readouts, ddof=1) / np.sqrt(len(readouts))
         return
@@ -295,8 +329,14 @@ def test_a_bfloat16_model_gives_finite_products_near_float32(curvature):
         keras.config.set_dtype_policy(policy)
         try:
             keras.utils.set_random_seed(2)
-            model = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3, activation="relu"),
-                                      keras.layers.Flatten(), keras.layers.Dense(4, dtype="float32")])
+            model = keras.Sequential(
+                [
+                    keras.Input((6, 6, 2)),
+                    keras.layers.Conv2D(3, 3, activation="relu"),
+                    keras.layers.Flatten(),
+                    keras.layers.Dense(4, dtype="float32"),
+                ]
+            )
         finally:
             keras.config.set_dtype_policy("float32")
         return model

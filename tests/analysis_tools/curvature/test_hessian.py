@@ -19,11 +19,13 @@ def _data(n=32, features=6, outputs=3, seed=0, dtype="float64"):
 
 def _mlp(dtype="float64", seed=0, features=6, hidden=10, outputs=3):
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((features,), dtype=dtype),
-        keras.layers.Dense(hidden, activation="tanh", dtype=dtype),
-        keras.layers.Dense(outputs, dtype=dtype),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((features,), dtype=dtype),
+            keras.layers.Dense(hidden, activation="tanh", dtype=dtype),
+            keras.layers.Dense(outputs, dtype=dtype),
+        ]
+    )
     return model
 
 
@@ -43,7 +45,8 @@ class Quadratic(keras.layers.Layer):
     def build(self, input_shape):
         rng = np.random.default_rng(0)
         self.w = self.add_weight(
-            shape=(len(self.matrix),), dtype="float64",
+            shape=(len(self.matrix),),
+            dtype="float64",
             initializer=keras.initializers.Constant(rng.normal(size=len(self.matrix))),
         )
 
@@ -88,6 +91,7 @@ def test_linear_regression_hessian_is_the_analytic_one(loss):
     hessian = _explicit_hessian(operator)
     xt = np.hstack([x, np.ones((20, 1))])
     per_output = 2.0 / (20 * 2) * xt.T @ xt
+
     # Flat order: kernel (4 × 2, row-major: feature-major), then bias (2).
     def kernel_index(feature, output):
         return feature * 2 + output
@@ -100,7 +104,8 @@ def test_linear_regression_hessian_is_the_analytic_one(loss):
         np.testing.assert_allclose(hessian[np.ix_(index, index)], per_output, rtol=1e-12, atol=1e-14)
     np.testing.assert_allclose(
         hessian[np.ix_([kernel_index(f, 0) for f in range(4)], [kernel_index(f, 1) for f in range(4)])],
-        0.0, atol=1e-14,
+        0.0,
+        atol=1e-14,
     )
 
 
@@ -117,9 +122,9 @@ def _adam_trained_mlp(epochs):
 def test_preconditioned_sharpness_is_the_top_eigenvalue_of_p_inverse_h():
     model, data, optimizer, operator = _adam_trained_mlp(epochs=5)
     hessian = _explicit_hessian(operator)
-    p = np.concatenate([
-        keras.ops.convert_to_numpy(optimizer.preconditioner(v)).ravel() for v in model.trainable_variables
-    ])
+    p = np.concatenate(
+        [keras.ops.convert_to_numpy(optimizer.preconditioner(v)).ravel() for v in model.trainable_variables]
+    )
     exact = np.max(np.linalg.eigvals(hessian / p[:, None]).real)
     scaled = hessian / np.sqrt(p)[:, None] / np.sqrt(p)[None, :]
     assert np.max(np.linalg.eigvalsh(scaled)) == pytest.approx(exact, rel=1e-9)
@@ -152,8 +157,9 @@ def _float32_mlp_and_operator(differentiation="reverse_over_reverse"):
 
 def test_hvp_is_symmetric_and_forward_and_reverse_agree_in_float32():
     model, reverse = _float32_mlp_and_operator()
-    forward = HessianOperator(model, _data(n=64, dtype="float32"), loss="mse", batch_size=16,
-                              differentiation="forward_over_reverse")
+    forward = HessianOperator(
+        model, _data(n=64, dtype="float32"), loss="mse", batch_size=16, differentiation="forward_over_reverse"
+    )
     rng = np.random.default_rng(1)
     u = tf.constant(rng.normal(size=reverse.dimension))
     v = tf.constant(rng.normal(size=reverse.dimension))
@@ -202,14 +208,16 @@ def test_hvp_matches_central_finite_differences_of_the_gradient():
 
 def _batchnorm_dropout_model():
     keras.utils.set_random_seed(4)
-    model = keras.Sequential([
-        keras.Input((6,)),
-        keras.layers.Dense(16),
-        keras.layers.BatchNormalization(),
-        keras.layers.Activation("tanh"),
-        keras.layers.Dropout(0.3),
-        keras.layers.Dense(3),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(16),
+            keras.layers.BatchNormalization(),
+            keras.layers.Activation("tanh"),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(3),
+        ]
+    )
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
     x, y = _data(n=64, dtype="float32")
     model.fit(x, y, batch_size=16, epochs=1, verbose=0)
@@ -256,15 +264,24 @@ def _weightless_model():
 
 
 @pytest.mark.parametrize("make_model", [_frozen_mlp, _weightless_model], ids=["frozen", "weightless"])
-@pytest.mark.parametrize("measure", [
-    lambda model, data: HessianOperator(model, data, loss="mse"),
-    lambda model, data: analysis_tools.hessian_eigenvalues(model, data, loss="mse"),
-    lambda model, data: analysis_tools.sharpness(model, data, loss="mse"),
-    # Read first, an unbuilt Keras optimizer used to report "Adam is not built yet".
-    lambda model, data: analysis_tools.preconditioned_sharpness(model, keras.optimizers.Adam(), data, loss="mse"),
-    lambda model, data: analysis_tools.preconditioned_sharpness(model, tf_adaptive.Adam(), data, loss="mse"),
-], ids=["HessianOperator", "hessian_eigenvalues", "sharpness", "preconditioned_sharpness_keras",
-        "preconditioned_sharpness_ours"])
+@pytest.mark.parametrize(
+    "measure",
+    [
+        lambda model, data: HessianOperator(model, data, loss="mse"),
+        lambda model, data: analysis_tools.hessian_eigenvalues(model, data, loss="mse"),
+        lambda model, data: analysis_tools.sharpness(model, data, loss="mse"),
+        # Read first, an unbuilt Keras optimizer used to report "Adam is not built yet".
+        lambda model, data: analysis_tools.preconditioned_sharpness(model, keras.optimizers.Adam(), data, loss="mse"),
+        lambda model, data: analysis_tools.preconditioned_sharpness(model, tf_adaptive.Adam(), data, loss="mse"),
+    ],
+    ids=[
+        "HessianOperator",
+        "hessian_eigenvalues",
+        "sharpness",
+        "preconditioned_sharpness_keras",
+        "preconditioned_sharpness_ours",
+    ],
+)
 def test_every_curvature_entry_point_refuses_a_model_without_trainable_variables(make_model, measure):
     with pytest.raises(ValueError, match="no trainable variables"):
         measure(make_model(), _data())
@@ -287,8 +304,9 @@ def test_a_probe_set_that_does_not_fit_the_model_is_refused_at_construction(as_d
 
     mse = _classifier("mse")
     HessianOperator(mse, probe(x, y))
-    with pytest.raises(ValueError,
-                       match=r"cannot run on the first batch of the probe set \(inputs of shape \(None, 4\)\)"):
+    with pytest.raises(
+        ValueError, match=r"cannot run on the first batch of the probe set \(inputs of shape \(None, 4\)\)"
+    ):
         HessianOperator(mse, probe(x[:, :4], y))
     # Targets that mean_squared_error would broadcast against the (n, 3) outputs.
     for targets in (y[:, :1], labels):
@@ -329,8 +347,10 @@ def test_a_probe_set_is_checked_on_the_model_itself_where_it_cannot_be_traced_sy
 def test_functions_on_an_operator_reuse_its_lanczos_loop_and_return_what_a_new_solver_returns():
     model, data, optimizer, operator = _adam_trained_mlp(epochs=3)
     first = analysis_tools.hessian_eigenvalues(operator, tolerance=1e-3, seed=3)
-    again = [analysis_tools.hessian_eigenvalues(operator, tolerance=tol, seed=seed)
-             for tol, seed in ((1e-3, 3), (1e-10, 3), (1e-3, 5))]
+    again = [
+        analysis_tools.hessian_eigenvalues(operator, tolerance=tol, seed=seed)
+        for tol, seed in ((1e-3, 3), (1e-10, 3), (1e-3, 5))
+    ]
     solver = operator.solver()
     assert solver._function.experimental_get_tracing_count() == 1 and len(operator._solvers) == 1
     # Each call equals a new solver's with those settings: the tolerance, seed and start are per call.
@@ -354,8 +374,7 @@ def test_functions_on_an_operator_reuse_its_lanczos_loop_and_return_what_a_new_s
     assert operator._solvers[("scratch", 40, 1, False)]._basis is solver._basis
     assert len(operator._bases) == 2
     # Its arguments are checked as a new solver's were, on a cached size too.
-    for bad in (dict(return_vectors=1), dict(return_vectors="yes"), dict(max_iterations=0), dict(k=0),
-                dict(k=41)):
+    for bad in (dict(return_vectors=1), dict(return_vectors="yes"), dict(max_iterations=0), dict(k=0), dict(k=41)):
         with pytest.raises(ValueError):
             analysis_tools.hessian_eigenvalues(operator, **bad)
     with pytest.raises(ValueError, match="tolerance"):

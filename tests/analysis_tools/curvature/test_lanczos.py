@@ -93,15 +93,13 @@ def test_warm_start_from_top_eigenvector_converges_at_once(gapped):
     rng = np.random.default_rng(5)
     noisy = q[:, -1] + 1e-3 * rng.normal(size=300) / np.sqrt(300)
     quick = Lanczos(300, max_iterations=40, tolerance=1e-6, min_iterations=1)
-    assert int(quick(matvec_of(gapped), initial_vector=noisy).iterations) < int(
-        quick(matvec_of(gapped)).iterations)
+    assert int(quick(matvec_of(gapped), initial_vector=noisy).iterations) < int(quick(matvec_of(gapped)).iterations)
 
 
 def test_warm_start_eigenvector_with_k_above_one_restarts(gapped):
     """A breakdown before k Ritz values exist continues from a fresh direction."""
     _, q = np.linalg.eigh(gapped)
-    result = lanczos(matvec_of(gapped), 300, max_iterations=100, k=3, tolerance=1e-12,
-                     initial_vector=q[:, -1])
+    result = lanczos(matvec_of(gapped), 300, max_iterations=100, k=3, tolerance=1e-12, initial_vector=q[:, -1])
     np.testing.assert_allclose(result.eigenvalues.numpy(), top(gapped, 3), rtol=1e-10)
 
 
@@ -120,8 +118,7 @@ def test_dimension_below_max_iterations_gives_exact_spectrum():
 
 
 def test_ritz_vectors_are_unit_and_match_residuals(gapped):
-    result = lanczos(matvec_of(gapped), 300, max_iterations=25, k=3, tolerance=1e-8,
-                     return_vectors=True)
+    result = lanczos(matvec_of(gapped), 300, max_iterations=25, k=3, tolerance=1e-8, return_vectors=True)
     y = result.eigenvectors.numpy()
     theta = result.eigenvalues.numpy()
     assert y.shape == (3, 300) and result.eigenvectors.dtype == tf.float64
@@ -180,8 +177,9 @@ def test_float32_basis(gapped):
 def test_a_basis_in_host_memory_gives_the_same_results(gapped):
     # On a CPU-only machine both placements run the same kernels on the same device.
     results = [
-        Lanczos(300, max_iterations=30, k=2, tolerance=1e-8, return_vectors=True,
-                basis_device=device)(matvec_of(gapped))
+        Lanczos(300, max_iterations=30, k=2, tolerance=1e-8, return_vectors=True, basis_device=device)(
+            matvec_of(gapped)
+        )
         for device in (None, "host")
     ]
     for default, host in zip(*results):
@@ -257,11 +255,20 @@ def _float32_solver_graph(device_type):
     solver._device_type = device_type
     solver(lambda v: diagonal * v)
     nodes = _graph_nodes(solver)
-    float64_ops = [node for node in nodes if any(
-        node.attr[key].type == tf.float64.as_datatype_enum
-        for key in ("T", "dtype", "DstT", "SrcT", "Tidx", "out_type") if key in node.attr)]
-    matmuls = [node.op for node in nodes if ("MatMul" in node.op or node.op == "Einsum")
-               and node.attr["T"].type == tf.float32.as_datatype_enum]  # float32 matmuls: TF32, bfloat16
+    float64_ops = [
+        node
+        for node in nodes
+        if any(
+            node.attr[key].type == tf.float64.as_datatype_enum
+            for key in ("T", "dtype", "DstT", "SrcT", "Tidx", "out_type")
+            if key in node.attr
+        )
+    ]
+    matmuls = [
+        node.op
+        for node in nodes
+        if ("MatMul" in node.op or node.op == "Einsum") and node.attr["T"].type == tf.float32.as_datatype_enum
+    ]  # float32 matmuls: TF32, bfloat16
     return float64_ops, matmuls
 
 
@@ -334,25 +341,28 @@ def test_global_random_state_untouched():
     np.testing.assert_array_equal(tf.random.get_global_generator().state.numpy(), generator_state)
 
 
-@pytest.mark.parametrize("kwargs, name", [
-    (dict(dimension=0), "dimension"),
-    (dict(dimension=2.5), "dimension"),
-    (dict(max_iterations=0), "max_iterations"),
-    (dict(k=0), "k"),
-    (dict(k=11, max_iterations=10), "k"),
-    (dict(dimension=5, k=6), "k"),
-    (dict(tolerance=0.0), "tolerance"),
-    (dict(tolerance=-1e-3), "tolerance"),
-    (dict(tolerance=float("nan")), "tolerance"),
-    (dict(min_iterations=0), "min_iterations"),
-    (dict(basis_dtype=tf.int32), "basis_dtype"),
-    (dict(float64_dimension_limit=0), "float64_dimension_limit"),
-    (dict(seed=1.5), "seed"),
-    (dict(return_vectors="yes"), "return_vectors"),
-    (dict(basis_device="cpu"), "basis_device"),
-    (dict(basis_device="/device:GPU:0"), "basis_device"),
-    (dict(basis_device="accelerator", basis_dtype=tf.float64), "basis_device"),
-])
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        (dict(dimension=0), "dimension"),
+        (dict(dimension=2.5), "dimension"),
+        (dict(max_iterations=0), "max_iterations"),
+        (dict(k=0), "k"),
+        (dict(k=11, max_iterations=10), "k"),
+        (dict(dimension=5, k=6), "k"),
+        (dict(tolerance=0.0), "tolerance"),
+        (dict(tolerance=-1e-3), "tolerance"),
+        (dict(tolerance=float("nan")), "tolerance"),
+        (dict(min_iterations=0), "min_iterations"),
+        (dict(basis_dtype=tf.int32), "basis_dtype"),
+        (dict(float64_dimension_limit=0), "float64_dimension_limit"),
+        (dict(seed=1.5), "seed"),
+        (dict(return_vectors="yes"), "return_vectors"),
+        (dict(basis_device="cpu"), "basis_device"),
+        (dict(basis_device="/device:GPU:0"), "basis_device"),
+        (dict(basis_device="accelerator", basis_dtype=tf.float64), "basis_device"),
+    ],
+)
 def test_bad_arguments(kwargs, name):
     kwargs = {"dimension": 20, **kwargs}
     with pytest.raises(ValueError, match=f"`{name}`"):
@@ -438,8 +448,9 @@ def test_the_eigenvalue_criterion_stops_earlier_within_its_tolerance(gapped, tol
     # The Kato–Temple bound r²/δ certifies θ1 before the residual r itself is small.
     exact = top(gapped)[0]
     runs = {
-        criterion: Lanczos(300, max_iterations=100, tolerance=tolerance, criterion=criterion,
-                           min_iterations=1)(matvec_of(gapped))
+        criterion: Lanczos(300, max_iterations=100, tolerance=tolerance, criterion=criterion, min_iterations=1)(
+            matvec_of(gapped)
+        )
         for criterion in ("residual", "eigenvalue")
     }
     for result in runs.values():
@@ -486,8 +497,11 @@ def test_a_shared_basis_is_checked_and_used(gapped):
     np.testing.assert_allclose(one(matvec_of(gapped), tolerance=1e-10).eigenvalues.numpy(), top(gapped), rtol=1e-9)
     three = two(matvec_of(gapped), tolerance=1e-10)
     np.testing.assert_allclose(three.eigenvalues.numpy(), top(gapped, 3), rtol=1e-9)
-    for wrong in (tf.Variable(tf.zeros([20, 300], tf.float64)), tf.Variable(tf.zeros([30, 300], tf.float32)),
-                  tf.zeros([30, 300], tf.float64)):
+    for wrong in (
+        tf.Variable(tf.zeros([20, 300], tf.float64)),
+        tf.Variable(tf.zeros([30, 300], tf.float32)),
+        tf.zeros([30, 300], tf.float64),
+    ):
         with pytest.raises(ValueError, match="basis"):
             Lanczos(300, max_iterations=30, basis=wrong)
 

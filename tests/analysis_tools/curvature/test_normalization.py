@@ -50,8 +50,13 @@ NORMALIZATIONS = {
     "rms_norm": lambda: keras.layers.RMSNormalization(dtype="float64", name="norm"),
 }
 # (normalization, mode): BatchNorm's Hessian depends on the mode; the others' does not.
-CASES = [("batch_norm", "train"), ("batch_norm", "inference"), ("layer_norm", "train"), ("group_norm", "train"),
-         ("rms_norm", "train")]
+CASES = [
+    ("batch_norm", "train"),
+    ("batch_norm", "inference"),
+    ("layer_norm", "train"),
+    ("group_norm", "train"),
+    ("rms_norm", "train"),
+]
 STEPS = 8  # 2 epochs of 4 batches of 8
 
 pytestmark = pytest.mark.slow
@@ -101,28 +106,41 @@ def _block(model, name):
     sizes = [int(np.prod(v.shape)) for v in model.trainable_variables]
     offsets = np.cumsum([0] + sizes)
     chosen = {id(v) for v in model.get_layer(name).trainable_variables}
-    return np.concatenate([np.arange(offsets[i], offsets[i + 1])
-                           for i, v in enumerate(model.trainable_variables) if id(v) in chosen])
+    return np.concatenate(
+        [np.arange(offsets[i], offsets[i + 1]) for i, v in enumerate(model.trainable_variables) if id(v) in chosen]
+    )
 
 
 def _train(kind):
     """A network trained for 8 steps with a per-layer `SharpnessCallback` per mode, measuring at the last step."""
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((6,), dtype="float64"),
-        keras.layers.Dense(12, dtype="float64", name="dense"),
-        NORMALIZATIONS[kind](),
-        keras.layers.Activation("tanh", dtype="float64"),
-        keras.layers.Dense(3, dtype="float64", trainable=False, name="logits"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((6,), dtype="float64"),
+            keras.layers.Dense(12, dtype="float64", name="dense"),
+            NORMALIZATIONS[kind](),
+            keras.layers.Activation("tanh", dtype="float64"),
+            keras.layers.Dense(3, dtype="float64", trainable=False, name="logits"),
+        ]
+    )
     model.compile(keras.optimizers.Adam(3e-2), LOSS)
     x, labels = _data()
     modes = [mode for case, mode in CASES if case == kind]
     # Graph-mode products here; the block tests below run the default XLA ones.
-    callbacks = {mode: SharpnessCallback((x, labels), every_n_steps=STEPS, per_layer=True, preconditioned=False,
-                                         tolerance=1e-12, max_iterations=200, warm_start=False, mode=mode,
-                                         jit_compile=False)
-                 for mode in modes}
+    callbacks = {
+        mode: SharpnessCallback(
+            (x, labels),
+            every_n_steps=STEPS,
+            per_layer=True,
+            preconditioned=False,
+            tolerance=1e-12,
+            max_iterations=200,
+            warm_start=False,
+            mode=mode,
+            jit_compile=False,
+        )
+        for mode in modes
+    }
     model.fit(x, labels, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=list(callbacks.values()))
     hessians = {mode: _dense_hessian(model, x, labels, training=mode == "train") for mode in modes}
     return dict(model=model, data=(x, labels), callbacks=callbacks, hessians=hessians)

@@ -24,13 +24,14 @@ def _data(n=45, seed=0):
 
 def _model(seed=0):
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((5,)),
-        keras.layers.Dense(6, activation="tanh", kernel_regularizer=keras.regularizers.L2(1e-3)),
-        keras.layers.Dense(3),
-    ])
-    model.compile(optimizer=tf_adaptive.Adam(0.01),
-                  loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model = keras.Sequential(
+        [
+            keras.Input((5,)),
+            keras.layers.Dense(6, activation="tanh", kernel_regularizer=keras.regularizers.L2(1e-3)),
+            keras.layers.Dense(3),
+        ]
+    )
+    model.compile(optimizer=tf_adaptive.Adam(0.01), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     return model
 
 
@@ -38,8 +39,7 @@ def _strategy():
     # Reduction through one device, not CPU collectives: collective instance keys restart at every
     # new strategy, and a key reused in the same process with another tensor shape (here the
     # operator's vector, elsewhere in the suite a model's gradient) aborts every later collective.
-    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
-                                          cross_device_ops=tf.distribute.ReductionToOneDevice())
+    return tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice())
 
 
 def _vector(operator, seed=1):
@@ -72,10 +72,11 @@ def test_streamed_dataset_and_arrays_give_the_same_operator_for_any_batching():
 
     def generate():  # as a dataset too large for memory would arrive: one batch at a time
         for start in range(0, len(x), 10):
-            yield x[start:start + 10], y[start:start + 10]
+            yield x[start : start + 10], y[start : start + 10]
 
-    dataset = tf.data.Dataset.from_generator(generate, output_signature=(
-        tf.TensorSpec([None, 5], tf.float32), tf.TensorSpec([None], tf.int64)))
+    dataset = tf.data.Dataset.from_generator(
+        generate, output_signature=(tf.TensorSpec([None, 5], tf.float32), tf.TensorSpec([None], tf.int64))
+    )
     streamed = HessianOperator(model, dataset)
     assert (streamed.num_examples, streamed.num_batches) == (45, 5)
     np.testing.assert_allclose(streamed.matvec(v).numpy(), expected, rtol=1e-5, atol=1e-7)
@@ -146,8 +147,10 @@ def test_gradient_noise_reference_is_the_same_under_a_strategy():
         distributed = _model()
     single = _model()
     single.set_weights(distributed.get_weights())
-    results = [analysis_tools.gradient_noise(model, (x, y), batch_size=16, num_batches=3, seed=2)
-               for model in (distributed, single)]
+    results = [
+        analysis_tools.gradient_noise(model, (x, y), batch_size=16, num_batches=3, seed=2)
+        for model in (distributed, single)
+    ]
     assert results[0].full_gradient_norm == pytest.approx(results[1].full_gradient_norm, rel=1e-6)
     np.testing.assert_allclose(results[0].norms, results[1].norms, rtol=1e-5)
 

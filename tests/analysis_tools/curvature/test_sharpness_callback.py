@@ -20,12 +20,14 @@ def _problem(n=64, seed=0):
 
 def _model(seed=0, width=16):
     keras.utils.set_random_seed(seed)
-    return keras.Sequential([
-        keras.Input((8,)),
-        keras.layers.Dense(width, activation="tanh"),
-        keras.layers.Dense(width, activation="tanh"),
-        keras.layers.Dense(2),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input((8,)),
+            keras.layers.Dense(width, activation="tanh"),
+            keras.layers.Dense(width, activation="tanh"),
+            keras.layers.Dense(2),
+        ]
+    )
 
 
 def _fit(make_optimizer, callbacks, epochs=4):
@@ -36,10 +38,14 @@ def _fit(make_optimizer, callbacks, epochs=4):
     return model, history
 
 
-@pytest.mark.parametrize("make_optimizer", [
-    lambda: tf_adaptive.Adam(learning_rate=1e-2),
-    lambda: keras.optimizers.Adam(learning_rate=1e-2),
-], ids=["tf_adaptive.Adam", "keras.Adam"])
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda: tf_adaptive.Adam(learning_rate=1e-2),
+        lambda: keras.optimizers.Adam(learning_rate=1e-2),
+    ],
+    ids=["tf_adaptive.Adam", "keras.Adam"],
+)
 @pytest.mark.slow
 def test_callback_logs_reach_history_and_leave_the_trajectory_unchanged(make_optimizer, tmp_path):
     x, y = _problem()
@@ -69,15 +75,15 @@ def test_callback_logs_reach_history_and_leave_the_trajectory_unchanged(make_opt
 def test_warm_start_needs_fewer_products_than_a_cold_start():
     x, y = _problem()
     warm = SharpnessCallback((x, y), every_n_steps=1, raw=False, max_iterations=40, tolerance=1e-4)
-    cold = SharpnessCallback((x, y), every_n_steps=1, raw=False, max_iterations=40, tolerance=1e-4,
-                             warm_start=False)
+    cold = SharpnessCallback((x, y), every_n_steps=1, raw=False, max_iterations=40, tolerance=1e-4, warm_start=False)
     _fit(lambda: tf_adaptive.Adam(learning_rate=1e-4), [warm, cold], epochs=2)
     warm_iterations = [r.iterations["preconditioned"] for r in warm.records[1:]]
     cold_iterations = [r.iterations["preconditioned"] for r in cold.records[1:]]
     assert np.mean(warm_iterations) < np.mean(cold_iterations)
     np.testing.assert_allclose(
         [r.values["preconditioned_sharpness"] for r in warm.records],
-        [r.values["preconditioned_sharpness"] for r in cold.records], rtol=1e-3,
+        [r.values["preconditioned_sharpness"] for r in cold.records],
+        rtol=1e-3,
     )
 
 
@@ -127,11 +133,15 @@ def test_a_model_without_trainable_variables_is_refused_at_train_begin():
     _refused_before_the_first_step(model, SharpnessCallback(_problem(), every_n_steps=1), "no trainable variables")
 
 
-@pytest.mark.parametrize("probe", [
-    lambda x, y: (x[:, :4], y),
-    lambda x, y: (x, y[:, :1]),
-    lambda x, y: (x, np.zeros(len(x), "int32")),
-], ids=["inputs", "targets_to_broadcast", "labels_for_mse"])
+@pytest.mark.parametrize(
+    "probe",
+    [
+        lambda x, y: (x[:, :4], y),
+        lambda x, y: (x, y[:, :1]),
+        lambda x, y: (x, np.zeros(len(x), "int32")),
+    ],
+    ids=["inputs", "targets_to_broadcast", "labels_for_mse"],
+)
 def test_a_probe_set_that_does_not_fit_the_model_is_refused_at_train_begin(probe):
     model = _model()
     model.compile(optimizer=tf_adaptive.Adam(learning_rate=1e-2), loss="mse")
@@ -148,12 +158,14 @@ def test_full_batch_adam_trains_at_the_adaptive_edge_of_stability():
     x = (digits.data[:128] / 16.0).astype("float32")
     y = np.eye(10, dtype="float32")[digits.target[:128]]
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((64,)),
-        keras.layers.Dense(32, activation="tanh"),
-        keras.layers.Dense(32, activation="tanh"),
-        keras.layers.Dense(10),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((64,)),
+            keras.layers.Dense(32, activation="tanh"),
+            keras.layers.Dense(32, activation="tanh"),
+            keras.layers.Dense(10),
+        ]
+    )
     learning_rate = 0.01
     model.compile(optimizer=tf_adaptive.Adam(learning_rate, epsilon=1e-7), loss="mse", jit_compile=True)
     callback = SharpnessCallback((x, y), every_n_steps=10, raw=False, max_iterations=30)
@@ -189,9 +201,12 @@ def test_a_reset_callback_serves_a_second_run_without_retracing():
     fresh = run(SharpnessCallback((x, y), every_n_steps=3, max_iterations=20))
     reused = SharpnessCallback((x, y), every_n_steps=3, max_iterations=20)
     run(reused)
+
     def traces():
-        return {name: (solver._function, solver._function.experimental_get_tracing_count())
-                for name, solver in reused._solvers.items()}
+        return {
+            name: (solver._function, solver._function.experimental_get_tracing_count())
+            for name, solver in reused._solvers.items()
+        }
 
     operator, before = reused._operator, traces()
     reused.reset()

@@ -20,8 +20,7 @@ def _problem(n=64, seed=0):
 def _fit(optimizer, callback, epochs=2):
     x, y = _problem()
     keras.utils.set_random_seed(0)
-    model = keras.Sequential(
-        [keras.Input((8,)), keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(2)])
+    model = keras.Sequential([keras.Input((8,)), keras.layers.Dense(16, activation="tanh"), keras.layers.Dense(2)])
     model.compile(optimizer=optimizer, loss="mse")
     history = model.fit(x, y, batch_size=16, epochs=epochs, shuffle=False, verbose=0, callbacks=[callback])
     return model, history
@@ -51,15 +50,15 @@ def test_clipping_methods_log_the_clipped_fraction_beside_the_ratio(cls, thresho
     assert record.values["clipped_fraction"] == fraction
     assert history.history["clipped_fraction"][-1] == callback.records[-2].values["clipped_fraction"]
     assert record.values["sharpness_ratio"] == pytest.approx(
-        record.values["preconditioned_sharpness"] / record.values["stability_threshold"])
+        record.values["preconditioned_sharpness"] / record.values["stability_threshold"]
+    )
     if clipped:
         assert fraction > 0.5
         assert record.values["preconditioned_sharpness"] < record.values["sharpness"]
     else:
         # Nothing clipped: P = 1, so the ratio is λ1(H) against the unclipped threshold.
         assert fraction == 0.0
-        assert record.values["preconditioned_sharpness"] == pytest.approx(
-            record.values["sharpness"], rel=1e-3)
+        assert record.values["preconditioned_sharpness"] == pytest.approx(record.values["sharpness"], rel=1e-3)
 
 
 @pytest.mark.slow
@@ -68,7 +67,8 @@ def test_acclip_logs_its_clipped_fraction_and_adam_none():
     model, _ = _fit(tf_adaptive.ACClip(learning_rate=0.1), callback)
     # The last measurement ran at the end of the last epoch, after the last update.
     assert callback.records[-1].values["clipped_fraction"] == clipped_fraction_of(
-        model.optimizer, model.trainable_variables)
+        model.optimizer, model.trainable_variables
+    )
     callback = SharpnessCallback(_problem(), every_n_steps=2, max_iterations=15, raw=False)
     _fit(tf_adaptive.Adam(learning_rate=1e-2), callback)
     assert "clipped_fraction" not in callback.records[-1].values

@@ -27,25 +27,33 @@ def _explicit(operator):
 @pytest.fixture(scope="module")
 def trained():
     keras.utils.set_random_seed(0)
-    model = keras.Sequential([
-        keras.Input((8,), dtype="float64"),
-        keras.layers.Dense(16, activation="tanh", dtype="float64", name="first"),
-        keras.layers.Dense(16, activation="tanh", dtype="float64", name="second"),
-        keras.layers.Dense(3, dtype="float64", name="logits"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((8,), dtype="float64"),
+            keras.layers.Dense(16, activation="tanh", dtype="float64", name="first"),
+            keras.layers.Dense(16, activation="tanh", dtype="float64", name="second"),
+            keras.layers.Dense(3, dtype="float64", name="logits"),
+        ]
+    )
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 3, 128).astype("int32")
     x = rng.standard_normal((3, 8))[labels] * 1.5 + rng.standard_normal((128, 8))
     model.compile(keras.optimizers.Adam(1e-2), LOSS)
     # 50 full-batch steps in one epoch.
-    model.fit(tf.data.Dataset.from_tensors((x, labels)).repeat(), steps_per_epoch=50, epochs=1, shuffle=False,
-              verbose=0)
+    model.fit(
+        tf.data.Dataset.from_tensors((x, labels)).repeat(), steps_per_epoch=50, epochs=1, shuffle=False, verbose=0
+    )
     data = (x, labels)
     hessian = _explicit(HessianOperator(model, data, loss=LOSS))
     p = np.concatenate([np.ravel(t) for t in preconditioner_of(model.optimizer, model.trainable_variables)])
     scale = 1.0 / np.sqrt(p)
-    return dict(model=model, data=data, hessian=hessian, preconditioner=p,
-                preconditioned=scale[:, None] * hessian * scale[None, :])
+    return dict(
+        model=model,
+        data=data,
+        hessian=hessian,
+        preconditioner=p,
+        preconditioned=scale[:, None] * hessian * scale[None, :],
+    )
 
 
 @pytest.mark.slow
@@ -65,8 +73,9 @@ def test_hessian_trace_lies_within_three_standard_errors_of_the_exact_trace(trai
     kwargs = {}
     if preconditioned:
         kwargs["preconditioner"] = preconditioner_of(trained["model"].optimizer, trained["model"].trainable_variables)
-    result = hessian_trace(trained["model"], trained["data"], loss=LOSS, num_products=60, estimator=estimator, seed=1,
-                           **kwargs)
+    result = hessian_trace(
+        trained["model"], trained["data"], loss=LOSS, num_products=60, estimator=estimator, seed=1, **kwargs
+    )
     assert result.num_products == 60 and result.estimator == estimator
     assert 0 < result.standard_error < 0.2 * abs(exact)
     assert abs(result.estimate - exact) <= 3 * result.standard_error, (result.estimate, exact)
@@ -93,7 +102,7 @@ def test_trace_standard_errors_are_the_rademacher_variance_and_cover(trained, pr
     # A term zᵀAz has variance 2(‖A‖_F² − Σ A_ii²); the estimators read it off the products' vectors.
     matrix = trained["preconditioned"] if preconditioned else trained["hessian"]
     tensor, exact = tf.constant(matrix), np.trace(matrix)
-    variance = 2.0 * (np.sum(matrix ** 2) - np.sum(np.diag(matrix) ** 2))
+    variance = 2.0 * (np.sum(matrix**2) - np.sum(np.diag(matrix) ** 2))
     z, ratios = [], []
     for seed in range(60):
         result = hutchinson(lambda v: tf.linalg.matvec(tensor, v), 467, num_products=30, seed=seed)
@@ -105,8 +114,9 @@ def test_trace_standard_errors_are_the_rademacher_variance_and_cover(trained, pr
     # At 60 seeds, 5 % ± 2.8 %; the full table over 1,000 seeds is in benchmarks/RESULTS.md.
     assert np.mean(np.abs(z) > 2) <= 0.12 and np.all(np.abs(z) < 4)
     # Hutch++: the residual's variance, from the projected products.
-    plus = [hutch_plus_plus(lambda v: tf.linalg.matvec(tensor, v), 467, num_products=30, seed=seed)
-            for seed in range(60)]
+    plus = [
+        hutch_plus_plus(lambda v: tf.linalg.matvec(tensor, v), 467, num_products=30, seed=seed) for seed in range(60)
+    ]
     z = [(r.estimate - exact) / r.standard_error for r in plus]
     assert np.mean(np.abs(z) > 2) <= 0.12 and np.all(np.abs(z) < 4)
 
@@ -145,8 +155,9 @@ def test_slq_moments_match_the_exact_spectrum(trained, preconditioned):
     kwargs = {}
     if preconditioned:
         kwargs["preconditioner"] = preconditioner_of(trained["model"].optimizer, trained["model"].trainable_variables)
-    density = spectral_density(trained["model"], trained["data"], loss=LOSS, num_vectors=16, num_iterations=30,
-                               seed=2, **kwargs)
+    density = spectral_density(
+        trained["model"], trained["data"], loss=LOSS, num_vectors=16, num_iterations=30, seed=2, **kwargs
+    )
     assert density.num_vectors == 16 and density.num_products == 480 and density.dimension == 467
     for t, w in zip(density.nodes, density.weights):
         assert len(t) == 30 and np.sum(w) == pytest.approx(1.0, abs=1e-12)
@@ -183,8 +194,12 @@ def test_slq_to_the_full_dimension_recovers_every_eigenvalue_and_its_weight():
 def test_smoothed_density_integrates_to_one_and_peaks_at_a_point_mass():
     from analysis_tools.curvature import SpectralDensity
 
-    density = SpectralDensity([np.array([0.0, 1.0]), np.array([0.0, 1.0])],
-                              [np.array([0.75, 0.25]), np.array([0.25, 0.75])], dimension=2, num_products=4)
+    density = SpectralDensity(
+        [np.array([0.0, 1.0]), np.array([0.0, 1.0])],
+        [np.array([0.75, 0.25]), np.array([0.25, 0.75])],
+        dimension=2,
+        num_products=4,
+    )
     grid = np.linspace(-2, 3, 20001)
     values = density.density(grid, sigma=0.05)
     assert np.trapezoid(values, grid) == pytest.approx(1.0, abs=1e-6)
@@ -218,16 +233,19 @@ def test_per_layer_sharpness_is_the_top_eigenvalue_of_the_dense_diagonal_block(t
     start = 8 * 16 + 16
     block = slice(start, start + 16 * 16 + 16)
     exact = np.linalg.eigvalsh(trained["hessian"][block, block])[-1]
-    result = hessian_eigenvalues(model, trained["data"], loss=LOSS, variables=selection, tolerance=1e-12,
-                                 max_iterations=272)
+    result = hessian_eigenvalues(
+        model, trained["data"], loss=LOSS, variables=selection, tolerance=1e-12, max_iterations=272
+    )
     assert float(result.eigenvalues[0]) == pytest.approx(exact, rel=1e-6, abs=0)
     # The block's operator differentiates the block alone, and its products are the block of H.
     operator = HessianOperator(model, trained["data"], loss=LOSS, variables=selection)
     assert operator.dimension == 272 and [v.path for v in operator.variables] == [
-        v.path for v in layer.trainable_variables]
+        v.path for v in layer.trainable_variables
+    ]
     v = np.random.default_rng(0).standard_normal(272)
-    np.testing.assert_allclose(operator.matvec(tf.constant(v)).numpy(), trained["hessian"][block, block] @ v,
-                               rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(
+        operator.matvec(tf.constant(v)).numpy(), trained["hessian"][block, block] @ v, rtol=1e-9, atol=1e-12
+    )
     gradient, _ = operator.gradient()
     full, _ = HessianOperator(model, trained["data"], loss=LOSS).gradient()
     np.testing.assert_array_equal(gradient.numpy(), full.numpy()[block])
@@ -241,15 +259,28 @@ def test_per_layer_preconditioned_sharpness_restricts_p_to_the_block(trained):
     p = trained["preconditioner"][block]
     exact = np.linalg.eigvalsh(trained["hessian"][block, block] / np.sqrt(np.outer(p, p)))[-1]
     full_p = preconditioner_of(model.optimizer, model.trainable_variables)
-    result = hessian_eigenvalues(model, trained["data"], loss=LOSS, preconditioner=full_p, variables="second",
-                                 tolerance=1e-12, max_iterations=272)
+    result = hessian_eigenvalues(
+        model,
+        trained["data"],
+        loss=LOSS,
+        preconditioner=full_p,
+        variables="second",
+        tolerance=1e-12,
+        max_iterations=272,
+    )
     assert float(result.eigenvalues[0]) == pytest.approx(exact, rel=1e-6)
     block_p = full_p[2:4]  # the same P given for the block's variables alone
-    again = hessian_eigenvalues(model, trained["data"], loss=LOSS, preconditioner=block_p, variables="second",
-                                tolerance=1e-12, max_iterations=272)
+    again = hessian_eigenvalues(
+        model,
+        trained["data"],
+        loss=LOSS,
+        preconditioner=block_p,
+        variables="second",
+        tolerance=1e-12,
+        max_iterations=272,
+    )
     assert float(again.eigenvalues[0]) == pytest.approx(exact, rel=1e-6)
-    trace = hessian_trace(model, trained["data"], loss=LOSS, preconditioner=full_p, variables="second",
-                          num_products=60)
+    trace = hessian_trace(model, trained["data"], loss=LOSS, preconditioner=full_p, variables="second", num_products=60)
     assert abs(trace.estimate - np.sum(np.diag(trained["hessian"])[block] / p)) <= 3 * trace.standard_error
 
 
@@ -262,8 +293,13 @@ def test_bad_blocks_are_refused_with_the_reason(trained):
     stranger = keras.Variable(np.zeros(3))
     with pytest.raises(ValueError, match="not among the model's trainable variables"):
         HessianOperator(model, data, loss=LOSS, variables=[stranger])
-    frozen = keras.Sequential([keras.Input((8,), dtype="float64"), keras.layers.Dropout(0.1, name="drop"),
-                               keras.layers.Dense(3, dtype="float64", name="out")])
+    frozen = keras.Sequential(
+        [
+            keras.Input((8,), dtype="float64"),
+            keras.layers.Dropout(0.1, name="drop"),
+            keras.layers.Dense(3, dtype="float64", name="out"),
+        ]
+    )
     with pytest.raises(ValueError, match="layer 'drop' has no trainable variables"):
         HessianOperator(frozen, data, loss=LOSS, variables="drop")
     with pytest.raises(ValueError, match="`per_layer` must be True, False or a list"):
@@ -294,21 +330,37 @@ def test_sharpness_callback_logs_per_layer_sharpness_trace_and_density(trained, 
     model.set_weights(trained["model"].get_weights())
     model.compile(keras.optimizers.Adam(1e-3), LOSS)
     x, y = trained["data"]
-    callback = SharpnessCallback((x, y), every_n_steps=2, per_layer=["second", "logits"], trace=True,
-                                 trace_products=30, density=True, density_vectors=2, density_iterations=20,
-                                 tolerance=1e-8, max_iterations=60, warm_start=False, log_dir=str(tmp_path))
+    callback = SharpnessCallback(
+        (x, y),
+        every_n_steps=2,
+        per_layer=["second", "logits"],
+        trace=True,
+        trace_products=30,
+        density=True,
+        density_vectors=2,
+        density_iterations=20,
+        tolerance=1e-8,
+        max_iterations=60,
+        warm_start=False,
+        log_dir=str(tmp_path),
+    )
     history = model.fit(x, y, epochs=1, batch_size=64, verbose=0, callbacks=[callback])
     record = callback.records[-1]
-    for key in ("sharpness/second", "sharpness/logits", "preconditioned_sharpness/second",
-                "preconditioned_sharpness/logits", "hessian_trace", "preconditioned_hessian_trace",
-                "hessian_trace_standard_error"):
+    for key in (
+        "sharpness/second",
+        "sharpness/logits",
+        "preconditioned_sharpness/second",
+        "preconditioned_sharpness/logits",
+        "hessian_trace",
+        "preconditioned_hessian_trace",
+        "hessian_trace_standard_error",
+    ):
         assert key in history.history, key
     # Each logged value is what the stand-alone functions give at the same weights.
     start = 8 * 16 + 16
     block = slice(start, start + 16 * 16 + 16)
     hessian = _explicit(HessianOperator(model, (x, y), loss=LOSS))
-    assert record.values["sharpness/second"] == pytest.approx(
-        np.linalg.eigvalsh(hessian[block, block])[-1], rel=1e-6)
+    assert record.values["sharpness/second"] == pytest.approx(np.linalg.eigvalsh(hessian[block, block])[-1], rel=1e-6)
     trace = record.traces["raw"]
     assert trace.num_products == 30
     assert abs(trace.estimate - np.trace(hessian)) <= 4 * trace.standard_error

@@ -44,8 +44,9 @@ class _Recorder(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         variables = self.model.trainable_variables
-        preconditioner = _flat(keras.ops.convert_to_numpy(p) for p in preconditioner_of(self.model.optimizer,
-                                                                                          variables))
+        preconditioner = _flat(
+            keras.ops.convert_to_numpy(p) for p in preconditioner_of(self.model.optimizer, variables)
+        )
         self.after[int(self.model.optimizer.iterations)] = (_flat(self.model.get_weights()), preconditioner)
 
 
@@ -80,17 +81,20 @@ def test_each_estimator_is_exact_on_a_quadratic(num_products):
         update = weights[t] - weights[t - 1]
         gradient = 2.0 * design.T @ (design @ weights[t - 1] - y[:, 0].astype(np.float64)) / len(x)
         curvature = update @ hessian @ update
-        np.testing.assert_allclose(record.values["critical_sharpness"], curvature / (-RATE * gradient @ update),
-                                   rtol=1e-5)
+        np.testing.assert_allclose(
+            record.values["critical_sharpness"], curvature / (-RATE * gradient @ update), rtol=1e-5
+        )
         assert record.forward_passes <= (6 if t == 1 else 4)  # warm: L(θ_t), a bracket, the exact root
         # The secant: along the update before, Δ_{t-1}, in the metric of its P_{t-1}.
         if t >= 2:
             previous = weights[t - 1] - weights[t - 2]
             curvature = previous @ hessian @ previous
-            np.testing.assert_allclose(record.values["update_curvature"], curvature / (previous @ previous),
-                                       rtol=1e-4)
-            np.testing.assert_allclose(record.values["preconditioned_update_curvature"],
-                                       curvature / (previous @ (recorder.after[t - 1][1] * previous)), rtol=1e-4)
+            np.testing.assert_allclose(record.values["update_curvature"], curvature / (previous @ previous), rtol=1e-4)
+            np.testing.assert_allclose(
+                record.values["preconditioned_update_curvature"],
+                curvature / (previous @ (recorder.after[t - 1][1] * previous)),
+                rtol=1e-4,
+            )
         # Power iteration (or its Krylov form): Rayleigh quotients, never above λ1; H is constant here, so it
         # converges.
         assert record.products == 2 * num_products + 2  # and the batch sharpness's two
@@ -105,8 +109,9 @@ def test_critical_sharpness_of_gradient_descent_is_the_rayleigh_quotient_along_t
     # For plain gradient descent on a quadratic, Δ_t = -η g_t: the critical sharpness is gᵀHg / gᵀg.
     x, y = _regression(seed=1)
     model = _linear(keras.optimizers.SGD(0.01))
-    tracker = SharpnessTracker((x, y), estimators=("update_curvature", "critical_sharpness"), batch_size=len(x),
-                               num_forward_passes=10)
+    tracker = SharpnessTracker(
+        (x, y), estimators=("update_curvature", "critical_sharpness"), batch_size=len(x), num_forward_passes=10
+    )
     recorder = _Recorder()
     _fit(model, x, y, tracker, 4, recorder)
     hessian, design = _quadratic_hessian(x)
@@ -116,8 +121,9 @@ def test_critical_sharpness_of_gradient_descent_is_the_rayleigh_quotient_along_t
         np.testing.assert_allclose(record.values["critical_sharpness"], expected, rtol=1e-5)
     # P = 1: the preconditioned secant is the raw one.
     for record in tracker.records[1:]:
-        np.testing.assert_allclose(record.values["preconditioned_update_curvature"],
-                                   record.values["update_curvature"], rtol=1e-6)
+        np.testing.assert_allclose(
+            record.values["preconditioned_update_curvature"], record.values["update_curvature"], rtol=1e-6
+        )
 
 
 @pytest.mark.slow
@@ -133,11 +139,15 @@ def test_batch_sharpness_is_each_batch_rayleigh_quotient_along_its_gradient_on_a
         batch = slice(16 * (k % 3), 16 * (k % 3 + 1))
         hessian, design = _quadratic_hessian(x[batch])
         gradient = 2.0 * design.T @ (design @ weights - y[batch, 0]) / 16
-        np.testing.assert_allclose(record.values["batch_sharpness"],
-                                   gradient @ hessian @ gradient / (gradient @ gradient), rtol=1e-5)
+        np.testing.assert_allclose(
+            record.values["batch_sharpness"], gradient @ hessian @ gradient / (gradient @ gradient), rtol=1e-5
+        )
         step = gradient / preconditioner
-        np.testing.assert_allclose(record.values["preconditioned_batch_sharpness"],
-                                   step @ hessian @ step / (step @ (preconditioner * step)), rtol=1e-5)
+        np.testing.assert_allclose(
+            record.values["preconditioned_batch_sharpness"],
+            step @ hessian @ step / (step @ (preconditioner * step)),
+            rtol=1e-5,
+        )
         assert record.products == 2
 
 
@@ -188,9 +198,12 @@ def _tanh_losses(flats, x, y):
 
 def _critical_scale(start, update, x, y):
     """The smallest s > 0 with L(start + s·update) = L(start), in float64 (a fine scan, then bisection)."""
+
     def rise(scales):
-        return _tanh_losses(start[None] + np.asarray(scales)[:, None] * update[None], x, y) - _tanh_losses(
-            start[None], x, y)[0]
+        return (
+            _tanh_losses(start[None] + np.asarray(scales)[:, None] * update[None], x, y)
+            - _tanh_losses(start[None], x, y)[0]
+        )
 
     scales = np.geomspace(1e-3, 1e4, 2000)
     high = scales[np.argmax(rise(scales) > 0.0)]
@@ -212,15 +225,19 @@ def test_estimators_against_a_dense_preconditioned_hessian_on_a_tanh_network():
         before, after = recorder.after[t - 1][0], recorder.after[t][0]
         update = after - before
         # The critical step: where the float64 loss along Δ_t from θ_{t-1} climbs back to L(θ_{t-1}).
-        np.testing.assert_allclose(record.values["critical_sharpness"],
-                                   2.0 / (2e-3 * _critical_scale(before, update, x, y)), rtol=1e-3)
+        np.testing.assert_allclose(
+            record.values["critical_sharpness"], 2.0 / (2e-3 * _critical_scale(before, update, x, y)), rtol=1e-3
+        )
         # The secant: the curvature along Δ_{t-1} at the segment's midpoint, to second order.
         previous = before - recorder.after[t - 2][0]
         midpoint = recorder.after[t - 2][0] + 0.5 * previous
         curvature = previous @ _tanh_hessian(midpoint, x, y) @ previous
         np.testing.assert_allclose(record.values["update_curvature"], curvature / (previous @ previous), rtol=1e-2)
-        np.testing.assert_allclose(record.values["preconditioned_update_curvature"],
-                                   curvature / (previous @ (recorder.after[t - 1][1] * previous)), rtol=1e-2)
+        np.testing.assert_allclose(
+            record.values["preconditioned_update_curvature"],
+            curvature / (previous @ (recorder.after[t - 1][1] * previous)),
+            rtol=1e-2,
+        )
         # Power iteration: a Rayleigh quotient of S H S (S = P^{-1/2}) at θ_t, and an eigenvalue within its
         # residual.
         scale = 1.0 / np.sqrt(recorder.after[t][1])
@@ -229,14 +246,19 @@ def test_estimators_against_a_dense_preconditioned_hessian_on_a_tanh_network():
         quotient = record.values["power_preconditioned_sharpness"]
         assert quotient <= eigenvalues[-1] * (1 + 1e-5)
         assert np.min(np.abs(eigenvalues - quotient)) <= record.values["power_preconditioned_sharpness_residual"] * (
-            1 + 1e-4) + 1e-6 * abs(eigenvalues[-1])
+            1 + 1e-4
+        ) + 1e-6 * abs(eigenvalues[-1])
         # Batch sharpness: one batch is the whole set here, so it is the quotient along the full gradient.
         gradient = _tanh_gradient(after, x, y)
-        np.testing.assert_allclose(record.values["batch_sharpness"],
-                                   gradient @ hessian @ gradient / (gradient @ gradient), rtol=1e-4)
+        np.testing.assert_allclose(
+            record.values["batch_sharpness"], gradient @ hessian @ gradient / (gradient @ gradient), rtol=1e-4
+        )
         step = gradient / recorder.after[t][1]
-        np.testing.assert_allclose(record.values["preconditioned_batch_sharpness"],
-                                   step @ hessian @ step / (step @ (recorder.after[t][1] * step)), rtol=1e-4)
+        np.testing.assert_allclose(
+            record.values["preconditioned_batch_sharpness"],
+            step @ hessian @ step / (step @ (recorder.after[t][1] * step)),
+            rtol=1e-4,
+        )
 
 
 # ---------------------------------------------------------------- fit: XLA, strategy, save and resume
@@ -261,8 +283,11 @@ def test_a_weight_acclip_does_not_move_has_p_inf_and_every_estimate_stays_finite
     _fit(model, x, y, tracker, 4, recorder)
     assert np.isinf(recorder.after[4][1]).sum() == 1  # the kernel's weight on the zero input
     for record in tracker.records[1:]:
-        for key in ("preconditioned_update_curvature", "power_preconditioned_sharpness",
-                    "preconditioned_batch_sharpness"):
+        for key in (
+            "preconditioned_update_curvature",
+            "power_preconditioned_sharpness",
+            "preconditioned_batch_sharpness",
+        ):
             assert np.isfinite(record.values[key]) and record.values[key] > 0.0, (record.step, key, record.values)
 
 
@@ -272,8 +297,9 @@ def test_same_values_under_mirrored_strategy():
     single = _linear(tf_adaptive.Adam(RATE))
     reference = SharpnessTracker((x, y), estimators=ALL, batch_size=len(x))
     _fit(single, x, y, reference, 5)
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
-                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
+    strategy = tf.distribute.MirroredStrategy(
+        ["/cpu:0", "/cpu:1"], cross_device_ops=tf.distribute.ReductionToOneDevice()
+    )
     with strategy.scope():
         model = _linear(tf_adaptive.Adam(RATE))
         # Keras's XLA train step cannot run over logical CPU devices (a variable on another device); the
@@ -353,20 +379,23 @@ def test_an_optimizer_without_p_logs_only_the_raw_curvatures():
     assert np.isfinite(tracker.records[-1].values["update_curvature"])
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (dict(estimators=("sharpness",)), "estimators"),
-    (dict(estimators=()), "estimators"),
-    (dict(estimators="power_iteration"), "pass `data`"),
-    (dict(data=_regression(), estimators="update_curvature"), "does not include"),
-    (dict(data=_regression(), estimators="critical_sharpness", num_forward_passes=2), "num_forward_passes"),
-    (dict(data=_regression(), estimators="power_iteration", raw=False, preconditioned=False), "raw"),
-    (dict(data=_regression(), estimators="batch_sharpness", raw=False, preconditioned=False), "raw"),
-    (dict(data=tf.data.Dataset.from_tensor_slices(_regression()).batch(8), estimators="batch_sharpness"), "arrays"),
-    (dict(data=_regression(), estimators="power_iteration", probe=1), "Unknown options"),
-    (dict(data=_regression(), estimators="power_iteration", num_products=0), "num_products"),
-    (dict(batch_size=3), "does not include"),
-    (dict(data=_regression(), estimators="critical_sharpness", tolerance=0.0), "tolerance"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(estimators=("sharpness",)), "estimators"),
+        (dict(estimators=()), "estimators"),
+        (dict(estimators="power_iteration"), "pass `data`"),
+        (dict(data=_regression(), estimators="update_curvature"), "does not include"),
+        (dict(data=_regression(), estimators="critical_sharpness", num_forward_passes=2), "num_forward_passes"),
+        (dict(data=_regression(), estimators="power_iteration", raw=False, preconditioned=False), "raw"),
+        (dict(data=_regression(), estimators="batch_sharpness", raw=False, preconditioned=False), "raw"),
+        (dict(data=tf.data.Dataset.from_tensor_slices(_regression()).batch(8), estimators="batch_sharpness"), "arrays"),
+        (dict(data=_regression(), estimators="power_iteration", probe=1), "Unknown options"),
+        (dict(data=_regression(), estimators="power_iteration", num_products=0), "num_products"),
+        (dict(batch_size=3), "does not include"),
+        (dict(data=_regression(), estimators="critical_sharpness", tolerance=0.0), "tolerance"),
+    ],
+)
 def test_bad_arguments_are_refused(arguments, message):
     with pytest.raises(ValueError, match=message):
         SharpnessTracker(**arguments)

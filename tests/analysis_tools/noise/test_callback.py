@@ -31,8 +31,14 @@ def _fit(callbacks):
 
 @pytest.mark.slow
 def test_callback_logs_records_and_leaves_training_bit_identical(tmp_path):
-    callback = GradientNoiseCallback((_setup()[1], _setup()[2]), every_n_epochs=2, batch_size=32,
-                                     num_batches=40, num_coordinates=200, log_dir=str(tmp_path))
+    callback = GradientNoiseCallback(
+        (_setup()[1], _setup()[2]),
+        every_n_epochs=2,
+        batch_size=32,
+        num_batches=40,
+        num_coordinates=200,
+        log_dir=str(tmp_path),
+    )
     model, history = _fit([callback])
     reference, reference_history = _fit([])
     for a, b in zip(model.get_weights(), reference.get_weights()):
@@ -40,8 +46,13 @@ def test_callback_logs_records_and_leaves_training_bit_identical(tmp_path):
     assert history.history["loss"] == reference_history.history["loss"]
     assert [r.epoch for r in callback.records] == [0, 2, 4]
     assert [r.step for r in callback.records] == [0, 32, 64]
-    for key in ("noise_norm_mean", "noise_norm_median", "noise_norm_max_over_median",
-                "noise_full_gradient_norm", "noise_tail_index"):
+    for key in (
+        "noise_norm_mean",
+        "noise_norm_median",
+        "noise_norm_max_over_median",
+        "noise_full_gradient_norm",
+        "noise_tail_index",
+    ):
         assert len(history.history[key]) == 4 and np.all(np.isfinite(history.history[key])), key
     # Epoch 1 (no measurement) carries the initial values; epoch 2 the new ones.
     assert history.history["noise_norm_mean"][0] == callback.records[0].values["noise_norm_mean"]
@@ -92,10 +103,14 @@ def test_a_model_without_trainable_variables_is_refused_at_train_begin():
     assert int(model.optimizer.iterations) == 0
 
 
-@pytest.mark.parametrize("data", [
-    lambda x, y: (x[:, :4], y),
-    lambda x, y: (x, np.concatenate([y, y], axis=1)),
-], ids=["inputs", "targets_to_broadcast"])
+@pytest.mark.parametrize(
+    "data",
+    [
+        lambda x, y: (x[:, :4], y),
+        lambda x, y: (x, np.concatenate([y, y], axis=1)),
+    ],
+    ids=["inputs", "targets_to_broadcast"],
+)
 def test_data_that_does_not_fit_the_model_is_refused_at_train_begin(data):
     # Without `at_start`, nothing else would look at the data before the first epoch ends.
     model, x, y = _setup()
@@ -121,8 +136,12 @@ def test_degenerate_noise_coordinates_warn_and_log_no_tail_index():
 def _summary_steps(log_dir, tag):
     steps = []
     for path in glob.glob(os.path.join(log_dir, "events.out.tfevents.*")):
-        steps += [event.step for event in tf.compat.v1.train.summary_iterator(path)
-                  for value in event.summary.value if value.tag == tag]
+        steps += [
+            event.step
+            for event in tf.compat.v1.train.summary_iterator(path)
+            for value in event.summary.value
+            if value.tag == tag
+        ]
     return sorted(steps)
 
 
@@ -131,17 +150,21 @@ def test_every_n_steps_measures_on_the_optimizer_step_clock_and_tensorboard_uses
     # 512 examples in batches of 32: 16 steps an epoch. Every 10 steps: at the start of steps 11, 21 and
     # 31 (the weights after 10, 20, 30 updates); the end of epoch 2 (32 updates) is not a multiple.
     model, x, y = _setup()
-    callback = GradientNoiseCallback((x, y), every_n_steps=10, batch_size=32, num_batches=8,
-                                     num_coordinates=0, log_dir=str(tmp_path))
+    callback = GradientNoiseCallback(
+        (x, y), every_n_steps=10, batch_size=32, num_batches=8, num_coordinates=0, log_dir=str(tmp_path)
+    )
     history = model.fit(x, y, epochs=2, batch_size=32, shuffle=False, verbose=0, callbacks=[callback])
     assert [r.step for r in callback.records] == [0, 10, 20, 30]
     assert [r.epoch for r in callback.records] == [0, 0, 1, 1]
-    assert history.history["noise_scale"] == [callback.records[1].values["noise_scale"],
-                                              callback.records[3].values["noise_scale"]]
+    assert history.history["noise_scale"] == [
+        callback.records[1].values["noise_scale"],
+        callback.records[3].values["noise_scale"],
+    ]
     assert _summary_steps(str(tmp_path), "noise_scale") == [0, 10, 20, 30]
     # Epoch-scheduled: TensorBoard is indexed by the optimizer step too (epochs 0, 1, 2 = steps 0, 16, 32).
-    epochs = GradientNoiseCallback((x, y), every_n_epochs=1, batch_size=32, num_batches=8,
-                                   num_coordinates=0, log_dir=str(tmp_path / "epochs"))
+    epochs = GradientNoiseCallback(
+        (x, y), every_n_epochs=1, batch_size=32, num_batches=8, num_coordinates=0, log_dir=str(tmp_path / "epochs")
+    )
     _fit([epochs])
     assert _summary_steps(str(tmp_path / "epochs"), "noise_scale") == [0, 16, 32, 48, 64]
 
@@ -155,7 +178,7 @@ def test_the_gradient_functions_are_traced_once_across_measurements_and_fits():
     model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[callback])
     assert callback._sampler is sampler and len(callback.records) == 5
     assert sampler.noise.experimental_get_tracing_count() == 1
-    (_, full_gradient), = sampler._full_gradients.values()
+    ((_, full_gradient),) = sampler._full_gradients.values()
     assert full_gradient._function.experimental_get_tracing_count() == 1
     # A change of trainable variables between fits builds a new sampler, over the variables now trained.
     model.layers[0].trainable = False

@@ -83,8 +83,9 @@ def test_chi_norm_matches_the_norm_of_gaussian_vectors():
 
     tfd = tfp.distributions
     r = 2.0 * _gaussian_norms(20_000, 5, np.random.default_rng(5))
-    law = tfd.TransformedDistribution(tfd.Chi(tf.constant(5.0, tf.float64)), tfp.bijectors.Scale(
-        tf.constant(2.0, tf.float64)))
+    law = tfd.TransformedDistribution(
+        tfd.Chi(tf.constant(5.0, tf.float64)), tfp.bijectors.Scale(tf.constant(2.0, tf.float64))
+    )
     assert float(ks_statistic(r, law).pvalue) > 0.01
     np.testing.assert_allclose(_log_chi_norm(tf.constant(r[:10]), 5.0, 2.0), law.log_prob(r[:10]), rtol=1e-12)
 
@@ -138,9 +139,12 @@ def test_student_t_standard_errors_against_a_finite_difference_information_matri
     for i in range(3):
         for j in range(3):
             e_i, e_j = np.eye(3)[i] * steps[i], np.eye(3)[j] * steps[j]
-            hessian[i, j] = (log_likelihood(theta + e_i + e_j) - log_likelihood(theta + e_i - e_j)
-                             - log_likelihood(theta - e_i + e_j) + log_likelihood(theta - e_i - e_j)) / (
-                4 * steps[i] * steps[j])
+            hessian[i, j] = (
+                log_likelihood(theta + e_i + e_j)
+                - log_likelihood(theta + e_i - e_j)
+                - log_likelihood(theta - e_i + e_j)
+                + log_likelihood(theta - e_i - e_j)
+            ) / (4 * steps[i] * steps[j])
     expected = np.sqrt(np.diag(np.linalg.inv(-hessian)))
     np.testing.assert_allclose([fit.heavy.standard_errors[n] for n in names], expected, rtol=1e-3)
 

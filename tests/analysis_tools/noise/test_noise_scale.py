@@ -77,23 +77,26 @@ def test_per_layer_noise_scales_match_the_per_example_gradients_of_a_small_data_
     x = rng.standard_normal((num_examples, inputs))
     y = rng.standard_normal((num_examples, outputs))
     keras.utils.set_random_seed(1)
-    model = keras.Sequential([keras.Input((inputs,), dtype="float64"),
-                              keras.layers.Dense(outputs, dtype="float64", bias_initializer="ones")])
+    model = keras.Sequential(
+        [keras.Input((inputs,), dtype="float64"), keras.layers.Dense(outputs, dtype="float64", bias_initializer="ones")]
+    )
     noise = gradient_noise(model, (x, y), loss="mse", batch_size=8, num_batches=3000, per_layer=True, seed=1)
     kernel, bias = model.get_weights()
     # ∇ mean_k (xᵀW + b − y)_k² = (2/3) (x rᵀ, r) with r = xᵀW + b − y.
     residual = 2.0 / outputs * (x @ kernel + bias - y)
-    per_example = {model.layers[0].kernel.path: (x[:, :, None] * residual[:, None, :]).reshape(num_examples, -1),
-                   model.layers[0].bias.path: residual}
+    per_example = {
+        model.layers[0].kernel.path: (x[:, :, None] * residual[:, None, :]).reshape(num_examples, -1),
+        model.layers[0].bias.path: residual,
+    }
     for path, gradients in per_example.items():
         tolerance = 4 * _relative_standard_error(noise.layer_norms[path])
         assert tolerance < 0.08, path
         assert noise.layer_noise_scales[path] == pytest.approx(_empirical_noise_scale(gradients), rel=tolerance)
-        np.testing.assert_allclose(noise.layer_gradient_norms[path], np.linalg.norm(gradients.mean(axis=0)),
-                                   rtol=1e-10)
+        np.testing.assert_allclose(noise.layer_gradient_norms[path], np.linalg.norm(gradients.mean(axis=0)), rtol=1e-10)
     everything = np.concatenate(list(per_example.values()), axis=1)
-    assert noise.noise_scale == pytest.approx(_empirical_noise_scale(everything),
-                                              rel=4 * _relative_standard_error(noise.norms))
+    assert noise.noise_scale == pytest.approx(
+        _empirical_noise_scale(everything), rel=4 * _relative_standard_error(noise.norms)
+    )
     assert math.fsum(noise.layer_trace_covariances.values()) == pytest.approx(noise.trace_covariance, rel=1e-12)
 
 
@@ -114,18 +117,19 @@ def test_undefined_noise_scales_are_nan():
     assert math.isnan(whole.trace_covariance) and math.isnan(whole.noise_scale)
     assert all(math.isnan(s) for s in whole.layer_noise_scales.values())
     # A dataset whose batches differ in size (12, 12 and 6 here) has no single |B|.
-    ragged = gradient_noise(model, tf.data.Dataset.from_tensor_slices((x[:30], y[:30])).batch(12),
-                            loss="mse", batch_size=12, num_batches=3)
+    ragged = gradient_noise(
+        model, tf.data.Dataset.from_tensor_slices((x[:30], y[:30])).batch(12), loss="mse", batch_size=12, num_batches=3
+    )
     assert ragged.batch_size is None and math.isnan(ragged.noise_scale)
     # All-zero data: every gradient is 0, so |G| = 0 (and tr Σ = 0).
-    zero = gradient_noise(model, (np.zeros_like(x), np.zeros_like(y)), loss="mse", batch_size=10,
-                          num_batches=3, per_layer=True)
+    zero = gradient_noise(
+        model, (np.zeros_like(x), np.zeros_like(y)), loss="mse", batch_size=10, num_batches=3, per_layer=True
+    )
     assert zero.full_gradient_norm == 0.0 and math.isnan(zero.noise_scale)
     # Zero inputs and a bias: the kernel's gradient x r vanishes, the bias keeps a noisy one.
     keras.utils.set_random_seed(3)
     biased = keras.Sequential([keras.Input((P,)), keras.layers.Dense(1)])
-    split = gradient_noise(biased, (np.zeros_like(x), y), loss="mse", batch_size=10, num_batches=20,
-                           per_layer=True)
+    split = gradient_noise(biased, (np.zeros_like(x), y), loss="mse", batch_size=10, num_batches=20, per_layer=True)
     scales = split.layer_noise_scales
     assert math.isnan(scales[biased.layers[0].kernel.path])
     assert 0 < scales[biased.layers[0].bias.path] < math.inf and 0 < split.noise_scale < math.inf
@@ -160,8 +164,7 @@ def test_callback_logs_the_noise_scale_and_per_layer_scales_when_asked():
 
 def test_a_measurement_logs_what_gradient_noise_returns_at_those_weights():
     model, x, y = _tiny_problem()
-    callback = GradientNoiseCallback((x, y), batch_size=16, num_batches=10, num_coordinates=0, per_layer=True,
-                                     seed=5)
+    callback = GradientNoiseCallback((x, y), batch_size=16, num_batches=10, num_coordinates=0, per_layer=True, seed=5)
     callback.set_model(model)
     values = callback.measure(0).values
     direct = gradient_noise(model, (x, y), batch_size=16, num_batches=10, per_layer=True, seed=5)

@@ -61,10 +61,15 @@ def test_a_wrong_batch_size_would_be_caught():
 @pytest.mark.slow
 def test_measurement_leaves_model_and_optimizer_untouched():
     keras.utils.set_random_seed(1)
-    model = keras.Sequential([
-        keras.Input((D,)), keras.layers.Dense(8, activation="relu"), keras.layers.BatchNormalization(),
-        keras.layers.Dropout(0.3), keras.layers.Dense(1),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((D,)),
+            keras.layers.Dense(8, activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.Dropout(0.3),
+            keras.layers.Dense(1),
+        ]
+    )
     model.compile(optimizer="adam", loss="mse")
     x = np.random.default_rng(2).standard_normal((256, D)).astype("float32")
     y = x[:, :1] ** 2
@@ -81,8 +86,9 @@ def test_measurement_leaves_model_and_optimizer_untouched():
 
 def test_per_layer_norms_coordinates_and_batch_noise_agree():
     model, x, y, w, b = _regression(seed=3)
-    noise = gradient_noise(model, (x, y), batch_size=16, num_batches=50, num_coordinates=4, per_layer=True,
-                           keep_batch_noise=True, seed=7)
+    noise = gradient_noise(
+        model, (x, y), batch_size=16, num_batches=50, num_coordinates=4, per_layer=True, keep_batch_noise=True, seed=7
+    )
     layers = np.stack(list(noise.layer_norms.values()), axis=1)
     np.testing.assert_allclose(np.sqrt(np.sum(layers**2, axis=1)), noise.norms, rtol=1e-12)
     assert list(noise.layer_norms) == [v.path for v in model.trainable_variables]
@@ -177,8 +183,7 @@ def _language_model(attention):
     tokens = keras.Input((32,), dtype="int32")
     h = keras.layers.Embedding(256, 32)(tokens)
     if attention:
-        h = keras.layers.LayerNormalization()(
-            h + keras.layers.MultiHeadAttention(2, 16)(h, h, use_causal_mask=True))
+        h = keras.layers.LayerNormalization()(h + keras.layers.MultiHeadAttention(2, 16)(h, h, use_causal_mask=True))
     h = keras.layers.LayerNormalization()(h + keras.layers.Dense(32)(keras.layers.Dense(64, activation="relu")(h)))
     model = keras.Model(tokens, keras.layers.Dense(256)(h))
     model.compile(loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
@@ -190,12 +195,13 @@ def test_attention_and_mlp_noise_tail_indices_on_embedded_text():
     x, y = _text_windows()
     indices = {}
     for name, attention in (("attention", True), ("mlp", False)):
-        noise = gradient_noise(_language_model(attention), (x, y), batch_size=16, num_batches=100,
-                               num_coordinates=1000)
+        noise = gradient_noise(_language_model(attention), (x, y), batch_size=16, num_batches=100, num_coordinates=1000)
         estimate = tail_index(standardized_coordinates(noise.coordinates))
         indices[name] = estimate.alpha
-        print(f"{name}: tail index {estimate.alpha:.3f} (raw {estimate.unclipped:.3f}), "
-              f"noise norm median {np.median(noise.norms):.3f}, max/median "
-              f"{np.max(noise.norms) / np.median(noise.norms):.2f}")
+        print(
+            f"{name}: tail index {estimate.alpha:.3f} (raw {estimate.unclipped:.3f}), "
+            f"noise norm median {np.median(noise.norms):.3f}, max/median "
+            f"{np.max(noise.norms) / np.median(noise.norms):.2f}"
+        )
         assert np.isfinite(estimate.alpha) and 0 < estimate.alpha <= 2.0
     assert set(indices) == {"attention", "mlp"}

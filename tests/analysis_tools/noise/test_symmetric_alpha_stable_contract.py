@@ -72,8 +72,10 @@ def test_samples_are_fully_reparameterized():
         tape.watch(alpha)
         statistic = tf.reduce_sum(tf.tanh(draws(alpha, scale, zero)))
     h = 1e-6
-    numeric = (float(tf.reduce_sum(tf.tanh(draws(alpha + h, scale, zero)))) -
-               float(tf.reduce_sum(tf.tanh(draws(alpha - h, scale, zero))))) / (2 * h)
+    numeric = (
+        float(tf.reduce_sum(tf.tanh(draws(alpha + h, scale, zero))))
+        - float(tf.reduce_sum(tf.tanh(draws(alpha - h, scale, zero))))
+    ) / (2 * h)
     assert float(tape.gradient(statistic, alpha)) == pytest.approx(numeric, rel=1e-5)
 
 

@@ -94,8 +94,9 @@ def test_cdf_and_survival_against_scipy_on_both_sides(m):
     if m > 100:
         x = np.array([-8.0, -5.0, -3.0, -1.0, -0.1, -1e-3, -1e-6, -1e-9, 0.0, 1e-9, 1e-6, 1e-3, 0.1, 1.0, 3.0, 5.0])
     else:
-        x = root * np.array([-0.999999, -0.9, -0.5, -0.1, -1e-3, -1e-6, -1e-9, 0.0, 1e-9, 1e-6, 1e-3, 0.1, 0.5,
-                             0.9, 0.999999])
+        x = root * np.array(
+            [-0.999999, -0.9, -0.5, -0.1, -1e-3, -1e-6, -1e-9, 0.0, 1e-9, 1e-6, 1e-3, 0.1, 0.5, 0.9, 0.999999]
+        )
     d = law64(m)
     # scipy's Student-t cdf rounds to 1/2 next to the median (3e-10 off at x = 1e-9 √2, m = 2): mpmath there.
     expected = np.where(np.abs(x) < 1e-2 * root, [float(mpmath_cdf(v, m)) for v in x], scipy_cdf(x, m))
@@ -214,8 +215,9 @@ def test_sample_gradients_are_reparameterized():
 # validate_args on the law's own samples, boundary points and event-space bijector.
 
 
-@pytest.mark.parametrize("m, dtype", [(1.01, tf.float32), (1.0 + 1e-6, tf.float64), (2.0, tf.float64),
-                                      (7.0, tf.float32)])
+@pytest.mark.parametrize(
+    "m, dtype", [(1.01, tf.float32), (1.0 + 1e-6, tf.float64), (2.0, tf.float64), (7.0, tf.float32)]
+)
 def test_validate_args_accepts_the_laws_own_samples_and_edges(m, dtype):
     # Filed: validation tested x² ≤ m, and fl(√m)² > m rejected 18,337 of 20,000 float32 samples at m = 1.01.
     d = AdaptiveUpdate(tf.constant(m, dtype), validate_args=True)
@@ -241,8 +243,9 @@ def test_entropy_against_the_beta_law_quadrature_and_closed_forms(m):
     with mpmath.workdps(30):
         mm = mpmath.mpf(m)
         c = (mm - 1) / 2
-        beta_entropy = mpmath.log(mpmath.beta(c, c)) - 2 * (c - 1) * mpmath.digamma(c) + (2 * c - 2) * mpmath.digamma(
-            2 * c)
+        beta_entropy = (
+            mpmath.log(mpmath.beta(c, c)) - 2 * (c - 1) * mpmath.digamma(c) + (2 * c - 2) * mpmath.digamma(2 * c)
+        )
         expected = float(beta_entropy + mpmath.log(2 * mpmath.sqrt(mm)))
         if m >= 3:  # a smooth integrand: quadrature of −f log f too
             log_norm = mpmath.log(mpmath.sqrt(mm) * mpmath.beta(mpmath.mpf(1) / 2, c))

@@ -40,14 +40,21 @@ def _linear_fit(optimizer, steps, callbacks, seed=0, **compile_kwargs):
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(steps, NUM_WEIGHTS)).astype("float32")
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([
-        keras.Input((NUM_WEIGHTS,)),
-        keras.layers.Dense(1, use_bias=False, name="dense"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((NUM_WEIGHTS,)),
+            keras.layers.Dense(1, use_bias=False, name="dense"),
+        ]
+    )
     model.compile(optimizer=optimizer, loss=_mean_output, **compile_kwargs)
     history = model.fit(
-        z, np.zeros((steps, 1), "float32"),
-        batch_size=1, epochs=1, shuffle=False, verbose=0, callbacks=callbacks,
+        z,
+        np.zeros((steps, 1), "float32"),
+        batch_size=1,
+        epochs=1,
+        shuffle=False,
+        verbose=0,
+        callbacks=callbacks,
     )
     return model, history, z
 
@@ -121,11 +128,13 @@ def _small_problem(optimizer, callbacks, steps_per_execution=1):
     x = rng.normal(size=(48, 6)).astype("float32")
     y = np.tanh(x @ rng.normal(size=(6, 1))).astype("float32")
     keras.utils.set_random_seed(3)
-    model = keras.Sequential([
-        keras.Input((6,)),
-        keras.layers.Dense(8, activation="tanh", name="hidden"),
-        keras.layers.Dense(1, name="out"),
-    ])
+    model = keras.Sequential(
+        [
+            keras.Input((6,)),
+            keras.layers.Dense(8, activation="tanh", name="hidden"),
+            keras.layers.Dense(1, name="out"),
+        ]
+    )
     model.compile(optimizer=optimizer, loss="mse", steps_per_execution=steps_per_execution)
     history = model.fit(x, y, batch_size=8, epochs=3, verbose=0, callbacks=callbacks)
     return model, history
@@ -156,18 +165,23 @@ def test_callback_refuses_steps_per_execution():
         _small_problem(keras.optimizers.Adam(1e-2), [callback], steps_per_execution=2)
 
 
-@pytest.mark.parametrize("layers, match", [
-    (None, "The model has no layer with trainable weights to watch"),
-    (["dense"], "Layer 'dense' has no trainable weights to watch"),
-], ids=["every_layer", "named_layer"])
+@pytest.mark.parametrize(
+    "layers, match",
+    [
+        (None, "The model has no layer with trainable weights to watch"),
+        (["dense"], "Layer 'dense' has no trainable weights to watch"),
+    ],
+    ids=["every_layer", "named_layer"],
+)
 def test_callback_refuses_a_model_without_trainable_weights_at_train_begin(layers, match):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, name="dense")])
     model.trainable = False
     model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="mse")
     with pytest.raises(ValueError, match=match):
-        model.fit(np.ones((4, 4)), np.ones((4, 1)), epochs=1, verbose=0,
-                  callbacks=[UpdateDistributionCallback(layers=layers)])
+        model.fit(
+            np.ones((4, 4)), np.ones((4, 1)), epochs=1, verbose=0, callbacks=[UpdateDistributionCallback(layers=layers)]
+        )
 
 
 def test_reference_rule():

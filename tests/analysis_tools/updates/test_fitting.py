@@ -31,6 +31,7 @@ def test_fit_recovers_m_5():
     assert below.m == pytest.approx(4.5, rel=0.02) and math.isnan(below.m_standard_error)
     assert fit.ks_pvalue > 0.01 and fit.wasserstein_1 < 0.02
     assert fit.distribution.dtype == tf.float64 and float(fit.distribution.m) == fit.m
+
     # The likelihood is the sum of log_prob, and it is maximal at the fit.
     def log_lik(m):
         return float(tf.reduce_sum(AdaptiveUpdate(np.float64(m)).log_prob(x)))
@@ -93,15 +94,16 @@ def test_mixture_fit_separates_two_shifted_modes():
     # The single law fits badly, and much worse than the mixture.
     assert fit.ks_pvalue < 1e-10 and fit.wasserstein_1 > 10 * mixture.wasserstein_1
     assert mixture.log_likelihood > fit.log_likelihood + 1000.0
-    assert float(tf.reduce_sum(mixture.distribution.log_prob(x))) == pytest.approx(
-        mixture.log_likelihood, rel=1e-9
-    )
+    assert float(tf.reduce_sum(mixture.distribution.log_prob(x))) == pytest.approx(mixture.log_likelihood, rel=1e-9)
 
 
 @pytest.mark.parametrize(
     "samples, message",
-    [(np.zeros(1000), "all zero"), (np.zeros((10, 10), "float32"), "all zero"),
-     (np.full(1000, 0.5), "all equal to 0.5")],
+    [
+        (np.zeros(1000), "all zero"),
+        (np.zeros((10, 10), "float32"), "all zero"),
+        (np.full(1000, 0.5), "all equal to 0.5"),
+    ],
     ids=["zeros", "zero_matrix", "constant"],
 )
 def test_constant_updates_are_refused(samples, message):

@@ -27,9 +27,7 @@ def test_kolmogorov_survival_function():
     assert float(kolmogorov_survival_function(1.6276)) == pytest.approx(0.01, abs=1e-4)
     special = pytest.importorskip("scipy.special")
     grid = np.linspace(0.05, 3.0, 60)
-    np.testing.assert_allclose(
-        kolmogorov_survival_function(grid), special.kolmogorov(grid), atol=1e-12
-    )
+    np.testing.assert_allclose(kolmogorov_survival_function(grid), special.kolmogorov(grid), atol=1e-12)
 
 
 def test_ks_statistic_matches_definition():

@@ -97,10 +97,7 @@ def test_gaussian_limit():
     assert isinstance(normal, tfd.Normal)
     assert float(normal.mean()) == 0.0 and float(normal.stddev()) == 1.0
     x = np.linspace(-4.0, 4.0, 81)
-    gaps = [
-        np.max(np.abs(AdaptiveUpdate(np.float64(m)).cdf(x) - normal.cdf(x)))
-        for m in (10.0, 100.0, 1e4)
-    ]
+    gaps = [np.max(np.abs(AdaptiveUpdate(np.float64(m)).cdf(x) - normal.cdf(x))) for m in (10.0, 100.0, 1e4)]
     assert gaps[0] > gaps[1] > gaps[2] and gaps[2] < 1e-4
 
 
@@ -147,9 +144,7 @@ def test_scale_of_the_papers_eqs_32_33():
     """Eqs. 32–33 are the c = m − 1 normalisation: sqrt((m−1)/m) X, not X itself."""
     n = 20000
     # m = 2: arcsine on [-1, 1] (Eq. 32); m = 3: uniform on [-√2, √2], density 1/(2√2) (Eq. 33).
-    arcsine = tfd.TransformedDistribution(
-        AdaptiveUpdate(np.float64(2.0)), tfb.Scale(np.float64(math.sqrt(1.0 / 2.0)))
-    )
+    arcsine = tfd.TransformedDistribution(AdaptiveUpdate(np.float64(2.0)), tfb.Scale(np.float64(math.sqrt(1.0 / 2.0))))
     uniform = tfd.Uniform(np.float64(-math.sqrt(2.0)), np.float64(math.sqrt(2.0)))
     x2 = simple_average_updates(2, n, seed=21, normalization=1)
     x3 = simple_average_updates(3, n, seed=22, normalization=2)
@@ -205,8 +200,16 @@ def test_float32_accuracy():
 
 @pytest.mark.parametrize(
     "m",
-    [0.5, -1, 1.0, float("nan"), np.float32(0.9), np.array([2.0, 0.5, 3.0]), tf.constant(0.5),
-     tf.constant([1.0, 4.0], tf.float64)],
+    [
+        0.5,
+        -1,
+        1.0,
+        float("nan"),
+        np.float32(0.9),
+        np.array([2.0, 0.5, 3.0]),
+        tf.constant(0.5),
+        tf.constant([1.0, 4.0], tf.float64),
+    ],
     ids=["half", "negative", "one", "nan", "numpy_scalar", "numpy_batch", "eager_tensor", "eager_batch"],
 )
 def test_m_at_most_one_is_refused_at_construction(m):

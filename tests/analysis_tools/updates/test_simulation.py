@@ -100,10 +100,16 @@ def test_keras_builtin_and_callable_law_and_determinism():
     def scaled(step, shape, seed):
         return 3.0 * tf.random.stateless_normal(shape, seed)
 
-    np.testing.assert_allclose(simulate_updates(_adagrad, scaled, 6, 500, seed=7),
-                               simulate_updates(_adagrad, "normal", 6, 500, seed=7), rtol=1e-5)
-    np.testing.assert_allclose(simulate_updates(_adagrad, "normal", 6, 500, seed=7, scale=3.0),
-                               simulate_updates(_adagrad, "normal", 6, 500, seed=7), rtol=1e-5)
+    np.testing.assert_allclose(
+        simulate_updates(_adagrad, scaled, 6, 500, seed=7),
+        simulate_updates(_adagrad, "normal", 6, 500, seed=7),
+        rtol=1e-5,
+    )
+    np.testing.assert_allclose(
+        simulate_updates(_adagrad, "normal", 6, 500, seed=7, scale=3.0),
+        simulate_updates(_adagrad, "normal", 6, 500, seed=7),
+        rtol=1e-5,
+    )
 
     # The sign is that of the applied update: a constant gradient t moves θ down.
     def constant_t(step, shape, seed):
