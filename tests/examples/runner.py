@@ -1,76 +1,97 @@
-"""Runs an example script through its `__main__` entry point, as `python examples/<script>.py` does.
+"""Runs an example script in a process of its own, as `python examples/<script>.py` does, and reads back what it wrote.
 
-The script runs in the test's own interpreter rather than a subprocess: each
-subprocess spent ~8 s importing TensorFlow, TFP and KerasHub before its first
-step, fourteen times per suite. What a subprocess would give for free is done
-here explicitly, so that one example cannot see another's state:
+Each script runs through its `__main__` entry point in a child forked from a
+`multiprocessing` fork server that has imported TensorFlow, TFP, KerasHub and
+the package once: a fresh interpreter per script spent ~8 s on those imports
+before its first step. The child is still a process of its own: its flags,
+modules, Keras state and memory end with it, and leave the test's worker as
+they found it.
 
-- `sys.argv` is the script's path and flags, and the script's folder is first
-  on `sys.path` (its `import _common`);
-- the absl flags the script defines are removed after it ends, and so are the
-  modules it imported from `examples/`, so the next script defines its own;
-- its exit status is the `SystemExit` that `absl.app.run` raises, and its
-  standard output is captured.
-
-`tests/test_wheel.py` still runs the quickstart in a fresh interpreter, from
+`tests/test_wheel.py` runs the quickstart in a fresh interpreter, from
 outside the source tree.
 """
 
 import contextlib
-import io
 import json
+import multiprocessing
 import os
 import runpy
 import sys
-
-from absl import flags
+import tempfile
+import traceback
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 EXAMPLES = os.path.join(ROOT, "examples")
+# Imported once by the fork server, before any TensorFlow runtime exists to be forked.
+PRELOAD = [
+    "tensorflow",
+    "keras",
+    "tensorflow_probability",
+    "keras_hub",
+    "matplotlib.pyplot",
+    "sklearn",
+    "tf_adaptive",
+    "analysis_tools",
+]
+_CONTEXT = multiprocessing.get_context("forkserver")
+_CONTEXT.set_forkserver_preload(PRELOAD)
 
 
-def run_script(script, flags_):
-    """Runs `examples/<script>.py <flags_>` in this interpreter; returns its standard output.
+def _main(path, argv, stdout, stderr):
+    """The child: `path` as `__main__` with `argv`, its standard output and error written to two files."""
+    sys.argv = [path, *argv]
+    sys.path.insert(0, os.path.dirname(path))
+    status = 0
+    with open(stdout, "w") as out, open(stderr, "w") as err:
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                runpy.run_path(path, run_name="__main__")
+            except SystemExit as exit_:
+                status = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+            except BaseException:
+                traceback.print_exc()
+                status = 1
+    os._exit(status)  # the script's status, without the fork server's clean-up
+
+
+def run_script(script, argv, timeout=900):
+    """Runs `examples/<script>.py <argv>` in a child process; returns its standard output.
 
     Raises AssertionError with the end of the output if the script exits with
-    a non-zero status (or an exception, which propagates as it would have
-    ended the process).
+    a non-zero status or takes more than `timeout` seconds.
     """
     path = os.path.join(EXAMPLES, f"{script}.py")
-    defined = set(flags.FLAGS)
-    modules = set(sys.modules)
-    argv, search_path = sys.argv, list(sys.path)
-    sys.argv = [path, *flags_]
-    sys.path.insert(0, EXAMPLES)
-    output = io.StringIO()
-    status = 0
-    try:
-        with contextlib.redirect_stdout(output):
-            runpy.run_path(path, run_name="__main__")
-    except SystemExit as exit_:
-        status = exit_.code
-    finally:
-        sys.argv, sys.path[:] = argv, search_path
-        for name in set(flags.FLAGS) - defined:
-            delattr(flags.FLAGS, name)
-        for name in set(sys.modules) - modules:
-            if os.path.dirname(getattr(sys.modules[name], "__file__", None) or "") == EXAMPLES:
-                del sys.modules[name]
-    stdout = output.getvalue()
-    assert status in (0, None), f"{script} exited with {status}:\n{stdout[-3000:]}"
-    return stdout
+    with tempfile.TemporaryDirectory() as folder:
+        stdout, stderr = os.path.join(folder, "stdout"), os.path.join(folder, "stderr")
+        process = _CONTEXT.Process(target=_main, args=(path, list(argv), stdout, stderr))
+        process.start()
+        process.join(timeout)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+        printed, errors = (_read(name) for name in (stdout, stderr))
+    assert process.exitcode == 0, f"{script} exited with {process.exitcode}:\n{printed[-2000:]}\n{errors[-3000:]}"
+    return printed
 
 
-def run_example(script, output_dir, flags_, figures=(), results_file="results.json"):
-    """Runs `examples/<script>.py --output_dir=<output_dir> <flags_>` and reads back what it wrote.
+def _read(name):
+    """The text of file `name`, or "" if the child ended before writing it."""
+    if not os.path.exists(name):
+        return ""
+    with open(name) as handle:
+        return handle.read()
+
+
+def run_example(script, output_dir, argv, figures=(), results_file="results.json", timeout=900):
+    """Runs `examples/<script>.py --output_dir=<output_dir> <argv>` and reads back what it wrote.
 
     Asserts that it exits with 0, that every name in `figures` is a PNG of more
     than 10 kB in `output_dir`, and that it printed its verdict table. Returns
     `(stdout, results)`, `results` being the parsed `results_file`.
     """
-    stdout = run_script(script, [f"--output_dir={output_dir}", *flags_])
+    printed = run_script(script, [f"--output_dir={output_dir}", *argv], timeout=timeout)
     for name in figures:
         assert os.path.getsize(os.path.join(output_dir, name)) > 10_000, name
-    assert "Paper claim vs this run" in stdout, stdout[-3000:]
+    assert "Paper claim vs this run" in printed, printed[-3000:]
     with open(os.path.join(output_dir, results_file)) as handle:
-        return stdout, json.load(handle)
+        return printed, json.load(handle)
