@@ -34,9 +34,10 @@ MODELS = TRANSFORMERS + APPLICATIONS
 # One keras.applications network in the suite: MobileNetV3Small holds the kinds of layer of the
 # others (depthwise convolutions, batch normalization, squeeze-and-excitation, hard-swish, the
 # residual addition); benchmarks/zoo_sweep.py checks each of them by finite differences (docs/ZOO_SWEEP.md).
-# Gemma is left to the sweep too: Llama holds its kinds of layer (RMS norms, rotary embeddings computed in
-# float32, a gated MLP, grouped-query attention).
-IN_SUITE = ("gpt2", "bert", "llama", "vit", "mobilenet_v3_small")
+# Gemma and ViT are left to the sweep too: Llama holds Gemma's kinds of layer (RMS norms, rotary
+# embeddings computed in float32, a gated MLP, grouped-query attention), and the suite's DeiT and DINOv2
+# (tests/analysis_tools/curvature/test_architectures.py) are vision transformers measured in fit.
+IN_SUITE = ("gpt2", "bert", "llama", "mobilenet_v3_small")
 
 # The blocks a per-block measurement names in each model (a nested layer's name).
 BLOCKS = {
