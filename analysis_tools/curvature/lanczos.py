@@ -613,7 +613,7 @@ class Lanczos:
                         m >= min_iterations,
                         tf.cond(
                             m >= min_iterations,
-                            lambda: _converged(*_top(alpha, beta, m, k), tolerance, eigenvalue_criterion, certify_gap),
+                            lambda: _converged(_top(alpha, beta, m, k), tolerance, eigenvalue_criterion, certify_gap),
                             lambda: tf.constant(False),
                         ),
                     ),
@@ -808,13 +808,14 @@ def _top(alpha, beta, m, k):
         )
 
 
-def _converged(values, residuals, vectors, gaps, tolerance, eigenvalue_criterion, certify_gap):
-    """Whether every top-k Ritz pair meets the stopping rule.
+def _converged(top, tolerance, eigenvalue_criterion, certify_gap):
+    """Whether every top-k Ritz pair of `top` (`_top`'s values, residuals, vectors, gaps) meets the stopping rule.
 
     Its residual is at most `tolerance` |θ|, or, with the "eigenvalue"
     criterion, r²/δ ≤ `tolerance` |θ| once r ≤ δ/2 (Kato–Temple: |λ - θ| ≤ r²/δ,
     δ the gap to the next Ritz value); with `certify_gap`, r ≤ δ/2 as well.
     """
+    values, residuals, _, gaps = top
     bound = tolerance * tf.abs(values)
     separated = residuals <= 0.5 * gaps
     small = tf.logical_or(
