@@ -126,6 +126,7 @@ LIMITATIONS = """## Limitations that TensorFlow and KerasHub place
 
   x = tf.random.normal([1, 4, 4, 1], dtype=tf.float64)
 
+
   @tf.function(jit_compile=True)
   def f(x):
       with tf.GradientTape() as outer:
@@ -136,6 +137,8 @@ LIMITATIONS = """## Limitations that TensorFlow and KerasHub place
           g = inner.gradient(y, x)
           s = tf.reduce_sum(g)
       return outer.gradient(s, x)
+
+
   f(x)  # InvalidArgumentError: ... MaxPoolGradGrad ... T=DT_DOUBLE ... XLA_CPU_JIT
   ```
 
