@@ -39,7 +39,8 @@ class Alignment(NamedTuple):
         coordinates: How many coordinates were used (d > 0 and P > 0,
             both finite).
         excluded: How many were not (d ≤ 0: a Hessian's negative diagonal
-            entries, or zero curvature).
+            entries, or zero curvature; and P = +inf, e.g. ACClip where
+            its clipping threshold is 0, which has no curvature to follow).
     """
 
     cosine: float

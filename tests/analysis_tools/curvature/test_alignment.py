@@ -38,6 +38,15 @@ def test_degenerate_input_gives_nan_or_an_error_not_a_number():
         alignment([1.0, 2.0, 3.0], [1.0, 2.0])
 
 
+def test_an_infinite_preconditioner_entry_is_excluded_not_compared():
+    """ACClip's P is +inf where its clipping threshold is 0: no curvature to compare there."""
+    p, d = np.array([1.0, 2.0, np.inf, 4.0]), np.array([1.0, 4.0, 9.0, 16.0])
+    result = alignment(p, d, power=0.5)
+    assert (result.coordinates, result.excluded) == (3, 1)
+    assert result.cosine == pytest.approx(1.0) and result.rank_correlation == pytest.approx(1.0)
+    assert result.ratio_spread == pytest.approx(0.0, abs=1e-12)
+
+
 def test_principal_angles_match_scipy():
     linalg = pytest.importorskip("scipy.linalg")
     rng = np.random.default_rng(2)
