@@ -1,7 +1,7 @@
 """The blocks that per-block measurements split a model into, and how a selection of variables is named.
 
 `layer_blocks(model)` is the one rule every per-block measurement uses
-(``SharpnessCallback(per_layer=True)``, `UpdateDistributionCallback`'s
+(``SharpnessCallback(blocks=True)``, `UpdateDistributionCallback`'s
 default layers). It walks the model's layers with trainable weights, in the
 model's order:
 
@@ -207,7 +207,7 @@ def layer_blocks(model):
 def model_blocks(model):
     """{block name: [trainable variables]}: `layer_blocks` as the variables each block holds.
 
-    What ``SharpnessCallback(per_layer=True)`` measures; edit it and pass it
+    What ``SharpnessCallback(blocks=True)`` measures; edit it and pass it
     back as ``SharpnessCallback(blocks=...)`` to choose other blocks.
     """
     return {name: [v for layer in layers for v in layer.trainable_variables] for name, layers in layer_blocks(model)}

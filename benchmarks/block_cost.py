@@ -1,6 +1,6 @@
 r"""What a per-block measurement costs on deep keras.applications networks: DenseNet121 and InceptionV3.
 
-`SharpnessCallback(per_layer=True)` splits a network by
+`SharpnessCallback(blocks=True)` splits a network by
 `analysis_tools.curvature.model_blocks` (stages and modules, not layers) and measures
 λ1 of each block's diagonal block of H. For each network (whole, every layer
 trainable, random weights after one step of `tf_adaptive.Adam`, one probe

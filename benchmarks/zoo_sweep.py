@@ -226,6 +226,7 @@ def sweep_one(name, jit_compile=True):
     import analysis_tools
     import tf_adaptive
     from analysis_tools.curvature.lanczos import default_basis_dtype
+    from analysis_tools.curvature.quantities import Density, Trace
     from tests.analysis_tools import zoo, zoo_catalog
 
     warnings.simplefilter("ignore")
@@ -265,11 +266,8 @@ def sweep_one(name, jit_compile=True):
         sharpness = analysis_tools.SharpnessCallback(
             (x, y),
             every_n_steps=1,
-            per_layer=[last_block],
-            trace=True,
-            trace_products=3,
-            density=True,
-            density_iterations=4,
+            blocks=[last_block],
+            quantities=[Trace(num_products=3), Density(num_iterations=4)],
             tolerance=1e-3,
             warm_start=False,
             jit_compile=jit_compile,

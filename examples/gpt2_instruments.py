@@ -6,7 +6,7 @@ documentation (`pydoc_data.topics`) read as bytes, with mini-batch
 `tf_adaptive.Adam`. Three measurement callbacks and Keras's `TensorBoard` ride
 along in the same `fit`:
 
-* `analysis_tools.SharpnessCallback` with `per_layer=True`: λ1(H) and
+* `analysis_tools.SharpnessCallback` with `blocks=True`: λ1(H) and
   λ1(P⁻¹H) of the whole network over a fixed probe set, and λ1(H_BB) and
   λ1(P_B⁻¹H_BB) of each diagonal block. A KerasHub backbone is opened into
   its layers, so the blocks are the token and position embeddings, each
@@ -84,6 +84,7 @@ from absl import app, flags
 
 import tf_adaptive
 from analysis_tools import GradientNoiseCallback, SharpnessCallback, SharpnessTracker, UpdateDistributionCallback
+from analysis_tools.curvature.quantities import Trace
 from analysis_tools.preconditioners import stability_threshold_of
 
 FLAGS = flags.FLAGS
@@ -122,7 +123,7 @@ def define_flags():
     )
     flags.DEFINE_integer("probe_windows", 64, "Training windows of the Hessian's probe set.", lower_bound=1)
     flags.DEFINE_float("tolerance", 1e-2, "Relative accuracy of each certified λ1 (Lanczos).", lower_bound=0.0)
-    flags.DEFINE_list("blocks", [], "Blocks to measure (default: every one, per_layer=True).")
+    flags.DEFINE_list("blocks", [], "Blocks to measure (default: every one, blocks=True).")
     flags.DEFINE_boolean("trace", False, "Also log tr(H) and tr(P⁻¹H) (Hutch++, --trace_products products each).")
     flags.DEFINE_integer("trace_products", 12, "Hessian-vector products per trace (≥ 3).", lower_bound=3)
     flags.DEFINE_integer("num_batches", 16, "Mini-batches per noise measurement.", lower_bound=2)
@@ -369,9 +370,8 @@ def main(argv):
     sharpness = SharpnessCallback(
         (token_inputs(x[probe]), y[probe]),
         every_n_steps=FLAGS.measure_every,
-        per_layer=blocks,
-        trace=FLAGS.trace,
-        trace_products=FLAGS.trace_products,
+        blocks=blocks,
+        quantities=[Trace(num_products=FLAGS.trace_products)] if FLAGS.trace else [],
         tolerance=FLAGS.tolerance,
         jit_compile=FLAGS.jit_compile,
         log_dir=os.path.join(log_dir, "sharpness"),

@@ -29,7 +29,9 @@
 * Every function above takes `variables=` (layer or block names, layers or
   variables): the diagonal block of the Hessian of those weights.
   `model_blocks` lists a model's blocks (`analysis_tools._blocks`).
-* `SharpnessCallback` (`callback`): the same inside `model.fit`.
+* `SharpnessCallback` (`callback`): the same inside `model.fit`, with what else it measures
+  given as quantities (`quantities`: `Trace`, `Density`, `PreconditionerAlignment`,
+  `PrincipalAngles`, `TopSubspaceFraction`, or a `Quantity` of your own).
 * `SharpnessTracker`, `TrackerRecord` (`tracker`): cheap estimates to leave on at every step:
   the curvature along the update, the critical sharpness, warm-started power iteration.
 

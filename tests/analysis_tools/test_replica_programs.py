@@ -156,9 +156,7 @@ def test_the_callbacks_replica_programs_in_fit_are_float32_with_static_shapes_an
     strategy = _strategy()
     with strategy.scope():
         model = _model()
-    sharpness = analysis_tools.SharpnessCallback(
-        (x, y), batch_size=33, every_n_steps=3, max_iterations=10, trace_products=2
-    )
+    sharpness = analysis_tools.SharpnessCallback((x, y), batch_size=33, every_n_steps=3, max_iterations=10)
     noise = analysis_tools.GradientNoiseCallback((x, y), batch_size=33, num_batches=3, every_n_epochs=1)
     model.fit(x, y, batch_size=20, epochs=2, verbose=0, callbacks=[sharpness, noise])
     assert len(sharpness.records) >= 3 and len(noise.records) >= 2

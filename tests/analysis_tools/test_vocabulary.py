@@ -111,12 +111,6 @@ RENAMED_KEYWORDS = [
         {"tolerance": 1e-2},
     ),
     (
-        "SharpnessCallback(trace_samples=)",
-        lambda s, **kw: analysis_tools.SharpnessCallback(s["data"], trace=True, **kw).trace_products,
-        {"trace_samples": 5},
-        {"trace_products": 5},
-    ),
-    (
         "SharpnessCallback(method=)",
         lambda s, **kw: analysis_tools.SharpnessCallback(s["data"], **kw).operator_kwargs,
         {"method": FORWARD},
@@ -152,7 +146,9 @@ def test_former_attributes_and_constants_read_the_new_ones_with_a_deprecation_wa
     )
     trace = analysis_tools.curvature.hutchinson(_matrix_matvec, 6, num_products=2)
     tail = analysis_tools.tail_index(np.random.default_rng(1).standard_t(3, 500), estimator="hill")
-    sharpness = analysis_tools.SharpnessCallback(setting["data"], tolerance=1e-2, trace_products=7)
+    sharpness = analysis_tools.SharpnessCallback(
+        setting["data"], tolerance=1e-2, quantities=[analysis_tools.curvature.quantities.Trace(7)]
+    )
     noise = analysis_tools.GradientNoiseCallback(setting["data"], tail_index_estimator="hill")
     fit = analysis_tools.updates.fit_update_distribution(analysis_tools.AdaptiveUpdate(8.0).sample(2000, seed=(1, 1)))
     cases = [
@@ -161,7 +157,8 @@ def test_former_attributes_and_constants_read_the_new_ones_with_a_deprecation_wa
         (lambda: trace.method, "method", "estimator", "hutchinson"),
         (lambda: tail.method, "method", "estimator", "hill"),
         (lambda: sharpness.tol, "tol", "tolerance", 1e-2),
-        (lambda: sharpness.trace_samples, "trace_samples", "trace_products", 7),
+        (lambda: sharpness.trace_samples, "trace_products", "Trace.num_products", 7),
+        (lambda: sharpness.trace_products, "trace_products", "Trace.num_products", 7),
         (lambda: noise.tail_index_method, "tail_index_method", "tail_index_estimator", "hill"),
         (lambda: hessian.METHODS, "METHODS", "DIFFERENTIATIONS", hessian.DIFFERENTIATIONS),
         (lambda: tail_estimators.METHODS, "METHODS", "ESTIMATORS", tail_estimators.ESTIMATORS),
@@ -223,6 +220,6 @@ def test_the_walk_sees_the_renamed_keywords():
     assert "tolerance" in inspect.signature(names["hessian_eigenvalues"]).parameters
     assert {"num_products", "estimator"} <= set(inspect.signature(names["hessian_trace"]).parameters)
     assert "differentiation" in inspect.signature(names["HessianOperator"]).parameters
-    assert {"tolerance", "trace_products"} <= set(inspect.signature(names["SharpnessCallback"]).parameters)
+    assert {"tolerance", "quantities"} <= set(inspect.signature(names["SharpnessCallback"]).parameters)
     assert "tail_index_estimator" in inspect.signature(names["GradientNoiseCallback"]).parameters
     assert "estimator" in inspect.signature(names["tail_index"]).parameters

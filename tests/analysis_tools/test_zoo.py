@@ -35,6 +35,7 @@ import numpy as np
 import pytest
 
 import analysis_tools
+from analysis_tools.curvature.quantities import Density, Trace
 from tests.analysis_tools import zoo
 
 pytest.importorskip("keras_hub")
@@ -51,11 +52,8 @@ def test_every_instrument_in_and_out_of_fit(name):
     sharpness = analysis_tools.SharpnessCallback(
         (x, y),
         every_n_steps=4,
-        per_layer=[block],
-        trace=True,
-        trace_products=3,
-        density=True,
-        density_iterations=4,
+        blocks=[block],
+        quantities=[Trace(num_products=3), Density(num_iterations=4)],
         tolerance=1e-3,
         warm_start=False,
         jit_compile=jit,

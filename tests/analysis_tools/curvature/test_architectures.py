@@ -266,11 +266,11 @@ def test_every_block_runs_in_one_traced_lanczos_loop_and_finds_its_own_spectrum(
     assert len(shared) == 1 and solvers["first"]._shared._function.experimental_get_tracing_count() == 1
 
 
-def test_sharpness_callback_refuses_blocks_with_per_layer_and_empty_blocks():
-    with pytest.raises(ValueError, match="not both"):
-        SharpnessCallback(([0.0], [0.0]), per_layer=True, blocks={"a": "dense"})
-    with pytest.raises(ValueError, match="non-empty dict"):
+def test_sharpness_callback_refuses_empty_blocks():
+    with pytest.raises(ValueError, match="must not be empty"):
         SharpnessCallback(([0.0], [0.0]), blocks={})
+    with pytest.raises(ValueError, match="non-empty list"):
+        SharpnessCallback(([0.0], [0.0]), blocks=[])
 
 
 def test_variables_accepts_a_block_name_of_layer_blocks():
@@ -291,7 +291,7 @@ def test_deit_per_block_sharpness_in_fit():
     model, (x, y) = _deit()
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss=LOSS, jit_compile=False)
     callback = SharpnessCallback(
-        (x, y), every_n_steps=1, per_layer=True, preconditioned=False, tolerance=1e-3, warm_start=False
+        (x, y), every_n_steps=1, blocks=True, preconditioned=False, tolerance=1e-3, warm_start=False
     )
     history = model.fit(x, y, batch_size=4, epochs=1, verbose=0, callbacks=[callback])
     blocks = {key for key in history.history if key.startswith("sharpness/")}

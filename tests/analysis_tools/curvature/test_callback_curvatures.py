@@ -11,6 +11,7 @@ import pytest
 
 import analysis_tools
 import tf_adaptive
+from analysis_tools.curvature.quantities import PreconditionerAlignment, PrincipalAngles, TopSubspaceFraction, Trace
 
 
 def _fitted(callback, epochs=2):
@@ -43,9 +44,8 @@ def test_each_curvature_is_logged_under_its_own_names_and_equals_its_dense_eigen
         curvature=("ggn", "hessian"),
         tolerance=1e-10,
         max_iterations=31,
-        per_layer=["hidden"],
-        trace=True,
-        trace_products=93,
+        blocks=["hidden"],
+        quantities=[Trace(num_products=93)],
         warm_start=False,
     )
     model, data, loss, history = _fitted(callback)
@@ -127,8 +127,7 @@ def test_alignment_of_p_with_each_curvature_diagonal_is_logged_and_equals_the_de
         every_n_steps=1,
         curvature=("empirical_fisher", "ggn"),
         preconditioned=False,
-        alignment=True,
-        alignment_products=31,
+        quantities=[PreconditionerAlignment(num_products=31)],
     )
     model, data, loss, history = _fitted(callback)
     for curvature in ("empirical_fisher", "ggn"):
@@ -151,7 +150,7 @@ def test_lockstep_measures_every_problem_in_one_pass_per_step_and_agrees_with_th
     settings = dict(
         every_n_steps=1,
         curvature=("hessian", "ggn"),
-        per_layer=["hidden", "head"],
+        blocks=["hidden", "head"],
         tolerance=1e-8,
         max_iterations=31,
         warm_start=False,
@@ -168,7 +167,7 @@ def test_lockstep_measures_every_problem_in_one_pass_per_step_and_agrees_with_th
     assert lockstep._lockstep.num_passes == max(first.iterations.values())
     assert sum(first.iterations.values()) > 3 * lockstep._lockstep.num_passes
     with pytest.raises(ValueError, match="Ritz vectors"):
-        analysis_tools.SharpnessCallback(None, lockstep=True, fraction_in_top_subspace=True)
+        analysis_tools.SharpnessCallback(None, lockstep=True, quantities=[TopSubspaceFraction()])
 
 
 @pytest.mark.slow
@@ -178,7 +177,7 @@ def test_the_angles_between_the_curvatures_top_eigenspaces_are_those_of_the_dens
         every_n_steps=1,
         curvature=("hessian", "ggn", "empirical_fisher"),
         k=2,
-        track_angles=True,
+        quantities=[PrincipalAngles()],
         tolerance=1e-10,
         max_iterations=31,
         preconditioned=False,
@@ -194,4 +193,4 @@ def test_the_angles_between_the_curvatures_top_eigenspaces_are_those_of_the_dens
         expected = analysis_tools.curvature.principal_angles(tops[first], tops[second]).max()
         assert record.values[f"principal_angle/{first}_{second}"] == pytest.approx(expected, abs=1e-6)
     with pytest.raises(ValueError, match="two curvatures"):
-        analysis_tools.SharpnessCallback(None, track_angles=True)
+        analysis_tools.SharpnessCallback(None, quantities=[PrincipalAngles()])

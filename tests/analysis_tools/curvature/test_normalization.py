@@ -131,7 +131,7 @@ def _train(kind):
         mode: SharpnessCallback(
             (x, labels),
             every_n_steps=STEPS,
-            per_layer=True,
+            blocks=True,
             preconditioned=False,
             tolerance=1e-12,
             max_iterations=200,

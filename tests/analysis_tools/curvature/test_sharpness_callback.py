@@ -7,6 +7,7 @@ import tensorflow as tf
 
 import tf_adaptive
 from analysis_tools import SharpnessCallback
+from analysis_tools.curvature.quantities import TopSubspaceFraction
 
 KEYS = ("sharpness", "preconditioned_sharpness", "stability_threshold", "sharpness_ratio")
 
@@ -90,7 +91,7 @@ def test_warm_start_needs_fewer_products_than_a_cold_start():
 @pytest.mark.slow
 def test_top_subspace_fraction_is_a_fraction():
     x, y = _problem()
-    callback = SharpnessCallback((x, y), every_n_steps=2, k=3, fraction_in_top_subspace=True)
+    callback = SharpnessCallback((x, y), every_n_steps=2, k=3, quantities=[TopSubspaceFraction()])
     _, history = _fit(lambda: tf_adaptive.Adam(learning_rate=1e-2), [callback], epochs=1)
     fractions = [r.values["top_subspace_fraction"] for r in callback.records]
     assert fractions and all(0.0 <= f <= 1.0 + 1e-12 for f in fractions)

@@ -14,6 +14,7 @@ import tensorflow as tf
 import analysis_tools
 from analysis_tools import HessianOperator, SharpnessCallback, hessian_eigenvalues, hessian_trace, preconditioner_of
 from analysis_tools.curvature import hutch_plus_plus, hutchinson, plot_spectral_density, slq, spectral_density
+from analysis_tools.curvature.quantities import Density, Trace
 
 LOSS = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype="float64")  # a float64 Hessian
 
@@ -302,9 +303,9 @@ def test_bad_blocks_are_refused_with_the_reason(trained):
     )
     with pytest.raises(ValueError, match="layer 'drop' has no trainable variables"):
         HessianOperator(frozen, data, loss=LOSS, variables="drop")
-    with pytest.raises(ValueError, match="`per_layer` must be True, False or a list"):
-        SharpnessCallback(data, per_layer="second")
-    with pytest.raises(ValueError, match="use `per_layer`"):
+    with pytest.raises(ValueError, match="`blocks` must be True .*, a non-empty list"):
+        SharpnessCallback(data, blocks="second")
+    with pytest.raises(ValueError, match="use `blocks`"):
         SharpnessCallback(data, variables="second")
 
 
@@ -333,12 +334,8 @@ def test_sharpness_callback_logs_per_layer_sharpness_trace_and_density(trained, 
     callback = SharpnessCallback(
         (x, y),
         every_n_steps=2,
-        per_layer=["second", "logits"],
-        trace=True,
-        trace_products=30,
-        density=True,
-        density_vectors=2,
-        density_iterations=20,
+        blocks=["second", "logits"],
+        quantities=[Trace(num_products=30), Density(num_vectors=2, num_iterations=20)],
         tolerance=1e-8,
         max_iterations=60,
         warm_start=False,
@@ -368,4 +365,4 @@ def test_sharpness_callback_logs_per_layer_sharpness_trace_and_density(trained, 
     assert density.num_vectors == 2 and density.num_products == 40
     assert set(record.eigenvalues) >= {"raw", "preconditioned", "raw/second", "preconditioned/logits"}
     assert tf.io.gfile.listdir(str(tmp_path))  # TensorBoard events, the density histogram among them
-    assert analysis_tools.curvature.callback.density_sample(density).size == pytest.approx(10_000, abs=40)
+    assert analysis_tools.curvature.quantities.density_sample(density).size == pytest.approx(10_000, abs=40)
