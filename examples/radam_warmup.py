@@ -141,16 +141,31 @@ SPREAD_RULE = "spread: the larger of the two quantities' ranges over seeds (max 
 
 
 class LinearWarmup(keras.optimizers.schedules.LearningRateSchedule):
-    """η_t = η · min(1, t / T_w) at optimizer step t = 1, 2, … (the slides' α_t = t α_0 for t < T_w)."""
+    """η_t = η · min(1, t / T_w) at optimizer step t = 1, 2, … (the slides' α_t = t α_0 for t < T_w).
+
+    η and T_w are variables, so that `assign` retunes a compiled training step without tracing it again.
+    """
 
     def __init__(self, peak_learning_rate, warmup_steps):
-        self.peak_learning_rate = float(peak_learning_rate)
-        self.warmup_steps = int(warmup_steps)
+        self._peak = keras.Variable(float(peak_learning_rate), dtype="float32", trainable=False, name="peak")
+        self._length = keras.Variable(float(warmup_steps), dtype="float32", trainable=False, name="warmup")
+
+    @property
+    def peak_learning_rate(self):
+        return float(keras.ops.convert_to_numpy(self._peak))
+
+    @property
+    def warmup_steps(self):
+        return int(keras.ops.convert_to_numpy(self._length))
+
+    def assign(self, peak_learning_rate, warmup_steps):
+        self._peak.assign(float(peak_learning_rate))
+        self._length.assign(float(int(warmup_steps)))
 
     def __call__(self, step):
         # Keras passes the number of completed steps; the update being made is step + 1.
-        fraction = (keras.ops.cast(step, "float32") + 1.0) / float(self.warmup_steps)
-        return self.peak_learning_rate * keras.ops.minimum(1.0, fraction)
+        fraction = (keras.ops.cast(step, "float32") + 1.0) / self._length
+        return self._peak * keras.ops.minimum(1.0, fraction)
 
     def get_config(self):
         return dict(peak_learning_rate=self.peak_learning_rate, warmup_steps=self.warmup_steps)
@@ -211,12 +226,31 @@ def language_model(seed):
     return _common.byte_transformer(FLAGS.sequence_length, FLAGS.model_dim, FLAGS.num_layers, 4, "relu")
 
 
-def make_optimizer(name, learning_rate, warmup_steps):
-    if name == "Adam":
-        return tf_adaptive.Adam(learning_rate, beta_2=FLAGS.beta_2)
-    if name == "Adam + warmup":
-        return tf_adaptive.Adam(LinearWarmup(learning_rate, warmup_steps), beta_2=FLAGS.beta_2)
-    return tf_adaptive.RAdam(learning_rate, beta_2=FLAGS.beta_2)
+def compiled_model(trainers, name, seed, initial_weights, learning_rate, warmup_steps):
+    """A compiled model for optimizer `name`, at `initial_weights`, with a fresh optimizer of η (and T_w).
+
+    One model and optimizer per name (`trainers`, one seed's), compiled once, serve every η and warmup
+    length of the seed: the weights are set, the optimizer's state zeroed and its η (or its warmup's η
+    and T_w) assigned, so `fit` reuses the traced training and validation steps. A run is then the run
+    of a new model and optimizer (the same numbers), without the seconds of tracing each of those takes.
+    """
+    if name not in trainers:
+        model = language_model(seed)
+        schedule = LinearWarmup(learning_rate, warmup_steps) if name == "Adam + warmup" else None
+        optimizer_class = tf_adaptive.RAdam if name == "RAdam" else tf_adaptive.Adam
+        model.compile(
+            optimizer=optimizer_class(schedule or learning_rate, beta_2=FLAGS.beta_2),
+            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        )
+        trainers[name] = model, schedule
+    model, schedule = trainers[name]
+    model.set_weights(initial_weights)
+    if schedule is not None:
+        _common.reset_optimizer(model.optimizer)
+        schedule.assign(learning_rate, warmup_steps)
+    else:
+        _common.reset_optimizer(model.optimizer, learning_rate)
+    return model
 
 
 def bits(nats):
@@ -231,6 +265,7 @@ def train_seed(corpus, seed, warmup_steps, warmup_lengths, warmup_rate):
     the initial weights, which every run of the seed shares. A run that the
     warmup comparison shares with the η sweep is trained once.
     """
+    keras.utils.set_random_seed(seed)  # the batch order is the seed's alone, whatever ran before
     (x_train, y_train), (x_val, y_val) = _common.text_windows(
         corpus,
         FLAGS.sequence_length,
@@ -250,18 +285,14 @@ def train_seed(corpus, seed, warmup_steps, warmup_lengths, warmup_rate):
     periods = max(1, FLAGS.steps // FLAGS.eval_every)
     steps_per_period = FLAGS.steps // periods
     cache = {}
+    trainers = {}  # optimizer name: its compiled model (`compiled_model`), for this seed's runs
 
     def run(name, learning_rate, warmup=None):
         key = (name, learning_rate, warmup if name == "Adam + warmup" else None)
         if key in cache:
             return cache[key]
         start = time.perf_counter()
-        model = language_model(seed)
-        model.set_weights(initial_weights)
-        model.compile(
-            optimizer=make_optimizer(name, learning_rate, warmup),
-            loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        )
+        model = compiled_model(trainers, name, seed, initial_weights, learning_rate, warmup)
         history = model.fit(
             train,
             epochs=periods,
