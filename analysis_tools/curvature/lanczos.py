@@ -601,25 +601,10 @@ class Lanczos:
             w = basis.orthogonalize(w, m)
             b = arithmetic.norm64(w)
             with on_host():
-                coupling = tf.where(i > 0, tf.abs(previous_coupling - beta[tf.maximum(i - 1, 0)]), 0.0)
-                alpha = tf.tensor_scatter_nd_update(alpha, [[i]], [a])
-                beta = tf.tensor_scatter_nd_update(beta, [[i]], [b])
-                scale = tf.maximum(scale, tf.maximum(tf.abs(a), b))
-                asymmetry = tf.maximum(asymmetry, coupling)
+                alpha, beta, scale, asymmetry = _record_step(i, a, b, previous_coupling, alpha, beta, scale, asymmetry)
                 breakdown = tf.logical_not(b > self._breakdown * scale)
-                done = tf.logical_or(
-                    tf.logical_and(breakdown, m >= k),
-                    tf.logical_and(
-                        m >= min_iterations,
-                        tf.cond(
-                            m >= min_iterations,
-                            lambda: _converged(_top(alpha, beta, m, k), tolerance, eigenvalue_criterion, certify_gap),
-                            lambda: tf.constant(False),
-                        ),
-                    ),
-                )
-                # A non-finite product ends the run: the result is NaN (see `_top`).
-                done = tf.logical_or(done, tf.logical_not(_finite(alpha, beta, m)))
+                rule = (k, min_iterations, tolerance, eigenvalue_criterion, certify_gap)
+                done = _stops(alpha, beta, m, breakdown, *rule)
                 more = tf.logical_and(tf.logical_not(done), m < m_max)
                 b_single = tf.cast(b, dtype)
 
@@ -774,6 +759,33 @@ class _Basis:
                 return tf.cast(y, tf.float64) / tf.stack(norms)[:, None]
         y = tf.cast(y, tf.float64)
         return y / tf.norm(y, axis=1, keepdims=True)
+
+
+def _record_step(i, a, b, previous_coupling, alpha, beta, scale, asymmetry):
+    """T's entries after step i (α_i = a, β_i = b), the largest |entry| so far, and the largest asymmetry.
+
+    The asymmetry of step i is |v_(i-1)ᵀ A v_i − β_(i-1)|, which a symmetric A
+    makes a rounding error (`Lanczos.asymmetry` divides it by the scale).
+    """
+    coupling = tf.where(i > 0, tf.abs(previous_coupling - beta[tf.maximum(i - 1, 0)]), 0.0)
+    alpha = tf.tensor_scatter_nd_update(alpha, [[i]], [a])
+    beta = tf.tensor_scatter_nd_update(beta, [[i]], [b])
+    return alpha, beta, tf.maximum(scale, tf.maximum(tf.abs(a), b)), tf.maximum(asymmetry, coupling)
+
+
+def _stops(alpha, beta, m, breakdown, k, min_iterations, tolerance, eigenvalue_criterion, certify_gap):
+    """Whether the run ends after m steps: an invariant subspace with k Ritz values, the stopping
+    rule met (`_converged`, from `min_iterations` on), or a non-finite T (the result is then NaN, see `_top`)."""
+    converged = tf.logical_and(
+        m >= min_iterations,
+        tf.cond(
+            m >= min_iterations,
+            lambda: _converged(_top(alpha, beta, m, k), tolerance, eigenvalue_criterion, certify_gap),
+            lambda: tf.constant(False),
+        ),
+    )
+    done = tf.logical_or(tf.logical_and(breakdown, m >= k), converged)
+    return tf.logical_or(done, tf.logical_not(_finite(alpha, beta, m)))
 
 
 def _finite(alpha, beta, m):
