@@ -26,7 +26,7 @@ comparison a likelihood one, with laws TFP has or that we write in closed form:
   have ξ = 0.
 
 Each pair is nested (light ⊂ heavy), and the heavy law has one parameter more.
-Parameters are found by BFGS on the host (`_bfgs`) on the mean negative
+Parameters are found by BFGS on the host (`analysis_tools._optimize.bfgs`) on the mean negative
 log-likelihood in float64 over unconstrained parameters, its value and
 gradient from one traced TensorFlow function per law (the Normal has a
 closed form), from two starts or more. The verdict compares AIC = 2p − 2 log L:
@@ -46,6 +46,8 @@ from typing import NamedTuple
 import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
+
+from analysis_tools._optimize import bfgs
 
 tfd = tfp.distributions
 tfb = tfp.bijectors
@@ -127,56 +129,8 @@ class NoiseFit(NamedTuple):
 _VALUE_AND_GRADIENT = {}
 
 
-def _bfgs(value_and_gradient, start, tolerance=1e-10, max_iterations=500):
-    """(f, x) at the minimum of f from `start`, by BFGS on the host in float64.
-
-    The inverse-Hessian update of Nocedal and Wright (2006, Eq. 6.17), scaled by
-    sᵀy/yᵀy before the first (Eq. 6.20) and skipped where sᵀy ≤ 0; a
-    backtracking line search to the Armijo condition (c = 1e-4) that also halves
-    the step away from non-finite values. It stops when max|∇f| ≤ `tolerance`,
-    when no step along the direction decreases f any more, or by less than
-    1e-14 |f| two steps running (f is at its minimum to rounding, and x to
-    about √ε ≈ 1e-8 relative, far inside a fit's standard error; or f creeps
-    along a flat ridge such as ν → ∞), or after `max_iterations` steps. The problems here
-    have 2-4 parameters, so the dense 4 × 4 update costs nothing.
-    """
-    x = np.asarray(start, np.float64)
-    f, g = value_and_gradient(x)
-    inverse, stalled = None, 0
-    for _ in range(max_iterations):
-        if not np.isfinite(f) or np.max(np.abs(g)) <= tolerance:
-            break
-        direction = -(g if inverse is None else inverse @ g)
-        slope = float(g @ direction)
-        if slope >= 0.0:  # not a descent direction: restart from the gradient
-            inverse, direction, slope = None, -g, -float(g @ g)
-        step = 1.0
-        while True:
-            x_new = x + step * direction
-            f_new, g_new = value_and_gradient(x_new)
-            if np.isfinite(f_new) and np.all(np.isfinite(g_new)) and f_new <= f + 1e-4 * step * slope:
-                break
-            step *= 0.5
-            if step < 1e-16:
-                return f, x
-        s, y = x_new - x, g_new - g
-        curvature = float(s @ y)
-        if curvature > 0.0:
-            if inverse is None:
-                inverse = np.eye(len(x)) * curvature / float(y @ y)
-            rho, identity = 1.0 / curvature, np.eye(len(x))
-            inverse = (identity - rho * np.outer(s, y)) @ inverse @ (identity - rho * np.outer(y, s)) + rho * np.outer(
-                s, s
-            )
-        stalled = stalled + 1 if f - f_new <= 1e-14 * max(1.0, abs(f)) else 0
-        x, f, g = x_new, f_new, g_new
-        if stalled == 2:
-            break
-    return f, x
-
-
 def _maximize(log_likelihood, data, starts):
-    """The best (mean log L, position) of `log_likelihood(p, data)` by BFGS (`_bfgs`) from each start.
+    """The best (mean log L, position) of `log_likelihood(p, data)` by BFGS (`_optimize.bfgs`) from each start.
 
     The value and gradient of each law are traced once per process (a small
     graph; the optimizer's loop runs on the host).
@@ -196,7 +150,7 @@ def _maximize(log_likelihood, data, starts):
 
     best = None
     for start in starts:
-        objective, position = _bfgs(evaluate, start)
+        objective, position, _ = bfgs(evaluate, start)
         value = -objective
         if math.isfinite(value) and (best is None or value > best[0]):
             best = (value, position)

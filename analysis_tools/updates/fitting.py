@@ -15,6 +15,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from analysis_tools._deprecation import renamed_attribute
+from analysis_tools._optimize import bfgs
 from analysis_tools.updates.goodness_of_fit import ks_statistic, wasserstein_1
 from analysis_tools.updates.law import AdaptiveUpdate, log_beta_half
 
@@ -104,45 +105,48 @@ def _tiny(floor):
 
 
 @tf.function(reduce_retracing=True)
-def _fit_m(x2, z0, max_iterations, tolerance):
-    """Minimises −Σ log f_m(x_i) over z, m = max(max x², 1) + softplus(z) + tiny."""
+def _nll_of_m(z, x2):
+    """(−(1/n) Σ log f_m(x_i), its gradient in z) at m = max(max x², 1) + softplus(z) + tiny."""
     floor = tf.maximum(tf.reduce_max(x2), tf.constant(1.0, tf.float64))
-    tiny = _tiny(floor)
     n = tf.cast(tf.size(x2), tf.float64)
 
     def nll(z):
-        s = tf.math.softplus(z[0]) + tiny
+        s = tf.math.softplus(z[0]) + _tiny(floor)
         return -tf.reduce_sum(_log_density(x2, floor, s)) / n
 
-    def value_and_gradients(z):
-        return tfp.math.value_and_gradient(nll, z)
+    return tfp.math.value_and_gradient(nll, z)
 
-    result = tfp.optimizer.lbfgs_minimize(
-        value_and_gradients,
-        initial_position=z0,
-        tolerance=tolerance,
-        max_iterations=max_iterations,
-    )
-    m_opt = floor + tf.math.softplus(result.position[0]) + tiny
-    nll_opt = result.objective_value
+
+def _fit_m(x2, z0, max_iterations, tolerance):
+    """The maximum-likelihood m over z, m = max(max x², 1) + softplus(z) + tiny, by BFGS on the host.
+
+    Returns (m̂, log-likelihood, converged, standard error).
+    """
+    x2 = tf.constant(x2, tf.float64)
+
+    def evaluate(z):
+        value, gradient = _nll_of_m(tf.constant(z, tf.float64), x2)
+        return float(value), gradient.numpy()
+
+    nll_opt, z, converged = bfgs(evaluate, z0, tolerance, max_iterations)
+    floor = tf.maximum(tf.reduce_max(x2), tf.constant(1.0, tf.float64))
+    tiny = _tiny(floor)
+    n = tf.cast(tf.size(x2), tf.float64)
+    m_opt = floor + tf.math.softplus(tf.constant(z[0], tf.float64)) + tiny
     # For m < 3 the density has poles at ±√m and the likelihood grows without
     # bound as m ↓ max x²: the maximum is then the edge itself.
     edge = floor + tiny
-    nll_edge = -tf.reduce_sum(_log_density(x2, floor, tiny)) / n
+    nll_edge = float(-tf.reduce_sum(_log_density(x2, floor, tiny)) / n)
     use_edge = nll_edge < nll_opt
-    m_hat = tf.where(use_edge, edge, m_opt)
-    nll_hat = tf.where(use_edge, nll_edge, nll_opt)
-    converged = result.converged | use_edge
-    information = _observed_information(x2, m_hat)
+    m_hat = edge if use_edge else m_opt
+    nll_hat = nll_edge if use_edge else nll_opt
+    information = float(_observed_information(x2, m_hat))
     # For m ≤ 5 the density vanishes at ±√m like (√m − |x|)^((m−3)/2) with an exponent ≤ 1: the expected
     # information is infinite and the likelihood non-regular (Smith 1985), and the inverse observed
     # information understates the spread of m̂ (0.048 against 0.061 at m = 5, n = 5000): no standard error.
-    stderr = tf.where(
-        use_edge | (information <= 0.0) | (m_hat <= 5.0),
-        tf.constant(np.nan, tf.float64),
-        tf.math.rsqrt(tf.maximum(information, 1e-300)),
-    )
-    return m_hat, -nll_hat * n, converged, stderr
+    regular = not use_edge and information > 0.0 and float(m_hat) > 5.0
+    stderr = information**-0.5 if regular else np.nan
+    return float(m_hat), -nll_hat * float(n), bool(converged or use_edge), stderr
 
 
 def _observed_information(x2, m):
@@ -166,13 +170,8 @@ def _initial_m(x2):
 
 
 @tf.function(reduce_retracing=True)
-def _weighted_m_step(x, r, p0, max_iterations):
-    """EM M-step for one shifted component: maximise Σ r_i log f_m(x_i − μ) over (μ, m).
-
-    m = max(max_{r_i>0} (x_i − μ)², 1) + softplus(z) + tiny keeps every point
-    with r_i > 0 inside the support (the caller zeroes responsibilities below
-    the floor), so the weighted log-likelihood stays finite.
-    """
+def _m_step_objective(p, x, r):
+    """(−Σ r_i log f_m(x_i − μ) / Σ r_i, its gradient) at p = (μ, z), for `_weighted_m_step`."""
     active = r > 0.0
     total = tf.reduce_sum(r)
 
@@ -184,18 +183,29 @@ def _weighted_m_step(x, r, p0, max_iterations):
         ll = _log_density(safe_y2, floor, s)
         return -tf.reduce_sum(tf.where(active, r * ll, tf.zeros_like(ll))) / total
 
-    def value_and_gradients(p):
-        return tfp.math.value_and_gradient(objective, p)
+    return tfp.math.value_and_gradient(objective, p)
 
-    start = objective(p0)
-    result = tfp.optimizer.lbfgs_minimize(
-        value_and_gradients, initial_position=p0, tolerance=1e-9, max_iterations=max_iterations
-    )
-    better = result.objective_value < start
-    p = tf.where(better, result.position, p0)
-    y2 = tf.square(x - p[0])
-    floor = tf.maximum(tf.reduce_max(tf.where(active, y2, tf.zeros_like(y2))), tf.constant(1.0, tf.float64))
-    return p[0], floor + tf.math.softplus(p[1]) + _tiny(floor)
+
+def _weighted_m_step(x, r, p0, max_iterations):
+    """EM M-step for one shifted component: maximise Σ r_i log f_m(x_i − μ) over (μ, m), by BFGS on the host.
+
+    m = max(max_{r_i>0} (x_i − μ)², 1) + softplus(z) + tiny keeps every point
+    with r_i > 0 inside the support (the caller zeroes responsibilities below
+    the floor), so the weighted log-likelihood stays finite. Returns (μ, m),
+    or the start's where no step improved on it.
+    """
+    x_tf, r_tf = tf.constant(x, tf.float64), tf.constant(r, tf.float64)
+
+    def evaluate(p):
+        value, gradient = _m_step_objective(tf.constant(p, tf.float64), x_tf, r_tf)
+        return float(value), gradient.numpy()
+
+    p0 = np.asarray(p0, np.float64)
+    start, _ = evaluate(p0)
+    value, p, _ = bfgs(evaluate, p0, 1e-9, max_iterations)
+    p = p if value < start else p0
+    floor = max(float(np.max(np.where(r > 0.0, (x - p[0]) ** 2, 0.0))), 1.0)
+    return float(p[0]), floor + float(np.logaddexp(0.0, p[1])) + 1e-12 * floor
 
 
 def _softplus_inverse(y):
@@ -302,13 +312,7 @@ def _em(x, weights, locs, m, max_iterations, tolerance, inner_iterations):
             rk = np.where(active, r[:, k], 0.0)
             floor = max(((x[active] - locs[k]) ** 2).max(), 1.0)
             z0 = _softplus_inverse(max(m[k] - floor, 1e-6 * floor))
-            loc_k, m_k = _weighted_m_step(
-                x_tf,
-                tf.constant(rk, tf.float64),
-                tf.constant([locs[k], z0], tf.float64),
-                tf.constant(inner_iterations),
-            )
-            locs[k], m[k] = float(loc_k), float(m_k)
+            locs[k], m[k] = _weighted_m_step(x, rk, [locs[k], z0], inner_iterations)
         _cover(x, locs, m)
     return best + (iterations, converged)
 
@@ -357,7 +361,7 @@ def fit_update_distribution(
     Maximum likelihood. The support [−√m, √m] depends on m, so m > max x² is
     imposed through the parameterisation m = max(max x², 1) + softplus(z) +
     tiny, and −Σ log f_m(x_i) is minimised over z with
-    `tfp.optimizer.lbfgs_minimize` in float64, from the kurtosis estimate
+    BFGS on the host in float64 (`analysis_tools._optimize.bfgs`), from the kurtosis estimate
     m₀ = 2κ/(3 − κ) (κ = E x⁴/(E x²)² = 3m/(m+2)). A looser lower bound
     biases m̂ upward. For m < 3 the density has poles at ±√m and the
     likelihood is unbounded as m ↓ max x²; the estimate is then that edge,
@@ -374,7 +378,7 @@ def fit_update_distribution(
     updates (e.g. the transformer updates of the paper's Fig. 4), by EM. The
     E-step computes responsibilities r_ik; the M-step sets w_k = mean_i r_ik
     and, one component at a time, maximises Σ_i r_ik log f_{m_k}(x_i − μ_k)
-    over (μ_k, m_k) with L-BFGS, under m_k > max (x_i − μ_k)² over the points
+    over (μ_k, m_k) by the same BFGS, under m_k > max (x_i − μ_k)² over the points
     with r_ik > 1e-4 (points below that may leave the support, so supports
     can shrink); a point that then lies in no support is given to the
     component that needs the smallest increase of m_k, so the likelihood stays
@@ -392,8 +396,8 @@ def fit_update_distribution(
         samples: Any shape; flattened; must be finite.
         mixture_components: Optional integer K ≥ 1 for the mixture fit.
         initial_m: Optional starting m (> max x²); default: the kurtosis estimate.
-        max_iterations: The L-BFGS iteration limit for m.
-        tolerance: The L-BFGS tolerance for m.
+        max_iterations: The BFGS iteration limit for m.
+        tolerance: The BFGS tolerance for m: the largest gradient of the mean negative log-likelihood in z.
         mixture_max_iterations: The EM iteration limit.
         mixture_tolerance: The EM tolerance.
 
@@ -422,13 +426,7 @@ def fit_update_distribution(
     floor = max(x2.max(), 1.0)
     m0 = _initial_m(x2) if initial_m is None else float(initial_m)
     z0 = _softplus_inverse(max(m0 - floor, 1e-3 * floor))
-    m_hat, log_likelihood, converged, m_standard_error = _fit_m(
-        tf.constant(x2),
-        tf.constant([z0], tf.float64),
-        tf.constant(max_iterations),
-        tf.constant(tolerance, tf.float64),
-    )
-    m_hat = float(m_hat)
+    m_hat, log_likelihood, converged, m_standard_error = _fit_m(x2, [z0], max_iterations, tolerance)
     check = AdaptiveUpdate(tf.constant(m_hat, tf.float64))
     ks = ks_statistic(x, check)
     mixture = None

@@ -7,7 +7,6 @@ import pytest
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from analysis_tools.noise import fitting
 from analysis_tools.noise.fitting import _log_chi_norm, _log_t_norm, fit_noise_distribution
 
 RNG = np.random.default_rng(0)
@@ -155,24 +154,3 @@ def test_the_heavy_law_at_its_light_limit_has_no_standard_error_for_nu():
     assert fit.heavy.parameters["df"] == math.inf and math.isnan(fit.heavy.standard_errors["df"])
     assert fit.heavy.standard_errors["loc"] == fit.light.standard_errors["loc"]
     assert fit.heavy.distribution is fit.light.distribution
-
-
-def test_the_host_bfgs_finds_the_rosenbrock_and_quadratic_minima():
-    """The fits' optimizer (`fitting._bfgs`) against minima known in closed form."""
-
-    def rosenbrock(x):
-        value = 100.0 * (x[1] - x[0] ** 2) ** 2 + (1.0 - x[0]) ** 2
-        gradient = np.array([-400.0 * x[0] * (x[1] - x[0] ** 2) - 2.0 * (1.0 - x[0]), 200.0 * (x[1] - x[0] ** 2)])
-        return value, gradient
-
-    value, x = fitting._bfgs(rosenbrock, [-1.2, 1.0])
-    np.testing.assert_allclose(x, [1.0, 1.0], atol=1e-6)
-    assert value < 1e-12
-    a = np.array([[4.0, 1.0, 0.0], [1.0, 3.0, 0.5], [0.0, 0.5, 2.0]])
-    b = np.array([1.0, -2.0, 0.5])
-    value, x = fitting._bfgs(lambda x: (0.5 * x @ a @ x - b @ x, a @ x - b), np.zeros(3))
-    np.testing.assert_allclose(x, np.linalg.solve(a, b), rtol=1e-7)  # f to rounding: x to ~√ε
-    # Non-finite values are stepped away from: 50x − log x from x = 1, whose first full step lands at −48.
-    with np.errstate(invalid="ignore"):
-        value, x = fitting._bfgs(lambda x: (50.0 * x[0] - np.log(x[0]), np.array([50.0 - 1.0 / x[0]])), [1.0])
-    np.testing.assert_allclose(x, [0.02], rtol=1e-7)
