@@ -294,6 +294,10 @@ class SharpnessCallback(StepMeasurementCallback):
         if "variables" in operator_kwargs:
             raise ValueError("`variables` is not an option of SharpnessCallback: use `blocks`.")
         self.operator_kwargs = operator_kwargs
+        if isinstance(quantities, Quantity):  # one quantity, not in a list
+            quantities = (quantities,)
+        elif not isinstance(quantities, (list, tuple)):
+            raise ValueError(f"`quantities` must be a list of quantities (Trace(), ...), got {quantities!r}.")
         self.quantities = self._checked_quantities(tuple(quantities) + tuple(legacy_quantities))
         self._operator = None
 

@@ -62,6 +62,9 @@ def test_the_callback_refuses_what_its_settings_cannot_give():
         SharpnessCallback(None, quantities=[Trace])
     with pytest.raises(ValueError, match="takes instances"):
         SharpnessCallback(None, quantities=["trace"])
+    with pytest.raises(ValueError, match="must be a list of quantities"):
+        SharpnessCallback(None, quantities="trace")
+    assert SharpnessCallback(None, quantities=Trace(4)).quantities == (Trace(4),)
     callback = SharpnessCallback(None, curvature=("hessian", "ggn"), quantities=(Density(), PrincipalAngles()))
     assert callback.quantities == (Density(), PrincipalAngles()) and callback.curvatures == ("hessian", "ggn")
 
