@@ -411,9 +411,8 @@ class HessianOperator(Composable):
         `SharpnessCallback` on the operator it builds, takes its solvers from
         here, so a Lanczos loop is traced once per operator and shape, not
         once per call: λ1 measured again, with another tolerance or seed, or
-        by another function, reuses it (tracing the loop around a product
-        takes seconds on a small transformer and 15-30 s on a
-        keras.applications network). The tolerance, criterion, seed and call
+        by another function, reuses it (tracing a loop around a product
+        takes seconds, more on a large network). The tolerance, criterion, seed and call
         index are arguments of each call (see `Lanczos.__call__`).
 
         The solvers of one length m = min(max_iterations, dimension) share one
@@ -422,7 +421,7 @@ class HessianOperator(Composable):
         solver (of `block()`) is no loop of its own: every block runs in its
         parent's one network-length loop, masked to the block (see
         `_masked_solver`), so measuring L blocks traces one loop per problem,
-        not L (15-20 s each on InceptionV3's 22 blocks).
+        not L (the cost on InceptionV3's 22 blocks is in `benchmarks/RESULTS.md`).
 
         Args:
             preconditioned: For `preconditioned_matvec` (else `matvec`); the
