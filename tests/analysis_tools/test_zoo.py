@@ -14,8 +14,8 @@ callback's, a diagonal block's λ1 at most the network's, a density whose
 largest node is at most λ1.
 
 The transformers are measured with XLA-compiled products (the default;
-GPT-2 and BERT need the second-order rule of `analysis_tools._second_order`
-for the slice in their position embedding under XLA). The keras.applications
+GPT-2 needs the second-order rule of `analysis_tools._second_order`
+for the slice in its position embedding under XLA, as BERT does in the sweep). The keras.applications
 networks are measured in graph mode, products and gradients (the same numbers to
 rounding; `benchmarks/zoo_cost.py` runs them whole and under XLA), and, to
 keep the suite within its time, with the layers before their last block
