@@ -9,8 +9,23 @@ tracing no optimizer loop saves seconds on a process's first fit.
 """
 
 import numpy as np
+import tensorflow as tf
 
-__all__ = ["bfgs"]
+__all__ = ["bfgs", "on_host"]
+
+
+def on_host(value_and_gradient, *arguments):
+    """x ↦ (f as a float, ∇f as a float64 array) for `bfgs`, from a TensorFlow function of (x, *arguments).
+
+    `value_and_gradient` is a traced function of a float64 position and fixed
+    tensors (the samples); the position goes in as a float64 tensor.
+    """
+
+    def evaluate(position):
+        value, gradient = value_and_gradient(tf.constant(position, tf.float64), *arguments)
+        return float(value), gradient.numpy()
+
+    return evaluate
 
 
 def bfgs(value_and_gradient, start, tolerance=1e-10, max_iterations=500):

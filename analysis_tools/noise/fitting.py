@@ -47,7 +47,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from analysis_tools._optimize import bfgs
+from analysis_tools._optimize import bfgs, on_host
 
 tfd = tfp.distributions
 tfb = tfp.bijectors
@@ -142,12 +142,7 @@ def _maximize(log_likelihood, data, starts):
             return tfp.math.value_and_gradient(lambda p: -log_likelihood(p, samples), position)
 
         _VALUE_AND_GRADIENT[log_likelihood] = value_and_gradient
-    data = tf.constant(data, tf.float64)
-
-    def evaluate(position):
-        value, gradient = _VALUE_AND_GRADIENT[log_likelihood](tf.constant(position, tf.float64), data)
-        return float(value), gradient.numpy()
-
+    evaluate = on_host(_VALUE_AND_GRADIENT[log_likelihood], tf.constant(data, tf.float64))
     best = None
     for start in starts:
         objective, position, _ = bfgs(evaluate, start)

@@ -15,7 +15,7 @@ import tensorflow as tf
 import tensorflow_probability as tfp
 
 from analysis_tools._deprecation import renamed_attribute
-from analysis_tools._optimize import bfgs
+from analysis_tools._optimize import bfgs, on_host
 from analysis_tools.updates.goodness_of_fit import ks_statistic, wasserstein_1
 from analysis_tools.updates.law import AdaptiveUpdate, log_beta_half
 
@@ -123,12 +123,7 @@ def _fit_m(x2, z0, max_iterations, tolerance):
     Returns (m̂, log-likelihood, converged, standard error).
     """
     x2 = tf.constant(x2, tf.float64)
-
-    def evaluate(z):
-        value, gradient = _nll_of_m(tf.constant(z, tf.float64), x2)
-        return float(value), gradient.numpy()
-
-    nll_opt, z, converged = bfgs(evaluate, z0, tolerance, max_iterations)
+    nll_opt, z, converged = bfgs(on_host(_nll_of_m, x2), z0, tolerance, max_iterations)
     floor = tf.maximum(tf.reduce_max(x2), tf.constant(1.0, tf.float64))
     tiny = _tiny(floor)
     n = tf.cast(tf.size(x2), tf.float64)
@@ -194,18 +189,13 @@ def _weighted_m_step(x, r, p0, max_iterations):
     the floor), so the weighted log-likelihood stays finite. Returns (μ, m),
     or the start's where no step improved on it.
     """
-    x_tf, r_tf = tf.constant(x, tf.float64), tf.constant(r, tf.float64)
-
-    def evaluate(p):
-        value, gradient = _m_step_objective(tf.constant(p, tf.float64), x_tf, r_tf)
-        return float(value), gradient.numpy()
-
+    evaluate = on_host(_m_step_objective, tf.constant(x, tf.float64), tf.constant(r, tf.float64))
     p0 = np.asarray(p0, np.float64)
     start, _ = evaluate(p0)
     value, p, _ = bfgs(evaluate, p0, 1e-9, max_iterations)
     p = p if value < start else p0
     floor = max(float(np.max(np.where(r > 0.0, (x - p[0]) ** 2, 0.0))), 1.0)
-    return float(p[0]), floor + float(np.logaddexp(0.0, p[1])) + 1e-12 * floor
+    return float(p[0]), floor + float(np.logaddexp(0.0, p[1])) + float(_tiny(tf.constant(floor, tf.float64)))
 
 
 def _softplus_inverse(y):
