@@ -28,6 +28,7 @@ from analysis_tools.curvature.quantities import (
     density_sample,
     logged_key,
     problem_name,
+    solver_like,
 )
 from analysis_tools.preconditioners import (
     clipped_fraction_of,
@@ -430,11 +431,6 @@ class SharpnessCallback(StepMeasurementCallback):
             operator, k=self.k, max_iterations=self.max_iterations, tolerance=self.tolerance, seed=len(self.records)
         )
 
-    @staticmethod
-    def _solver_of(problem, shared):
-        """`problem`'s solver of `shared`'s sizes: `shared` itself, or a preconditioned operator's wrapper of it."""
-        return problem.solver(False, shared.max_iterations, shared.k, shared.return_vectors)
-
     @property
     def operator(self):
         """The operator of the whole network it measures with, of the first `curvature` (None before `on_train_begin`).
@@ -469,7 +465,7 @@ class SharpnessCallback(StepMeasurementCallback):
 
     # ---------------------------------------------------------- measuring
     def _solve(self, name, kind, problem):
-        solver, matvec = self._solver_of(problem, self._solvers[name]), problem.matvec
+        solver, matvec = solver_like(problem, self._solvers[name]), problem.matvec
         settings = dict(tolerance=self.tolerance, criterion="eigenvalue", seed=_SEEDS[kind], call=self._calls[name])
         self._calls[name] += 1
         previous = self._previous_vectors.get(name) if self.warm_start else None

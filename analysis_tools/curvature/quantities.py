@@ -67,6 +67,11 @@ def problem_name(curvature, kind):
     return kind if curvature == "hessian" else f"{curvature}:{kind}"
 
 
+def solver_like(problem, shared):
+    """`problem`'s solver of `shared`'s sizes: `shared` itself, or a preconditioned operator's wrapper of it."""
+    return problem.solver(False, shared.max_iterations, shared.k, shared.return_vectors)
+
+
 def _positive(name, value, smallest=1):
     if isinstance(value, bool) or int(value) != value or value < smallest:
         raise ValueError(f"`{name}` must be an integer >= {smallest}, got {value!r}.")
@@ -174,7 +179,7 @@ class Density(Quantity):
         problem = measurement.problems[callback.curvatures[0]][kind]
         shared = callback.operator.solver(MODES[kind], self.num_iterations)
         density = slq_with(
-            problem.solver(False, shared.max_iterations, shared.k, shared.return_vectors),
+            solver_like(problem, shared),
             problem.matvec,
             self.num_vectors,
             np.random.default_rng([11, measurement.index]),
